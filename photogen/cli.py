@@ -1,0 +1,2 @@
+def main() -> None:
+    raise SystemExit("photogen: the command line is being assembled")

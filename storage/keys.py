@@ -1,0 +1,66 @@
+"""The blob key layout (ARCHITECTURE.md). Keys are deterministic per job, so a retry overwrites.
+
+Everything a member owns lives under ``users/{user_id}/``: forgetting a member is deleting a prefix.
+"""
+
+from __future__ import annotations
+
+import re
+
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _id(value: object, what: str) -> str:
+    text = str(value)
+    if not _ID.fullmatch(text):
+        raise ValueError(f"{what} {text!r} is not a valid id")
+    return text
+
+
+def user_prefix(user_id: object) -> str:
+    return f"users/{_id(user_id, 'user id')}/"
+
+
+def photo_key(user_id: object, order_id: object, n: int) -> str:
+    return f"{user_prefix(user_id)}photos/{_id(order_id, 'order id')}/{int(n)}.jpg"
+
+
+def photos_prefix(user_id: object, order_id: object) -> str:
+    return f"{user_prefix(user_id)}photos/{_id(order_id, 'order id')}/"
+
+
+def model_prefix(user_id: object, model_id: object) -> str:
+    return f"{user_prefix(user_id)}models/{_id(model_id, 'model id')}/"
+
+
+def model_key(user_id: object, model_id: object) -> str:
+    return f"{model_prefix(user_id, model_id)}lora.safetensors"
+
+
+def model_meta_key(user_id: object, model_id: object) -> str:
+    return f"{model_prefix(user_id, model_id)}meta.json"
+
+
+def render_prefix(user_id: object, job_id: object) -> str:
+    return f"{user_prefix(user_id)}renders/{_id(job_id, 'job id')}/"
+
+
+def render_key(user_id: object, job_id: object, n: int) -> str:
+    return f"{render_prefix(user_id, job_id)}{int(n)}.png"
+
+
+def checkpoint_prefix(job_id: object) -> str:
+    return f"checkpoints/{_id(job_id, 'job id')}/"
+
+
+def preview_prefix(job_id: object) -> str:
+    return f"previews/{_id(job_id, 'job id')}/"
+
+
+def preview_key(job_id: object, step: int) -> str:
+    return f"{preview_prefix(job_id)}{int(step)}.jpg"
+
+
+def done_marker_key(job_id: object) -> str:
+    """Written after a job's outputs and before its done event: a redelivered job with this marker is acked."""
+    return f"done/{_id(job_id, 'job id')}.json"

@@ -1,0 +1,46 @@
+"""Fixtures shared by every test package: real servers started on 127.0.0.1 by the tests themselves."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# boto3 needs credentials to sign requests, even against moto's server. These are dummies; nothing here
+# ever talks to AWS.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.pop("AWS_PROFILE", None)
+
+FACES_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "faces"
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto's real HTTP server (S3, SQS, IAM, EC2, autoscaling …) on a free port of 127.0.0.1."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A fresh name for buckets and queues, so tests sharing one moto server never collide."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    if not FACES_DIR.is_dir():
+        pytest.fail(f"test photos missing: {FACES_DIR} (the shared/ folder beside the checkout)")
+    return FACES_DIR

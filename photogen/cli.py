@@ -1,2 +1,152 @@
-def main() -> None:
-    raise SystemExit("photogen: the command line is being assembled")
+"""`photogen` — one command for every process of the system.
+
+    photogen bot | agent | all | demo | migrate | doctor | healthcheck URL | autoscaler | aws {bootstrap,status,teardown}
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+
+from storage.settings import Settings, load_settings
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def cmd_bot(settings: Settings, args: argparse.Namespace) -> int:
+    from bot import run_bot
+
+    run_bot(settings)
+    return 0
+
+
+def cmd_agent(settings: Settings, args: argparse.Namespace) -> int:
+    from gpu_agent.agent import run_agent
+
+    run_agent(settings)
+    return 0
+
+
+def cmd_all(settings: Settings, args: argparse.Namespace) -> int:
+    """Bot and one agent on this host, as two supervised child processes sharing the embedded backends."""
+    from storage import migrate
+
+    migrate(settings.database_url)
+    children = [
+        subprocess.Popen([sys.executable, "-m", "photogen.cli", "bot"]),
+        subprocess.Popen([sys.executable, "-m", "photogen.cli", "agent"]),
+    ]
+
+    def stop(*_: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    codes = [child.wait() for child in children]
+    return max(codes)
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from photogen.demo import run_demo
+
+    return run_demo(out_dir=args.out, base_model=args.base_model, settings=settings)
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from storage import migrate
+
+    migrate(settings.database_url)
+    print(f"database schema is up to date: {settings.database_url}")
+    return 0
+
+
+def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
+    from photogen.doctor import run_doctor
+
+    return run_doctor(settings, offline=args.offline)
+
+
+def cmd_healthcheck(settings: Settings | None, args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(args.url, timeout=args.timeout) as resp:  # noqa: S310 - local health URL
+            ok = 200 <= resp.status < 300
+    except (urllib.error.URLError, OSError) as err:
+        print(f"unhealthy: {args.url}: {err}", file=sys.stderr)
+        return 1
+    print("healthy" if ok else f"unhealthy: {args.url}")
+    return 0 if ok else 1
+
+
+def cmd_autoscaler(settings: Settings, args: argparse.Namespace) -> int:
+    from cloud.fleet.cli import run_autoscaler
+
+    return run_autoscaler(settings, once=args.once, dry_run=args.dry_run)
+
+
+def cmd_aws(settings: Settings, args: argparse.Namespace) -> int:
+    from cloud.fleet import cli as fleet_cli
+
+    return fleet_cli.run_aws(settings, args.action, yes=args.yes)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="photogen", description="Photogen: a Discord photo studio.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("bot", help="run the Discord bot").set_defaults(func=cmd_bot)
+    sub.add_parser("agent", help="run a GPU agent").set_defaults(func=cmd_agent)
+    sub.add_parser("all", help="bot and one agent on this host (embedded backends)").set_defaults(func=cmd_all)
+
+    demo = sub.add_parser("demo", help="offline end-to-end demo: local Discord server, bot, agent, HTML report")
+    demo.add_argument("--out", default="demo-out", help="folder for report.html and the images (default demo-out)")
+    demo.add_argument("--base-model", default=None, help="hub id or local path of a real base model (default: tiny test model)")
+    demo.set_defaults(func=cmd_demo)
+
+    sub.add_parser("migrate", help="create or upgrade the order store's schema").set_defaults(func=cmd_migrate)
+
+    doctor = sub.add_parser("doctor", help="check settings, database, queues, blobs, Discord, GPU and base model")
+    doctor.add_argument("--offline", action="store_true", help="skip the checks that need the internet")
+    doctor.set_defaults(func=cmd_doctor)
+
+    health = sub.add_parser("healthcheck", help="exit 0 if URL answers 2xx (container healthchecks)")
+    health.add_argument("url")
+    health.add_argument("--timeout", type=float, default=5.0)
+    health.set_defaults(func=cmd_healthcheck, needs_settings=False)
+
+    auto = sub.add_parser("autoscaler", help="scale the AWS agent pools on queue depth")
+    auto.add_argument("--once", action="store_true", help="one decision round, then exit")
+    auto.add_argument("--dry-run", action="store_true", help="decide and log, change nothing")
+    auto.set_defaults(func=cmd_autoscaler)
+
+    aws = sub.add_parser("aws", help="create, inspect or remove the AWS infrastructure")
+    aws.add_argument("action", choices=["bootstrap", "status", "teardown"])
+    aws.add_argument("--yes", action="store_true", help="teardown without asking")
+    aws.set_defaults(func=cmd_aws)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not getattr(args, "needs_settings", True):
+        return args.func(None, args)
+    settings = load_settings()  # a bad setting exits here with one line naming it
+    _configure_logging(settings)
+    return args.func(settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -78,6 +78,53 @@ class Settings(BaseSettings):
     imds_poll_s: float = Field(5.0, gt=0, le=300, description="How often the spot-notice watcher polls IMDS.")
     checkpoint_every_steps: int = Field(100, ge=1, description="Training checkpoint period in steps.")
 
+    # --- what an order asks of the engine (the demo and tests shrink these for the tiny models) ---------
+    train_steps: int = Field(800, ge=1, le=20000, description="Training steps per model.")
+    train_resolution: int = Field(512, ge=32, le=2048, description="Training resolution in pixels (square crops).")
+    train_rank: int = Field(16, ge=1, le=256, description="LoRA rank.")
+    render_steps: int = Field(30, ge=1, le=150, description="Denoising steps per render.")
+    render_size: int = Field(512, ge=64, le=2048, description="Long side of a render in pixels (multiple of 64).")
+
+    # --- the AWS fleet (photogen aws …, photogen autoscaler) ------------------------------------
+    fleet_name: str = Field("photogen", description="Name prefix of the AWS resources (role, template, groups).")
+    fleet_ami_id: str | None = Field(None, description="AMI for agents (a GPU AMI with Docker and the NVIDIA runtime).")
+    fleet_subnet_ids: list[str] = Field(default_factory=list, description="Subnets the agent groups launch into.")
+    fleet_agent_image: str = Field("ghcr.io/photogen/agent:latest", description="Agent container image.")
+    fleet_train_instance_types: list[str] = Field(
+        default_factory=lambda: ["g5.xlarge", "g6.xlarge", "g4dn.xlarge", "g5.2xlarge", "g6.2xlarge"],
+        description="Instance types of the training pool (spot, price-capacity-optimized).",
+    )
+    fleet_render_instance_types: list[str] = Field(
+        default_factory=lambda: ["g5.xlarge", "g6.xlarge", "g4dn.xlarge"],
+        description="Instance types of the render pool.",
+    )
+    fleet_train_max: int = Field(10, ge=0, le=1000, description="Most training instances.")
+    fleet_render_max: int = Field(4, ge=0, le=1000, description="Most render instances.")
+    fleet_render_on_demand: bool = Field(
+        False, description="Render pool on on-demand with a warm pool (AWS refuses warm pools on spot groups)."
+    )
+    fleet_train_wait_s: float = Field(180, gt=0, description="Acceptable wait before a training starts.")
+    fleet_render_wait_s: float = Field(60, gt=0, description="Acceptable wait before a render starts.")
+    fleet_scale_in_after_s: float = Field(600, ge=0, description="Idle time before a pool scales in.")
+    photo_retention_days: int = Field(30, ge=1, le=3650, description="S3 lifecycle: training photos expire after.")
+
+    # --- the bot's limits and behaviour --------------------------------------------------------
+    bot_sync_guild_ids: list[int] = Field(
+        default_factory=list,
+        description="Sync slash commands into these guilds (instant) instead of globally; empty = global.",
+    )
+    bot_rate_limit_per_minute: int = Field(20, ge=1, le=10000, description="Commands one member may run a minute.")
+    bot_max_concurrent_orders: int = Field(
+        2, ge=1, le=100, description="Open orders one member may have, unless the guild sets its own limit."
+    )
+    bot_daily_order_quota: int = Field(
+        50, ge=1, le=100000, description="Orders one member may place a day, unless the guild or admin sets one."
+    )
+    bot_progress_edit_interval_s: float = Field(
+        5.0, ge=0, le=600, description="Least time between two progress edits of one status message."
+    )
+    bot_event_wait_s: float = Field(2.0, ge=0, le=20, description="Long-poll wait of the bot's event consumer.")
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
 
     @field_validator("database_url")

@@ -1,0 +1,337 @@
+"""`photogen aws bootstrap | status | teardown`: the AWS side of a Photogen fleet, idempotently.
+
+bootstrap creates or updates: the S3 bucket (encryption, public access blocked, lifecycle rules), the SQS queues with
+dead-letter queues and redrive, the agents' IAM role + instance profile with least privilege, the launch template
+(IMDSv2 required; user data starts the agent container) and one auto scaling group per pool: training on spot with a
+mixed-instances policy (price-capacity-optimized, capacity rebalance), renders on spot — or on-demand with a warm
+pool, since AWS refuses warm pools on groups with spot instances.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from storage.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PHOTO_TAG = {"Key": "photogen-kind", "Value": "training-photo"}  # set by the S3 blob store on users/*/photos/*
+AGENT_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+
+
+@dataclass
+class Names:
+    fleet: str
+    bucket: str
+    blob_prefix: str
+    queue_prefix: str
+
+    @property
+    def role(self) -> str:
+        return f"{self.fleet}-agent"
+
+    @property
+    def instance_profile(self) -> str:
+        return f"{self.fleet}-agent"
+
+    @property
+    def launch_template(self) -> str:
+        return f"{self.fleet}-agent"
+
+    def group(self, pool: str) -> str:
+        return f"{self.fleet}-{pool}"
+
+    def queue(self, kind: str) -> str:
+        return f"{self.queue_prefix}-{kind}"
+
+
+@dataclass
+class Report:
+    """What bootstrap did, one line per resource: created / updated / exists."""
+
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, what: str, outcome: str) -> None:
+        self.lines.append(f"{outcome:8} {what}")
+        log.info("aws %s: %s", outcome, what)
+
+
+def names_from(settings: Settings) -> Names:
+    if not settings.blob_url.startswith("s3://"):
+        raise SystemExit("photogen aws: BLOB_URL must be s3://BUCKET[/PREFIX] for an AWS fleet")
+    bucket, _, prefix = settings.blob_url.removeprefix("s3://").partition("/")
+    return Names(settings.fleet_name, bucket, prefix.strip("/"), settings.queue_prefix)
+
+
+def _client(settings: Settings, service: str, endpoint: str | None = None) -> Any:
+    return boto3.client(service, region_name=settings.aws_region, endpoint_url=endpoint or settings.aws_endpoint_url)
+
+
+def _prefixed(names: Names, path: str) -> str:
+    return f"{names.blob_prefix}/{path}" if names.blob_prefix else path
+
+
+# --- S3 --------------------------------------------------------------------------------------------------------
+
+
+def lifecycle_rules(names: Names, settings: Settings) -> list[dict]:
+    """Training photos expire after the retention period (matched by tag: S3 filters cannot wildcard users/*/),
+    previews after a day, checkpoints after a week; half-finished multipart uploads are cleaned up."""
+    return [
+        {"ID": "training-photos", "Status": "Enabled", "Filter": {"Tag": PHOTO_TAG},
+         "Expiration": {"Days": settings.photo_retention_days}},
+        {"ID": "previews", "Status": "Enabled", "Filter": {"Prefix": _prefixed(names, "previews/")},
+         "Expiration": {"Days": 1}},
+        {"ID": "checkpoints", "Status": "Enabled", "Filter": {"Prefix": _prefixed(names, "checkpoints/")},
+         "Expiration": {"Days": 7}},
+        {"ID": "abort-multipart", "Status": "Enabled", "Filter": {"Prefix": ""},
+         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}},
+    ]
+
+
+def ensure_bucket(settings: Settings, names: Names, report: Report) -> None:
+    s3 = _client(settings, "s3", settings.s3_endpoint_url)
+    try:
+        s3.head_bucket(Bucket=names.bucket)
+        report.add(f"s3://{names.bucket}", "exists")
+    except ClientError:
+        kwargs: dict[str, Any] = {"Bucket": names.bucket}
+        if settings.aws_region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": settings.aws_region}
+        s3.create_bucket(**kwargs)
+        report.add(f"s3://{names.bucket}", "created")
+    s3.put_public_access_block(
+        Bucket=names.bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True,
+        },
+    )
+    s3.put_bucket_encryption(
+        Bucket=names.bucket,
+        ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+    )
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=names.bucket, LifecycleConfiguration={"Rules": lifecycle_rules(names, settings)}
+    )
+    report.add(f"s3://{names.bucket} encryption, public access block, lifecycle", "updated")
+
+
+# --- SQS -------------------------------------------------------------------------------------------------------
+
+
+def ensure_queues(settings: Settings, report: Report) -> dict[str, str]:
+    """The train, render and events queues with their dead-letter queues; returns queue ARNs by name."""
+    from cloud.queues import open_queues
+
+    queues = open_queues(settings)  # the SQS backend creates missing queues with their redrive policy
+    sqs = _client(settings, "sqs", settings.sqs_endpoint_url)
+    arns = {}
+    for queue in (queues.train, queues.render, queues.events):
+        for name in (queue.name, f"{queue.name}-dlq"):
+            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+            arns[name] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            report.add(f"sqs {name}", "exists")
+    return arns
+
+
+# --- IAM -------------------------------------------------------------------------------------------------------
+
+
+def agent_policy(names: Names, arns: dict[str, str], group_arns: list[str]) -> dict:
+    """Least privilege for an agent: consume train/render, publish events, dead-letter poison jobs, read/write only
+    the blob prefixes agents use, and protect its own instance from scale-in while busy."""
+    bucket_arn = f"arn:aws:s3:::{names.bucket}"
+    obj = [f"{bucket_arn}/{_prefixed(names, p)}*" for p in ("users/", "checkpoints/", "previews/", "done/")]
+    consume = [arns[names.queue("train")], arns[names.queue("render")]]
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "ConsumeJobs", "Effect": "Allow", "Resource": consume,
+             "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+                        "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]},
+            {"Sid": "PublishEvents", "Effect": "Allow", "Resource": [arns[names.queue("events")]],
+             "Action": ["sqs:SendMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"]},
+            {"Sid": "DeadLetterPoisonJobs", "Effect": "Allow",
+             "Resource": [arns[f"{names.queue('train')}-dlq"], arns[f"{names.queue('render')}-dlq"]],
+             "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"]},
+            {"Sid": "BlobObjects", "Effect": "Allow", "Resource": obj,
+             "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:PutObjectTagging"]},
+            {"Sid": "BlobList", "Effect": "Allow", "Resource": [bucket_arn], "Action": ["s3:ListBucket"],
+             "Condition": {"StringLike": {"s3:prefix": [_prefixed(names, p) + "*" for p in ("checkpoints/", "users/", "done/")]}}},
+            {"Sid": "ScaleInProtection", "Effect": "Allow", "Resource": group_arns or ["*"],
+             "Action": ["autoscaling:SetInstanceProtection"]},
+        ],
+    }
+
+
+def ensure_role(settings: Settings, names: Names, policy: dict, report: Report) -> str:
+    iam = _client(settings, "iam")
+    try:
+        iam.get_role(RoleName=names.role)
+        report.add(f"iam role {names.role}", "exists")
+    except ClientError:
+        iam.create_role(RoleName=names.role, AssumeRolePolicyDocument=json.dumps(AGENT_TRUST),
+                        Description="Photogen GPU agent")
+        report.add(f"iam role {names.role}", "created")
+    iam.put_role_policy(RoleName=names.role, PolicyName=f"{names.fleet}-agent", PolicyDocument=json.dumps(policy))
+    report.add(f"iam policy {names.fleet}-agent", "updated")
+    try:
+        profile = iam.get_instance_profile(InstanceProfileName=names.instance_profile)["InstanceProfile"]
+        report.add(f"instance profile {names.instance_profile}", "exists")
+    except ClientError:
+        profile = iam.create_instance_profile(InstanceProfileName=names.instance_profile)["InstanceProfile"]
+        report.add(f"instance profile {names.instance_profile}", "created")
+    if not any(r["RoleName"] == names.role for r in profile.get("Roles", [])):
+        iam.add_role_to_instance_profile(InstanceProfileName=names.instance_profile, RoleName=names.role)
+    return profile["Arn"]
+
+
+# --- EC2 + Auto Scaling ----------------------------------------------------------------------------------------
+
+_AGENT_ENV = ("QUEUE_URL", "QUEUE_PREFIX", "BLOB_URL", "AWS_REGION", "BASE_MODEL", "AGENT_LEASE_S",
+              "AGENT_HEARTBEAT_S", "QUEUE_MAX_RECEIVES")
+
+
+def user_data(settings: Settings) -> str:
+    """Boot script: run the agent container on the GPU; IMDS stays reachable for spot notices."""
+    values = {name: str(getattr(settings, name.lower())) for name in _AGENT_ENV}
+    env = " ".join(f"-e {k}={json.dumps(v)}" for k, v in values.items())
+    return "\n".join([
+        "#!/bin/bash",
+        "set -euo pipefail",
+        f"docker pull {settings.fleet_agent_image}",
+        f"docker run -d --restart unless-stopped --gpus all --name photogen-agent {env} "
+        f"-e DEVICE=cuda -v /opt/photogen:/data {settings.fleet_agent_image} photogen agent",
+        "",
+    ])
+
+
+def ensure_launch_template(settings: Settings, names: Names, profile_arn: str, report: Report) -> None:
+    if not settings.fleet_ami_id:
+        raise SystemExit("photogen aws: set FLEET_AMI_ID to a GPU AMI with Docker and the NVIDIA container runtime")
+    ec2 = _client(settings, "ec2")
+    data = {
+        "ImageId": settings.fleet_ami_id,
+        "IamInstanceProfile": {"Arn": profile_arn},
+        "UserData": base64.b64encode(user_data(settings).encode()).decode(),
+        "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 2},
+        "TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": "photogen-fleet", "Value": names.fleet}]}],
+    }
+    try:
+        ec2.describe_launch_templates(LaunchTemplateNames=[names.launch_template])
+        ec2.create_launch_template_version(LaunchTemplateName=names.launch_template, LaunchTemplateData=data)
+        ec2.modify_launch_template(LaunchTemplateName=names.launch_template, DefaultVersion="$Latest")
+        report.add(f"launch template {names.launch_template}", "updated")
+    except ClientError:
+        ec2.create_launch_template(LaunchTemplateName=names.launch_template, LaunchTemplateData=data)
+        report.add(f"launch template {names.launch_template}", "created")
+
+
+def group_spec(settings: Settings, names: Names, pool: str) -> dict:
+    types = settings.fleet_train_instance_types if pool == "train" else settings.fleet_render_instance_types
+    on_demand = pool == "render" and settings.fleet_render_on_demand
+    spec: dict[str, Any] = {
+        "AutoScalingGroupName": names.group(pool),
+        "MinSize": 0,
+        "MaxSize": settings.fleet_train_max if pool == "train" else settings.fleet_render_max,
+        "VPCZoneIdentifier": ",".join(settings.fleet_subnet_ids),
+        "NewInstancesProtectedFromScaleIn": False,
+        "CapacityRebalance": not on_demand,
+        "MixedInstancesPolicy": {
+            "LaunchTemplate": {
+                "LaunchTemplateSpecification": {"LaunchTemplateName": names.launch_template, "Version": "$Latest"},
+                "Overrides": [{"InstanceType": t} for t in types],
+            },
+            "InstancesDistribution": {
+                "OnDemandBaseCapacity": 0,
+                "OnDemandPercentageAboveBaseCapacity": 100 if on_demand else 0,
+                "SpotAllocationStrategy": "price-capacity-optimized",
+            },
+        },
+        "Tags": [{"Key": "photogen-pool", "Value": pool, "PropagateAtLaunch": True}],
+    }
+    return spec
+
+
+def ensure_groups(settings: Settings, names: Names, report: Report) -> None:
+    if not settings.fleet_subnet_ids:
+        raise SystemExit("photogen aws: set FLEET_SUBNET_IDS to the subnets agents may launch into")
+    asg = _client(settings, "autoscaling")
+    for pool in ("train", "render"):
+        spec = group_spec(settings, names, pool)
+        existing = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[spec["AutoScalingGroupName"]])
+        if existing["AutoScalingGroups"]:
+            update = {k: v for k, v in spec.items() if k != "Tags"}
+            asg.update_auto_scaling_group(**update)
+            report.add(f"auto scaling group {spec['AutoScalingGroupName']}", "updated")
+        else:
+            asg.create_auto_scaling_group(DesiredCapacity=0, **spec)
+            report.add(f"auto scaling group {spec['AutoScalingGroupName']}", "created")
+        # a terminating agent gets time to checkpoint and release its job (same budget as a spot notice)
+        asg.put_lifecycle_hook(
+            LifecycleHookName=f"{names.fleet}-{pool}-drain", AutoScalingGroupName=spec["AutoScalingGroupName"],
+            LifecycleTransition="autoscaling:EC2_INSTANCE_TERMINATING", HeartbeatTimeout=120,
+            DefaultResult="CONTINUE",
+        )
+        if pool == "render" and settings.fleet_render_on_demand:
+            asg.put_warm_pool(AutoScalingGroupName=spec["AutoScalingGroupName"], PoolState="Stopped", MinSize=1)
+            report.add(f"warm pool for {spec['AutoScalingGroupName']}", "updated")
+
+
+def bootstrap(settings: Settings) -> Report:
+    names = names_from(settings)
+    report = Report()
+    ensure_bucket(settings, names, report)
+    arns = ensure_queues(settings, report)
+    account_groups = [
+        f"arn:aws:autoscaling:{settings.aws_region}:*:autoScalingGroup:*:autoScalingGroupName/{names.group(p)}"
+        for p in ("train", "render")
+    ]
+    profile_arn = ensure_role(settings, names, agent_policy(names, arns, account_groups), report)
+    ensure_launch_template(settings, names, profile_arn, report)
+    ensure_groups(settings, names, report)
+    return report
+
+
+def teardown(settings: Settings) -> Report:
+    """Remove compute and IAM. The bucket and queues hold members' data: they are kept, and said so."""
+    names = names_from(settings)
+    report = Report()
+    asg = _client(settings, "autoscaling")
+    for pool in ("train", "render"):
+        try:
+            asg.delete_auto_scaling_group(AutoScalingGroupName=names.group(pool), ForceDelete=True)
+            report.add(f"auto scaling group {names.group(pool)}", "deleted")
+        except ClientError:
+            report.add(f"auto scaling group {names.group(pool)}", "absent")
+    ec2 = _client(settings, "ec2")
+    try:
+        ec2.delete_launch_template(LaunchTemplateName=names.launch_template)
+        report.add(f"launch template {names.launch_template}", "deleted")
+    except ClientError:
+        report.add(f"launch template {names.launch_template}", "absent")
+    iam = _client(settings, "iam")
+    try:
+        iam.remove_role_from_instance_profile(InstanceProfileName=names.instance_profile, RoleName=names.role)
+        iam.delete_instance_profile(InstanceProfileName=names.instance_profile)
+        report.add(f"instance profile {names.instance_profile}", "deleted")
+    except ClientError:
+        report.add(f"instance profile {names.instance_profile}", "absent")
+    try:
+        iam.delete_role_policy(RoleName=names.role, PolicyName=f"{names.fleet}-agent")
+        iam.delete_role(RoleName=names.role)
+        report.add(f"iam role {names.role}", "deleted")
+    except ClientError:
+        report.add(f"iam role {names.role}", "absent")
+    report.add(f"s3://{names.bucket} and the SQS queues (members' data; delete them by hand)", "kept")
+    return report

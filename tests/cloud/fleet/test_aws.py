@@ -1,0 +1,151 @@
+"""`photogen aws bootstrap | status | teardown` and the autoscaler loop against moto's real HTTP server.
+
+What moto cannot show: real instances booting, spot interruptions and lifecycle-hook waits. Those calls are checked
+at the call level here (the hook and warm pool exist with the right settings); their timing is simulated in
+bench/fleet.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from cloud.fleet import aws
+from cloud.fleet.cli import build_pools, run_aws, status_lines
+from cloud.fleet.scaling import autoscale_once
+from storage.settings import load_settings
+
+
+@pytest.fixture
+def fleet_settings(moto_endpoint: str, unique_name: str):
+    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=moto_endpoint)
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24", AvailabilityZone="us-east-1a")["Subnet"]["SubnetId"]
+    ami = ec2.describe_images()["Images"][0]["ImageId"]
+    return load_settings(
+        blob_url=f"s3://{unique_name}/pg",
+        queue_url="sqs://",
+        queue_prefix=unique_name,
+        aws_endpoint_url=moto_endpoint,
+        fleet_name=unique_name,
+        fleet_ami_id=ami,
+        fleet_subnet_ids=[subnet],
+        fleet_train_max=3,
+        fleet_scale_in_after_s=60,
+    )
+
+
+def _clients(settings):
+    def c(name):
+        return boto3.client(name, region_name="us-east-1", endpoint_url=settings.aws_endpoint_url)
+
+    return c("s3"), c("sqs"), c("iam"), c("ec2"), c("autoscaling")
+
+
+def test_bootstrap_creates_everything_and_is_idempotent(fleet_settings) -> None:
+    first = aws.bootstrap(fleet_settings)
+    assert any(line.startswith("created") and "auto scaling group" in line for line in first.lines)
+    second = aws.bootstrap(fleet_settings)
+    assert not any(line.startswith("created") for line in second.lines), second.lines
+
+    s3, sqs, iam, ec2, asg = _clients(fleet_settings)
+    names = aws.names_from(fleet_settings)
+    enc = s3.get_bucket_encryption(Bucket=names.bucket)["ServerSideEncryptionConfiguration"]
+    assert enc["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    block = s3.get_public_access_block(Bucket=names.bucket)["PublicAccessBlockConfiguration"]
+    assert all(block.values())
+    rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=names.bucket)["Rules"]}
+    assert rules["training-photos"]["Expiration"]["Days"] == fleet_settings.photo_retention_days
+    assert rules["previews"]["Expiration"]["Days"] == 1
+    assert rules["previews"]["Filter"]["Prefix"] == "pg/previews/"
+
+    for kind in ("train", "render", "events"):
+        url = sqs.get_queue_url(QueueName=names.queue(kind))["QueueUrl"]
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])["Attributes"]
+        assert json.loads(attrs["RedrivePolicy"])["deadLetterTargetArn"].endswith(f"{names.queue(kind)}-dlq")
+
+    policy = iam.get_role_policy(RoleName=names.role, PolicyName=f"{names.fleet}-agent")["PolicyDocument"]
+    if isinstance(policy, str):
+        policy = json.loads(policy)
+    for statement in policy["Statement"]:
+        assert all(not a.endswith("*") for a in statement["Action"]), statement  # no wildcard actions
+    blob = next(s for s in policy["Statement"] if s["Sid"] == "BlobObjects")
+    assert all(r.startswith(f"arn:aws:s3:::{names.bucket}/pg/") for r in blob["Resource"])
+    consume = next(s for s in policy["Statement"] if s["Sid"] == "ConsumeJobs")
+    assert not any("events" in r for r in consume["Resource"])
+    profile = iam.get_instance_profile(InstanceProfileName=names.instance_profile)["InstanceProfile"]
+    assert [r["RoleName"] for r in profile["Roles"]] == [names.role]
+
+    versions = ec2.describe_launch_template_versions(LaunchTemplateName=names.launch_template)["LaunchTemplateVersions"]
+    data = versions[0]["LaunchTemplateData"]
+    assert data["MetadataOptions"]["HttpTokens"] == "required"  # IMDSv2 for the spot watcher
+    groups = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[names.group("train"), names.group("render")])
+    assert len(groups["AutoScalingGroups"]) == 2
+    train = next(g for g in groups["AutoScalingGroups"] if g["AutoScalingGroupName"] == names.group("train"))
+    dist = train["MixedInstancesPolicy"]["InstancesDistribution"]
+    assert dist["SpotAllocationStrategy"] == "price-capacity-optimized"
+    assert dist["OnDemandPercentageAboveBaseCapacity"] == 0
+    assert train["CapacityRebalance"] is True
+    overrides = [o["InstanceType"] for o in train["MixedInstancesPolicy"]["LaunchTemplate"]["Overrides"]]
+    assert {t.split(".")[0] for t in overrides} == {"g5", "g6", "g4dn"}
+    hooks = asg.describe_lifecycle_hooks(AutoScalingGroupName=names.group("train"))["LifecycleHooks"]
+    assert hooks[0]["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
+
+
+def test_user_data_starts_the_agent_and_carries_no_secret(fleet_settings) -> None:
+    script = aws.user_data(fleet_settings.model_copy(update={"discord_token": "very-secret"}))
+    assert "photogen agent" in script and "--gpus all" in script
+    assert "very-secret" not in script and "DISCORD" not in script
+
+
+def test_render_pool_on_demand_gets_a_warm_pool(fleet_settings) -> None:
+    settings = fleet_settings.model_copy(update={"fleet_render_on_demand": True})
+    aws.bootstrap(settings)
+    _, _, _, _, asg = _clients(settings)
+    names = aws.names_from(settings)
+    warm = asg.describe_warm_pool(AutoScalingGroupName=names.group("render"))
+    assert warm["WarmPoolConfiguration"]["PoolState"] == "Stopped"
+    render = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[names.group("render")])["AutoScalingGroups"][0]
+    assert render["MixedInstancesPolicy"]["InstancesDistribution"]["OnDemandPercentageAboveBaseCapacity"] == 100
+
+
+def test_autoscaler_scales_from_zero_keeps_busy_and_scales_back(fleet_settings) -> None:
+    aws.bootstrap(fleet_settings)
+    _, _, _, _, asg = _clients(fleet_settings)
+    pools = build_pools(fleet_settings)
+    train_pool = pools[0]
+    for _ in range(2):
+        train_pool.queue.send('{"probe": true}')
+    decisions = autoscale_once(asg, pools, now=0.0)
+    assert decisions[0].desired == 2 and decisions[1].desired == 0
+    group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[train_pool.group])["AutoScalingGroups"][0]
+    assert group["DesiredCapacity"] == 2
+    # one agent is busy: it protects its instance; the queue drains
+    instance = group["Instances"][0]["InstanceId"]
+    asg.set_instance_protection(InstanceIds=[instance], AutoScalingGroupName=train_pool.group, ProtectedFromScaleIn=True)
+    train_pool.queue.purge()
+    held = autoscale_once(asg, pools, now=30.0)[0]
+    assert held.desired == 2 and "hold" in held.reason
+    after_idle = autoscale_once(asg, pools, now=100.0)[0]
+    assert after_idle.desired == 1, after_idle.reason  # never below the busy agent
+    lines = status_lines(fleet_settings)
+    assert any(line.startswith(f"pool train: desired 1") for line in lines), lines
+    assert any(line.startswith("spend estimate") for line in lines)
+
+
+def test_teardown_removes_compute_and_keeps_data(fleet_settings, capsys) -> None:
+    aws.bootstrap(fleet_settings)
+    assert run_aws(fleet_settings, "teardown", yes=True) == 0
+    out = capsys.readouterr().out
+    assert "deleted  iam role" in out and "kept" in out
+    s3, _, iam, _, asg = _clients(fleet_settings)
+    names = aws.names_from(fleet_settings)
+    assert not asg.describe_auto_scaling_groups(AutoScalingGroupNames=[names.group("train")])["AutoScalingGroups"]
+    s3.head_bucket(Bucket=names.bucket)  # still there
+
+
+def test_bootstrap_refuses_without_s3_blob_url(fleet_settings) -> None:
+    with pytest.raises(SystemExit, match="BLOB_URL must be s3://"):
+        aws.bootstrap(fleet_settings.model_copy(update={"blob_url": "file://data/blobs"}))

@@ -1,0 +1,118 @@
+"""docker-compose.yml and the Dockerfiles, checked without a Docker engine (none runs here).
+
+CI additionally runs the images' install step (docker/install.sh) in fresh virtual environments.
+"""
+
+from __future__ import annotations
+
+import http.server
+import re
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from photogen.cli import build_parser, main
+from storage.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+SETTING_NAMES = {name.upper() for name in Settings.model_fields}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_bot_and_agent_services_share_one_volume(compose: dict) -> None:
+    services = compose["services"]
+    assert {"bot", "agent"} <= set(services)
+    for name in ("bot", "agent"):
+        mounts = services[name]["volumes"]
+        assert "photogen-data:/data" in mounts, name
+    assert "photogen-data" in compose["volumes"]
+
+
+def test_agent_reserves_an_nvidia_gpu(compose: dict) -> None:
+    devices = compose["services"]["agent"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia"
+    assert "gpu" in devices[0]["capabilities"]
+
+
+def test_build_contexts_and_dockerfiles_exist(compose: dict) -> None:
+    built = [s for s in compose["services"].values() if "build" in s]
+    assert len(built) >= 2
+    for service in built:
+        context = ROOT / service["build"]["context"]
+        dockerfile = context / service["build"]["dockerfile"]
+        assert dockerfile.is_file(), dockerfile
+        for line in dockerfile.read_text().splitlines():
+            if line.startswith("COPY "):
+                for src in line.split()[1:-1]:
+                    assert (context / src).exists(), f"{dockerfile.name}: COPY source {src} missing"
+
+
+def test_every_environment_name_is_a_setting(compose: dict) -> None:
+    for name, service in compose["services"].items():
+        env = service.get("environment") or {}
+        keys = env.keys() if isinstance(env, dict) else [e.split("=", 1)[0] for e in env]
+        for key in keys:
+            if key.startswith("<<"):
+                continue
+            if name in ("seaweedfs", "elasticmq"):
+                continue
+            assert key in SETTING_NAMES, f"service {name}: {key} is not a field of storage/settings.py"
+
+
+def test_env_example_names_are_settings() -> None:
+    names = re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M)
+    assert names, ".env.example lists no settings"
+    unknown = set(names) - SETTING_NAMES
+    assert not unknown, f".env.example names unknown settings: {sorted(unknown)}"
+
+
+def test_profiles_for_multihost_and_aws(compose: dict) -> None:
+    services = compose["services"]
+    assert services["seaweedfs"]["profiles"] == ["multihost"]
+    assert services["elasticmq"]["profiles"] == ["multihost"]
+    assert services["aws-bootstrap"]["profiles"] == ["aws"]
+    assert services["aws-bootstrap"]["command"][:3] == ["photogen", "aws", "bootstrap"]
+
+
+def test_healthcheck_commands_exist(compose: dict) -> None:
+    subcommands = set(build_parser()._subparsers._group_actions[0].choices)  # noqa: SLF001
+    checked = 0
+    for name, service in compose["services"].items():
+        test = service.get("healthcheck", {}).get("test")
+        if not test:
+            continue
+        assert test[0] == "CMD"
+        assert test[1] == "photogen", f"{name}: healthcheck runs {test[1]}, which the image does not install"
+        assert test[2] in subcommands, f"{name}: photogen has no subcommand {test[2]}"
+        checked += 1
+    assert checked == 2
+    for line in (ROOT / "docker" / "bot.Dockerfile").read_text().splitlines():
+        if line.startswith("CMD"):
+            assert '"photogen"' in line
+
+
+def test_healthcheck_subcommand_against_a_real_server(capsys: pytest.CaptureFixture[str]) -> None:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200 if self.path == "/healthz" else 503)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        assert main(["healthcheck", f"http://127.0.0.1:{port}/healthz"]) == 0
+        assert main(["healthcheck", f"http://127.0.0.1:{port}/broken"]) == 1
+    finally:
+        server.shutdown()
+    server.server_close()
+    assert main(["healthcheck", f"http://127.0.0.1:{port}/healthz", "--timeout", "1"]) == 1

@@ -7,12 +7,14 @@ and from ``.env``; names are the upper-case field names (``DATABASE_URL``, ``DIS
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 
 class SettingsError(SystemExit):
@@ -42,6 +44,11 @@ class Settings(BaseSettings):
     blob_url_expiry_s: int = Field(86400, ge=60, le=604800, description="Lifetime of presigned/served links.")
     blob_public_base_url: str | None = Field(
         None, description="Base URL under which the bot serves local blobs as expiring links."
+    )
+    blob_url_secret: SecretStr | None = Field(
+        None,
+        description="HMAC key that signs the bot's served links to local blobs; unset: one is generated and "
+        "kept beside the blob folder.",
     )
 
     # --- Discord ------------------------------------------------------------------------
@@ -164,11 +171,30 @@ class Settings(BaseSettings):
         return Path(self.database_url.removeprefix("sqlite:///"))
 
 
+def _is_secret(field: str) -> bool:
+    info = Settings.model_fields.get(field)
+    secret_type = info is not None and "SecretStr" in str(info.annotation)
+    return secret_type or any(word in field.upper() for word in ("TOKEN", "SECRET", "PASSWORD", "KEY"))
+
+
 def _one_line(err: ValidationError) -> str:
     first = err.errors()[0]
-    name = str(first["loc"][0]).upper() if first["loc"] else "settings"
-    shown = "" if "TOKEN" in name or "SECRET" in name else f" (got {first.get('input')!r})"
-    return f"photogen: bad setting {name}: {first['msg']}{shown}"
+    field = str(first["loc"][0]) if first["loc"] else ""
+    name = field.upper() or "settings"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if _is_secret(field) or "input" not in first:
+        return f"photogen: bad setting {name}: {message}"
+    # A URL may carry credentials (https://user:password@host): never echo them.
+    shown = re.sub(r"(?<=://)[^/@\s]+@", "***@", repr(first["input"]))
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    return f"photogen: bad setting {name}: {message} (got {shown})"
+
+
+def _source_error_line(err: Exception) -> str:
+    # pydantic-settings fails before validation when an environment value of a list setting is not JSON.
+    match = re.search(r'field "([a-z0-9_]+)"', str(err))
+    name = match.group(1).upper() if match else "settings"
+    return f"photogen: bad setting {name}: not valid JSON (write a list as JSON, e.g. [\"a\", \"b\"] or [1, 2])"
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -177,6 +203,8 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as err:
         raise SettingsError(_one_line(err)) from None
+    except PydanticSettingsError as err:
+        raise SettingsError(_source_error_line(err)) from None
 
 
 @lru_cache(maxsize=1)

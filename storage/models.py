@@ -1,0 +1,174 @@
+"""The order store's tables (SQLModel). Times are Unix seconds (float, UTC); Discord ids are strings.
+
+Changing a table means adding an Alembic revision under storage/migrations/versions/ — a test checks that the
+migrated schema equals this metadata.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index
+from sqlmodel import Field, SQLModel
+
+ORDER_KINDS = ("train", "render")
+# The happy path, in order; an order only ever moves to a later one, or to failed/cancelled.
+ORDER_FLOW = ("created", "queued", "training", "trained", "rendering", "delivered")
+FINAL_STATUSES = ("delivered", "failed", "cancelled")
+ORDER_STATUSES = (*ORDER_FLOW, "failed", "cancelled")
+ACTIVE_STATUSES = ("created", "queued", "training", "trained", "rendering")
+MODEL_STATUSES = ("training", "ready", "failed")
+DELIVERY_STATUSES = ("pending", "sent")
+
+
+def now() -> float:
+    return time.time()
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _json(default: Any) -> Any:
+    return Field(default_factory=default, sa_column=Column(JSON, nullable=False))
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: str = Field(primary_key=True, max_length=32, description="Discord user id")
+    credits: int = Field(default=0, ge=0)
+    banned: bool = False
+    ban_reason: str | None = None
+    consent_at: float | None = Field(default=None, description="When the member accepted the photo terms")
+    daily_quota: int | None = Field(default=None, description="Admin override of the daily order quota")
+    created_at: float = Field(default_factory=now)
+
+
+class GuildSettings(SQLModel, table=True):
+    __tablename__ = "guild_settings"
+
+    guild_id: str = Field(primary_key=True, max_length=32)
+    admin_role_id: str | None = None
+    allowed_channel_ids: list[str] = _json(list)
+    blocked_words: list[str] = _json(list)
+    daily_quota: int | None = None
+    max_concurrent_orders: int | None = None
+    paused: bool = False
+    admin_log_channel_id: str | None = None
+    updated_at: float = Field(default_factory=now)
+
+
+class Order(SQLModel, table=True):
+    __tablename__ = "orders"
+    __table_args__ = (
+        Index("ix_orders_user_created", "user_id", "created_at"),
+        Index("ix_orders_status_created", "status", "created_at"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    user_id: str = Field(foreign_key="users.id", max_length=32)
+    guild_id: str | None = None
+    channel_id: str | None = None
+    kind: str = Field(max_length=16)  # train | render
+    status: str = Field(default="created", max_length=16)
+    model_id: str | None = Field(default=None, max_length=64)
+    prompt: str | None = None
+    params: dict[str, Any] = _json(dict)
+    status_message_id: str | None = None
+    credits_charged: int = 0
+    credits_refunded: int = 0  # refund_order pays back the difference, so a refund happens once
+    progress_step: int | None = None
+    progress_total: int | None = None
+    progress_eta_s: float | None = None
+    preview_key: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    created_at: float = Field(default_factory=now)
+    updated_at: float = Field(default_factory=now)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+class Job(SQLModel, table=True):
+    __tablename__ = "jobs"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    order_id: str = Field(foreign_key="orders.id", index=True, max_length=64)
+    kind: str = Field(max_length=16)  # train | render
+    attempt: int = 1
+    payload: dict[str, Any] = _json(dict)
+    created_at: float = Field(default_factory=now)
+
+
+class TrainedModel(SQLModel, table=True):
+    __tablename__ = "trained_models"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    user_id: str = Field(foreign_key="users.id", index=True, max_length=32)
+    order_id: str | None = Field(default=None, max_length=64)
+    name: str
+    class_word: str
+    subject_token: str
+    base_model: str
+    lora_key: str | None = None
+    status: str = Field(default="training", max_length=16)
+    created_at: float = Field(default_factory=now)
+
+
+class Image(SQLModel, table=True):
+    __tablename__ = "images"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    order_id: str = Field(foreign_key="orders.id", index=True, max_length=64)
+    user_id: str = Field(index=True, max_length=32)
+    job_id: str | None = Field(default=None, max_length=64)
+    index: int = 0
+    blob_key: str
+    seed: int | None = None
+    prompt: str | None = None
+    created_at: float = Field(default_factory=now)
+
+
+class AppliedEvent(SQLModel, table=True):
+    """One row per event id ever applied: the idempotency record."""
+
+    __tablename__ = "applied_events"
+
+    event_id: str = Field(primary_key=True, max_length=64)
+    order_id: str | None = Field(default=None, index=True, max_length=64)
+    applied_at: float = Field(default_factory=now)
+
+
+class Delivery(SQLModel, table=True):
+    """The outbox: a post to Discord written in the same transaction as the state change that causes it."""
+
+    __tablename__ = "delivery_outbox"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    order_id: str | None = Field(default=None, foreign_key="orders.id", index=True, max_length=64)
+    kind: str = Field(max_length=32)
+    payload: dict[str, Any] = _json(dict)
+    status: str = Field(default="pending", index=True, max_length=16)
+    discord_message_id: str | None = None
+    attempts: int = 0
+    last_error: str | None = None
+    created_at: float = Field(default_factory=now)
+    updated_at: float = Field(default_factory=now)
+    sent_at: float | None = None
+
+
+class AuditEntry(SQLModel, table=True):
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    guild_id: str | None = Field(default=None, index=True, max_length=32)
+    actor_id: str | None = Field(default=None, max_length=32)
+    action: str = Field(max_length=64)
+    target: str | None = None
+    detail: str | None = None
+    created_at: float = Field(default_factory=now, index=True)

@@ -229,12 +229,14 @@ def ensure_launch_template(settings: Settings, names: Names, profile_arn: str, r
     }
     try:
         ec2.describe_launch_templates(LaunchTemplateNames=[names.launch_template])
-        ec2.create_launch_template_version(LaunchTemplateName=names.launch_template, LaunchTemplateData=data)
-        ec2.modify_launch_template(LaunchTemplateName=names.launch_template, DefaultVersion="$Latest")
-        report.add(f"launch template {names.launch_template}", "updated")
     except ClientError:
         ec2.create_launch_template(LaunchTemplateName=names.launch_template, LaunchTemplateData=data)
         report.add(f"launch template {names.launch_template}", "created")
+        return
+    version = ec2.create_launch_template_version(LaunchTemplateName=names.launch_template, LaunchTemplateData=data)
+    number = str(version["LaunchTemplateVersion"]["VersionNumber"])
+    ec2.modify_launch_template(LaunchTemplateName=names.launch_template, DefaultVersion=number)
+    report.add(f"launch template {names.launch_template} (version {number})", "updated")
 
 
 def group_spec(settings: Settings, names: Names, pool: str) -> dict:

@@ -7,6 +7,7 @@ Uploads go through boto3's managed transfer, so objects above the multipart thre
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -48,6 +49,10 @@ def make_s3_client(region: str, endpoint_url: str | None = None) -> Any:
         s3={"addressing_style": "path" if endpoint_url else "auto"},
     )
     return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
+
+
+TRAINING_PHOTO_TAG = "photogen-kind=training-photo"
+_TRAINING_PHOTO = re.compile(r"^users/[^/]+/photos/")
 
 
 class S3BlobStore(BlobStore):
@@ -99,6 +104,10 @@ class S3BlobStore(BlobStore):
         else:
             raise TypeError(f"blob data must be bytes or a binary file object, got {type(data).__name__}")
         extra = {"ContentType": content_type} if content_type else {}
+        if _TRAINING_PHOTO.match(key):
+            # S3 lifecycle filters cannot wildcard users/*/photos/: the expiry rule for training photos
+            # (photogen aws bootstrap, PHOTO_RETENTION_DAYS) matches this tag instead.
+            extra["Tagging"] = TRAINING_PHOTO_TAG
         try:
             # A multipart upload only becomes an object when completed, and a failed one is aborted by the
             # transfer manager: a failed put leaves no object behind.

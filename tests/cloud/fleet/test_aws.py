@@ -149,3 +149,24 @@ def test_teardown_removes_compute_and_keeps_data(fleet_settings, capsys) -> None
 def test_bootstrap_refuses_without_s3_blob_url(fleet_settings) -> None:
     with pytest.raises(SystemExit, match="BLOB_URL must be s3://"):
         aws.bootstrap(fleet_settings.model_copy(update={"blob_url": "file://data/blobs"}))
+
+
+def test_training_photos_carry_the_lifecycle_tag(fleet_settings) -> None:
+    from storage import keys
+    from storage.blobs import open_blob_store
+
+    aws.bootstrap(fleet_settings)
+    store = open_blob_store(fleet_settings)
+    photo, render = keys.photo_key("42", "o1", 0), keys.render_key("42", "j1", 0)
+    store.put(photo, b"jpeg")
+    store.put(render, b"png")
+    s3, *_ = _clients(fleet_settings)
+    names = aws.names_from(fleet_settings)
+
+    def tags(key: str) -> list[dict]:
+        return s3.get_object_tagging(Bucket=names.bucket, Key=f"pg/{key}")["TagSet"]
+
+    assert tags(photo) == [aws.PHOTO_TAG]
+    assert tags(render) == []
+    rule = next(r for r in s3.get_bucket_lifecycle_configuration(Bucket=names.bucket)["Rules"] if r["ID"] == "training-photos")
+    assert rule["Filter"]["Tag"] == aws.PHOTO_TAG

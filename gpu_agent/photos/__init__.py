@@ -1,0 +1,48 @@
+"""Photo preparation for training, torch-free: the bot runs it at the door, the agent again before training.
+
+``check_photos(photos, config) -> PhotoSetReport`` decodes each upload safely, finds one clear face, measures
+sharpness, crops a face-centred square at training resolution, and across the set drops near-duplicates and other
+people. ``read_zip`` unpacks a /train .zip safely; ``decode_photo`` is the safe decoder alone.
+"""
+
+from gpu_agent.photos.archive import read_zip
+from gpu_agent.photos.check import check_photos
+from gpu_agent.photos.config import PhotoCheckConfig
+from gpu_agent.photos.decode import DecodedPhoto, decode_photo, sniff_format
+from gpu_agent.photos.errors import (
+    AnimatedPhoto,
+    EmptyPhoto,
+    FileTooLarge,
+    PhotoError,
+    PhotoTooLarge,
+    TooManyPixels,
+    TruncatedPhoto,
+    UnreadablePhoto,
+    UnsupportedFormat,
+    ZipRefused,
+)
+from gpu_agent.photos.faces import FaceModelsMissing
+from gpu_agent.photos.report import PhotoResult, PhotoSetReport, Verdict
+
+__all__ = [
+    "AnimatedPhoto",
+    "DecodedPhoto",
+    "EmptyPhoto",
+    "FaceModelsMissing",
+    "FileTooLarge",
+    "PhotoCheckConfig",
+    "PhotoError",
+    "PhotoResult",
+    "PhotoSetReport",
+    "PhotoTooLarge",
+    "TooManyPixels",
+    "TruncatedPhoto",
+    "UnreadablePhoto",
+    "UnsupportedFormat",
+    "Verdict",
+    "ZipRefused",
+    "check_photos",
+    "decode_photo",
+    "read_zip",
+    "sniff_format",
+]

@@ -172,3 +172,43 @@ class AuditEntry(SQLModel, table=True):
     target: str | None = None
     detail: str | None = None
     created_at: float = Field(default_factory=now, index=True)
+
+
+class MetricSample(SQLModel, table=True):
+    """One sampled figure (queue depth, fleet size …) at one time: the dashboard's charts over time.
+
+    ``labels`` is a canonical string such as ``queue=train`` (sorted ``k=v`` pairs joined by ``,``) so a series is
+    one (name, labels) pair and can be grouped on without parsing JSON.
+    """
+
+    __tablename__ = "metric_samples"
+    __table_args__ = (Index("ix_metric_samples_name_at", "name", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: float = Field(default_factory=now, index=True)
+    name: str = Field(max_length=64)
+    labels: str = Field(default="", max_length=200)
+    value: float
+
+
+class JobUsage(SQLModel, table=True):
+    """What one finished job (a done or failed event) used: GPU seconds and their estimated price.
+
+    One row per event id, so a redelivered event is counted once; cost per order is the sum over its rows.
+    """
+
+    __tablename__ = "job_usage"
+    __table_args__ = (Index("ix_job_usage_order", "order_id"), Index("ix_job_usage_at", "at"))
+
+    event_id: str = Field(primary_key=True, max_length=64)
+    order_id: str = Field(max_length=64)
+    job_id: str = Field(max_length=64)
+    job_kind: str = Field(max_length=16)  # train | render
+    outcome: str = Field(max_length=16)  # done | failed
+    error_code: str | None = Field(default=None, max_length=64)
+    agent_id: str = Field(default="", max_length=128)
+    instance_type: str | None = Field(default=None, max_length=64)
+    gpu_seconds: float = 0.0
+    price_per_hour: float = 0.0  # the price used, kept so a later price change does not rewrite history
+    cost_usd: float = 0.0
+    at: float = Field(default_factory=now)

@@ -84,6 +84,23 @@ class Settings(BaseSettings):
     imds_url: str = Field("http://169.254.169.254", description="EC2 instance metadata base URL (spot notices).")
     imds_poll_s: float = Field(5.0, gt=0, le=300, description="How often the spot-notice watcher polls IMDS.")
     checkpoint_every_steps: int = Field(100, ge=1, description="Training checkpoint period in steps.")
+    agent_work_dir: str = Field("data/agent", description="The agent's scratch folder (downloads, checkpoints).")
+    agent_kinds: list[Literal["render", "train"]] = Field(
+        default_factory=lambda: ["render", "train"],
+        description="Which queues this agent serves (a render-only pool: [\"render\"]).",
+    )
+    agent_poll_wait_s: float = Field(10.0, ge=0, le=20, description="Long-poll wait of the agent on an idle queue.")
+    agent_progress_every_s: float = Field(5.0, ge=0, le=600, description="Least time between two progress events.")
+    agent_drain_s: float = Field(
+        60.0, ge=0, le=110,
+        description="After a spot notice or SIGTERM, how long a running render may finish before it is released "
+        "(training checkpoints at once; AWS gives two minutes).",
+    )
+    agent_retry_delay_s: int = Field(30, ge=0, le=900, description="Delay before a job that failed is retried.")
+    agent_metrics_host: str = Field("127.0.0.1", description="Bind address of the agent's /healthz and /metrics.")
+    agent_check_photos: bool = Field(
+        True, description="Re-run the photo checks (face, blur, duplicates, one person) before training."
+    )
 
     # --- what an order asks of the engine (the demo and tests shrink these for the tiny models) ---------
     train_steps: int = Field(800, ge=1, le=20000, description="Training steps per model.")
@@ -91,6 +108,12 @@ class Settings(BaseSettings):
     train_rank: int = Field(16, ge=1, le=256, description="LoRA rank.")
     render_steps: int = Field(30, ge=1, le=150, description="Denoising steps per render.")
     render_size: int = Field(512, ge=64, le=2048, description="Long side of a render in pixels (multiple of 64).")
+    render_max_pixels: int = Field(
+        2048 * 2048, ge=64 * 64, description="Largest render (width x height, upscales included) an agent accepts."
+    )
+    render_resident_loras: int = Field(
+        4, ge=1, le=64, description="Members' LoRAs a render agent keeps loaded beside the base model (LRU)."
+    )
 
     # --- the AWS fleet (photogen aws …, photogen autoscaler) ------------------------------------
     fleet_name: str = Field("photogen", description="Name prefix of the AWS resources (role, template, groups).")
@@ -132,6 +155,44 @@ class Settings(BaseSettings):
     )
     bot_event_wait_s: float = Field(2.0, ge=0, le=20, description="Long-poll wait of the bot's event consumer.")
 
+    # --- monitoring: dashboard samples, alerts, cost accounting -------------------------------------
+    self_hosted_gpu_price_per_hour: float = Field(
+        0.0, ge=0, le=1000,
+        description="USD per GPU-hour charged for jobs from an agent with no EC2 instance type (a self-hosted "
+        "box: electricity, amortised card). 0 shows self-hosted jobs as free.",
+    )
+    fleet_prices_file: str | None = Field(
+        None, description="Instance price table (JSON like cloud/fleet/prices.json); unset: the shipped one."
+    )
+    metrics_sample_interval_s: float = Field(
+        30.0, ge=1, le=3600, description="How often the bot samples queue depths and fleet size for the dashboard."
+    )
+    metrics_retention_days: float = Field(14.0, gt=0, le=3650, description="Dashboard samples older than this are deleted.")
+    dashboard_window_h: float = Field(24.0, gt=0, le=24 * 90, description="Time span the admin dashboard shows.")
+    alert_channel_id: int | None = Field(
+        None, description="Channel for fleet alerts; unset: every guild's admin log channel."
+    )
+    alert_interval_s: float = Field(60.0, ge=1, le=3600, description="How often alerts are evaluated.")
+    alert_cooldown_s: float = Field(
+        3600.0, ge=0, le=7 * 86400, description="A firing alert is posted again only after this long (or once cleared)."
+    )
+    alert_failure_ratio: float = Field(
+        0.25, gt=0, le=1, description="Alert when failed jobs / finished jobs over ALERT_FAILURE_WINDOW_S reaches this."
+    )
+    alert_failure_window_s: float = Field(3600.0, ge=60, le=7 * 86400, description="Window of the failure-ratio alert.")
+    alert_failure_min_jobs: int = Field(
+        4, ge=1, le=100000, description="Finished jobs needed in the window before the failure ratio can alert."
+    )
+    alert_wait_objective_s: float = Field(
+        900.0, gt=0, le=86400, description="Alert when a queue's oldest waiting message is older than this."
+    )
+    alert_capacity_after_s: float = Field(
+        600.0, ge=0, le=86400, description="Alert when a pool's desired capacity exceeds its running instances this long."
+    )
+    agent_seen_window_s: float = Field(
+        300.0, ge=10, le=86400, description="An agent counts in the fleet size if it sent an event this recently."
+    )
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
 
     @field_validator("database_url")
@@ -169,6 +230,21 @@ class Settings(BaseSettings):
     @property
     def database_path(self) -> Path:
         return Path(self.database_url.removeprefix("sqlite:///"))
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as environment variables, for starting another Photogen process with the same
+        configuration (the demo's agent, the end-to-end tests). Holds secrets: never log it."""
+        import json as _json
+
+        env: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[name.upper()] = _json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+        return env
 
 
 def _is_secret(field: str) -> bool:

@@ -1,0 +1,178 @@
+"""The bot process: a commands.Bot whose setup_hook opens the backends, loads one cog per feature,
+registers the persistent buttons and syncs commands only when they changed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ParamSpec, TypeVar
+
+import discord
+import yarl
+from discord import app_commands
+from discord.ext import commands
+
+from bot import metrics
+from bot.backends import Backends, open_backends
+from bot.checks import GuildRules
+from bot.errors import UserFacingError
+from bot.ratelimit import RateLimiter
+from bot.replies import reply_error
+from bot.sync import SyncRecord, sync_if_changed
+from storage.settings import Settings
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
+
+EXTENSIONS = ("train", "imagine", "orders", "models", "privacy", "admin", "delivery")
+
+
+def point_discord_at(settings: Settings) -> None:
+    """Aim discord.py at settings.discord_api_base / discord_gateway_url (Discord itself by default).
+
+    discord.py keeps both as class attributes (REST: `Route.BASE`; gateway: the websocket's DEFAULT_GATEWAY,
+    which an unsharded client connects to first), so this is process-wide: one Discord per process.
+    """
+    discord.http.Route.BASE = settings.discord_api_base.rstrip("/")
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+
+
+def _intents() -> discord.Intents:
+    # Slash commands and buttons arrive as interactions; the bot never reads message content or members.
+    intents = discord.Intents.none()
+    intents.guilds = True
+    return intents
+
+
+class PhotogenBot(commands.Bot):
+    def __init__(
+        self, settings: Settings, *, backends: Backends | None = None, **client_options: Any
+    ) -> None:
+        """``client_options`` go to discord.Client (tests pass guild_ready_timeout=0.05: READY is otherwise
+        followed by a 2 s wait for more guilds)."""
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=_intents(),
+            help_command=None,
+            # Nothing the bot posts may ping anyone: prompts and names are member text.
+            allowed_mentions=discord.AllowedMentions.none(),
+            owner_ids=set(settings.discord_owner_ids) or None,
+            **client_options,
+        )
+        self.settings = settings
+        self._given_backends = backends
+        self.backends: Backends | None = backends
+        self.http_side = None
+        self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="photogen-bot")
+        self.sync_record = SyncRecord(settings.database_path.parent / "command_sync.json")
+        self.synced_scopes: list[str] = []
+        self.rules_cache: dict[int, tuple[float, GuildRules]] = {}
+        self.limiter = RateLimiter(settings.bot_rate_limit_per_minute)
+
+    @property
+    def b(self) -> Backends:
+        if self.backends is None:
+            raise RuntimeError("backends are not open yet (setup_hook has not run)")
+        return self.backends
+
+    async def run_blocking(self, func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """SQLite, boto3, hashing and photo checks run here, never on the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, lambda: func(*args, **kwargs))
+
+    async def setup_hook(self) -> None:
+        if self.backends is None:
+            self.backends = await self.run_blocking(open_backends, self.settings)
+        from bot import views
+
+        self.tree.on_error = self.on_tree_error  # type: ignore[method-assign]
+        for name in EXTENSIONS:
+            await self.load_extension(f"bot.cogs.{name}")
+        self.add_dynamic_items(*views.DYNAMIC_ITEMS)
+        from bot.http_side import HttpSide
+
+        self.http_side = HttpSide(self)
+        await self.http_side.start()
+        assert self.application_id is not None
+        self.synced_scopes = await sync_if_changed(
+            self.tree, self.sync_record, self.application_id, self.settings.bot_sync_guild_ids
+        )
+
+    async def force_sync(self) -> list[str]:
+        """The owner's /sync: re-sync every scope regardless of the recorded hash."""
+        assert self.application_id is not None
+        return await sync_if_changed(
+            self.tree, self.sync_record, self.application_id, self.settings.bot_sync_guild_ids, force=True
+        )
+
+    async def on_tree_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        original = getattr(error, "original", error)
+        if isinstance(original, UserFacingError):
+            metrics.COMMAND_REFUSED.labels(kind=type(original).__name__).inc()
+            await reply_error(interaction, original.message)
+            return
+        if isinstance(error, app_commands.CheckFailure):
+            await reply_error(interaction, str(error) or "You can't use this command here.")
+            return
+        metrics.COMMAND_ERRORS.inc()
+        log.error("command %s failed", getattr(interaction.command, "qualified_name", "?"), exc_info=original)
+        await reply_error(
+            interaction, "Something went wrong on our side. Nothing was charged; please try again."
+        )
+
+    async def close(self) -> None:
+        try:
+            if self.http_side is not None:
+                await self.http_side.stop()
+            await super().close()
+        finally:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            if self.backends is not None and self._given_backends is None:
+                self.backends.close()
+
+
+def _token(settings: Settings) -> str:
+    if settings.discord_token is None or not settings.discord_token.get_secret_value():
+        raise SystemExit("photogen: DISCORD_TOKEN is not set")
+    return settings.discord_token.get_secret_value()
+
+
+async def start_bot(
+    settings: Settings,
+    *,
+    backends: Backends | None = None,
+    ready_timeout: float = 30.0,
+    **client_options: Any,
+) -> PhotogenBot:
+    """Log in, connect in a background task and return once the bot is ready (tests, the demo).
+    Stop it with ``await bot.close()``."""
+    point_discord_at(settings)
+    bot = PhotogenBot(settings, backends=backends, **client_options)
+    await bot.login(_token(settings))
+    bot._connect_task = asyncio.create_task(bot.connect(reconnect=True), name="photogen-bot-gateway")  # type: ignore[attr-defined]
+    ready = asyncio.create_task(bot.wait_until_ready())
+    done, _ = await asyncio.wait(
+        {ready, bot._connect_task},
+        timeout=ready_timeout,  # type: ignore[attr-defined]
+        return_when=asyncio.FIRST_COMPLETED,
+    )
+    if ready not in done:
+        ready.cancel()
+        await bot.close()
+        if bot._connect_task in done:  # type: ignore[attr-defined]
+            bot._connect_task.result()  # type: ignore[attr-defined]  # re-raise the gateway's failure
+        raise TimeoutError(f"bot not ready after {ready_timeout}s")
+    return bot
+
+
+def run_bot(settings: Settings) -> None:
+    """Blocking entry point of `photogen bot`."""
+    point_discord_at(settings)
+    bot = PhotogenBot(settings)
+    # log_handler=None: the CLI configured logging already; discord.py's handler would double every line.
+    bot.run(_token(settings), log_handler=None)

@@ -1,0 +1,282 @@
+"""/admin …: moderation and studio control. Hidden from members by default_permissions and re-checked in code
+against the guild's configured admin role. Every action is written to the audit log and, if configured, posted
+to the admin log channel."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import costs, metrics
+from bot.app import PhotogenBot
+from bot.checks import GuildRules, require_admin, require_guild
+from bot.embeds import BLUE, clip
+from bot.errors import NotAllowed, Refused
+from bot.services import admin as admin_svc
+from bot.services import orders
+
+log = logging.getLogger(__name__)
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class Admin(commands.GroupCog, group_name="admin", group_description="Photogen administration"):
+    blocked = app_commands.Group(name="blocked", description="Blocked words in prompts")
+    channels = app_commands.Group(name="channels", description="Channels Photogen may be used in")
+
+    def __init__(self, bot: PhotogenBot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    async def _admin(self, interaction: discord.Interaction, command: str) -> GuildRules:
+        metrics.COMMANDS.labels(command=f"admin {command}").inc()
+        require_guild(interaction)
+        rules = await orders.load_rules(self.bot, interaction.guild_id)
+        require_admin(interaction, rules)
+        return rules
+
+    async def _done(
+        self,
+        interaction: discord.Interaction,
+        rules: GuildRules,
+        action: str,
+        target: str,
+        detail: str,
+        reply: str,
+    ) -> None:
+        """Audit row first (the record must exist even if Discord is down), then the answer and the log post."""
+        await self.bot.run_blocking(
+            admin_svc.audit, self.bot.b, interaction.guild_id, interaction.user.id, action, target, detail
+        )
+        orders.forget_cached_rules(self.bot, interaction.guild_id)
+        if interaction.response.is_done():
+            await interaction.followup.send(reply, ephemeral=True)
+        else:
+            await interaction.response.send_message(reply, ephemeral=True)
+        if rules.admin_log_channel_id:
+            channel = self.bot.get_channel(rules.admin_log_channel_id) or self.bot.get_partial_messageable(
+                rules.admin_log_channel_id
+            )
+            try:
+                await channel.send(  # type: ignore[union-attr]
+                    f"🛡️ <@{interaction.user.id}> **{action}** {clip(target, 100)} {clip(detail, 300)}".strip()
+                )
+            except discord.HTTPException:
+                log.warning("could not post to the admin log channel %s", rules.admin_log_channel_id)
+
+    # --- configuration -------------------------------------------------------------------------
+    @app_commands.command(name="config", description="Admin role, log channel and limits")
+    @app_commands.describe(
+        admin_role="Members with this role may use /admin",
+        log_channel="Where admin actions are posted",
+        max_concurrent="Open orders one member may have",
+        daily_quota="Orders one member may place a day",
+    )
+    async def config(
+        self,
+        interaction: discord.Interaction,
+        admin_role: discord.Role | None = None,
+        log_channel: discord.TextChannel | None = None,
+        max_concurrent: app_commands.Range[int, 1, 100] | None = None,
+        daily_quota: app_commands.Range[int, 1, 100000] | None = None,
+    ) -> None:
+        rules = await self._admin(interaction, "config")
+        changes = {
+            k: v
+            for k, v in {
+                "admin_role_id": admin_role.id if admin_role else None,
+                "admin_log_channel_id": log_channel.id if log_channel else None,
+                "max_concurrent_orders": max_concurrent,
+                "daily_quota": daily_quota,
+            }.items()
+            if v is not None
+        }
+        if not changes:
+            raise Refused("Nothing to change: give at least one option.")
+        await self.bot.run_blocking(admin_svc.update_guild, self.bot.b, interaction.guild_id, **changes)
+        detail = ", ".join(f"{k}={v}" for k, v in changes.items())
+        await self._done(interaction, rules, "config", "guild", detail, f"Updated: {detail}")
+
+    # --- members -------------------------------------------------------------------------------
+    @app_commands.command(name="ban", description="Stop a member from using Photogen")
+    async def ban(
+        self,
+        interaction: discord.Interaction,
+        member: discord.User,
+        reason: app_commands.Range[str, 0, 200] = "",
+    ) -> None:
+        rules = await self._admin(interaction, "ban")
+        await self.bot.run_blocking(admin_svc.set_banned, self.bot.b, member.id, True, reason)
+        await self._done(interaction, rules, "ban", f"<@{member.id}>", reason, f"<@{member.id}> is banned.")
+
+    @app_commands.command(name="unban", description="Let a banned member use Photogen again")
+    async def unban(self, interaction: discord.Interaction, member: discord.User) -> None:
+        rules = await self._admin(interaction, "unban")
+        await self.bot.run_blocking(admin_svc.set_banned, self.bot.b, member.id, False, "")
+        await self._done(interaction, rules, "unban", f"<@{member.id}>", "", f"<@{member.id}> is unbanned.")
+
+    @app_commands.command(name="credits", description="Grant credits to a member")
+    async def credits(
+        self,
+        interaction: discord.Interaction,
+        member: discord.User,
+        amount: app_commands.Range[int, 1, 100000],
+    ) -> None:
+        rules = await self._admin(interaction, "credits")
+        balance = await self.bot.run_blocking(admin_svc.grant_credits, self.bot.b, member.id, amount)
+        await self._done(
+            interaction,
+            rules,
+            "credits",
+            f"<@{member.id}>",
+            f"+{amount}",
+            f"Granted {amount} credit(s) to <@{member.id}>; balance {balance}.",
+        )
+
+    @app_commands.command(name="quota", description="A member's own daily order quota (0 = server default)")
+    async def quota(
+        self,
+        interaction: discord.Interaction,
+        member: discord.User,
+        daily: app_commands.Range[int, 0, 100000],
+    ) -> None:
+        rules = await self._admin(interaction, "quota")
+        await self.bot.run_blocking(admin_svc.set_quota, self.bot.b, member.id, daily or None)
+        shown = str(daily) if daily else "server default"
+        await self._done(
+            interaction, rules, "quota", f"<@{member.id}>", shown, f"Daily quota of <@{member.id}>: {shown}."
+        )
+
+    @app_commands.command(name="purge", description="Delete everything of a member (photos, models, orders)")
+    async def purge(self, interaction: discord.Interaction, member: discord.User) -> None:
+        rules = await self._admin(interaction, "purge")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        receipt = await self.bot.run_blocking(orders.forget_user, self.bot.b, member.id)
+        detail = ", ".join(f"{k}={v}" for k, v in receipt.items())
+        await self._done(
+            interaction, rules, "purge", f"<@{member.id}>", detail, f"Purged <@{member.id}>: {detail}"
+        )
+
+    # --- orders and the studio -----------------------------------------------------------------
+    @app_commands.command(name="cancel", description="Cancel any order (credits refunded to its member)")
+    async def cancel(self, interaction: discord.Interaction, order: app_commands.Range[str, 1, 64]) -> None:
+        rules = await self._admin(interaction, "cancel")
+        result = await self.bot.run_blocking(
+            orders.cancel_order,
+            self.bot.b,
+            order,
+            actor_id=interaction.user.id,
+            as_admin=True,
+            guild_id=interaction.guild_id,
+        )
+        await self._done(
+            interaction,
+            rules,
+            "cancel",
+            order,
+            f"refunded {result.refunded}",
+            f"Order `{clip(order, 64)}` cancelled; {result.refunded} credit(s) refunded.",
+        )
+        await orders.refresh_status_message(self.bot, order)
+
+    @app_commands.command(name="pause", description="Stop taking new orders (running ones carry on)")
+    async def pause(self, interaction: discord.Interaction) -> None:
+        rules = await self._admin(interaction, "pause")
+        await self.bot.run_blocking(admin_svc.update_guild, self.bot.b, interaction.guild_id, paused=True)
+        await self._done(interaction, rules, "pause", "studio", "", "New orders are paused.")
+
+    @app_commands.command(name="resume", description="Take new orders again")
+    async def resume(self, interaction: discord.Interaction) -> None:
+        rules = await self._admin(interaction, "resume")
+        await self.bot.run_blocking(admin_svc.update_guild, self.bot.b, interaction.guild_id, paused=False)
+        await self._done(interaction, rules, "resume", "studio", "", "New orders are open again.")
+
+    @app_commands.command(name="status", description="Queue depths, dead letters, agents and cost")
+    async def status(self, interaction: discord.Interaction) -> None:
+        rules = await self._admin(interaction, "status")
+        b = self.bot.b
+        text = await self.bot.run_blocking(
+            costs.queue_status_text, self.bot.settings, b.engine, b.queues, b.agents_seen
+        )
+        embed = discord.Embed(title="Studio status", description=clip(text, 4000), colour=BLUE)
+        embed.add_field(name="Paused", value="yes" if rules.paused else "no", inline=True)
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    @app_commands.command(name="sync", description="Re-sync slash commands with Discord (bot owners only)")
+    async def sync(self, interaction: discord.Interaction) -> None:
+        metrics.COMMANDS.labels(command="admin sync").inc()
+        if not await self.bot.is_owner(interaction.user):
+            raise NotAllowed("Only the bot's owners can re-sync commands.")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        scopes = await self.bot.force_sync()
+        await interaction.followup.send(f"Synced: {', '.join(scopes)}", ephemeral=True)
+
+    # --- blocked words -------------------------------------------------------------------------
+    @blocked.command(name="add", description="Refuse prompts containing this word")
+    async def blocked_add(
+        self, interaction: discord.Interaction, word: app_commands.Range[str, 1, 64]
+    ) -> None:
+        rules = await self._admin(interaction, "blocked add")
+        await self.bot.run_blocking(admin_svc.edit_blocked_words, self.bot.b, interaction.guild_id, add=word)
+        await self._done(
+            interaction, rules, "blocked add", "word", "(hidden)", "Word added to the blocked list."
+        )
+
+    @blocked.command(name="remove", description="Allow this word again")
+    async def blocked_remove(
+        self, interaction: discord.Interaction, word: app_commands.Range[str, 1, 64]
+    ) -> None:
+        rules = await self._admin(interaction, "blocked remove")
+        removed = await self.bot.run_blocking(
+            admin_svc.edit_blocked_words, self.bot.b, interaction.guild_id, remove=word
+        )
+        if not removed:
+            raise Refused("That word is not on the blocked list.")
+        await self._done(
+            interaction, rules, "blocked remove", "word", "(hidden)", "Word removed from the list."
+        )
+
+    @blocked.command(name="list", description="Show the blocked words")
+    async def blocked_list(self, interaction: discord.Interaction) -> None:
+        rules = await self._admin(interaction, "blocked list")
+        words = ", ".join(f"`{w}`" for w in rules.blocked_words) or "none"
+        await interaction.response.send_message(f"Blocked words: {clip(words, 1900)}", ephemeral=True)
+
+    # --- channels ------------------------------------------------------------------------------
+    @channels.command(
+        name="allow", description="Allow Photogen in this channel (the list starts empty = anywhere)"
+    )
+    async def channels_allow(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
+        rules = await self._admin(interaction, "channels allow")
+        await self.bot.run_blocking(admin_svc.edit_channels, self.bot.b, interaction.guild_id, add=channel.id)
+        await self._done(
+            interaction, rules, "channels allow", f"<#{channel.id}>", "", f"Allowed in <#{channel.id}>."
+        )
+
+    @channels.command(name="remove", description="Stop allowing Photogen in this channel")
+    async def channels_remove(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
+        rules = await self._admin(interaction, "channels remove")
+        await self.bot.run_blocking(
+            admin_svc.edit_channels, self.bot.b, interaction.guild_id, remove=channel.id
+        )
+        await self._done(
+            interaction,
+            rules,
+            "channels remove",
+            f"<#{channel.id}>",
+            "",
+            f"Removed <#{channel.id}> from the list.",
+        )
+
+    @channels.command(name="list", description="Channels Photogen may be used in")
+    async def channels_list(self, interaction: discord.Interaction) -> None:
+        rules = await self._admin(interaction, "channels list")
+        shown = ", ".join(f"<#{c}>" for c in sorted(rules.allowed_channel_ids)) or "any channel"
+        await interaction.response.send_message(f"Photogen may be used in: {shown}", ephemeral=True)
+
+
+async def setup(bot: PhotogenBot) -> None:
+    await bot.add_cog(Admin(bot))

@@ -1,0 +1,210 @@
+"""Progress and delivery: a background consumer of the events queue and the outbox poster.
+
+Events are applied idempotently (storage records each event id once); a result to post becomes an outbox row in
+the same transaction. The poster claims a row, posts it with a nonce derived from the row id and
+enforce_nonce=True, then marks it sent: after a crash between the post and the mark, the resend carries the same
+nonce and Discord returns the message it already has instead of posting a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import discord
+from discord.ext import commands
+
+from bot import metrics
+from bot.app import PhotogenBot
+from bot.services import delivery as svc
+from bot.services import media, orders
+
+log = logging.getLogger(__name__)
+
+OUTBOX_SWEEP_S = 5.0
+LAG_PROBE_S = 0.1
+
+
+class Delivery(commands.Cog):
+    def __init__(self, bot: PhotogenBot) -> None:
+        self.bot = bot
+        # The long poll parks a thread for up to bot_event_wait_s: give it its own so it never starves the
+        # pool that serves commands.
+        self._poll_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="photogen-events")
+        self._outbox_wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_edit: dict[str, float] = {}
+        self._edit_pending: dict[str, asyncio.Task[None]] = {}
+        self._dirty: set[str] = set()
+        self._urgent: set[str] = set()
+        self._outbox_lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+
+    async def cog_load(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._consume_events(), name="photogen-events"),
+            asyncio.create_task(self._run_outbox(), name="photogen-outbox"),
+            asyncio.create_task(self._probe_lag(), name="photogen-lag-probe"),
+            asyncio.create_task(self._run_ops(), name="photogen-ops"),
+        ]
+
+    async def cog_unload(self) -> None:
+        self._stop.set()
+        for task in [*self._tasks, *self._edit_pending.values()]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._edit_pending.values(), return_exceptions=True)
+        self._poll_executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- events ------------------------------------------------------------------------------
+    async def _consume_events(self) -> None:
+        await self.bot.wait_until_ready()
+        loop = asyncio.get_running_loop()
+        wait_s = self.bot.settings.bot_event_wait_s
+        while True:
+            try:
+                pairs = await loop.run_in_executor(
+                    self._poll_executor, svc.receive_events, self.bot.b, wait_s
+                )
+                for lease, event in pairs:
+                    outcome = await self.bot.run_blocking(svc.apply_event, self.bot.b, event)
+                    await self.bot.run_blocking(self.bot.b.queues.events.ack, lease)
+                    if outcome.duplicate:
+                        metrics.EVENTS_DUPLICATE.inc()
+                        continue
+                    metrics.EVENTS_APPLIED.labels(kind=event.kind).inc()
+                    if outcome.order_id:
+                        self.schedule_status_edit(outcome.order_id, final=outcome.final)
+                    if outcome.outbox:
+                        self._outbox_wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A bad row or a queue hiccup must not kill delivery: the lease expires and the event comes back.
+                log.exception("event consumer round failed")
+                await asyncio.sleep(1.0)
+
+    # --- status message edits (throttled) --------------------------------------------------------
+    def schedule_status_edit(self, order_id: str, *, final: bool = False) -> None:
+        """At most one edit per order per bot_progress_edit_interval_s, and the latest state always shown:
+        a change that arrives while an edit runs marks the order dirty again and the loop edits once more."""
+        self._dirty.add(order_id)
+        if final:
+            self._urgent.add(order_id)
+        task = self._edit_pending.get(order_id)
+        if task is None or task.done():
+            self._edit_pending[order_id] = asyncio.create_task(self._edit_loop(order_id))
+
+    async def _edit_loop(self, order_id: str) -> None:
+        interval = self.bot.settings.bot_progress_edit_interval_s
+        try:
+            while order_id in self._dirty:
+                wait = self._last_edit.get(order_id, 0.0) + interval - time.monotonic()
+                if wait > 0 and order_id not in self._urgent:
+                    await asyncio.sleep(wait)
+                final = order_id in self._urgent
+                self._dirty.discard(order_id)
+                self._urgent.discard(order_id)
+                self._last_edit[order_id] = time.monotonic()
+                try:
+                    await orders.refresh_status_message(self.bot, order_id)
+                except discord.HTTPException as err:
+                    log.warning("status edit of order %s failed: HTTP %s", order_id, err.status)
+                if final and order_id not in self._dirty:
+                    self._last_edit.pop(order_id, None)  # nothing more will change: keep the map small
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("status edit of order %s failed", order_id)
+        finally:
+            if self._edit_pending.get(order_id) is asyncio.current_task():
+                del self._edit_pending[order_id]
+
+    # --- outbox -------------------------------------------------------------------------------
+    async def _run_outbox(self) -> None:
+        await self.bot.wait_until_ready()
+        while True:
+            try:
+                await self.flush_outbox()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox round failed")
+            try:
+                await asyncio.wait_for(self._outbox_wake.wait(), timeout=OUTBOX_SWEEP_S)
+            except TimeoutError:
+                pass
+            self._outbox_wake.clear()
+
+    async def flush_outbox(self) -> int:
+        """Post every pending row (also those left by a crash: same nonce, so no double post)."""
+        async with self._outbox_lock:
+            rows = await self.bot.run_blocking(svc.pending_outbox, self.bot.b)
+            metrics.OUTBOX_PENDING.set(len(rows))
+            posted = 0
+            for row in rows:
+                try:
+                    await self._post(row)
+                    posted += 1
+                except (discord.NotFound, discord.Forbidden) as err:
+                    # The channel is gone or the bot lost access: retrying cannot help.
+                    log.warning("outbox row %s dropped: HTTP %s from Discord", row.id, err.status)
+                    await self.bot.run_blocking(svc.mark_outbox_sent, self.bot.b, row.id, None)
+                except discord.HTTPException as err:
+                    metrics.DELIVERY_FAILURES.inc()
+                    log.warning("outbox row %s not posted yet (HTTP %s); will retry", row.id, err.status)
+                except svc.UndeliverableError as err:
+                    log.warning("outbox row %s dropped: %s", row.id, err)
+                    await self.bot.run_blocking(svc.mark_outbox_sent, self.bot.b, row.id, None)
+            return posted
+
+    async def _post(self, row: svc.OutboxItem) -> None:
+        await self.bot.run_blocking(svc.claim_outbox, self.bot.b, row.id)
+        # The guild's upload limit when the bot knows the channel (boosted servers allow more), else Discord's default.
+        known = self.bot.get_channel(int(row.payload.get("channel_id") or 0))
+        guild = getattr(known, "guild", None)
+        limit = guild.filesize_limit if guild is not None else media.DEFAULT_ATTACHMENT_LIMIT
+        message = await self.bot.run_blocking(svc.build_message, self.bot.b, row, limit)
+        channel = self.bot.get_partial_messageable(message.channel_id)
+        sent = await channel.send(
+            content=message.content,
+            embed=message.embed,
+            files=message.files(),
+            view=message.view,
+            nonce=svc.nonce_for(row.id),
+            allowed_mentions=message.allowed_mentions,
+        )
+        await self.bot.run_blocking(svc.mark_outbox_sent, self.bot.b, row.id, sent.id)
+        metrics.DELIVERIES.labels(kind=row.kind).inc()
+        if message.order_id:
+            self.schedule_status_edit(message.order_id, final=True)
+
+    # --- the operators' side: dashboard samples and fleet alerts (bot/dashboard, bot/alerts.py) --------
+    async def _run_ops(self) -> None:
+        from bot import alerts, dashboard
+
+        await self.bot.wait_until_ready()
+        b, settings = self.bot.b, self.bot.settings
+
+        async def post(channel_id: int, text: str) -> None:
+            await self.bot.get_partial_messageable(channel_id).send(text)
+
+        await asyncio.gather(
+            dashboard.run_sampler(
+                settings, b.engine, b.queues, stop_event=self._stop, agents_seen=b.agents_seen
+            ),
+            alerts.run_alerts(settings, b.engine, b.queues, post, self._stop),
+        )
+
+    # --- loop lag probe ---------------------------------------------------------------------------
+    async def _probe_lag(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(LAG_PROBE_S)
+            metrics.LOOP_LAG.observe(max(0.0, loop.time() - start - LAG_PROBE_S))
+
+
+async def setup(bot: PhotogenBot) -> None:
+    await bot.add_cog(Delivery(bot))

@@ -1,0 +1,46 @@
+"""/forget-me: delete everything the studio holds about a member, after an explicit confirmation."""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import metrics
+from bot.app import PhotogenBot
+from bot.embeds import GREEN, ORANGE
+from bot.errors import NotAllowed
+from bot.services import orders
+from bot.views import forget_view
+
+
+class Privacy(commands.Cog):
+    def __init__(self, bot: PhotogenBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="forget-me", description="Delete your photos, models, pictures and records")
+    async def forget_me(self, interaction: discord.Interaction) -> None:
+        metrics.COMMANDS.labels(command="forget-me").inc()
+        embed = discord.Embed(
+            title="Delete everything?",
+            description="This deletes your uploaded photos, trained models, generated pictures, orders and "
+            "credits. Open orders are cancelled. It cannot be undone.",
+            colour=ORANGE,
+        )
+        await interaction.response.send_message(
+            embed=embed, view=forget_view(interaction.user.id), ephemeral=True
+        )
+
+    async def forget_from_button(self, interaction: discord.Interaction, user_id: int) -> None:
+        if interaction.user.id != user_id:
+            raise NotAllowed("Only the member who asked can confirm this.")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        receipt = await self.bot.run_blocking(orders.forget_user, self.bot.b, user_id)
+        embed = discord.Embed(title="Deleted", colour=GREEN)
+        for what, n in receipt.items():
+            embed.add_field(name=what.replace("_", " "), value=str(n), inline=True)
+        await interaction.followup.send(embed=embed, ephemeral=True)
+
+
+async def setup(bot: PhotogenBot) -> None:
+    await bot.add_cog(Privacy(bot))

@@ -1,0 +1,83 @@
+"""The bot's HTTP side: /healthz, /metrics and /blobs/{key} (signed, expiring links to local blobs)."""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from storage.blobs.base import BlobNotFound, InvalidKey, validate_key
+
+if TYPE_CHECKING:
+    from bot.app import PhotogenBot
+
+log = logging.getLogger(__name__)
+
+# prometheus_client's default registry takes one collector per name per process; tests start many bots.
+_store_metrics_registered = False
+
+
+class HttpSide:
+    def __init__(self, bot: PhotogenBot) -> None:
+        self.bot = bot
+        self.runner: web.AppRunner | None = None
+        self.port: int | None = None
+        app = web.Application()
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/blobs/{key:.+}", self.blob)
+        self.app = app
+
+    async def start(self) -> None:
+        from bot import dashboard
+
+        global _store_metrics_registered
+        b = self.bot.b
+        dashboard.add_routes(
+            self.app, settings=self.bot.settings, engine=b.engine, queues=b.queues, blobs=b.blobs
+        )
+        if not _store_metrics_registered:
+            dashboard.register_store_metrics(b.engine)
+            _store_metrics_registered = True
+        self.runner = web.AppRunner(self.app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.bot.settings.bot_http_host, self.bot.settings.bot_http_port)
+        await site.start()
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        self.port = sockets[0].getsockname()[1] if sockets else self.bot.settings.bot_http_port
+        log.info("HTTP side on %s:%s", self.bot.settings.bot_http_host, self.port)
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        ready = self.bot.is_ready() and not self.bot.is_closed()
+        return web.json_response({"ok": ready, "discord": ready}, status=200 if ready else 503)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def blob(self, request: web.Request) -> web.Response:
+        from storage.blobs.local import verify_blob_signature
+
+        key = request.match_info["key"]
+        try:
+            validate_key(key)
+        except InvalidKey:
+            raise web.HTTPNotFound() from None
+        expires = request.query.get("expires", "")
+        sig = request.query.get("sig", "")
+        if not verify_blob_signature(self.bot.settings, key, expires, sig):
+            raise web.HTTPForbidden(text="link expired or not valid")
+        try:
+            data = await self.bot.run_blocking(self.bot.b.blobs.get, key)
+        except BlobNotFound:
+            raise web.HTTPNotFound() from None
+        ctype = mimetypes.guess_type(key)[0] or "application/octet-stream"
+        return web.Response(body=data, content_type=ctype, headers={"Cache-Control": "private, max-age=300"})

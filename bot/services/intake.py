@@ -1,0 +1,106 @@
+"""Photo intake for /train: download, unzip, count and size checks, then the engine's photo checks.
+
+Everything here that touches bytes runs in a worker thread; only the downloads are async.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import discord
+
+from bot.errors import Refused
+from storage.settings import Settings
+
+
+@dataclass
+class IntakeReport:
+    accepted: bool
+    summary: str
+    lines: list[tuple[str, bool, str]]  # (label, ok, reason) per photo, upload order
+    crops: list[bytes] = field(default_factory=list)  # face-centred JPEGs without metadata, to store
+
+
+@dataclass
+class Downloaded:
+    label: str  # "photo 3 (IMG_1.jpg)": what the member reads in the report
+    filename: str
+    data: bytes
+
+
+def _is_zip(att: discord.Attachment) -> bool:
+    return att.filename.lower().endswith(".zip") or (att.content_type or "").endswith("zip")
+
+
+def _zip_cap(settings: Settings) -> int:
+    return min(settings.max_photo_bytes * settings.max_photos, 200 * 1024 * 1024)
+
+
+async def download(
+    settings: Settings, attachments: Sequence[discord.Attachment]
+) -> tuple[list[Downloaded], list[tuple[str, str]]]:
+    """Fetch the attachments (zips are read later, in a thread). Files over the size limit are never
+    downloaded: Discord tells us their size, and they come back as early rejections (label, reason)."""
+    if len(attachments) > settings.max_photos:
+        raise Refused(f"{len(attachments)} files: at most {settings.max_photos} photos per training.")
+    photos: list[Downloaded] = []
+    early: list[tuple[str, str]] = []
+    for i, att in enumerate(attachments, 1):
+        label = f"photo {i} ({att.filename[:60]})"
+        cap = _zip_cap(settings) if _is_zip(att) else settings.max_photo_bytes
+        if att.size > cap:
+            early.append(
+                (label, f"the file is {att.size / 1_048_576:.1f} MB; the limit is {cap / 1_048_576:.0f} MB")
+            )
+            continue
+        data = await att.read()
+        if len(data) > cap:  # the size Discord announced was wrong: trust the bytes
+            early.append((label, f"the file is larger than {cap / 1_048_576:.0f} MB"))
+            continue
+        photos.append(Downloaded(label, att.filename, data))
+    return photos, early
+
+
+def check(settings: Settings, downloaded: list[Downloaded], early: list[tuple[str, str]]) -> IntakeReport:
+    """Unzip, enforce the count, run gpu_agent.photos.check_photos. Blocking: call in a thread."""
+    from gpu_agent import photos as engine_photos
+
+    items: list[tuple[str, bytes]] = []
+    for d in downloaded:
+        if d.data[:4] == b"PK\x03\x04":
+            try:
+                entries = engine_photos.read_zip(
+                    d.data,
+                    max_entries=settings.max_photos,
+                    max_entry_bytes=settings.max_photo_bytes,
+                    label=d.filename,
+                )
+            except engine_photos.PhotoError as err:
+                raise Refused(f"{err}. Nothing was stored or charged.") from None
+            items.extend((f"{name[:60]} (in {d.filename[:40]})", data) for name, data in entries)
+        else:
+            items.append((d.label, d.data))
+    total = len(items) + len(early)
+    if total > settings.max_photos:
+        raise Refused(f"{total} photos: at most {settings.max_photos} per training. Pick your best ones.")
+    if not items and early:
+        lines = [(label, False, reason) for label, reason in early]
+        return IntakeReport(False, "None of the files can be used.", lines)
+    config = engine_photos.PhotoCheckConfig.from_settings(settings)
+    report = engine_photos.check_photos(items, config)
+    lines = [(label, False, reason) for label, reason in early]
+    crops: list[bytes] = []
+    for photo in report.photos:
+        lines.append((photo.name, photo.ok, photo.reason))
+        if photo.ok:
+            crops.append(photo.crop_jpeg)
+    accepted = report.accepted
+    if early:
+        need = settings.min_good_photos
+        summary = f"{len(crops)} of {total} photos are good" + (
+            " — enough to train." if accepted else f"; training needs at least {need} good photos of you."
+        )
+    else:
+        summary = report.summary
+    return IntakeReport(accepted, summary, lines, crops if accepted else [])

@@ -1,0 +1,444 @@
+"""Order logic the cogs call: the gates every command passes, placing train/render orders (rows, credits,
+blobs, queue message), cancelling, the member's views of their orders and models, forgetting a member.
+
+The synchronous functions take the Backends and run in a worker thread (`bot.run_blocking`); the async ones are
+thin and only touch Discord or the in-memory caches.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.backends import Backends
+from bot.checks import GuildRules, check_channel, check_not_paused, find_blocked_word, require_guild
+from bot.embeds import clip, order_status_embed
+from bot.errors import Busy, NotAllowed, NotFound, Refused
+from bot.services import store
+from bot.services.records import CancelResult, ModelView, OrderView, Placed, QueueOverview, QueuePosition
+from cloud.messages import RenderJob, RenderSpec, TrainJob, TrainParams, encode, new_id
+from storage import FINAL_STATUSES, keys
+
+if TYPE_CHECKING:
+    from bot.app import PhotogenBot
+
+log = logging.getLogger(__name__)
+
+SUBJECT_TOKEN = (
+    "sks"  # DreamBooth's rare-token convention; each member's LoRA is separate, so one token serves all
+)
+FINAL = FINAL_STATUSES
+
+# --- gates ---------------------------------------------------------------------------------------------------
+
+_RULES_TTL_S = (
+    30.0  # the bot is the only writer and drops the entry on every admin change; the TTL is a backstop
+)
+
+
+async def load_rules(bot: PhotogenBot, guild_id: int | None) -> GuildRules:
+    if guild_id is None:
+        return GuildRules(guild_id=0)
+    hit = bot.rules_cache.get(guild_id)
+    if hit is not None and time.monotonic() - hit[0] < _RULES_TTL_S:
+        return hit[1]
+    rules = await bot.run_blocking(store.guild_rules, bot.b, guild_id)
+    bot.rules_cache[guild_id] = (time.monotonic(), rules)
+    return rules
+
+
+def forget_cached_rules(bot: PhotogenBot, guild_id: int | None) -> None:
+    if guild_id is not None:
+        bot.rules_cache.pop(guild_id, None)
+
+
+async def gate_member(bot: PhotogenBot, interaction: discord.Interaction) -> GuildRules:
+    """Every member command: a guild, an allowed channel, not banned, inside the rate limit."""
+    guild_id = require_guild(interaction)
+    rules = await load_rules(bot, guild_id)
+    check_channel(interaction, rules)
+    wait = bot.limiter.hit(interaction.user.id)
+    if wait:
+        raise Busy(f"Slow down a little: try again in {int(wait) + 1} s.")
+    banned = await bot.run_blocking(store.ban_reason, bot.b, interaction.user.id)
+    if banned is not None:
+        raise NotAllowed(
+            "You are banned from using Photogen here." + (f" Reason: {clip(banned, 200)}" if banned else "")
+        )
+    return rules
+
+
+async def gate_new_order(
+    bot: PhotogenBot, interaction: discord.Interaction, *, kind: str, text: str | None = None
+) -> GuildRules:
+    """A new order: also the pause switch and the blocked words (limits and credits are re-checked atomically
+    when the order row is written)."""
+    rules = await gate_member(bot, interaction)
+    check_not_paused(rules)
+    if text is not None:
+        word = find_blocked_word(text, rules.blocked_words)
+        if word is not None:
+            raise Refused(
+                "Your prompt contains a word this server does not allow. Nothing was queued or charged."
+            )
+    return rules
+
+
+def _limits(b: Backends, rules: GuildRules) -> store.Limits:
+    s = b.settings
+    return store.Limits(
+        max_concurrent=rules.max_concurrent_orders or s.bot_max_concurrent_orders,
+        daily_quota=rules.daily_quota or s.bot_daily_order_quota,
+        starting_credits=s.starting_credits,
+    )
+
+
+def precheck_train(b: Backends, user_id: int, rules: GuildRules) -> None:
+    store.precheck_order(b, user_id, _limits(b, rules), b.settings.train_credit_cost)
+
+
+# --- placing orders -----------------------------------------------------------------------------------------
+
+
+def place_train_order(
+    b: Backends,
+    *,
+    guild_id: int | None,
+    channel_id: int | None,
+    user_id: int,
+    name: str,
+    class_word: str,
+    crops: list[bytes],
+    rules: GuildRules,
+) -> Placed:
+    """Rows and credits first (refused atomically if over a limit), then the photos, then the TrainJob.
+    A failure after the rows marks the order failed, refunds and deletes the photos: nothing half-done stays."""
+    s = b.settings
+    order_id, job_id, model_id = new_id(), new_id(), new_id()
+    photo_keys = [keys.photo_key(user_id, order_id, n) for n in range(len(crops))]
+    job = TrainJob(
+        job_id=job_id,
+        order_id=order_id,
+        user_id=str(user_id),
+        model_id=model_id,
+        photo_keys=photo_keys,
+        subject_token=SUBJECT_TOKEN,
+        class_word=class_word,
+        base_model=s.base_model,
+        params=TrainParams(steps=s.train_steps, rank=s.train_rank, resolution=s.train_resolution),
+        renders=[RenderSpec(prompt="professional headshot photo of {subject}, studio lighting", count=1)],
+    )
+    credits_left = store.create_order(
+        b,
+        order_id=order_id,
+        job_id=job_id,
+        user_id=user_id,
+        guild_id=guild_id,
+        channel_id=channel_id,
+        kind="train",
+        cost=s.train_credit_cost,
+        params={"title": f"Training: {name}", "name": name, "class_word": class_word, "photos": len(crops)},
+        payload=encode(job),
+        limits=_limits(b, rules),
+        model=store.NewModel(
+            model_id, name, class_word, SUBJECT_TOKEN, s.base_model, keys.model_key(user_id, model_id)
+        ),
+    )
+    try:
+        for key, data in zip(photo_keys, crops, strict=True):
+            b.blobs.put(key, data, content_type="image/jpeg")
+        b.queues.train.send(encode(job))
+    except Exception:
+        b.blobs.delete_prefix(keys.photos_prefix(user_id, order_id))
+        store.fail_order(b, order_id, "enqueue_failed", "We could not queue your order; credits refunded.")
+        raise
+    store.mark_queued(b, order_id)
+    position, eta = store.queue_position(b, order_id)
+    return Placed(order_id, job_id, position, eta, credits_left)
+
+
+def place_render_order(
+    b: Backends,
+    *,
+    guild_id: int | None,
+    channel_id: int | None,
+    user_id: int,
+    model_id: str | None,
+    prompt: str,
+    negative_prompt: str,
+    count: int,
+    width: int,
+    height: int,
+    seed: int,
+    guidance: float,
+    mode: str,
+    source_key: str | None,
+    rules: GuildRules,
+    parent_order_id: str | None = None,
+) -> Placed:
+    model = _own_ready_model(b, user_id, model_id)
+    s = b.settings
+    order_id, job_id = new_id(), new_id()
+    job = RenderJob(
+        job_id=job_id,
+        order_id=order_id,
+        user_id=str(user_id),
+        model_keys=[model.lora_key] if model.lora_key else [],
+        subject=f"{model.subject_token} {model.class_word}",
+        base_model=model.base_model,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        seed=seed,
+        count=count,
+        width=width,
+        height=height,
+        steps=s.render_steps,
+        guidance=guidance,
+        mode=mode,  # type: ignore[arg-type]
+        source_key=source_key,
+    )
+    params = {
+        "title": f"Imagine: {clip(prompt, 200)}",
+        "prompt": prompt,
+        "negative_prompt": negative_prompt,
+        "count": count,
+        "width": width,
+        "height": height,
+        "seed": seed,
+        "guidance": guidance,
+        "mode": mode,
+        "source_key": source_key,
+        "parent_order_id": parent_order_id,
+    }
+    credits_left = store.create_order(
+        b,
+        order_id=order_id,
+        job_id=job_id,
+        user_id=user_id,
+        guild_id=guild_id,
+        channel_id=channel_id,
+        kind="render",
+        cost=s.render_credit_cost * count,
+        params=params,
+        payload=encode(job),
+        limits=_limits(b, rules),
+        model_id=model.id,
+    )
+    try:
+        b.queues.render.send(encode(job))
+    except Exception:
+        store.fail_order(b, order_id, "enqueue_failed", "We could not queue your order; credits refunded.")
+        raise
+    store.mark_queued(b, order_id)
+    position, eta = store.queue_position(b, order_id)
+    return Placed(order_id, job_id, position, eta, credits_left)
+
+
+def place_followup_render(
+    b: Backends,
+    parent_id: str,
+    n: int,
+    action: str,
+    *,
+    user_id: int,
+    channel_id: int | None,
+    rules: GuildRules,
+) -> Placed:
+    """U (upscale picture n), V (variations of picture n) or 🔄 (same prompt, new seed)."""
+    import secrets
+
+    parent = _own_order(b, parent_id, user_id)
+    if parent.kind != "render" or parent.status != "delivered":
+        raise Refused("Those pictures are not finished yet.")
+    p = parent.params
+    base: dict[str, Any] = {
+        "guild_id": int(parent.guild_id) if parent.guild_id else None,
+        "channel_id": channel_id,
+        "user_id": user_id,
+        "model_id": parent.model_id,
+        "prompt": p["prompt"],
+        "negative_prompt": p.get("negative_prompt", ""),
+        "guidance": p.get("guidance", 7.0),
+        "rules": rules,
+        "parent_order_id": parent_id,
+    }
+    if action == "rr":
+        return place_render_order(
+            b,
+            **base,
+            count=p["count"],
+            width=p["width"],
+            height=p["height"],
+            seed=secrets.randbelow(2**31 - 1),
+            mode="txt2img",
+            source_key=None,
+        )
+    image_keys = store.image_keys(b, parent_id)
+    if n >= len(image_keys):
+        raise NotFound(f"There is no picture {n + 1} in that result.")
+    if action == "up":
+        w, h = min(p["width"] * 2, 2048), min(p["height"] * 2, 2048)
+        return place_render_order(
+            b,
+            **base,
+            count=1,
+            width=w - w % 8,
+            height=h - h % 8,
+            seed=p["seed"] + n,
+            mode="upscale",
+            source_key=image_keys[n],
+        )
+    return place_render_order(
+        b,
+        **base,
+        count=p["count"],
+        width=p["width"],
+        height=p["height"],
+        seed=secrets.randbelow(2**31 - 1),
+        mode="variation",
+        source_key=image_keys[n],
+    )
+
+
+def _own_order(b: Backends, order_id: str, user_id: int) -> OrderView:
+    order = store.get_order(b, order_id)
+    # Another member's order reads as "not found": ids are not secrets, but nothing about it is shown either.
+    if order is None or str(order.user_id) != str(user_id):
+        raise NotFound(f"No order `{clip(order_id, 64)}` of yours.")
+    return order
+
+
+def _own_ready_model(b: Backends, user_id: int, model_id: str | None) -> ModelView:
+    models = [m for m in store.list_models(b, user_id) if m.status == "ready"]
+    if model_id is None:
+        if not models:
+            raise Refused("You have no trained model yet: start with /train.")
+        return models[0]
+    for m in models:  # the id autocomplete fills in, or the name typed by hand
+        if m.id == model_id or m.name.casefold() == model_id.casefold():
+            return m
+    raise NotFound("That is not one of your trained models (see /models list).")
+
+
+# --- reading, cancelling, forgetting ---------------------------------------------------------------------------
+
+
+def get_order(b: Backends, order_id: str) -> OrderView | None:
+    return store.get_order(b, order_id)
+
+
+def list_orders(b: Backends, user_id: int, limit: int = 15, active_only: bool = False) -> list[OrderView]:
+    return store.list_orders(b, user_id, limit=limit, active_only=active_only)
+
+
+def list_models(b: Backends, user_id: int) -> list[ModelView]:
+    return store.list_models(b, user_id)
+
+
+def set_status_message(b: Backends, order_id: str, message_id: int) -> None:
+    store.set_status_message(b, order_id, message_id)
+
+
+def cancel_order(
+    b: Backends, order_id: str, *, actor_id: int, as_admin: bool, guild_id: int | None = None
+) -> CancelResult:
+    order = store.get_order(b, order_id)
+    if order is None:
+        raise NotFound(f"No order `{clip(order_id, 64)}`.")
+    if as_admin:
+        if guild_id is not None and order.guild_id is not None and str(order.guild_id) != str(guild_id):
+            raise NotFound(f"No order `{clip(order_id, 64)}` in this server.")
+    elif str(order.user_id) != str(actor_id):
+        raise NotAllowed("That order is not yours to cancel.")
+    if order.status in FINAL:
+        raise Refused(f"That order is already {order.status}.")
+    refunded = store.cancel_order(b, order_id, by=str(actor_id))
+    if refunded is None:
+        raise Refused("That order just finished; it can no longer be cancelled.")
+    if order.kind == "train":
+        b.blobs.delete_prefix(keys.photos_prefix(order.user_id, order_id))
+    return CancelResult(refunded)
+
+
+def delete_model(b: Backends, user_id: int, model_id: str) -> str:
+    name = store.delete_model(b, user_id, model_id)
+    if name is None:
+        raise NotFound("That is not one of your models (see /models list).")
+    b.blobs.delete_prefix(keys.model_prefix(user_id, model_id))
+    return name
+
+
+def delete_render(b: Backends, order_id: str, user_id: int) -> int:
+    order = _own_order(b, order_id, user_id)
+    deleted = store.delete_images(b, order.id)
+    job_id = store.job_id_of(b, order.id)
+    if job_id:
+        b.blobs.delete_prefix(keys.render_prefix(user_id, job_id))
+    return deleted
+
+
+def queue_overview(b: Backends, user_id: int) -> QueueOverview:
+    train, render = b.queues.train.depth(), b.queues.render.depth()
+    mine = []
+    for o in store.list_orders(b, user_id, limit=10, active_only=True):
+        position, eta = store.queue_position(b, o.id)
+        mine.append(QueuePosition(o.id, o.status, position, eta))
+    return QueueOverview(
+        train.visible + train.delayed, render.visible + render.delayed, store.agents_online(b), mine
+    )
+
+
+def forget_user(b: Backends, user_id: int) -> dict[str, int]:
+    """Blobs first (they are the personal data), then rows; the receipt counts both."""
+    for o in store.list_orders(b, user_id, limit=1000, active_only=True):
+        store.cancel_order(b, o.id, by="forget-me")
+    blobs = b.blobs.delete_prefix(keys.user_prefix(user_id))
+    receipt = store.delete_user(b, user_id)
+    return {"files": blobs, **receipt}
+
+
+# --- the status message ----------------------------------------------------------------------------------------
+
+
+async def refresh_status_message(bot: PhotogenBot, order_id: str) -> None:
+    """Edit the order's status message to its current state (bot token: works after the interaction expired)."""
+    from bot.views import status_view
+
+    order = await bot.run_blocking(store.get_order, bot.b, order_id)
+    if order is None or not order.status_message_id or not order.channel_id:
+        return
+    files: list[discord.File] = []
+    preview_url = None
+    if order.preview_key and order.status not in FINAL:
+        try:
+            data = await bot.run_blocking(bot.b.blobs.get, order.preview_key)
+            files.append(discord.File(io.BytesIO(data), filename="preview.jpg"))
+            preview_url = "attachment://preview.jpg"
+        except Exception:  # noqa: BLE001 - a missing preview must not block the progress edit
+            log.debug("preview %s not available", order.preview_key)
+    position = None
+    if order.status in ("created", "queued"):
+        position, _ = await bot.run_blocking(store.queue_position, bot.b, order_id)
+    embed = order_status_embed(
+        title=order.params.get("title", "Order"),
+        order_id=order.id,
+        status=order.status,
+        step=order.step,
+        total=order.total,
+        eta_s=order.eta_s,
+        queue_position=position,
+        error=order.error_message,
+        preview_url=preview_url,
+    )
+    message = bot.get_partial_messageable(int(order.channel_id)).get_partial_message(
+        int(order.status_message_id)
+    )
+    view = None if order.status in FINAL else status_view(order.id)
+    try:
+        await message.edit(embed=embed, view=view, attachments=files)
+    except discord.NotFound:
+        log.info("status message of order %s is gone", order_id)

@@ -1,0 +1,153 @@
+"""Persistent buttons. Each is a DynamicItem whose custom_id carries the ids its handler needs, so a click
+works after a restart without any in-memory state; the handler lives in the feature's cog.
+
+custom_id layout (≤ 100 characters):
+    pg:cancel:{order_id}            Cancel on a status message
+    pg:{up|var|rr|del}:{order_id}:{n}   U1–U4, V1–V4, 🔄 re-roll, 🗑 delete on a result message
+    pg:forget:{user_id}             the /forget-me confirmation
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import discord
+
+from bot import metrics
+from bot.errors import UserFacingError
+from bot.replies import reply_error
+
+log = logging.getLogger(__name__)
+
+ID = r"[A-Za-z0-9_-]{1,64}"
+
+
+async def _guarded(interaction: discord.Interaction, name: str, coro: Any) -> None:
+    """discord.py logs and drops exceptions from dynamic items: route them to the member instead."""
+    metrics.COMMANDS.labels(command=f"button:{name}").inc()
+    try:
+        await coro
+    except UserFacingError as err:
+        metrics.COMMAND_REFUSED.labels(kind=type(err).__name__).inc()
+        await reply_error(interaction, err.message)
+    except Exception:
+        metrics.COMMAND_ERRORS.inc()
+        log.exception("button %s failed", name)
+        await reply_error(interaction, "Something went wrong on our side; please try again.")
+
+
+def _cog(interaction: discord.Interaction, name: str) -> Any:
+    cog = interaction.client.get_cog(name)  # type: ignore[attr-defined]
+    if cog is None:
+        raise UserFacingError("This button is not available right now.")
+    return cog
+
+
+class CancelButton(discord.ui.DynamicItem[discord.ui.Button], template=rf"pg:cancel:(?P<order_id>{ID})"):
+    def __init__(self, order_id: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Cancel", style=discord.ButtonStyle.danger, custom_id=f"pg:cancel:{order_id}"
+            )
+        )
+        self.order_id = order_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+    ) -> CancelButton:
+        return cls(match["order_id"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _guarded(
+            interaction, "cancel", _cog(interaction, "Orders").cancel_from_button(interaction, self.order_id)
+        )
+
+
+IMAGE_ACTIONS = {"up": "U", "var": "V", "rr": "🔄", "del": "🗑"}
+
+
+class ImageButton(
+    discord.ui.DynamicItem[discord.ui.Button],
+    template=rf"pg:(?P<action>up|var|rr|del):(?P<order_id>{ID}):(?P<n>[0-9])",
+):
+    def __init__(self, action: str, order_id: str, n: int) -> None:
+        if action in ("up", "var"):
+            button = discord.ui.Button(
+                label=f"{IMAGE_ACTIONS[action]}{n + 1}",
+                style=discord.ButtonStyle.secondary,
+                row=0 if action == "up" else 1,
+                custom_id=f"pg:{action}:{order_id}:{n}",
+            )
+        else:
+            button = discord.ui.Button(
+                emoji=IMAGE_ACTIONS[action],
+                style=discord.ButtonStyle.danger if action == "del" else discord.ButtonStyle.primary,
+                row=2,
+                custom_id=f"pg:{action}:{order_id}:{n}",
+            )
+        super().__init__(button)
+        self.action, self.order_id, self.n = action, order_id, n
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+    ) -> ImageButton:
+        return cls(match["action"], match["order_id"], int(match["n"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        cog = _cog(interaction, "Imagine")
+        await _guarded(
+            interaction, self.action, cog.on_image_button(interaction, self.action, self.order_id, self.n)
+        )
+
+
+class ForgetConfirmButton(
+    discord.ui.DynamicItem[discord.ui.Button], template=r"pg:forget:(?P<user_id>[0-9]{1,20})"
+):
+    def __init__(self, user_id: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Yes, delete everything",
+                style=discord.ButtonStyle.danger,
+                custom_id=f"pg:forget:{user_id}",
+            )
+        )
+        self.user_id = user_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+    ) -> ForgetConfirmButton:
+        return cls(int(match["user_id"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        cog = _cog(interaction, "Privacy")
+        await _guarded(interaction, "forget", cog.forget_from_button(interaction, self.user_id))
+
+
+DYNAMIC_ITEMS = (CancelButton, ImageButton, ForgetConfirmButton)
+
+
+def status_view(order_id: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(CancelButton(order_id))
+    return view
+
+
+def result_view(order_id: str, count: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for action in ("up", "var"):
+        for n in range(count):
+            view.add_item(ImageButton(action, order_id, n))
+    view.add_item(ImageButton("rr", order_id, 0))
+    view.add_item(ImageButton("del", order_id, 0))
+    return view
+
+
+def forget_view(user_id: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(ForgetConfirmButton(user_id))
+    return view

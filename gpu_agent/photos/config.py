@@ -86,6 +86,17 @@ class PhotoCheckConfig(BaseModel):
     jpeg_quality: int = Field(92, ge=50, le=100, description="JPEG quality of the stored face crops.")
 
     @classmethod
+    def for_stored_crops(cls, settings: Settings, crop_size: int) -> PhotoCheckConfig:
+        """The agent's re-check of the face crops the bot stored. They are small and tightly framed by
+        construction, and crops of different shots of one session can hash alike, so the thresholds meant for
+        phone photos (face size, blur at 80 px, near-duplicates) would reject good sets; what is checked again
+        is what a tampered or mixed-up message could break: readable, one face, the same person throughout."""
+        return cls.from_settings(
+            settings, crop_size=crop_size, min_face_px=16, detect_upsample=2, duplicate_max_distance=0,
+            min_sharpness=0.0,
+        )
+
+    @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> PhotoCheckConfig:
         """The config for this deployment: limits and training resolution from Settings."""
         values: dict[str, object] = {

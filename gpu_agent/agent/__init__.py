@@ -1,0 +1,49 @@
+"""The GPU agent runtime: pulls jobs, keeps leases, survives spot interruptions, resumes, reports progress.
+
+- ``worker``        — ``Agent(settings, ...)`` with ``run(stop_event)``: the job loop and how a message is settled
+- ``jobs``          — what a TrainJob / RenderJob handler does (download, engine, upload under storage.keys)
+- ``runner``        — the ``JobRunner`` seam to the engine; ``engine_runner.EngineRunner`` is the real one (torch)
+- ``lease``         — ``LeaseKeeper``: the heartbeat that extends a job's visibility
+- ``spot``          — ``Drain`` and ``SpotWatcher`` (EC2 IMDSv2 spot/rebalance notices)
+- ``checkpoints``   — ``CheckpointSync``: the local checkpoint folder ⇄ ``checkpoints/{job_id}/``
+- ``report``        — ``Reporter``: the job's Events
+- ``metrics``       — Prometheus metrics and the /healthz + /metrics server
+
+Nothing here imports torch until an EngineRunner trains or renders.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import TYPE_CHECKING
+
+from gpu_agent.agent.runner import Interrupted, JobError, JobRunner, RenderOutcome, TrainOutcome, TrainRequest
+from gpu_agent.agent.spot import Drain, SpotWatcher
+from gpu_agent.agent.worker import Agent
+
+if TYPE_CHECKING:
+    from storage.settings import Settings
+
+__all__ = [
+    "Agent", "Drain", "Interrupted", "JobError", "JobRunner", "RenderOutcome", "SpotWatcher", "TrainOutcome",
+    "TrainRequest", "run_agent",
+]
+
+log = logging.getLogger(__name__)
+
+
+def run_agent(settings: Settings, *, stop_event: threading.Event | None = None) -> None:
+    """Run an agent until it is stopped; blocks. SIGTERM and SIGINT drain it like a spot notice: training
+    checkpoints and releases its job, a render finishes if it can within AGENT_DRAIN_S."""
+    agent = Agent(settings)
+    if threading.current_thread() is threading.main_thread():
+
+        def on_signal(signum: int, _frame: object) -> None:
+            if agent.drain.request(signal.Signals(signum).name):
+                agent.metrics.spot_interruptions.inc()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    agent.run(stop_event)

@@ -1,0 +1,196 @@
+"""The real JobRunner: the diffusers engine (gpu_agent.engine). This is the only agent module that imports torch.
+
+It keeps one Renderer (one base model loaded, members' LoRAs swapped) between jobs, which is what makes the agent
+"warm" for renders. Training loads its own copy of the base model for the run and frees it afterwards.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import shutil
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+from pydantic import ValidationError
+
+from cloud.messages import RenderJob
+from gpu_agent.agent.runner import (
+    Interrupted,
+    JobError,
+    RenderOutcome,
+    ShouldStop,
+    StepProgress,
+    TrainOutcome,
+    TrainRequest,
+)
+from storage.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_MODEL_ID = re.compile(r"(?:^|/)models/([A-Za-z0-9_-]{1,64})/")
+
+
+class EngineRunner:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._renderer = None  # gpu_agent.engine.render.Renderer, loaded on the first render
+
+    @property
+    def warm(self) -> bool:
+        return self._renderer is not None
+
+    # --- training ------------------------------------------------------------------------------------------
+
+    def train(self, request: TrainRequest, *, progress: StepProgress, should_stop: ShouldStop) -> TrainOutcome:
+        from gpu_agent.engine.models import BaseModelError
+        from gpu_agent.engine.training import (
+            CheckpointError,
+            TrainConfig,
+            TrainingInputError,
+            TrainingInterrupted,
+            train_lora,
+        )
+
+        job = request.job
+        p = job.params
+        try:
+            config = TrainConfig(
+                base_model=job.base_model, token=job.subject_token, class_word=job.class_word,
+                resolution=p.resolution, steps=p.steps, batch_size=p.batch_size, learning_rate=p.learning_rate,
+                rank=p.rank, seed=p.seed, prior_preservation=p.prior_preservation,
+                train_text_encoder=p.train_text_encoder, checkpoint_every=request.checkpoint_every,
+                # Memory-saving retry after an out-of-memory error: recompute activations instead of keeping them.
+                gradient_checkpointing=request.low_memory,
+            )
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(x) for x in first["loc"])
+            raise JobError("bad_job", f"The training settings were refused: {where}: {first['msg']}"[:500]) from None
+        photos = [_open_photo(path, n) for n, path in enumerate(request.photos)]
+
+        def on_step(step: int, total: int, loss: float, _eta: float) -> None:
+            progress(step, total, loss)
+
+        def run() -> TrainOutcome:
+            artifact = train_lora(
+                config, photos, output_dir=request.output_dir, progress=on_step,
+                checkpoint_dir=request.checkpoint_dir, should_stop=should_stop, device=self.settings.device,
+                cache_dir=self.settings.model_cache_dir)
+            return TrainOutcome(
+                weights_path=artifact.weights_path, meta_path=artifact.meta_path, steps=artifact.steps,
+                resumed_from=int(artifact.meta.get("resumed_from_step") or 0), meta=artifact.meta)
+
+        try:
+            try:
+                return run()
+            except CheckpointError as err:
+                # A checkpoint of another configuration (an earlier attempt with other memory settings, a changed
+                # deployment): slower to start over than to resume, but correct.
+                log.warning("job %s: cannot resume (%s); training from the start", job.job_id, err)
+                shutil.rmtree(request.checkpoint_dir, ignore_errors=True)
+                return run()
+        except TrainingInterrupted as stop:
+            raise Interrupted(stop.step) from None
+        except TrainingInputError as err:
+            raise JobError("photos_rejected", f"Your photos cannot be trained on: {err}") from None
+        except BaseModelError as err:
+            raise JobError("base_model", f"The base model could not be loaded on the GPU machine: {err}",
+                           permanent=False) from None
+
+    # --- rendering -----------------------------------------------------------------------------------------
+
+    def renderer(self, base_model: str) -> object:
+        from gpu_agent.engine.render import Renderer
+
+        if self._renderer is None or self._renderer.base_model != base_model:
+            self._renderer = None  # free the old base before loading another
+            self._renderer = Renderer(base_model, device=_device(self.settings.device),
+                                      cache_dir=self.settings.model_cache_dir)
+        return self._renderer
+
+    def render(
+        self,
+        job: RenderJob,
+        loras: list[Path],
+        source: bytes | None,
+        *,
+        progress: StepProgress,
+        should_stop: ShouldStop,
+        low_memory: bool = False,
+    ) -> RenderOutcome:
+        from gpu_agent.engine.models import BaseModelError
+        from gpu_agent.engine.render_hooks import PromptRefused
+        from gpu_agent.engine.render_types import LoraRef, RenderError, RenderRequest
+
+        if len(loras) > 1:
+            raise JobError("unsupported", "Pictures with several trained models at once are not supported yet.")
+        try:
+            image = Image.open(io.BytesIO(source)) if source is not None else None
+        except (UnidentifiedImageError, OSError):
+            raise JobError("source_unreadable", "The picture this render starts from cannot be read.") from None
+        try:
+            request = RenderRequest.from_job(job, image)
+            lora = LoraRef(model_id=_model_id(job, loras[0]), path=loras[0]) if loras else None
+            if low_memory:
+                # One image at a time halves the activations of the batch; the seeds stay the same.
+                return self._render_one_by_one(request, lora, job.base_model, progress, should_stop)
+            renderer = self.renderer(job.base_model)
+            images = renderer.render(request, lora, progress=_stopper(progress, should_stop))  # type: ignore[attr-defined]
+        except (RenderError, PromptRefused) as err:
+            raise JobError(_render_code(err), str(err)[:500] or "The render was refused.") from None
+        except BaseModelError as err:
+            raise JobError("base_model", f"The base model could not be loaded on the GPU machine: {err}",
+                           permanent=False) from None
+        return RenderOutcome(pngs=[i.png for i in images], flagged=[i.flagged for i in images])
+
+    def _render_one_by_one(self, request: object, lora: object, base_model: str, progress: StepProgress,
+                           should_stop: ShouldStop) -> RenderOutcome:
+        import dataclasses
+
+        renderer = self.renderer(base_model)
+        pngs, flagged = [], []
+        for i in range(request.n):  # type: ignore[attr-defined]
+            one = dataclasses.replace(request, n=1, seed=request.seed + i)  # type: ignore[call-overload,attr-defined]
+            (image,) = renderer.render(one, lora, progress=_stopper(progress, should_stop))  # type: ignore[attr-defined]
+            pngs.append(image.png)
+            flagged.append(image.flagged)
+        return RenderOutcome(pngs=pngs, flagged=flagged)
+
+
+def _stopper(progress: StepProgress, should_stop: ShouldStop):
+    def on_step(step: int, total: int) -> None:
+        progress(step, total, None)
+        if should_stop():
+            # Raised inside diffusers' step callback: the denoising loop ends here, nothing is returned.
+            raise Interrupted(step)
+
+    return on_step
+
+
+def _device(setting: str) -> object:
+    from gpu_agent.engine.models import pick_device
+
+    return pick_device(setting)
+
+
+def _model_id(job: RenderJob, path: Path) -> str:
+    match = _MODEL_ID.search(job.model_keys[0]) if job.model_keys else None
+    return match.group(1) if match else path.stem
+
+
+def _render_code(err: Exception) -> str:
+    name = type(err).__name__
+    return {"BadRenderRequest": "bad_request", "LoraLoadError": "model_unusable",
+            "PromptRefused": "prompt_refused"}.get(name, "render_refused")
+
+
+def _open_photo(path: Path, n: int) -> Image.Image:
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return ImageOps.exif_transpose(img).convert("RGB")
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+        raise JobError("photos_unreadable", f"Photo {n + 1} cannot be read as an image. Please run /train "
+                       "again with JPEG or PNG photos.") from None

@@ -1,0 +1,302 @@
+"""What the agent does with one TrainJob or RenderJob, from downloading inputs to uploading outputs.
+
+A handler runs in the agent's worker thread and returns an Outcome; the agent loop (worker.py) then settles the
+message: done → done-marker, done event, ack; preempted → preempted event, release; failed → failed event and ack
+or dead-letter, or a release for a retry. Handlers write outputs only under the job's deterministic keys, so a
+retry overwrites instead of duplicating, and they write nothing once the lease is lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from cloud.messages import RenderJob, TrainJob
+from cloud.queues.base import Lease
+from gpu_agent.agent.checkpoints import CheckpointSync
+from gpu_agent.agent.metrics import AgentMetrics
+from gpu_agent.agent.report import Reporter
+from gpu_agent.agent.runner import Interrupted, JobError, JobRunner, TrainRequest, is_out_of_memory
+from storage import keys
+from storage.blobs.base import BlobNotFound, BlobStore
+from storage.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Result = Literal["done", "preempted", "lease_lost", "failed"]
+
+OOM_MESSAGE = "The GPU ran out of memory on this job, even with memory-saving settings. Try a smaller size."
+
+
+@dataclass
+class Outcome:
+    result: Result
+    output_keys: list[str] = field(default_factory=list)
+    step: int = 0
+    total: int = 0
+    error: JobError | None = None
+    gpu_seconds: float = 0.0
+
+
+class JobContext:
+    """One job in flight: its lease, its reporter, and the flag that stops it."""
+
+    def __init__(self, lease: Lease, reporter: Reporter, workdir: Path) -> None:
+        self.lease = lease
+        self.reporter = reporter
+        self.workdir = workdir
+        self._stop = threading.Event()
+        self.reason: Literal["drain", "lease_lost"] | None = None
+        self.gpu_seconds = 0.0
+        self.step = 0
+        self.total = 0
+
+    def halt(self, reason: Literal["drain", "lease_lost"]) -> None:
+        if self.reason != "lease_lost":  # a lost lease wins: nothing may be written then
+            self.reason = reason
+        self._stop.set()
+
+    def should_stop(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def lease_lost(self) -> bool:
+        return self.reason == "lease_lost"
+
+
+class Handlers:
+    def __init__(self, settings: Settings, runner: JobRunner, blobs: BlobStore, metrics: AgentMetrics) -> None:
+        self.settings = settings
+        self.runner = runner
+        self.blobs = blobs
+        self.metrics = metrics
+
+    # --- training ------------------------------------------------------------------------------------------
+
+    def train(self, ctx: JobContext, job: TrainJob) -> Outcome:
+        total = job.params.steps
+        ctx.total = total
+        photos = self._download_photos(ctx.workdir / "photos", job)
+        sync = CheckpointSync(self.blobs, job.job_id, ctx.workdir / "checkpoints")
+        resumed = sync.download()
+        ctx.step = resumed
+        if resumed:
+            log.info("job %s resumes from the checkpoint at step %d", job.job_id, resumed)
+        ctx.reporter.started(step=resumed, total=total)
+
+        def progress(step: int, total_steps: int, loss: float | None = None) -> None:
+            ctx.step = step
+            if ctx.lease_lost:
+                return
+            if self._upload_checkpoint(ctx, sync):
+                ctx.reporter.checkpoint(ctx.step, total_steps)
+            ctx.reporter.progress(step, total_steps, loss, force=step == total_steps)
+
+        def attempt(low_memory: bool) -> object:
+            request = TrainRequest(
+                job=job, photos=photos, output_dir=ctx.workdir / "output", checkpoint_dir=sync.local_dir,
+                checkpoint_every=self.settings.checkpoint_every_steps, low_memory=low_memory)
+            return self.runner.train(request, progress=progress, should_stop=ctx.should_stop)
+
+        try:
+            trained = self._with_oom_retry(ctx, attempt)
+        except Interrupted as stop:
+            ctx.step = max(stop.step, ctx.step)
+            return self._interrupted(ctx, sync)
+        if ctx.lease_lost:
+            return Outcome("lease_lost", step=ctx.step, total=total)
+        outputs = self._upload_model(job, trained)  # type: ignore[arg-type]
+        try:
+            outputs += self._first_renders(ctx, job, Path(trained.weights_path))  # type: ignore[attr-defined]
+        except Interrupted:
+            # The model is trained and stored; only its first pictures are missing. Hand the job on: the
+            # next agent resumes from the final checkpoint, which is as good as done.
+            return self._interrupted(ctx, sync)
+        if ctx.lease_lost:
+            return Outcome("lease_lost", step=ctx.step, total=total)
+        return Outcome("done", output_keys=outputs, step=total, total=total)
+
+    def _interrupted(self, ctx: JobContext, sync: CheckpointSync) -> Outcome:
+        if ctx.lease_lost:
+            return Outcome("lease_lost", step=ctx.step, total=ctx.total)
+        # The engine saved a checkpoint before it stopped; it must reach the store before the message is released.
+        self._upload_checkpoint(ctx, sync)
+        if sync.uploaded:
+            ctx.step = CheckpointSync.step_of(sync.uploaded)
+        return Outcome("preempted", step=ctx.step, total=ctx.total)
+
+    def _upload_checkpoint(self, ctx: JobContext, sync: CheckpointSync) -> bool:
+        uploaded = sync.upload_if_new()
+        if uploaded is None:
+            return False
+        step, seconds = uploaded
+        ctx.step = step
+        self.metrics.checkpoint_seconds.observe(seconds)
+        log.info("checkpoint at step %d of job %s stored in %.2f s", step, ctx.reporter.job.job_id, seconds)
+        return True
+
+    def _download_photos(self, folder: Path, job: TrainJob) -> list[Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        missing = 0
+        for n, key in enumerate(job.photo_keys):
+            try:
+                data = self.blobs.get(key)
+            except (BlobNotFound, ValueError):  # ValueError: a key the store refuses (InvalidKey)
+                missing += 1
+                continue
+            suffix = Path(key).suffix.lower() if Path(key).suffix.lower() in (".jpg", ".jpeg", ".png", ".webp") else ".jpg"
+            path = folder / f"{n:02d}{suffix}"
+            path.write_bytes(data)
+            paths.append(path)
+        if missing:
+            raise JobError(
+                "photos_missing",
+                f"{missing} of your {len(job.photo_keys)} photos could not be found on the server "
+                "(they may have expired). Please run /train again with your photos.",
+            )
+        if self.settings.agent_check_photos:
+            paths = self._check_photos(paths, job)
+        return paths
+
+    def _check_photos(self, paths: list[Path], job: TrainJob) -> list[Path]:
+        """The door checks again (the bot ran them at upload): the agent trusts no message, and a photo set the
+        checks reject would waste GPU time. Trains on the photos that pass."""
+        from gpu_agent.photos import FaceModelsMissing, PhotoCheckConfig, check_photos
+
+        config = PhotoCheckConfig.for_stored_crops(self.settings, job.params.resolution)
+        try:
+            report = check_photos([(f"photo {n + 1}", p.read_bytes()) for n, p in enumerate(paths)], config)
+        except FaceModelsMissing:
+            log.warning("face models are not installed on this agent; training without re-checking the photos")
+            return paths
+        if not report.accepted:
+            raise JobError("photos_rejected", report.summary)
+        return [paths[result.index - 1] for result in report.good]
+
+    def _upload_model(self, job: TrainJob, trained: object) -> list[str]:
+        weights = Path(trained.weights_path)  # type: ignore[attr-defined]
+        meta = Path(trained.meta_path)  # type: ignore[attr-defined]
+        model_key = keys.model_key(job.user_id, job.model_id)
+        meta_key = keys.model_meta_key(job.user_id, job.model_id)
+        with weights.open("rb") as fh:
+            self.blobs.put(model_key, fh, content_type="application/octet-stream")
+        self.blobs.put(meta_key, meta.read_bytes(), content_type="application/json")
+        return [model_key, meta_key]
+
+    def _first_renders(self, ctx: JobContext, job: TrainJob, weights: Path) -> list[str]:
+        outputs: list[str] = []
+        n = 0
+        size = self.settings.render_size // 8 * 8
+        for spec in job.renders:
+            render_job = RenderJob(
+                job_id=job.job_id, order_id=job.order_id, user_id=job.user_id, base_model=job.base_model,
+                subject=f"{job.subject_token} {job.class_word}", prompt=spec.prompt,
+                negative_prompt=spec.negative_prompt, seed=spec.seed, count=spec.count, width=size, height=size,
+                steps=self.settings.render_steps)
+            rendered = self._with_oom_retry(ctx, lambda low, rj=render_job: self.runner.render(
+                rj, [weights], None, progress=lambda *_: None, should_stop=ctx.should_stop, low_memory=low))
+            for png in rendered.pngs:  # type: ignore[attr-defined]
+                if ctx.lease_lost:
+                    return outputs
+                key = keys.render_key(job.user_id, job.job_id, n)
+                self.blobs.put(key, png, content_type="image/png")
+                outputs.append(key)
+                n += 1
+        return outputs
+
+    # --- rendering -----------------------------------------------------------------------------------------
+
+    def render(self, ctx: JobContext, job: RenderJob) -> Outcome:
+        ctx.total = job.steps
+        loras = [self._fetch_lora(key) for key in job.model_keys]
+        source = None
+        if job.source_key:
+            try:
+                source = self.blobs.get(job.source_key)
+            except (BlobNotFound, ValueError):
+                raise JobError("source_missing", "The picture this render starts from is gone.") from None
+        ctx.reporter.started(step=0, total=job.steps)
+
+        def progress(step: int, total: int, loss: float | None = None) -> None:
+            ctx.step, ctx.total = step, total
+            ctx.reporter.progress(step, total)
+
+        try:
+            rendered = self._with_oom_retry(ctx, lambda low: self.runner.render(
+                job, loras, source, progress=progress, should_stop=ctx.should_stop, low_memory=low))
+        except Interrupted:
+            return Outcome("lease_lost" if ctx.lease_lost else "preempted", step=ctx.step, total=ctx.total)
+        outputs = []
+        for n, png in enumerate(rendered.pngs):  # type: ignore[attr-defined]
+            if ctx.lease_lost:
+                return Outcome("lease_lost", step=ctx.step, total=ctx.total)
+            key = keys.render_key(job.user_id, job.job_id, n)
+            self.blobs.put(key, png, content_type="image/png")
+            outputs.append(key)
+        return Outcome("done", output_keys=outputs, step=ctx.total, total=ctx.total)
+
+    def _fetch_lora(self, key: str) -> Path:
+        """The LoRA at ``key`` as a local file. The file is kept between jobs and rewritten only when its bytes
+        change, so the renderer recognises a member's adapter that is still loaded."""
+        try:
+            data = self.blobs.get(key)
+        except (BlobNotFound, ValueError):
+            raise JobError("model_missing", "Your trained model could not be found; it may have been "
+                           "deleted. Train a new one with /train.") from None
+        folder = Path(self.settings.agent_work_dir) / "loras"
+        folder.mkdir(parents=True, exist_ok=True)
+        name = hashlib.sha256(key.encode()).hexdigest()[:32]
+        path = folder / f"{name}.safetensors"
+        if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+            return path
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        return path
+
+    # --- shared --------------------------------------------------------------------------------------------
+
+    def _with_oom_retry(self, ctx: JobContext, call: object) -> object:
+        """Run ``call(low_memory)``; on a GPU out-of-memory error, once more with memory-saving settings."""
+        started = time.monotonic()
+        try:
+            return call(False)  # type: ignore[operator]
+        except Exception as err:
+            if not is_out_of_memory(err):
+                raise
+            log.warning("job %s ran out of GPU memory; retrying once with memory-saving settings",
+                        ctx.reporter.job.job_id)
+            _free_gpu_memory()
+        finally:
+            ctx.gpu_seconds += time.monotonic() - started
+        started = time.monotonic()
+        try:
+            return call(True)  # type: ignore[operator]
+        except Exception as err:
+            if is_out_of_memory(err):
+                raise JobError("out_of_memory", OOM_MESSAGE) from err
+            raise
+        finally:
+            ctx.gpu_seconds += time.monotonic() - started
+
+
+def _free_gpu_memory() -> None:
+    import gc
+    import sys
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def clean_workdir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

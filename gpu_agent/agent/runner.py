@@ -1,0 +1,102 @@
+"""The seam between the agent and the ML engine: a JobRunner trains and renders, nothing else.
+
+The agent (queues, leases, blobs, events) never imports torch; it drives a JobRunner. The real one is
+``EngineRunner`` (gpu_agent.agent.engine_runner) over the diffusers engine; tests drive the same loop with the real
+engine on tiny models, and with a slow runner only where the point is time passing (heartbeats).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from cloud.messages import RenderJob, TrainJob
+
+ShouldStop = Callable[[], bool]
+"""Polled by the runner between steps: True means stop now (spot notice, lease lost, shutdown)."""
+
+StepProgress = Callable[[int, int, "float | None"], None]
+"""progress(step, total, loss) after each step."""
+
+
+class Interrupted(Exception):
+    """The runner stopped because should_stop() said so. For training, a checkpoint at ``step`` is on disk."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"interrupted at step {step}")
+        self.step = step
+
+
+class JobError(Exception):
+    """A failure with a code and a message safe to show to the member.
+
+    ``permanent``: retrying cannot help (bad input), so the member is told at once and the message acked.
+    """
+
+    def __init__(self, code: str, message: str, *, permanent: bool = True) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message[:500]
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    job: TrainJob
+    photos: list[Path]
+    output_dir: Path
+    checkpoint_dir: Path
+    checkpoint_every: int
+    low_memory: bool = False
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    weights_path: Path
+    meta_path: Path
+    steps: int
+    resumed_from: int = 0
+    meta: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class RenderOutcome:
+    pngs: list[bytes] = field(repr=False)
+    flagged: list[str | None] = field(default_factory=list)
+
+
+class JobRunner(Protocol):
+    @property
+    def warm(self) -> bool:
+        """True while a render pipeline is loaded (the agent then takes renders first)."""
+
+    def train(self, request: TrainRequest, *, progress: StepProgress, should_stop: ShouldStop) -> TrainOutcome:
+        """Train a LoRA, resuming from the newest checkpoint in ``request.checkpoint_dir`` if there is one.
+
+        Raises Interrupted (after saving a checkpoint) when should_stop() turns true, JobError for bad input.
+        """
+
+    def render(
+        self,
+        job: RenderJob,
+        loras: list[Path],
+        source: bytes | None,
+        *,
+        progress: StepProgress,
+        should_stop: ShouldStop,
+        low_memory: bool = False,
+    ) -> RenderOutcome:
+        """Render ``job.count`` PNGs. Raises Interrupted when should_stop() turns true, JobError for bad input."""
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """A GPU out-of-memory error, without importing torch here (the agent stays torch-free)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    # Some kernels surface OOM as a plain RuntimeError with CUDA's message.
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()

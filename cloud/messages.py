@@ -84,7 +84,7 @@ class RenderJob(_Message):
     guidance: float = Field(7.0, ge=0, le=30)
     mode: RenderMode = "txt2img"
     source_key: BlobKey | None = None
-    strength: float = Field(0.6, gt=0, le=1)
+    strength: float | None = Field(None, gt=0, le=1, description="img2img strength; None: the mode's default.")
     attempt: int = Field(1, ge=1)
 
 
@@ -115,6 +115,8 @@ class Event(_Message):
     output_keys: list[BlobKey] = Field(default_factory=list)
     error: ErrorInfo | None = None
     agent_id: str = Field("", max_length=128)
+    gpu_seconds: float | None = Field(None, ge=0, description="Accelerator time the job used (done/failed).")
+    instance_type: str | None = Field(None, max_length=64, description="EC2 instance type, for cost per order.")
     at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 

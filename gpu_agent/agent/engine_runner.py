@@ -107,7 +107,9 @@ class EngineRunner:
         if self._renderer is None or self._renderer.base_model != base_model:
             self._renderer = None  # free the old base before loading another
             self._renderer = Renderer(base_model, device=_device(self.settings.device),
-                                      cache_dir=self.settings.model_cache_dir)
+                                      cache_dir=self.settings.model_cache_dir,
+                                      max_resident=self.settings.render_resident_loras,
+                                      max_pixels=self.settings.render_max_pixels)
         return self._renderer
 
     def render(

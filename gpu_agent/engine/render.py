@@ -1,0 +1,338 @@
+"""The Renderer: one base pipeline kept loaded, members' LoRAs swapped in and out of it.
+
+Loading a base model costs seconds to minutes; a member's LoRA is a few megabytes. So an agent loads the base once
+(txt2img, plus an img2img pipeline over the very same modules via ``from_pipe``), and for each job loads only the
+member's LoRA as a named peft adapter. Up to ``max_resident`` adapters stay in memory (least recently used goes
+first, via ``delete_adapters``), so a member who renders again finds theirs already there.
+
+No leakage between members: before every render exactly one adapter is active (``set_adapters``) or all LoRA
+layers are bypassed (``disable_lora``). An inactive adapter contributes nothing to a layer's output, so a render
+with B's LoRA is the same computation as B's LoRA alone in a fresh pipeline, and a render without one is the bare
+base; the tests hold this to the exact pixel.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from PIL import Image
+
+from gpu_agent.engine.pngmeta import GenerationParams, png_bytes
+from gpu_agent.engine.render_hooks import (
+    ImageCheck,
+    PromptCheck,
+    allow_all_images,
+    allow_all_prompts,
+    placeholder,
+)
+from gpu_agent.engine.render_prompt import fill_prompt
+from gpu_agent.engine.render_types import (
+    BadRenderRequest,
+    LoraLoadError,
+    LoraRef,
+    RenderedImage,
+    RenderRequest,
+)
+
+if TYPE_CHECKING:
+    from storage.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SAMPLER = "DPM++ 2M Karras"
+"""DPM-Solver++ (2nd order multistep) with Karras sigmas: good faces in 20-30 steps, and deterministic."""
+
+DEFAULT_MAX_PIXELS = 2048 * 2048
+MAX_LORA_BYTES = 2 * 1024**3
+
+Progress = Callable[[int, int], None]
+"""progress(step, total), called after each denoising step."""
+
+
+def dpm_solver_pp(scheduler_config: Any) -> Any:
+    """The default sampler, built from the base model's own scheduler config (its betas and timestep spacing)."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    return DPMSolverMultistepScheduler.from_config(
+        scheduler_config, algorithm_type="dpmsolver++", solver_order=2, use_karras_sigmas=True
+    )
+
+
+def _fingerprint(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+class Renderer:
+    """Renders RenderRequests on one loaded base model, with members' LoRAs swapped in per call.
+
+    ``device`` is "auto", "cpu", "cuda[:N]" or "mps"; ``dtype`` None picks the device's (bf16/fp16 on GPUs,
+    fp32 on the CPU). ``render`` is safe to call from several threads; calls run one at a time (one GPU, one
+    pipeline).
+    """
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, prompt_check: PromptCheck | None = None, image_check: ImageCheck | None = None
+    ) -> Renderer:
+        """The agent's renderer: base model, device, model cache, resident LoRAs and pixel cap from settings."""
+        return cls(
+            settings.base_model,
+            device=settings.device,
+            cache_dir=settings.model_cache_dir,
+            prompt_check=prompt_check,
+            image_check=image_check,
+            max_resident=settings.render_resident_loras,
+            max_pixels=settings.render_max_pixels,
+        )
+
+    def __init__(
+        self,
+        base_model: str,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        cache_dir: str | Path | None = None,
+        prompt_check: PromptCheck | None = None,
+        image_check: ImageCheck | None = None,
+        max_resident: int = 4,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        from diffusers import AutoPipelineForImage2Image
+
+        from gpu_agent.engine.models import load_base_pipeline, pick_device
+
+        if max_resident < 1:
+            raise ValueError("max_resident must be at least 1")
+        self.base_model = base_model
+        self.device = pick_device(device)
+        self.max_resident = max_resident
+        self.max_pixels = max_pixels
+        self._prompt_check = prompt_check or allow_all_prompts
+        self._image_check = image_check or allow_all_images
+        self._lock = threading.Lock()
+        # adapter name -> file fingerprint, least recently used first
+        self._resident: OrderedDict[str, tuple[int, int, int]] = OrderedDict()
+
+        pipe = load_base_pipeline(base_model, device=self.device, dtype=dtype, cache_dir=cache_dir)
+        pipe.scheduler = dpm_solver_pp(pipe.scheduler.config)
+        pipe.set_progress_bar_config(disable=True)
+        self._txt2img = pipe
+        # from_pipe reuses pipe's modules (no second copy of any weight), so an adapter loaded into the UNet
+        # is there for both pipelines.
+        self._img2img = AutoPipelineForImage2Image.from_pipe(pipe)
+        self._img2img.set_progress_bar_config(disable=True)
+
+    # --- public ---------------------------------------------------------------------------------------------
+
+    @property
+    def resident_models(self) -> list[str]:
+        """Model ids whose adapters are loaded, least recently used first."""
+        return [name.removeprefix("m_") for name in self._resident]
+
+    @property
+    def pipelines(self) -> tuple[Any, Any]:
+        """(txt2img, img2img), sharing their modules."""
+        return self._txt2img, self._img2img
+
+    def render(
+        self, request: RenderRequest, lora: LoraRef | None = None, *, progress: Progress | None = None
+    ) -> list[RenderedImage]:
+        """Render ``request.n`` images, image i from seed ``request.seed + i``, with ``lora`` or the bare base.
+
+        Raises BadRenderRequest (e.g. over the pixel cap), PromptRefused (the prompt check said no) or
+        LoraLoadError, each before any denoising. Modes: txt2img; variation (img2img from a previous render at
+        moderate strength); upscale (Lanczos 2x, then img2img at low strength to redraw the fine detail — a
+        plain diffusion pass, because no learned upscaler's weights can ship with an offline install).
+        """
+        width, height = request.output_size
+        if width * height > self.max_pixels:
+            raise BadRenderRequest(
+                f"{width}x{height} is more than this renderer's {self.max_pixels:,} pixel limit"
+            )
+        if request.source is not None:
+            try:
+                # Decode now: PIL opens lazily, and a truncated upload must fail as a bad request, not as an
+                # OSError in the middle of denoising.
+                request.source.load()
+            except (OSError, Image.DecompressionBombError):
+                raise BadRenderRequest("the picture this render starts from cannot be read") from None
+        prompt = fill_prompt(request.prompt, request.subject)
+        self._prompt_check(prompt)
+        with self._lock:
+            self._activate(lora)
+            images = self._denoise(request, prompt, width, height, progress)
+        return [self._finish(request, prompt, lora, image, request.seed + i) for i, image in enumerate(images)]
+
+    def load(self, lora: LoraRef) -> None:
+        """Make ``lora`` resident (and active) without rendering, e.g. while a job's source image downloads.
+
+        Raises LoraLoadError as render would.
+        """
+        with self._lock:
+            self._activate(lora)
+
+    def evict(self, model_id: str) -> bool:
+        """Drop a model's adapter (e.g. the member deleted it); True when it was resident."""
+        name = f"m_{model_id}"
+        with self._lock:
+            if name not in self._resident:
+                return False
+            self._delete(name)
+            return True
+
+    # --- adapters -------------------------------------------------------------------------------------------
+
+    def _activate(self, lora: LoraRef | None) -> None:
+        pipe = self._txt2img
+        if lora is None:
+            if self._resident:
+                pipe.disable_lora()
+            return
+        name = lora.adapter_name
+        fingerprint = self._check_file(lora.path)
+        if name in self._resident and self._resident[name] != fingerprint:
+            # The model was retrained under the same id (a retried job overwrites its blob): reload it.
+            self._delete(name)
+        if name not in self._resident:
+            # Load first, evict after: a file that fails to load must not cost another member their
+            # resident adapter.
+            self._load(name, lora.path)
+            self._resident[name] = fingerprint
+        self._resident.move_to_end(name)
+        while len(self._resident) > self.max_resident:
+            self._delete(next(iter(self._resident)))
+        pipe.enable_lora()
+        pipe.set_adapters([name], adapter_weights=[lora.scale])
+
+    @staticmethod
+    def _check_file(path: Path) -> tuple[int, int, int]:
+        if path.suffix != ".safetensors":
+            raise LoraLoadError("a LoRA must be a .safetensors file")
+        try:
+            if not path.is_file():
+                raise LoraLoadError("the LoRA file is missing")
+            fingerprint = _fingerprint(path)
+        except OSError as err:
+            raise LoraLoadError(f"the LoRA file cannot be read: {err.strerror}") from None
+        if not 0 < fingerprint[0] <= MAX_LORA_BYTES:
+            raise LoraLoadError("the LoRA file is empty or too large")
+        return fingerprint
+
+    def _load(self, name: str, path: Path) -> None:
+        pipe = self._txt2img
+        try:
+            # A local file path: diffusers reads it with safetensors (never pickle) and keeps the adapter
+            # metadata (rank, alpha) written by save_lora_weights.
+            with warnings.catch_warnings():
+                # peft warns whenever a second adapter joins a model; several resident adapters is the design.
+                warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                # diffusers deletes a half-loaded adapter itself before re-raising; peft then warns about it.
+                warnings.filterwarnings("ignore", message="Adapter .* was active which is now deleted")
+                pipe.load_lora_weights(str(path), adapter_name=name, local_files_only=True)
+        except Exception as err:  # noqa: BLE001 - any failure in a member's file is the file's fault
+            self._forget_partial(name)
+            log.warning("LoRA adapter %s failed to load: %s", name, _short(err))
+            raise LoraLoadError(
+                f"the LoRA file does not fit base model {self.base_model} "
+                "(it is damaged, or was trained for another base model)"
+            ) from None
+        if name not in pipe.get_list_adapters().get(self._denoiser_name(), []):
+            # Keys that match no layer of this base load nothing but a warning; refuse instead of rendering
+            # a picture of a stranger.
+            self._forget_partial(name)
+            raise LoraLoadError(f"the LoRA file has no weights for base model {self.base_model}")
+        log.info("loaded LoRA adapter %s", name)
+
+    def _denoiser_name(self) -> str:
+        return "unet" if getattr(self._txt2img, "unet", None) is not None else "transformer"
+
+    def _forget_partial(self, name: str) -> None:
+        present = {a for names in self._txt2img.get_list_adapters().values() for a in names}
+        if name in present:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Adapter .* was active which is now deleted")
+                self._txt2img.delete_adapters([name])
+
+    def _delete(self, name: str) -> None:
+        with warnings.catch_warnings():
+            # peft warns when the adapter it deletes was the active one; the next render activates its own.
+            warnings.filterwarnings("ignore", message="Adapter .* was active which is now deleted")
+            self._txt2img.delete_adapters([name])
+        del self._resident[name]
+        log.info("evicted LoRA adapter %s", name)
+
+    # --- denoising ------------------------------------------------------------------------------------------
+
+    def _denoise(
+        self, request: RenderRequest, prompt: str, width: int, height: int, progress: Progress | None
+    ) -> list[Image.Image]:
+        # One CPU generator per image: image i is the same picture on any device, and re-rendering seed+i
+        # alone reproduces it.
+        generators = [torch.Generator("cpu").manual_seed(request.seed + i) for i in range(request.n)]
+        common: dict[str, Any] = {
+            "prompt": prompt,
+            "negative_prompt": request.negative_prompt or None,
+            "num_images_per_prompt": request.n,
+            "guidance_scale": request.guidance,
+            "generator": generators,
+            "output_type": "pil",
+        }
+        if request.mode == "txt2img":
+            steps = request.steps
+            pipe, extra = self._txt2img, {"width": width, "height": height}
+        else:
+            assert request.source is not None  # RenderRequest checks it
+            strength = request.effective_strength
+            assert strength is not None
+            start = request.source.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+            # img2img runs only steps*strength of the schedule; at least one step must remain.
+            steps = max(request.steps, math.ceil(1 / strength))
+            pipe, extra = self._img2img, {"image": start, "strength": strength}
+        if progress is not None:
+            total = max(1, int(steps * (extra.get("strength") or 1.0)))
+
+            def on_step(_pipe: Any, step: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+                progress(min(step + 1, total), total)
+                return kwargs
+
+            extra["callback_on_step_end"] = on_step
+        with torch.inference_mode():
+            return list(pipe(num_inference_steps=steps, **common, **extra).images)
+
+    def _finish(
+        self, request: RenderRequest, prompt: str, lora: LoraRef | None, image: Image.Image, seed: int
+    ) -> RenderedImage:
+        verdict = self._image_check(image)
+        flagged = None if verdict.safe else (verdict.reason or "the image check refused it")
+        if flagged is not None:
+            image = placeholder(image.size)
+        params = GenerationParams(
+            prompt=prompt,
+            negative_prompt=request.negative_prompt,
+            seed=seed,
+            steps=request.steps,
+            guidance=request.guidance,
+            sampler=SAMPLER,
+            width=image.width,
+            height=image.height,
+            base_model=self.base_model,
+            mode=request.mode,
+            lora=lora.model_id if lora else None,
+            strength=request.effective_strength,
+            flagged=flagged,
+        )
+        return RenderedImage(image=image, seed=seed, png=png_bytes(image, params), params=params, flagged=flagged)
+
+
+def _short(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text[:300]

@@ -130,17 +130,18 @@ def ensure_bucket(settings: Settings, names: Names, report: Report) -> None:
 
 
 def ensure_queues(settings: Settings, report: Report) -> dict[str, str]:
-    """The train, render and events queues with their dead-letter queues; returns queue ARNs by name."""
-    from cloud.queues import open_queues
+    """The train, render and events queues with their dead-letter queues and redrive (QUEUE_MAX_RECEIVES);
+    returns queue ARNs by name."""
+    from cloud.queues.sqs import ensure_queue
 
-    queues = open_queues(settings)  # the SQS backend creates missing queues with their redrive policy
     sqs = _client(settings, "sqs", settings.sqs_endpoint_url)
     arns = {}
-    for queue in (queues.train, queues.render, queues.events):
-        for name in (queue.name, f"{queue.name}-dlq"):
-            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-            arns[name] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-            report.add(f"sqs {name}", "exists")
+    for kind in ("train", "render", "events"):
+        name = f"{settings.queue_prefix}-{kind}"
+        for url in ensure_queue(sqs, name, settings.queue_max_receives):
+            attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+            arns[attrs["QueueArn"].rsplit(":", 1)[1]] = attrs["QueueArn"]
+        report.add(f"sqs {name} (+ {name}-dlq, redrive after {settings.queue_max_receives} receives)", "updated")
     return arns
 
 

@@ -85,3 +85,6 @@ class JobQueue(ABC):
     @abstractmethod
     def purge(self) -> None:
         """Delete everything in the queue and its dead-letter queue (tests, admin)."""
+
+    def close(self) -> None:  # not abstract: a backend with nothing to close needs nothing here
+        """Release connections; the queue is unusable afterwards."""

@@ -1,0 +1,185 @@
+"""`photogen demo`: the whole product on one machine, offline, in a few minutes.
+
+A local Discord-compatible server (photogen.discord_sim), the real bot connected to it over sockets, and one GPU
+agent in its own process, all on the embedded backends in DIR/data. A scripted member runs /train with the demo
+photos, then /imagine with style presets and clicks U1 and V1. The report (DIR/report.html) shows the inputs and
+outputs, the order timeline, and every message the bot posted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from photogen.report import Report, write_report
+from storage.settings import Settings
+
+DEMO_PHOTOS = Path(__file__).resolve().parent / "assets" / "demo_photos"
+MARKER = ".photogen-demo"
+MANAGE_GUILD = 1 << 5
+
+# The tiny test model works at 64 px and trains in seconds; a real base model gets the product's defaults.
+TINY_OVERRIDES = dict(train_steps=40, train_resolution=128, render_steps=8, render_size=128, checkpoint_every_steps=20)
+
+
+@dataclass
+class Timeline:
+    started: float = field(default_factory=time.monotonic)
+    rows: list[tuple[float, str]] = field(default_factory=list)
+
+    def add(self, what: str) -> None:
+        at = time.monotonic() - self.started
+        self.rows.append((at, what))
+        print(f"[{at:6.1f}s] {what}", flush=True)
+
+
+def _fresh_data_dir(out: Path) -> Path:
+    data = out / "data"
+    if data.exists():
+        if not (data / MARKER).exists():
+            raise SystemExit(f"photogen demo: {data} exists and was not made by the demo; choose another --out")
+        shutil.rmtree(data)
+    data.mkdir(parents=True)
+    (data / MARKER).write_text("made by photogen demo; deleted by the next run\n")
+    return data
+
+
+def demo_settings(base: Settings, data: Path, base_model: str | None) -> Settings:
+    model = base_model or "tiny-sd"
+    update: dict[str, object] = dict(
+        database_url=f"sqlite:///{data / 'photogen.db'}",
+        queue_url=f"sqlite:///{data / 'queue.db'}",
+        blob_url=f"file://{data / 'blobs'}",
+        base_model=model,
+        model_cache_dir=str(data.parent / "models"),  # kept between runs: the tiny model is built once
+        agent_work_dir=str(data / "agent"),
+        bot_http_port=0,
+        agent_metrics_port=0,
+        agent_poll_wait_s=1.0,
+        agent_progress_every_s=1.0,
+        bot_event_wait_s=0.5,
+        starting_credits=100,
+    )
+    if model in ("tiny-sd", "tiny-sdxl"):
+        update.update(TINY_OVERRIDES)
+    return base.model_copy(update=update)
+
+
+async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report:
+    from bot import start_bot
+    from photogen.discord_sim import DiscordSim
+
+    sim = DiscordSim()
+    await sim.start()
+    guild = sim.add_guild("Photogen Demo")
+    admin_role = sim.add_role(guild, "Photogen Admin", permissions=MANAGE_GUILD)
+    channel = sim.add_channel(guild, "studio")
+    eileen = sim.add_member(guild, "eileen")
+    sim.add_member(guild, "ada", roles=[admin_role])
+    settings = settings.model_copy(update=dict(
+        discord_api_base=sim.api_base, discord_gateway_url=sim.gateway_url, discord_token=SecretStr(sim.token),
+    ))
+    timeline.add(f"local Discord-compatible server on {sim.base_url}")
+
+    log_path = out / "agent.log"
+    env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "wb") as agent_log:
+        agent = subprocess.Popen([sys.executable, "-m", "gpu_agent"], env=env, stdout=agent_log, stderr=subprocess.STDOUT)
+    bot = None
+    try:
+        bot = await start_bot(settings, guild_ready_timeout=0.05)
+        timeline.add(f"bot connected as {bot.user}; agent pid {agent.pid} (log: {log_path.name})")
+
+        photos = sorted(DEMO_PHOTOS.glob("*.jpg"))
+        inter = await sim.invoke_command(
+            eileen, channel, "train", {"name": "eileen", "class_word": "woman"},
+            attachments=[(p.name, p.read_bytes()) for p in photos],
+        )
+        await inter.wait_response()
+        status = await inter.wait_original(lambda m: not m.loading, timeout=120)
+        title = status.embeds[0].get("title", "") if status.embeds else status.content
+        timeline.add(f"/train with {len(photos)} photos → {title}")
+        if "accepted" not in title.lower():
+            raise SystemExit(f"photogen demo: the demo photos were refused: {status.embeds or status.content}")
+
+        last_step = None
+
+        def progressed(m) -> bool:  # noqa: ANN001
+            nonlocal last_step
+            text = str(m.embeds)
+            if "trained and ready" in m.content:
+                return True
+            if m.id == status.id and text != last_step:
+                last_step = text
+            return False
+
+        ready = await sim.wait_for_message(channel, progressed, timeout=900)
+        timeline.add("training done: " + ready.content.split(">", 1)[-1].strip())
+
+        choices = await sim.autocomplete(eileen, channel, "imagine", {"prompt": "x", "model": ""}, "model")
+        model_id = choices[0]["value"]
+        results = []
+        for prompt, style in [("a photo of {subject}", "headshot"), ("a photo of {subject}", "eiffel-tower"),
+                              ("portrait of {subject} at dusk @everyone", None)]:
+            options: dict[str, object] = {"prompt": prompt, "model": model_id, "count": 2, "seed": 7}
+            if style:
+                options["style"] = style
+            before = {m.id for m in sim.messages(channel)}
+            inter = await sim.invoke_command(eileen, channel, "imagine", options)
+            await inter.wait_response()
+            result = await sim.wait_for_message(
+                channel, lambda m: m.id not in before and any(c.startswith("pg:up:") for c in m.custom_ids()),
+                timeout=600,
+            )
+            results.append(result)
+            timeline.add(f"/imagine {prompt!r} style={style or '-'} → {len(result.files)} images")
+
+        first = results[0]
+        for action in ("up", "var"):
+            custom_id = next(c for c in first.custom_ids() if c.startswith(f"pg:{action}:") and c.endswith(":0"))
+            before = {m.id for m in sim.messages(channel)}
+            await sim.click(eileen, first, custom_id)
+            done = await sim.wait_for_message(
+                channel, lambda m: m.id not in before and m.author.bot and bool(m.attachments), timeout=600
+            )
+            timeline.add(f"clicked {'U1' if action == 'up' else 'V1'} → {len(done.files)} image(s)")
+
+        report = Report.collect(sim, channel, settings, timeline.rows, photos)
+        return report
+    finally:
+        if bot is not None:
+            await bot.close()
+        agent.terminate()
+        try:
+            agent.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+        await sim.stop()
+
+
+def run_demo(out_dir: str, base_model: str | None, settings: Settings) -> int:
+    from storage import migrate
+
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    data = _fresh_data_dir(out)
+    settings = demo_settings(settings, data, base_model)
+    timeline = Timeline()
+    if settings.base_model in ("tiny-sd", "tiny-sdxl"):
+        print("photogen demo: using the built-in TINY RANDOM TEST MODEL — it draws noise, not people. "
+              "Pass --base-model (a hub id or local path) on a GPU machine for real pictures.", flush=True)
+    migrate(settings.database_url)
+    report = asyncio.run(_scenario(settings, out, timeline))
+    path = write_report(report, out)
+    total = time.monotonic() - timeline.started
+    print(f"photogen demo: done in {total:.0f}s — {len(report.messages)} bot messages, "
+          f"{len(report.outputs)} images; report: {path}", flush=True)
+    return 0

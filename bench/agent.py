@@ -13,17 +13,17 @@ Last line: one JSON object with the figures, the goals and goal_met.
 
 from __future__ import annotations
 
+import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
+
 import argparse
 import io
 import json
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PIL import Image
 

@@ -13,10 +13,10 @@ Goal on 2 cores: >= 100 commands/s with lag p99 <= 50 ms. The last line printed 
 
 from __future__ import annotations
 
-import sys
+import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
+
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
 import asyncio

@@ -8,11 +8,10 @@ that refresh), on the 2-core CPU box.
 
 from __future__ import annotations
 
-import sys
+import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
+
 from pathlib import Path
 
-# The repository first: bench/bot.py would otherwise shadow the bot package (this folder is sys.path[0]).
-sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
 
 import argparse
 import json

@@ -9,6 +9,8 @@ Last line: one JSON object with the figures, the goal and goal_met.
 
 from __future__ import annotations
 
+import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
+
 import argparse
 import asyncio
 import json

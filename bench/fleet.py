@@ -10,17 +10,14 @@ sized for the peak. Goal: <= $0.20 per trained model at g5 spot prices, p95 time
 
 from __future__ import annotations
 
+import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
+
 import argparse
-import heapq
 import json
 import math
 import random
-import statistics
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cloud.fleet.autoscaler import PoolObservation, PoolPolicy, PoolState, decide  # noqa: E402
 from cloud.fleet.pricing import load_prices  # noqa: E402

@@ -12,10 +12,9 @@ The last line printed is one JSON object.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 
 import argparse
 import io

@@ -13,12 +13,9 @@ that counts is the worse of the thread and process consumers. The last line prin
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
 
-# This file is named queue.py: its folder must leave sys.path before anything imports the standard `queue`.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 
 import argparse
 import json

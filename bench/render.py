@@ -16,21 +16,18 @@ model (UNet, VAE and CLIP-L-sized text encoder built from config, nothing downlo
 
 from __future__ import annotations
 
+import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
+
 import argparse
 import copy
 import gc
 import json
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-# The repo root replaces this script's folder on the path: bench/queue.py would otherwise shadow the
-# standard library's queue module, which torch and diffusers import.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import torch
 from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model

@@ -1,0 +1,73 @@
+"""Class images for prior preservation: rendered by the base model itself, cached on disk per base model,
+class prompt and resolution so the next member with the same class word pays nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+# Rendered a few at a time: enough to keep a GPU busy, few enough for a small card at 1024 px.
+_RENDER_BATCH = 4
+
+
+def class_image_dir(
+    cache_root: Path, base_model: str, class_prompt: str, resolution: int, steps: int
+) -> Path:
+    """Where the class images of this base model, prompt and size live (safe for any base-model string)."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", base_model).strip("-.")[:60] or "model"
+    key = hashlib.sha256(f"{base_model}\n{class_prompt}\n{resolution}\n{steps}".encode()).hexdigest()[:16]
+    return cache_root / "class_images" / f"{slug}-{key}"
+
+
+def class_images(
+    pipe: Any,
+    *,
+    cache_root: Path,
+    base_model: str,
+    class_prompt: str,
+    count: int,
+    resolution: int,
+    steps: int,
+    seed: int = 0,
+) -> list[Image.Image]:
+    """``count`` class images: those already cached, plus newly rendered ones (image i from seed + i)."""
+    folder = class_image_dir(cache_root, base_model, class_prompt, resolution, steps)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{i:05d}.png" for i in range(count)]
+    missing = [i for i, path in enumerate(paths) if not path.is_file()]
+    for start in range(0, len(missing), _RENDER_BATCH):
+        chunk = missing[start : start + _RENDER_BATCH]
+        generators = [torch.Generator("cpu").manual_seed(seed + i) for i in chunk]
+        with torch.no_grad():
+            rendered = pipe(
+                prompt=[class_prompt] * len(chunk),
+                height=resolution,
+                width=resolution,
+                num_inference_steps=steps,
+                generator=generators,
+            ).images
+        for i, image in zip(chunk, rendered):
+            _save_png_atomically(image, paths[i])
+    images = []
+    for path in paths:
+        with Image.open(path) as image:
+            images.append(image.convert("RGB"))
+    return images
+
+
+def _save_png_atomically(image: Image.Image, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            image.save(out, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

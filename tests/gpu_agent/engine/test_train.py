@@ -1,0 +1,174 @@
+"""train_lora on the tiny random models (CPU): it learns, its output loads into diffusers, every path runs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+from PIL import Image, ImageOps
+from safetensors.torch import load_file
+
+from gpu_agent.engine.models import load_base_pipeline
+from gpu_agent.engine.training import LoraArtifact, TrainConfig, train_lora
+from gpu_agent.engine.training.prior import class_image_dir
+
+RES = 32
+FAST = {
+    "resolution": RES,
+    "rank": 4,
+    "learning_rate": 1e-3,
+    "text_encoder_learning_rate": 1e-3,
+    "prior_preservation": False,
+    "train_text_encoder": False,
+    "num_class_images": 2,
+    "class_image_steps": 2,
+}
+
+
+@torch.no_grad()
+def fixed_batch_loss(pipe, photos: list[Image.Image], prompt: str) -> float:
+    """Denoising loss on a fixed batch computed here with diffusers alone, not with the trainer's code."""
+    crops = [ImageOps.fit(p.convert("RGB"), (RES, RES)) for p in photos]
+    pixels = pipe.image_processor.preprocess(crops, height=RES, width=RES)
+    latents = pipe.vae.encode(pixels).latent_dist.mean * pipe.vae.config.scaling_factor
+    latents = latents.repeat_interleave(3, dim=0)
+    timesteps = torch.tensor([150, 450, 750]).repeat(len(photos))
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(7))
+    embeds, _ = pipe.encode_prompt(prompt, "cpu", 1, False)
+    noisy = DDPMScheduler.from_config(pipe.scheduler.config).add_noise(latents, noise, timesteps)
+    prediction = pipe.unet(noisy, timesteps, embeds.expand(len(latents), -1, -1)).sample
+    return F.mse_loss(prediction, noise).item()
+
+
+def render(pipe, prompt: str = "a photo of sks person") -> bytes:
+    return (
+        pipe(prompt, num_inference_steps=2, height=RES, width=RES, generator=torch.Generator().manual_seed(0))
+        .images[0]
+        .tobytes()
+    )
+
+
+def test_training_lowers_the_loss_and_the_lora_loads_into_diffusers(
+    tmp_path: Path,
+    face_photos: list[Image.Image],
+    model_cache: Path,
+) -> None:
+    config = TrainConfig(base_model="tiny-sd", steps=30, **FAST)
+    seen: list[tuple[int, int, float, float]] = []
+    artifact = train_lora(
+        config,
+        face_photos,
+        output_dir=tmp_path / "out",
+        device="cpu",
+        cache_dir=model_cache,
+        progress=lambda *args: seen.append(args),
+    )
+
+    assert [s[0] for s in seen] == list(range(1, 31)) and {s[1] for s in seen} == {30}
+    assert all(math.isfinite(s[2]) for s in seen) and seen[-1][3] == 0.0
+    meta = artifact.meta
+    assert meta["base_model"] == "tiny-sd" and meta["token"] == "sks" and meta["class_word"] == "person"
+    assert meta["steps"] == 30 and meta["is_test_model"] is True and meta["family"] == "sd1"
+    assert len(set(meta["photo_sha256"])) == 4 and meta["hyperparameters"]["learning_rate"] == 1e-3
+    assert meta["eval_loss_trained"] < meta["eval_loss_base"]
+
+    fresh = load_base_pipeline("tiny-sd", device="cpu", cache_dir=model_cache)
+    before_loss, before_image = fixed_batch_loss(fresh, face_photos, "a photo of sks person"), render(fresh)
+    fresh.load_lora_weights(str(artifact.weights_path))
+    after_loss, after_image = fixed_batch_loss(fresh, face_photos, "a photo of sks person"), render(fresh)
+    assert after_loss < before_loss, (before_loss, after_loss)
+    assert after_image != before_image
+
+
+def lora_keys(artifact: LoraArtifact) -> set[str]:
+    return {key.split(".")[0] for key in load_file(artifact.weights_path)}
+
+
+def test_text_encoder_lora_is_trained_saved_and_loaded(
+    tmp_path: Path,
+    face_photos: list[Image.Image],
+    model_cache: Path,
+) -> None:
+    config = TrainConfig(base_model="tiny-sd", steps=6, **{**FAST, "train_text_encoder": True})
+    artifact = train_lora(config, face_photos, output_dir=tmp_path, device="cpu", cache_dir=model_cache)
+    assert lora_keys(artifact) == {"unet", "text_encoder"} and artifact.meta["text_encoder_trained"] is True
+
+    fresh = load_base_pipeline("tiny-sd", device="cpu", cache_dir=model_cache)
+    with torch.no_grad():
+        before = fresh.encode_prompt("a photo of sks person", "cpu", 1, False)[0]
+        fresh.load_lora_weights(str(artifact.weights_path))
+        after = fresh.encode_prompt("a photo of sks person", "cpu", 1, False)[0]
+    assert set(fresh.get_list_adapters()) == {"unet", "text_encoder"}
+    assert not torch.equal(before, after)
+
+
+def test_sdxl_trains_both_text_encoders_and_its_lora_loads(
+    tmp_path: Path,
+    face_photos: list[Image.Image],
+    model_cache: Path,
+) -> None:
+    config = TrainConfig(
+        base_model="tiny-sdxl", steps=4, class_word="woman", **{**FAST, "train_text_encoder": True}
+    )
+    artifact = train_lora(config, face_photos, output_dir=tmp_path, device="cpu", cache_dir=model_cache)
+    assert artifact.meta["family"] == "sdxl" and math.isfinite(artifact.meta["final_loss"])
+    assert lora_keys(artifact) == {"unet", "text_encoder", "text_encoder_2"}
+
+    fresh = load_base_pipeline("tiny-sdxl", device="cpu", cache_dir=model_cache)
+    before = render(fresh, "a photo of sks woman")
+    fresh.load_lora_weights(str(artifact.weights_path))
+    assert render(fresh, "a photo of sks woman") != before
+
+
+def test_prior_preservation_renders_class_images_once_and_changes_training(
+    tmp_path: Path,
+    face_photos: list[Image.Image],
+    model_cache: Path,
+) -> None:
+    cache = tmp_path / "cache"
+    with_prior = TrainConfig(base_model="tiny-sd", steps=4, **{**FAST, "prior_preservation": True})
+    first = train_lora(with_prior, face_photos, output_dir=tmp_path / "a", device="cpu", cache_dir=cache)
+    folder = class_image_dir(cache, "tiny-sd", "a photo of person", RES, 2)
+    pngs = sorted(folder.glob("*.png"))
+    assert len(pngs) == 2 and all(Image.open(p).size == (RES, RES) for p in pngs)
+    stamps = [p.stat().st_mtime_ns for p in pngs]
+
+    # Another member with the same class word reuses the cached class images.
+    other = with_prior.model_copy(update={"token": "ohwx"})
+    train_lora(other, face_photos, output_dir=tmp_path / "b", device="cpu", cache_dir=cache)
+    assert [p.stat().st_mtime_ns for p in sorted(folder.glob("*.png"))] == stamps
+
+    without = with_prior.model_copy(update={"prior_preservation": False})
+    plain = train_lora(without, face_photos, output_dir=tmp_path / "c", device="cpu", cache_dir=cache)
+    a, c = load_file(first.weights_path), load_file(plain.weights_path)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_same_seed_same_weights_other_seed_other_weights(
+    tmp_path: Path,
+    face_photos: list[Image.Image],
+    model_cache: Path,
+) -> None:
+    config = TrainConfig(base_model="tiny-sd", steps=3, **FAST)
+    runs = [
+        train_lora(c, face_photos, output_dir=tmp_path / str(i), device="cpu", cache_dir=model_cache)
+        for i, c in enumerate([config, config, config.model_copy(update={"seed": 1})])
+    ]
+    w = [load_file(r.weights_path) for r in runs]
+    assert all(torch.equal(w[0][k], w[1][k]) for k in w[0])
+    assert any(not torch.equal(w[0][k], w[2][k]) for k in w[0])
+
+
+@pytest.mark.parametrize(
+    "options", [{"snr_gamma": None, "noise_offset": 0.1}, {"gradient_checkpointing": True}]
+)
+def test_loss_options_run(
+    tmp_path: Path, face_photos: list[Image.Image], model_cache: Path, options: dict
+) -> None:
+    config = TrainConfig(base_model="tiny-sd", steps=2, **{**FAST, **options})
+    artifact = train_lora(config, face_photos[:2], output_dir=tmp_path, device="cpu", cache_dir=model_cache)
+    assert math.isfinite(artifact.meta["final_loss"]) and artifact.meta["optimizer"] == "AdamW"

@@ -73,6 +73,31 @@ def demo_settings(base: Settings, data: Path, base_model: str | None) -> Setting
     return base.model_copy(update=update)
 
 
+async def _training_bar(settings: Settings, order_id: str) -> None:
+    """A terminal progress bar for the training, read from the order store as the bot records progress events."""
+    from tqdm import tqdm
+
+    from storage import open_engine, orders, read_session
+
+    engine = open_engine(settings.database_url)
+    bar = None
+    try:
+        while True:
+            with read_session(engine) as s:
+                order = orders.get_order(s, order_id)
+            step, total = (order.progress_step or 0, order.progress_total or 0) if order else (0, 0)
+            if total and bar is None:
+                bar = tqdm(total=total, desc="training (tiny test model)" if "tiny" in settings.base_model
+                           else "training", unit="step", leave=False)
+            if bar is not None:
+                bar.update(max(0, step - bar.n))
+            await asyncio.sleep(0.5)
+    finally:
+        if bar is not None:
+            bar.close()
+        engine.dispose()
+
+
 async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report:
     from bot import start_bot
     from photogen.discord_sim import DiscordSim
@@ -110,18 +135,12 @@ async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report
         if "accepted" not in title.lower():
             raise SystemExit(f"photogen demo: the demo photos were refused: {status.embeds or status.content}")
 
-        last_step = None
-
-        def progressed(m) -> bool:  # noqa: ANN001
-            nonlocal last_step
-            text = str(m.embeds)
-            if "trained and ready" in m.content:
-                return True
-            if m.id == status.id and text != last_step:
-                last_step = text
-            return False
-
-        ready = await sim.wait_for_message(channel, progressed, timeout=900)
+        order_id = next(c for c in status.custom_ids() if c.startswith("pg:cancel:")).split(":")[2]
+        bar = asyncio.create_task(_training_bar(settings, order_id))
+        try:
+            ready = await sim.wait_for_message(channel, lambda m: "trained and ready" in m.content, timeout=900)
+        finally:
+            bar.cancel()
         timeline.add("training done: " + ready.content.split(">", 1)[-1].strip())
 
         choices = await sim.autocomplete(eileen, channel, "imagine", {"prompt": "x", "model": ""}, "model")

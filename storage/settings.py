@@ -97,6 +97,9 @@ class Settings(BaseSettings):
         "(training checkpoints at once; AWS gives two minutes).",
     )
     agent_retry_delay_s: int = Field(30, ge=0, le=900, description="Delay before a job that failed is retried.")
+    agent_scale_in_protection: bool = Field(
+        True, description="On EC2 in an auto scaling group, a busy agent protects its instance from scale-in."
+    )
     agent_metrics_host: str = Field("127.0.0.1", description="Bind address of the agent's /healthz and /metrics.")
     agent_check_photos: bool = Field(
         True, description="Re-run the photo checks (face, blur, duplicates, one person) before training."

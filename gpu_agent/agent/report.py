@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 import time
+from typing import Any
 
 from cloud.messages import ErrorInfo, Event, EventKind, Progress, RenderJob, TrainJob, encode
 from cloud.queues.base import JobQueue
@@ -39,6 +41,7 @@ class Reporter:
         self._first_step: tuple[int, float] | None = None
         self._lock = threading.Lock()
         self.sent: list[Event] = []
+        self._bar: Any = None  # a terminal progress bar, only when someone watches (stderr is a TTY)
 
     def event(self, kind: EventKind, **fields: object) -> Event:
         return Event(
@@ -67,9 +70,25 @@ class Reporter:
         self._first_step = (step, time.monotonic())
         return self.emit("started", progress=Progress(step=step, total=total))
 
+    def _terminal(self, step: int, total: int, loss: float | None) -> None:
+        if total <= 0 or not sys.stderr.isatty():
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, initial=step, desc=f"{self.job_kind} {self.job.job_id[:8]}", unit="step",
+                             leave=False)
+        self._bar.update(max(0, step - self._bar.n))
+        if loss is not None:
+            self._bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        if step >= total:
+            self._bar.close()
+            self._bar = None
+
     def progress(self, step: int, total: int, loss: float | None = None, preview_jpeg: bytes | None = None,
                  *, force: bool = False) -> Event | None:
         """A progress event, unless one went out less than ``progress_every_s`` ago."""
+        self._terminal(step, total, loss)
         now = time.monotonic()
         if not force and now - self._last_progress < self.progress_every_s:
             return None

@@ -22,6 +22,7 @@ from cloud.queues.base import JobQueue, Lease, LeaseExpired
 from gpu_agent.agent.jobs import Handlers, JobContext, Outcome, clean_workdir
 from gpu_agent.agent.lease import LeaseKeeper
 from gpu_agent.agent.metrics import AgentMetrics, HealthServer
+from gpu_agent.agent.protection import ScaleInProtection
 from gpu_agent.agent.report import Reporter
 from gpu_agent.agent.runner import JobError, JobRunner
 from gpu_agent.agent.spot import Drain, SpotWatcher
@@ -70,6 +71,7 @@ class Agent:
         self.agent_id = settings.agent_id or f"{socket.gethostname()}-{os.getpid()}"
         self.handlers = Handlers(settings, runner, blobs, self.metrics)
         self.work_dir = Path(settings.agent_work_dir)
+        self.protection = ScaleInProtection(settings)
         self.spot = SpotWatcher(settings.imds_url, self.drain, poll_s=settings.imds_poll_s,
                                 on_notice=self.metrics.spot_interruptions.inc)
         self.health: HealthServer | None = None
@@ -104,9 +106,13 @@ class Agent:
                     self.drain.request("stopped")
                     break
                 got = self._receive()
-                if got is not None:
-                    self._handle(*got, stop_event=stop_event)
+                if got is None:
+                    self.protection.set(False)  # idle: the autoscaler may take this instance back
+                    continue
+                self.protection.set(True)
+                self._handle(*got, stop_event=stop_event)
         finally:
+            self.protection.set(False)
             self.state = "stopped"
             self.metrics.draining.set(1)
             self.spot.stop()

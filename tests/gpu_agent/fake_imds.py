@@ -15,8 +15,9 @@ from typing import Any
 
 
 class FakeImds:
-    def __init__(self, instance_type: str = "g5.xlarge") -> None:
+    def __init__(self, instance_type: str = "g5.xlarge", instance_id: str | None = None) -> None:
         self.instance_type = instance_type
+        self.instance_id = instance_id
         self.action: dict[str, str] | None = None
         self.rebalance: dict[str, str] | None = None
         self.tokens: set[str] = set()
@@ -49,6 +50,8 @@ class FakeImds:
                     body = fake.rebalance
                 elif path == "instance-type":
                     body = fake.instance_type
+                elif path == "instance-id":
+                    body = fake.instance_id
                 if body is None:
                     self._reply(404, "Not Found")
                 else:

@@ -41,8 +41,8 @@ async def _imagine(system: System, member: str, model_name: str, seed: int):  # 
                                            {"prompt": "a photo of {subject}", "model": choices[0]["value"],
                                             "count": 2, "seed": seed})).wait_response()
     return await system.sim.wait_for_message(
-        system.channel, lambda m: m.id not in before and any(c.startswith("pg:up:") for c in m.custom_ids()),
-        timeout=240)
+        system.channel, lambda m: m.id not in before and f"<@{who.id}>" in m.content
+        and any(c.startswith("pg:up:") for c in m.custom_ids()), timeout=240)
 
 
 async def test_two_members_one_agent_killed_every_order_delivered_once(system: System) -> None:
@@ -72,8 +72,11 @@ async def test_two_members_one_agent_killed_every_order_delivered_once(system: S
     before = {m.id for m in system.sim.messages(system.channel)}
     up = next(c for c in alice_result.custom_ids() if c.startswith("pg:up:") and c.endswith(":0"))  # U1
     await system.sim.click(system.members["alice"], alice_result, up)
-    await system.sim.wait_for_message(system.channel, lambda m: m.id not in before and m.author.bot
-                                      and bool(m.attachments), timeout=240)
+    alice = system.members["alice"]
+    await system.sim.wait_for_message(  # the upscale's result: alice's pictures with their buttons
+        system.channel, lambda m: m.id not in before and m.author.bot and bool(m.attachments)
+        and f"<@{alice.id}>" in m.content
+        and any(c.startswith(("pg:up:", "pg:rr:", "pg:del:")) for c in m.custom_ids()), timeout=240)
     # bob may not re-roll alice's pictures
     reroll = next(c for c in alice_result.custom_ids() if c.startswith("pg:rr:"))
     refused = await system.sim.click(system.members["bob"], alice_result, reroll)

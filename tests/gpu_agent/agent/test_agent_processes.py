@@ -26,7 +26,8 @@ from storage.blobs import open_blob_store
 from storage.settings import Settings
 from tests.gpu_agent.fake_imds import FakeImds
 
-STEPS = 4  # checkpoints every 2 steps (the fixture's CHECKPOINT_EVERY_STEPS)
+STEPS = 40  # checkpoints every 2 steps (the fixture's CHECKPOINT_EVERY_STEPS); long enough that a notice or a
+# kill always lands mid-training, even on a fast quiet machine
 
 
 def _log_tail(path: Path) -> str:

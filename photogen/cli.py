@@ -84,7 +84,7 @@ def cmd_healthcheck(settings: Settings | None, args: argparse.Namespace) -> int:
     try:
         with urllib.request.urlopen(args.url, timeout=args.timeout) as resp:  # noqa: S310 - local health URL
             ok = 200 <= resp.status < 300
-    except (urllib.error.URLError, OSError) as err:
+    except (urllib.error.URLError, OSError, ValueError) as err:  # ValueError: not a URL at all
         print(f"unhealthy: {args.url}: {err}", file=sys.stderr)
         return 1
     print("healthy" if ok else f"unhealthy: {args.url}")

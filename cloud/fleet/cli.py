@@ -89,7 +89,10 @@ def run_aws(settings: Settings, action: str, yes: bool = False) -> int:
         report = aws.bootstrap(settings)
     elif action == "teardown":
         if not yes:
-            answer = input(f"Delete the {settings.fleet_name} agent groups, launch template and IAM role? [y/N] ")
+            try:
+                answer = input(f"Delete the {settings.fleet_name} agent groups, launch template and IAM role? [y/N] ")
+            except EOFError:  # no terminal to ask: never delete without a yes
+                answer = ""
             if answer.strip().lower() not in ("y", "yes"):
                 print("nothing deleted")
                 return 1

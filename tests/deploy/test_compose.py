@@ -116,3 +116,4 @@ def test_healthcheck_subcommand_against_a_real_server(capsys: pytest.CaptureFixt
         server.shutdown()
     server.server_close()
     assert main(["healthcheck", f"http://127.0.0.1:{port}/healthz", "--timeout", "1"]) == 1
+    assert main(["healthcheck", "not a url"]) == 1

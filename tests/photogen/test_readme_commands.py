@@ -143,3 +143,20 @@ def test_aws_commands_refuse_without_s3(argv: list[str], tmp_path: Path) -> None
     result = _run(argv, {"BLOB_URL": f"file://{tmp_path}/b", "QUEUE_URL": f"sqlite:///{tmp_path}/q.db"})
     assert result.returncode != 0
     assert "BLOB_URL must be s3://" in result.stderr
+
+
+def test_teardown_without_yes_and_without_a_terminal_deletes_nothing(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "photogen.cli", "aws", "teardown"], cwd=ROOT,
+                            env={**os.environ, "BLOB_URL": "s3://nothing-here", "QUEUE_URL": "sqs://"},
+                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    assert "nothing deleted" in result.stdout
+
+
+def test_demo_refuses_an_out_folder_it_did_not_make(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "precious.txt").write_text("not the demo's")
+    result = _run(["demo", "--out", str(tmp_path)], {})
+    assert result.returncode != 0
+    assert "was not made by the demo" in result.stderr
+    assert (tmp_path / "data" / "precious.txt").read_text() == "not the demo's"

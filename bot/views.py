@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 import discord
+from discord import app_commands
 
 from bot import metrics
 from bot.errors import UserFacingError
@@ -151,3 +152,13 @@ def forget_view(user_id: int) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     view.add_item(ForgetConfirmButton(user_id))
     return view
+
+
+def model_choices(models: list[Any], current: str, *, ready_only: bool) -> list[app_commands.Choice[str]]:
+    """Autocomplete over the caller's own models (the caller's list is passed in: never another member's)."""
+    low = current.casefold()
+    return [
+        app_commands.Choice(name=m.name[:100], value=m.id)
+        for m in models
+        if (m.status == "ready" or not ready_only) and (low in m.name.casefold() or low in m.id)
+    ][:25]

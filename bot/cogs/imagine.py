@@ -14,7 +14,7 @@ from bot.app import PhotogenBot
 from bot.embeds import clip, order_status_embed
 from bot.errors import NotAllowed
 from bot.services import orders
-from bot.views import status_view
+from bot.views import model_choices, status_view
 
 log = logging.getLogger(__name__)
 
@@ -113,12 +113,7 @@ class Imagine(commands.Cog):
     ) -> list[app_commands.Choice[str]]:
         # Only the caller's own trained models: another member's model id is never offered.
         models = await self.bot.run_blocking(orders.list_models, self.bot.b, interaction.user.id)
-        low = current.casefold()
-        return [
-            app_commands.Choice(name=clip(m.name, 100), value=m.id)
-            for m in models
-            if m.status == "ready" and (low in m.name.casefold() or low in m.id)
-        ][:25]
+        return model_choices(models, current, ready_only=True)
 
     async def on_image_button(
         self, interaction: discord.Interaction, action: str, order_id: str, n: int

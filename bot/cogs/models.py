@@ -10,6 +10,7 @@ from bot import metrics
 from bot.app import PhotogenBot
 from bot.embeds import BLUE, clip
 from bot.services import orders
+from bot.views import model_choices
 
 
 class Models(commands.GroupCog, group_name="models", group_description="Your trained models"):
@@ -50,12 +51,7 @@ class Models(commands.GroupCog, group_name="models", group_description="Your tra
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         models = await self.bot.run_blocking(orders.list_models, self.bot.b, interaction.user.id)
-        low = current.casefold()
-        return [
-            app_commands.Choice(name=clip(m.name, 100), value=m.id)
-            for m in models
-            if low in m.name.casefold() or low in m.id
-        ][:25]
+        return model_choices(models, current, ready_only=False)
 
 
 async def setup(bot: PhotogenBot) -> None:

@@ -184,10 +184,11 @@ class SqliteQueue(JobQueue):
     def _conn(self) -> sqlite3.Connection:
         if self._pid != os.getpid():
             self._attach()  # forked: the parent's connections stay the parent's (never closed from here)
+        if self._closed:
+            self._drop_own_connection()
+            raise QueueError(f"queue {self.name} is closed")
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            if self._closed:
-                raise QueueError(f"queue {self.name} is closed")
             # One connection per thread: sqlite3 connections must not be used by two threads at once.
             # timeout=0: lock waits are retried by _run, not by SQLite's busy handler.
             conn = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
@@ -199,11 +200,21 @@ class SqliteQueue(JobQueue):
         return conn
 
     def close(self) -> None:
+        """Close this thread's connection now; every other thread closes its own on its next call (which then
+        raises QueueError). Closing a connection another thread is executing on can crash CPython's sqlite3
+        module (a segfault was seen when the bot closed its queues while its alert thread read a depth)."""
         self._closed = True
+        self._drop_own_connection()
+
+    def _drop_own_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            return
+        self._local.conn = None
         with self._conns_lock:
-            conns, self._conns = self._conns, []
-        for conn in conns:
-            conn.close()
+            if conn in self._conns:
+                self._conns.remove(conn)
+        conn.close()
 
     def _read(self, sql: str, params: tuple | dict = ()) -> tuple | None:
         return _run(self._conn(), sql, params).fetchone()

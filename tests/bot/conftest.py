@@ -3,103 +3,13 @@ backends (SQLite order store, SQLite queue, local blobs) in a tmp folder."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from agent_part import AgentPart
+from studio import MANAGE_GUILD, Studio, bot_settings
 
-from bot.app import PhotogenBot, start_bot
-from bot.backends import Backends, open_backends
-from photogen.discord_sim.models import SimChannel, SimGuild, SimMember, SimRole
 from photogen.discord_sim.server import DiscordSim
-from storage import orders, transaction
-from storage.settings import Settings, load_settings
-
-MANAGE_GUILD = 1 << 5
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Studio:
-    sim: DiscordSim
-    settings: Settings
-    guild: SimGuild
-    channel: SimChannel
-    admin_role: SimRole
-    alice: SimMember
-    bob: SimMember
-    admin: SimMember
-    tmp: Path
-    bot: PhotogenBot | None = None
-
-    @property
-    def b(self) -> Backends:
-        assert self.bot is not None and self.bot.backends is not None
-        return self.bot.backends
-
-    @property
-    def agent(self) -> AgentPart:
-        return AgentPart(self.b.queues, self.b.blobs)
-
-    async def start(self) -> PhotogenBot:
-        self.bot = await start_bot(self.settings, guild_ready_timeout=0.05)
-        return self.bot
-
-    async def restart(self) -> PhotogenBot:
-        """A new bot instance on the same database, queues and blobs (a process restart, minus the process)."""
-        assert self.bot is not None
-        await self.bot.close()
-        return await self.start()
-
-    def seed_model(self, member: SimMember, name: str = "me") -> str:
-        """A trained model, as if a /train had finished earlier."""
-        from storage import keys
-
-        model_id = f"m{member.id}"
-        with transaction(self.b.engine) as s:
-            orders.get_or_create_user(s, member.id, starting_credits=self.settings.starting_credits)
-            orders.add_model(
-                s,
-                user_id=member.id,
-                name=name,
-                class_word="woman",
-                subject_token="sks",
-                base_model="tiny-sd",
-                model_id=model_id,
-            )
-            orders.mark_model_ready(s, model_id, keys.model_key(member.id, model_id))
-        return model_id
-
-
-def bot_settings(sim: DiscordSim, tmp: Path, **overrides: object) -> Settings:
-    port = free_port()
-    values: dict[str, object] = {
-        "database_url": f"sqlite:///{tmp}/photogen.db",
-        "queue_url": f"sqlite:///{tmp}/queue.db",
-        "blob_url": f"file://{tmp}/blobs",
-        "blob_public_base_url": f"http://127.0.0.1:{port}",
-        "discord_token": sim.token,
-        "discord_api_base": sim.api_base,
-        "discord_gateway_url": sim.gateway_url,
-        "bot_http_host": "127.0.0.1",
-        "bot_http_port": port,
-        "bot_event_wait_s": 0.2,
-        "bot_progress_edit_interval_s": 0.0,
-        "min_good_photos": 5,
-        "train_steps": 10,
-        "render_steps": 2,
-        "render_size": 64,
-    }
-    values.update(overrides)
-    return load_settings(**values)
 
 
 @pytest.fixture
@@ -134,23 +44,3 @@ async def studio(sim: DiscordSim, tmp_path: Path) -> AsyncIterator[Studio]:
     finally:
         if st.bot is not None:
             await st.bot.close()
-
-
-def stored_user_blobs(b: Backends) -> list[str]:
-    return list(b.blobs.list("users/"))
-
-
-def queued_messages(b: Backends) -> int:
-    return sum(q.depth().backlog for q in (b.queues.train, b.queues.render))
-
-
-def order_rows(b: Backends) -> int:
-    from sqlmodel import func, select
-
-    from storage import Order, read_session
-
-    with read_session(b.engine) as s:
-        return int(s.exec(select(func.count()).select_from(Order)).one())
-
-
-__all__ = ["Studio", "bot_settings", "open_backends", "order_rows", "queued_messages", "stored_user_blobs"]

@@ -4,7 +4,7 @@ when Discord's default_permissions would have let them see it (a server owner ca
 from __future__ import annotations
 
 import pytest
-from conftest import Studio
+from studio import Studio
 from sqlmodel import select
 
 from photogen.discord_sim.interactions import SimError

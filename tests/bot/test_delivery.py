@@ -6,7 +6,7 @@ import asyncio
 import io
 import os
 
-from conftest import Studio
+from studio import Studio
 from PIL import Image
 from sqlmodel import select
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import Studio, order_rows
+from studio import Studio, order_rows
 
 from cloud.messages import RenderJob
 

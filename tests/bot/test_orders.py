@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import Studio
+from studio import Studio
 
 from storage import orders, read_session
 

@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import Studio
+from studio import Studio
 from pydantic import SecretStr
 
 from storage import orders, read_session

@@ -11,7 +11,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from conftest import Studio, order_rows, queued_messages, stored_user_blobs
+from studio import Studio, order_rows, queued_messages, stored_user_blobs
 from PIL import Image, ImageOps
 
 from storage import orders, read_session

@@ -7,7 +7,7 @@ import asyncio
 import re
 import signal
 
-from conftest import System
+from e2e_system import System
 from sqlmodel import select
 
 from cloud.queues import open_queues
@@ -48,7 +48,7 @@ async def _imagine(system: System, member: str, model_name: str, seed: int):  # 
 async def test_two_members_one_agent_killed_every_order_delivered_once(system: System) -> None:
     system.spawn("bot", "bot")
     await system.sim.wait_for_bot(timeout=60)
-    first, second = _agent(system, 1), _agent(system, 2)
+    _agent(system, 1), _agent(system, 2)
 
     statuses = await asyncio.gather(_train(system, "alice", "alice-model"), _train(system, "bob", "bob-model"))
 

@@ -185,3 +185,38 @@ def test_open_queue_refuses_bad_names(tmp_path: Path) -> None:
     settings = load_settings(queue_url=f"sqlite:///{tmp_path}/queue.db")
     with pytest.raises(ValueError, match="queue name"):
         open_queue(settings, "../etc/passwd")
+
+
+def test_close_leaves_other_threads_connections_to_them(tmp_path) -> None:  # noqa: ANN001
+    """Closing a queue while another thread reads it must not close that thread's connection under it (CPython's
+    sqlite3 can crash); that thread's next call is refused instead."""
+    import threading
+
+    import pytest
+
+    from cloud.queues.base import QueueError
+    from cloud.queues.sqlite import SqliteQueue
+
+    queue = SqliteQueue(tmp_path / "q.db", "jobs")
+    queue.send("x")
+    opened, closed = threading.Event(), threading.Event()
+    seen: list[object] = []
+
+    def reader() -> None:
+        seen.append(queue.depth().visible)  # this thread's own connection
+        opened.set()
+        closed.wait(5)
+        try:
+            queue.depth()
+        except QueueError as err:
+            seen.append(str(err))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    assert opened.wait(5)
+    queue.close()
+    closed.set()
+    thread.join(5)
+    assert seen == [1, "queue jobs is closed"]
+    with pytest.raises(QueueError, match="closed"):
+        queue.send("y")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -148,12 +149,27 @@ def place_train_order(
             model_id, name, class_word, SUBJECT_TOKEN, s.base_model, keys.model_key(user_id, model_id)
         ),
     )
-    try:
+
+    def send() -> None:
         for key, data in zip(photo_keys, crops, strict=True):
             b.blobs.put(key, data, content_type="image/jpeg")
         b.queues.train.send(encode(job))
+
+    return _enqueue(b, order_id, job_id, credits_left, send,
+                    undo=lambda: b.blobs.delete_prefix(keys.photos_prefix(user_id, order_id)))
+
+
+def _enqueue(
+    b: Backends, order_id: str, job_id: str, credits_left: int, send: Callable[[], object],
+    undo: Callable[[], object] | None = None,
+) -> Placed:
+    """Store and queue a recorded order; on failure undo what was stored, fail the order (refunding it) and
+    re-raise, so nothing is left half-written."""
+    try:
+        send()
     except Exception:
-        b.blobs.delete_prefix(keys.photos_prefix(user_id, order_id))
+        if undo is not None:
+            undo()
         store.fail_order(b, order_id, "enqueue_failed", "We could not queue your order; credits refunded.")
         raise
     store.mark_queued(b, order_id)
@@ -228,14 +244,7 @@ def place_render_order(
         limits=_limits(b, rules),
         model_id=model.id,
     )
-    try:
-        b.queues.render.send(encode(job))
-    except Exception:
-        store.fail_order(b, order_id, "enqueue_failed", "We could not queue your order; credits refunded.")
-        raise
-    store.mark_queued(b, order_id)
-    position, eta = store.queue_position(b, order_id)
-    return Placed(order_id, job_id, position, eta, credits_left)
+    return _enqueue(b, order_id, job_id, credits_left, lambda: b.queues.render.send(encode(job)))
 
 
 def place_followup_render(

@@ -3,7 +3,9 @@ train_dreambooth_lora.py works.
 
 Same model, resolution, batch, steps, LoRA (rank, targets, init) and optimizer (AdamW, constant LR) on both
 sides. The reference runs the VAE and the text encoder on every step and keeps them resident, as that script
-does without --cache_latents/--pre_compute_text_embeddings; ours encodes once and drops them.
+does without --cache_latents/--pre_compute_text_embeddings; ours encodes once and drops them. Three
+comparisons: each side's defaults (ours picks bf16 where the device computes it natively, the script fp32), and
+both sides at fp32 and at bf16, so the share of caching and the share of precision can be read apart.
 
 Each measurement runs in its own subprocess so peak memory is that process's alone: the peak resident set
 size from getrusage (ru_maxrss), plus the same peak minus the RSS just after the imports (torch, diffusers,
@@ -11,9 +13,11 @@ transformers: identical on both sides and not the trainer's doing). Runs alterna
 a CPU shared with other work; figures are medians.
 
     python bench/train.py --quick     # tiny random SD (64 px), under 2 minutes
-    python bench/train.py             # also a randomly initialised full-size SD-1.5 at 256 px (minutes)
+    python bench/train.py             # a randomly initialised full-size SD-1.5 at 256 px (~15 minutes)
+    python bench/train.py --device cuda   # full-size SD-1.5 at 512 px on a GPU
 
-The last line printed is one JSON object with the figures, the goal and goal_met.
+The last line printed is one JSON object with the figures, the goal and goal_met (judged on the defaults
+comparison; met_per_comparison gives the verdict of each).
 """
 
 from __future__ import annotations
@@ -114,8 +118,8 @@ def load_pipe(model: str, device: str):
 
     from gpu_agent.engine.models import load_base_pipeline
 
-    # fp32 weights in CPU memory on both sides, as from_pretrained leaves them: each trainer moves them to the
-    # device in its own precision.
+    # The script's from_pretrained: fp32 weights in CPU memory (mapped from the files), moved to the device and
+    # cast to its precision afterwards.
     name = "tiny-sd" if model == "tiny" else str(SD15_DIR)
     return load_base_pipeline(name, device="cpu", dtype=torch.float32)
 
@@ -136,12 +140,12 @@ def photos(n: int = 5):
 # --- the two trainers ---------------------------------------------------------------------------------------
 
 
-def run_ours(model: str, resolution: int, steps: int, rank: int, device: str) -> list[float]:
+def run_ours(model: str, resolution: int, steps: int, rank: int, device: str, precision: str) -> list[float]:
     from gpu_agent.engine.training import TrainConfig, train_lora
 
-    pipe = load_pipe(model, device)
+    # The trainer loads the base model itself, as in production: straight into the precision it trains in.
     config = TrainConfig(
-        base_model=f"bench-{model}",
+        base_model="tiny-sd" if model == "tiny" else str(SD15_DIR),
         resolution=resolution,
         steps=steps,
         rank=rank,
@@ -150,6 +154,7 @@ def run_ours(model: str, resolution: int, steps: int, rank: int, device: str) ->
         train_text_encoder=False,
         snr_gamma=None,
         use_8bit_adam=False,
+        mixed_precision=precision,
     )
     stamps: list[float] = []
     with tempfile.TemporaryDirectory() as out:
@@ -159,15 +164,19 @@ def run_ours(model: str, resolution: int, steps: int, rank: int, device: str) ->
             photos(),
             output_dir=out,
             device=device,
-            pipeline=pipe,
             progress=lambda *_: stamps.append(time.perf_counter()),
         )
     # Step 1's time includes encoding the photos once (ours' set-up); the reference pays that every step.
     return [b - a for a, b in zip([start] + stamps, stamps)]
 
 
-def run_reference(model: str, resolution: int, steps: int, rank: int, device: str) -> list[float]:
-    """The loop of diffusers' examples/dreambooth/train_dreambooth_lora.py, reduced to what is measured."""
+def run_reference(
+    model: str, resolution: int, steps: int, rank: int, device: str, precision: str
+) -> list[float]:
+    """The loop of diffusers' examples/dreambooth/train_dreambooth_lora.py, reduced to what is measured.
+
+    precision "no" is the script's default; "bf16" is its --mixed_precision=bf16: it loads the fp32 weights,
+    casts the frozen ones to bf16, keeps the LoRA weights fp32 and runs the step under autocast."""
     import torch
     import torch.nn.functional as F
     from diffusers import DDPMScheduler
@@ -176,9 +185,8 @@ def run_reference(model: str, resolution: int, steps: int, rank: int, device: st
     from PIL import Image
 
     pipe = load_pipe(model, device)
-    cuda = device.startswith("cuda")
-    # --mixed_precision=bf16 on a GPU, as the script runs there: frozen weights bf16, LoRA fp32, autocast.
-    weight_dtype = torch.bfloat16 if cuda else torch.float32
+    mixed = precision == "bf16"
+    weight_dtype = torch.bfloat16 if mixed else torch.float32
     pipe.to(device, weight_dtype)
     unet, vae, text_encoder, tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
@@ -195,7 +203,7 @@ def run_reference(model: str, resolution: int, steps: int, rank: int, device: st
             )
         )
     unet.train()
-    if cuda:
+    if mixed:
         from diffusers.training_utils import cast_training_params
 
         cast_training_params(unet, dtype=torch.float32)
@@ -229,7 +237,7 @@ def run_reference(model: str, resolution: int, steps: int, rank: int, device: st
     for step in range(steps):
         began = time.perf_counter()
         pixel_values = example(step)
-        with torch.autocast(torch.device(device).type, dtype=weight_dtype, enabled=cuda):
+        with torch.autocast(torch.device(device).type, dtype=weight_dtype, enabled=mixed):
             latents = vae.encode(pixel_values).latent_dist.sample() * vae.config.scaling_factor
             noise = torch.randn_like(latents)
             timesteps = torch.randint(
@@ -257,9 +265,11 @@ def worker(args: argparse.Namespace) -> None:
     import transformers  # noqa: F401
     from diffusers import DDPMScheduler, StableDiffusionPipeline  # noqa: F401
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     baseline = rss_mb()
     run = run_ours if args.worker == "ours" else run_reference
-    times = run(args.model, args.resolution, args.steps, args.rank, args.device)
+    times = run(args.model, args.resolution, args.steps, args.rank, args.device, args.precision)
     result = {"step_s": times, "peak_rss_mb": peak_rss_mb(), "baseline_rss_mb": baseline}
     if args.device.startswith("cuda"):
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -269,10 +279,24 @@ def worker(args: argparse.Namespace) -> None:
 # --- the comparison -----------------------------------------------------------------------------------------
 
 
-def measure(model: str, resolution: int, steps: int, rounds: int, rank: int, device: str = "cpu") -> dict:
+# (name, ours' mixed_precision, the reference's): each side's defaults (ours "auto" picks bf16 on CUDA and on
+# CPUs with native bf16; the script's default is fp32), then both sides at the same precision.
+COMPARISONS = (("defaults", "auto", "no"), ("both_fp32", "no", "no"), ("both_bf16", "bf16", "bf16"))
+
+
+def measure(
+    model: str,
+    resolution: int,
+    steps: int,
+    rounds: int,
+    rank: int,
+    device: str,
+    precisions: tuple[str, str],
+    threads: int = 0,
+) -> dict:
     results: dict[str, list[dict]] = {"ours": [], "ref": []}
     for _ in range(rounds):
-        for impl in ("ours", "ref"):  # alternate, so load from other work hits both alike
+        for impl, precision in zip(("ours", "ref"), precisions):  # alternate: other work hits both alike
             done = subprocess.run(
                 [
                     sys.executable,
@@ -289,6 +313,10 @@ def measure(model: str, resolution: int, steps: int, rounds: int, rank: int, dev
                     str(rank),
                     "--device",
                     device,
+                    "--precision",
+                    precision,
+                    "--threads",
+                    str(threads),
                 ],
                 cwd=REPO,
                 capture_output=True,
@@ -328,6 +356,8 @@ def measure(model: str, resolution: int, steps: int, rounds: int, rank: int, dev
         "steps": steps,
         "rounds": rounds,
         "rank": rank,
+        "torch_threads": threads or "default",
+        "precision": {"ours": precisions[0], "reference": precisions[1]},
         "ours": ours,
         "reference": ref,
         "time_per_step_ratio": ours["time_per_step_s"] / ref["time_per_step_s"],
@@ -347,10 +377,18 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=64, help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--rank", type=int, default=16, help=argparse.SUPPRESS)
-    parser.add_argument("--rounds", type=int, default=2, help="ours/ref pairs per model (default 2)")
     parser.add_argument(
-        "--device", default="cpu", help="cpu, or cuda: full-size SD-1.5 at 512 px, bf16 mixed precision"
+        "--rounds", type=int, default=0, help="ours/ref pairs per comparison (default 2; 1 with --quick)"
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per run (default 1; 0 = torch's own): on a CPU shared with other work, OpenMP's "
+        "spinning threads turned two-thread timings into several-fold noise",
+    )
+    parser.add_argument("--precision", default="no", help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda: full-size SD-1.5 at 512 px")
     args = parser.parse_args()
     if args.worker:
         worker(args)
@@ -358,29 +396,37 @@ def main() -> None:
 
     if args.device.startswith("cuda"):
         build_sd15_random()
-        figures = {"sd15_512px_cuda": measure("sd15", 512, 12, args.rounds, 16, args.device)}
-        judged = figures["sd15_512px_cuda"]
-        memory_ratio = judged["peak_gpu_ratio"]
+        model, resolution, steps = "sd15", 512, 12
+    elif args.quick:
+        model, resolution, steps = "tiny", 64, 10
     else:
-        figures = {"tiny": measure("tiny", 64, 10, args.rounds, 16)}
-        print(json.dumps({"tiny": figures["tiny"]}), flush=True)
-        if not args.quick:
-            build_sd15_random()
-            figures["sd15_256px"] = measure("sd15", 256, 4, args.rounds, 16)
-        # The goal is judged on the largest model measured: a tiny model's memory is all library overhead.
-        judged = figures.get("sd15_256px", figures["tiny"])
-        memory_ratio = judged["peak_rss_ratio"]
-    goal_met = (
-        judged["time_per_step_ratio"] <= GOAL["time_per_step_ratio_max"]
-        and memory_ratio <= GOAL["peak_memory_ratio_max"]
-    )
+        build_sd15_random()
+        model, resolution, steps = "sd15", 256, 4
+    figures = {}
+    for name, ours, ref in COMPARISONS:
+        rounds = args.rounds or (1 if args.quick else 2)
+        figures[name] = measure(model, resolution, steps, rounds, 16, args.device, (ours, ref), args.threads)
+        print(json.dumps({name: figures[name]}), flush=True)
+    # Judged on each side's defaults: what a user of each gets. The matched-precision rows say how much of
+    # that is caching and how much precision; docs/benchmarks/train.md reports all three.
+    judged = figures["defaults"]
+    memory_key = "peak_gpu_ratio" if args.device.startswith("cuda") else "peak_rss_ratio"
+    verdicts = {
+        name: f["time_per_step_ratio"] <= GOAL["time_per_step_ratio_max"]
+        and f[memory_key] <= GOAL["peak_memory_ratio_max"]
+        for name, f in figures.items()
+    }
     print(
         json.dumps(
             {
                 **figures,
-                "judged_on": judged["model"],
+                "model": model,
+                "judged_on": "defaults",
                 "goal": GOAL,
-                "goal_met": goal_met,
+                "met_per_comparison": verdicts,
+                "time_per_step_ratio": judged["time_per_step_ratio"],
+                "peak_memory_ratio": judged[memory_key],
+                "goal_met": verdicts["defaults"],
                 "memory_method": "CPU: getrusage ru_maxrss of a separate process per run (also minus the RSS "
                 "after imports); CUDA: torch.cuda.max_memory_allocated",
                 "machine": _machine(args.device),

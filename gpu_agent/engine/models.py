@@ -57,6 +57,15 @@ def pick_dtype(device: torch.device) -> torch.dtype:
     return torch.float32
 
 
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU computes in bf16 natively (AVX512-BF16 or AMX, e.g. Xeon Cooper Lake and later,
+    AMD Zen 4 and later): there a bf16 training step takes about half the time of an fp32 one (docs/TRAINING.md).
+    Elsewhere torch emulates bf16 more slowly than it computes fp32."""
+    cpu = torch.cpu
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
 def is_test_model(pipe: Any) -> bool:
     """True for the built-in tiny random pipelines, which draw noise."""
     return bool(getattr(pipe, "is_test_model", False))
@@ -133,10 +142,7 @@ def _from_pretrained(base_model: str, *, dtype: torch.dtype, cache_dir: str | os
                 f"base model {base_model!r} is not a diffusers pipeline folder (it has no model_index.json); "
                 "convert single-file checkpoints with diffusers' conversion scripts first"
             )
-        try:
-            return DiffusionPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True)
-        except (OSError, ValueError, KeyError) as exc:
-            raise BaseModelError(f"base model {base_model!r} could not be loaded from disk: {exc}") from exc
+        return _load_folder(path, base_model, dtype)
 
     if not _HUB_ID.match(base_model):
         raise BaseModelError(
@@ -147,9 +153,9 @@ def _from_pretrained(base_model: str, *, dtype: torch.dtype, cache_dir: str | os
 
     offline = bool(constants.HF_HUB_OFFLINE)
     try:
-        return DiffusionPipeline.from_pretrained(
+        # The files first (from_pretrained would fetch the same ones), then the local folder's load.
+        folder = DiffusionPipeline.download(
             base_model,
-            dtype=dtype,
             cache_dir=None if cache_dir is None else str(cache_dir),
             local_files_only=offline,
         )
@@ -166,3 +172,19 @@ def _from_pretrained(base_model: str, *, dtype: torch.dtype, cache_dir: str | os
             f"base model {base_model!r} could not be fetched from the Hugging Face hub into {where} "
             f"({type(exc).__name__}); it must be downloaded on a machine with internet, or the id is wrong"
         ) from exc
+    return _load_folder(Path(folder), base_model, dtype)
+
+
+def _load_folder(path: Path, base_model: str, dtype: torch.dtype) -> Any:
+    from diffusers import DiffusionPipeline
+
+    from gpu_agent.engine.weights import load_unet
+
+    try:
+        # A UNet stored wider than dtype (fp32 files, bf16/fp16 run) is read slice by slice: diffusers' own
+        # cast would hold the whole wide file mapped beside the narrow copy.
+        unet = load_unet(path, dtype)
+        components = {} if unet is None else {"unet": unet}
+        return DiffusionPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True, **components)
+    except (OSError, ValueError, KeyError) as exc:
+        raise BaseModelError(f"base model {base_model!r} could not be loaded from disk: {exc}") from exc

@@ -66,7 +66,11 @@ class TrainConfig(BaseModel):
     adam_epsilon: float = Field(1e-8, gt=0)
     use_8bit_adam: bool = Field(True, description="bitsandbytes' 8-bit AdamW on CUDA when it is installed.")
 
-    mixed_precision: MixedPrecision = Field("auto", description="auto: bf16/fp16 on CUDA, fp32 elsewhere.")
+    mixed_precision: MixedPrecision = Field(
+        "auto",
+        description="auto: bf16 (fp16 on older GPUs) on CUDA, bf16 on CPUs with native bf16 (AVX512-BF16/AMX), "
+        "fp32 elsewhere. Frozen weights are held in this precision; LoRA weights stay fp32.",
+    )
     gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
     checkpoint_every: int = Field(100, ge=1, description="Save a resumable checkpoint every N steps.")
     seed: int = Field(0, ge=0, le=2**63 - 1, description="Seeds LoRA init, data order, noise and timesteps.")

@@ -22,7 +22,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from gpu_agent.engine.models import is_test_model, load_base_pipeline, model_family, pick_device
+from gpu_agent.engine.models import (
+    cpu_has_native_bf16,
+    is_test_model,
+    load_base_pipeline,
+    model_family,
+    pick_device,
+)
 from gpu_agent.engine.training.artifact import LoraArtifact, write_artifact
 from gpu_agent.engine.training.checkpoint import (
     Checkpoint,
@@ -531,10 +537,16 @@ def _check_resolution(pipe: Any, resolution: int) -> None:
 
 
 def _resolve_precision(setting: str, device: torch.device) -> str:
+    if device.type == "cpu":
+        if setting == "fp16":
+            raise TrainingInputError("fp16 mixed precision needs a CUDA GPU; on a CPU use bf16 or no")
+        if setting == "auto":
+            return "bf16" if cpu_has_native_bf16() else "no"
+        return setting
     if device.type != "cuda":
         if setting in ("fp16", "bf16"):
             raise TrainingInputError(
-                f"{setting} mixed precision needs a CUDA GPU; this run is on {device.type}"
+                f"{setting} mixed precision needs a CUDA GPU or a CPU; this run is on {device.type}"
             )
         return "no"
     if setting == "auto":

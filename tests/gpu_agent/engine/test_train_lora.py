@@ -12,7 +12,7 @@ from diffusers import DDPMScheduler
 from PIL import Image, ImageOps
 from safetensors.torch import load_file
 
-from gpu_agent.engine.models import load_base_pipeline
+from gpu_agent.engine.models import cpu_has_native_bf16, load_base_pipeline
 from gpu_agent.engine.training import LoraArtifact, TrainConfig, train_lora
 from gpu_agent.engine.training.prior import class_image_dir
 
@@ -57,7 +57,8 @@ def test_training_lowers_the_loss_and_the_lora_loads_into_diffusers(
     face_photos: list[Image.Image],
     model_cache: Path,
 ) -> None:
-    config = TrainConfig(base_model="tiny-sd", steps=30, **FAST)
+    # fp32 here on every machine; the bf16 path has its own test below
+    config = TrainConfig(base_model="tiny-sd", steps=30, mixed_precision="no", **FAST)
     seen: list[tuple[int, int, float, float]] = []
     artifact = train_lora(
         config,
@@ -172,3 +173,22 @@ def test_loss_options_run(
     config = TrainConfig(base_model="tiny-sd", steps=2, **{**FAST, **options})
     artifact = train_lora(config, face_photos[:2], output_dir=tmp_path, device="cpu", cache_dir=model_cache)
     assert math.isfinite(artifact.meta["final_loss"]) and artifact.meta["optimizer"] == "AdamW"
+    # "auto" on a CPU: bf16 only where the CPU computes it natively (emulated bf16 is slower than fp32)
+    assert artifact.meta["mixed_precision"] == ("bf16" if cpu_has_native_bf16() else "no")
+
+
+def test_bf16_on_a_cpu_learns_with_frozen_weights_bf16_and_lora_weights_fp32(
+    tmp_path: Path, face_photos: list[Image.Image], model_cache: Path
+) -> None:
+    config = TrainConfig(base_model="tiny-sd", steps=30, mixed_precision="bf16", **FAST)
+    pipe = load_base_pipeline("tiny-sd", device="cpu", cache_dir=model_cache)
+    artifact = train_lora(
+        config, face_photos, output_dir=tmp_path, device="cpu", cache_dir=model_cache, pipeline=pipe
+    )
+    assert artifact.meta["mixed_precision"] == "bf16"
+    assert artifact.meta["eval_loss_trained"] < artifact.meta["eval_loss_base"]
+    frozen = {p.dtype for p in pipe.unet.parameters() if not p.requires_grad}
+    trained = {p.dtype for p in pipe.unet.parameters() if p.requires_grad}
+    assert frozen == {torch.bfloat16} and trained == {torch.float32}
+    saved = load_file(artifact.weights_path)
+    assert saved and {t.dtype for t in saved.values()} == {torch.float32}

@@ -103,7 +103,10 @@ def test_should_stop_checkpoints_and_resume_matches_on_sdxl(
     face_photos: list[Image.Image],
     model_cache: Path,
 ) -> None:
-    config = TrainConfig(base_model="tiny-sdxl", steps=5, **{**RICH, "checkpoint_every": 100})
+    # fp32 pinned here; the SIGKILL test above runs "auto" (bf16 on CPUs that compute it natively)
+    config = TrainConfig(
+        base_model="tiny-sdxl", steps=5, **{**RICH, "checkpoint_every": 100, "mixed_precision": "no"}
+    )
     reference = train_lora(
         config, face_photos, output_dir=tmp_path / "ref", device="cpu", cache_dir=model_cache
     )

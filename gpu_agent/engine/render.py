@@ -2,8 +2,8 @@
 
 Loading a base model costs seconds to minutes; a member's LoRA is a few megabytes. So an agent loads the base once
 (txt2img, plus an img2img pipeline over the very same modules via ``from_pipe``), and for each job loads only the
-member's LoRA as a named peft adapter. Up to ``max_resident`` adapters stay in memory (least recently used goes
-first, via ``delete_adapters``), so a member who renders again finds theirs already there.
+member's LoRA as a named peft adapter. Up to ``max_resident`` adapters stay in memory, and a new member's LoRA
+usually reuses the least recently used one's layers in place (a hotswap); see render_adapters.
 
 No leakage between members: before every render exactly one adapter is active (``set_adapters``) or all LoRA
 layers are bypassed (``disable_lora``). An inactive adapter contributes nothing to a layer's output, so a render
@@ -13,11 +13,8 @@ base; the tests hold this to the exact pixel.
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
-import warnings
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +23,7 @@ import torch
 from PIL import Image
 
 from gpu_agent.engine.pngmeta import GenerationParams, png_bytes
+from gpu_agent.engine.render_adapters import AdapterSlots, LoadPath
 from gpu_agent.engine.render_hooks import (
     ImageCheck,
     PromptCheck,
@@ -36,7 +34,6 @@ from gpu_agent.engine.render_hooks import (
 from gpu_agent.engine.render_prompt import fill_prompt
 from gpu_agent.engine.render_types import (
     BadRenderRequest,
-    LoraLoadError,
     LoraRef,
     RenderedImage,
     RenderRequest,
@@ -45,13 +42,10 @@ from gpu_agent.engine.render_types import (
 if TYPE_CHECKING:
     from storage.settings import Settings
 
-log = logging.getLogger(__name__)
-
 SAMPLER = "DPM++ 2M Karras"
 """DPM-Solver++ (2nd order multistep) with Karras sigmas: good faces in 20-30 steps, and deterministic."""
 
 DEFAULT_MAX_PIXELS = 2048 * 2048
-MAX_LORA_BYTES = 2 * 1024**3
 
 Progress = Callable[[int, int], None]
 """progress(step, total), called after each denoising step."""
@@ -66,22 +60,21 @@ def dpm_solver_pp(scheduler_config: Any) -> Any:
     )
 
 
-def _fingerprint(path: Path) -> tuple[int, int, int]:
-    st = path.stat()
-    return st.st_size, st.st_mtime_ns, st.st_ino
-
-
 class Renderer:
     """Renders RenderRequests on one loaded base model, with members' LoRAs swapped in per call.
 
     ``device`` is "auto", "cpu", "cuda[:N]" or "mps"; ``dtype`` None picks the device's (bf16/fp16 on GPUs,
     fp32 on the CPU). ``render`` is safe to call from several threads; calls run one at a time (one GPU, one
-    pipeline).
+    pipeline). ``hotswap`` False makes every new LoRA a new adapter (the slower path; see render_adapters).
     """
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, prompt_check: PromptCheck | None = None, image_check: ImageCheck | None = None
+        cls,
+        settings: Settings,
+        *,
+        prompt_check: PromptCheck | None = None,
+        image_check: ImageCheck | None = None,
     ) -> Renderer:
         """The agent's renderer: base model, device, model cache, resident LoRAs and pixel cap from settings."""
         return cls(
@@ -105,6 +98,7 @@ class Renderer:
         image_check: ImageCheck | None = None,
         max_resident: int = 4,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        hotswap: bool = True,
     ) -> None:
         from diffusers import AutoPipelineForImage2Image
 
@@ -119,8 +113,6 @@ class Renderer:
         self._prompt_check = prompt_check or allow_all_prompts
         self._image_check = image_check or allow_all_images
         self._lock = threading.Lock()
-        # adapter name -> file fingerprint, least recently used first
-        self._resident: OrderedDict[str, tuple[int, int, int]] = OrderedDict()
 
         pipe = load_base_pipeline(base_model, device=self.device, dtype=dtype, cache_dir=cache_dir)
         pipe.scheduler = dpm_solver_pp(pipe.scheduler.config)
@@ -130,13 +122,14 @@ class Renderer:
         # is there for both pipelines.
         self._img2img = AutoPipelineForImage2Image.from_pipe(pipe)
         self._img2img.set_progress_bar_config(disable=True)
+        self.adapters = AdapterSlots(pipe, base_model, max_resident=max_resident, hotswap=hotswap)
 
     # --- public ---------------------------------------------------------------------------------------------
 
     @property
     def resident_models(self) -> list[str]:
         """Model ids whose adapters are loaded, least recently used first."""
-        return [name.removeprefix("m_") for name in self._resident]
+        return self.adapters.resident_models
 
     @property
     def pipelines(self) -> tuple[Any, Any]:
@@ -168,107 +161,27 @@ class Renderer:
         prompt = fill_prompt(request.prompt, request.subject)
         self._prompt_check(prompt)
         with self._lock:
-            self._activate(lora)
+            self.adapters.activate(lora)
             images = self._denoise(request, prompt, width, height, progress)
-        return [self._finish(request, prompt, lora, image, request.seed + i) for i, image in enumerate(images)]
+        return [
+            self._finish(request, prompt, lora, image, request.seed + i) for i, image in enumerate(images)
+        ]
 
-    def load(self, lora: LoraRef) -> None:
+    def load(self, lora: LoraRef) -> LoadPath:
         """Make ``lora`` resident (and active) without rendering, e.g. while a job's source image downloads.
 
-        Raises LoraLoadError as render would.
+        Returns how: "resident" (it already was), "hotswap" (it took over the least recently used slot) or
+        "inject" (a new adapter). Raises LoraLoadError as render would.
         """
         with self._lock:
-            self._activate(lora)
+            path = self.adapters.activate(lora)
+        assert path is not None
+        return path
 
     def evict(self, model_id: str) -> bool:
         """Drop a model's adapter (e.g. the member deleted it); True when it was resident."""
-        name = f"m_{model_id}"
         with self._lock:
-            if name not in self._resident:
-                return False
-            self._delete(name)
-            return True
-
-    # --- adapters -------------------------------------------------------------------------------------------
-
-    def _activate(self, lora: LoraRef | None) -> None:
-        pipe = self._txt2img
-        if lora is None:
-            if self._resident:
-                pipe.disable_lora()
-            return
-        name = lora.adapter_name
-        fingerprint = self._check_file(lora.path)
-        if name in self._resident and self._resident[name] != fingerprint:
-            # The model was retrained under the same id (a retried job overwrites its blob): reload it.
-            self._delete(name)
-        if name not in self._resident:
-            # Load first, evict after: a file that fails to load must not cost another member their
-            # resident adapter.
-            self._load(name, lora.path)
-            self._resident[name] = fingerprint
-        self._resident.move_to_end(name)
-        while len(self._resident) > self.max_resident:
-            self._delete(next(iter(self._resident)))
-        pipe.enable_lora()
-        pipe.set_adapters([name], adapter_weights=[lora.scale])
-
-    @staticmethod
-    def _check_file(path: Path) -> tuple[int, int, int]:
-        if path.suffix != ".safetensors":
-            raise LoraLoadError("a LoRA must be a .safetensors file")
-        try:
-            if not path.is_file():
-                raise LoraLoadError("the LoRA file is missing")
-            fingerprint = _fingerprint(path)
-        except OSError as err:
-            raise LoraLoadError(f"the LoRA file cannot be read: {err.strerror}") from None
-        if not 0 < fingerprint[0] <= MAX_LORA_BYTES:
-            raise LoraLoadError("the LoRA file is empty or too large")
-        return fingerprint
-
-    def _load(self, name: str, path: Path) -> None:
-        pipe = self._txt2img
-        try:
-            # A local file path: diffusers reads it with safetensors (never pickle) and keeps the adapter
-            # metadata (rank, alpha) written by save_lora_weights.
-            with warnings.catch_warnings():
-                # peft warns whenever a second adapter joins a model; several resident adapters is the design.
-                warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-                # diffusers deletes a half-loaded adapter itself before re-raising; peft then warns about it.
-                warnings.filterwarnings("ignore", message="Adapter .* was active which is now deleted")
-                pipe.load_lora_weights(str(path), adapter_name=name, local_files_only=True)
-        except Exception as err:  # noqa: BLE001 - any failure in a member's file is the file's fault
-            self._forget_partial(name)
-            log.warning("LoRA adapter %s failed to load: %s", name, _short(err))
-            raise LoraLoadError(
-                f"the LoRA file does not fit base model {self.base_model} "
-                "(it is damaged, or was trained for another base model)"
-            ) from None
-        if name not in pipe.get_list_adapters().get(self._denoiser_name(), []):
-            # Keys that match no layer of this base load nothing but a warning; refuse instead of rendering
-            # a picture of a stranger.
-            self._forget_partial(name)
-            raise LoraLoadError(f"the LoRA file has no weights for base model {self.base_model}")
-        log.info("loaded LoRA adapter %s", name)
-
-    def _denoiser_name(self) -> str:
-        return "unet" if getattr(self._txt2img, "unet", None) is not None else "transformer"
-
-    def _forget_partial(self, name: str) -> None:
-        present = {a for names in self._txt2img.get_list_adapters().values() for a in names}
-        if name in present:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Adapter .* was active which is now deleted")
-                self._txt2img.delete_adapters([name])
-
-    def _delete(self, name: str) -> None:
-        with warnings.catch_warnings():
-            # peft warns when the adapter it deletes was the active one; the next render activates its own.
-            warnings.filterwarnings("ignore", message="Adapter .* was active which is now deleted")
-            self._txt2img.delete_adapters([name])
-        del self._resident[name]
-        log.info("evicted LoRA adapter %s", name)
+            return self.adapters.evict(model_id)
 
     # --- denoising ------------------------------------------------------------------------------------------
 
@@ -330,9 +243,6 @@ class Renderer:
             strength=request.effective_strength,
             flagged=flagged,
         )
-        return RenderedImage(image=image, seed=seed, png=png_bytes(image, params), params=params, flagged=flagged)
-
-
-def _short(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text[:300]
+        return RenderedImage(
+            image=image, seed=seed, png=png_bytes(image, params), params=params, flagged=flagged
+        )

@@ -65,7 +65,8 @@ class LoraRef:
 
     @property
     def adapter_name(self) -> str:
-        # One adapter per model, named after it: the same member's model is recognised when it comes back.
+        # The key the Renderer remembers this model's LoRA under (the layers it lives in are a slot, see
+        # render_adapters): the same member's model is recognised when it comes back.
         return f"m_{self.model_id}"
 
 

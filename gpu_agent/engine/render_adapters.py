@@ -31,6 +31,8 @@ from __future__ import annotations
 import logging
 import warnings
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -67,6 +69,20 @@ class _NoLoraLoadReport(logging.Filter):
 
 
 _PEFT_LOG = logging.getLogger("transformers.integrations.peft")
+
+
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Without the warnings and the log report above, which say nothing wrong about a member's LoRA."""
+    report = _NoLoraLoadReport()
+    _PEFT_LOG.addFilter(report)
+    try:
+        with warnings.catch_warnings():
+            for message in _QUIET:
+                warnings.filterwarnings("ignore", message=message)
+            yield
+    finally:
+        _PEFT_LOG.removeFilter(report)
 
 
 @dataclass(frozen=True)
@@ -217,9 +233,7 @@ class AdapterSlots:
             return False
         self._active = "unknown"
         try:
-            with warnings.catch_warnings():
-                for message in _QUIET:
-                    warnings.filterwarnings("ignore", message=message)
+            with _quiet_loading():
                 pipe.load_lora_into_unet(
                     state_dict,
                     network_alphas=alphas,
@@ -278,17 +292,10 @@ class AdapterSlots:
             # A local file path: diffusers reads it with safetensors (never pickle) and keeps the adapter
             # metadata (rank, alpha) written by save_lora_weights. low_cpu_mem_usage (the default with this
             # peft) creates the LoRA layers empty instead of randomly initialising weights it overwrites.
-            report = _NoLoraLoadReport()
-            _PEFT_LOG.addFilter(report)
-            try:
-                with warnings.catch_warnings():
-                    for message in _QUIET:
-                        warnings.filterwarnings("ignore", message=message)
-                    pipe.load_lora_weights(
-                        str(path), adapter_name=slot, local_files_only=True, low_cpu_mem_usage=True
-                    )
-            finally:
-                _PEFT_LOG.removeFilter(report)
+            with _quiet_loading():
+                pipe.load_lora_weights(
+                    str(path), adapter_name=slot, local_files_only=True, low_cpu_mem_usage=True
+                )
         except Exception as err:  # noqa: BLE001 - any failure in a member's file is the file's fault
             self._forget_slot(slot)
             log.warning("LoRA file %s failed to load: %s", path.name, _short(err))
@@ -309,9 +316,7 @@ class AdapterSlots:
     def _forget_slot(self, slot: str) -> None:
         present = {a for names in self.pipe.get_list_adapters().values() for a in names}
         if slot in present:
-            with warnings.catch_warnings():
-                for message in _QUIET:
-                    warnings.filterwarnings("ignore", message=message)
+            with _quiet_loading():
                 self.pipe.delete_adapters([slot])
         self._active = "unknown"
 

@@ -177,6 +177,7 @@ def _from_pretrained(base_model: str, *, dtype: torch.dtype, cache_dir: str | os
 
 def _load_folder(path: Path, base_model: str, dtype: torch.dtype) -> Any:
     from diffusers import DiffusionPipeline
+    from safetensors import SafetensorError
 
     from gpu_agent.engine.weights import load_unet
 
@@ -186,5 +187,6 @@ def _load_folder(path: Path, base_model: str, dtype: torch.dtype) -> Any:
         unet = load_unet(path, dtype)
         components = {} if unet is None else {"unet": unet}
         return DiffusionPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True, **components)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:
+        # SafetensorError: a truncated or damaged weights file (an interrupted download or copy)
         raise BaseModelError(f"base model {base_model!r} could not be loaded from disk: {exc}") from exc

@@ -82,3 +82,14 @@ def test_a_unet_stored_as_pickle_only_is_left_to_diffusers(saved_fp32: Path, tmp
     assert weights.load_unet(folder, torch.bfloat16) is None
     pipe = load_base_pipeline(str(folder), device="cpu", dtype=torch.bfloat16)
     assert pipe.unet.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_a_truncated_unet_file_is_a_base_model_error(tmp_path: Path, dtype: torch.dtype) -> None:
+    # An interrupted download or copy: both the sliced load and diffusers' own must say which model failed.
+    folder = tmp_path / "truncated"
+    build_tiny_pipeline("tiny-sd", seed=5).save_pretrained(folder)
+    file = folder / "unet" / weights.WEIGHTS
+    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+    with pytest.raises(BaseModelError, match="could not be loaded from disk"):
+        load_base_pipeline(str(folder), device="cpu", dtype=dtype)

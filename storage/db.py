@@ -7,9 +7,12 @@ busy handler, instead of failing with "database is locked" when a deferred reade
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -60,7 +63,7 @@ def open_engine(database_url: str) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _use_wal(cursor)
         cursor.execute("PRAGMA synchronous = NORMAL")  # durable in WAL mode except for the last commit on power loss
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
@@ -70,6 +73,26 @@ def open_engine(database_url: str) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_IMMEDIATE) else "BEGIN")
 
     return engine
+
+
+def _use_wal(cursor: Any) -> None:
+    """Switch the file to WAL mode (the file keeps it, so later connections only check).
+
+    Two processes opening a brand-new file at once (the bot and an agent starting together) both ask for the
+    switch; SQLite then answers one of them "database is locked" at once, without waiting in the busy handler
+    (it would deadlock: each holds a shared lock and wants the exclusive one). That one retries until the other's
+    switch is done. Measured: 85 of 300 such races failed without the retry.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def _writer(engine: Engine) -> Engine:

@@ -74,7 +74,7 @@ def _open_fresh(url: str, start: object, errors: object) -> None:
     try:
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
-    except Exception:  # reported to the parent
+    except Exception:  # noqa: BLE001 - any failure is reported to the parent
         errors.put(traceback.format_exc(limit=-6))  # type: ignore[attr-defined]
     finally:
         engine.dispose()

@@ -77,7 +77,7 @@ def test_training_lowers_the_loss_and_the_lora_loads_into_diffusers(
     assert len(set(meta["photo_sha256"])) == 4 and meta["hyperparameters"]["learning_rate"] == 1e-3
     assert meta["eval_loss_trained"] < meta["eval_loss_base"]
 
-    fresh = load_base_pipeline("tiny-sd", device="cpu", cache_dir=model_cache)
+    fresh = load_base_pipeline("tiny-sd", device="cpu", dtype=torch.float32, cache_dir=model_cache)
     before_loss, before_image = fixed_batch_loss(fresh, face_photos, "a photo of sks person"), render(fresh)
     fresh.load_lora_weights(str(artifact.weights_path))
     after_loss, after_image = fixed_batch_loss(fresh, face_photos, "a photo of sks person"), render(fresh)
@@ -98,7 +98,7 @@ def test_text_encoder_lora_is_trained_saved_and_loaded(
     artifact = train_lora(config, face_photos, output_dir=tmp_path, device="cpu", cache_dir=model_cache)
     assert lora_keys(artifact) == {"unet", "text_encoder"} and artifact.meta["text_encoder_trained"] is True
 
-    fresh = load_base_pipeline("tiny-sd", device="cpu", cache_dir=model_cache)
+    fresh = load_base_pipeline("tiny-sd", device="cpu", dtype=torch.float32, cache_dir=model_cache)
     with torch.no_grad():
         before = fresh.encode_prompt("a photo of sks person", "cpu", 1, False)[0]
         fresh.load_lora_weights(str(artifact.weights_path))

@@ -13,6 +13,7 @@ import torch
 
 from gpu_agent.engine.models import (
     BaseModelError,
+    cpu_has_native_bf16,
     is_test_model,
     load_base_pipeline,
     model_family,
@@ -51,13 +52,14 @@ def test_load_base_pipeline_resolves_tiny_models_and_caches_them(
 ) -> None:
     pipe = load_base_pipeline(name, device="cpu", dtype=None, cache_dir=model_cache)
     assert type(pipe).__name__ == classname and model_family(pipe) == family
-    assert is_test_model(pipe) and pipe.unet.dtype == torch.float32
+    assert is_test_model(pipe) and pipe.unet.dtype == pick_dtype(torch.device("cpu"))
     cached = next((model_cache / "tiny").glob(f"{name}-seed0-*"))
     marker = json.loads((cached / MARKER_FILE).read_text())
     assert marker["is_test_model"] is True and "noise" in marker["note"]
     # the second load comes from disk, with the very same weights as a fresh build
     assert same_weights(
-        load_base_pipeline(name, device="cpu", cache_dir=model_cache).unet, build_tiny_pipeline(name).unet
+        load_base_pipeline(name, device="cpu", dtype=torch.float32, cache_dir=model_cache).unet,
+        build_tiny_pipeline(name).unet,
     )
     image = pipe(
         "a photo of sks man",
@@ -84,7 +86,7 @@ def test_tokenizer_is_clip_shaped_and_covers_any_text() -> None:
 
 def test_pick_device_and_dtype_rules() -> None:
     assert pick_device("cpu") == torch.device("cpu")
-    assert pick_dtype(torch.device("cpu")) == torch.float32
+    assert pick_dtype(torch.device("cpu")) == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
     assert pick_dtype(torch.device("mps")) == torch.float16
     if not torch.cuda.is_available():
         assert pick_device("auto").type in ("cpu", "mps")
@@ -106,7 +108,7 @@ def test_missing_local_path_and_garbage_names_fail_clearly(tmp_path: Path) -> No
 
 def test_local_folder_loads_through_from_pretrained(tmp_path: Path) -> None:
     build_tiny_pipeline("tiny-sd", seed=3).save_pretrained(tmp_path / "my-model")
-    pipe = load_base_pipeline(str(tmp_path / "my-model"), device="cpu")
+    pipe = load_base_pipeline(str(tmp_path / "my-model"), device="cpu", dtype=torch.float32)
     assert model_family(pipe) == "sd1" and not is_test_model(pipe)  # a local folder is taken as a real model
     assert same_weights(pipe.unet, build_tiny_pipeline("tiny-sd", seed=3).unet)
 

@@ -23,6 +23,7 @@ model (UNet, VAE and CLIP-L-sized text encoder built from config, nothing downlo
 from __future__ import annotations
 
 import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
+from _args import count, device  # noqa: I001 - after _paths, which puts bench/ last on sys.path
 
 import argparse
 import gc
@@ -282,16 +283,16 @@ def run_model(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny model only (about a minute on 2 CPU cores)")
-    ap.add_argument("--runs", type=int, default=None, help="new-member swaps timed per path and model")
-    ap.add_argument("--size", type=int, default=256, help="full-size model's render side in px")
-    ap.add_argument("--steps", type=int, default=None, help="denoising steps")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--runs", type=count(1), default=None, help="new-member swaps timed per path and model")
+    ap.add_argument("--size", type=count(64), default=256, help="full-size model's render side in px")
+    ap.add_argument("--steps", type=count(1), default=None, help="denoising steps")
+    ap.add_argument("--device", type=device, default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument(
         "--unet-only", action="store_true", help="LoRAs on the UNet only (as runs before 2026-11-26)"
     )
     ap.add_argument(
         "--threads",
-        type=int,
+        type=count(1),
         default=1,
         help="torch CPU threads (1: steadiest on a shared machine, where spinning OpenMP threads "
         "make multi-threaded timings swing several-fold)",

@@ -23,6 +23,7 @@ comparison; met_per_comparison gives the verdict of each).
 from __future__ import annotations
 
 import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
+from _args import count, device  # noqa: I001 - after _paths, which puts bench/ last on sys.path
 
 import sys
 from pathlib import Path
@@ -374,21 +375,23 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny model only (under 2 minutes)")
     parser.add_argument("--worker", choices=("ours", "ref"), help=argparse.SUPPRESS)
     parser.add_argument("--model", default="tiny", choices=("tiny", "sd15"), help=argparse.SUPPRESS)
-    parser.add_argument("--resolution", type=int, default=64, help=argparse.SUPPRESS)
-    parser.add_argument("--steps", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--rank", type=int, default=16, help=argparse.SUPPRESS)
+    parser.add_argument("--resolution", type=count(8), default=64, help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=count(0), default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--rank", type=count(1), default=16, help=argparse.SUPPRESS)
     parser.add_argument(
-        "--rounds", type=int, default=0, help="ours/ref pairs per comparison (default 2; 1 with --quick)"
+        "--rounds", type=count(0), default=0, help="ours/ref pairs per comparison (default 2; 1 with --quick)"
     )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=count(0),
         default=1,
         help="torch threads per run (default 1; 0 = torch's own): on a CPU shared with other work, OpenMP's "
         "spinning threads turned two-thread timings into several-fold noise",
     )
-    parser.add_argument("--precision", default="no", help=argparse.SUPPRESS)
-    parser.add_argument("--device", default="cpu", help="cpu, or cuda: full-size SD-1.5 at 512 px")
+    parser.add_argument("--precision", default="no", choices=("auto", "no", "bf16"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--device", type=device, default="cpu", help="cpu, or cuda: full-size SD-1.5 at 512 px"
+    )
     args = parser.parse_args()
     if args.worker:
         worker(args)

@@ -144,7 +144,8 @@ def test_malformed_and_photoless_jobs_fail_and_the_agent_keeps_serving(
 
     assert queues.train.dead_letter_depth() == 1  # the malformed train job
     assert queues.render.dead_letter_depth() == 1  # the body that is not JSON
-    assert queues.train.depth().backlog == 0  # the photoless job was told and acked, not retried
+    # the photoless job was told and acked, not retried (the ack follows the event: wait for it)
+    wait_until(lambda: queues.train.depth().backlog == 0, 10, "the train message to be acked")
     assert not blobs.exists(keys.model_key(photoless.user_id, photoless.model_id))
     assert 'result="malformed"} 1.0' in metrics_text(agent)
     agent.stop()
@@ -171,7 +172,7 @@ def test_heartbeats_keep_a_20_second_job_from_redelivery(
     progress = events.of(job.job_id, "progress")
     assert 2 <= len(progress) <= 6, "progress events must be throttled to one per few seconds"
     assert progress[-1].progress is not None and progress[-1].progress.eta_s is not None
-    assert queues.render.depth().backlog == 0
+    wait_until(lambda: queues.render.depth().backlog == 0, 10, "the render message to be acked")
     agent.stop()
 
 
@@ -193,7 +194,9 @@ def test_an_out_of_memory_error_is_retried_once_with_memory_saving_settings(
     failed = events.wait_for(lambda e: e.job_id == job2.job_id and e.kind == "failed", 30, "failed")
     assert failed.error is not None and failed.error.code == "out_of_memory"
     assert runner.render_calls == [False, True]
-    assert queues.render.depth().backlog == 0 and queues.render.dead_letter_depth() == 0
+    # the agent acks a message after sending its event: wait for the ack, do not race it
+    wait_until(lambda: queues.render.depth().backlog == 0, 10, "the render message to be acked")
+    assert queues.render.dead_letter_depth() == 0
     agent.stop()
 
 
@@ -211,7 +214,7 @@ def test_a_poison_job_is_dead_lettered_after_max_receives_and_the_member_told(
     assert failed.error is not None and failed.error.code == "internal"
     assert "secret" not in failed.error.message and "/home" not in failed.error.message
     assert queues.render.dead_letter_depth() == 1
-    assert queues.render.depth().backlog == 0
+    wait_until(lambda: queues.render.depth().backlog == 0, 10, "the render message to be acked")
     assert 'result="retry"} 1.0' in metrics_text(agent)
     agent.stop()
 
@@ -289,5 +292,5 @@ def test_photos_the_checks_reject_fail_before_any_training(
     assert failed.error is not None and failed.error.code == "photos_rejected"
     assert "Only 0 of 3 photos" in failed.error.message
     assert runner.calls == 0
-    assert queues.train.depth().backlog == 0
+    wait_until(lambda: queues.train.depth().backlog == 0, 10, "the train message to be acked")
     agent.stop()

@@ -16,7 +16,8 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.pop("AWS_PROFILE", None)
 
-FACES_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "faces"
+# Real face photos, in the repository with their sources (tests/data/faces/SOURCES.md).
+FACES_DIR = Path(__file__).resolve().parent / "data" / "faces"
 
 
 @pytest.fixture(scope="session")
@@ -42,5 +43,5 @@ def unique_name() -> str:
 @pytest.fixture(scope="session")
 def faces_dir() -> Path:
     if not FACES_DIR.is_dir():
-        pytest.fail(f"test photos missing: {FACES_DIR} (the shared/ folder beside the checkout)")
+        pytest.fail(f"test photos missing: {FACES_DIR}")
     return FACES_DIR

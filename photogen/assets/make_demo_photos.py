@@ -3,7 +3,7 @@
     python -m photogen.assets.make_demo_photos [--source PATH/astronaut.png] [--out DIR]
 
 The source is scikit-image's ``skimage/data/astronaut.png`` (NASA, public domain; also in the project's
-shared/testdata/faces). Each variation changes framing, zoom, mirroring, tilt or colour enough to be a distinct
+tests/data/faces). Each variation changes framing, zoom, mirroring, tilt or colour enough to be a distinct
 photo to the near-duplicate check, and the script refuses to write a set that check_photos would not accept.
 """
 
@@ -20,7 +20,7 @@ from PIL import Image, ImageEnhance, ImageOps
 from gpu_agent.photos import PhotoCheckConfig, check_photos
 
 OUT_DIR = Path(__file__).resolve().parent / "demo_photos"
-DEFAULT_SOURCE = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "faces" / "astronaut.png"
+DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "tests" / "data" / "faces" / "astronaut.png"
 MAX_BYTES = 150 * 1024
 
 

@@ -82,7 +82,7 @@ __all__ = [
     "migrate",
     "open_engine",
     "orders",
-    "standing",
     "read_session",
+    "standing",
     "transaction",
 ]

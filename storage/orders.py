@@ -164,7 +164,8 @@ def create_order(
         raise OrderStoreError(f"order kind must be one of {ORDER_KINDS}, got {kind!r}")
     uid = _sid(user_id)
     get_or_create_user(session, uid)
-    standing.grant_starting_credits(session, guild_id, uid, starting_credits)
+    if starting_credits:
+        standing.grant_starting_credits(session, guild_id, uid, starting_credits)
     if charge:
         charge_credits(session, uid, charge, guild_id=guild_id)
     standing.note_order(session, guild_id, uid)

@@ -68,7 +68,7 @@ def grant_starting_credits(session: Session, guild_id: object | None, user_id: o
         .where(
             MemberStanding.guild_id == key,
             MemberStanding.user_id == uid,
-            MemberStanding.starting_credits_granted == False,  # noqa: E712 - SQL expression
+            MemberStanding.starting_credits_granted.is_(False),  # type: ignore[attr-defined]
         )
         .values(
             starting_credits_granted=True,

@@ -33,13 +33,16 @@ def _orders_query(user_id: object, guild_id: object) -> Any:
     query = select(Order.id).where(Order.user_id == str(user_id))
     if guild_id != ALL_GUILDS:
         key = guild_key(guild_id)
-        query = query.where(Order.guild_id == key) if key else query.where(Order.guild_id.is_(None))  # type: ignore[union-attr]
+        no_guild = Order.guild_id.is_(None)  # type: ignore[union-attr]
+        query = query.where(Order.guild_id == key) if key else query.where(no_guild)
     return query
 
 
 def member_data(session: Session, user_id: object, guild_id: object) -> MemberData:
     uid = str(user_id)
-    orders = list(session.exec(select(Order.id, Order.kind).where(Order.id.in_(_orders_query(uid, guild_id)))))  # type: ignore[attr-defined]
+    orders = list(
+        session.exec(select(Order.id, Order.kind).where(Order.id.in_(_orders_query(uid, guild_id))))
+    )  # type: ignore[attr-defined]
     order_ids = tuple(o for o, _ in orders)
     jobs = session.exec(select(Job.id).where(Job.order_id.in_(order_ids)))  # type: ignore[attr-defined]
     models = select(TrainedModel.id).where(TrainedModel.user_id == uid)
@@ -67,7 +70,8 @@ def delete_member_data(session: Session, user_id: object, guild_id: object) -> D
     images = _count(delete(Image).where(Image.order_id.in_(ids)))  # type: ignore[attr-defined]
     jobs = _count(delete(Job).where(Job.order_id.in_(ids)))  # type: ignore[attr-defined]
     orders = _count(delete(Order).where(Order.id.in_(ids)))  # type: ignore[attr-defined]
-    models = _count(delete(TrainedModel).where(TrainedModel.id.in_(data.model_ids)))  # type: ignore[attr-defined]
+    model_ids = TrainedModel.id.in_(data.model_ids)  # type: ignore[attr-defined]
+    models = _count(delete(TrainedModel).where(model_ids))
     session.flush()
     session.expire_all()
     return DeletionReceipt(orders, jobs, images, models, deliveries, events, 0)

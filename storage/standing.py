@@ -1,4 +1,4 @@
-"""Each member's standing in each server (MemberStanding): credits, ban, quota override and the day's order times.
+"""Each member's standing in each server (MemberStanding): credits, ban, quota override, the day's order times.
 
 A server's admins act on their own server's rows only; the row with guild ``"*"`` (ALL_GUILDS) is a bot owner's
 ban everywhere. Rows survive /forget-me: forgetting deletes personal data, never the record of what was granted
@@ -136,7 +136,9 @@ def ban_reason(session: Session, guild_id: object | None, user_id: object) -> st
     return None
 
 
-def set_quota(session: Session, guild_id: object | None, user_id: object, daily: int | None) -> MemberStanding:
+def set_quota(
+    session: Session, guild_id: object | None, user_id: object, daily: int | None
+) -> MemberStanding:
     return _add(session, guild_id, user_id, daily_quota=None if daily is None else _amount(daily))
 
 

@@ -39,7 +39,13 @@ class Owner(commands.GroupCog, group_name="owner", group_description="Photogen b
         """Audit row first (the record must exist even if Discord is down), then the ephemeral answer."""
         where = f"from server {interaction.guild_id}" + (f": {detail}" if detail else "")
         await self.bot.run_blocking(
-            admin_svc.audit, self.bot.b, None, interaction.user.id, f"owner {action}", f"<@{member.id}>", where
+            admin_svc.audit,
+            self.bot.b,
+            None,
+            interaction.user.id,
+            f"owner {action}",
+            f"<@{member.id}>",
+            where,
         )
         if interaction.response.is_done():
             await interaction.followup.send(reply, ephemeral=True)
@@ -73,7 +79,9 @@ class Owner(commands.GroupCog, group_name="owner", group_description="Photogen b
     async def purge(self, interaction: discord.Interaction, member: discord.User) -> None:
         self._owner(interaction, "purge")
         await interaction.response.defer(ephemeral=True, thinking=True)
-        receipt = await self.bot.run_blocking(purge_member, self.bot.b, member.id, ALL_GUILDS, by="owner purge")
+        receipt = await self.bot.run_blocking(
+            purge_member, self.bot.b, member.id, ALL_GUILDS, by="owner purge"
+        )
         detail = ", ".join(f"{k}={v}" for k, v in receipt.items())
         await self._done(interaction, "purge", member, detail, f"Purged <@{member.id}> everywhere: {detail}")
 

@@ -29,9 +29,7 @@ async def _second_server(st: Studio, mallory_in_first: SimMember, **settings: ob
     guild = st.sim.add_guild("Mallory's Den", owner=mallory_in_first.user)
     channel = st.sim.add_channel(guild, "den")
     alice = st.sim.add_member(guild, st.alice.user)
-    st.settings = st.settings.model_copy(
-        update={"bot_sync_guild_ids": [st.guild.id, guild.id], **settings}
-    )
+    st.settings = st.settings.model_copy(update={"bot_sync_guild_ids": [st.guild.id, guild.id], **settings})
     await st.restart()
     return SecondServer(guild, channel, st.sim.member(guild, mallory_in_first.user.id), alice)
 
@@ -65,7 +63,7 @@ async def test_a_banned_member_admin_of_his_own_server_cannot_touch_the_first(st
     alice_blobs = sorted(st.b.blobs.list(keys.user_prefix(st.alice.id)))
     assert len(alice_blobs) == 2  # her training photo and her weights
     ban = await _run(st, st.admin, st.channel, "admin ban", {"member": mallory, "reason": "spam"})
-    assert "banned in this server" in _text(ban)
+    assert "banned" in _text(ban)
     den = await _second_server(st, mallory)
 
     for name, options in [
@@ -149,7 +147,9 @@ async def test_cross_server_actions_are_the_bot_owners_alone_and_audited(studio:
     assert list(st.b.blobs.list(keys.user_prefix(st.alice.id))) == []
     with read_session(st.b.engine) as s:
         assert orders.models_of_user(s, st.alice.id) == []
-        audit = [(a.action, a.actor_id, a.guild_id) for a in s.exec(select(AuditEntry).order_by(AuditEntry.id))]
+        audit = [
+            (a.action, a.actor_id, a.guild_id) for a in s.exec(select(AuditEntry).order_by(AuditEntry.id))
+        ]
     owner_rows = [row for row in audit if row[0].startswith("owner ")]
     assert owner_rows == [
         ("owner ban", str(bot_owner.user.id), None),

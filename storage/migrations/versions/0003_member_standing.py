@@ -60,8 +60,15 @@ def _move_users_to_standing(conn: sa.Connection) -> None:
     def row(guild: str, uid: str) -> dict[str, object]:
         return rows.setdefault(
             (guild, uid),
-            {"credits": 0, "granted": False, "credits_granted": 0, "banned": False, "reason": None,
-             "quota": None, "times": []},
+            {
+                "credits": 0,
+                "granted": False,
+                "credits_granted": 0,
+                "banned": False,
+                "reason": None,
+                "quota": None,
+                "times": [],
+            },
         )
 
     def latest_guild(sql: str, uid: str) -> str | None:
@@ -101,10 +108,21 @@ def _move_users_to_standing(conn: sa.Connection) -> None:
         times.append(float(created))
     for (guild, uid), r in rows.items():
         conn.exec_driver_sql(
-            "INSERT INTO member_standing (guild_id, user_id, credits, starting_credits_granted, credits_granted, "
-            "banned, ban_reason, daily_quota, order_times, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (guild, uid, r["credits"], r["granted"], r["credits_granted"], r["banned"], r["reason"], r["quota"],
-             json.dumps(sorted(r["times"])), at),  # type: ignore[arg-type]
+            "INSERT INTO member_standing (guild_id, user_id, credits, starting_credits_granted, "
+            "credits_granted, banned, ban_reason, daily_quota, order_times, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                guild,
+                uid,
+                r["credits"],
+                r["granted"],
+                r["credits_granted"],
+                r["banned"],
+                r["reason"],
+                r["quota"],
+                json.dumps(sorted(r["times"])),
+                at,
+            ),  # type: ignore[arg-type]
         )
 
 
@@ -119,7 +137,8 @@ def downgrade() -> None:
         "UPDATE users SET "
         "credits = COALESCE((SELECT SUM(credits) FROM member_standing s WHERE s.user_id = users.id), 0), "
         "banned = EXISTS (SELECT 1 FROM member_standing s WHERE s.user_id = users.id AND s.banned), "
-        "ban_reason = (SELECT ban_reason FROM member_standing s WHERE s.user_id = users.id AND s.banned LIMIT 1), "
+        "ban_reason = (SELECT ban_reason FROM member_standing s "
+        "WHERE s.user_id = users.id AND s.banned LIMIT 1), "
         "daily_quota = (SELECT MAX(daily_quota) FROM member_standing s WHERE s.user_id = users.id)"
     )
     op.drop_table("member_standing")

@@ -627,6 +627,7 @@ def delete_user_data(session: Session, user_id: object) -> DeletionReceipt:
     if user is not None:
         session.delete(user)
         removed_user = 1
+    standing.prune_order_times(session, uid)
     session.flush()
     session.expire_all()
     return DeletionReceipt(orders, jobs, images, models, deliveries, events, removed_user)

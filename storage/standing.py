@@ -153,6 +153,17 @@ def note_order(session: Session, guild_id: object | None, user_id: object, at: f
     session.flush()
 
 
+def prune_order_times(session: Session, user_id: object, at: float | None = None) -> None:
+    """Drop the member's order times older than the quota window, in every server (when they are forgotten)."""
+    cutoff = (now() if at is None else at) - QUOTA_WINDOW_S
+    for row in standings_of_user(session, user_id):
+        kept = [t for t in row.order_times if t > cutoff]
+        if kept != row.order_times:
+            row.order_times = kept
+            session.add(row)
+    session.flush()
+
+
 def orders_since(session: Session, guild_id: object | None, user_id: object, since: float) -> int:
     row = get_standing(session, guild_id, user_id)
     return sum(1 for t in row.order_times if t >= since) if row else 0

@@ -170,6 +170,7 @@ async def test_forget_me_is_not_a_refill(studio: Studio) -> None:
     assert st.credits(st.alice) == start - 4
 
     inter = await st.sim.invoke_command(st.alice, st.channel, "forget-me")
+    assert "forgetting never refills" in str((await inter.wait_response()).embeds)  # says what is kept
     confirm = await inter.wait_original(lambda m: True)
     receipt = await (await st.sim.click(st.alice, confirm, f"pg:forget:{st.alice.id}")).wait_followup()
     assert "orders" in str(receipt.embeds)

@@ -96,6 +96,7 @@ def test_starting_credits_once_per_server_and_charges_stay_in_their_server(engin
         orders.create_order(s, user_id=1, kind="render", guild_id="g1", charge=4, starting_credits=10)
         orders.create_order(s, user_id=1, kind="render", guild_id="g2", charge=1, starting_credits=10)
     with transaction(engine) as s:
+        standing.note_order(s, "g2", 1, at=time.time() - 2 * 86400)  # an old time: dropped when forgetting
         assert orders.delete_user_data(s, 1).user == 1
     with transaction(engine) as s:
         oid = orders.create_order(
@@ -105,5 +106,6 @@ def test_starting_credits_once_per_server_and_charges_stay_in_their_server(engin
     with read_session(engine) as s:
         assert standing.credits_of(s, "g1", 1) == 6  # 10 once, -4; the failed order refunded into g1
         assert standing.credits_of(s, "g2", 1) == 9
+        assert standing.orders_since(s, "g2", 1, 0) == 1
         assert standing.orders_since(s, "g1", 1, 0) == 2  # the forgotten order still counts for the quota
         assert standing.get_standing(s, "g1", 1).credits_granted == 10  # type: ignore[union-attr]

@@ -10,7 +10,8 @@ Credits, bans and quota overrides move from `users` (one row per member, for eve
 Where the old values land:
 - credits and the quota override: the server of the member's latest order, else the server of the latest admin
   action naming them (audit log), else "" (no server). Starting credits count as granted there when the member
-  had ordered; a member who never ordered (e.g. a row made by /admin ban) gets them at their first order.
+  had ordered; a member who never ordered (e.g. a row made by /admin ban) gets them at their first order. The
+  balance moved counts as `credits_granted` there (the history of grants was not recorded).
 - a ban: the server whose admin banned them last (audit log); with no such record, everywhere ("*"), as before,
   until a bot owner lifts it.
 - the day's order times per server, from the orders of the last 24 h, so the daily quota carries on.

@@ -169,7 +169,7 @@ async def run(quick: bool) -> dict[str, Any]:
     # Every member has a trained model, so /imagine places a real order.
     with transaction(bot.b.engine) as s:
         for uid in info["member_ids"]:
-            orders.get_or_create_user(s, uid, starting_credits=settings.starting_credits)
+            orders.get_or_create_user(s, uid)  # credits: STARTING_CREDITS at the first order
             orders.add_model(
                 s,
                 user_id=uid,

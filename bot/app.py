@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
-EXTENSIONS = ("train", "imagine", "orders", "models", "privacy", "admin", "delivery")
+EXTENSIONS = ("train", "imagine", "orders", "models", "privacy", "admin", "owner", "delivery")
 
 
 def point_discord_at(settings: Settings) -> None:

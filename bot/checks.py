@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import discord
 
 from bot.errors import Busy, NotAllowed
+from storage.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,11 @@ def is_admin(interaction: discord.Interaction, rules: GuildRules) -> bool:
 def require_admin(interaction: discord.Interaction, rules: GuildRules) -> None:
     if not is_admin(interaction, rules):
         raise NotAllowed("Only this server's Photogen admins can do that.")
+
+
+def is_bot_owner(settings: Settings, user_id: int) -> bool:
+    """One of the bot's owners (BOT_OWNER_IDS): the only ones allowed actions that cross servers."""
+    return int(user_id) in settings.bot_owner_ids
 
 
 def find_blocked_word(text: str, blocked: tuple[str, ...]) -> str | None:

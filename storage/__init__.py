@@ -16,7 +16,7 @@ Blob stores: ``storage.blobs.open_blob_store(settings) -> BlobStore`` (local fol
 Settings: ``storage.settings.load_settings()`` / ``get_settings()``.
 """
 
-from storage import orders
+from storage import orders, standing
 from storage.db import (
     SchemaError,
     alembic_config,
@@ -38,6 +38,7 @@ from storage.models import (
     GuildSettings,
     Image,
     Job,
+    MemberStanding,
     Order,
     TrainedModel,
     User,
@@ -66,6 +67,7 @@ __all__ = [
     "Image",
     "InsufficientCredits",
     "Job",
+    "MemberStanding",
     "NewDelivery",
     "NewImage",
     "Order",
@@ -81,5 +83,6 @@ __all__ = [
     "open_engine",
     "orders",
     "read_session",
+    "standing",
     "transaction",
 ]

@@ -39,12 +39,30 @@ class User(SQLModel, table=True):
     __tablename__ = "users"
 
     id: str = Field(primary_key=True, max_length=32, description="Discord user id")
+    consent_at: float | None = Field(default=None, description="When the member accepted the photo terms")
+    created_at: float = Field(default_factory=now)
+    # Credits, bans and quotas are per server: MemberStanding.
+
+
+class MemberStanding(SQLModel, table=True):
+    """A member's standing in one server: credits, ban, quota. Kept when the member is forgotten (/forget-me) so
+    forgetting never re-grants credits or quota; it holds no personal data (docs/PRIVACY.md).
+
+    ``guild_id`` ``"*"`` is a bot owner's ban everywhere; ``""`` is an order placed outside any server.
+    """
+
+    __tablename__ = "member_standing"
+
+    guild_id: str = Field(primary_key=True, max_length=32)
+    user_id: str = Field(primary_key=True, max_length=32)
     credits: int = Field(default=0, ge=0)
+    starting_credits_granted: bool = False  # the starting credits are granted once ever per (server, member)
+    credits_granted: int = 0  # every credit ever granted here (starting + admin grants), refunds excluded
     banned: bool = False
     ban_reason: str | None = None
-    consent_at: float | None = Field(default=None, description="When the member accepted the photo terms")
     daily_quota: int | None = Field(default=None, description="Admin override of the daily order quota")
-    created_at: float = Field(default_factory=now)
+    order_times: list[float] = _json(list)  # when the orders of the last day were placed: the quota's count
+    updated_at: float = Field(default_factory=now)
 
 
 class GuildSettings(SQLModel, table=True):

@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, or_, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
+from storage import standing
 from storage.models import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
@@ -70,14 +71,12 @@ def _amount(amount: int) -> int:
 # --- members -----------------------------------------------------------------------------------------------
 
 
-def get_or_create_user(session: Session, user_id: object, *, starting_credits: int = 0) -> User:
-    """The member's row; a first-time member is created with ``starting_credits``."""
+def get_or_create_user(session: Session, user_id: object) -> User:
+    """The member's row (identity and consent; credits, bans and quotas are per server: storage.standing)."""
     uid = _sid(user_id)
     # ON CONFLICT DO NOTHING: two writers creating the same member never collide.
     session.execute(
-        sqlite_insert(User)
-        .values(id=uid, credits=_amount(starting_credits), banned=False, created_at=now())
-        .on_conflict_do_nothing(index_elements=["id"])
+        sqlite_insert(User).values(id=uid, created_at=now()).on_conflict_do_nothing(index_elements=["id"])
     )
     user = session.get(User, uid, populate_existing=True)
     assert user is not None
@@ -88,60 +87,24 @@ def get_user(session: Session, user_id: object) -> User | None:
     return session.get(User, _sid(user_id))
 
 
-def charge_credits(session: Session, user_id: object, amount: int) -> int:
-    """Take ``amount`` credits; raise InsufficientCredits (and change nothing) if the member has fewer.
-    Returns the credits left."""
+def charge_credits(session: Session, user_id: object, amount: int, *, guild_id: object | None = None) -> int:
+    """Take ``amount`` of the member's credits in that server; raise InsufficientCredits (and change nothing) if
+    they have fewer. Returns the credits left."""
     uid = _sid(user_id)
-    _amount(amount)
     # One conditional UPDATE: the check and the debit cannot be split by another writer.
-    result = session.execute(
-        update(User).where(User.id == uid, User.credits >= amount).values(credits=User.credits - amount)
-    )
-    user = session.get(User, uid, populate_existing=True)
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise InsufficientCredits(uid, amount, user.credits if user else 0)
-    assert user is not None
-    return user.credits
+    if not standing.try_charge(session, guild_id, uid, amount):
+        raise InsufficientCredits(uid, amount, standing.credits_of(session, guild_id, uid))
+    return standing.credits_of(session, guild_id, uid)
 
 
-def grant_credits(session: Session, user_id: object, amount: int) -> int:
-    """Give ``amount`` credits (a refund or an admin grant); creates the member if needed. Returns the balance."""
-    uid = _sid(user_id)
-    get_or_create_user(session, uid)
-    session.execute(update(User).where(User.id == uid).values(credits=User.credits + _amount(amount)))
-    user = session.get(User, uid, populate_existing=True)
-    assert user is not None
-    return user.credits
-
-
-refund_credits = grant_credits
-
-
-def set_credits(session: Session, user_id: object, credits: int) -> int:
-    """An admin setting a balance outright."""
-    user = get_or_create_user(session, user_id)
-    user.credits = _amount(credits)
-    session.add(user)
-    return user.credits
-
-
-def set_ban(session: Session, user_id: object, banned: bool, reason: str | None = None) -> User:
-    user = get_or_create_user(session, user_id)
-    user.banned, user.ban_reason = banned, (reason if banned else None)
-    session.add(user)
-    return user
+def grant_credits(session: Session, user_id: object, amount: int, *, guild_id: object | None = None) -> int:
+    """An admin's grant of ``amount`` credits in that server. Returns the balance there."""
+    return standing.grant(session, guild_id, _sid(user_id), amount)
 
 
 def record_consent(session: Session, user_id: object, at: float | None = None) -> User:
     user = get_or_create_user(session, user_id)
     user.consent_at = now() if at is None else at
-    session.add(user)
-    return user
-
-
-def set_user_quota(session: Session, user_id: object, daily_quota: int | None) -> User:
-    user = get_or_create_user(session, user_id)
-    user.daily_quota = None if daily_quota is None else _amount(daily_quota)
     session.add(user)
     return user
 
@@ -193,14 +156,19 @@ def create_order(
     starting_credits: int = 0,
     order_id: str | None = None,
 ) -> Order:
-    """A new order in ``created``; charges ``charge`` credits in the same transaction (InsufficientCredits
-    leaves nothing behind once the caller's transaction rolls back)."""
+    """A new order in ``created``; charges ``charge`` of the member's credits in that server in the same
+    transaction (InsufficientCredits leaves nothing behind once the caller's transaction rolls back). The
+    member's first order in a server grants ``starting_credits`` there, once ever; every order counts towards
+    the daily quota (storage.standing)."""
     if kind not in ORDER_KINDS:
         raise OrderStoreError(f"order kind must be one of {ORDER_KINDS}, got {kind!r}")
     uid = _sid(user_id)
-    get_or_create_user(session, uid, starting_credits=starting_credits)
+    get_or_create_user(session, uid)
+    if starting_credits:
+        standing.grant_starting_credits(session, guild_id, uid, starting_credits)
     if charge:
-        charge_credits(session, uid, charge)
+        charge_credits(session, uid, charge, guild_id=guild_id)
+    standing.note_order(session, guild_id, uid)
     order = Order(
         id=order_id or new_id(),
         user_id=uid,
@@ -300,7 +268,7 @@ def refund_order(session: Session, order_id: str) -> int:
     owed = order.credits_charged - order.credits_refunded
     if owed <= 0:
         return 0
-    grant_credits(session, order.user_id, owed)
+    standing.refund(session, order.guild_id, order.user_id, owed)
     order.credits_refunded += owed
     order.updated_at = now()
     session.add(order)
@@ -628,7 +596,7 @@ class DeletionReceipt:
     models: int
     deliveries: int
     events: int
-    user: int  # 1 if the member's row was deleted, 0 if kept (a ban survives forgetting) or absent
+    user: int  # 1 if the member's row was deleted, 0 if absent
 
     @property
     def total(self) -> int:
@@ -638,8 +606,9 @@ class DeletionReceipt:
 def delete_user_data(session: Session, user_id: object) -> DeletionReceipt:
     """Delete every row of a member (orders, jobs, images, models, outbox, applied events, the member).
 
-    A banned member's row stays, reduced to the ban, so forgetting oneself is no way around a ban. The audit log
-    stays: it records moderators' actions. The blobs are the caller's: storage.keys.user_prefix.
+    The member's standing in each server (storage.standing: credits, ban, quota use) stays, so forgetting oneself
+    is no way around a ban or to fresh credits. The audit log stays: it records moderators' actions. The blobs
+    are the caller's: storage.keys.user_prefix.
     """
     uid = _sid(user_id)
     order_ids = select(Order.id).where(Order.user_id == uid)
@@ -656,12 +625,9 @@ def delete_user_data(session: Session, user_id: object) -> DeletionReceipt:
     user = session.get(User, uid, populate_existing=True)
     removed_user = 0
     if user is not None:
-        if user.banned:
-            user.credits, user.consent_at, user.daily_quota = 0, None, None
-            session.add(user)
-        else:
-            session.delete(user)
-            removed_user = 1
+        session.delete(user)
+        removed_user = 1
+    standing.prune_order_times(session, uid)
     session.flush()
     session.expire_all()
     return DeletionReceipt(orders, jobs, images, models, deliveries, events, removed_user)

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     discord_api_base: str = Field("https://discord.com/api/v10", description="Discord REST base URL.")
     discord_gateway_url: str = Field("wss://gateway.discord.gg", description="Discord gateway websocket URL.")
     discord_owner_ids: list[int] = Field(default_factory=list, description="User ids allowed owner commands.")
+    bot_owner_ids: list[int] = Field(
+        default_factory=list,
+        description="Discord user ids of the bot's owners: the only ones allowed actions across servers "
+        "(/owner ban, unban, purge).",
+    )
     bot_http_host: str = Field("127.0.0.1", description="Bind address of the bot's HTTP side.")
     bot_http_port: int = Field(8080, ge=0, le=65535, description="Port of the bot's HTTP side (health, metrics).")
     dashboard_token: SecretStr | None = Field(None, description="Bearer token for the admin dashboard.")

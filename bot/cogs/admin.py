@@ -17,6 +17,7 @@ from bot.embeds import BLUE, clip
 from bot.errors import NotAllowed, Refused
 from bot.services import admin as admin_svc
 from bot.services import orders
+from bot.services.purge import purge_member
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
         await self._done(interaction, rules, "config", "guild", detail, f"Updated: {detail}")
 
     # --- members -------------------------------------------------------------------------------
-    @app_commands.command(name="ban", description="Stop a member from using Photogen")
+    @app_commands.command(name="ban", description="Stop a member from using Photogen in this server")
     async def ban(
         self,
         interaction: discord.Interaction,
@@ -109,16 +110,24 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
         reason: app_commands.Range[str, 0, 200] = "",
     ) -> None:
         rules = await self._admin(interaction, "ban")
-        await self.bot.run_blocking(admin_svc.set_banned, self.bot.b, member.id, True, reason)
-        await self._done(interaction, rules, "ban", f"<@{member.id}>", reason, f"<@{member.id}> is banned.")
+        await self.bot.run_blocking(
+            admin_svc.set_banned, self.bot.b, interaction.guild_id, member.id, True, reason
+        )
+        await self._done(
+            interaction, rules, "ban", f"<@{member.id}>", reason, f"<@{member.id}> is banned in this server."
+        )
 
-    @app_commands.command(name="unban", description="Let a banned member use Photogen again")
+    @app_commands.command(name="unban", description="Let a banned member use Photogen in this server again")
     async def unban(self, interaction: discord.Interaction, member: discord.User) -> None:
         rules = await self._admin(interaction, "unban")
-        await self.bot.run_blocking(admin_svc.set_banned, self.bot.b, member.id, False, "")
-        await self._done(interaction, rules, "unban", f"<@{member.id}>", "", f"<@{member.id}> is unbanned.")
+        await self.bot.run_blocking(
+            admin_svc.set_banned, self.bot.b, interaction.guild_id, member.id, False, ""
+        )
+        await self._done(
+            interaction, rules, "unban", f"<@{member.id}>", "", f"<@{member.id}> is unbanned in this server."
+        )
 
-    @app_commands.command(name="credits", description="Grant credits to a member")
+    @app_commands.command(name="credits", description="Grant credits to a member (usable in this server)")
     async def credits(
         self,
         interaction: discord.Interaction,
@@ -126,17 +135,19 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
         amount: app_commands.Range[int, 1, 100000],
     ) -> None:
         rules = await self._admin(interaction, "credits")
-        balance = await self.bot.run_blocking(admin_svc.grant_credits, self.bot.b, member.id, amount)
+        balance = await self.bot.run_blocking(
+            admin_svc.grant_credits, self.bot.b, interaction.guild_id, member.id, amount
+        )
         await self._done(
             interaction,
             rules,
             "credits",
             f"<@{member.id}>",
             f"+{amount}",
-            f"Granted {amount} credit(s) to <@{member.id}>; balance {balance}.",
+            f"Granted {amount} credit(s) to <@{member.id}>; balance in this server {balance}.",
         )
 
-    @app_commands.command(name="quota", description="A member's own daily order quota (0 = server default)")
+    @app_commands.command(name="quota", description="A member's daily order quota here (0 = server default)")
     async def quota(
         self,
         interaction: discord.Interaction,
@@ -144,24 +155,35 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
         daily: app_commands.Range[int, 0, 100000],
     ) -> None:
         rules = await self._admin(interaction, "quota")
-        await self.bot.run_blocking(admin_svc.set_quota, self.bot.b, member.id, daily or None)
+        await self.bot.run_blocking(
+            admin_svc.set_quota, self.bot.b, interaction.guild_id, member.id, daily or None
+        )
         shown = str(daily) if daily else "server default"
         await self._done(
             interaction, rules, "quota", f"<@{member.id}>", shown, f"Daily quota of <@{member.id}>: {shown}."
         )
 
-    @app_commands.command(name="purge", description="Delete everything of a member (photos, models, orders)")
+    @app_commands.command(
+        name="purge", description="Delete a member's photos, models and orders made in this server"
+    )
     async def purge(self, interaction: discord.Interaction, member: discord.User) -> None:
         rules = await self._admin(interaction, "purge")
         await interaction.response.defer(ephemeral=True, thinking=True)
-        receipt = await self.bot.run_blocking(orders.forget_user, self.bot.b, member.id)
+        receipt = await self.bot.run_blocking(
+            purge_member, self.bot.b, member.id, interaction.guild_id or 0, by="admin purge"
+        )
         detail = ", ".join(f"{k}={v}" for k, v in receipt.items())
         await self._done(
-            interaction, rules, "purge", f"<@{member.id}>", detail, f"Purged <@{member.id}>: {detail}"
+            interaction,
+            rules,
+            "purge",
+            f"<@{member.id}>",
+            detail,
+            f"Purged <@{member.id}> in this server: {detail}",
         )
 
     # --- orders and the studio -----------------------------------------------------------------
-    @app_commands.command(name="cancel", description="Cancel any order (credits refunded to its member)")
+    @app_commands.command(name="cancel", description="Cancel an order of this server (credits refunded)")
     async def cancel(self, interaction: discord.Interaction, order: app_commands.Range[str, 1, 64]) -> None:
         rules = await self._admin(interaction, "cancel")
         result = await self.bot.run_blocking(

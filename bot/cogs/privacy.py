@@ -23,8 +23,10 @@ class Privacy(commands.Cog):
         metrics.COMMANDS.labels(command="forget-me").inc()
         embed = discord.Embed(
             title="Delete everything?",
-            description="This deletes your uploaded photos, trained models, generated pictures, orders and "
-            "credits. Open orders are cancelled. It cannot be undone.",
+            description="This deletes your uploaded photos, trained models, generated pictures and orders, in "
+            "every server. Open orders are cancelled. It cannot be undone. Kept, without any personal data: "
+            "your credit balance, today's order count and any ban in each server (forgetting never refills "
+            "them).",
             colour=ORANGE,
         )
         await interaction.response.send_message(

@@ -14,16 +14,20 @@ def update_guild(b: Backends, guild_id: int | None, **changes: object) -> None:
     store.update_guild(b, guild_id, **changes)
 
 
-def set_banned(b: Backends, user_id: int, banned: bool, reason: str) -> None:
-    store.set_banned(b, user_id, banned, reason)
+# A member's standing is per server: an admin's guild_id is always their own (the cog passes
+# interaction.guild_id); standing.ALL_GUILDS (every server) is for the bot owners' cog only.
 
 
-def grant_credits(b: Backends, user_id: int, amount: int) -> int:
-    return store.grant_credits(b, user_id, amount)
+def set_banned(b: Backends, guild_id: int | str | None, user_id: int, banned: bool, reason: str) -> None:
+    store.set_banned(b, guild_id, user_id, banned, reason)
 
 
-def set_quota(b: Backends, user_id: int, daily: int | None) -> None:
-    store.set_quota(b, user_id, daily)
+def grant_credits(b: Backends, guild_id: int | None, user_id: int, amount: int) -> int:
+    return store.grant_credits(b, guild_id, user_id, amount)
+
+
+def set_quota(b: Backends, guild_id: int | None, user_id: int, daily: int | None) -> None:
+    store.set_quota(b, guild_id, user_id, daily)
 
 
 def edit_blocked_words(

@@ -20,9 +20,11 @@ from bot.checks import GuildRules, check_channel, check_not_paused, find_blocked
 from bot.embeds import clip, order_status_embed
 from bot.errors import Busy, NotAllowed, NotFound, Refused
 from bot.services import store
+from bot.services.purge import purge_member
 from bot.services.records import CancelResult, ModelView, OrderView, Placed, QueueOverview, QueuePosition
 from cloud.messages import RenderJob, RenderSpec, TrainJob, TrainParams, encode, new_id
 from storage import FINAL_STATUSES, keys
+from storage.standing import ALL_GUILDS
 
 if TYPE_CHECKING:
     from bot.app import PhotogenBot
@@ -65,7 +67,7 @@ async def gate_member(bot: PhotogenBot, interaction: discord.Interaction) -> Gui
     wait = bot.limiter.hit(interaction.user.id)
     if wait:
         raise Busy(f"Slow down a little: try again in {int(wait) + 1} s.")
-    banned = await bot.run_blocking(store.ban_reason, bot.b, interaction.user.id)
+    banned = await bot.run_blocking(store.ban_reason, bot.b, guild_id, interaction.user.id)
     if banned is not None:
         raise NotAllowed(
             "You are banned from using Photogen here." + (f" Reason: {clip(banned, 200)}" if banned else "")
@@ -99,7 +101,7 @@ def _limits(b: Backends, rules: GuildRules) -> store.Limits:
 
 
 def precheck_train(b: Backends, user_id: int, rules: GuildRules) -> None:
-    store.precheck_order(b, user_id, _limits(b, rules), b.settings.train_credit_cost)
+    store.precheck_order(b, rules.guild_id, user_id, _limits(b, rules), b.settings.train_credit_cost)
 
 
 # --- placing orders -----------------------------------------------------------------------------------------
@@ -359,7 +361,8 @@ def cancel_order(
     if order is None:
         raise NotFound(f"No order `{clip(order_id, 64)}`.")
     if as_admin:
-        if guild_id is not None and order.guild_id is not None and str(order.guild_id) != str(guild_id):
+        # An admin acts in their own server only; an order placed elsewhere (or nowhere) reads as unknown.
+        if guild_id is None or str(order.guild_id) != str(guild_id):
             raise NotFound(f"No order `{clip(order_id, 64)}` in this server.")
     elif str(order.user_id) != str(actor_id):
         raise NotAllowed("That order is not yours to cancel.")
@@ -402,12 +405,9 @@ def queue_overview(b: Backends, user_id: int) -> QueueOverview:
 
 
 def forget_user(b: Backends, user_id: int) -> dict[str, int]:
-    """Blobs first (they are the personal data), then rows; the receipt counts both."""
-    for o in store.list_orders(b, user_id, limit=1000, active_only=True):
-        store.cancel_order(b, o.id, by="forget-me")
-    blobs = b.blobs.delete_prefix(keys.user_prefix(user_id))
-    receipt = store.delete_user(b, user_id)
-    return {"files": blobs, **receipt}
+    """Everything of the member, in every server: blobs first (they are the personal data), then rows; the
+    receipt counts both. Their standing stays (bot/services/purge.py, docs/PRIVACY.md)."""
+    return purge_member(b, user_id, ALL_GUILDS, by="forget-me")
 
 
 # --- the status message ----------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from bot.checks import GuildRules
 from bot.errors import Busy, NotAllowed
 from bot.services.records import ModelView, OrderView, OutboxItem
 from cloud.messages import Event
-from storage import FINAL_STATUSES, Delivery, Order, orders, read_session, transaction
+from storage import FINAL_STATUSES, Delivery, Order, orders, purge, read_session, standing, transaction
 from storage import TrainedModel as ModelRow
 from storage.models import now
 
@@ -107,30 +107,30 @@ def update_guild(b: Backends, guild_id: int | None, **changes: Any) -> None:
         orders.update_guild_settings(s, guild_id, **changes)
 
 
-def ban_reason(b: Backends, user_id: int) -> str | None:
-    """None when the member may use the bot; the ban reason ('' if none given) when banned."""
+# A member's standing is per server (storage.standing); guild_id standing.ALL_GUILDS is a bot owner's ban.
+
+
+def ban_reason(b: Backends, guild_id: int | str | None, user_id: int) -> str | None:
+    """None when the member may use the bot in that server; the ban reason ('' if none given) when banned
+    there or everywhere."""
     with read_session(b.engine) as s:
-        user = orders.get_user(s, user_id)
-        if user is None or not user.banned:
-            return None
-        return user.ban_reason or ""
+        return standing.ban_reason(s, guild_id, user_id)
 
 
-def set_banned(b: Backends, user_id: int, banned: bool, reason: str) -> None:
+def set_banned(b: Backends, guild_id: int | str | None, user_id: int, banned: bool, reason: str) -> None:
+    """Never touches credits: a member banned before ever ordering still gets the starting credits later."""
     with transaction(b.engine) as s:
-        orders.set_ban(s, user_id, banned, reason or None)
+        standing.set_ban(s, guild_id, user_id, banned, reason or None)
 
 
-def grant_credits(b: Backends, user_id: int, amount: int) -> int:
+def grant_credits(b: Backends, guild_id: int | None, user_id: int, amount: int) -> int:
     with transaction(b.engine) as s:
-        orders.get_or_create_user(s, user_id, starting_credits=b.settings.starting_credits)
-        return orders.grant_credits(s, user_id, amount)
+        return standing.grant(s, guild_id, user_id, amount)
 
 
-def set_quota(b: Backends, user_id: int, daily: int | None) -> None:
+def set_quota(b: Backends, guild_id: int | None, user_id: int, daily: int | None) -> None:
     with transaction(b.engine) as s:
-        orders.get_or_create_user(s, user_id, starting_credits=b.settings.starting_credits)
-        orders.set_user_quota(s, user_id, daily)
+        standing.set_quota(s, guild_id, user_id, daily)
 
 
 def audit(b: Backends, guild_id: int | None, actor_id: int, action: str, target: str, detail: str) -> None:
@@ -143,32 +143,33 @@ def audit(b: Backends, guild_id: int | None, actor_id: int, action: str, target:
 # --- orders ----------------------------------------------------------------------------------------------------
 
 
-def _check_limits(
-    s: Any, user_id: int, banned: bool, user_quota: int | None, credits: int, limits: Limits, cost: int
-) -> None:
-    if banned:
+def _check_limits(s: Any, guild_id: int | None, user_id: int, limits: Limits, cost: int) -> None:
+    """The member's limits in this server. Before their first order here, the starting credits count as theirs
+    (create_order grants them, once ever)."""
+    if standing.ban_reason(s, guild_id, user_id) is not None:
         raise NotAllowed("You are banned from using Photogen here.")
+    row = standing.get_standing(s, guild_id, user_id)
+    credits = row.credits if row else 0
+    if row is None or not row.starting_credits_granted:
+        credits += limits.starting_credits
+    user_quota = row.daily_quota if row else None
     if orders.active_order_count(s, user_id) >= limits.max_concurrent:
         raise Busy(
             f"You already have {limits.max_concurrent} order(s) in progress. Wait for one to finish "
             "(see /orders) or cancel one with /cancel."
         )
     quota = user_quota or limits.daily_quota
-    if orders.order_count_since(s, user_id, now() - DAY_S) >= quota:
+    if standing.orders_since(s, guild_id, user_id, now() - DAY_S) >= quota:
         raise Busy(f"You reached your quota of {quota} orders a day. Try again tomorrow.")
     if credits < cost:
         raise Busy(f"This costs {cost} credit(s) and you have {credits}. Ask an admin for more.")
 
 
-def precheck_order(b: Backends, user_id: int, limits: Limits, cost: int) -> None:
+def precheck_order(b: Backends, guild_id: int | None, user_id: int, limits: Limits, cost: int) -> None:
     """The same limits, read-only, before expensive work (a /train's downloads and face checks); create_order
     checks again atomically."""
     with read_session(b.engine) as s:
-        user = orders.get_user(s, user_id)
-        credits = user.credits if user else limits.starting_credits
-        _check_limits(
-            s, user_id, bool(user and user.banned), user.daily_quota if user else None, credits, limits, cost
-        )
+        _check_limits(s, guild_id, user_id, limits, cost)
 
 
 def create_order(
@@ -192,8 +193,7 @@ def create_order(
     import json
 
     with transaction(b.engine) as s:
-        user = orders.get_or_create_user(s, user_id, starting_credits=limits.starting_credits)
-        _check_limits(s, user_id, user.banned, user.daily_quota, user.credits, limits, cost)
+        _check_limits(s, guild_id, user_id, limits, cost)
         orders.create_order(
             s,
             order_id=order_id,
@@ -205,6 +205,7 @@ def create_order(
             prompt=params.get("prompt"),
             params=params,
             charge=cost,
+            starting_credits=limits.starting_credits,
         )
         orders.add_job(s, order_id, kind, json.loads(payload), job_id=job_id)
         if model is not None:
@@ -218,8 +219,7 @@ def create_order(
                 order_id=order_id,
                 model_id=model.id,
             )
-        left = orders.get_user(s, user_id)
-        return left.credits if left else 0
+        return standing.credits_of(s, guild_id, user_id)
 
 
 def fail_order(b: Backends, order_id: str, code: str, message: str) -> None:
@@ -322,9 +322,23 @@ def delete_model(b: Backends, user_id: int, model_id: str) -> str | None:
         return name
 
 
+def member_data(b: Backends, user_id: int, guild_id: int | str) -> purge.MemberData:
+    with read_session(b.engine) as s:
+        return purge.member_data(s, user_id, guild_id)
+
+
+def delete_member_data(b: Backends, user_id: int, guild_id: int | str) -> dict[str, int]:
+    """The member's rows in one server (their standing and member row stay)."""
+    with transaction(b.engine) as s:
+        return _receipt(purge.delete_member_data(s, user_id, guild_id))
+
+
 def delete_user(b: Backends, user_id: int) -> dict[str, int]:
     with transaction(b.engine) as s:
-        r = orders.delete_user_data(s, user_id)
+        return _receipt(orders.delete_user_data(s, user_id))
+
+
+def _receipt(r: orders.DeletionReceipt) -> dict[str, int]:
     return {
         "orders": r.orders,
         "models": r.models,

@@ -57,13 +57,25 @@ class Studio:
         await self.bot.close()
         return await self.start()
 
-    def seed_model(self, member: SimMember, name: str = "me") -> str:
-        """A trained model, as if a /train had finished earlier."""
+    def seed_model(self, member: SimMember, name: str = "me", *, trained_in: SimGuild | None = None) -> str:
+        """A trained model, as if a /train had finished earlier; ``trained_in``: made by a (delivered, free) train
+        order in that server, with its photos and weights in the blob store."""
         from storage import keys
 
-        model_id = f"m{member.id}"
+        model_id = f"m{member.id}" if trained_in is None else f"m{member.id}g{trained_in.id}"
         with transaction(self.b.engine) as s:
-            orders.get_or_create_user(s, member.id, starting_credits=self.settings.starting_credits)
+            orders.get_or_create_user(s, member.id)
+            order_id = None
+            if trained_in is not None:
+                order_id = orders.create_order(
+                    s,
+                    user_id=member.id,
+                    kind="train",
+                    guild_id=trained_in.id,
+                    model_id=model_id,
+                    starting_credits=self.settings.starting_credits,
+                ).id
+                orders.mark_delivered(s, order_id)
             orders.add_model(
                 s,
                 user_id=member.id,
@@ -72,9 +84,20 @@ class Studio:
                 subject_token="sks",
                 base_model="tiny-sd",
                 model_id=model_id,
+                order_id=order_id,
             )
             orders.mark_model_ready(s, model_id, keys.model_key(member.id, model_id))
+        if order_id is not None:
+            self.b.blobs.put(keys.photo_key(member.id, order_id, 0), b"a face")
+            self.b.blobs.put(keys.model_key(member.id, model_id), b"weights")
         return model_id
+
+    def credits(self, member: SimMember, guild: SimGuild | None = None) -> int:
+        """The member's credits in that server (default: the studio's)."""
+        from storage import read_session, standing
+
+        with read_session(self.b.engine) as s:
+            return standing.credits_of(s, (guild or self.guild).id, member.id)
 
 
 def bot_settings(sim: DiscordSim, tmp: Path, **overrides: object) -> Settings:

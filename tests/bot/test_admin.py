@@ -105,5 +105,4 @@ async def test_admin_effects(studio: Studio) -> None:
     job = st.agent.take_render()
     inter = await st.sim.invoke_command(st.admin, st.channel, "admin cancel", {"order": job.order_id})
     assert "4 credit(s) refunded" in (await inter.wait_response()).content
-    with read_session(st.b.engine) as s:
-        assert orders.get_user(s, st.alice.id).credits == st.settings.starting_credits
+    assert st.credits(st.alice) == st.settings.starting_credits

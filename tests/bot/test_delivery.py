@@ -12,7 +12,7 @@ from sqlmodel import select
 
 from bot.services import delivery as svc
 from bot.services import media, store
-from storage import Delivery, keys, orders, read_session
+from storage import Delivery, keys, read_session
 
 
 async def test_progress_edits_and_failure_refund(studio: Studio) -> None:
@@ -30,8 +30,7 @@ async def test_progress_edits_and_failure_refund(studio: Studio) -> None:
     st.agent.fail(job, "The GPU ran out of memory.")
     failed = await st.sim.wait_for_message(st.channel, lambda m: "Your order failed" in str(m.embeds))
     assert "ran out of memory" in str(failed.embeds) and "2 credit(s)" in str(failed.embeds)
-    with read_session(st.b.engine) as s:
-        assert orders.get_user(s, st.alice.id).credits == st.settings.starting_credits
+    assert st.credits(st.alice) == st.settings.starting_credits
     # A redelivered event changes nothing and posts nothing.
     st.agent.fail(job)  # a new event id, but the order is final: no second post
     await asyncio.sleep(0.6)

@@ -35,8 +35,7 @@ async def test_cancel_is_owner_only_and_refunds(studio: Studio) -> None:
     assert orders_status(st, order_id) == "cancelled"
     await st.sim.wait_until(lambda: "cancelled" in str(st.sim.all_messages[status.id].embeds).lower(), 5)
     assert st.sim.all_messages[status.id].custom_ids() == []  # no Cancel button on a final order
-    with read_session(st.b.engine) as s:
-        assert orders.get_user(s, st.alice.id).credits == st.settings.starting_credits
+    assert st.credits(st.alice) == st.settings.starting_credits
     inter = await st.sim.invoke_command(st.alice, st.channel, "cancel", {"order": order_id})
     assert "already cancelled" in str((await inter.wait_response()).embeds).lower()
 

@@ -104,11 +104,7 @@ async def test_train_then_result_posted_exactly_once(studio: Studio, faces_dir: 
         crop = Image.open(io.BytesIO(st.b.blobs.get(key)))
         assert crop.format == "JPEG" and crop.size == (st.settings.train_resolution,) * 2
         assert not crop.getexif(), "stored crops carry no metadata"
-    with read_session(st.b.engine) as s:
-        assert (
-            orders.get_user(s, st.alice.id).credits
-            == st.settings.starting_credits - st.settings.train_credit_cost
-        )
+    assert st.credits(st.alice) == st.settings.starting_credits - st.settings.train_credit_cost
 
     await asyncio.to_thread(st.agent.finish_train, job)
     ready = await st.sim.wait_for_message(st.channel, lambda m: "trained and ready" in m.content, timeout=10)

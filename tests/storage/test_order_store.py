@@ -17,6 +17,7 @@ from storage import (
     UnknownOrder,
     orders,
     read_session,
+    standing,
     transaction,
 )
 
@@ -155,24 +156,24 @@ def test_progress_ignores_stale_steps(engine: Engine) -> None:
 def test_failure_event_refunds_once(engine: Engine) -> None:
     oid = _order(engine, charge=3, credits=10)
     with read_session(engine) as s:
-        assert orders.get_user(s, 7).credits == 7  # type: ignore[union-attr]
+        assert standing.credits_of(s, None, 7) == 7
     for event_id in ("ev-fail", "ev-fail", "ev-fail-again"):
         with transaction(engine) as s:
             orders.apply_event(s, event_id, oid, status="failed", error_code="oom", error_message="out of memory")
     with transaction(engine) as s:
         assert orders.refund_order(s, oid) == 0
     with read_session(engine) as s:
-        assert orders.get_user(s, 7).credits == 10  # type: ignore[union-attr]
+        assert standing.credits_of(s, None, 7) == 10
 
 
 def test_credits_never_go_negative(engine: Engine) -> None:
     with transaction(engine) as s:
-        orders.get_or_create_user(s, 1, starting_credits=2)
+        standing.grant_starting_credits(s, None, 1, 2)
     with pytest.raises(InsufficientCredits) as err, transaction(engine) as s:
         orders.create_order(s, user_id=1, kind="train", charge=5)
     assert (err.value.needed, err.value.available) == (5, 2)
     with read_session(engine) as s:
-        assert orders.get_user(s, 1).credits == 2  # type: ignore[union-attr]
+        assert standing.credits_of(s, None, 1) == 2
         assert orders.orders_of_user(s, 1) == []  # the refused order left nothing behind
     with pytest.raises(OrderStoreError, match="non-negative"), transaction(engine) as s:
         orders.grant_credits(s, 1, -5)
@@ -219,7 +220,7 @@ def test_queries_position_counts_and_models(engine: Engine) -> None:
         assert [m.status for m in orders.models_of_user(s, 1, ready_only=True)] == ["ready"]
 
 
-def test_delete_user_data_returns_receipt_and_keeps_ban(engine: Engine) -> None:
+def test_delete_user_data_returns_receipt_and_keeps_standing(engine: Engine) -> None:
     oid = _order(engine, kind="train", user=5)
     keep = _order(engine, kind="render", user=6)
     with transaction(engine) as s:
@@ -239,12 +240,14 @@ def test_delete_user_data_returns_receipt_and_keeps_ban(engine: Engine) -> None:
         assert len(orders.audit_entries(s, 1)) == 1
 
     with transaction(engine) as s:
-        orders.set_ban(s, 6, True, "abuse")
+        standing.set_ban(s, 1, 6, True, "abuse")
         receipt = orders.delete_user_data(s, 6)
-    assert receipt.orders == 1 and receipt.user == 0
+    assert receipt.orders == 1 and receipt.user == 1
     with read_session(engine) as s:
-        user = orders.get_user(s, 6)
-        assert user is not None and user.banned and user.credits == 0
+        assert orders.get_user(s, 6) is None
+        # The standing (no personal data) stays: the ban and the credits left, never a fresh start.
+        assert standing.ban_reason(s, 1, 6) == "abuse"
+        assert standing.credits_of(s, None, 6) == 10
 
 
 def test_guild_settings_defaults_and_updates(engine: Engine) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import func
 from sqlmodel import select
 
-from storage import Order, migrate, open_engine, orders, read_session, transaction
+from storage import Order, migrate, open_engine, orders, read_session, standing, transaction
 
 ORDERS_PER_WRITER = 60
 
@@ -61,8 +61,8 @@ def test_two_processes_migrate_and_write_one_file(tmp_path: Path) -> None:
     try:
         with read_session(engine) as s:
             assert s.exec(select(func.count()).select_from(Order)).one() == 2 * ORDERS_PER_WRITER
-            assert orders.get_user(s, "shared").credits == 2 * ORDERS_PER_WRITER  # type: ignore[union-attr]
-            assert orders.get_user(s, 1).credits == 1000 - ORDERS_PER_WRITER  # type: ignore[union-attr]
+            assert standing.credits_of(s, None, "shared") == 2 * ORDERS_PER_WRITER
+            assert standing.credits_of(s, None, 1) == 1000 - ORDERS_PER_WRITER
             assert orders.active_order_count(s, 2) == ORDERS_PER_WRITER
     finally:
         engine.dispose()

@@ -1,0 +1,34 @@
+"""Deleting a member's data: in one server (an admin's /admin purge) or everywhere (/forget-me, a bot owner's
+/owner purge). Blocking; called through bot.run_blocking.
+
+Open orders in scope are cancelled (and refunded) first, then the blobs (they are the personal data), then the
+rows. The member's standing (credits, ban, quota use) is never deleted: see docs/PRIVACY.md.
+"""
+
+from __future__ import annotations
+
+from bot.backends import Backends
+from bot.services import store
+from storage import keys
+from storage.standing import ALL_GUILDS
+
+
+def purge_member(b: Backends, user_id: int, guild_id: int | str, *, by: str) -> dict[str, int]:
+    """``guild_id`` ALL_GUILDS: everything of the member everywhere, their member row included."""
+    everywhere = guild_id == ALL_GUILDS
+    for o in store.list_orders(b, user_id, limit=1000, active_only=True):
+        if everywhere or str(o.guild_id) == str(guild_id):
+            store.cancel_order(b, o.id, by=by)
+    data = store.member_data(b, user_id, guild_id)
+    prefixes = [keys.preview_prefix(j) for j in data.job_ids] + [
+        keys.checkpoint_prefix(j) for j in data.job_ids
+    ]
+    if everywhere:
+        prefixes.append(keys.user_prefix(user_id))
+    else:
+        prefixes += [keys.photos_prefix(user_id, o) for o in data.train_order_ids]
+        prefixes += [keys.render_prefix(user_id, j) for j in data.job_ids]
+        prefixes += [keys.model_prefix(user_id, m) for m in data.model_ids]
+    files = sum(b.blobs.delete_prefix(prefix) for prefix in prefixes)
+    receipt = store.delete_user(b, user_id) if everywhere else store.delete_member_data(b, user_id, guild_id)
+    return {"files": files, **receipt}

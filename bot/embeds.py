@@ -63,6 +63,7 @@ def order_status_embed(
     detail: str | None = None,
     error: str | None = None,
     preview_url: str | None = None,
+    notice: str | None = None,
 ) -> discord.Embed:
     colour = (
         RED if status in ("failed", "cancelled") else GREEN if status in ("trained", "delivered") else BLUE
@@ -78,6 +79,8 @@ def order_status_embed(
         )
     if eta_s is not None and status not in ("delivered", "failed", "cancelled", "trained"):
         embed.add_field(name="ETA", value=human_eta(eta_s), inline=True)
+    if notice and status not in ("delivered", "failed", "cancelled"):
+        embed.add_field(name="⏸️ Paused", value=clip(notice, 1024), inline=False)
     if detail:
         embed.add_field(name="Details", value=clip(detail, 1024), inline=False)
     if error:

@@ -53,12 +53,14 @@ def checkpoint_prefix(job_id: object) -> str:
     return f"checkpoints/{_id(job_id, 'job id')}/"
 
 
-def preview_prefix(job_id: object) -> str:
-    return f"previews/{_id(job_id, 'job id')}/"
+def preview_prefix(user_id: object, job_id: object) -> str:
+    """A job's previews: under the member's prefix (a training preview is their likeness), so forgetting a member
+    deletes them too."""
+    return f"{user_prefix(user_id)}previews/{_id(job_id, 'job id')}/"
 
 
-def preview_key(job_id: object, step: int) -> str:
-    return f"{preview_prefix(job_id)}{int(step)}.jpg"
+def preview_key(user_id: object, job_id: object, step: int) -> str:
+    return f"{preview_prefix(user_id, job_id)}{int(step)}.jpg"
 
 
 def done_marker_key(job_id: object) -> str:

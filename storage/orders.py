@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import EllipsisType
 from typing import Any
 
 from sqlalchemy import delete, func, or_, update
@@ -357,13 +358,16 @@ def apply_event(
     deliveries: Sequence[NewDelivery] = (),
     images: Sequence[NewImage] = (),
     refund_on_failure: bool = True,
+    notice: str | None | EllipsisType = ...,
 ) -> EventOutcome:
     """Apply one agent event to its order exactly once.
 
     The first time ``event_id`` is seen: records it, moves the order to ``status`` (if that is a forward move),
     stores progress, images and outbox rows — all in the caller's transaction. Outbox rows are only written
     when the event moved the order, or carries no status at all, so a stale ``done`` cannot post twice.
-    A failure (status failed/cancelled) refunds the order unless ``refund_on_failure`` is False.
+    A failure (status failed/cancelled) refunds the order unless ``refund_on_failure`` is False. ``notice``
+    replaces the order's passing notice (None clears it; the default ``...`` leaves it). Progress is stored before
+    the status moves, so a ``done`` event's last step still counts.
     An unknown order records the event id and changes nothing else.
     """
     if not claim_event(session, event_id, order_id):
@@ -373,12 +377,15 @@ def apply_event(
     if order is None:
         return EventOutcome(applied=True, moved=False, status=None)
     moved = False
+    if step is not None and total is not None:
+        record_progress(session, order_id, step=step, total=total, eta_s=eta_s, preview_key=preview_key)
+    if notice is not ... and order.status not in FINAL_STATUSES:
+        order.notice = notice
+        session.add(order)
     if status is not None:
         moved = transition(session, order_id, status, error_code=error_code, error_message=error_message)
         if moved and status in ("failed", "cancelled") and refund_on_failure:
             refund_order(session, order_id)
-    if step is not None and total is not None:
-        record_progress(session, order_id, step=step, total=total, eta_s=eta_s, preview_key=preview_key)
     if status is None or moved:
         for image in images:
             add_image(session, order_id, image)

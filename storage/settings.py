@@ -96,6 +96,13 @@ class Settings(BaseSettings):
     )
     agent_poll_wait_s: float = Field(10.0, ge=0, le=20, description="Long-poll wait of the agent on an idle queue.")
     agent_progress_every_s: float = Field(5.0, ge=0, le=600, description="Least time between two progress events.")
+    agent_preview_every_steps: int = Field(
+        100, ge=0, le=10_000, description="Training: a small preview render every N steps (0: no previews)."
+    )
+    agent_preview_min_interval_s: float = Field(
+        10.0, ge=0, le=3600,
+        description="Least time between two previews of one job (Discord allows a message a few edits a minute).",
+    )
     agent_drain_s: float = Field(
         60.0, ge=0, le=110,
         description="After a spot notice or SIGTERM, how long a running render may finish before it is released "

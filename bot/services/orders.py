@@ -442,6 +442,7 @@ async def refresh_status_message(bot: PhotogenBot, order_id: str) -> None:
         queue_position=position,
         error=order.error_message,
         preview_url=preview_url,
+        notice=order.notice,
     )
     message = bot.get_partial_messageable(int(order.channel_id)).get_partial_message(
         int(order.status_message_id)

@@ -22,6 +22,7 @@ class OrderView:
     total: int | None
     eta_s: float | None
     preview_key: str | None
+    notice: str | None
     error_message: str | None
     created_ts: float
 

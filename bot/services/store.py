@@ -65,6 +65,7 @@ def _order_view(o: Order) -> OrderView:
         total=o.progress_total,
         eta_s=o.progress_eta_s,
         preview_key=o.preview_key,
+        notice=o.notice,
         error_message=o.error_message,
         created_ts=o.created_at,
     )
@@ -384,6 +385,10 @@ def apply_event(b: Backends, event: Event) -> Applied:
         deliveries: list[orders.NewDelivery] = []
         images: list[orders.NewImage] = []
         render_keys = [k for k in event.output_keys if "/renders/" in k]
+        if event.kind == "preempted":
+            kw["notice"] = event.error.message if event.error else "Paused: the GPU was reclaimed; resuming soon."
+        elif event.kind != "checkpoint":
+            kw["notice"] = None  # the work goes on (or ended): the pause is over
         if event.kind == "started":
             kw["status"] = _STARTED[order.kind]
         elif event.kind == "done":

@@ -43,7 +43,8 @@ class EngineRunner:
 
     # --- training ------------------------------------------------------------------------------------------
 
-    def train(self, request: TrainRequest, *, progress: StepProgress, should_stop: ShouldStop) -> TrainOutcome:
+    def train(self, request: TrainRequest, *, progress: StepProgress, should_stop: ShouldStop,
+              preview: PreviewPlan | None = None) -> TrainOutcome:
         from gpu_agent.engine.models import BaseModelError
         from gpu_agent.engine.training import (
             CheckpointError,
@@ -77,7 +78,7 @@ class EngineRunner:
             artifact = train_lora(
                 config, photos, output_dir=request.output_dir, progress=on_step,
                 checkpoint_dir=request.checkpoint_dir, should_stop=should_stop, device=self.settings.device,
-                cache_dir=self.settings.model_cache_dir)
+                cache_dir=self.settings.model_cache_dir, preview=preview)
             return TrainOutcome(
                 weights_path=artifact.weights_path, meta_path=artifact.meta_path, steps=artifact.steps,
                 resumed_from=int(artifact.meta.get("resumed_from_step") or 0), meta=artifact.meta)
@@ -121,6 +122,7 @@ class EngineRunner:
         progress: StepProgress,
         should_stop: ShouldStop,
         low_memory: bool = False,
+        preview: PreviewPlan | None = None,
     ) -> RenderOutcome:
         from gpu_agent.engine.models import BaseModelError
         from gpu_agent.engine.render_hooks import PromptRefused
@@ -137,9 +139,10 @@ class EngineRunner:
             lora = LoraRef(model_id=_model_id(job, loras[0]), path=loras[0]) if loras else None
             if low_memory:
                 # One image at a time halves the activations of the batch; the seeds stay the same.
-                return self._render_one_by_one(request, lora, job.base_model, progress, should_stop)
+                return self._render_one_by_one(request, lora, job.base_model, progress, should_stop, preview)
             renderer = self.renderer(job.base_model)
-            images = renderer.render(request, lora, progress=_stopper(progress, should_stop))  # type: ignore[attr-defined]
+            images = renderer.render(request, lora, progress=_stopper(progress, should_stop),  # type: ignore[attr-defined]
+                                     preview=preview)
         except (RenderError, PromptRefused) as err:
             raise JobError(_render_code(err), str(err)[:500] or "The render was refused.") from None
         except BaseModelError as err:
@@ -148,14 +151,15 @@ class EngineRunner:
         return RenderOutcome(pngs=[i.png for i in images], flagged=[i.flagged for i in images])
 
     def _render_one_by_one(self, request: object, lora: object, base_model: str, progress: StepProgress,
-                           should_stop: ShouldStop) -> RenderOutcome:
+                           should_stop: ShouldStop, preview: PreviewPlan | None = None) -> RenderOutcome:
         import dataclasses
 
         renderer = self.renderer(base_model)
         pngs, flagged = [], []
         for i in range(request.n):  # type: ignore[attr-defined]
             one = dataclasses.replace(request, n=1, seed=request.seed + i)  # type: ignore[call-overload,attr-defined]
-            (image,) = renderer.render(one, lora, progress=_stopper(progress, should_stop))  # type: ignore[attr-defined]
+            (image,) = renderer.render(one, lora, progress=_stopper(progress, should_stop),  # type: ignore[attr-defined]
+                                       preview=preview if i == 0 else None)
             pngs.append(image.png)
             flagged.append(image.flagged)
         return RenderOutcome(pngs=pngs, flagged=flagged)

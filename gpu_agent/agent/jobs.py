@@ -99,11 +99,14 @@ class Handlers:
                 ctx.reporter.checkpoint(ctx.step, total_steps)
             ctx.reporter.progress(step, total_steps, loss, force=step == total_steps)
 
+        every = self.settings.agent_preview_every_steps
+        preview = ctx.reporter.preview_plan(every) if every else None
+
         def attempt(low_memory: bool) -> object:
             request = TrainRequest(
                 job=job, photos=photos, output_dir=ctx.workdir / "output", checkpoint_dir=sync.local_dir,
                 checkpoint_every=self.settings.checkpoint_every_steps, low_memory=low_memory)
-            return self.runner.train(request, progress=progress, should_stop=ctx.should_stop)
+            return self.runner.train(request, progress=progress, should_stop=ctx.should_stop, preview=preview)
 
         try:
             trained = self._with_oom_retry(ctx, attempt)
@@ -231,7 +234,8 @@ class Handlers:
 
         try:
             rendered = self._with_oom_retry(ctx, lambda low: self.runner.render(
-                job, loras, source, progress=progress, should_stop=ctx.should_stop, low_memory=low))
+                job, loras, source, progress=progress, should_stop=ctx.should_stop, low_memory=low,
+                preview=ctx.reporter.preview_plan() if self.settings.agent_preview_every_steps else None))
         except Interrupted:
             return Outcome("lease_lost" if ctx.lease_lost else "preempted", step=ctx.step, total=ctx.total)
         outputs = []

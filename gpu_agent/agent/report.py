@@ -8,12 +8,16 @@ import math
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloud.messages import ErrorInfo, Event, EventKind, Progress, RenderJob, TrainJob, encode
 from cloud.queues.base import JobQueue
+from gpu_agent.engine.preview import PreviewPlan
 from storage import keys
 from storage.blobs.base import BlobStore
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,7 @@ class Reporter:
         agent_id: str,
         instance_type: str | None = None,
         progress_every_s: float = 5.0,
+        preview_min_interval_s: float = 10.0,
     ) -> None:
         self.events = events
         self.blobs = blobs
@@ -37,6 +42,8 @@ class Reporter:
         self.instance_type = instance_type
         self.progress_every_s = progress_every_s
         self._last_progress = float("-inf")
+        self.preview_min_interval_s = preview_min_interval_s
+        self._last_preview = float("-inf")
         self._started_at = time.monotonic()
         self._first_step: tuple[int, float] | None = None
         self._lock = threading.Lock()
@@ -95,7 +102,8 @@ class Reporter:
         self._last_progress = now
         preview_key = None
         if preview_jpeg:
-            preview_key = keys.preview_key(self.job.job_id, step)
+            self._last_preview = now
+            preview_key = keys.preview_key(self.job.user_id, self.job.job_id, step)
             try:
                 self.blobs.put(preview_key, preview_jpeg, content_type="image/jpeg")
             except Exception:
@@ -103,6 +111,22 @@ class Reporter:
                 preview_key = None
         return self.emit("progress", progress=Progress(
             step=step, total=total, eta_s=self.eta(step, total, now), loss=_finite(loss), preview_key=preview_key))
+
+    def preview_due(self) -> bool:
+        """True when a preview may go out now: the last one is ``preview_min_interval_s`` old (each preview is a
+        message edit with an upload, and Discord allows a message only a few edits a minute)."""
+        return time.monotonic() - self._last_preview >= self.preview_min_interval_s
+
+    def preview_plan(self, every_steps: int = 0) -> PreviewPlan:
+        """Previews for this job: each goes out with a progress event of its own (never dropped by the progress
+        throttle, because ``preview_due`` already spaced them)."""
+
+        def deliver(step: int, total: int, image: Image.Image) -> None:
+            from gpu_agent.engine.preview import jpeg_bytes
+
+            self.progress(step, total, preview_jpeg=jpeg_bytes(image), force=True)
+
+        return PreviewPlan(deliver=deliver, due=self.preview_due, every_steps=max(1, every_steps))
 
     def eta(self, step: int, total: int, now: float | None = None) -> float | None:
         if self._first_step is None or total <= 0:
@@ -123,9 +147,9 @@ class Reporter:
 
     def preempted(self, step: int, total: int) -> Event:
         if self.job_kind == "train":
-            text = f"Paused at step {step} of {total}; resuming on another machine."
+            text = f"Paused: the GPU was reclaimed — resuming from step {step} of {total} on another machine."
         else:
-            text = "The machine rendering your picture is going away; another one will pick it up."
+            text = "Paused: the GPU was reclaimed — another machine will pick your picture up and render it."
         return self.emit("preempted", progress=Progress(step=step, total=total),
                          error=ErrorInfo(code="preempted", message=text))
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cloud.messages import RenderJob, TrainJob
+from gpu_agent.engine.preview import PreviewPlan
 
 ShouldStop = Callable[[], bool]
 """Polled by the runner between steps: True means stop now (spot notice, lease lost, shutdown)."""
@@ -72,8 +73,10 @@ class JobRunner(Protocol):
     def warm(self) -> bool:
         """True while a render pipeline is loaded (the agent then takes renders first)."""
 
-    def train(self, request: TrainRequest, *, progress: StepProgress, should_stop: ShouldStop) -> TrainOutcome:
-        """Train a LoRA, resuming from the newest checkpoint in ``request.checkpoint_dir`` if there is one.
+    def train(self, request: TrainRequest, *, progress: StepProgress, should_stop: ShouldStop,
+              preview: PreviewPlan | None = None) -> TrainOutcome:
+        """Train a LoRA, resuming from the newest checkpoint in ``request.checkpoint_dir`` if there is one;
+        ``preview`` receives a small sample of the model so far every ``preview.every_steps`` steps.
 
         Raises Interrupted (after saving a checkpoint) when should_stop() turns true, JobError for bad input.
         """
@@ -87,8 +90,9 @@ class JobRunner(Protocol):
         progress: StepProgress,
         should_stop: ShouldStop,
         low_memory: bool = False,
+        preview: PreviewPlan | None = None,
     ) -> RenderOutcome:
-        """Render ``job.count`` PNGs. Raises Interrupted when should_stop() turns true, JobError for bad input."""
+        """Render ``job.count`` PNGs (``preview`` receives thumbnails of the first while it denoises). Raises Interrupted when should_stop() turns true, JobError for bad input."""
 
 
 def is_out_of_memory(err: BaseException) -> bool:

@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
-from cloud.messages import Event, MessageError, RenderJob, TrainJob, decode, encode
+from cloud.messages import Event, MessageError, Progress, RenderJob, TrainJob, decode, encode
 from cloud.queues.base import JobQueue, Lease, LeaseExpired
 from gpu_agent.agent.jobs import Handlers, JobContext, Outcome, clean_workdir
 from gpu_agent.agent.lease import LeaseKeeper
@@ -179,7 +179,8 @@ class Agent:
         started = time.monotonic()
         reporter = Reporter(self.queues.events, self.blobs, job, agent_id=self.agent_id,
                             instance_type=self.spot.instance_type,
-                            progress_every_s=self.settings.agent_progress_every_s)
+                            progress_every_s=self.settings.agent_progress_every_s,
+                            preview_min_interval_s=self.settings.agent_preview_min_interval_s)
         workdir = self.work_dir / "jobs" / job.job_id
         clean_workdir(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -239,7 +240,9 @@ class Agent:
             self.metrics.jobs.labels(kind, "lease_lost").inc()
             return
         if outcome.result == "done":
-            done = ctx.reporter.event("done", output_keys=outcome.output_keys, gpu_seconds=gpu)
+            # The done event carries the last step too, so the member's progress bar ends at 100 %.
+            finished = Progress(step=outcome.total, total=outcome.total) if outcome.total > 0 else None
+            done = ctx.reporter.event("done", output_keys=outcome.output_keys, gpu_seconds=gpu, progress=finished)
             self._write_marker(job.job_id, done, sent=False)
             ctx.reporter.send(done)
             self._write_marker(job.job_id, done, sent=True)

@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
+from gpu_agent.engine.models import model_family
 from gpu_agent.engine.pngmeta import GenerationParams, png_bytes
+from gpu_agent.engine.preview import PreviewPlan, latents_to_image
 from gpu_agent.engine.render_adapters import AdapterSlots, LoadPath
 from gpu_agent.engine.render_hooks import (
     ImageCheck,
@@ -137,7 +139,12 @@ class Renderer:
         return self._txt2img, self._img2img
 
     def render(
-        self, request: RenderRequest, lora: LoraRef | None = None, *, progress: Progress | None = None
+        self,
+        request: RenderRequest,
+        lora: LoraRef | None = None,
+        *,
+        progress: Progress | None = None,
+        preview: PreviewPlan | None = None,
     ) -> list[RenderedImage]:
         """Render ``request.n`` images, image i from seed ``request.seed + i``, with ``lora`` or the bare base.
 
@@ -145,6 +152,8 @@ class Renderer:
         LoraLoadError, each before any denoising. Modes: txt2img; variation (img2img from a previous render at
         moderate strength); upscale (Lanczos 2x, then img2img at low strength to redraw the fine detail — a
         plain diffusion pass, because no learned upscaler's weights can ship with an offline install).
+        ``preview``: after each denoising step but the last, when ``preview.due()``, the first image's latents
+        as a thumbnail (latent-to-RGB, no VAE decode) go to ``preview.deliver(step, image)``.
         """
         width, height = request.output_size
         if width * height > self.max_pixels:
@@ -162,7 +171,7 @@ class Renderer:
         self._prompt_check(prompt)
         with self._lock:
             self.adapters.activate(lora)
-            images = self._denoise(request, prompt, width, height, progress)
+            images = self._denoise(request, prompt, width, height, progress, preview)
         return [
             self._finish(request, prompt, lora, image, request.seed + i) for i, image in enumerate(images)
         ]
@@ -186,7 +195,13 @@ class Renderer:
     # --- denoising ------------------------------------------------------------------------------------------
 
     def _denoise(
-        self, request: RenderRequest, prompt: str, width: int, height: int, progress: Progress | None
+        self,
+        request: RenderRequest,
+        prompt: str,
+        width: int,
+        height: int,
+        progress: Progress | None,
+        preview: PreviewPlan | None = None,
     ) -> list[Image.Image]:
         # One CPU generator per image: image i is the same picture on any device, and re-rendering seed+i
         # alone reproduces it.
@@ -210,11 +225,16 @@ class Renderer:
             # img2img runs only steps*strength of the schedule; at least one step must remain.
             steps = max(request.steps, math.ceil(1 / strength))
             pipe, extra = self._img2img, {"image": start, "strength": strength}
-        if progress is not None:
+        if progress is not None or preview is not None:
             total = max(1, int(steps * (extra.get("strength") or 1.0)))
+            family = model_family(pipe)
 
             def on_step(_pipe: Any, step: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-                progress(min(step + 1, total), total)
+                done = min(step + 1, total)
+                if preview is not None and done < total and preview.due():
+                    preview.deliver(done, total, latents_to_image(kwargs["latents"], family))
+                if progress is not None:
+                    progress(done, total)
                 return kwargs
 
             extra["callback_on_step_end"] = on_step

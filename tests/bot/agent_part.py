@@ -56,7 +56,7 @@ class AgentPart:
     def progress(self, job: TrainJob | RenderJob, step: int, total: int, preview: bool = False) -> Event:
         preview_key = None
         if preview:
-            preview_key = keys.preview_key(job.job_id, step)
+            preview_key = keys.preview_key(job.user_id, job.job_id, step)
             self.blobs.put(preview_key, picture(step), content_type="image/jpeg")
         return self.emit(
             job, "progress", progress=Progress(step=step, total=total, eta_s=10.0, preview_key=preview_key)

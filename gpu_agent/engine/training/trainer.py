@@ -44,6 +44,7 @@ from gpu_agent.engine.training.conditioning import (
     encode_prompts,
     photo_sha256,
 )
+from gpu_agent.engine.preview import PreviewPlan, latents_to_image
 from gpu_agent.engine.training.config import TrainConfig
 from gpu_agent.engine.training.prior import class_images
 
@@ -86,6 +87,7 @@ def train_lora(
     device: str | torch.device = "auto",
     cache_dir: str | os.PathLike[str] | None = None,
     pipeline: Any | None = None,
+    preview: PreviewPlan | None = None,
 ) -> LoraArtifact:
     """Train a LoRA of ``config.token`` on ``photos``; write lora.safetensors and meta.json to ``output_dir``.
 
@@ -93,7 +95,9 @@ def train_lora(
     ``cache_dir`` holds hub models and class images (a temporary folder when None). ``pipeline`` is an already
     loaded base pipeline of ``config.base_model`` to train on instead of loading one; it is consumed (LoRA
     layers are added and the VAE is dropped). Raises TrainingInputError on bad input, TrainingInterrupted when
-    ``should_stop()`` returns True, CheckpointError for a checkpoint of another run.
+    ``should_stop()`` returns True, CheckpointError for a checkpoint of another run. With ``preview``, every
+    ``preview.every_steps`` steps (when ``preview.due()``) a small sample of the model so far goes to
+    ``preview.deliver``; it uses its own random numbers, so the trained weights are the same with or without it.
     """
     _check_photos(photos)
     device = pick_device(device)
@@ -156,6 +160,11 @@ def train_lora(
         done = step + 1
         if done % config.checkpoint_every == 0 and done < config.steps:
             checkpoint_now(done)
+        if preview is not None and done % preview.every_steps == 0 and done < config.steps and preview.due():
+            # never larger than the training crops: the model has learnt that size, and attention cost grows
+            # with the square of the latent's area
+            size = min(preview.size, config.resolution)
+            preview.deliver(done, config.steps, run.preview(size=size, steps=preview.steps, family=family))
         if progress is not None:
             per_step = (time.monotonic() - began) / (done - start)
             progress(done, config.steps, loss, per_step * (config.steps - done))
@@ -454,6 +463,42 @@ class _Run:
         self.optimizer.zero_grad(set_to_none=True)
 
     # evaluation and output
+
+    @torch.no_grad()
+    def preview(self, *, size: int, steps: int, family: Any) -> Image.Image:
+        """A small sample of the instance prompt with the LoRA so far: a few DDIM steps from fixed noise, shown
+        through the latent-to-RGB approximation (the VAE is gone by now). Touches no global random state and
+        restores every module's train/eval mode, so training goes on exactly as without it."""
+        from diffusers import DDIMScheduler
+
+        cfg, unet = self.config, self.pipe.unet
+        models = [unet] + self.text_encoders
+        modes = [m.training for m in models]
+        for model in models:
+            model.eval()
+        try:
+            scheduler = DDIMScheduler.from_config(self.pipe.scheduler.config)
+            scheduler.set_timesteps(steps, device=self.device)
+            edge = max(8, size // self.pipe.vae_scale_factor)
+            generator = torch.Generator("cpu").manual_seed(_derive_seed(cfg.seed, "preview", 0))
+            latents = torch.randn((1, unet.config.in_channels, edge, edge), generator=generator)
+            latents = (latents * scheduler.init_noise_sigma).to(self.device)
+            kwargs: dict[str, Any] = {}
+            with torch.autocast(self.device.type, dtype=self.weight_dtype, enabled=self.precision != "no"):
+                prompts = self.prompts if self.prompts is not None else self._embed()
+                if self.sdxl:
+                    px = edge * self.pipe.vae_scale_factor
+                    time_ids = torch.tensor([[px, px, 0, 0, px, px]], dtype=prompts.pooled.dtype)
+                    kwargs["added_cond_kwargs"] = {"text_embeds": prompts.pooled[:1],
+                                                   "time_ids": time_ids.to(self.device)}
+                for t in scheduler.timesteps:
+                    sample = scheduler.scale_model_input(latents, t).to(self.weight_dtype)
+                    noise = unet(sample, t, prompts.hidden[:1], **kwargs).sample
+                    latents = scheduler.step(noise.float(), t, latents.float()).prev_sample
+        finally:
+            for model, mode in zip(models, modes, strict=True):
+                model.train(mode)
+        return latents_to_image(latents, family)
 
     @torch.no_grad()
     def eval_losses(self) -> tuple[float, float]:

@@ -39,7 +39,7 @@ class SlowRunner:
         raise AssertionError("not used")
 
     def render(self, job: RenderJob, loras: list[Path], source: bytes | None, *, progress: Any,
-               should_stop: Any, low_memory: bool = False) -> RenderOutcome:
+               should_stop: Any, low_memory: bool = False, **_: Any) -> RenderOutcome:
         self.calls += 1
         total = max(1, int(self.seconds / self.step_s))
         step = 0

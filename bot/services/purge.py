@@ -20,7 +20,7 @@ def purge_member(b: Backends, user_id: int, guild_id: int | str, *, by: str) -> 
         if everywhere or str(o.guild_id) == str(guild_id):
             store.cancel_order(b, o.id, by=by)
     data = store.member_data(b, user_id, guild_id)
-    prefixes = [keys.preview_prefix(j) for j in data.job_ids] + [
+    prefixes = [keys.preview_prefix(user_id, j) for j in data.job_ids] + [
         keys.checkpoint_prefix(j) for j in data.job_ids
     ]
     if everywhere:

@@ -1,7 +1,7 @@
 """order notice
 
 Revision ID: 0011
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-30
 
 A passing notice on an order's status message, e.g. "paused: the GPU was reclaimed — resuming from step k";
@@ -15,7 +15,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0011"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

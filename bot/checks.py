@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import discord
 
 from bot.errors import Busy, NotAllowed
+from storage.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -69,3 +70,8 @@ def find_blocked_word(text: str, blocked: tuple[str, ...]) -> str | None:
         if word and word.casefold() in low:
             return word
     return None
+
+
+def is_bot_owner(settings: Settings, user_id: int) -> bool:
+    """A bot operator (BOT_OWNER_IDS): global actions across every server."""
+    return int(user_id) in settings.bot_owner_ids

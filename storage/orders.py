@@ -566,6 +566,21 @@ def record_delivery_failure(session: Session, delivery_id: str, error: str) -> i
     return row.attempts
 
 
+def give_up_delivery(session: Session, delivery_id: str, error: str, max_attempts: int) -> bool:
+    """Record why an attempt failed (attempts are counted when a post starts); once ``max_attempts`` were made,
+    the row is marked failed and never tried again. True when it was given up now."""
+    row = session.get(Delivery, delivery_id, populate_existing=True)
+    if row is None or row.status != "pending":
+        return False
+    row.last_error = error[:500]
+    row.updated_at = now()
+    if row.attempts >= max_attempts:
+        row.status = "failed"
+    session.add(row)
+    session.flush()
+    return row.status == "failed"
+
+
 # --- queries the bot needs ---------------------------------------------------------------------------------
 
 

@@ -154,10 +154,52 @@ class Delivery(commands.Cog):
                 except discord.HTTPException as err:
                     metrics.DELIVERY_FAILURES.inc()
                     log.warning("outbox row %s not posted yet (HTTP %s); will retry", row.id, err.status)
+                    if err.status < 500 and err.status != 429:  # Discord refused this post: counts to the cap
+                        await self._failed_attempt(row, f"HTTP {err.status} from Discord")
                 except svc.UndeliverableError as err:
                     log.warning("outbox row %s dropped: %s", row.id, err)
                     await self.bot.run_blocking(svc.mark_outbox_sent, self.bot.b, row.id, None)
+                except Exception as err:  # one bad row (a blob that is no picture) never blocks the rest
+                    metrics.DELIVERY_FAILURES.inc()
+                    log.exception("outbox row %s (order %s) failed", row.id, row.order_id)
+                    await self._failed_attempt(row, f"{type(err).__name__}: {err}")
             return posted
+
+    async def _failed_attempt(self, row: svc.OutboxItem, error: str) -> None:
+        """Count the failure; at DELIVERY_MAX_ATTEMPTS the row is given up, the member's notice is queued and
+        the admins are alerted. Never raises: the round goes on with the next row."""
+        try:
+            gave_up = await self.bot.run_blocking(svc.give_up_outbox, self.bot.b, row, error)
+            if gave_up is None:
+                return
+            metrics.DELIVERIES_GIVEN_UP.inc()
+            self._outbox_wake.set()  # the notice goes out next round
+            await self._alert_given_up(gave_up)
+        except Exception:
+            log.exception("could not record the failure of outbox row %s", row.id)
+
+    async def _alert_given_up(self, gave_up: svc.GaveUp) -> None:
+        from bot import alerts
+        from bot.services import store
+
+        channels: set[int] = set()
+        if self.bot.settings.alert_channel_id is not None:
+            channels.add(self.bot.settings.alert_channel_id)
+        if gave_up.guild_id and gave_up.guild_id.isdigit():
+            rules = await self.bot.run_blocking(store.guild_rules, self.bot.b, int(gave_up.guild_id))
+            if rules.admin_log_channel_id:
+                channels.add(rules.admin_log_channel_id)
+        alert = alerts.Alert(
+            f"delivery:{gave_up.outbox_id}",
+            "critical",
+            f"gave up posting a {gave_up.kind} of order `{gave_up.order_id}` after {gave_up.attempts} "
+            f"attempt(s): {gave_up.error[:300]}. The member was told.",
+        )
+        for channel_id in channels:
+            try:
+                await self.bot.get_partial_messageable(channel_id).send(alerts.format_alert(alert))
+            except discord.HTTPException as err:
+                log.warning("could not post the delivery alert to channel %s: HTTP %s", channel_id, err.status)
 
     async def _post(self, row: svc.OutboxItem) -> None:
         await self.bot.run_blocking(svc.claim_outbox, self.bot.b, row.id)

@@ -6,7 +6,7 @@ import asyncio
 import io
 import os
 
-from studio import Studio
+from studio import Studio, bot_settings
 from PIL import Image
 from sqlmodel import select
 
@@ -103,3 +103,53 @@ def test_picture_that_cannot_fit_becomes_a_link() -> None:
     noise.save(out, "PNG")
     assert media.fit_attachment(out.getvalue(), "1.png", limit=out.tell()) == ("1.png", out.getvalue())
     assert media.fit_attachment(out.getvalue(), "1.png", limit=1000) is None
+
+
+async def test_result_that_cannot_be_built_never_blocks_other_deliveries(studio: Studio) -> None:
+    """A render blob that is not a decodable picture makes its row raise (PIL), round after round. The old loop
+    aborted the whole round on it, so nobody got results again; now the row is retried up to
+    DELIVERY_MAX_ATTEMPTS, given up with a plain notice to its member and an alert to the server's admins, and
+    every other row is posted."""
+    st = studio
+    admin_log = st.sim.add_channel(st.guild, "admin-log")
+    st.settings = bot_settings(
+        st.sim, st.tmp, bot_sync_guild_ids=[st.guild.id], delivery_max_attempts=2
+    )
+    await st.restart()
+    store.update_guild(st.b, st.guild.id, admin_log_channel_id=admin_log.id)
+    st.seed_model(st.alice)
+    st.seed_model(st.bob)
+    for member, prompt in ((st.alice, "broken"), (st.bob, "fine")):
+        inter = await st.sim.invoke_command(member, st.channel, "imagine", {"prompt": prompt, "count": 1})
+        await inter.wait_original(lambda m: not m.loading and "queued" in str(m.embeds).lower())
+    first = await asyncio.to_thread(st.agent.take_render)
+    second = await asyncio.to_thread(st.agent.take_render)
+    broken, fine = (first, second) if first.user_id == str(st.alice.id) else (second, first)
+    bad_key = keys.render_key(broken.user_id, broken.job_id, 0)
+    st.b.blobs.put(bad_key, b"\x89PNG but then nothing a decoder can read", content_type="image/png")
+    st.agent.emit(broken, "done", output_keys=[bad_key])  # its outbox row is the older one: tried first
+    await asyncio.to_thread(st.agent.finish_render, fine)
+
+    result = await st.sim.wait_for_message(
+        st.channel, lambda m: "pg:up:" in str(m.custom_ids()) and f"<@{st.bob.id}>" in m.content, timeout=15
+    )
+    assert "fine" in result.content
+    notice = await st.sim.wait_for_message(
+        st.channel, lambda m: "could not post the result" in m.content, timeout=15
+    )
+    assert f"<@{st.alice.id}>" in notice.content and broken.order_id in notice.content
+    for internal in ("Error", "PIL", "Traceback", "/", "blobs"):
+        assert internal not in notice.content.replace(f"<@{st.alice.id}>", ""), internal
+    alert = await st.sim.wait_for_message(admin_log, lambda m: "gave up" in m.content, timeout=10)
+    assert broken.order_id in alert.content and "2 attempt(s)" in alert.content
+    with read_session(st.b.engine) as s:
+        rows = {r.kind: r for r in s.exec(select(Delivery).where(Delivery.order_id == broken.order_id))}
+    assert rows["render_result"].status == "failed" and rows["render_result"].attempts == 2
+    assert rows["render_result"].last_error and "UnidentifiedImageError" in rows["render_result"].last_error
+    await st.sim.wait_until(lambda: not store.pending_outbox(st.b), 5)  # the notice was posted, then marked
+    # Given up means given up: no further attempts, no second notice, nothing of alice's posted as a result.
+    await asyncio.sleep(0.6)
+    assert len([m for m in st.sim.messages(st.channel) if "could not post the result" in m.content]) == 1
+    assert not [m for m in st.sim.messages(st.channel) if "pg:up:" in str(m.custom_ids()) and "broken" in m.content]
+    with read_session(st.b.engine) as s:
+        assert s.get(Delivery, rows["render_result"].id).attempts == 2

@@ -153,3 +153,51 @@ async def test_result_that_cannot_be_built_never_blocks_other_deliveries(studio:
     assert not [m for m in st.sim.messages(st.channel) if "pg:up:" in str(m.custom_ids()) and "broken" in m.content]
     with read_session(st.b.engine) as s:
         assert s.get(Delivery, rows["render_result"].id).attempts == 2
+
+
+async def test_forged_events_naming_another_members_blobs_post_nothing(studio: Studio) -> None:
+    """Events are checked against their order: a progress event whose preview is another member's training
+    photo, a done event whose outputs are someone else's blobs, and an event with another order's job id are
+    dropped (counted) — nothing of theirs is stored on the order or posted."""
+    from cloud.messages import Event, Progress, encode
+
+    from agent_part import picture
+
+    st = studio
+    st.seed_model(st.alice)
+    st.seed_model(st.bob)
+    bob_photo_key = keys.photo_key(st.bob.id, "bobsorder", 0)
+    bob_photo = picture(77, (96, 96))
+    st.b.blobs.put(bob_photo_key, bob_photo, content_type="image/jpeg")
+    inter = await st.sim.invoke_command(st.bob, st.channel, "imagine", {"prompt": "bob's", "count": 1})
+    await inter.wait_original(lambda m: not m.loading and "queued" in str(m.embeds).lower())
+    bobs_job = await asyncio.to_thread(st.agent.take_render)
+    inter = await st.sim.invoke_command(st.alice, st.channel, "imagine", {"prompt": "mine", "count": 1})
+    status = await inter.wait_original(lambda m: not m.loading and "queued" in str(m.embeds).lower())
+    job = await asyncio.to_thread(st.agent.take_render)
+    assert job.user_id == str(st.alice.id)
+    st.agent.emit(job, "started")
+
+    def forged(**fields: object) -> None:
+        base = {"job_id": job.job_id, "order_id": job.order_id, "job_kind": "render", "agent_id": "forger"}
+        st.b.queues.events.send(encode(Event(**{**base, **fields})))  # type: ignore[arg-type]
+
+    forged(kind="progress", progress=Progress(step=1, total=2, preview_key=bob_photo_key))
+    st.agent.progress(job, 2, 2)  # the real agent's next progress, without a preview
+    edited = await st.sim.wait_for_message(
+        st.channel, lambda m: m.id == status.id and "step 2/2" in str(m.embeds)
+    )
+    assert "preview.jpg" not in edited.files
+    forged(kind="done", output_keys=[bob_photo_key])
+    forged(kind="done", job_id=bobs_job.job_id, output_keys=[keys.render_key(job.user_id, job.job_id, 0)])
+    await st.sim.wait_until(lambda: not st.b.queues.events.depth().backlog, 5)
+    await asyncio.sleep(0.3)
+    leaked = [m for m in st.sim.messages(st.channel) if any(d == bob_photo for d in m.files.values())]
+    assert leaked == []
+    view = store.get_order(st.b, job.order_id)
+    assert view is not None and view.preview_key is None and view.status == "rendering"
+    assert not [m for m in st.sim.messages(st.channel) if "pg:up:" in str(m.custom_ids())]
+    # The real done event still delivers.
+    await asyncio.to_thread(st.agent.finish_render, job)
+    result = await st.sim.wait_for_message(st.channel, lambda m: "pg:up:" in str(m.custom_ids()), timeout=10)
+    assert f"<@{st.alice.id}>" in result.content and "grid.jpg" in result.files

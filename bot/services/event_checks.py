@@ -1,9 +1,9 @@
 """Is an agent event about its own order? Checked before an event touches the order store.
 
 Anything that can write to the events queue can claim anything: a forged progress event once named another
-member's training photo as its preview, and the bot posted that photo in a public channel. An event is accepted
-only when its job is one of the order's jobs and every blob key it names (outputs, preview) lies under the order
-owner's prefix (``users/{owner}/``) or the job's own prefix (``previews/{job}/``). Pure: no I/O.
+member's training photo as its preview, and the bot posted that photo in a public channel. An event is
+accepted only when its job is one of the order's jobs and every blob key it names (outputs, preview) lies
+under the order owner's prefix (``users/{owner}/``) or the job's own prefix (``previews/{job}/``). Pure.
 """
 
 from __future__ import annotations

@@ -357,7 +357,8 @@ def apply_event(b: Backends, event: Event) -> Applied:
     with transaction(b.engine) as s:
         order = orders.get_order(s, event.order_id)
         jobs = orders.jobs_of_order(s, event.order_id) if order else []
-        forged = None if order is None else forged_reason(event, order.user_id, order.kind, [j.id for j in jobs])
+        job_ids = [j.id for j in jobs]
+        forged = None if order is None else forged_reason(event, order.user_id, order.kind, job_ids)
         if order is None or forged is not None:
             # Unknown order (forgotten member, cancelled and purged) or an event naming someone else's job or
             # blobs: record the id so a redelivery is a no-op, change nothing, post nothing.

@@ -21,6 +21,9 @@ DELIVERIES_GIVEN_UP = Counter(
 EVENTS_FORGED = Counter(
     "photogen_bot_events_forged_total", "Agent events dropped: a job or blob key that is not the order's"
 )
+ORDERS_RECONCILED = Counter(
+    "photogen_bot_orders_reconciled_total", "Orders found without a live job: sent again or failed", ["action"]
+)
 OUTBOX_PENDING = Gauge("photogen_bot_outbox_pending", "Outbox rows not yet posted")
 LOOP_LAG = Histogram(
     "photogen_bot_loop_lag_seconds",

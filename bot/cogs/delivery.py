@@ -48,6 +48,7 @@ class Delivery(commands.Cog):
             asyncio.create_task(self._run_outbox(), name="photogen-outbox"),
             asyncio.create_task(self._probe_lag(), name="photogen-lag-probe"),
             asyncio.create_task(self._run_ops(), name="photogen-ops"),
+            asyncio.create_task(self._run_reconciler(), name="photogen-reconciler"),
         ]
 
     async def cog_unload(self) -> None:
@@ -238,6 +239,28 @@ class Delivery(commands.Cog):
             ),
             alerts.run_alerts(settings, b.engine, b.queues, post, self._stop),
         )
+
+    # --- orders without a live job (bot/services/reconcile.py) ------------------------------------------
+    async def _run_reconciler(self) -> None:
+        from bot.services import reconcile
+
+        await self.bot.wait_until_ready()
+        while not self._stop.is_set():
+            try:
+                repairs = await self.bot.run_blocking(reconcile.reconcile_once, self.bot.b)
+                for repair in repairs:
+                    metrics.ORDERS_RECONCILED.labels(action=repair.action).inc()
+                    self.schedule_status_edit(repair.order_id, final=repair.action == "failed")
+                if any(r.action == "failed" for r in repairs):
+                    self._outbox_wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reconciler round failed; trying again next round")
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=self.bot.settings.reconcile_interval_s)
+            except TimeoutError:
+                pass
 
     # --- loop lag probe ---------------------------------------------------------------------------
     async def _probe_lag(self) -> None:

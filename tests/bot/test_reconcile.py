@@ -68,10 +68,13 @@ async def test_order_the_bot_never_queued_is_sent_again_then_failed_and_refunded
 
     resent = await asyncio.to_thread(st.agent.take_render, 10.0)  # taken and acked: lost again, no event
     assert resent == job
-    await st.sim.wait_until(lambda: store.get_order(st.b, order_id).status != "created", 5)  # noted after the send
+    # The reconciler notes the re-send right after it: wait for that note.
+    await st.sim.wait_until(lambda: store.get_order(st.b, order_id).status != "created", 5)
     assert store.get_order(st.b, order_id).status in ("queued", "failed")
 
-    failed = await st.sim.wait_for_message(st.channel, lambda m: "Your order failed" in str(m.embeds), timeout=10)
+    failed = await st.sim.wait_for_message(
+        st.channel, lambda m: "Your order failed" in str(m.embeds), timeout=10
+    )
     assert "second try" in str(failed.embeds) and "1 credit(s)" in str(failed.embeds)
     assert f"<@{st.alice.id}>" in failed.content
     order = store.get_order(st.b, order_id)
@@ -84,7 +87,9 @@ async def test_order_the_bot_never_queued_is_sent_again_then_failed_and_refunded
     assert len([m for m in st.sim.messages(st.channel) if "Your order failed" in str(m.embeds)]) == 1
 
 
-async def test_dead_lettered_job_is_redriven_once_then_the_order_is_failed_and_refunded(studio: Studio) -> None:
+async def test_dead_lettered_job_is_redriven_once_then_the_order_is_failed_and_refunded(
+    studio: Studio,
+) -> None:
     st = studio
     await _restart_with(st, queue_max_receives=1)
     st.seed_model(st.alice)
@@ -102,9 +107,13 @@ async def test_dead_lettered_job_is_redriven_once_then_the_order_is_failed_and_r
     first = await asyncio.to_thread(agent_dies_on_it)
     second = await asyncio.to_thread(agent_dies_on_it)  # the reconciler redrove it: delivered once more
     assert second == first
-    failed = await st.sim.wait_for_message(st.channel, lambda m: "Your order failed" in str(m.embeds), timeout=10)
+    failed = await st.sim.wait_for_message(
+        st.channel, lambda m: "Your order failed" in str(m.embeds), timeout=10
+    )
     assert "2 credit(s)" in str(failed.embeds)
     assert _credits(st, st.alice.id) == st.settings.starting_credits
-    await st.sim.wait_for_message(st.channel, lambda m: m.id == status.id and "failed" in str(m.embeds).lower())
+    await st.sim.wait_for_message(
+        st.channel, lambda m: m.id == status.id and "failed" in str(m.embeds).lower()
+    )
     assert render.dead_letter_depth() == 1  # left for the admins to inspect
     assert render.depth().backlog == 0

@@ -582,8 +582,8 @@ def record_delivery_failure(session: Session, delivery_id: str, error: str) -> i
 
 
 def give_up_delivery(session: Session, delivery_id: str, error: str, max_attempts: int) -> bool:
-    """Record why an attempt failed (attempts are counted when a post starts); once ``max_attempts`` were made,
-    the row is marked failed and never tried again. True when it was given up now."""
+    """Record why an attempt failed (attempts are counted when a post starts); once ``max_attempts`` were
+    made, the row is marked failed and never tried again. True when it was given up now."""
     row = session.get(Delivery, delivery_id, populate_existing=True)
     if row is None or row.status != "pending":
         return False
@@ -610,8 +610,8 @@ def orders_of_user(
 
 
 def quiet_active_orders(session: Session, before: float, *, limit: int = 200) -> list[tuple[Order, Job]]:
-    """Active orders unchanged since ``before`` (no event, no progress), oldest first, each with its first job:
-    the candidates of the bot's reconciler."""
+    """Active orders unchanged since ``before`` (no event, no progress), oldest first, each with its first
+    job: the candidates of the bot's reconciler."""
     query = (
         select(Order, Job)
         .join(Job, Job.order_id == Order.id)  # type: ignore[arg-type]

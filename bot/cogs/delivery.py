@@ -200,7 +200,7 @@ class Delivery(commands.Cog):
             try:
                 await self.bot.get_partial_messageable(channel_id).send(alerts.format_alert(alert))
             except discord.HTTPException as err:
-                log.warning("could not post the delivery alert to channel %s: HTTP %s", channel_id, err.status)
+                log.warning("could not post a delivery alert to channel %s: HTTP %s", channel_id, err.status)
 
     async def _post(self, row: svc.OutboxItem) -> None:
         await self.bot.run_blocking(svc.claim_outbox, self.bot.b, row.id)

@@ -1,17 +1,17 @@
-"""Nothing stays stuck: find active orders without a live job, send their job again once, then fail and refund.
+"""Nothing stays stuck: active orders without a live job get their job sent again once, then fail and refund.
 
 An order loses its job when the agent died on it QUEUE_MAX_RECEIVES times (its message sits in the dead-letter
 queue and no event says so), when the bot crashed between committing the order and sending its message (the
-order stays ``created``), or when the message is gone (an SQLite queue file that lost its last commits to a power
-cut, an SQS message past its retention). Such an order held its credits and a concurrency slot forever.
+order stays ``created``), or when the message is gone (an SQLite queue file that lost its last commits to a
+power cut, an SQS message past its retention). Such an order held its credits and a concurrency slot forever.
 
 A candidate is an active order with no news (no event, no progress) for RECONCILE_STUCK_AFTER_S. It is stuck
 when its job id is in its queue's dead-letter queue, or it is still ``created``, or its queue is empty (no
-message of any order visible, in flight or delayed: SQS cannot be searched for one message, so a non-empty queue
-counts as "may still be waiting"). A stuck order's job is sent again once (a dead letter is redriven, else the
-stored payload is re-sent with the same job id, so a duplicate is harmless: the agent's done marker and the
-applied-event record make it idempotent); stuck again after that, the order is failed, refunded and the member
-told. Blocking: runs through bot.run_blocking.
+message of any order visible, in flight or delayed: SQS cannot be searched for one message, so a non-empty
+queue counts as "may still be waiting"). A stuck order's job is sent again once (a dead letter is redriven,
+else the stored payload is re-sent with the same job id, so a duplicate is harmless: the agent's done marker
+and the applied-event record make it idempotent); stuck again after that, the order is failed, refunded and
+the member told. Blocking: runs through bot.run_blocking.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ def job_queue(b: Backends, kind: str) -> JobQueue:
 
 
 def ids_in_body(body: str) -> tuple[str | None, str | None]:
-    """(order_id, job_id) named by a queued message's JSON body (a job or an event); Nones if it names none."""
+    """(order_id, job_id) named by a queued message's JSON body (a job or an event); Nones where it names
+    none."""
     try:
         data = json.loads(body)
     except ValueError:

@@ -259,7 +259,8 @@ class SqsQueue(JobQueue):
             if not messages:
                 break
             for msg in messages:
-                reason = msg.get("MessageAttributes", {}).get(_checks.DEAD_LETTER_REASON, {}).get("StringValue")
+                attributes = msg.get("MessageAttributes", {})
+                reason = attributes.get(_checks.DEAD_LETTER_REASON, {}).get("StringValue")
                 sent_ms = msg.get("Attributes", {}).get("SentTimestamp")
                 letter = DeadLetter(
                     message_id=msg["MessageId"],
@@ -280,7 +281,7 @@ class SqsQueue(JobQueue):
             try:
                 self._client.change_message_visibility_batch(QueueUrl=self.dlq_url, Entries=entries)
             except ClientError as err:  # they come back after DLQ_PEEK_S anyway
-                log.warning("%s: could not make listed dead letters visible again: %s", self.dlq_name, _code(err))
+                log.warning("%s: listed dead letters stay hidden a while: %s", self.dlq_name, _code(err))
 
     def _attributes(self, url: str) -> dict[str, str]:
         names = [

@@ -159,9 +159,9 @@ async def test_forged_events_naming_another_members_blobs_post_nothing(studio: S
     """Events are checked against their order: a progress event whose preview is another member's training
     photo, a done event whose outputs are someone else's blobs, and an event with another order's job id are
     dropped (counted) — nothing of theirs is stored on the order or posted."""
-    from cloud.messages import Event, Progress, encode
-
     from agent_part import picture
+
+    from cloud.messages import Event, Progress, encode
 
     st = studio
     st.seed_model(st.alice)

@@ -27,6 +27,10 @@ OUTBOX_SWEEP_S = 5.0
 LAG_PROBE_S = 0.1
 
 
+class _PostedNotMarked(Exception):
+    """The post reached Discord but the outbox row could not be marked sent."""
+
+
 class Delivery(commands.Cog):
     def __init__(self, bot: PhotogenBot) -> None:
         self.bot = bot
@@ -160,6 +164,10 @@ class Delivery(commands.Cog):
                 except svc.UndeliverableError as err:
                     log.warning("outbox row %s dropped: %s", row.id, err)
                     await self.bot.run_blocking(svc.mark_outbox_sent, self.bot.b, row.id, None)
+                except _PostedNotMarked:
+                    # Discord has the post: the next round resends with the same nonce and gets it back, so
+                    # this never counts towards giving the row up (that would tell the member it failed).
+                    log.exception("outbox row %s posted but not marked sent; will mark next round", row.id)
                 except Exception as err:  # one bad row (a blob that is no picture) never blocks the rest
                     metrics.DELIVERY_FAILURES.inc()
                     log.exception("outbox row %s (order %s) failed", row.id, row.order_id)
@@ -218,7 +226,10 @@ class Delivery(commands.Cog):
             nonce=svc.nonce_for(row.id),
             allowed_mentions=message.allowed_mentions,
         )
-        await self.bot.run_blocking(svc.mark_outbox_sent, self.bot.b, row.id, sent.id)
+        try:
+            await self.bot.run_blocking(svc.mark_outbox_sent, self.bot.b, row.id, sent.id)
+        except Exception as err:
+            raise _PostedNotMarked(row.id) from err
         metrics.DELIVERIES.labels(kind=row.kind).inc()
         if message.order_id:
             self.schedule_status_edit(message.order_id, final=True)

@@ -201,3 +201,38 @@ async def test_forged_events_naming_another_members_blobs_post_nothing(studio: S
     await asyncio.to_thread(st.agent.finish_render, job)
     result = await st.sim.wait_for_message(st.channel, lambda m: "pg:up:" in str(m.custom_ids()), timeout=10)
     assert f"<@{st.alice.id}>" in result.content and "grid.jpg" in result.files
+
+
+async def test_post_that_reached_discord_is_never_given_up(studio: Studio) -> None:
+    """A failure after Discord accepted the post (marking the row sent) must not count towards
+    DELIVERY_MAX_ATTEMPTS: the member would be told their result failed while it is in the channel."""
+    st = studio
+    st.settings = bot_settings(st.sim, st.tmp, bot_sync_guild_ids=[st.guild.id], delivery_max_attempts=1)
+    await st.restart()
+    st.seed_model(st.alice)
+    inter = await st.sim.invoke_command(st.alice, st.channel, "imagine", {"prompt": "once"})
+    await inter.wait_original(lambda m: not m.loading and "queued" in str(m.embeds).lower())
+    job = await asyncio.to_thread(st.agent.take_render)
+    # The same stand-in as above: the mark step fails once (a database hiccup right after the post).
+    failed_once = asyncio.Event()
+    real_mark = svc.mark_outbox_sent
+
+    def fail_first_mark(b, outbox_id, message_id):
+        if not failed_once.is_set():
+            failed_once.set()
+            raise SystemError("simulated database hiccup after the post")
+        return real_mark(b, outbox_id, message_id)
+
+    svc.mark_outbox_sent = fail_first_mark
+    try:
+        await asyncio.to_thread(st.agent.finish_render, job)
+        await asyncio.wait_for(failed_once.wait(), 10)
+        await st.sim.wait_until(lambda: not store.pending_outbox(st.b), 15)  # the next sweep marks it
+    finally:
+        svc.mark_outbox_sent = real_mark
+    posted = [m for m in st.sim.messages(st.channel) if "pg:up:" in str(m.custom_ids())]
+    assert len(posted) == 1
+    assert not [m for m in st.sim.messages(st.channel) if "could not post the result" in m.content]
+    with read_session(st.b.engine) as s:
+        [row] = list(s.exec(select(Delivery)))
+    assert row.status == "sent" and row.discord_message_id == str(posted[0].id)

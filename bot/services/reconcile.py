@@ -32,6 +32,9 @@ from storage import ACTIVE_STATUSES, orders, read_session, transaction
 log = logging.getLogger(__name__)
 
 MAX_SENDS = 2  # the first send and one more by the reconciler
+# The event consumer takes up to 10 events a poll: more waiting means it is behind (say, the bot was down while
+# agents worked), and the news of a quiet order may be among them. No order is judged until it caught up.
+EVENTS_BEHIND = 10
 STUCK_CODE = "stuck"
 STUCK_MESSAGE = (
     "No worker could finish your order, even after a second try. Your credits were refunded; "
@@ -95,6 +98,9 @@ def reconcile_once(b: Backends, now: float | None = None) -> list[Repair]:
             for o, j in orders.quiet_active_orders(s, cutoff)
         ]
     if not candidates:
+        return []
+    if b.queues.events.depth().visible >= EVENTS_BEHIND:
+        log.info("reconciler waits: the event consumer is behind")
         return []
     dead: dict[str, DeadLetter] = {}
     empty: dict[str, bool] = {}

@@ -4,12 +4,15 @@ again once by the bot's reconciler, then failed and refunded with a clear messag
 from __future__ import annotations
 
 import asyncio
+import time
 
 from studio import Studio, bot_settings, queued_messages
 
-from bot.services import store
-from cloud.messages import RenderJob, encode, new_id
-from storage import Job, keys, orders, read_session
+from bot.backends import Backends, open_backends
+from bot.services import reconcile, store
+from cloud.messages import Event, RenderJob, encode, new_id
+from storage import Job, keys, orders, read_session, transaction
+from storage.settings import load_settings
 
 
 async def _restart_with(st: Studio, **overrides: object) -> None:
@@ -24,6 +27,43 @@ async def _restart_with(st: Studio, **overrides: object) -> None:
     await st.restart()
 
 
+def _render_job(user_id: int, model_id: str, prompt: str) -> RenderJob:
+    return RenderJob(
+        job_id=new_id(),
+        order_id=new_id(),
+        user_id=str(user_id),
+        model_keys=[keys.model_key(user_id, model_id)],
+        subject="sks woman",
+        base_model="tiny-sd",
+        prompt=prompt,
+        count=1,
+        width=64,
+        height=64,
+        steps=2,
+    )
+
+
+def _commit_unsent_order(
+    b: Backends, job: RenderJob, guild_id: int | None, channel_id: int | None, model_id: str
+) -> None:
+    """What a bot crash between the database commit and the send leaves behind: the order and its job (payload
+    included) committed, credits charged, no message on any queue."""
+    store.create_order(
+        b,
+        order_id=job.order_id,
+        job_id=job.job_id,
+        user_id=int(job.user_id),
+        guild_id=guild_id,
+        channel_id=channel_id,
+        kind="render",
+        cost=1,
+        params={"title": f"Imagine: {job.prompt}", "prompt": job.prompt, "count": 1, "seed": 0},
+        payload=encode(job),
+        limits=store.Limits(max_concurrent=2, daily_quota=50, starting_credits=b.settings.starting_credits),
+        model_id=model_id,
+    )
+
+
 def _credits(st: Studio, member_id: int) -> int:
     with read_session(st.b.engine) as s:
         return orders.get_user(s, member_id).credits
@@ -33,36 +73,9 @@ async def test_order_the_bot_never_queued_is_sent_again_then_failed_and_refunded
     st = studio
     await _restart_with(st)
     model_id = st.seed_model(st.alice)
-    order_id, job_id = new_id(), new_id()
-    job = RenderJob(
-        job_id=job_id,
-        order_id=order_id,
-        user_id=str(st.alice.id),
-        model_keys=[keys.model_key(st.alice.id, model_id)],
-        subject="sks woman",
-        base_model="tiny-sd",
-        prompt="lost on the way",
-        count=1,
-        width=64,
-        height=64,
-        steps=2,
-    )
-    # What a bot crash between the database commit and the send leaves behind: the order and its job (payload
-    # included) committed, credits charged, no message on any queue.
-    store.create_order(
-        st.b,
-        order_id=order_id,
-        job_id=job_id,
-        user_id=st.alice.id,
-        guild_id=st.guild.id,
-        channel_id=st.channel.id,
-        kind="render",
-        cost=1,
-        params={"title": "Imagine: lost on the way", "prompt": "lost on the way", "count": 1, "seed": 0},
-        payload=encode(job),
-        limits=store.Limits(max_concurrent=2, daily_quota=50, starting_credits=st.settings.starting_credits),
-        model_id=model_id,
-    )
+    job = _render_job(st.alice.id, model_id, "lost on the way")
+    order_id, job_id = job.order_id, job.job_id
+    _commit_unsent_order(st.b, job, st.guild.id, st.channel.id, model_id)
     assert queued_messages(st.b) == 0
     assert _credits(st, st.alice.id) == st.settings.starting_credits - 1
 
@@ -117,3 +130,33 @@ async def test_dead_lettered_job_is_redriven_once_then_the_order_is_failed_and_r
     )
     assert render.dead_letter_depth() == 1  # left for the admins to inspect
     assert render.depth().backlog == 0
+
+
+def test_no_order_is_judged_while_the_event_consumer_is_behind(tmp_path) -> None:
+    """After the bot was down while agents worked, the news of a quiet order may be waiting in the events queue:
+    the reconciler sends nothing again until the consumer caught up. Real order store and queue, no Discord."""
+    settings = load_settings(
+        database_url=f"sqlite:///{tmp_path}/photogen.db",
+        queue_url=f"sqlite:///{tmp_path}/queue.db",
+        blob_url=f"file://{tmp_path}/blobs",
+        reconcile_stuck_after_s=60,
+    )
+    b = open_backends(settings)
+    try:
+        with transaction(b.engine) as s:
+            orders.get_or_create_user(s, 7, starting_credits=5)
+        job = _render_job(7, "m7", "waiting for news")
+        _commit_unsent_order(b, job, None, None, "m7")
+        later = time.time() + 120
+        for _ in range(reconcile.EVENTS_BEHIND):
+            news = Event(job_id=new_id(), order_id=new_id(), job_kind="render", kind="progress")
+            b.queues.events.send(encode(news))
+        assert reconcile.reconcile_once(b, now=later) == []
+        assert b.queues.render.depth().backlog == 0
+        for lease in b.queues.events.receive(max_messages=10, wait_s=0, lease_s=30):
+            b.queues.events.ack(lease)  # the consumer caught up
+        assert reconcile.reconcile_once(b, now=later) == [reconcile.Repair(job.order_id, "resent")]
+        [lease] = b.queues.render.receive(wait_s=0)
+        assert lease.body == encode(job)
+    finally:
+        b.close()

@@ -75,3 +75,8 @@ def find_blocked_word(text: str, blocked: tuple[str, ...]) -> str | None:
         if word and word.casefold() in low:
             return word
     return None
+
+
+def is_bot_owner(settings: Settings, user_id: int) -> bool:
+    """A bot operator (BOT_OWNER_IDS): global actions across every server."""
+    return int(user_id) in settings.bot_owner_ids

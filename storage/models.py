@@ -20,7 +20,7 @@ FINAL_STATUSES = ("delivered", "failed", "cancelled")
 ORDER_STATUSES = (*ORDER_FLOW, "failed", "cancelled")
 ACTIVE_STATUSES = ("created", "queued", "training", "trained", "rendering")
 MODEL_STATUSES = ("training", "ready", "failed")
-DELIVERY_STATUSES = ("pending", "sent")
+DELIVERY_STATUSES = ("pending", "sent", "failed")  # failed: given up after DELIVERY_MAX_ATTEMPTS
 
 
 def now() -> float:

@@ -414,6 +414,21 @@ def add_job(
     return job
 
 
+def note_job_resent(session: Session, order_id: str, job_id: str) -> bool:
+    """The reconciler sent ``job_id`` again: count the attempt, a ``created`` order is now queued, and the order
+    gets a fresh time budget. False (nothing changed) for a final or unknown order."""
+    order = session.get(Order, order_id, populate_existing=True)
+    job = session.get(Job, job_id, populate_existing=True)
+    if order is None or job is None or job.order_id != order_id or order.status in FINAL_STATUSES:
+        return False
+    job.attempt += 1
+    transition(session, order_id, "queued")  # only moves a created order
+    order.updated_at = now()
+    session.add_all([job, order])
+    session.flush()
+    return True
+
+
 def jobs_of_order(session: Session, order_id: str) -> list[Job]:
     return list(session.exec(select(Job).where(Job.order_id == order_id).order_by(Job.created_at)))
 
@@ -541,6 +556,21 @@ def record_delivery_failure(session: Session, delivery_id: str, error: str) -> i
     return row.attempts
 
 
+def give_up_delivery(session: Session, delivery_id: str, error: str, max_attempts: int) -> bool:
+    """Record why an attempt failed (attempts are counted when a post starts); once ``max_attempts`` were
+    made, the row is marked failed and never tried again. True when it was given up now."""
+    row = session.get(Delivery, delivery_id, populate_existing=True)
+    if row is None or row.status != "pending":
+        return False
+    row.last_error = error[:500]
+    row.updated_at = now()
+    if row.attempts >= max_attempts:
+        row.status = "failed"
+    session.add(row)
+    session.flush()
+    return row.status == "failed"
+
+
 # --- queries the bot needs ---------------------------------------------------------------------------------
 
 
@@ -552,6 +582,22 @@ def orders_of_user(
     if active_only:
         query = query.where(Order.status.in_(ACTIVE_STATUSES))  # type: ignore[attr-defined]
     return list(session.exec(query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit)))  # type: ignore[attr-defined]
+
+
+def quiet_active_orders(session: Session, before: float, *, limit: int = 200) -> list[tuple[Order, Job]]:
+    """Active orders unchanged since ``before`` (no event, no progress), oldest first, each with its first
+    job: the candidates of the bot's reconciler."""
+    query = (
+        select(Order, Job)
+        .join(Job, Job.order_id == Order.id)  # type: ignore[arg-type]
+        .where(Order.status.in_(ACTIVE_STATUSES), Order.updated_at < before)  # type: ignore[attr-defined]
+        .order_by(Order.updated_at, Job.created_at)
+        .limit(limit)
+    )
+    first: dict[str, tuple[Order, Job]] = {}
+    for order, job in session.exec(query):
+        first.setdefault(order.id, (order, job))
+    return list(first.values())
 
 
 def active_order_count(session: Session, user_id: object) -> int:

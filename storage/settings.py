@@ -58,8 +58,8 @@ class Settings(BaseSettings):
     discord_owner_ids: list[int] = Field(default_factory=list, description="User ids allowed owner commands.")
     bot_owner_ids: list[int] = Field(
         default_factory=list,
-        description="Discord user ids of the bot's owners: the only ones allowed actions across servers "
-        "(/owner ban, unban, purge).",
+        description="Discord user ids of the bot's owners (operators): the only ones allowed actions across "
+        "servers (/owner ban, unban, purge; every server's dead letters; command sync).",
     )
     bot_http_host: str = Field("127.0.0.1", description="Bind address of the bot's HTTP side.")
     bot_http_port: int = Field(8080, ge=0, le=65535, description="Port of the bot's HTTP side (health, metrics).")
@@ -169,6 +169,18 @@ class Settings(BaseSettings):
         5.0, ge=0, le=600, description="Least time between two progress edits of one status message."
     )
     bot_event_wait_s: float = Field(2.0, ge=0, le=20, description="Long-poll wait of the bot's event consumer.")
+    delivery_max_attempts: int = Field(
+        5, ge=1, le=100,
+        description="Attempts to post one result before it is given up (the member is told, admins alerted).",
+    )
+    reconcile_interval_s: float = Field(
+        60.0, ge=0.05, le=3600, description="How often the bot looks for orders left without a live job."
+    )
+    reconcile_stuck_after_s: float = Field(
+        1800.0, ge=0.1, le=7 * 86400,
+        description="An active order without news for this long and without a live job (dead-lettered, never "
+        "queued, or gone from an empty queue) is sent again once, then failed and refunded.",
+    )
 
     # --- monitoring: dashboard samples, alerts, cost accounting -------------------------------------
     self_hosted_gpu_price_per_hour: float = Field(

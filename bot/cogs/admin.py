@@ -12,10 +12,11 @@ from discord.ext import commands
 
 from bot import costs, metrics
 from bot.app import PhotogenBot
-from bot.checks import GuildRules, require_admin, require_guild
+from bot.checks import GuildRules, is_bot_owner, require_admin, require_guild
 from bot.embeds import BLUE, clip
 from bot.errors import NotAllowed, Refused
 from bot.services import admin as admin_svc
+from bot.services import deadletters as deadletters_svc
 from bot.services import orders
 from bot.services.purge import purge_member
 
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 class Admin(commands.GroupCog, group_name="admin", group_description="Photogen administration"):
     blocked = app_commands.Group(name="blocked", description="Blocked words in prompts")
     channels = app_commands.Group(name="channels", description="Channels Photogen may be used in")
+    deadletters = app_commands.Group(
+        name="deadletters", description="Jobs and events that could not be processed"
+    )
 
     def __init__(self, bot: PhotogenBot) -> None:
         self.bot = bot
@@ -298,6 +302,60 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
         rules = await self._admin(interaction, "channels list")
         shown = ", ".join(f"<#{c}>" for c in sorted(rules.allowed_channel_ids)) or "any channel"
         await interaction.response.send_message(f"Photogen may be used in: {shown}", ephemeral=True)
+
+
+    # --- dead letters: this server's (bot owners: every server's) --------------------------------------
+    async def _deadletters_caller(
+        self, interaction: discord.Interaction, command: str
+    ) -> tuple[GuildRules, bool]:
+        """(rules, everyone): a bot owner sees every server's dead letters; a server admin only their own."""
+        metrics.COMMANDS.labels(command=f"admin deadletters {command}").inc()
+        require_guild(interaction)
+        rules = await orders.load_rules(self.bot, interaction.guild_id)
+        if is_bot_owner(self.bot.settings, interaction.user.id):
+            return rules, True
+        require_admin(interaction, rules)
+        return rules, False
+
+    @deadletters.command(name="list", description="Dead letters of this server's orders (bot owners: all)")
+    async def deadletters_list(self, interaction: discord.Interaction) -> None:
+        _, everyone = await self._deadletters_caller(interaction, "list")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        views = await self.bot.run_blocking(
+            deadletters_svc.list_dead_letters, self.bot.b, interaction.guild_id, everyone=everyone
+        )
+        lines = [
+            f"`{v.message_id}` · {v.queue} · order `{v.order_id or '?'}` ({v.order_status or 'unknown'})"
+            f" · {clip(v.reason or 'no reason recorded', 120)}"
+            for v in views[:25]
+        ]
+        if len(views) > 25:
+            lines.append(f"… and {len(views) - 25} more")
+        embed = discord.Embed(
+            title=f"Dead letters: {len(views)}",
+            description=clip("\n".join(lines) or "None: every job and event was processed.", 4000),
+            colour=BLUE,
+        )
+        await interaction.followup.send(embed=embed, ephemeral=True)
+
+    @deadletters.command(name="redrive", description="Send one dead letter back to its queue")
+    @app_commands.describe(message="The dead letter's id, from /admin deadletters list")
+    async def deadletters_redrive(
+        self, interaction: discord.Interaction, message: app_commands.Range[str, 1, 100]
+    ) -> None:
+        rules, everyone = await self._deadletters_caller(interaction, "redrive")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        view = await self.bot.run_blocking(
+            deadletters_svc.redrive_dead_letter, self.bot.b, message, interaction.guild_id, everyone=everyone
+        )
+        await self._done(
+            interaction,
+            rules,
+            "deadletters redrive",
+            message,
+            f"order {view.order_id} ({view.queue})",
+            f"Redriven: the dead letter of order `{view.order_id}` is back on the {view.queue} queue.",
+        )
 
 
 async def setup(bot: PhotogenBot) -> None:

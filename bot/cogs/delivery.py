@@ -27,6 +27,10 @@ OUTBOX_SWEEP_S = 5.0
 LAG_PROBE_S = 0.1
 
 
+class _PostedNotMarked(Exception):
+    """The post reached Discord but the outbox row could not be marked sent."""
+
+
 class Delivery(commands.Cog):
     def __init__(self, bot: PhotogenBot) -> None:
         self.bot = bot
@@ -48,6 +52,7 @@ class Delivery(commands.Cog):
             asyncio.create_task(self._run_outbox(), name="photogen-outbox"),
             asyncio.create_task(self._probe_lag(), name="photogen-lag-probe"),
             asyncio.create_task(self._run_ops(), name="photogen-ops"),
+            asyncio.create_task(self._run_reconciler(), name="photogen-reconciler"),
         ]
 
     async def cog_unload(self) -> None:
@@ -154,10 +159,56 @@ class Delivery(commands.Cog):
                 except discord.HTTPException as err:
                     metrics.DELIVERY_FAILURES.inc()
                     log.warning("outbox row %s not posted yet (HTTP %s); will retry", row.id, err.status)
+                    if err.status < 500 and err.status != 429:  # Discord refused this post: counts to the cap
+                        await self._failed_attempt(row, f"HTTP {err.status} from Discord")
                 except svc.UndeliverableError as err:
                     log.warning("outbox row %s dropped: %s", row.id, err)
                     await self.bot.run_blocking(svc.mark_outbox_sent, self.bot.b, row.id, None)
+                except _PostedNotMarked:
+                    # Discord has the post: the next round resends with the same nonce and gets it back, so
+                    # this never counts towards giving the row up (that would tell the member it failed).
+                    log.exception("outbox row %s posted but not marked sent; will mark next round", row.id)
+                except Exception as err:  # one bad row (a blob that is no picture) never blocks the rest
+                    metrics.DELIVERY_FAILURES.inc()
+                    log.exception("outbox row %s (order %s) failed", row.id, row.order_id)
+                    await self._failed_attempt(row, f"{type(err).__name__}: {err}")
             return posted
+
+    async def _failed_attempt(self, row: svc.OutboxItem, error: str) -> None:
+        """Count the failure; at DELIVERY_MAX_ATTEMPTS the row is given up, the member's notice is queued and
+        the admins are alerted. Never raises: the round goes on with the next row."""
+        try:
+            gave_up = await self.bot.run_blocking(svc.give_up_outbox, self.bot.b, row, error)
+            if gave_up is None:
+                return
+            metrics.DELIVERIES_GIVEN_UP.inc()
+            self._outbox_wake.set()  # the notice goes out next round
+            await self._alert_given_up(gave_up)
+        except Exception:
+            log.exception("could not record the failure of outbox row %s", row.id)
+
+    async def _alert_given_up(self, gave_up: svc.GaveUp) -> None:
+        from bot import alerts
+        from bot.services import store
+
+        channels: set[int] = set()
+        if self.bot.settings.alert_channel_id is not None:
+            channels.add(self.bot.settings.alert_channel_id)
+        if gave_up.guild_id and gave_up.guild_id.isdigit():
+            rules = await self.bot.run_blocking(store.guild_rules, self.bot.b, int(gave_up.guild_id))
+            if rules.admin_log_channel_id:
+                channels.add(rules.admin_log_channel_id)
+        alert = alerts.Alert(
+            f"delivery:{gave_up.outbox_id}",
+            "critical",
+            f"gave up posting a {gave_up.kind} of order `{gave_up.order_id}` after {gave_up.attempts} "
+            f"attempt(s): {gave_up.error[:300]}. The member was told.",
+        )
+        for channel_id in channels:
+            try:
+                await self.bot.get_partial_messageable(channel_id).send(alerts.format_alert(alert))
+            except discord.HTTPException as err:
+                log.warning("could not post a delivery alert to channel %s: HTTP %s", channel_id, err.status)
 
     async def _post(self, row: svc.OutboxItem) -> None:
         await self.bot.run_blocking(svc.claim_outbox, self.bot.b, row.id)
@@ -175,7 +226,10 @@ class Delivery(commands.Cog):
             nonce=svc.nonce_for(row.id),
             allowed_mentions=message.allowed_mentions,
         )
-        await self.bot.run_blocking(svc.mark_outbox_sent, self.bot.b, row.id, sent.id)
+        try:
+            await self.bot.run_blocking(svc.mark_outbox_sent, self.bot.b, row.id, sent.id)
+        except Exception as err:
+            raise _PostedNotMarked(row.id) from err
         metrics.DELIVERIES.labels(kind=row.kind).inc()
         if message.order_id:
             self.schedule_status_edit(message.order_id, final=True)
@@ -196,6 +250,28 @@ class Delivery(commands.Cog):
             ),
             alerts.run_alerts(settings, b.engine, b.queues, post, self._stop),
         )
+
+    # --- orders without a live job (bot/services/reconcile.py) ------------------------------------------
+    async def _run_reconciler(self) -> None:
+        from bot.services import reconcile
+
+        await self.bot.wait_until_ready()
+        while not self._stop.is_set():
+            try:
+                repairs = await self.bot.run_blocking(reconcile.reconcile_once, self.bot.b)
+                for repair in repairs:
+                    metrics.ORDERS_RECONCILED.labels(action=repair.action).inc()
+                    self.schedule_status_edit(repair.order_id, final=repair.action == "failed")
+                if any(r.action == "failed" for r in repairs):
+                    self._outbox_wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reconciler round failed; trying again next round")
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=self.bot.settings.reconcile_interval_s)
+            except TimeoutError:
+                pass
 
     # --- loop lag probe ---------------------------------------------------------------------------
     async def _probe_lag(self) -> None:

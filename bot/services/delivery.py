@@ -16,14 +16,17 @@ from bot.services.records import OutboxItem
 from cloud.consumer import receive
 from cloud.messages import Event
 from cloud.queues.base import Lease
+from storage import Delivery, orders, transaction
 from storage.blobs.base import BlobNotFound
 
 __all__ = [
+    "GaveUp",
     "OutboxItem",
     "UndeliverableError",
     "apply_event",
     "build_message",
     "claim_outbox",
+    "give_up_outbox",
     "mark_outbox_sent",
     "nonce_for",
     "pending_outbox",
@@ -55,6 +58,40 @@ def claim_outbox(b: Backends, outbox_id: str) -> None:
 
 def mark_outbox_sent(b: Backends, outbox_id: str, message_id: int | None) -> None:
     store.mark_outbox_sent(b, outbox_id, message_id)
+
+
+@dataclass(frozen=True)
+class GaveUp:
+    """An outbox row given up after DELIVERY_MAX_ATTEMPTS: what the admins' alert names."""
+
+    outbox_id: str
+    order_id: str | None
+    kind: str
+    guild_id: str | None
+    attempts: int
+    error: str
+
+
+NOTICE_KIND = "delivery_failed"
+
+
+def give_up_outbox(b: Backends, row: OutboxItem, error: str) -> GaveUp | None:
+    """Count one failed post of ``row``. At the cap the row is marked failed and, in the same transaction, a
+    plain notice to the member is queued (no notice for a notice: that could loop). None while retrying."""
+    with transaction(b.engine) as s:
+        if not orders.give_up_delivery(s, row.id, error, b.settings.delivery_max_attempts):
+            return None
+        order = orders.get_order(s, row.order_id) if row.order_id else None
+        if row.kind != NOTICE_KIND and row.payload.get("channel_id"):
+            orders.add_delivery(
+                s,
+                row.order_id,
+                NOTICE_KIND,
+                {"channel_id": row.payload["channel_id"], "user_id": row.payload.get("user_id")},
+            )
+        stored = s.get(Delivery, row.id)
+        attempts = stored.attempts if stored else row.attempts
+        return GaveUp(row.id, row.order_id, row.kind, order.guild_id if order else None, attempts, error)
 
 
 def nonce_for(outbox_id: str) -> str:
@@ -94,6 +131,12 @@ def build_message(b: Backends, row: OutboxItem, limit: int = media.DEFAULT_ATTAC
     msg = OutboxMessage(channel_id=int(p["channel_id"]), order_id=row.order_id)
     user_id = str(p["user_id"])
     msg.allowed_mentions = _mention_owner(user_id)
+    if row.kind == NOTICE_KIND:
+        msg.content = (
+            f"<@{user_id}> we could not post the result of your order `{row.order_id}`. "
+            "The admins have been told and will look into it."
+        )
+        return msg
     if row.kind == "failed":
         msg.content = f"<@{user_id}>"
         msg.embed = discord.Embed(

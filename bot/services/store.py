@@ -3,6 +3,7 @@ returns plain records. Blocking: called through bot.run_blocking, never on the e
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -10,15 +11,18 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import select
 
-from bot import costs
+from bot import costs, metrics
 from bot.backends import Backends
 from bot.checks import GuildRules
 from bot.errors import Busy, NotAllowed
+from bot.services.event_checks import forged_reason
 from bot.services.records import ModelView, OrderView, OutboxItem
 from cloud.messages import Event
 from storage import FINAL_STATUSES, Delivery, Order, orders, purge, read_session, standing, transaction
 from storage import TrainedModel as ModelRow
 from storage.models import now
+
+log = logging.getLogger(__name__)
 
 DAY_S = 86400.0
 AGENT_FRESH_S = 600.0
@@ -368,9 +372,14 @@ def apply_event(b: Backends, event: Event) -> Applied:
     with transaction(b.engine) as s:
         order = orders.get_order(s, event.order_id)
         jobs = orders.jobs_of_order(s, event.order_id) if order else []
-        if order is None or event.job_id not in {j.id for j in jobs} or order.kind != event.job_kind:
-            # Unknown order (forgotten member, cancelled and purged) or an event naming someone else's job:
-            # record the id so a redelivery is a no-op, change nothing.
+        job_ids = [j.id for j in jobs]
+        forged = None if order is None else forged_reason(event, order.user_id, order.kind, job_ids)
+        if order is None or forged is not None:
+            # Unknown order (forgotten member, cancelled and purged) or an event naming someone else's job or
+            # blobs: record the id so a redelivery is a no-op, change nothing, post nothing.
+            if forged is not None:
+                log.warning("dropped event %s for order %s: %s", event.event_id, event.order_id, forged)
+                metrics.EVENTS_FORGED.inc()
             orders.claim_event(s, event.event_id, None)
             return Applied(duplicate=False, order_id=None, final=False, outbox=False)
         base: dict[str, Any] = {"channel_id": order.channel_id, "user_id": order.user_id}

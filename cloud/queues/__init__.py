@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cloud.queues.base import JobQueue, Lease, LeaseExpired, QueueDepth, QueueError
+from cloud.queues.base import DeadLetter, JobQueue, Lease, LeaseExpired, QueueDepth, QueueError
 from storage.settings import Settings
 
 __all__ = [
+    "DeadLetter",
     "JobQueue",
     "Lease",
     "LeaseExpired",

@@ -2,7 +2,8 @@
 
 at-least-once delivery; ``receive`` hands out a Lease (visibility timeout); ``extend`` renews it
 (heartbeat); ``ack`` deletes; ``release(delay)`` makes it visible again; after ``max_receives``
-deliveries a message moves to the dead-letter queue; ``depth()`` gives visible and in-flight counts.
+deliveries a message moves to the dead-letter queue; ``depth()`` gives visible and in-flight counts;
+``dead_letters()`` lists the dead-letter queue without taking anything and ``redrive(id)`` moves one back.
 """
 
 from __future__ import annotations
@@ -49,6 +50,16 @@ class QueueDepth:
         return self.visible + self.in_flight + self.delayed
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message in the dead-letter queue, as listed (not taken: listing leaves it there)."""
+
+    message_id: str
+    body: str
+    reason: str | None  # why it was dead-lettered, when known
+    sent_at: float | None = None  # wall-clock epoch seconds of the original send, if known
+
+
 class JobQueue(ABC):
     name: str
 
@@ -81,6 +92,15 @@ class JobQueue(ABC):
 
     @abstractmethod
     def dead_letter_depth(self) -> int: ...
+
+    @abstractmethod
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """Up to ``limit`` messages of the dead-letter queue, oldest first, left in place."""
+
+    @abstractmethod
+    def redrive(self, message_id: str) -> bool:
+        """Move the dead letter ``message_id`` back to this queue, delivered afresh (receive count from zero);
+        False when the dead-letter queue holds no such message."""
 
     @abstractmethod
     def purge(self) -> None:

@@ -35,7 +35,7 @@ import weakref
 from pathlib import Path
 
 from cloud.queues import _checks
-from cloud.queues.base import JobQueue, Lease, LeaseExpired, QueueDepth, QueueError
+from cloud.queues.base import DeadLetter, JobQueue, Lease, LeaseExpired, QueueDepth, QueueError
 
 BUSY_TIMEOUT_S = 30.0
 BUSY_SLEEPS_S = (0.0002, 0.0005, 0.001, 0.002)  # then 2 ms until BUSY_TIMEOUT_S
@@ -307,6 +307,25 @@ class SqliteQueue(JobQueue):
 
     def dead_letter_depth(self) -> int:
         return self._read("SELECT COUNT(*) FROM messages WHERE queue = ?", (self.dlq_name,))[0]
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        rows = _run(
+            self._conn(),
+            "SELECT id, body, dead_reason, sent_at FROM messages WHERE queue = ? ORDER BY seq LIMIT ?",
+            (self.dlq_name, max(0, int(limit))),
+        ).fetchall()
+        return [DeadLetter(message_id, body, reason, sent_at) for message_id, body, reason, sent_at in rows]
+
+    def redrive(self, message_id: str) -> bool:
+        cursor = self._write(
+            "UPDATE messages SET queue = ?, receipt = NULL, receive_count = 0, visible_at = ?, dead_reason = NULL"
+            " WHERE id = ? AND queue = ?",
+            (self.name, time.time(), message_id, self.dlq_name),
+        )
+        if cursor.rowcount != 1:
+            return False
+        self._hub.notify()
+        return True
 
     def purge(self) -> None:
         self._write("DELETE FROM messages WHERE queue IN (?, ?)", (self.name, self.dlq_name))

@@ -10,6 +10,7 @@ spent on the wire.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from typing import Any
@@ -19,9 +20,15 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from cloud.queues import _checks
-from cloud.queues.base import JobQueue, Lease, LeaseExpired, QueueDepth, QueueError
+from cloud.queues.base import DeadLetter, JobQueue, Lease, LeaseExpired, QueueDepth, QueueError
+
+log = logging.getLogger(__name__)
 
 LEASE_MARGIN_S = 0.5
+# SQS cannot peek: listing dead letters receives them under this visibility timeout, then makes them visible
+# again at once. Two listings at the same moment may each see part of the queue.
+DLQ_PEEK_S = 30
+DLQ_SCAN_MAX = 1000
 # The longest SQS keeps a message: time for an operator to look at dead letters.
 DLQ_RETENTION_S = 14 * 24 * 3600
 _MISSING_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
@@ -204,6 +211,27 @@ class SqsQueue(JobQueue):
             )
         )
 
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        peeked = self._peek_dead_letters(limit)
+        try:
+            return sorted((letter for letter, _ in peeked), key=lambda d: d.sent_at or 0.0)
+        finally:
+            self._unhide([receipt for _, receipt in peeked])
+
+    def redrive(self, message_id: str) -> bool:
+        peeked = self._peek_dead_letters(DLQ_SCAN_MAX, stop_at=message_id)
+        found = [(letter, receipt) for letter, receipt in peeked if letter.message_id == message_id]
+        try:
+            if not found:
+                return False
+            letter, receipt = found[0]
+            # The copy goes first: if the delete then fails the message exists twice, never zero times.
+            self._client.send_message(QueueUrl=self.url, MessageBody=letter.body)
+            self._client.delete_message(QueueUrl=self.dlq_url, ReceiptHandle=receipt)
+            return True
+        finally:
+            self._unhide([receipt for letter, receipt in peeked if letter.message_id != message_id])
+
     def purge(self) -> None:
         for url in (self.url, self.dlq_url):
             try:
@@ -214,6 +242,47 @@ class SqsQueue(JobQueue):
                 raise
 
     # --- the parts ------------------------------------------------------------------------------------------
+    def _peek_dead_letters(self, limit: int, stop_at: str | None = None) -> list[tuple[DeadLetter, str]]:
+        """Receive up to ``limit`` dead letters (hidden for DLQ_PEEK_S) with their receipts; the caller makes
+        them visible again. Long polls of 1 s: SQS's short poll may answer empty while messages exist."""
+        seen: dict[str, tuple[DeadLetter, str]] = {}
+        while len(seen) < limit and (stop_at is None or stop_at not in seen):
+            answer = self._client.receive_message(
+                QueueUrl=self.dlq_url,
+                MaxNumberOfMessages=max(1, min(_checks.MAX_BATCH, limit - len(seen))),
+                WaitTimeSeconds=1,
+                VisibilityTimeout=DLQ_PEEK_S,
+                MessageSystemAttributeNames=["SentTimestamp"],
+                MessageAttributeNames=["All"],
+            )
+            messages = answer.get("Messages", [])
+            if not messages:
+                break
+            for msg in messages:
+                attributes = msg.get("MessageAttributes", {})
+                reason = attributes.get(_checks.DEAD_LETTER_REASON, {}).get("StringValue")
+                sent_ms = msg.get("Attributes", {}).get("SentTimestamp")
+                letter = DeadLetter(
+                    message_id=msg["MessageId"],
+                    body=msg["Body"],
+                    # No reason attribute: SQS's redrive policy moved it (our dead_letter() always sets one).
+                    reason=reason or f"received {self.max_receives} times without ack (redrive policy)",
+                    sent_at=int(sent_ms) / 1000 if sent_ms else None,
+                )
+                seen[letter.message_id] = (letter, msg["ReceiptHandle"])
+        return list(seen.values())
+
+    def _unhide(self, receipts: list[str]) -> None:
+        for start in range(0, len(receipts), _checks.MAX_BATCH):
+            entries = [
+                {"Id": str(n), "ReceiptHandle": receipt, "VisibilityTimeout": 0}
+                for n, receipt in enumerate(receipts[start : start + _checks.MAX_BATCH])
+            ]
+            try:
+                self._client.change_message_visibility_batch(QueueUrl=self.dlq_url, Entries=entries)
+            except ClientError as err:  # they come back after DLQ_PEEK_S anyway
+                log.warning("%s: listed dead letters stay hidden a while: %s", self.dlq_name, _code(err))
+
     def _attributes(self, url: str) -> dict[str, str]:
         names = [
             "ApproximateNumberOfMessages",

@@ -255,3 +255,35 @@ def test_lease_of_another_queue_is_refused(make_queue, unique_name) -> None:
     with pytest.raises(ValueError, match="not"):
         two.ack(lease)
     one.ack(lease)
+
+
+def test_dead_letters_are_listed_in_place_and_redriven_by_id(make_queue) -> None:
+    queue = make_queue(max_receives=1)
+    queue.send("died on it")
+    [lease] = queue.receive(lease_s=30)
+    queue.release(lease)
+    assert queue.receive(wait_s=1) == []  # over max_receives: dead-lettered on this receive
+    queue.send("malformed")
+    [lease] = queue.receive(lease_s=30)
+    queue.dead_letter(lease, "not JSON")
+
+    listed = queue.dead_letters()
+    assert sorted(d.body for d in listed) == ["died on it", "malformed"]
+    by_body = {d.body: d for d in listed}
+    assert by_body["malformed"].reason == "not JSON"
+    assert "times without ack" in (by_body["died on it"].reason or "")
+    assert all(d.sent_at is not None for d in listed)
+    # Listing takes nothing: a second listing sees the same, the depth is unchanged, the main queue is empty.
+    assert sorted(d.message_id for d in queue.dead_letters()) == sorted(d.message_id for d in listed)
+    assert queue.dead_letter_depth() == 2 and queue.depth().backlog == 0
+    assert len(queue.dead_letters(limit=1)) == 1
+
+    assert queue.redrive(by_body["died on it"].message_id) is True
+    assert queue.redrive(by_body["died on it"].message_id) is False  # moved already
+    assert queue.redrive("no-such-message") is False
+    assert [d.body for d in queue.dead_letters()] == ["malformed"]
+    [again] = queue.receive(wait_s=1, lease_s=30)
+    assert again.body == "died on it"
+    assert again.receive_count == 1  # delivered afresh, so it is not dead-lettered straight back
+    queue.ack(again)
+    assert queue.dead_letter_depth() == 1

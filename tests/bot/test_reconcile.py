@@ -11,7 +11,7 @@ from studio import Studio, bot_settings, queued_messages
 from bot.backends import Backends, open_backends
 from bot.services import reconcile, store
 from cloud.messages import Event, RenderJob, encode, new_id
-from storage import Job, keys, orders, read_session, transaction
+from storage import Job, keys, orders, read_session, standing, transaction
 from storage.settings import load_settings
 
 
@@ -66,7 +66,7 @@ def _commit_unsent_order(
 
 def _credits(st: Studio, member_id: int) -> int:
     with read_session(st.b.engine) as s:
-        return orders.get_user(s, member_id).credits
+        return standing.credits_of(s, st.guild.id, member_id)
 
 
 async def test_order_the_bot_never_queued_is_sent_again_then_failed_and_refunded(studio: Studio) -> None:
@@ -144,7 +144,7 @@ def test_no_order_is_judged_while_the_event_consumer_is_behind(tmp_path) -> None
     b = open_backends(settings)
     try:
         with transaction(b.engine) as s:
-            orders.get_or_create_user(s, 7, starting_credits=5)
+            orders.get_or_create_user(s, 7)
         job = _render_job(7, "m7", "waiting for news")
         _commit_unsent_order(b, job, None, None, "m7")
         later = time.time() + 120

@@ -6,7 +6,7 @@ people. ``check_crops(crops, config)`` is the agent's re-check of the stored cro
 the crops it keeps (so the two agree). ``read_zip`` unpacks a /train .zip safely; ``decode_photo`` is the safe decoder alone.
 """
 
-from gpu_agent.photos.archive import read_zip
+from gpu_agent.photos.archive import ByteBudget, count_entries, read_zip
 from gpu_agent.photos.check import check_crops, check_photos
 from gpu_agent.photos.config import PhotoCheckConfig
 from gpu_agent.photos.decode import DecodedPhoto, decode_photo, sniff_format
@@ -27,6 +27,7 @@ from gpu_agent.photos.report import PhotoResult, PhotoSetReport, Verdict
 
 __all__ = [
     "AnimatedPhoto",
+    "ByteBudget",
     "DecodedPhoto",
     "EmptyPhoto",
     "FaceModelsMissing",
@@ -44,6 +45,7 @@ __all__ = [
     "ZipRefused",
     "check_crops",
     "check_photos",
+    "count_entries",
     "decode_photo",
     "read_zip",
     "sniff_format",

@@ -86,7 +86,7 @@ class Train(commands.Cog):
                 "Your photos are still being checked; wait for that answer before sending more.", ephemeral=True
             )
             return
-        try:
+        try:  # released as soon as the photos are checked, and in any case when the command ends
             await self._train(interaction, name, class_word, [
                 photo1, photo2, photo3, photo4, photo5, photo6, photo7, photo8, photo9, photo10, photo11,
                 photo12, photo13, photo14, photo15, photo16, photo17, photo18, photo19, photo20,
@@ -111,6 +111,7 @@ class Train(commands.Cog):
             photos, early = await intake.download(self.bot.settings, attachments)
             report = await self.bot.run_intake(intake.check, self.bot.settings, photos, early)
             del photos  # the uploads are not needed past the check: only the crops are stored
+        self.intakes.release(interaction.user.id)
         if not report.accepted:
             await interaction.edit_original_response(
                 embed=photo_report_embed(accepted=False, summary=report.summary, lines=report.lines)

@@ -50,9 +50,11 @@ class MemberIntakes:
 
 
 def _over_budget(settings: Settings) -> Refused:
-    mb = settings.intake_max_total_bytes / 1_048_576
-    return Refused(f"Your files add up to more than {mb:.0f} MB (unpacked); one /train takes at most {mb:.0f} MB. "
-                   "Send fewer or smaller photos. Nothing was stored or charged.")
+    from gpu_agent.photos import size_words
+
+    cap = size_words(settings.intake_max_total_bytes)
+    return Refused(f"Your files come to more than {cap} in all (counting what .zip files unpack to); one /train "
+                   f"takes at most {cap}. Send fewer or smaller photos. Nothing was stored or charged.")
 
 
 def _is_zip(att: discord.Attachment) -> bool:

@@ -21,6 +21,7 @@ from gpu_agent.photos.errors import (
     UnreadablePhoto,
     UnsupportedFormat,
     ZipRefused,
+    size_words,
 )
 from gpu_agent.photos.faces import FaceModelsMissing
 from gpu_agent.photos.report import PhotoResult, PhotoSetReport, Verdict
@@ -48,5 +49,6 @@ __all__ = [
     "count_entries",
     "decode_photo",
     "read_zip",
+    "size_words",
     "sniff_format",
 ]

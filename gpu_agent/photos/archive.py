@@ -12,7 +12,7 @@ import zipfile
 import zlib
 from pathlib import PurePosixPath
 
-from gpu_agent.photos.errors import ZipRefused
+from gpu_agent.photos.errors import ZipRefused, size_words
 
 _JUNK_NAMES = {"thumbs.db", "desktop.ini", "__macosx"}
 _MAX_TOTAL_CAP = 256 * 1024 * 1024
@@ -99,8 +99,8 @@ def read_zip(
             room = min(max_entry_bytes, total_cap - total, budget.left if budget is not None else max_entry_bytes)
             body = _inflate(archive, info, name, label, room)
             if body is None and budget is not None and budget.left < min(max_entry_bytes, total_cap - total):
-                raise ZipRefused(label, f"your files unpack to more than {budget.max_bytes / 1_048_576:.0f} MB "
-                                 "in all; send fewer or smaller photos")
+                raise ZipRefused(label, f"your files unpack to more than {size_words(budget.max_bytes)} in all; "
+                                 "send fewer or smaller photos")
             if body is None and total_cap - total < max_entry_bytes:
                 raise ZipRefused(label, f"its files unpack to more than {total_cap / 1_048_576:.0f} MB in all")
             if body is None:

@@ -50,7 +50,7 @@ def test_many_small_zips_share_one_budget() -> None:
     settings = load_settings(intake_max_total_bytes=4 * MB, max_photos=20)
     zips = [(f"part{n}.zip", zip_of([(f"{n}.jpg", b"\0" * (3 * MB // 2))])) for n in range(10)]
     assert all(len(data) < 20_000 for _, data in zips)
-    with pytest.raises(Refused, match=r"more than 4 MB"):
+    with pytest.raises(Refused, match=r"more than 4 MB in all"):
         intake.check(settings, downloaded(*zips), [])
 
 

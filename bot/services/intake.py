@@ -65,18 +65,24 @@ def _zip_cap(settings: Settings) -> int:
     return min(settings.max_photo_bytes * settings.max_photos, 200 * 1024 * 1024)
 
 
+def check_declared(settings: Settings, attachments: Sequence[discord.Attachment]) -> None:
+    """Refuse on what Discord announces (file count, sizes) before anything is fetched; no I/O, so the command
+    can answer with it before deferring (the refusal is then ephemeral)."""
+    if len(attachments) > settings.max_photos:
+        raise Refused(f"{len(attachments)} files: at most {settings.max_photos} photos per training.")
+    wanted = [a for a in attachments if a.size <= (_zip_cap(settings) if _is_zip(a) else settings.max_photo_bytes)]
+    if sum(a.size for a in wanted) > settings.intake_max_total_bytes:
+        raise _over_budget(settings)
+
+
 async def download(
     settings: Settings, attachments: Sequence[discord.Attachment]
 ) -> tuple[list[Downloaded], list[tuple[str, str]]]:
     """Fetch the attachments (zips are read later, in a thread). Files over the size limit are never
     downloaded: Discord tells us their size, and they come back as early rejections (label, reason)."""
-    if len(attachments) > settings.max_photos:
-        raise Refused(f"{len(attachments)} files: at most {settings.max_photos} photos per training.")
+    check_declared(settings, attachments)
     photos: list[Downloaded] = []
     early: list[tuple[str, str]] = []
-    wanted = [a for a in attachments if a.size <= (_zip_cap(settings) if _is_zip(a) else settings.max_photo_bytes)]
-    if sum(a.size for a in wanted) > settings.intake_max_total_bytes:  # before a single byte is fetched
-        raise _over_budget(settings)
     fetched = 0
     for i, att in enumerate(attachments, 1):
         label = f"photo {i} ({att.filename[:60]})"

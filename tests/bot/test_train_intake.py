@@ -107,8 +107,9 @@ async def test_an_upload_over_the_byte_budget_is_refused_before_any_download(stu
     st.settings = st.settings.model_copy(update={"intake_max_total_bytes": 200 * 1024})
     await st.restart()
     inter = await _start_train(st, st.alice, [(f"part{n}.zip", zip_of(photos[n: n + 2])) for n in range(0, 8, 2)])
-    message = await inter.wait_original(lambda m: not m.loading, timeout=60)
-    text = str(message.embeds) + message.content
+    refused = await inter.wait_response()
+    assert refused.ephemeral, "a refusal says nothing to the channel"
+    text = str(refused.embeds) + refused.content
     assert "more than 200 KB in all" in text and "Send fewer or smaller photos" in text
     assert not [r for r in st.sim.requests if "/attachments/" in r.path]
     assert stored_user_blobs(st.b) == [] and order_rows(st.b) == 0 and queued_messages(st.b) == 0

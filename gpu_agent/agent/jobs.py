@@ -179,9 +179,9 @@ class Handlers:
             log.warning("face models are not installed on this agent; training without re-checking the photos")
             return paths
         if not report.accepted:
-            # Numbered as the ✅ lines of the member's /train report: the crops are stored in that order.
-            replace = "; ".join(f"your good photo {p.index}: {p.reason}" for p in report.rejected)
-            raise JobError("photos_rejected", f"{report.summary} Photos to replace — {replace}")
+            # The crops are stored in the order of the ✅ lines of the member's /train report.
+            lead = "Your photos were checked again before training (numbered as the ✅ photos of your report):\n"
+            raise JobError("photos_rejected", lead + report.text(max_chars=500 - len(lead)))
         return [paths[result.index - 1] for result in report.good]
 
     def _upload_model(self, job: TrainJob, trained: object) -> list[str]:

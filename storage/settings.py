@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     )
     agent_metrics_host: str = Field("127.0.0.1", description="Bind address of the agent's /healthz and /metrics.")
     agent_check_photos: bool = Field(
-        True, description="Re-run the photo checks (face, blur, duplicates, one person) before training."
+        True, description="Re-check the stored face crops (one face, no identical crops, one person) before training."
     )
 
     # --- what an order asks of the engine (the demo and tests shrink these for the tiny models) ---------

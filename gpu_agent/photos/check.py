@@ -135,6 +135,7 @@ def _examine(index: int, name: str, data: bytes, config: PhotoCheckConfig) -> tu
     result.crop_sha256 = hashlib.sha256(result.crop_jpeg).hexdigest()
     embedding = _examine_crop(result, config)  # judged as the agent will judge it: the stored bytes
     if embedding is None:
+        result.crop, result.crop_jpeg, result.crop_sha256 = None, b"", ""
         return result, None
     return result, _Candidate(result, perceptual_hash(image), embedding)
 

@@ -67,6 +67,8 @@ class PhotogenBot(commands.Bot):
         self.backends: Backends | None = backends
         self.http_side = None
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="photogen-bot")
+        # /train photo checks (seconds of CPU each) get their own pool, so other commands never queue behind them.
+        self.intake_executor = ThreadPoolExecutor(max_workers=settings.intake_workers, thread_name_prefix="intake")
         self.sync_record = SyncRecord(settings.database_path.parent / "command_sync.json")
         self.synced_scopes: list[str] = []
         self.rules_cache: dict[int, tuple[float, GuildRules]] = {}
@@ -82,6 +84,11 @@ class PhotogenBot(commands.Bot):
         """SQLite, boto3, hashing and photo checks run here, never on the event loop."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: func(*args, **kwargs))
+
+    async def run_intake(self, func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """/train's unzipping and photo checks: on the intake pool, never on the one other commands use."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.intake_executor, lambda: func(*args, **kwargs))
 
     async def setup_hook(self) -> None:
         if self.backends is None:
@@ -132,6 +139,7 @@ class PhotogenBot(commands.Bot):
             await super().close()
         finally:
             self.executor.shutdown(wait=False, cancel_futures=True)
+            self.intake_executor.shutdown(wait=False, cancel_futures=True)
             if self.backends is not None and self._given_backends is None:
                 self.backends.close()
 

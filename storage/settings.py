@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     max_photos: int = Field(20, ge=1, le=50, description="Most photos one /train accepts.")
     max_photo_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest photo file accepted.")
     max_photo_pixels: int = Field(40_000_000, ge=10_000, description="Largest decoded photo (decompression bombs).")
+    intake_max_total_bytes: int = Field(
+        160 * 1024 * 1024, ge=1024,
+        description="Most bytes one /train may download and unpack in all (photos and the insides of .zip files).",
+    )
+    intake_workers: int = Field(2, ge=1, le=32, description="Threads checking /train photos (their own pool).")
     train_credit_cost: int = Field(10, ge=0, description="Credits one training costs.")
     render_credit_cost: int = Field(1, ge=0, description="Credits one render costs.")
     starting_credits: int = Field(50, ge=0, description="Credits a new member starts with.")
@@ -114,7 +119,7 @@ class Settings(BaseSettings):
     )
     agent_metrics_host: str = Field("127.0.0.1", description="Bind address of the agent's /healthz and /metrics.")
     agent_check_photos: bool = Field(
-        True, description="Re-run the photo checks (face, blur, duplicates, one person) before training."
+        True, description="Re-check the stored face crops (one face, no identical crops, one person) before training."
     )
 
     # --- what an order asks of the engine (the demo and tests shrink these for the tiny models) ---------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import discord
@@ -22,6 +23,9 @@ CLASS_WORDS = ["man", "woman", "person", "boy", "girl", "child", "dog", "cat"]
 class Train(commands.Cog):
     def __init__(self, bot: PhotogenBot) -> None:
         self.bot = bot
+        self.intakes = intake.MemberIntakes()
+        # At most this many uploads held in memory at once (each within INTAKE_MAX_TOTAL_BYTES); the rest wait.
+        self.slots = asyncio.Semaphore(bot.settings.intake_workers)
 
     @app_commands.command(name="train", description="Train your personal model on 5–20 photos of yourself")
     @app_commands.guild_only()
@@ -77,39 +81,38 @@ class Train(commands.Cog):
         photo20: discord.Attachment | None = None,
     ) -> None:
         metrics.COMMANDS.labels(command="train").inc()
+        if not self.intakes.claim(interaction.user.id):
+            await interaction.response.send_message(
+                "Your photos are still being checked; wait for that answer before sending more.", ephemeral=True
+            )
+            return
+        given = [photo1, photo2, photo3, photo4, photo5, photo6, photo7, photo8, photo9, photo10, photo11,
+                 photo12, photo13, photo14, photo15, photo16, photo17, photo18, photo19, photo20]
+        try:  # released as soon as the photos are checked, and in any case when the command ends
+            # Too many files or bytes, by what Discord announces: an ephemeral refusal before the public defer.
+            intake.check_declared(self.bot.settings, [a for a in given if a is not None])
+            await self._train(interaction, name, class_word, given)
+        finally:
+            self.intakes.release(interaction.user.id)
+
+    async def _train(
+        self,
+        interaction: discord.Interaction,
+        name: str,
+        class_word: app_commands.Choice[str],
+        given: list[discord.Attachment | None],
+    ) -> None:
         # The 3-second answer window: defer before any download, check or database work.
         await interaction.response.defer(thinking=True)
         rules = await orders.gate_new_order(self.bot, interaction, kind="train")
         # Limits and credits before the downloads and face checks, so nobody waits for a refusal.
         await self.bot.run_blocking(orders.precheck_train, self.bot.b, interaction.user.id, rules)
-        attachments = [
-            a
-            for a in (
-                photo1,
-                photo2,
-                photo3,
-                photo4,
-                photo5,
-                photo6,
-                photo7,
-                photo8,
-                photo9,
-                photo10,
-                photo11,
-                photo12,
-                photo13,
-                photo14,
-                photo15,
-                photo16,
-                photo17,
-                photo18,
-                photo19,
-                photo20,
-            )
-            if a is not None
-        ]
-        photos, early = await intake.download(self.bot.settings, attachments)
-        report = await self.bot.run_blocking(intake.check, self.bot.settings, photos, early)
+        attachments = [a for a in given if a is not None]
+        async with self.slots:
+            photos, early = await intake.download(self.bot.settings, attachments)
+            report = await self.bot.run_intake(intake.check, self.bot.settings, photos, early)
+            del photos  # the uploads are not needed past the check: only the crops are stored
+        self.intakes.release(interaction.user.id)
         if not report.accepted:
             await interaction.edit_original_response(
                 embed=photo_report_embed(accepted=False, summary=report.summary, lines=report.lines)

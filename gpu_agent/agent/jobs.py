@@ -170,18 +170,21 @@ class Handlers:
         return paths
 
     def _check_photos(self, paths: list[Path], job: TrainJob) -> list[Path]:
-        """The door checks again (the bot ran them at upload): the agent trusts no message, and a photo set the
-        checks reject would waste GPU time. Trains on the photos that pass."""
-        from gpu_agent.photos import FaceModelsMissing, PhotoCheckConfig, check_photos
+        """The agent trusts no message: the stored crops are checked again with ``check_crops``, the step the
+        door already ran on exactly these crops with the same config, so it refuses only what the door would
+        have refused (a tampered or mixed-up message). Trains on the photos that pass."""
+        from gpu_agent.photos import FaceModelsMissing, PhotoCheckConfig, check_crops
 
-        config = PhotoCheckConfig.for_stored_crops(self.settings, job.params.resolution)
+        config = PhotoCheckConfig.from_settings(self.settings)
         try:
-            report = check_photos([(f"photo {n + 1}", p.read_bytes()) for n, p in enumerate(paths)], config)
+            report = check_crops([(f"photo {n + 1}", p.read_bytes()) for n, p in enumerate(paths)], config)
         except FaceModelsMissing:
             log.warning("face models are not installed on this agent; training without re-checking the photos")
             return paths
         if not report.accepted:
-            raise JobError("photos_rejected", report.summary)
+            # The crops are stored in the order of the ✅ lines of the member's /train report.
+            lead = "Your photos were checked again before training (numbered as the ✅ photos of your report):\n"
+            raise JobError("photos_rejected", lead + report.text(max_chars=500 - len(lead)))
         return [paths[result.index - 1] for result in report.good]
 
     def _upload_model(self, job: TrainJob, trained: object) -> list[str]:

@@ -261,11 +261,13 @@ class Agent:
         error = outcome.error or JobError("internal", INTERNAL_MESSAGE, permanent=False)
         last_try = lease.receive_count >= getattr(queue, "max_receives", self.settings.queue_max_receives)
         if error.permanent:
+            log.warning("job %s failed for good (%s): %s", job.job_id, error.code, error.message)
             ctx.reporter.failed(error.code, error.message, gpu_seconds=gpu)
             self._ack(queue, lease, job.job_id)
             self.metrics.jobs.labels(kind, "failed").inc()
         elif last_try:
             # A poison job: it failed on every delivery. Tell the member, keep the message for a look.
+            log.warning("job %s failed on its last delivery (%s): %s", job.job_id, error.code, error.message)
             ctx.reporter.failed(error.code, error.message, gpu_seconds=gpu)
             self._dead_letter(queue, lease, f"failed {lease.receive_count} times: {error.code}")
             self.metrics.jobs.labels(kind, "failed").inc()

@@ -2,11 +2,12 @@
 
 ``check_photos(photos, config) -> PhotoSetReport`` decodes each upload safely, finds one clear face, measures
 sharpness, crops a face-centred square at training resolution, and across the set drops near-duplicates and other
-people. ``read_zip`` unpacks a /train .zip safely; ``decode_photo`` is the safe decoder alone.
+people. ``check_crops(crops, config)`` is the agent's re-check of the stored crops, which the door also runs on
+the crops it keeps (so the two agree). ``read_zip`` unpacks a /train .zip safely; ``decode_photo`` is the safe decoder alone.
 """
 
-from gpu_agent.photos.archive import read_zip
-from gpu_agent.photos.check import check_photos
+from gpu_agent.photos.archive import ByteBudget, count_entries, read_zip
+from gpu_agent.photos.check import check_crops, check_photos
 from gpu_agent.photos.config import PhotoCheckConfig
 from gpu_agent.photos.decode import DecodedPhoto, decode_photo, sniff_format
 from gpu_agent.photos.errors import (
@@ -20,12 +21,14 @@ from gpu_agent.photos.errors import (
     UnreadablePhoto,
     UnsupportedFormat,
     ZipRefused,
+    size_words,
 )
 from gpu_agent.photos.faces import FaceModelsMissing
 from gpu_agent.photos.report import PhotoResult, PhotoSetReport, Verdict
 
 __all__ = [
     "AnimatedPhoto",
+    "ByteBudget",
     "DecodedPhoto",
     "EmptyPhoto",
     "FaceModelsMissing",
@@ -41,8 +44,11 @@ __all__ = [
     "UnsupportedFormat",
     "Verdict",
     "ZipRefused",
+    "check_crops",
     "check_photos",
+    "count_entries",
     "decode_photo",
     "read_zip",
+    "size_words",
     "sniff_format",
 ]

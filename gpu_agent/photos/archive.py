@@ -9,9 +9,10 @@ from __future__ import annotations
 import io
 import unicodedata
 import zipfile
+import zlib
 from pathlib import PurePosixPath
 
-from gpu_agent.photos.errors import ZipRefused
+from gpu_agent.photos.errors import ZipRefused, size_words
 
 _JUNK_NAMES = {"thumbs.db", "desktop.ini", "__macosx"}
 _MAX_TOTAL_CAP = 256 * 1024 * 1024
@@ -24,6 +25,34 @@ def _skipped(info: zipfile.ZipInfo) -> bool:
         return True
     # ".." is a path trick, not a hidden file: the name is only a label, so it does not matter.
     return any(p.lower() in _JUNK_NAMES or (p.startswith(".") and p not in (".", "..")) for p in parts)
+
+
+class ByteBudget:
+    """A running allowance of bytes shared by every file of one upload, charged as bytes actually come out."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.used = 0
+
+    @property
+    def left(self) -> int:
+        return self.max_bytes - self.used
+
+    def charge(self, n: int) -> bool:
+        """Take ``n`` bytes; False (and nothing taken) when that would pass the budget."""
+        if n > self.left:
+            return False
+        self.used += n
+        return True
+
+
+def count_entries(data: bytes, *, label: str = "the .zip file") -> int:
+    """How many files ``read_zip`` would return, from the archive's directory alone: nothing is inflated."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return sum(1 for i in archive.infolist() if not _skipped(i))
+    except (zipfile.BadZipFile, ValueError, OSError):
+        raise ZipRefused(label, "it is damaged or not a .zip archive") from None
 
 
 def entry_label(filename: str) -> str:
@@ -40,11 +69,14 @@ def read_zip(
     max_entry_bytes: int,
     max_total_bytes: int | None = None,
     label: str = "the .zip file",
+    budget: ByteBudget | None = None,
 ) -> list[tuple[str, bytes]]:
     """The files in a .zip as (label, bytes), in archive order; folders, ``__MACOSX`` and dotfiles skipped.
 
     Raises ZipRefused for a damaged or encrypted archive, more than ``max_entries`` files, one file inflating past
     ``max_entry_bytes`` or all of them past ``max_total_bytes`` (default: entries × entry cap, at most 256 MB).
+    With ``budget`` (one upload's allowance across all its files), the inflated bytes are charged to it too and
+    reading stops the moment it is spent, whatever the headers declared.
     """
     total_cap = max_total_bytes if max_total_bytes is not None else min(max_entries * max_entry_bytes, _MAX_TOTAL_CAP)
     try:
@@ -64,13 +96,19 @@ def read_zip(
             if info.file_size > max_entry_bytes:
                 raise ZipRefused(label, f"{name} is {info.file_size / 1_048_576:.1f} MB unpacked; the limit is "
                                  f"{max_entry_bytes / 1_048_576:.0f} MB a photo")
-            body = _inflate(archive, info, name, label, min(max_entry_bytes, total_cap - total))
+            room = min(max_entry_bytes, total_cap - total, budget.left if budget is not None else max_entry_bytes)
+            body = _inflate(archive, info, name, label, room)
+            if body is None and budget is not None and budget.left < min(max_entry_bytes, total_cap - total):
+                raise ZipRefused(label, f"your files unpack to more than {size_words(budget.max_bytes)} in all; "
+                                 "send fewer or smaller photos")
             if body is None and total_cap - total < max_entry_bytes:
                 raise ZipRefused(label, f"its files unpack to more than {total_cap / 1_048_576:.0f} MB in all")
             if body is None:
                 raise ZipRefused(label, f"{name} unpacks to more than {max_entry_bytes / 1_048_576:.0f} MB; "
                                  "that is the limit a photo")
             total += len(body)
+            if budget is not None:
+                budget.charge(len(body))
             out.append((name, body))
         return out
 
@@ -84,7 +122,7 @@ def _inflate(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, label: 
                 buf += chunk
                 if len(buf) > cap:
                     return None
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zipfile.LargeZipFile):
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zipfile.LargeZipFile, zlib.error):
         raise ZipRefused(label, f"{name} is damaged inside the archive") from None
     except (NotImplementedError, RuntimeError):
         raise ZipRefused(label, f"{name} is packed with a method we do not unpack; use a plain zip") from None

@@ -8,8 +8,9 @@ from storage.settings import Settings
 
 
 class PhotoCheckConfig(BaseModel):
-    """Typed knobs of ``check_photos``. ``from_settings`` takes the limits the operator set; the thresholds
-    below are the project's, each with its source."""
+    """Typed knobs of ``check_photos`` (the door) and ``check_crops`` (the door on its own crops, and the agent
+    before training). Both sides build it with ``from_settings``, so they judge with the same numbers; the
+    thresholds below are the project's, each with its source."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -85,16 +86,15 @@ class PhotoCheckConfig(BaseModel):
     )
     jpeg_quality: int = Field(92, ge=50, le=100, description="JPEG quality of the stored face crops.")
 
-    @classmethod
-    def for_stored_crops(cls, settings: Settings, crop_size: int) -> PhotoCheckConfig:
-        """The agent's re-check of the face crops the bot stored. They are small and tightly framed by
-        construction, and crops of different shots of one session can hash alike, so the thresholds meant for
-        phone photos (face size, blur at 80 px, near-duplicates) would reject good sets; what is checked again
-        is what a tampered or mixed-up message could break: readable, one face, the same person throughout."""
-        return cls.from_settings(
-            settings, crop_size=crop_size, min_face_px=16, detect_upsample=2, duplicate_max_distance=0,
-            min_sharpness=0.0,
-        )
+    # --- the crop check (``check_crops``): the door runs it on the crops it stores, the agent again ---------
+    crop_detect_side: int = Field(
+        400, ge=160, le=2048,
+        description="The stored crop is searched for its face on a copy scaled to this width, up or down, so the "
+        "face has one size there at every training resolution (64 px in tests to 1024). A crop frames the face "
+        "at 1/crop_scale of its side or more, so it is ~180 px or larger: dlib's 80-px window finds it without "
+        "upsampling.",
+    )
+    crop_detect_upsample: int = Field(0, ge=0, le=2, description="dlib upsampling passes on the crop copy.")
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> PhotoCheckConfig:

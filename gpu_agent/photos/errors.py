@@ -7,6 +7,11 @@
 from __future__ import annotations
 
 
+def size_words(n: int) -> str:
+    """A byte count as a member reads it: "160 MB", "200 KB"."""
+    return f"{n / 1_048_576:.0f} MB" if n >= 1_048_576 else f"{max(1, round(n / 1024))} KB"
+
+
 class PhotoError(ValueError):
     """Base of every refusal of a photo or an upload."""
 

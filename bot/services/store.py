@@ -14,6 +14,7 @@ from bot import costs
 from bot.backends import Backends
 from bot.checks import GuildRules
 from bot.errors import Busy, NotAllowed
+from bot.services import likeness
 from bot.services.records import ModelView, OrderView, OutboxItem
 from cloud.messages import Event
 from storage import FINAL_STATUSES, Delivery, Order, orders, read_session, transaction
@@ -382,14 +383,19 @@ def apply_event(b: Backends, event: Event) -> Applied:
                         job_id=event.job_id,
                         seed=order.params.get("seed", 0) + i,
                         prompt=order.prompt,
+                        **likeness.image_fields(event, i),
                     )
                     for i, k in enumerate(render_keys)
                 ]
                 deliveries = [
                     orders.NewDelivery(
-                        "render_result", {**base, "prompt": order.prompt or "", "image_keys": render_keys}
+                        "render_result", {**base, "prompt": order.prompt or "", "image_keys": render_keys,
+                                          "likeness": likeness.payload(event)}
                     )
                 ]
+                advice = likeness.advice(s, order, event, b.settings.likeness_advice_after)
+                if advice is not None:
+                    deliveries.append(advice)
             else:
                 kw["status"] = "trained"
                 deliveries = [

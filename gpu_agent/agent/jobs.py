@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from cloud.messages import RenderJob, TrainJob
+from cloud.messages import LikenessScore, RenderJob, TrainJob
 from cloud.queues.base import Lease
 from gpu_agent.agent.checkpoints import CheckpointSync
+from gpu_agent.agent.likeness import Judge, reroll_seed, split_held_out, store_reference
 from gpu_agent.agent.metrics import AgentMetrics
 from gpu_agent.agent.report import Reporter
 from gpu_agent.agent.runner import Interrupted, JobError, JobRunner, TrainRequest, is_out_of_memory
@@ -43,6 +44,7 @@ class Outcome:
     total: int = 0
     error: JobError | None = None
     gpu_seconds: float = 0.0
+    likeness: list[LikenessScore] | None = None
 
 
 class JobContext:
@@ -83,7 +85,7 @@ class Handlers:
     def train(self, ctx: JobContext, job: TrainJob) -> Outcome:
         total = job.params.steps
         ctx.total = total
-        photos = self._download_photos(ctx.workdir / "photos", job)
+        photos, held_out = split_held_out(job, self._download_photos(ctx.workdir / "photos", job))
         sync = CheckpointSync(self.blobs, job.job_id, ctx.workdir / "checkpoints")
         resumed = sync.download()
         ctx.step = resumed
@@ -113,6 +115,7 @@ class Handlers:
         if ctx.lease_lost:
             return Outcome("lease_lost", step=ctx.step, total=total)
         outputs = self._upload_model(job, trained)  # type: ignore[arg-type]
+        store_reference(self.blobs, job, photos, held_out)
         try:
             outputs += self._first_renders(ctx, job, Path(trained.weights_path))  # type: ignore[attr-defined]
         except Interrupted:
@@ -229,19 +232,31 @@ class Handlers:
             ctx.step, ctx.total = step, total
             ctx.reporter.progress(step, total)
 
+        judge = Judge.for_render(self.blobs, job, self.settings.likeness_retries)
+        scores = None
+
+        def rerender(index: int, attempt: int) -> bytes:
+            one = job.model_copy(update={"count": 1, "seed": reroll_seed(job, index, attempt)})
+            again = self._with_oom_retry(ctx, lambda low: self.runner.render(
+                one, loras, source, progress=lambda *_: None, should_stop=ctx.should_stop, low_memory=low))
+            return again.pngs[0]  # type: ignore[attr-defined]
+
         try:
             rendered = self._with_oom_retry(ctx, lambda low: self.runner.render(
                 job, loras, source, progress=progress, should_stop=ctx.should_stop, low_memory=low))
+            pngs = list(rendered.pngs)  # type: ignore[attr-defined]
+            if judge is not None:
+                pngs, scores = judge.improve(pngs, rerender)
         except Interrupted:
             return Outcome("lease_lost" if ctx.lease_lost else "preempted", step=ctx.step, total=ctx.total)
         outputs = []
-        for n, png in enumerate(rendered.pngs):  # type: ignore[attr-defined]
+        for n, png in enumerate(pngs):
             if ctx.lease_lost:
                 return Outcome("lease_lost", step=ctx.step, total=ctx.total)
             key = keys.render_key(job.user_id, job.job_id, n)
             self.blobs.put(key, png, content_type="image/png")
             outputs.append(key)
-        return Outcome("done", output_keys=outputs, step=ctx.total, total=ctx.total)
+        return Outcome("done", output_keys=outputs, step=ctx.total, total=ctx.total, likeness=scores)
 
     def _fetch_lora(self, key: str) -> Path:
         """The LoRA at ``key`` as a local file. The file is kept between jobs and rewritten only when its bytes

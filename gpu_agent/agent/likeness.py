@@ -40,7 +40,7 @@ def store_reference(blobs: BlobStore, job: TrainJob, training: list[Path], held_
     from gpu_agent.photos import FaceModelsMissing
     from gpu_agent.photos.likeness import build_reference, open_image
 
-    def load(path: Path):  # noqa: ANN202
+    def load(path: Path):
         return open_image(path.read_bytes())
 
     try:

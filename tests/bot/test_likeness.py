@@ -9,7 +9,6 @@ for the re-rolls'. Everything else (queues, blobs, scoring, events, the order st
 
 from __future__ import annotations
 
-import asyncio
 import io
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,10 +18,11 @@ from PIL import Image, ImageEnhance, ImageOps
 from sqlmodel import select
 from studio import MANAGE_GUILD, Studio, bot_settings
 
-from cloud.messages import RenderJob
+from cloud.messages import RenderJob, TrainJob
 from gpu_agent.agent import Agent
 from gpu_agent.agent.engine_runner import EngineRunner
 from gpu_agent.agent.runner import RenderOutcome
+from gpu_agent.photos.likeness import Reference
 from photogen.assets import OTHER_PERSON_PHOTO, demo_photos
 from photogen.discord_sim.server import DiscordSim
 from storage import Image as ImageRow
@@ -47,12 +47,12 @@ MEMBER = _png(ImageEnhance.Brightness(ImageOps.mirror(_portrait)).enhance(1.15).
 class StandInRenderer(EngineRunner):
     """The engine boundary's stand-in: the real tiny render, then a scripted real photo per seed."""
 
-    def __init__(self, settings, script: dict[int, bytes]) -> None:  # noqa: ANN001
+    def __init__(self, settings, script: dict[int, bytes]) -> None:
         super().__init__(settings)
         self.script = script
         self.calls: list[tuple[str, int, int]] = []
 
-    def render(self, job: RenderJob, loras, source, **kwargs) -> RenderOutcome:  # noqa: ANN001
+    def render(self, job: RenderJob, loras, source, **kwargs) -> RenderOutcome:
         real = super().render(job, loras, source, **kwargs)
         self.calls.append((job.job_id, job.seed, job.count))
         if job.mode != "txt2img" or not job.prompt.startswith("portrait"):
@@ -91,7 +91,7 @@ def _agent(st: Studio, tmp_path: Path, script: dict[int, bytes]) -> tuple[AgentT
     return AgentThread(Agent(settings, runner=runner)).start(), runner
 
 
-async def _imagine(st: Studio, seed: int, count: int):  # noqa: ANN202
+async def _imagine(st: Studio, seed: int, count: int):
     before = {m.id for m in st.sim.messages(st.channel)}
     inter = await st.sim.invoke_command(st.alice, st.channel, "imagine",
                                         {"prompt": "portrait of {subject}", "count": count, "seed": seed})
@@ -122,7 +122,13 @@ async def test_weak_renders_are_rerolled_free_the_best_delivered_scores_stored(s
         await st.sim.wait_for_message(st.channel, lambda m: "trained and ready" in m.content, timeout=240)
         with read_session(st.b.engine) as s:
             (model,) = orders.models_of_user(s, st.alice.id)
-        assert st.b.blobs.exists(keys.likeness_key(st.alice.id, model.id)), "no likeness reference stored"
+        # The reference beside the LoRA: the accepted photos but one trained on, the last one held out.
+        reference = Reference.from_json(st.b.blobs.get(keys.likeness_key(st.alice.id, model.id)))
+        with read_session(st.b.engine) as s:
+            (train_job,) = orders.jobs_of_order(s, model.order_id)
+        sent = TrainJob.model_validate(train_job.payload)
+        assert sent.held_out_photo == len(sent.photo_keys) - 1 >= 2
+        assert reference.held_out is not None and len(reference.training) == len(sent.photo_keys) - 1
 
         credits = _credits(st)
         result = await _imagine(st, seed=7, count=2)

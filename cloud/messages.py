@@ -138,7 +138,8 @@ class Event(_Message):
     gpu_seconds: float | None = Field(None, ge=0, description="Accelerator time the job used (done/failed).")
     instance_type: str | None = Field(None, max_length=64, description="EC2 instance type, for cost per order.")
     likeness: list[LikenessScore] | None = Field(
-        None, max_length=8, description="One per rendered output key, in order (done events of scored renders).")
+        None, max_length=8, description="One per picture among the output keys (those under renders/), in order; "
+        "done events of scored renders and of trainings' first pictures.")
     at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 

@@ -127,6 +127,8 @@ def build_message(b: Backends, row: OutboxItem, limit: int = media.DEFAULT_ATTAC
         msg.view = result_view(row.order_id or "", len(images)) if images else None
     else:
         msg.content = f"<@{user_id}> your model **{clip(p.get('model_name', ''), 100)}** is trained and ready for /imagine."
+        if p.get("likeness"):
+            msg.content += "\n" + likeness.words(p["likeness"])
         msg.embed = discord.Embed(title="Model ready", colour=GREEN)
         msg.embed.add_field(name="Order", value=f"`{row.order_id}`")
     for (name, data), key in zip(images, p.get("image_keys", []), strict=False):

@@ -401,7 +401,8 @@ def apply_event(b: Backends, event: Event) -> Applied:
                 deliveries = [
                     orders.NewDelivery(
                         "train_result",
-                        {**base, "model_name": order.params.get("name", ""), "image_keys": render_keys},
+                        {**base, "model_name": order.params.get("name", ""), "image_keys": render_keys,
+                         "likeness": likeness.payload(event)},
                     )
                 ]
         elif event.kind == "failed":

@@ -115,16 +115,18 @@ class Handlers:
         if ctx.lease_lost:
             return Outcome("lease_lost", step=ctx.step, total=total)
         outputs = self._upload_model(job, trained)  # type: ignore[arg-type]
-        store_reference(self.blobs, job, photos, held_out)
+        reference = store_reference(self.blobs, job, photos, held_out)
+        judge = None if reference is None else Judge(reference, self.settings.likeness_retries)
+        scores: list[LikenessScore] = []
         try:
-            outputs += self._first_renders(ctx, job, Path(trained.weights_path))  # type: ignore[attr-defined]
+            outputs += self._first_renders(ctx, job, Path(trained.weights_path), judge, scores)  # type: ignore[attr-defined]
         except Interrupted:
             # The model is trained and stored; only its first pictures are missing. Hand the job on: the
             # next agent resumes from the final checkpoint, which is as good as done.
             return self._interrupted(ctx, sync)
         if ctx.lease_lost:
             return Outcome("lease_lost", step=ctx.step, total=total)
-        return Outcome("done", output_keys=outputs, step=total, total=total)
+        return Outcome("done", output_keys=outputs, step=total, total=total, likeness=scores or None)
 
     def _interrupted(self, ctx: JobContext, sync: CheckpointSync) -> Outcome:
         if ctx.lease_lost:
@@ -194,7 +196,8 @@ class Handlers:
         self.blobs.put(meta_key, meta.read_bytes(), content_type="application/json")
         return [model_key, meta_key]
 
-    def _first_renders(self, ctx: JobContext, job: TrainJob, weights: Path) -> list[str]:
+    def _first_renders(self, ctx: JobContext, job: TrainJob, weights: Path, judge: Judge | None = None,
+                       scores: list[LikenessScore] | None = None) -> list[str]:
         outputs: list[str] = []
         n = 0
         size = self.settings.render_size // 8 * 8
@@ -206,7 +209,10 @@ class Handlers:
                 steps=self.settings.render_steps)
             rendered = self._with_oom_retry(ctx, lambda low, rj=render_job: self.runner.render(
                 rj, [weights], None, progress=lambda *_: None, should_stop=ctx.should_stop, low_memory=low))
-            for png in rendered.pngs:  # type: ignore[attr-defined]
+            pngs, judged = self._judged(ctx, judge, render_job, [weights], None, list(rendered.pngs))  # type: ignore[attr-defined]
+            if judged and scores is not None:
+                scores.extend(judged)
+            for png in pngs:
                 if ctx.lease_lost:
                     return outputs
                 key = keys.render_key(job.user_id, job.job_id, n)
@@ -233,20 +239,10 @@ class Handlers:
             ctx.reporter.progress(step, total)
 
         judge = Judge.for_render(self.blobs, job, self.settings.likeness_retries)
-        scores = None
-
-        def rerender(index: int, attempt: int) -> bytes:
-            one = job.model_copy(update={"count": 1, "seed": reroll_seed(job, index, attempt)})
-            again = self._with_oom_retry(ctx, lambda low: self.runner.render(
-                one, loras, source, progress=lambda *_: None, should_stop=ctx.should_stop, low_memory=low))
-            return again.pngs[0]  # type: ignore[attr-defined]
-
         try:
             rendered = self._with_oom_retry(ctx, lambda low: self.runner.render(
                 job, loras, source, progress=progress, should_stop=ctx.should_stop, low_memory=low))
-            pngs = list(rendered.pngs)  # type: ignore[attr-defined]
-            if judge is not None:
-                pngs, scores = judge.improve(pngs, rerender)
+            pngs, scores = self._judged(ctx, judge, job, loras, source, list(rendered.pngs))  # type: ignore[attr-defined]
         except Interrupted:
             return Outcome("lease_lost" if ctx.lease_lost else "preempted", step=ctx.step, total=ctx.total)
         outputs = []
@@ -257,6 +253,20 @@ class Handlers:
             self.blobs.put(key, png, content_type="image/png")
             outputs.append(key)
         return Outcome("done", output_keys=outputs, step=ctx.total, total=ctx.total, likeness=scores)
+
+    def _judged(self, ctx: JobContext, judge: Judge | None, job: RenderJob, loras: list[Path], source: bytes | None,
+                pngs: list[bytes]) -> tuple[list[bytes], list[LikenessScore] | None]:
+        """The pictures to deliver and their likeness: weak ones re-rendered one at a time with new seeds."""
+        if judge is None:
+            return pngs, None
+
+        def rerender(index: int, attempt: int) -> bytes:
+            one = job.model_copy(update={"count": 1, "seed": reroll_seed(job, index, attempt)})
+            again = self._with_oom_retry(ctx, lambda low: self.runner.render(
+                one, loras, source, progress=lambda *_: None, should_stop=ctx.should_stop, low_memory=low))
+            return again.pngs[0]  # type: ignore[attr-defined]
+
+        return judge.improve(pngs, rerender)
 
     def _fetch_lora(self, key: str) -> Path:
         """The LoRA at ``key`` as a local file. The file is kept between jobs and rewritten only when its bytes

@@ -34,9 +34,9 @@ def split_held_out(job: TrainJob, photos: list[Path]) -> tuple[list[Path], Path 
     return [p for p in photos if p != held], held
 
 
-def store_reference(blobs: BlobStore, job: TrainJob, training: list[Path], held_out: Path | None) -> str | None:
-    """Describe the photos and store the reference beside the LoRA; None when no face could be described (or the
-    face models are missing on this agent): the model's renders are then not scored."""
+def store_reference(blobs: BlobStore, job: TrainJob, training: list[Path], held_out: Path | None) -> object | None:
+    """Describe the photos and store the reference beside the LoRA (returned: a likeness.Reference); None when no
+    face could be described (or the face models are missing on this agent): the model's renders are not scored."""
     from gpu_agent.photos import FaceModelsMissing
     from gpu_agent.photos.likeness import build_reference, open_image
 
@@ -53,9 +53,8 @@ def store_reference(blobs: BlobStore, job: TrainJob, training: list[Path], held_
     if reference is None:
         log.info("no face found in the photos of model %s; its renders will not be scored", job.model_id)
         return None
-    key = keys.likeness_key(job.user_id, job.model_id)
-    blobs.put(key, reference.to_json(), content_type="application/json")
-    return key
+    blobs.put(keys.likeness_key(job.user_id, job.model_id), reference.to_json(), content_type="application/json")
+    return reference
 
 
 @dataclass

@@ -119,7 +119,7 @@ async def test_weak_renders_are_rerolled_free_the_best_delivered_scores_stored(s
         inter = await st.sim.invoke_command(st.alice, st.channel, "train", {"name": "me", "class_word": "woman"},
                                             attachments=demo_photos())
         await inter.wait_response()
-        await st.sim.wait_for_message(st.channel, lambda m: "trained and ready" in m.content, timeout=240)
+        ready = await st.sim.wait_for_message(st.channel, lambda m: "trained and ready" in m.content, timeout=240)
         with read_session(st.b.engine) as s:
             (model,) = orders.models_of_user(s, st.alice.id)
         # The reference beside the LoRA: the accepted photos but one trained on, the last one held out.
@@ -129,6 +129,10 @@ async def test_weak_renders_are_rerolled_free_the_best_delivered_scores_stored(s
         sent = TrainJob.model_validate(train_job.payload)
         assert sent.held_out_photo == len(sent.photo_keys) - 1 >= 2
         assert reference.held_out is not None and len(reference.training) == len(sent.photo_keys) - 1
+        # The order's first picture, made right after training, is the tiny model's noise: no face, so it was
+        # re-rendered twice (seeds 1 and 2) and the member is told.
+        assert [(seed, count) for j, seed, count in runner.calls if j == train_job.id] == [(0, 1), (1, 1), (2, 1)]
+        assert "Looks like you: no face found — re-rendered 2×" in ready.content, ready.content
 
         credits = _credits(st)
         result = await _imagine(st, seed=7, count=2)

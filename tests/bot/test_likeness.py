@@ -9,6 +9,7 @@ for the re-rolls'. Everything else (queues, blobs, scoring, events, the order st
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from PIL import Image, ImageEnhance, ImageOps
 from sqlmodel import select
 from studio import MANAGE_GUILD, Studio, bot_settings
 
+from bot.services.orders import delete_model
 from cloud.messages import RenderJob, TrainJob
 from gpu_agent.agent import Agent
 from gpu_agent.agent.engine_runner import EngineRunner
@@ -162,5 +164,9 @@ async def test_weak_renders_are_rerolled_free_the_best_delivered_scores_stored(s
         scored = [(r.job_id, r.index, r.likeness_verdict, r.likeness_tries) for r in rows if r.job_id in (job_id, job2)]
         assert scored == [(job_id, 0, "strong", 3), (job_id, 1, "strong", 1), (job2, 0, "weak", 3)]
         assert all(0 <= (r.likeness_score or 0) <= 1 for r in rows if r.likeness_verdict)
+
+        # The reference lives under the model's prefix: deleting the model deletes it.
+        await asyncio.to_thread(delete_model, st.b, st.alice.id, model.id)
+        assert not st.b.blobs.exists(keys.likeness_key(st.alice.id, model.id))
     finally:
         agent.stop()

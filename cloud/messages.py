@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 BlobKey = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
@@ -61,6 +61,15 @@ class TrainJob(_Message):
     params: TrainParams = TrainParams()
     renders: list[RenderSpec] = Field(default_factory=list, max_length=8)
     attempt: int = Field(1, ge=1)
+    held_out_photo: int | None = Field(
+        None, ge=0, lt=50, description="Index in photo_keys of the photo kept out of training: the likeness "
+        "reference a render is compared with. None: every photo is trained on.")
+
+    @model_validator(mode="after")
+    def _held_out_is_a_photo(self) -> TrainJob:
+        if self.held_out_photo is not None and self.held_out_photo >= len(self.photo_keys):
+            raise ValueError(f"held_out_photo {self.held_out_photo} is not one of the {len(self.photo_keys)} photos")
+        return self
 
 
 RenderMode = Literal["txt2img", "variation", "upscale", "group", "edit"]
@@ -104,6 +113,17 @@ class ErrorInfo(_Message):
     message: str = Field(min_length=1, max_length=500, description="Safe to show to the member.")
 
 
+LikenessVerdict = Literal["strong", "fair", "weak", "copy", "no_face"]
+
+
+class LikenessScore(_Message):
+    """How much one delivered picture looks like the member (gpu_agent.photos.likeness)."""
+
+    verdict: LikenessVerdict
+    score: float | None = Field(None, ge=0, le=1, description="1 - face distance to the member; None: no face.")
+    tries: int = Field(1, ge=1, le=10, description="Renders made for this picture (1 + automatic re-rolls).")
+
+
 class Event(_Message):
     v: Literal[1] = 1
     event_id: Id = Field(default_factory=new_id)
@@ -117,6 +137,9 @@ class Event(_Message):
     agent_id: str = Field("", max_length=128)
     gpu_seconds: float | None = Field(None, ge=0, description="Accelerator time the job used (done/failed).")
     instance_type: str | None = Field(None, max_length=64, description="EC2 instance type, for cost per order.")
+    likeness: list[LikenessScore] | None = Field(
+        None, max_length=8, description="One per picture among the output keys (those under renders/), in order; "
+        "done events of scored renders and of trainings' first pictures.")
     at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 

@@ -41,6 +41,17 @@ def model_meta_key(user_id: object, model_id: object) -> str:
     return f"{model_prefix(user_id, model_id)}meta.json"
 
 
+def likeness_key(user_id: object, model_id: object) -> str:
+    """The model's likeness reference (face descriptors of its photos), deleted with the model."""
+    return f"{model_prefix(user_id, model_id)}likeness.json"
+
+
+def likeness_key_beside(model_key_: str) -> str | None:
+    """The likeness reference beside a LoRA stored at ``model_key(...)``; None for a key of another layout."""
+    head, sep, tail = model_key_.rpartition("/")
+    return f"{head}/likeness.json" if sep and tail == "lora.safetensors" and "/models/" in f"/{head}" else None
+
+
 def render_prefix(user_id: object, job_id: object) -> str:
     return f"{user_prefix(user_id)}renders/{_id(job_id, 'job id')}/"
 

@@ -151,6 +151,10 @@ class Image(SQLModel, table=True):
     seed: int | None = None
     prompt: str | None = None
     created_at: float = Field(default_factory=now)
+    # How much the picture looks like its member (gpu_agent.photos.likeness); None: not scored.
+    likeness_verdict: str | None = Field(default=None, max_length=16)
+    likeness_score: float | None = None
+    likeness_tries: int | None = None
 
 
 class AppliedEvent(SQLModel, table=True):

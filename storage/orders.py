@@ -334,6 +334,9 @@ class NewImage:
     job_id: str | None = None
     seed: int | None = None
     prompt: str | None = None
+    likeness_verdict: str | None = None
+    likeness_score: float | None = None
+    likeness_tries: int | None = None
 
 
 @dataclass(frozen=True)
@@ -509,6 +512,9 @@ def add_image(session: Session, order_id: str, image: NewImage) -> Image:
         blob_key=image.blob_key,
         seed=image.seed,
         prompt=image.prompt,
+        likeness_verdict=image.likeness_verdict,
+        likeness_score=image.likeness_score,
+        likeness_tries=image.likeness_tries,
     )
     session.add(row)
     return row

@@ -134,6 +134,13 @@ class Settings(BaseSettings):
     render_resident_loras: int = Field(
         4, ge=1, le=64, description="Members' LoRAs a render agent keeps loaded beside the base model (LRU)."
     )
+    likeness_retries: int = Field(
+        2, ge=0, le=5, description="Extra renders (new seed, never charged) of a picture that does not look like "
+        "the member or copies a training photo; the best one is delivered.",
+    )
+    likeness_advice_after: int = Field(
+        3, ge=1, le=1000, description="Weak pictures of one model after which its owner is told what to change.",
+    )
 
     # --- the AWS fleet (photogen aws …, photogen autoscaler) ------------------------------------
     fleet_name: str = Field("photogen", description="Name prefix of the AWS resources (role, template, groups).")

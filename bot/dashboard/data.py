@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from bot.services import likeness
 from storage import metrics, read_session
 
 PER_ORDER_ROWS = 30
@@ -82,6 +83,11 @@ def dashboard_data(engine: Engine, *, window_s: float, now: float | None = None)
             },
             "orders_by_status": {
                 f"{k}/{st}": n for (k, st), n in sorted(metrics.orders_by_status(s).items())
+            },
+            "likeness": {
+                group: [{"key": d.key, "label": d.label, "total": d.total, "verdicts": d.verdicts,
+                         "quartiles": d.quartiles} for d in rows]
+                for group, rows in likeness.distributions(s, since).items()
             },
         }
     return data

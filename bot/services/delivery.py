@@ -11,7 +11,7 @@ import discord
 
 from bot.backends import Backends
 from bot.embeds import GREEN, RED, clip
-from bot.services import media, store
+from bot.services import likeness, media, store
 from bot.services.records import OutboxItem
 from cloud.consumer import receive
 from cloud.messages import Event
@@ -149,6 +149,11 @@ def build_message(b: Backends, row: OutboxItem, limit: int = media.DEFAULT_ATTAC
             msg.embed.add_field(name="Refunded", value=f"{p['refunded']} credit(s)")
         return msg
 
+    if row.kind == "likeness_advice":
+        msg.content = f"<@{user_id}>"
+        msg.embed = discord.Embed(title="Tips for better likeness", description=likeness.advice_text(p))
+        return msg
+
     images: list[tuple[str, bytes]] = []
     for i, key in enumerate(p.get("image_keys", [])):
         try:
@@ -158,11 +163,15 @@ def build_message(b: Backends, row: OutboxItem, limit: int = media.DEFAULT_ATTAC
     links: list[str] = []
     if row.kind == "render_result":
         msg.content = f"<@{user_id}> {clip(p.get('prompt', ''), 1500)}"
+        if p.get("likeness"):
+            msg.content += "\n" + likeness.words(p["likeness"])
         if images:
             msg.attachments.append(("grid.jpg", media.grid([data for _, data in images])))
         msg.view = result_view(row.order_id or "", len(images)) if images else None
     else:
         msg.content = f"<@{user_id}> your model **{clip(p.get('model_name', ''), 100)}** is trained and ready for /imagine."
+        if p.get("likeness"):
+            msg.content += "\n" + likeness.words(p["likeness"])
         msg.embed = discord.Embed(title="Model ready", colour=GREEN)
         msg.embed.add_field(name="Order", value=f"`{row.order_id}`")
     for (name, data), key in zip(images, p.get("image_keys", []), strict=False):

@@ -134,6 +134,7 @@ def place_train_order(
         base_model=s.base_model,
         params=TrainParams(steps=s.train_steps, rank=s.train_rank, resolution=s.train_resolution),
         renders=[RenderSpec(prompt="professional headshot photo of {subject}, studio lighting", count=1)],
+        held_out_photo=len(crops) - 1 if len(crops) >= 3 else None,  # the likeness reference (not trained on)
     )
     credits_left = store.create_order(
         b,

@@ -74,6 +74,6 @@ class QueueOverview:
 class OutboxItem:
     id: str
     order_id: str | None
-    kind: str  # render_result | train_result | failed
+    kind: str  # render_result | train_result | failed | likeness_advice
     payload: dict[str, Any]
     attempts: int

@@ -16,6 +16,7 @@ from bot.backends import Backends
 from bot.checks import GuildRules
 from bot.errors import Busy, NotAllowed
 from bot.services.event_checks import forged_reason
+from bot.services import likeness
 from bot.services.records import ModelView, OrderView, OutboxItem
 from cloud.messages import Event
 from storage import FINAL_STATUSES, Delivery, Order, orders, purge, read_session, standing, transaction
@@ -410,20 +411,26 @@ def apply_event(b: Backends, event: Event) -> Applied:
                         job_id=event.job_id,
                         seed=order.params.get("seed", 0) + i,
                         prompt=order.prompt,
+                        **likeness.image_fields(event, i),
                     )
                     for i, k in enumerate(render_keys)
                 ]
                 deliveries = [
                     orders.NewDelivery(
-                        "render_result", {**base, "prompt": order.prompt or "", "image_keys": render_keys}
+                        "render_result", {**base, "prompt": order.prompt or "", "image_keys": render_keys,
+                                          "likeness": likeness.payload(event)}
                     )
                 ]
+                advice = likeness.advice(s, order, event, b.settings.likeness_advice_after)
+                if advice is not None:
+                    deliveries.append(advice)
             else:
                 kw["status"] = "trained"
                 deliveries = [
                     orders.NewDelivery(
                         "train_result",
-                        {**base, "model_name": order.params.get("name", ""), "image_keys": render_keys},
+                        {**base, "model_name": order.params.get("name", ""), "image_keys": render_keys,
+                         "likeness": likeness.payload(event)},
                     )
                 ]
         elif event.kind == "failed":

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from cloud.messages import RenderJob, TrainJob
+from cloud.messages import LikenessScore, RenderJob, TrainJob
 from cloud.queues.base import Lease
 from gpu_agent.agent.checkpoints import CheckpointSync
+from gpu_agent.agent.likeness import Judge, reroll_seed, split_held_out, store_reference
 from gpu_agent.agent.metrics import AgentMetrics
 from gpu_agent.agent.report import Reporter
 from gpu_agent.agent.runner import Interrupted, JobError, JobRunner, TrainRequest, is_out_of_memory
@@ -43,6 +44,7 @@ class Outcome:
     total: int = 0
     error: JobError | None = None
     gpu_seconds: float = 0.0
+    likeness: list[LikenessScore] | None = None
 
 
 class JobContext:
@@ -83,7 +85,7 @@ class Handlers:
     def train(self, ctx: JobContext, job: TrainJob) -> Outcome:
         total = job.params.steps
         ctx.total = total
-        photos = self._download_photos(ctx.workdir / "photos", job)
+        photos, held_out = split_held_out(job, self._download_photos(ctx.workdir / "photos", job))
         sync = CheckpointSync(self.blobs, job.job_id, ctx.workdir / "checkpoints")
         resumed = sync.download()
         ctx.step = resumed
@@ -116,15 +118,18 @@ class Handlers:
         if ctx.lease_lost:
             return Outcome("lease_lost", step=ctx.step, total=total)
         outputs = self._upload_model(job, trained)  # type: ignore[arg-type]
+        reference = store_reference(self.blobs, job, photos, held_out)
+        judge = None if reference is None else Judge(reference, self.settings.likeness_retries)
+        scores: list[LikenessScore] = []
         try:
-            outputs += self._first_renders(ctx, job, Path(trained.weights_path))  # type: ignore[attr-defined]
+            outputs += self._first_renders(ctx, job, Path(trained.weights_path), judge, scores)  # type: ignore[attr-defined]
         except Interrupted:
             # The model is trained and stored; only its first pictures are missing. Hand the job on: the
             # next agent resumes from the final checkpoint, which is as good as done.
             return self._interrupted(ctx, sync)
         if ctx.lease_lost:
             return Outcome("lease_lost", step=ctx.step, total=total)
-        return Outcome("done", output_keys=outputs, step=total, total=total)
+        return Outcome("done", output_keys=outputs, step=total, total=total, likeness=scores or None)
 
     def _interrupted(self, ctx: JobContext, sync: CheckpointSync) -> Outcome:
         if ctx.lease_lost:
@@ -197,7 +202,8 @@ class Handlers:
         self.blobs.put(meta_key, meta.read_bytes(), content_type="application/json")
         return [model_key, meta_key]
 
-    def _first_renders(self, ctx: JobContext, job: TrainJob, weights: Path) -> list[str]:
+    def _first_renders(self, ctx: JobContext, job: TrainJob, weights: Path, judge: Judge | None = None,
+                       scores: list[LikenessScore] | None = None) -> list[str]:
         outputs: list[str] = []
         n = 0
         size = self.settings.render_size // 8 * 8
@@ -209,7 +215,10 @@ class Handlers:
                 steps=self.settings.render_steps)
             rendered = self._with_oom_retry(ctx, lambda low, rj=render_job: self.runner.render(
                 rj, [weights], None, progress=lambda *_: None, should_stop=ctx.should_stop, low_memory=low))
-            for png in rendered.pngs:  # type: ignore[attr-defined]
+            pngs, judged = self._judged(ctx, judge, render_job, [weights], None, list(rendered.pngs))  # type: ignore[attr-defined]
+            if judged and scores is not None:
+                scores.extend(judged)
+            for png in pngs:
                 if ctx.lease_lost:
                     return outputs
                 key = keys.render_key(job.user_id, job.job_id, n)
@@ -235,20 +244,36 @@ class Handlers:
             ctx.step, ctx.total = step, total
             ctx.reporter.progress(step, total)
 
+        judge = Judge.for_render(self.blobs, job, self.settings.likeness_retries)
         try:
             rendered = self._with_oom_retry(ctx, lambda low: self.runner.render(
                 job, loras, source, progress=progress, should_stop=ctx.should_stop, low_memory=low,
                 preview=ctx.reporter.preview_plan() if self.settings.agent_preview_every_steps else None))
+            pngs, scores = self._judged(ctx, judge, job, loras, source, list(rendered.pngs))  # type: ignore[attr-defined]
         except Interrupted:
             return Outcome("lease_lost" if ctx.lease_lost else "preempted", step=ctx.step, total=ctx.total)
         outputs = []
-        for n, png in enumerate(rendered.pngs):  # type: ignore[attr-defined]
+        for n, png in enumerate(pngs):
             if ctx.lease_lost:
                 return Outcome("lease_lost", step=ctx.step, total=ctx.total)
             key = keys.render_key(job.user_id, job.job_id, n)
             self.blobs.put(key, png, content_type="image/png")
             outputs.append(key)
-        return Outcome("done", output_keys=outputs, step=ctx.total, total=ctx.total)
+        return Outcome("done", output_keys=outputs, step=ctx.total, total=ctx.total, likeness=scores)
+
+    def _judged(self, ctx: JobContext, judge: Judge | None, job: RenderJob, loras: list[Path], source: bytes | None,
+                pngs: list[bytes]) -> tuple[list[bytes], list[LikenessScore] | None]:
+        """The pictures to deliver and their likeness: weak ones re-rendered one at a time with new seeds."""
+        if judge is None:
+            return pngs, None
+
+        def rerender(index: int, attempt: int) -> bytes:
+            one = job.model_copy(update={"count": 1, "seed": reroll_seed(job, index, attempt)})
+            again = self._with_oom_retry(ctx, lambda low: self.runner.render(
+                one, loras, source, progress=lambda *_: None, should_stop=ctx.should_stop, low_memory=low))
+            return again.pngs[0]  # type: ignore[attr-defined]
+
+        return judge.improve(pngs, rerender)
 
     def _fetch_lora(self, key: str) -> Path:
         """The LoRA at ``key`` as a local file. The file is kept between jobs and rewritten only when its bytes

@@ -1,10 +1,12 @@
-"""Files that ship with Photogen: the demo training photos (see demo_photos/SOURCES.md)."""
+"""Files that ship with Photogen: the demo training photos (see demo_photos/SOURCES.md) and a second person's
+face for the likeness checks (other_faces/SOURCES.md)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 DEMO_PHOTOS_DIR = Path(__file__).resolve().parent / "demo_photos"
+OTHER_PERSON_PHOTO = Path(__file__).resolve().parent / "other_faces" / "grace-hopper.jpg"
 
 
 def demo_photos() -> list[tuple[str, bytes]]:

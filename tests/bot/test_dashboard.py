@@ -218,7 +218,7 @@ async def test_bearer_token_gives_json_and_page(client: TestClient) -> None:
     resp = await client.get("/admin/dashboard", headers=auth)
     html = await resp.text()
     assert resp.status == 200 and "default-src 'none'" in resp.headers["Content-Security-Policy"]
-    assert html.count('class="chart') == 6 and "<script" not in html
+    assert html.count('class="chart') == 8 and "<script" not in html
     assert (await client.get("/admin/dashboard.json?hours=abc", headers=auth)).status == 400
 
 

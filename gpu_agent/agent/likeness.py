@@ -1,0 +1,127 @@
+"""The agent's part of the likeness checks: the reference stored beside a trained LoRA, and the re-roll of renders
+that do not look like the member (or copy a training photo). The scoring itself is gpu_agent.photos.likeness.
+
+Re-rolls are bounded (``LIKENESS_RETRIES``), use seeds derived from the job's (a redelivered job makes the same
+pictures), and are part of the same job: the member's order and credits do not change.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cloud.messages import LikenessScore, RenderJob, TrainJob
+from storage import keys
+from storage.blobs.base import BlobNotFound, BlobStore
+
+log = logging.getLogger(__name__)
+
+SCORED_MODES = ("txt2img", "variation")
+"""Renders of the member from text (or another render): upscales keep the picture, edits and groups are not
+portraits of one person."""
+
+
+def split_held_out(job: TrainJob, photos: list[Path]) -> tuple[list[Path], Path | None]:
+    """The photos to train on, and the held-out one. ``photos`` are named by their index in ``job.photo_keys``
+    (``07.jpg``); a held-out photo the checks dropped, or one that would leave nothing to train on, holds out none."""
+    if job.held_out_photo is None:
+        return photos, None
+    held = next((p for p in photos if p.stem == f"{job.held_out_photo:02d}"), None)
+    if held is None or len(photos) < 2:
+        return photos, None
+    return [p for p in photos if p != held], held
+
+
+def store_reference(blobs: BlobStore, job: TrainJob, training: list[Path], held_out: Path | None) -> object | None:
+    """Describe the photos and store the reference beside the LoRA (returned: a likeness.Reference); None when no
+    face could be described (or the face models are missing on this agent): the model's renders are not scored."""
+    from gpu_agent.photos import FaceModelsMissing
+    from gpu_agent.photos.likeness import build_reference, open_image
+
+    def load(path: Path):
+        return open_image(path.read_bytes())
+
+    try:
+        images = [img for img in (load(p) for p in training) if img is not None]
+        reference = build_reference(images, load(held_out) if held_out is not None else None)
+    except FaceModelsMissing:
+        log.warning("face models are not installed on this agent; model %s gets no likeness reference",
+                    job.model_id)
+        return None
+    if reference is None:
+        log.info("no face found in the photos of model %s; its renders will not be scored", job.model_id)
+        return None
+    blobs.put(keys.likeness_key(job.user_id, job.model_id), reference.to_json(), content_type="application/json")
+    return reference
+
+
+@dataclass
+class _Pick:
+    png: bytes
+    likeness: object  # gpu_agent.photos.likeness.Likeness
+    tries: int
+
+
+class Judge:
+    """Scores a render job's pictures against its model's reference and re-renders the weak ones."""
+
+    def __init__(self, reference: object, retries: int) -> None:
+        self.reference = reference
+        self.retries = retries
+
+    @classmethod
+    def for_render(cls, blobs: BlobStore, job: RenderJob, retries: int) -> Judge | None:
+        """A judge for this job, or None when it is not scored (not a portrait mode, not one model of the
+        standard layout, no reference stored, no face models here)."""
+        if job.mode not in SCORED_MODES or len(job.model_keys) != 1:
+            return None
+        key = keys.likeness_key_beside(job.model_keys[0])
+        if key is None:
+            return None
+        try:
+            data = blobs.get(key)
+        except (BlobNotFound, ValueError):
+            return None  # a model trained before likeness existed, or without a describable face
+        from gpu_agent.photos.faces import FaceModelsMissing, models
+        from gpu_agent.photos.likeness import BadReference, Reference
+
+        try:
+            models()
+            return cls(Reference.from_json(data), retries)
+        except BadReference as err:
+            log.warning("likeness reference %s ignored: %s", key, err)
+        except FaceModelsMissing:
+            log.warning("face models are not installed on this agent; renders are not scored")
+        return None
+
+    def improve(self, pngs: list[bytes], rerender: Callable[[int, int], bytes]) -> tuple[list[bytes],
+                                                                                      list[LikenessScore]]:
+        """Score each picture; while one fails and tries are left, ``rerender(index, attempt)`` makes another
+        (attempt 1, 2 …). Returns the best picture of each slot and its score."""
+        from gpu_agent.photos.likeness import score_picture
+
+        picks: list[_Pick] = []
+        for index, png in enumerate(pngs):
+            best = _Pick(png, score_picture(self.reference, png), 1)  # type: ignore[arg-type]
+            attempt = 0
+            while not best.likeness.passes and attempt < self.retries:  # type: ignore[attr-defined]
+                attempt += 1
+                again = rerender(index, attempt)
+                scored = score_picture(self.reference, again)  # type: ignore[arg-type]
+                log.info("picture %d re-rendered (%s → %s)", index, best.likeness.verdict,  # type: ignore[attr-defined]
+                         scored.verdict)
+                if scored.rank() > best.likeness.rank():  # type: ignore[attr-defined]
+                    best = _Pick(again, scored, attempt + 1)
+                else:
+                    best.tries = attempt + 1
+            picks.append(best)
+        scores = [LikenessScore(verdict=p.likeness.verdict, score=p.likeness.score, tries=p.tries)  # type: ignore[attr-defined]
+                  for p in picks]
+        return [p.png for p in picks], scores
+
+
+def reroll_seed(job: RenderJob, index: int, attempt: int) -> int:
+    """A new seed for picture ``index``'s ``attempt``-th re-roll, never one of the job's own seeds."""
+    return job.seed + job.count * attempt + index

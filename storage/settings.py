@@ -126,7 +126,7 @@ class Settings(BaseSettings):
         True, description="Redraw small faces of a render at full resolution (presets with face_detail, free prompts)."
     )
     render_face_detail_max_share: float = Field(
-        0.08, gt=0, le=1, description="Face detail redoes a face only when it covers less than this share of the picture."
+        0.05, gt=0, le=1, description="Face detail redoes a face only when it covers less than this share of the picture."
     )
     render_face_detail_max_faces: int = Field(3, ge=0, le=16, description="Most faces face detail redoes per picture.")
     render_face_detail_strength: float = Field(

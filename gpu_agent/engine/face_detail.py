@@ -32,7 +32,7 @@ Box = tuple[int, int, int, int]
 class FaceDetailConfig:
     """How the face pass chooses and redraws faces."""
 
-    max_share: float = 0.08
+    max_share: float = 0.05
     """A face is redone only when its box covers less than this share of the picture's area (a close-up's
     face is already drawn at full resolution)."""
     max_faces: int = 3
@@ -127,9 +127,9 @@ def paste_back(image: Image.Image, box: Box, redone: Image.Image, feather: float
     side = right - left
     if side != bottom - top or side < 1:
         raise ValueError(f"face box {box} is not a square")
-    original = image.crop(box)
-    if original.size != (side, side):
+    if left < 0 or top < 0 or right > image.width or bottom > image.height:
         raise ValueError(f"face box {box} is not inside the {image.width}x{image.height} picture")
+    original = image.crop(box)
     fitted = redone.convert(image.mode).resize((side, side), Image.Resampling.LANCZOS)
     blended = Image.composite(fitted, original, feather_mask(side, feather))
     out = image.copy()

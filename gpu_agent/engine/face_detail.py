@@ -1,11 +1,11 @@
 """Face detail, the geometry: which faces of a render to redo, the square crop around each, the feathered mask
 and the paste back. Torch-free (dlib, numpy, PIL); the re-denoise itself is the Renderer's ``_detail_faces``.
 
-A face that covers a small part of a picture (a full-body travel photo) gets few latent pixels, so it comes out
-soft or wrong. A portrait studio finishes it like ADetailer does: find the face, crop a square around it with
-margin, redraw that crop at the model's native size with the member's LoRA and a face prompt, and blend it back
-with a mask that fades to nothing at the crop's border. Pixels where the mask is 0 (everything outside the
-crop, and the crop's own border) stay exactly as they were.
+A face that covers a small part of a picture (a full-body travel photo) gets few latent pixels, so it
+comes out soft or wrong. A portrait studio finishes it like ADetailer does: find the face, crop a square
+around it with margin, redraw that crop at the model's native size with the member's LoRA and a face
+prompt, and blend it back with a mask that fades to nothing at the crop's border. Pixels where the mask is 0
+(everything outside the crop, and the crop's own border) stay exactly as they were.
 """
 
 from __future__ import annotations

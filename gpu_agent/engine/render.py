@@ -233,7 +233,8 @@ class Renderer:
         """Face detail (see face_detail): each small face redrawn at the model's native size and blended back.
 
         Runs under the render lock right after denoising, so the member's adapter is still the active one.
-        Returns the pictures and, per picture, how many faces were redrawn (None when the request did not ask).
+        Returns the pictures and, per picture, how many faces were redrawn (None when the request did not
+        ask for the pass).
         A face crop is img2img'd with FACE_PROMPT, the request's negative prompt and guidance, from the
         picture's own seed: re-rendering one seed reproduces its faces too.
         """

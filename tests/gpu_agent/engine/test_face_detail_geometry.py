@@ -50,12 +50,17 @@ def full_body(faces_dir: Path) -> Image.Image:
 
 
 def _expected_face(faces_dir: Path) -> tuple[float, float, float, float]:
-    """Where the face is in the scene, from detecting it in the full-size portrait (independent of the scene)."""
+    """Where the face is in the scene, from detecting it in the full-size portrait (not in the scene)."""
     portrait = _photo(faces_dir, "astronaut.png")
     (face,), _ = detect_faces(*detection_copy(portrait, 1024), 0)
     k = ASTRONAUT_SIDE / portrait.width
     x, y = ASTRONAUT_AT
-    return x + face.left * k, y + face.top * k, x + (face.left + face.width) * k, y + (face.top + face.height) * k
+    return (
+        x + face.left * k,
+        y + face.top * k,
+        x + (face.left + face.width) * k,
+        y + (face.top + face.height) * k,
+    )
 
 
 def test_small_face_is_found_with_a_square_box_around_it(full_body: Image.Image, faces_dir: Path) -> None:
@@ -92,7 +97,11 @@ def test_at_most_max_faces_largest_first(full_body: Image.Image, faces_dir: Path
 
 
 def test_box_near_the_picture_edge_is_moved_inside_and_stays_square() -> None:
-    for face in (Face(-5.0, 2.5, 31.0, 30.6, 1.0), Face(90.4, 40.5, 20.3, 21.0, 1.0), Face(1, 1, 200, 200, 1)):
+    for face in (
+        Face(-5.0, 2.5, 31.0, 30.6, 1.0),
+        Face(90.4, 40.5, 20.3, 21.0, 1.0),
+        Face(1, 1, 200, 200, 1),
+    ):
         left, top, right, bottom = square_box(face, (120, 80), 2.0)
         assert right - left == bottom - top >= 1
         assert 0 <= left and 0 <= top and right <= 120 and bottom <= 80
@@ -102,7 +111,12 @@ def test_feather_is_zero_at_the_border_full_inside_and_monotone() -> None:
     side = 101
     mask = np.asarray(feather_mask(side, 0.15), dtype=np.int32)
     assert mask.shape == (side, side)
-    assert (mask[0] == 0).all() and (mask[-1] == 0).all() and (mask[:, 0] == 0).all() and (mask[:, -1] == 0).all()
+    assert (
+        (mask[0] == 0).all()
+        and (mask[-1] == 0).all()
+        and (mask[:, 0] == 0).all()
+        and (mask[:, -1] == 0).all()
+    )
     assert mask[side // 2, side // 2] == 255
     centre = side // 2
     for line in (mask[centre], mask[:, centre], mask.diagonal()):

@@ -1,11 +1,11 @@
 """The face-detail pass inside the Renderer, on the tiny random model (CPU), with a member's LoRA.
 
-What is real and what stands in: the tiny random model draws noise, never a face, so the face detector would
-have nothing to find in its txt2img output. ``PhotoRenderer`` therefore hands a real photo (the astronaut's
-portrait shrunk onto a 512 x 768 canvas, like a full-body render) to the rest of the render flow in place of
-the txt2img pictures — that one method is the stand-in. Everything after it is real: dlib's detector, the crop,
-the img2img of the crop on the tiny model with the member's LoRA active, the paste back, the image check, the
-PNG metadata.
+What is real and what stands in: the tiny random model draws noise, never a face, so the face detector
+would have nothing to find in its txt2img output. ``PhotoRenderer`` therefore hands a real photo (the
+astronaut's portrait shrunk onto a 512 x 768 canvas, like a full-body render) to the rest of the render flow
+in place of the txt2img pictures: that one method is the stand-in. Everything after it is real: dlib's
+detector, the crop, the img2img of the crop on the tiny model with the member's LoRA active, the paste back,
+the image check, the PNG metadata.
 """
 
 from __future__ import annotations
@@ -63,14 +63,21 @@ def member_loras(tmp_path_factory: pytest.TempPathFactory) -> dict[str, LoraRef]
 
 def _request(face_detail: bool, **kw: Any) -> RenderRequest:
     return RenderRequest(
-        "travel photo of {subject} in Rome", subject="sks woman", seed=5, width=512, height=768, steps=4,
-        guidance=6.0, face_detail=face_detail, **kw,
+        "travel photo of {subject} in Rome",
+        subject="sks woman",
+        seed=5,
+        width=512,
+        height=768,
+        steps=4,
+        guidance=6.0,
+        face_detail=face_detail,
+        **kw,
     )
 
 
-def _render(renderer: PhotoRenderer, photo: Image.Image, request: RenderRequest, lora: LoraRef | None) -> list[
-    RenderedImage
-]:
+def _render(
+    renderer: PhotoRenderer, photo: Image.Image, request: RenderRequest, lora: LoraRef | None
+) -> list[RenderedImage]:
     renderer.photo = photo
     return renderer.render(request, lora)
 
@@ -117,7 +124,9 @@ def test_face_detail_uses_the_members_lora_and_the_pictures_seed(
     assert [r.seed for r in with_a] == [5, 6]
 
 
-def test_a_close_up_face_is_not_redrawn(renderer: PhotoRenderer, member_loras: dict[str, LoraRef], faces_dir: Path) -> None:
+def test_a_close_up_face_is_not_redrawn(
+    renderer: PhotoRenderer, member_loras: dict[str, LoraRef], faces_dir: Path
+) -> None:
     with Image.open(faces_dir / "astronaut.png") as portrait:
         headshot = portrait.convert("RGB").crop((120, 20, 360, 260)).resize((512, 512))
     (out,) = _render(renderer, headshot, _request(True), member_loras["a"])
@@ -131,7 +140,9 @@ def test_settings_reach_the_renderer_config() -> None:
     settings = load_settings(
         render_face_detail_max_share=0.02, render_face_detail_max_faces=1, render_face_detail_strength=0.3
     )
-    assert FaceDetailConfig.from_settings(settings) == FaceDetailConfig(max_share=0.02, max_faces=1, strength=0.3)
+    assert FaceDetailConfig.from_settings(settings) == FaceDetailConfig(
+        max_share=0.02, max_faces=1, strength=0.3
+    )
 
 
 def test_the_job_and_the_preset_carry_the_flag() -> None:

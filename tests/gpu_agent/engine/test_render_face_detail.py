@@ -151,3 +151,14 @@ def test_the_job_and_the_preset_carry_the_flag() -> None:
     assert RenderRequest.from_job(job.model_copy(update={"face_detail": True})).face_detail is True
     assert RenderRequest.from_preset(get_preset("eiffel-tower"), "sks man").face_detail is True
     assert RenderRequest.from_preset(get_preset("headshot"), "sks man").face_detail is False
+
+
+def test_the_pass_runs_on_an_sdxl_shaped_pipeline(faces_dir: Path) -> None:
+    sdxl = PhotoRenderer("tiny-sdxl", device="cpu")
+    photo = _scene(faces_dir, 256)
+    regions = find_faces(photo, sdxl.face_detail)
+    (on,) = _render(sdxl, photo, _request(True), None)
+    a, b = np.asarray(photo), np.asarray(on.image)
+    inside = region_mask(photo.size, regions, sdxl.face_detail.feather)
+    assert (a[~inside] == b[~inside]).all() and (a != b).any(axis=2)[inside].mean() > 0.5
+    assert on.params.face_detail == 1

@@ -28,6 +28,8 @@ class Preset:
     guidance: float
     aspect: str
     launch: bool
+    face_detail: bool
+    """Full-body and landmark styles: small faces are redrawn at full resolution (not close-ups)."""
 
 
 def _presets_file() -> Path:
@@ -50,6 +52,7 @@ def presets() -> dict[str, Preset]:
             guidance=float(p.get("guidance", 7.0)),
             aspect=p.get("aspect", "1:1"),
             launch=bool(p.get("launch", False)),
+            face_detail=bool(p.get("face_detail", False)),
         )
         for p in data["presets"]
     ]

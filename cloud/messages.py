@@ -95,6 +95,7 @@ class RenderJob(_Message):
     source_key: BlobKey | None = None
     strength: float | None = Field(None, gt=0, le=1, description="img2img strength; None: the mode's default.")
     attempt: int = Field(1, ge=1)
+    face_detail: bool = Field(False, description="Redraw small faces at full resolution after the render.")
 
 
 EventKind = Literal["started", "progress", "checkpoint", "done", "failed", "preempted"]

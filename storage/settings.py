@@ -141,6 +141,16 @@ class Settings(BaseSettings):
     likeness_advice_after: int = Field(
         3, ge=1, le=1000, description="Weak pictures of one model after which its owner is told what to change.",
     )
+    render_face_detail: bool = Field(
+        True, description="Redraw small faces of a render at full resolution (presets with face_detail, free prompts)."
+    )
+    render_face_detail_max_share: float = Field(
+        0.05, gt=0, le=1, description="Face detail redoes a face only when it covers less than this share of the picture."
+    )
+    render_face_detail_max_faces: int = Field(3, ge=0, le=16, description="Most faces face detail redoes per picture.")
+    render_face_detail_strength: float = Field(
+        0.4, gt=0, le=1, description="Denoising strength of face detail's redraw of each face crop."
+    )
 
     # --- the AWS fleet (photogen aws …, photogen autoscaler) ------------------------------------
     fleet_name: str = Field("photogen", description="Name prefix of the AWS resources (role, template, groups).")

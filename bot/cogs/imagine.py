@@ -87,6 +87,8 @@ class Imagine(commands.Cog):
             mode="txt2img",
             source_key=None,
             rules=rules,
+            # Close-up presets opt out; a free prompt asks for it, and the agent redoes only small faces.
+            face_detail=preset.face_detail if preset else True,
         )
         await self._post_status(interaction, placed, title=f"Imagine: {clip(prompt, 200)}")
 

@@ -198,6 +198,7 @@ def place_render_order(
     source_key: str | None,
     rules: GuildRules,
     parent_order_id: str | None = None,
+    face_detail: bool = False,
 ) -> Placed:
     model = _own_ready_model(b, user_id, model_id)
     s = b.settings
@@ -219,6 +220,7 @@ def place_render_order(
         guidance=guidance,
         mode=mode,  # type: ignore[arg-type]
         source_key=source_key,
+        face_detail=face_detail and s.render_face_detail,
     )
     params = {
         "title": f"Imagine: {clip(prompt, 200)}",
@@ -232,6 +234,7 @@ def place_render_order(
         "mode": mode,
         "source_key": source_key,
         "parent_order_id": parent_order_id,
+        "face_detail": face_detail,
     }
     credits_left = store.create_order(
         b,
@@ -278,6 +281,8 @@ def place_followup_render(
         "rules": rules,
         "parent_order_id": parent_id,
     }
+    # A new seed or a variation is a new picture, finished like its parent; an upscale keeps its faces.
+    redraw = {"face_detail": bool(p.get("face_detail", False))}
     if action == "rr":
         return place_render_order(
             b,
@@ -288,6 +293,7 @@ def place_followup_render(
             seed=secrets.randbelow(2**31 - 1),
             mode="txt2img",
             source_key=None,
+            **redraw,
         )
     image_keys = store.image_keys(b, parent_id)
     if n >= len(image_keys):
@@ -313,6 +319,7 @@ def place_followup_render(
         seed=secrets.randbelow(2**31 - 1),
         mode="variation",
         source_key=image_keys[n],
+        **redraw,
     )
 
 

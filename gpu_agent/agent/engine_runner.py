@@ -103,6 +103,7 @@ class EngineRunner:
     # --- rendering -----------------------------------------------------------------------------------------
 
     def renderer(self, base_model: str) -> object:
+        from gpu_agent.engine.face_detail import FaceDetailConfig
         from gpu_agent.engine.render import Renderer
 
         if self._renderer is None or self._renderer.base_model != base_model:
@@ -110,7 +111,8 @@ class EngineRunner:
             self._renderer = Renderer(base_model, device=_device(self.settings.device),
                                       cache_dir=self.settings.model_cache_dir,
                                       max_resident=self.settings.render_resident_loras,
-                                      max_pixels=self.settings.render_max_pixels)
+                                      max_pixels=self.settings.render_max_pixels,
+                                      face_detail=FaceDetailConfig.from_settings(self.settings))
         return self._renderer
 
     def render(

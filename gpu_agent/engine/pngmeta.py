@@ -44,6 +44,8 @@ class GenerationParams:
     """img2img denoising strength (variation, upscale); None for txt2img."""
     flagged: str | None = None
     """Why the image check replaced this picture with a placeholder; None when it passed."""
+    face_detail: int | None = None
+    """Faces the face-detail pass redrew (0: it ran and found none to redo); None when it did not run."""
 
     def a1111(self) -> str:
         """The AUTOMATIC1111-style single ``parameters`` string."""
@@ -59,6 +61,8 @@ class GenerationParams:
             facts.append(f"Denoising strength: {self.strength:g}")
         if self.lora:
             facts.append(f"Lora: {_one_line(self.lora)}")
+        if self.face_detail is not None:
+            facts.append(f"Face detail: {self.face_detail}")
         facts.append(f"Mode: {self.mode}")
         facts.append(f"Version: {SOFTWARE}")
         lines = [self.prompt]
@@ -69,7 +73,7 @@ class GenerationParams:
 
     def chunks(self) -> dict[str, str]:
         out = {name: str(getattr(self, name)) for name in _REQUIRED}
-        for name in ("lora", "strength", "flagged"):
+        for name in ("lora", "strength", "flagged", "face_detail"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = str(value)
@@ -123,6 +127,7 @@ def read_png_params(source: bytes | str | Path | BinaryIO) -> GenerationParams:
             lora=text.get("lora"),
             strength=float(text["strength"]) if "strength" in text else None,
             flagged=text.get("flagged"),
+            face_detail=int(text["face_detail"]) if "face_detail" in text else None,
         )
     except ValueError as err:
         raise PngMetaError(f"PNG parameters do not parse: {err}") from None

@@ -41,6 +41,9 @@ class StylePreset(BaseModel):
     steps: int = Field(ge=1, le=150, description="Suggested denoising steps.")
     aspect: str = Field(description="Width:height, e.g. 4:5 for a portrait headshot.")
     launch: bool = Field(False, description="One of the styles the product launched with.")
+    face_detail: bool = Field(
+        False, description="Redraw small faces at full resolution (full-body and landmark styles, not close-ups)."
+    )
 
     @field_validator("prompt")
     @classmethod

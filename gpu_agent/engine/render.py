@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from gpu_agent.engine.models import model_family
+from gpu_agent.engine.face_detail import FACE_PROMPT, FaceDetailConfig, find_faces, paste_back
 from gpu_agent.engine.pngmeta import GenerationParams, png_bytes
 from gpu_agent.engine.preview import PreviewPlan, latents_to_image
 from gpu_agent.engine.render_adapters import AdapterSlots, LoadPath
@@ -87,6 +88,7 @@ class Renderer:
             image_check=image_check,
             max_resident=settings.render_resident_loras,
             max_pixels=settings.render_max_pixels,
+            face_detail=FaceDetailConfig.from_settings(settings),
         )
 
     def __init__(
@@ -101,6 +103,7 @@ class Renderer:
         max_resident: int = 4,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         hotswap: bool = True,
+        face_detail: FaceDetailConfig | None = None,
     ) -> None:
         from diffusers import AutoPipelineForImage2Image
 
@@ -114,6 +117,7 @@ class Renderer:
         self.max_pixels = max_pixels
         self._prompt_check = prompt_check or allow_all_prompts
         self._image_check = image_check or allow_all_images
+        self.face_detail = face_detail or FaceDetailConfig()
         self._lock = threading.Lock()
 
         pipe = load_base_pipeline(base_model, device=self.device, dtype=dtype, cache_dir=cache_dir)
@@ -172,8 +176,10 @@ class Renderer:
         with self._lock:
             self.adapters.activate(lora)
             images = self._denoise(request, prompt, width, height, progress, preview)
+            images, faces = self._detail_faces(request, images)
         return [
-            self._finish(request, prompt, lora, image, request.seed + i) for i, image in enumerate(images)
+            self._finish(request, prompt, lora, image, request.seed + i, faces[i])
+            for i, image in enumerate(images)
         ]
 
     def load(self, lora: LoraRef) -> LoadPath:
@@ -241,8 +247,55 @@ class Renderer:
         with torch.inference_mode():
             return list(pipe(num_inference_steps=steps, **common, **extra).images)
 
+    def _detail_faces(
+        self, request: RenderRequest, images: list[Image.Image]
+    ) -> tuple[list[Image.Image], list[int | None]]:
+        """Face detail (see face_detail): each small face redrawn at the model's native size and blended back.
+
+        Runs under the render lock right after denoising, so the member's adapter is still the active one.
+        Returns the pictures and, per picture, how many faces were redrawn (None when the request did not
+        ask for the pass).
+        A face crop is img2img'd with FACE_PROMPT, the request's negative prompt and guidance, from the
+        picture's own seed: re-rendering one seed reproduces its faces too.
+        """
+        if not request.face_detail:
+            return images, [None] * len(images)
+        config = self.face_detail
+        pipe = self._img2img
+        native = pipe.unet.config.sample_size * pipe.vae_scale_factor
+        prompt = fill_prompt(FACE_PROMPT, request.subject)
+        steps = max(request.steps, math.ceil(1 / config.strength))
+        done: list[Image.Image] = []
+        counts: list[int | None] = []
+        for i, image in enumerate(images):
+            regions = find_faces(image, config)
+            for region in regions:
+                size = max(native, -(-region.side // 8) * 8)  # never below the crop's own resolution
+                crop = image.crop(region.box).resize((size, size), Image.Resampling.LANCZOS)
+                with torch.inference_mode():
+                    (redone,) = pipe(
+                        prompt=prompt,
+                        negative_prompt=request.negative_prompt or None,
+                        image=crop,
+                        strength=config.strength,
+                        num_inference_steps=steps,
+                        guidance_scale=request.guidance,
+                        generator=torch.Generator("cpu").manual_seed(request.seed + i),
+                        output_type="pil",
+                    ).images
+                image = paste_back(image, region.box, redone, config.feather)
+            done.append(image)
+            counts.append(len(regions))
+        return done, counts
+
     def _finish(
-        self, request: RenderRequest, prompt: str, lora: LoraRef | None, image: Image.Image, seed: int
+        self,
+        request: RenderRequest,
+        prompt: str,
+        lora: LoraRef | None,
+        image: Image.Image,
+        seed: int,
+        face_detail: int | None = None,
     ) -> RenderedImage:
         verdict = self._image_check(image)
         flagged = None if verdict.safe else (verdict.reason or "the image check refused it")
@@ -262,6 +315,7 @@ class Renderer:
             lora=lora.model_id if lora else None,
             strength=request.effective_strength,
             flagged=flagged,
+            face_detail=face_detail,
         )
         return RenderedImage(
             image=image, seed=seed, png=png_bytes(image, params), params=params, flagged=flagged

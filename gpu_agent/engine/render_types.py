@@ -90,6 +90,8 @@ class RenderRequest:
     mode: RenderMode = "txt2img"
     source: Image.Image | None = field(default=None, repr=False, compare=False)
     strength: float | None = None
+    face_detail: bool = False
+    """Redraw the picture's small faces at full resolution afterwards (see face_detail)."""
 
     def __post_init__(self) -> None:
         try:
@@ -164,6 +166,7 @@ class RenderRequest:
             height=height,
             steps=preset.steps,
             guidance=preset.guidance,
+            face_detail=preset.face_detail,
         )
 
     @classmethod
@@ -186,6 +189,7 @@ class RenderRequest:
             mode=job.mode,  # type: ignore[arg-type]
             source=source,
             strength=strength,
+            face_detail=job.face_detail,
         )
 
 

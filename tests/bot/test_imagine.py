@@ -99,3 +99,32 @@ async def test_imagine_refusals(studio: Studio) -> None:
     msg = await inter.wait_original(lambda m: not m.loading)
     assert "does not allow" in str(msg.embeds).lower()
     assert st.b.queues.render.depth().backlog == 0 and order_rows(st.b) == 0
+
+
+async def test_face_detail_follows_the_preset_and_the_setting(studio: Studio) -> None:
+    """Full-body and landmark presets ask the agent to redraw small faces, close-ups do not; a re-roll keeps
+    the parent's choice, an upscale never redraws; the global setting turns it off everywhere."""
+    st = studio
+    st.seed_model(st.alice)
+    landmark = await _imagine(st, st.alice, "smiling", style="eiffel-tower")
+    assert landmark.face_detail is True and "Eiffel Tower" in landmark.prompt
+    await asyncio.to_thread(st.agent.finish_render, landmark)
+    result = await st.sim.wait_for_message(st.channel, _result, timeout=10)
+    for action, expected in (("rr", True), ("up", False)):
+        click = await st.sim.click(st.alice, result, f"pg:{action}:{landmark.order_id}:0")
+        await click.wait_response()
+        followup = await asyncio.to_thread(st.agent.take_render)
+        assert followup.face_detail is expected, action
+        await asyncio.to_thread(st.agent.finish_render, followup)
+
+    headshot = await _imagine(st, st.alice, "smiling", style="headshot")
+    assert headshot.face_detail is False
+    await asyncio.to_thread(st.agent.finish_render, headshot)
+    free = await _imagine(st, st.alice, "sks man on a beach")
+    assert free.face_detail is True  # a free prompt asks; the agent redoes only faces that are small
+    await asyncio.to_thread(st.agent.finish_render, free)
+
+    st.settings = st.settings.model_copy(update={"render_face_detail": False})
+    await st.restart()
+    off = await _imagine(st, st.alice, "smiling", style="eiffel-tower")
+    assert off.face_detail is False

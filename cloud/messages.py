@@ -104,6 +104,17 @@ class ErrorInfo(_Message):
     message: str = Field(min_length=1, max_length=500, description="Safe to show to the member.")
 
 
+class ImageSafety(_Message):
+    """The safety check of one picture an agent stored (gpu_agent/agent/safety.py); the bot posts nothing without one."""
+
+    key: BlobKey
+    flagged: bool
+    score: float = Field(0.0, ge=0, le=1, description="Highest score among the blocked labels detected.")
+    labels: list[str] = Field(default_factory=list, max_length=32)
+    withheld: bool = Field(False, description="The engine blanked the picture (the base model's safety checker).")
+    checker: str = Field("", max_length=64)
+
+
 class Event(_Message):
     v: Literal[1] = 1
     event_id: Id = Field(default_factory=new_id)
@@ -117,6 +128,7 @@ class Event(_Message):
     agent_id: str = Field("", max_length=128)
     gpu_seconds: float | None = Field(None, ge=0, description="Accelerator time the job used (done/failed).")
     instance_type: str | None = Field(None, max_length=64, description="EC2 instance type, for cost per order.")
+    safety: list[ImageSafety] = Field(default_factory=list, description="One per picture in output_keys (done).")
     at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 

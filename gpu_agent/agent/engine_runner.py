@@ -109,7 +109,9 @@ class EngineRunner:
             self._renderer = Renderer(base_model, device=_device(self.settings.device),
                                       cache_dir=self.settings.model_cache_dir,
                                       max_resident=self.settings.render_resident_loras,
-                                      max_pixels=self.settings.render_max_pixels)
+                                      max_pixels=self.settings.render_max_pixels,
+                                      upscaler_model=self.settings.upscaler_model,
+                                      upscale_refine=self.settings.upscale_refine)
         return self._renderer
 
     def render(

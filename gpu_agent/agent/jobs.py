@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from cloud.messages import RenderJob, TrainJob
+from cloud.messages import ImageSafety, RenderJob, TrainJob
 from cloud.queues.base import Lease
 from gpu_agent.agent.checkpoints import CheckpointSync
 from gpu_agent.agent.metrics import AgentMetrics
 from gpu_agent.agent.report import Reporter
 from gpu_agent.agent.runner import Interrupted, JobError, JobRunner, TrainRequest, is_out_of_memory
+from gpu_agent.agent.safety import SafetyGate
 from storage import keys
 from storage.blobs.base import BlobNotFound, BlobStore
 from storage.settings import Settings
@@ -43,6 +44,7 @@ class Outcome:
     total: int = 0
     error: JobError | None = None
     gpu_seconds: float = 0.0
+    safety: list[ImageSafety] = field(default_factory=list)  # one verdict per stored picture
 
 
 class JobContext:
@@ -77,6 +79,7 @@ class Handlers:
         self.runner = runner
         self.blobs = blobs
         self.metrics = metrics
+        self.safety = SafetyGate.from_settings(settings)
 
     # --- training ------------------------------------------------------------------------------------------
 
@@ -113,15 +116,16 @@ class Handlers:
         if ctx.lease_lost:
             return Outcome("lease_lost", step=ctx.step, total=total)
         outputs = self._upload_model(job, trained)  # type: ignore[arg-type]
+        verdicts: list[ImageSafety] = []
         try:
-            outputs += self._first_renders(ctx, job, Path(trained.weights_path))  # type: ignore[attr-defined]
+            outputs += self._first_renders(ctx, job, Path(trained.weights_path), verdicts)  # type: ignore[attr-defined]
         except Interrupted:
             # The model is trained and stored; only its first pictures are missing. Hand the job on: the
             # next agent resumes from the final checkpoint, which is as good as done.
             return self._interrupted(ctx, sync)
         if ctx.lease_lost:
             return Outcome("lease_lost", step=ctx.step, total=total)
-        return Outcome("done", output_keys=outputs, step=total, total=total)
+        return Outcome("done", output_keys=outputs, step=total, total=total, safety=verdicts)
 
     def _interrupted(self, ctx: JobContext, sync: CheckpointSync) -> Outcome:
         if ctx.lease_lost:
@@ -191,7 +195,9 @@ class Handlers:
         self.blobs.put(meta_key, meta.read_bytes(), content_type="application/json")
         return [model_key, meta_key]
 
-    def _first_renders(self, ctx: JobContext, job: TrainJob, weights: Path) -> list[str]:
+    def _first_renders(
+        self, ctx: JobContext, job: TrainJob, weights: Path, verdicts: list[ImageSafety]
+    ) -> list[str]:
         outputs: list[str] = []
         n = 0
         size = self.settings.render_size // 8 * 8
@@ -203,10 +209,11 @@ class Handlers:
                 steps=self.settings.render_steps)
             rendered = self._with_oom_retry(ctx, lambda low, rj=render_job: self.runner.render(
                 rj, [weights], None, progress=lambda *_: None, should_stop=ctx.should_stop, low_memory=low))
-            for png in rendered.pngs:  # type: ignore[attr-defined]
+            for i, png in enumerate(rendered.pngs):  # type: ignore[attr-defined]
                 if ctx.lease_lost:
                     return outputs
                 key = keys.render_key(job.user_id, job.job_id, n)
+                verdicts.append(self._checked(key, png, rendered, i))
                 self.blobs.put(key, png, content_type="image/png")
                 outputs.append(key)
                 n += 1
@@ -234,14 +241,20 @@ class Handlers:
                 job, loras, source, progress=progress, should_stop=ctx.should_stop, low_memory=low))
         except Interrupted:
             return Outcome("lease_lost" if ctx.lease_lost else "preempted", step=ctx.step, total=ctx.total)
-        outputs = []
+        outputs, verdicts = [], []
         for n, png in enumerate(rendered.pngs):  # type: ignore[attr-defined]
             if ctx.lease_lost:
                 return Outcome("lease_lost", step=ctx.step, total=ctx.total)
             key = keys.render_key(job.user_id, job.job_id, n)
+            verdicts.append(self._checked(key, png, rendered, n))
             self.blobs.put(key, png, content_type="image/png")
             outputs.append(key)
-        return Outcome("done", output_keys=outputs, step=ctx.total, total=ctx.total)
+        return Outcome("done", output_keys=outputs, step=ctx.total, total=ctx.total, safety=verdicts)
+
+    def _checked(self, key: str, png: bytes, rendered: object, n: int) -> ImageSafety:
+        """The safety verdict of picture ``n`` of a render, taken before it is stored (gpu_agent/agent/safety.py)."""
+        flagged = list(getattr(rendered, "flagged", None) or [])
+        return self.safety.verdict(key, png, withheld=flagged[n] if n < len(flagged) else None)
 
     def _fetch_lora(self, key: str) -> Path:
         """The LoRA at ``key`` as a local file. The file is kept between jobs and rewritten only when its bytes

@@ -239,7 +239,8 @@ class Agent:
             self.metrics.jobs.labels(kind, "lease_lost").inc()
             return
         if outcome.result == "done":
-            done = ctx.reporter.event("done", output_keys=outcome.output_keys, gpu_seconds=gpu)
+            done = ctx.reporter.event("done", output_keys=outcome.output_keys, gpu_seconds=gpu,
+                                      safety=outcome.safety)
             self._write_marker(job.job_id, done, sent=False)
             ctx.reporter.send(done)
             self._write_marker(job.job_id, done, sent=True)

@@ -370,6 +370,8 @@ def apply_event(b: Backends, event: Event) -> Applied:
         deliveries: list[orders.NewDelivery] = []
         images: list[orders.NewImage] = []
         render_keys = [k for k in event.output_keys if "/renders/" in k]
+        # The agent's safety verdicts and what the post needs to apply the server's policy (bot/services/safety.py).
+        base.update(guild_id=order.guild_id, safety=[v.model_dump() for v in event.safety])
         if event.kind == "started":
             kw["status"] = _STARTED[order.kind]
         elif event.kind == "done":
@@ -387,7 +389,9 @@ def apply_event(b: Backends, event: Event) -> Applied:
                 ]
                 deliveries = [
                     orders.NewDelivery(
-                        "render_result", {**base, "prompt": order.prompt or "", "image_keys": render_keys}
+                        "render_result",
+                        {**base, "prompt": order.prompt or "", "image_keys": render_keys,
+                         "mode": order.params.get("mode", "txt2img")},
                     )
                 ]
             else:

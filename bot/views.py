@@ -141,8 +141,8 @@ def status_view(order_id: str) -> discord.ui.View:
 def result_view(
     order_id: str, count: int, *, shown: list[int] | None = None, upscaled: bool = False
 ) -> discord.ui.View:
-    """U/V buttons for the pictures posted (``shown``, default all ``count``): no U on an upscaled picture, and
-    none for a picture the safety check kept back."""
+    """U/V buttons for the pictures posted (``shown``, default all ``count``): no U on an upscaled picture,
+    and none for a picture the safety check kept back."""
     view = discord.ui.View(timeout=None)
     pictures = list(range(count)) if shown is None else shown
     for action in ("var",) if upscaled else ("up", "var"):

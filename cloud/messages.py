@@ -105,13 +105,15 @@ class ErrorInfo(_Message):
 
 
 class ImageSafety(_Message):
-    """The safety check of one picture an agent stored (gpu_agent/agent/safety.py); the bot posts nothing without one."""
+    """The safety check of one picture an agent stored (gpu_agent/agent/safety.py).
+
+    The bot posts no picture without one (bot/services/safety.py)."""
 
     key: BlobKey
     flagged: bool
     score: float = Field(0.0, ge=0, le=1, description="Highest score among the blocked labels detected.")
     labels: list[str] = Field(default_factory=list, max_length=32)
-    withheld: bool = Field(False, description="The engine blanked the picture (the base model's safety checker).")
+    withheld: bool = Field(False, description="The engine blanked it (the base model's safety checker).")
     checker: str = Field("", max_length=64)
 
 
@@ -128,7 +130,7 @@ class Event(_Message):
     agent_id: str = Field("", max_length=128)
     gpu_seconds: float | None = Field(None, ge=0, description="Accelerator time the job used (done/failed).")
     instance_type: str | None = Field(None, max_length=64, description="EC2 instance type, for cost per order.")
-    safety: list[ImageSafety] = Field(default_factory=list, description="One per picture in output_keys (done).")
+    safety: list[ImageSafety] = Field(default_factory=list, description="One per picture in output_keys.")
     at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 

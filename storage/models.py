@@ -217,9 +217,9 @@ class JobUsage(SQLModel, table=True):
 
 
 class BlockedPicture(SQLModel, table=True):
-    """A picture the safety check kept out of Discord (storage/safety_log.py). Only what an audit needs: the
-    order, the score, why and when; the picture itself is deleted. ``id`` is derived from the picture's blob key,
-    so retrying a post records it once."""
+    """A picture the safety check kept out of Discord (storage/safety_log.py). Only what an audit needs:
+    the order, the score, why and when; the picture itself is deleted. ``id`` is derived from the picture's
+    blob key, so retrying a post records it once."""
 
     __tablename__ = "blocked_pictures"
 

@@ -18,8 +18,11 @@ def record_blocked(
         return False
     session.add(
         BlockedPicture(
-            id=row_id, order_id=order_id, guild_id=None if guild_id is None else str(guild_id),
-            score=float(score), reason=reason[:32],
+            id=row_id,
+            order_id=order_id,
+            guild_id=None if guild_id is None else str(guild_id),
+            score=float(score),
+            reason=reason[:32],
         )
     )
     session.flush()

@@ -214,7 +214,9 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
         scopes = await self.bot.force_sync()
         await interaction.followup.send(f"Synced: {', '.join(scopes)}", ephemeral=True)
 
-    @app_commands.command(name="safety", description="Flagged pictures: this server's policy and blocked count")
+    @app_commands.command(
+        name="safety", description="Flagged pictures: this server's policy and blocked count"
+    )
     @app_commands.describe(policy="Change the policy (leave empty to only see it)")
     @app_commands.choices(
         policy=[
@@ -231,7 +233,10 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
             await self.bot.run_blocking(safety_svc.set_policy, self.bot.b, gid, policy)
         current = await self.bot.run_blocking(safety_svc.policy_of, self.bot.b, gid)
         count = await self.bot.run_blocking(safety_svc.blocked_in, self.bot.b, gid)
-        text = f"Policy: **{current}** ({safety_svc.POLICY_TEXT[current]}). Pictures blocked here so far: {count}."
+        text = (
+            f"Policy: **{current}** ({safety_svc.POLICY_TEXT[current]}). "
+            f"Pictures blocked here so far: {count}."
+        )
         if policy is None:
             await interaction.response.send_message(text, ephemeral=True)
         else:

@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 
 CLASS_WORDS = ["man", "woman", "person", "boy", "girl", "child", "dog", "cat"]
 CONSENT = (
-    "Photos must be of **you**. Training a model of anyone else is not allowed, even if you have their photos."
+    "Photos must be of **you**. "
+    "Training a model of anyone else is not allowed, even if you have their photos."
 )
 
 
@@ -27,7 +28,8 @@ class Train(commands.Cog):
         self.bot = bot
 
     @app_commands.command(
-        name="train", description="Train a model of yourself on 5–20 photos — only photos of you, never of others"
+        name="train",
+        description="Train a model of yourself on 5–20 photos — only photos of you, never of others",
     )
     @app_commands.guild_only()
     @app_commands.describe(

@@ -87,8 +87,8 @@ def _mention_owner(user_id: str) -> discord.AllowedMentions:
 def build_message(
     b: Backends, row: OutboxItem, limit: int = media.DEFAULT_ATTACHMENT_LIMIT, *, channel_nsfw: bool = False
 ) -> OutboxMessage:
-    """Blob reads, the grid and re-encoding happen here, in a thread. Pictures go through the server's safety
-    policy first (bot/services/safety.py); ``channel_nsfw`` is Discord's age-restricted flag of the channel."""
+    """Blob reads, the grid and re-encoding happen here, in a thread. Pictures go through the server's
+    safety policy first (bot/services/safety.py); ``channel_nsfw``: Discord's age-restricted flag."""
     from bot.services import safety
     from bot.views import result_view
 

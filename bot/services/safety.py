@@ -1,11 +1,11 @@
-"""Safe to post, the bot's half: each server's policy over the agents' verdicts (blocking; runs in a thread).
+"""Safe to post, the bot's half: each server's policy over the agents' verdicts (blocking; in a thread).
 
 The agent checks every picture it stores (gpu_agent/agent/safety.py) and its done event carries one verdict
-per picture; apply_event copies them into the outbox row. Before a result is posted, ``screen`` decides picture
-by picture: a picture without a verdict is never posted; a flagged one is posted only where the server's
-``nsfw_policy`` is ``age_restricted_only`` and Discord marks the channel age-restricted (nsfw), and never when the
-engine withheld it (the base model's own safety checker blanked it). A blocked picture's blob is deleted, an audit
-row (order, score, reason, time) is written once, it is counted, and the post says so in plain words.
+per picture; apply_event copies them into the outbox row. Before a result is posted, ``screen`` decides
+picture by picture: a picture without a verdict is never posted; a flagged one is posted only where the
+server's ``nsfw_policy`` is ``age_restricted_only`` and Discord marks the channel age-restricted (nsfw), and
+never when the engine withheld it (the base model's own safety checker blanked it). A blocked picture's blob
+is deleted, an audit row (order, score, reason, time) is written once, it is counted, and the post says so.
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ _WHY = {
     "unchecked": "it could not be safety-checked",
     "withheld": "the model's own safety checker blocked it",
     "flagged": "the safety check flagged it and this server does not allow such pictures",
-    "flagged_here": "the safety check flagged it; this server shows such pictures only in age-restricted channels",
+    "flagged_here": (
+        "the safety check flagged it; this server shows such pictures only in age-restricted channels"
+    ),
 }
 
 

@@ -370,7 +370,7 @@ def apply_event(b: Backends, event: Event) -> Applied:
         deliveries: list[orders.NewDelivery] = []
         images: list[orders.NewImage] = []
         render_keys = [k for k in event.output_keys if "/renders/" in k]
-        # The agent's safety verdicts and what the post needs to apply the server's policy (bot/services/safety.py).
+        # The agent's safety verdicts, and the guild whose policy the post applies (bot/services/safety.py).
         base.update(guild_id=order.guild_id, safety=[v.model_dump() for v in event.safety])
         if event.kind == "started":
             kw["status"] = _STARTED[order.kind]

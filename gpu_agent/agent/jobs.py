@@ -117,8 +117,9 @@ class Handlers:
             return Outcome("lease_lost", step=ctx.step, total=total)
         outputs = self._upload_model(job, trained)  # type: ignore[arg-type]
         verdicts: list[ImageSafety] = []
+        weights = Path(trained.weights_path)  # type: ignore[attr-defined]
         try:
-            outputs += self._first_renders(ctx, job, Path(trained.weights_path), verdicts)  # type: ignore[attr-defined]
+            outputs += self._first_renders(ctx, job, weights, verdicts)
         except Interrupted:
             # The model is trained and stored; only its first pictures are missing. Hand the job on: the
             # next agent resumes from the final checkpoint, which is as good as done.
@@ -252,7 +253,7 @@ class Handlers:
         return Outcome("done", output_keys=outputs, step=ctx.total, total=ctx.total, safety=verdicts)
 
     def _checked(self, key: str, png: bytes, rendered: object, n: int) -> ImageSafety:
-        """The safety verdict of picture ``n`` of a render, taken before it is stored (gpu_agent/agent/safety.py)."""
+        """The safety verdict of picture ``n`` of a render, taken before it is stored (agent/safety.py)."""
         flagged = list(getattr(rendered, "flagged", None) or [])
         return self.safety.verdict(key, png, withheld=flagged[n] if n < len(flagged) else None)
 

@@ -1,16 +1,16 @@
-"""Safe to post: every picture an agent stores is checked by a real offline classifier before the bot may post it.
+"""Safe to post: every picture an agent stores is checked by a real offline classifier before it is posted.
 
-The classifier is NudeNet's 320n detector: a YOLOv8n network trained on nudity classes, shipped as an ONNX file
-inside the ``nudenet`` wheel (nothing is downloaded) and run by onnxruntime on the CPU in ~20 ms a picture. It
-was picked because it is the one maintained NSFW model whose weights come inside a pip package, so an offline
-agent has it; diffusers' CLIP-based safety checker needs a hub download and only answers yes/no, and
-Falconsai-style ViT classifiers need one too. Licence note: the wheel's metadata says MIT but its LICENSE file
-is the AGPL-3.0 text (see docs/SAFETY.md); ``SAFETY_MODEL_PATH`` takes any detector of the same format.
+The classifier is NudeNet's 320n detector: a YOLOv8n network trained on nudity classes, shipped as an ONNX
+file inside the ``nudenet`` wheel (nothing is downloaded) and run by onnxruntime on the CPU in ~20 ms a
+picture. It was picked because it is the one maintained NSFW model whose weights come inside a pip package, so
+an offline agent has it; diffusers' CLIP-based safety checker needs a hub download and only answers yes/no,
+and Falconsai-style ViT classifiers need one too. Licence note: the wheel's metadata says MIT but its LICENSE
+file is the AGPL-3.0 text (see docs/SAFETY.md); ``SAFETY_MODEL_PATH`` takes any detector of the same format.
 
 It runs here, in the agent, where the pictures are made: the verdict is computed once, next to the GPU, and
 travels in the done event (``Event.safety``, one per stored picture, replayed from the done marker on a
 redelivery). The bot never posts a picture without a verdict and applies each server's policy (block, or allow
-only in age-restricted channels): bot/services/safety.py. This module stays torch-free like the rest of the agent.
+only in age-restricted channels): bot/services/safety.py. Like the rest of the agent it is torch-free.
 """
 
 from __future__ import annotations
@@ -83,11 +83,16 @@ class SafetyGate:
         """The verdict on the picture stored at ``key``. ``withheld``: the engine already blanked it (the base
         model's own safety checker, see gpu_agent/engine/render.py): it is flagged and can never be shown."""
         if withheld is not None:
-            return ImageSafety(key=key, flagged=True, score=1.0, labels=[], withheld=True, checker="base-model")
+            return ImageSafety(
+                key=key, flagged=True, score=1.0, labels=[], withheld=True, checker="base-model"
+            )
         hits = [d for d in self.detections(png) if d["class"] in self.blocked_labels]
         score = max((float(d["score"]) for d in hits), default=0.0)
         labels = sorted({d["class"] for d in hits if float(d["score"]) >= self.threshold})
         return ImageSafety(
-            key=key, flagged=score >= self.threshold, score=round(min(score, 1.0), 4), labels=labels,
+            key=key,
+            flagged=score >= self.threshold,
+            score=round(min(score, 1.0), 4),
+            labels=labels,
             checker=CHECKER,
         )

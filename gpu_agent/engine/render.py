@@ -150,8 +150,8 @@ class Renderer:
 
         Raises BadRenderRequest (e.g. over the pixel cap), PromptRefused (the prompt check said no) or
         LoraLoadError, each before any denoising. Modes: txt2img; variation (img2img from a previous render at
-        moderate strength); upscale: the learned x4 upscaler when one is configured (gpu_agent/engine/upscale.py,
-        then optionally the refine pass below), else the fallback: Lanczos 2x, then img2img at low strength to
+        moderate strength); upscale: the learned x4 upscaler when one is configured (engine/upscale.py, then
+        optionally the refine pass below), else the fallback: Lanczos 2x, then img2img at low strength to
         redraw the fine detail. A picture the base model's own safety checker blanks comes back ``flagged``.
         """
         width, height = request.output_size

@@ -2,11 +2,11 @@
 
 A learned super-resolution model draws new detail at 4x the picture's size, conditioned on the low-resolution
 picture and the prompt; it is not a re-render (the composition is the source's, pixel for pixel at low
-frequencies). Settings: ``UPSCALER_MODEL`` names it (a hub id such as stabilityai/stable-diffusion-x4-upscaler in
-the model cache, a local diffusers folder, or ``tiny-upscaler``, the random test model); empty keeps the fallback
-(Lanczos 2x and a light re-denoise with the base model, gpu_agent/engine/render.py), which ``UPSCALE_REFINE``
-also runs after the learned model. ESRGAN-family networks through spandrel were not taken: spandrel needs
-torchvision, which this install does not have.
+frequencies). Settings: ``UPSCALER_MODEL`` names it (a hub id such as stabilityai/stable-diffusion-x4-upscaler
+in the model cache, a local diffusers folder, or ``tiny-upscaler``, the random test model); empty keeps the
+fallback (Lanczos 2x and a light re-denoise with the base model, gpu_agent/engine/render.py), which
+``UPSCALE_REFINE`` also runs after the learned model. ESRGAN-family networks through spandrel were not taken:
+spandrel needs torchvision, which this install does not have.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from gpu_agent.engine.tiny import TINY_UPSCALER, build_tiny_upscaler
 
 FACTOR = 4
 NOISE_LEVEL = 20
-"""Noise added to the low-resolution picture before upscaling (diffusers' default): more invents more detail."""
+"""Noise added to the low-resolution picture before upscaling (diffusers' default): more invents more
+detail."""
 
 
 class Upscaler:
@@ -68,11 +69,15 @@ class Upscaler:
         guidance: float,
         progress: Callable[[int, int], None] | None = None,
     ) -> tuple[Image.Image, bool]:
-        """``image`` at 4x its size, and whether the pipeline's own safety checker (if it has one) blanked it."""
+        """``image`` at 4x its size, and whether the pipeline's own safety checker (if it has one)
+        blanked it."""
         extra: dict[str, Any] = {}
         if progress is not None:
             # The upscale pipeline still takes the old per-step callback(step, t, latents).
-            extra = {"callback": lambda step, _t, _latents: progress(min(step + 1, steps), steps), "callback_steps": 1}
+            extra = {
+                "callback": lambda step, _t, _latents: progress(min(step + 1, steps), steps),
+                "callback_steps": 1,
+            }
         with torch.inference_mode():
             out = self.pipe(
                 prompt=prompt,
@@ -90,8 +95,8 @@ class Upscaler:
 
 
 def fit_within(image: Image.Image, max_side: int, max_pixels: int) -> Image.Image:
-    """``image`` shrunk (Lanczos, aspect kept) to at most ``max_side`` a side and ``max_pixels`` in all, its sides
-    rounded down to multiples of 8; unchanged when it already fits."""
+    """``image`` shrunk (Lanczos, aspect kept) to at most ``max_side`` a side and ``max_pixels`` in all, its
+    sides rounded down to multiples of 8; unchanged when it already fits."""
     w, h = image.size
     scale = min(1.0, max_side / max(w, h), (max_pixels / (w * h)) ** 0.5)
     tw, th = max(8, int(w * scale) // 8 * 8), max(8, int(h * scale) // 8 * 8)

@@ -1,7 +1,8 @@
-"""The GPU agent's part in the bot's tests: no GPU agent runs here, so the test consumes the train/render queues
-and answers with cloud.messages.Event messages and real output blobs — the agent's public contract, not a mock
-of anything in the bot. A done event carries the agent's safety verdicts, taken here with the agent's own checker
-(gpu_agent.agent.safety: NudeNet's real model on the stored pictures), unless a test passes ``safety=`` itself."""
+"""The GPU agent's part in the bot's tests: no GPU agent runs here, so the test consumes the train/render
+queues and answers with cloud.messages.Event messages and real output blobs — the agent's public contract, not
+a mock of anything in the bot. A done event carries the agent's safety verdicts, taken here with the agent's
+own checker (gpu_agent.agent.safety: NudeNet's real model on the stored pictures), unless a test passes
+``safety=``."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from PIL import Image
 
 from cloud.consumer import receive
 from cloud.messages import ErrorInfo, Event, Progress, RenderJob, TrainJob, encode
-from gpu_agent.agent.safety import SafetyGate
 from cloud.queues import Queues
+from gpu_agent.agent.safety import SafetyGate
 from storage import keys
 from storage.blobs.base import BlobStore
 from storage.settings import Settings
@@ -47,7 +48,8 @@ class AgentPart:
 
     def emit(self, job: TrainJob | RenderJob, kind: str, **fields: object) -> Event:
         if kind == "done" and "safety" not in fields:
-            stored = [k for k in fields.get("output_keys", []) if "/renders/" in k]  # type: ignore[attr-defined]
+            outputs: list[str] = fields.get("output_keys", [])  # type: ignore[assignment]
+            stored = [k for k in outputs if "/renders/" in k]
             fields["safety"] = [self.gate.verdict(k, self.blobs.get(k)) for k in stored]
         event = Event(
             job_id=job.job_id,

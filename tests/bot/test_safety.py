@@ -1,10 +1,11 @@
 """Safe to post, the bot's half, through the real discord.py client and the sim: the server's policy over the
 agent's verdicts, blocked pictures deleted, replaced by a plain notice, recorded, counted and shown to admins.
 
-What is real: the bot, the sim (with Discord's age-restricted channel flag), the order store, the blob store, and
-the verdicts — taken by the agent's own checker (NudeNet's real model) on a real photo, the astronaut portrait the
-demo ships. No explicit picture can live in this repository, so the agent's checker is configured to block a
-class the real model really detects on that photo (FACE_FEMALE): the verdict the bot gets is a genuine "flagged".
+What is real: the bot, the sim (with Discord's age-restricted channel flag), the order store, the blob store,
+and the verdicts — taken by the agent's own checker (NudeNet's real model) on a real photo, the astronaut
+portrait the demo ships. No explicit picture can live in this repository, so the agent's checker is configured
+to block a class the real model really detects on that photo (FACE_FEMALE): the verdict the bot gets is a
+genuine "flagged".
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ def portrait_png() -> bytes:
 
 
 def strict_agent(st: Studio) -> AgentPart:
-    return AgentPart(st.b.queues, st.b.blobs, gate=SafetyGate(threshold=0.5, blocked_labels=frozenset({"FACE_FEMALE"})))
+    return AgentPart(
+        st.b.queues, st.b.blobs, gate=SafetyGate(threshold=0.5, blocked_labels=frozenset({"FACE_FEMALE"}))
+    )
 
 
 async def imagine(st: Studio, channel, count: int = 2) -> RenderJob:
@@ -48,7 +51,7 @@ async def imagine(st: Studio, channel, count: int = 2) -> RenderJob:
 
 
 def finish_with_portrait_first(agent: AgentPart, job: RenderJob) -> list[str]:
-    """Picture 1 is the real portrait (flagged by the configured checker), the others plain pictures (passed)."""
+    """Picture 1 is the real portrait (flagged by the configured checker), the others plain pictures."""
     outputs = [keys.render_key(job.user_id, job.job_id, n) for n in range(job.count)]
     agent.blobs.put(outputs[0], portrait_png(), content_type="image/png")
     for n, key in enumerate(outputs[1:], start=1):
@@ -75,7 +78,10 @@ async def test_default_policy_blocks_a_flagged_picture_with_a_notice_and_counts_
     outputs = await asyncio.to_thread(finish_with_portrait_first, strict_agent(st), job)
     result = await st.sim.wait_for_message(st.channel, _posted(job), timeout=15)
 
-    assert "Picture 1 was not posted: the safety check flagged it and this server does not allow" in result.content
+    assert (
+        "Picture 1 was not posted: the safety check flagged it and this server does not allow"
+        in result.content
+    )
     assert set(result.files) == {"grid.jpg", "2.png"}  # the safe picture only
     ids = set(result.custom_ids())
     assert {f"pg:up:{job.order_id}:1", f"pg:var:{job.order_id}:1"} <= ids
@@ -98,8 +104,16 @@ async def test_default_policy_blocks_a_flagged_picture_with_a_notice_and_counts_
     # The blocked picture cannot be reused (a button on an older copy of the message, say); picture 2 can.
     rules = await orders.load_rules(st.bot, st.guild.id)
     with pytest.raises(NotFound, match="was not posted"):
-        await asyncio.to_thread(orders.place_followup_render, st.b, job.order_id, 0, "var", user_id=st.alice.id,
-                                channel_id=st.channel.id, rules=rules)
+        await asyncio.to_thread(
+            orders.place_followup_render,
+            st.b,
+            job.order_id,
+            0,
+            "var",
+            user_id=st.alice.id,
+            channel_id=st.channel.id,
+            rules=rules,
+        )
     assert st.b.queues.render.depth().backlog == 0
     click = await st.sim.click(st.alice, result, f"pg:var:{job.order_id}:1")
     await click.wait_response()
@@ -117,7 +131,9 @@ async def test_age_restricted_policy_posts_flagged_pictures_only_in_age_restrict
     st.seed_model(st.alice)
     after_dark = st.sim.add_channel(st.guild, "after-dark", nsfw=True)
     await asyncio.sleep(0.3)  # CHANNEL_CREATE reaches the bot's cache
-    inter = await st.sim.invoke_command(st.admin, st.channel, "admin safety", {"policy": "age_restricted_only"})
+    inter = await st.sim.invoke_command(
+        st.admin, st.channel, "admin safety", {"policy": "age_restricted_only"}
+    )
     response = await inter.wait_response()
     assert "**age_restricted_only**" in response.content
 
@@ -131,7 +147,9 @@ async def test_age_restricted_policy_posts_flagged_pictures_only_in_age_restrict
     job = await imagine(st, st.channel)  # an ordinary channel of the same server
     await asyncio.to_thread(finish_with_portrait_first, strict_agent(st), job)
     result = await st.sim.wait_for_message(st.channel, _posted(job), timeout=15)
-    assert "Picture 1 was not posted" in result.content and "only in age-restricted channels" in result.content
+    assert (
+        "Picture 1 was not posted" in result.content and "only in age-restricted channels" in result.content
+    )
     assert set(result.files) == {"grid.jpg", "2.png"}
     assert len(blocked_rows(st)) == 1
 
@@ -141,7 +159,9 @@ async def test_unchecked_and_withheld_pictures_are_never_posted_whatever_the_pol
     st.seed_model(st.alice)
     after_dark = st.sim.add_channel(st.guild, "after-dark", nsfw=True)
     await asyncio.sleep(0.3)
-    inter = await st.sim.invoke_command(st.admin, st.channel, "admin safety", {"policy": "age_restricted_only"})
+    inter = await st.sim.invoke_command(
+        st.admin, st.channel, "admin safety", {"policy": "age_restricted_only"}
+    )
     await inter.wait_response()
     job = await imagine(st, after_dark)
     outputs = [keys.render_key(job.user_id, job.job_id, n) for n in range(2)]
@@ -175,6 +195,14 @@ async def test_an_upscaled_result_offers_no_upscale_again(studio: Studio) -> Non
     # Asked anyway (a button of an older bot version), it is refused and nothing is queued.
     rules = await orders.load_rules(st.bot, st.guild.id)
     with pytest.raises(Refused, match="already upscaled"):
-        await asyncio.to_thread(orders.place_followup_render, st.b, upscale.order_id, 0, "up", user_id=st.alice.id,
-                                channel_id=st.channel.id, rules=rules)
+        await asyncio.to_thread(
+            orders.place_followup_render,
+            st.b,
+            upscale.order_id,
+            0,
+            "up",
+            user_id=st.alice.id,
+            channel_id=st.channel.id,
+            rules=rules,
+        )
     assert st.b.queues.render.depth().backlog == 0

@@ -1,5 +1,5 @@
-"""/train states plainly that the photos must be of yourself: in the command's description and in its first reply
-(accepted or not), through the real discord.py client and the sim."""
+"""/train states plainly that the photos must be of yourself: in the command's description and in its first
+reply (accepted or not), through the real discord.py client and the sim."""
 
 from __future__ import annotations
 

@@ -1,10 +1,12 @@
-"""Safe to post, the agent's half: every picture an agent stores is checked by NudeNet's real detector (the ONNX
-model inside the nudenet wheel, run offline by onnxruntime) and the done event carries one verdict per picture.
+"""Safe to post, the agent's half: every picture an agent stores is checked by NudeNet's real detector (the
+ONNX model inside the nudenet wheel, run offline by onnxruntime) and the done event carries one verdict per
+picture.
 
-What is real here: the classifier, its weights, the photos it looks at (the public-domain astronaut portrait the
-demo ships), the agent, queue and blob store, and the tiny random diffusion models. What cannot be real: an
-explicit picture (none can live in this repository), so the "flagged" path is exercised by configuring a label the
-real model really detects on the real photo (FACE_FEMALE) as blocked — the same code path a nude picture takes.
+What is real here: the classifier, its weights, the photos it looks at (the public-domain astronaut portrait
+the demo ships), the agent, queue and blob store, and the tiny random diffusion models. What cannot be real:
+an explicit picture (none can live in this repository), so the "flagged" path is exercised by configuring a
+label the real model really detects on the real photo (FACE_FEMALE) as blocked — the same code path a nude
+picture takes.
 """
 
 from __future__ import annotations

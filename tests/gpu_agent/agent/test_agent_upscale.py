@@ -1,5 +1,6 @@
-"""The U button through the agent: a RenderJob in mode "upscale" runs the learned x4 upscaler the settings name
-(the tiny random StableDiffusionUpscalePipeline here) on the stored picture, and the result is 4x its size."""
+"""The U button through the agent: a RenderJob in mode "upscale" runs the learned x4 upscaler the settings
+name (the tiny random StableDiffusionUpscalePipeline here) on the stored picture, and the result is 4x its
+size."""
 
 from __future__ import annotations
 

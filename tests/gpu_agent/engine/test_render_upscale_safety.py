@@ -38,8 +38,14 @@ def count_calls(module: torch.nn.Module) -> list[int]:
 
 
 def upscale_request(**fields: Any) -> RenderRequest:
-    values: dict[str, Any] = {"prompt": "photo of {subject}", "subject": "sks man", "seed": 5, "steps": 2,
-                              "mode": "upscale", "source": source_picture()}
+    values: dict[str, Any] = {
+        "prompt": "photo of {subject}",
+        "subject": "sks man",
+        "seed": 5,
+        "steps": 2,
+        "mode": "upscale",
+        "source": source_picture(),
+    }
     values.update(fields)
     return RenderRequest(**values)
 
@@ -76,7 +82,9 @@ def test_learned_upscaler_draws_4x_with_its_own_network_and_refine_is_optional()
     assert read_png_params(fallback.png).sampler == SAMPLER
 
 
-def test_an_upscaler_that_cannot_load_leaves_the_fallback(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+def test_an_upscaler_that_cannot_load_leaves_the_fallback(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
     renderer = Renderer("tiny-sd", dtype=torch.float32, upscaler_model=str(tmp_path / "no-such-upscaler"))
     assert renderer.upscaler is None
     assert "upscaler not loaded" in caplog.text and "no such file or folder" in caplog.text
@@ -91,13 +99,14 @@ def test_fit_within_keeps_the_aspect_under_both_caps() -> None:
     assert fit_within(same, 2048, 2048 * 2048) is same
 
 
-# --- the base model's own safety checker ----------------------------------------------------------------------
+# --- the base model's own safety checker --------------------------------------------------------------------
 
 
 def save_sd1_with_safety_checker(folder: Path, *, flags_everything: bool) -> Path:
-    """A tiny SD-1.x folder laid out like a hub SD-1.x model: with diffusers' StableDiffusionSafetyChecker and its
-    CLIP feature extractor. Its concept thresholds are set so that it flags every picture (or none): with random
-    CLIP weights no real concept can be matched, so the threshold is the lever; the checker's code runs as is."""
+    """A tiny SD-1.x folder laid out like a hub SD-1.x model: with diffusers' StableDiffusionSafetyChecker and
+    its CLIP feature extractor. Its concept thresholds are set so that it flags every picture (or none): with
+    random CLIP weights no real concept can be matched, so the threshold is the lever; the checker's code runs
+    as is."""
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from transformers import CLIPConfig, CLIPImageProcessor
 
@@ -127,8 +136,9 @@ def checked_sd1(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_picture_the_safety_checker_blanks_is_flagged_not_delivered_silently(checked_sd1: Path) -> None:
     renderer = Renderer(str(checked_sd1), dtype=torch.float32)
     assert renderer.pipelines[0].safety_checker is not None  # loaded from the folder like a hub SD-1.x model
-    first, second = renderer.render(RenderRequest("photo of {subject}", subject="sks man", n=2, width=64,
-                                                  height=64, steps=2))
+    first, second = renderer.render(
+        RenderRequest("photo of {subject}", subject="sks man", n=2, width=64, height=64, steps=2)
+    )
     for out in (first, second):
         assert out.flagged == SAFETY_CHECKER_MESSAGE
         assert not np.asarray(out.image).any()  # diffusers blanked it: a black square …
@@ -138,5 +148,7 @@ def test_a_picture_the_safety_checker_blanks_is_flagged_not_delivered_silently(c
 def test_a_safety_checker_that_passes_leaves_pictures_alone(tmp_path: Path) -> None:
     folder = save_sd1_with_safety_checker(tmp_path / "sd1-pass", flags_everything=False)
     renderer = Renderer(str(folder), dtype=torch.float32)
-    (out,) = renderer.render(RenderRequest("photo of {subject}", subject="sks man", width=64, height=64, steps=2))
+    (out,) = renderer.render(
+        RenderRequest("photo of {subject}", subject="sks man", width=64, height=64, steps=2)
+    )
     assert out.flagged is None and np.asarray(out.image).any()

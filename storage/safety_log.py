@@ -29,9 +29,11 @@ def record_blocked(
     return True
 
 
-def blocked_count(session: Session, guild_id: object | None = None) -> int:
-    """Pictures blocked in one guild, or everywhere when ``guild_id`` is None."""
+def blocked_count(session: Session, guild_id: object | None = None, *, since: float | None = None) -> int:
+    """Pictures blocked in one guild, or everywhere when ``guild_id`` is None; ``since``: from that time on."""
     query = select(func.count()).select_from(BlockedPicture)
+    if since is not None:
+        query = query.where(BlockedPicture.at >= since)
     if guild_id is not None:
         query = query.where(BlockedPicture.guild_id == str(guild_id))
     return int(session.exec(query).one())

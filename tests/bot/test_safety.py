@@ -20,6 +20,8 @@ from PIL import Image
 from sqlmodel import select
 from studio import Studio
 
+from bot.dashboard.data import dashboard_data
+from bot.dashboard.page import render_page
 from bot.errors import NotFound, Refused
 from bot.services import orders
 from bot.services.safety import PICTURES_BLOCKED
@@ -91,6 +93,9 @@ async def test_default_policy_blocks_a_flagged_picture_with_a_notice_and_counts_
     assert row.order_id == job.order_id and row.guild_id == str(st.guild.id) and row.reason == "flagged"
     assert 0.6 < row.score <= 1.0  # the real model's score for the face
     assert PICTURES_BLOCKED.labels(reason="flagged")._value.get() == before + 1
+    dashboard = dashboard_data(st.b.engine, window_s=3600)
+    assert dashboard["pictures_blocked"] == 1
+    assert ">Pictures blocked</div><div class=\"v\">1<" in render_page(dashboard)
 
     # Admins see the count; members cannot run the command.
     inter = await st.sim.invoke_command(st.admin, st.channel, "admin safety", {})

@@ -169,7 +169,11 @@ class Renderer:
         prompt = fill_prompt(request.prompt, request.subject)
         self._prompt_check(prompt)
         if request.mode == "upscale" and self.upscaler is not None:
-            return [self._upscale_learned(request, prompt, lora, progress)]
+            import dataclasses
+
+            # Picture i from seed + i, as for the other modes (the U button asks for one).
+            ones = [dataclasses.replace(request, n=1, seed=request.seed + i) for i in range(request.n)]
+            return [self._upscale_learned(one, prompt, lora, progress) for one in ones]
         with self._lock:
             self.adapters.activate(lora)
             images, blanked = self._denoise(request, prompt, width, height, progress)

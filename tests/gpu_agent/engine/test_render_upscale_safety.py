@@ -66,6 +66,9 @@ def test_learned_upscaler_draws_4x_with_its_own_network_and_refine_is_optional()
     assert params.strength is None and (params.width, params.height) == (256, 256)
     assert out.flagged is None
 
+    two = renderer.render(upscale_request(n=2))  # picture i from seed + i, as in the other modes
+    assert [o.seed for o in two] == [5, 6] and all(o.image.size == (256, 256) for o in two)
+
     # The optional refine: the base model's light re-denoise over the upscaled picture, size kept.
     renderer.upscale_refine = True
     upscaler_unet.clear()

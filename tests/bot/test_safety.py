@@ -158,6 +158,11 @@ async def test_age_restricted_policy_posts_flagged_pictures_only_in_age_restrict
     assert set(result.files) == {"grid.jpg", "2.png"}
     assert len(blocked_rows(st)) == 1
 
+    # An admin marks the channel age-restricted on Discord: the bot sees the change (CHANNEL_UPDATE).
+    assert not st.bot.get_channel(st.channel.id).is_nsfw()
+    st.sim.set_channel_nsfw(st.channel, True)
+    await st.sim.wait_until(lambda: st.bot.get_channel(st.channel.id).is_nsfw(), 5)
+
 
 async def test_unchecked_and_withheld_pictures_are_never_posted_whatever_the_policy(studio: Studio) -> None:
     st = studio

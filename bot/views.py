@@ -138,10 +138,15 @@ def status_view(order_id: str) -> discord.ui.View:
     return view
 
 
-def result_view(order_id: str, count: int) -> discord.ui.View:
+def result_view(
+    order_id: str, count: int, *, shown: list[int] | None = None, upscaled: bool = False
+) -> discord.ui.View:
+    """U/V buttons for the pictures posted (``shown``, default all ``count``): no U on an upscaled picture,
+    and none for a picture the safety check kept back."""
     view = discord.ui.View(timeout=None)
-    for action in ("up", "var"):
-        for n in range(count):
+    pictures = list(range(count)) if shown is None else shown
+    for action in ("var",) if upscaled else ("up", "var"):
+        for n in pictures:
             view.add_item(ImageButton(action, order_id, n))
     view.add_item(ImageButton("rr", order_id, 0))
     view.add_item(ImageButton("del", order_id, 0))

@@ -125,6 +125,19 @@ class LikenessScore(_Message):
     tries: int = Field(1, ge=1, le=10, description="Renders made for this picture (1 + automatic re-rolls).")
 
 
+class ImageSafety(_Message):
+    """The safety check of one picture an agent stored (gpu_agent/agent/safety.py).
+
+    The bot posts no picture without one (bot/services/safety.py)."""
+
+    key: BlobKey
+    flagged: bool
+    score: float = Field(0.0, ge=0, le=1, description="Highest score among the blocked labels detected.")
+    labels: list[str] = Field(default_factory=list, max_length=32)
+    withheld: bool = Field(False, description="The engine blanked it (the base model's safety checker).")
+    checker: str = Field("", max_length=64)
+
+
 class Event(_Message):
     v: Literal[1] = 1
     event_id: Id = Field(default_factory=new_id)
@@ -141,6 +154,7 @@ class Event(_Message):
     likeness: list[LikenessScore] | None = Field(
         None, max_length=8, description="One per picture among the output keys (those under renders/), in order; "
         "done events of scored renders and of trainings' first pictures.")
+    safety: list[ImageSafety] = Field(default_factory=list, description="One per picture in output_keys.")
     at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 

@@ -21,6 +21,7 @@ ORDER_STATUSES = (*ORDER_FLOW, "failed", "cancelled")
 ACTIVE_STATUSES = ("created", "queued", "training", "trained", "rendering")
 MODEL_STATUSES = ("training", "ready", "failed")
 DELIVERY_STATUSES = ("pending", "sent", "failed")  # failed: given up after DELIVERY_MAX_ATTEMPTS
+NSFW_POLICIES = ("block", "age_restricted_only")
 
 
 def now() -> float:
@@ -77,6 +78,7 @@ class GuildSettings(SQLModel, table=True):
     paused: bool = False
     admin_log_channel_id: str | None = None
     updated_at: float = Field(default_factory=now)
+    nsfw_policy: str = Field(default="block", max_length=32)  # NSFW_POLICIES: what a flagged picture may do
 
 
 class Order(SQLModel, table=True):
@@ -234,4 +236,19 @@ class JobUsage(SQLModel, table=True):
     gpu_seconds: float = 0.0
     price_per_hour: float = 0.0  # the price used, kept so a later price change does not rewrite history
     cost_usd: float = 0.0
+    at: float = Field(default_factory=now)
+
+
+class BlockedPicture(SQLModel, table=True):
+    """A picture the safety check kept out of Discord (storage/safety_log.py). Only what an audit needs:
+    the order, the score, why and when; the picture itself is deleted. ``id`` is derived from the picture's
+    blob key, so retrying a post records it once."""
+
+    __tablename__ = "blocked_pictures"
+
+    id: str = Field(primary_key=True, max_length=64)
+    order_id: str = Field(index=True, max_length=64)
+    guild_id: str | None = Field(default=None, index=True, max_length=32)
+    score: float = 0.0
+    reason: str = Field(max_length=32)  # flagged | withheld | unchecked
     at: float = Field(default_factory=now)

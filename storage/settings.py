@@ -152,6 +152,29 @@ class Settings(BaseSettings):
         0.4, gt=0, le=1, description="Denoising strength of face detail's redraw of each face crop."
     )
 
+    # --- safe to post (gpu_agent/agent/safety.py) and the upscaler (gpu_agent/engine/upscale.py) ------------
+    safety_model_path: str = Field(
+        "", description="NudeNet-format ONNX detector every picture is checked with; empty: the 320n model "
+        "shipped inside the nudenet package."
+    )
+    safety_threshold: float = Field(
+        0.5, gt=0, le=1, description="A detection of a blocked label at this score or above flags a picture."
+    )
+    safety_blocked_labels: list[str] = Field(
+        default_factory=lambda: [
+            "FEMALE_BREAST_EXPOSED", "FEMALE_GENITALIA_EXPOSED", "MALE_GENITALIA_EXPOSED", "BUTTOCKS_EXPOSED",
+            "ANUS_EXPOSED",
+        ],
+        description="Detector labels that flag a picture (NudeNet's label names).",
+    )
+    upscaler_model: str = Field(
+        "", description="Learned x4 upscaler for the U button: a diffusers StableDiffusionUpscalePipeline "
+        "(hub id, local folder, or tiny-upscaler for tests); empty: Lanczos 2x and a light re-denoise."
+    )
+    upscale_refine: bool = Field(
+        False, description="After the learned upscaler, also re-denoise lightly with the base model (slower)."
+    )
+
     # --- the AWS fleet (photogen aws …, photogen autoscaler) ------------------------------------
     fleet_name: str = Field("photogen", description="Name prefix of the AWS resources (role, template, groups).")
     fleet_ami_id: str | None = Field(None, description="AMI for agents (a GPU AMI with Docker and the NVIDIA runtime).")

@@ -240,6 +240,34 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
         scopes = await self.bot.force_sync()
         await interaction.followup.send(f"Synced: {', '.join(scopes)}", ephemeral=True)
 
+    @app_commands.command(
+        name="safety", description="Flagged pictures: this server's policy and blocked count"
+    )
+    @app_commands.describe(policy="Change the policy (leave empty to only see it)")
+    @app_commands.choices(
+        policy=[
+            app_commands.Choice(name="block: never post flagged pictures", value="block"),
+            app_commands.Choice(name="age-restricted channels only", value="age_restricted_only"),
+        ]
+    )
+    async def safety(self, interaction: discord.Interaction, policy: str | None = None) -> None:
+        from bot.services import safety as safety_svc
+
+        rules = await self._admin(interaction, "safety")
+        gid = interaction.guild_id
+        if policy is not None:
+            await self.bot.run_blocking(safety_svc.set_policy, self.bot.b, gid, policy)
+        current = await self.bot.run_blocking(safety_svc.policy_of, self.bot.b, gid)
+        count = await self.bot.run_blocking(safety_svc.blocked_in, self.bot.b, gid)
+        text = (
+            f"Policy: **{current}** ({safety_svc.POLICY_TEXT[current]}). "
+            f"Pictures blocked here so far: {count}."
+        )
+        if policy is None:
+            await interaction.response.send_message(text, ephemeral=True)
+        else:
+            await self._done(interaction, rules, "safety policy", current, "", text)
+
     # --- blocked words -------------------------------------------------------------------------
     @blocked.command(name="add", description="Refuse prompts containing this word")
     async def blocked_add(

@@ -216,7 +216,10 @@ class Delivery(commands.Cog):
         known = self.bot.get_channel(int(row.payload.get("channel_id") or 0))
         guild = getattr(known, "guild", None)
         limit = guild.filesize_limit if guild is not None else media.DEFAULT_ATTACHMENT_LIMIT
-        message = await self.bot.run_blocking(svc.build_message, self.bot.b, row, limit)
+        # Discord's age-restricted flag (a thread follows its parent); an unknown channel is not restricted.
+        is_nsfw = getattr(known, "is_nsfw", None)
+        nsfw = bool(is_nsfw()) if callable(is_nsfw) else False
+        message = await self.bot.run_blocking(svc.build_message, self.bot.b, row, limit, channel_nsfw=nsfw)
         channel = self.bot.get_partial_messageable(message.channel_id)
         sent = await channel.send(
             content=message.content,

@@ -18,6 +18,10 @@ from bot.views import status_view
 log = logging.getLogger(__name__)
 
 CLASS_WORDS = ["man", "woman", "person", "boy", "girl", "child", "dog", "cat"]
+CONSENT = (
+    "Photos must be of **you**. "
+    "Training a model of anyone else is not allowed, even if you have their photos."
+)
 
 
 class Train(commands.Cog):
@@ -27,12 +31,15 @@ class Train(commands.Cog):
         # At most this many uploads held in memory at once (each within INTAKE_MAX_TOTAL_BYTES); the rest wait.
         self.slots = asyncio.Semaphore(bot.settings.intake_workers)
 
-    @app_commands.command(name="train", description="Train your personal model on 5–20 photos of yourself")
+    @app_commands.command(
+        name="train",
+        description="Train a model of yourself on 5–20 photos — only photos of you, never of others",
+    )
     @app_commands.guild_only()
     @app_commands.describe(
         name="A name for the model (you pick it later in /imagine)",
         class_word="What you are: man, woman, person …",
-        photo1="A photo of you (or a .zip with all of them)",
+        photo1="A photo of you, only you (or a .zip with all of them)",
         photo2="Another photo (or a .zip)",
         photo3="Another photo (or a .zip)",
         photo4="Another photo (or a .zip)",
@@ -115,7 +122,8 @@ class Train(commands.Cog):
         self.intakes.release(interaction.user.id)
         if not report.accepted:
             await interaction.edit_original_response(
-                embed=photo_report_embed(accepted=False, summary=report.summary, lines=report.lines)
+                content=CONSENT,
+                embed=photo_report_embed(accepted=False, summary=report.summary, lines=report.lines),
             )
             return
         placed = await self.bot.run_blocking(
@@ -130,6 +138,7 @@ class Train(commands.Cog):
             rules=rules,
         )
         message = await interaction.edit_original_response(
+            content=CONSENT,
             embed=photo_report_embed(
                 accepted=True,
                 summary=report.summary,

@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 
 from bot.services import likeness
 from storage import metrics, read_session
+from storage.safety_log import blocked_count
 
 PER_ORDER_ROWS = 30
 # At most this many points per series: a chart 500 px wide shows no more, and a 14-day window of 30 s samples
@@ -81,6 +82,7 @@ def dashboard_data(engine: Engine, *, window_s: float, now: float | None = None)
                     for c in per_order
                 ],
             },
+            "pictures_blocked": blocked_count(s, since=since),  # the safety check's (docs/SAFETY.md)
             "orders_by_status": {
                 f"{k}/{st}": n for (k, st), n in sorted(metrics.orders_by_status(s).items())
             },

@@ -123,6 +123,7 @@ def render_page(data: dict[str, Any]) -> str:
         ("Estimated cost", f"${cost['usd']:.2f}"),
         ("Mean cost per order", means),
         ("p95 time to result", ", ".join(f"{k} {_dur(ttr[k]['p95_s'])}" for k in kinds) or "–"),
+        ("Pictures blocked", f"{data.get('pictures_blocked', 0)}"),
     ]
     tiles_html = "".join(
         f'<div class="tile"><div class="k">{escape(k)}</div><div class="v">{escape(v)}</div></div>'

@@ -121,8 +121,12 @@ def _mention_owner(user_id: str) -> discord.AllowedMentions:
     )
 
 
-def build_message(b: Backends, row: OutboxItem, limit: int = media.DEFAULT_ATTACHMENT_LIMIT) -> OutboxMessage:
-    """Blob reads, the grid and re-encoding happen here, in a thread."""
+def build_message(
+    b: Backends, row: OutboxItem, limit: int = media.DEFAULT_ATTACHMENT_LIMIT, *, channel_nsfw: bool = False
+) -> OutboxMessage:
+    """Blob reads, the grid and re-encoding happen here, in a thread. Pictures go through the server's
+    safety policy first (bot/services/safety.py); ``channel_nsfw``: Discord's age-restricted flag."""
+    from bot.services import safety
     from bot.views import result_view
 
     p: dict[str, Any] = row.payload
@@ -154,12 +158,19 @@ def build_message(b: Backends, row: OutboxItem, limit: int = media.DEFAULT_ATTAC
         msg.embed = discord.Embed(title="Tips for better likeness", description=likeness.advice_text(p))
         return msg
 
+    screened = safety.screen(b, p, row.order_id, channel_nsfw=channel_nsfw)
     images: list[tuple[str, bytes]] = []
+    posted_keys: list[str] = []
+    shown: list[int] = []
     for i, key in enumerate(p.get("image_keys", [])):
+        if i not in screened.shown:
+            continue
         try:
             images.append((f"{i + 1}.png", b.blobs.get(key)))
         except BlobNotFound:
             continue
+        posted_keys.append(key)
+        shown.append(i)
     links: list[str] = []
     if row.kind == "render_result":
         msg.content = f"<@{user_id}> {clip(p.get('prompt', ''), 1500)}"
@@ -167,14 +178,20 @@ def build_message(b: Backends, row: OutboxItem, limit: int = media.DEFAULT_ATTAC
             msg.content += "\n" + likeness.words(p["likeness"])
         if images:
             msg.attachments.append(("grid.jpg", media.grid([data for _, data in images])))
-        msg.view = result_view(row.order_id or "", len(images)) if images else None
+        msg.view = (
+            result_view(row.order_id or "", len(p.get("image_keys", [])), shown=shown,
+                        upscaled=p.get("mode") == "upscale")
+            if images else None
+        )
     else:
         msg.content = f"<@{user_id}> your model **{clip(p.get('model_name', ''), 100)}** is trained and ready for /imagine."
         if p.get("likeness"):
             msg.content += "\n" + likeness.words(p["likeness"])
         msg.embed = discord.Embed(title="Model ready", colour=GREEN)
         msg.embed.add_field(name="Order", value=f"`{row.order_id}`")
-    for (name, data), key in zip(images, p.get("image_keys", []), strict=False):
+    if screened.notices:
+        msg.content = (msg.content or "") + "\n" + "\n".join(screened.notices)
+    for (name, data), key in zip(images, posted_keys, strict=False):
         fitted = media.fit_attachment(data, name, limit)
         if fitted is None:
             links.append(b.blobs.url(key, expires_s=b.settings.blob_url_expiry_s))

@@ -298,6 +298,10 @@ def place_followup_render(
     image_keys = store.image_keys(b, parent_id)
     if n >= len(image_keys):
         raise NotFound(f"There is no picture {n + 1} in that result.")
+    if action == "up" and p.get("mode") == "upscale":
+        raise Refused("That picture is already upscaled.")
+    if not b.blobs.exists(image_keys[n]):
+        raise NotFound(f"Picture {n + 1} of that result was not posted, so it cannot be reused.")
     if action == "up":
         w, h = min(p["width"] * 2, 2048), min(p["height"] * 2, 2048)
         return place_render_order(

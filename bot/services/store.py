@@ -399,6 +399,8 @@ def apply_event(b: Backends, event: Event) -> Applied:
             kw["notice"] = event.error.message if event.error else "Paused: the GPU was reclaimed; resuming soon."
         elif event.kind != "checkpoint":
             kw["notice"] = None  # the work goes on (or ended): the pause is over
+        # The agent's safety verdicts, and the guild whose policy the post applies (bot/services/safety.py).
+        base.update(guild_id=order.guild_id, safety=[v.model_dump() for v in event.safety])
         if event.kind == "started":
             kw["status"] = _STARTED[order.kind]
         elif event.kind == "done":
@@ -417,8 +419,9 @@ def apply_event(b: Backends, event: Event) -> Applied:
                 ]
                 deliveries = [
                     orders.NewDelivery(
-                        "render_result", {**base, "prompt": order.prompt or "", "image_keys": render_keys,
-                                          "likeness": likeness.payload(event)}
+                        "render_result",
+                        {**base, "prompt": order.prompt or "", "image_keys": render_keys,
+                         "likeness": likeness.payload(event), "mode": order.params.get("mode", "txt2img")},
                     )
                 ]
                 advice = likeness.advice(s, order, event, b.settings.likeness_advice_after)

@@ -112,7 +112,9 @@ class EngineRunner:
                                       cache_dir=self.settings.model_cache_dir,
                                       max_resident=self.settings.render_resident_loras,
                                       max_pixels=self.settings.render_max_pixels,
-                                      face_detail=FaceDetailConfig.from_settings(self.settings))
+                                      face_detail=FaceDetailConfig.from_settings(self.settings),
+                                      upscaler_model=self.settings.upscaler_model,
+                                      upscale_refine=self.settings.upscale_refine)
         return self._renderer
 
     def render(

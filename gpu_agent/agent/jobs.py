@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from cloud.messages import LikenessScore, RenderJob, TrainJob
+from cloud.messages import ImageSafety, LikenessScore, RenderJob, TrainJob
 from cloud.queues.base import Lease
 from gpu_agent.agent.checkpoints import CheckpointSync
 from gpu_agent.agent.likeness import Judge, reroll_seed, split_held_out, store_reference
 from gpu_agent.agent.metrics import AgentMetrics
 from gpu_agent.agent.report import Reporter
 from gpu_agent.agent.runner import Interrupted, JobError, JobRunner, TrainRequest, is_out_of_memory
+from gpu_agent.agent.safety import SafetyGate
 from storage import keys
 from storage.blobs.base import BlobNotFound, BlobStore
 from storage.settings import Settings
@@ -45,6 +46,7 @@ class Outcome:
     error: JobError | None = None
     gpu_seconds: float = 0.0
     likeness: list[LikenessScore] | None = None
+    safety: list[ImageSafety] = field(default_factory=list)  # one verdict per stored picture
 
 
 class JobContext:
@@ -79,6 +81,7 @@ class Handlers:
         self.runner = runner
         self.blobs = blobs
         self.metrics = metrics
+        self.safety = SafetyGate.from_settings(settings)
 
     # --- training ------------------------------------------------------------------------------------------
 
@@ -121,15 +124,18 @@ class Handlers:
         reference = store_reference(self.blobs, job, photos, held_out)
         judge = None if reference is None else Judge(reference, self.settings.likeness_retries)
         scores: list[LikenessScore] = []
+        verdicts: list[ImageSafety] = []
+        weights = Path(trained.weights_path)  # type: ignore[attr-defined]
         try:
-            outputs += self._first_renders(ctx, job, Path(trained.weights_path), judge, scores)  # type: ignore[attr-defined]
+            outputs += self._first_renders(ctx, job, weights, verdicts, judge, scores)
         except Interrupted:
             # The model is trained and stored; only its first pictures are missing. Hand the job on: the
             # next agent resumes from the final checkpoint, which is as good as done.
             return self._interrupted(ctx, sync)
         if ctx.lease_lost:
             return Outcome("lease_lost", step=ctx.step, total=total)
-        return Outcome("done", output_keys=outputs, step=total, total=total, likeness=scores or None)
+        return Outcome("done", output_keys=outputs, step=total, total=total, likeness=scores or None,
+                       safety=verdicts)
 
     def _interrupted(self, ctx: JobContext, sync: CheckpointSync) -> Outcome:
         if ctx.lease_lost:
@@ -202,8 +208,8 @@ class Handlers:
         self.blobs.put(meta_key, meta.read_bytes(), content_type="application/json")
         return [model_key, meta_key]
 
-    def _first_renders(self, ctx: JobContext, job: TrainJob, weights: Path, judge: Judge | None = None,
-                       scores: list[LikenessScore] | None = None) -> list[str]:
+    def _first_renders(self, ctx: JobContext, job: TrainJob, weights: Path, verdicts: list[ImageSafety],
+                       judge: Judge | None = None, scores: list[LikenessScore] | None = None) -> list[str]:
         outputs: list[str] = []
         n = 0
         size = self.settings.render_size // 8 * 8
@@ -218,10 +224,11 @@ class Handlers:
             pngs, judged = self._judged(ctx, judge, render_job, [weights], None, list(rendered.pngs))  # type: ignore[attr-defined]
             if judged and scores is not None:
                 scores.extend(judged)
-            for png in pngs:
+            for i, png in enumerate(pngs):
                 if ctx.lease_lost:
                     return outputs
                 key = keys.render_key(job.user_id, job.job_id, n)
+                verdicts.append(self._checked(key, png, rendered, i))
                 self.blobs.put(key, png, content_type="image/png")
                 outputs.append(key)
                 n += 1
@@ -252,14 +259,16 @@ class Handlers:
             pngs, scores = self._judged(ctx, judge, job, loras, source, list(rendered.pngs))  # type: ignore[attr-defined]
         except Interrupted:
             return Outcome("lease_lost" if ctx.lease_lost else "preempted", step=ctx.step, total=ctx.total)
-        outputs = []
+        outputs, verdicts = [], []
         for n, png in enumerate(pngs):
             if ctx.lease_lost:
                 return Outcome("lease_lost", step=ctx.step, total=ctx.total)
             key = keys.render_key(job.user_id, job.job_id, n)
+            verdicts.append(self._checked(key, png, rendered, n))
             self.blobs.put(key, png, content_type="image/png")
             outputs.append(key)
-        return Outcome("done", output_keys=outputs, step=ctx.total, total=ctx.total, likeness=scores)
+        return Outcome("done", output_keys=outputs, step=ctx.total, total=ctx.total, likeness=scores,
+                       safety=verdicts)
 
     def _judged(self, ctx: JobContext, judge: Judge | None, job: RenderJob, loras: list[Path], source: bytes | None,
                 pngs: list[bytes]) -> tuple[list[bytes], list[LikenessScore] | None]:
@@ -274,6 +283,11 @@ class Handlers:
             return again.pngs[0]  # type: ignore[attr-defined]
 
         return judge.improve(pngs, rerender)
+
+    def _checked(self, key: str, png: bytes, rendered: object, n: int) -> ImageSafety:
+        """The safety verdict of picture ``n`` of a render, taken before it is stored (agent/safety.py)."""
+        flagged = list(getattr(rendered, "flagged", None) or [])
+        return self.safety.verdict(key, png, withheld=flagged[n] if n < len(flagged) else None)
 
     def _fetch_lora(self, key: str) -> Path:
         """The LoRA at ``key`` as a local file. The file is kept between jobs and rewritten only when its bytes

@@ -243,7 +243,7 @@ class Agent:
             # The done event carries the last step too, so the member's progress bar ends at 100 %.
             finished = Progress(step=outcome.total, total=outcome.total) if outcome.total > 0 else None
             done = ctx.reporter.event("done", output_keys=outcome.output_keys, gpu_seconds=gpu, progress=finished,
-                                      likeness=outcome.likeness)
+                                      likeness=outcome.likeness, safety=outcome.safety)
             self._write_marker(job.job_id, done, sent=False)
             ctx.reporter.send(done)
             self._write_marker(job.job_id, done, sent=True)

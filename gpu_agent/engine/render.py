@@ -45,6 +45,7 @@ from gpu_agent.engine.render_types import (
 if TYPE_CHECKING:
     from storage.settings import Settings
 
+SAFETY_CHECKER_MESSAGE = "the base model's own safety checker blanked it"
 SAMPLER = "DPM++ 2M Karras"
 """DPM-Solver++ (2nd order multistep) with Karras sigmas: good faces in 20-30 steps, and deterministic."""
 
@@ -89,6 +90,8 @@ class Renderer:
             max_resident=settings.render_resident_loras,
             max_pixels=settings.render_max_pixels,
             face_detail=FaceDetailConfig.from_settings(settings),
+            upscaler_model=settings.upscaler_model,
+            upscale_refine=settings.upscale_refine,
         )
 
     def __init__(
@@ -104,6 +107,8 @@ class Renderer:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         hotswap: bool = True,
         face_detail: FaceDetailConfig | None = None,
+        upscaler_model: str = "",
+        upscale_refine: bool = False,
     ) -> None:
         from diffusers import AutoPipelineForImage2Image
 
@@ -129,6 +134,8 @@ class Renderer:
         self._img2img = AutoPipelineForImage2Image.from_pipe(pipe)
         self._img2img.set_progress_bar_config(disable=True)
         self.adapters = AdapterSlots(pipe, base_model, max_resident=max_resident, hotswap=hotswap)
+        self.upscale_refine = upscale_refine
+        self.upscaler = _load_upscaler(upscaler_model, self.device, pipe.unet.dtype, cache_dir)
 
     # --- public ---------------------------------------------------------------------------------------------
 
@@ -154,10 +161,11 @@ class Renderer:
 
         Raises BadRenderRequest (e.g. over the pixel cap), PromptRefused (the prompt check said no) or
         LoraLoadError, each before any denoising. Modes: txt2img; variation (img2img from a previous render at
-        moderate strength); upscale (Lanczos 2x, then img2img at low strength to redraw the fine detail — a
-        plain diffusion pass, because no learned upscaler's weights can ship with an offline install).
+        moderate strength); upscale: the learned x4 upscaler when one is configured (engine/upscale.py, then
+        optionally the refine pass below), else the fallback: Lanczos 2x, then img2img at low strength to
+        redraw the fine detail. A picture the base model's own safety checker blanks comes back ``flagged``.
         ``preview``: after each denoising step but the last, when ``preview.due()``, the first image's latents
-        as a thumbnail (latent-to-RGB, no VAE decode) go to ``preview.deliver(step, image)``.
+        as a thumbnail (latent-to-RGB, no VAE decode) go to ``preview.deliver(step, total, image)``.
         """
         width, height = request.output_size
         if width * height > self.max_pixels:
@@ -173,12 +181,21 @@ class Renderer:
                 raise BadRenderRequest("the picture this render starts from cannot be read") from None
         prompt = fill_prompt(request.prompt, request.subject)
         self._prompt_check(prompt)
+        if request.mode == "upscale" and self.upscaler is not None:
+            import dataclasses
+
+            # Picture i from seed + i, as for the other modes (the U button asks for one).
+            ones = [dataclasses.replace(request, n=1, seed=request.seed + i) for i in range(request.n)]
+            return [self._upscale_learned(one, prompt, lora, progress) for one in ones]
         with self._lock:
             self.adapters.activate(lora)
-            images = self._denoise(request, prompt, width, height, progress, preview)
+            images, blanked = self._denoise(request, prompt, width, height, progress, preview)
             images, faces = self._detail_faces(request, images)
         return [
-            self._finish(request, prompt, lora, image, request.seed + i, faces[i])
+            self._finish(
+                request, prompt, lora, image, request.seed + i, faces[i], blanked=blanked[i],
+                strength=request.effective_strength,
+            )
             for i, image in enumerate(images)
         ]
 
@@ -200,6 +217,33 @@ class Renderer:
 
     # --- denoising ------------------------------------------------------------------------------------------
 
+    def _upscale_learned(
+        self, request: RenderRequest, prompt: str, lora: LoraRef | None, progress: Progress | None
+    ) -> RenderedImage:
+        """The learned x4 upscaler on the source (shrunk to the caps if 4x is over them), then, with
+        ``upscale_refine``, the fallback's light re-denoise over the result with the member's LoRA."""
+        import dataclasses
+
+        from gpu_agent.engine.render_types import MAX_SIDE
+        from gpu_agent.engine.upscale import fit_within
+
+        assert request.source is not None and self.upscaler is not None
+        with self._lock:
+            image, blanked = self.upscaler.upscale(
+                request.source, prompt=prompt, negative_prompt=request.negative_prompt, seed=request.seed,
+                steps=request.steps, guidance=request.guidance, progress=progress)
+            image = fit_within(image, MAX_SIDE, self.max_pixels)
+            refined: float | None = None
+            if self.upscale_refine and not blanked:
+                refined = request.effective_strength
+                # The refine pass keeps this size: the request's source becomes the upscaled picture at 1x.
+                again = dataclasses.replace(request, mode="variation", source=image, strength=refined, n=1)
+                self.adapters.activate(lora)
+                images, flags = self._denoise(again, prompt, image.width, image.height, progress)
+                image, blanked = images[0], flags[0]
+        return self._finish(request, prompt, lora, image, request.seed, blanked=blanked,
+                            sampler=f"x4 upscaler {self.upscaler.model}", strength=refined)
+
     def _denoise(
         self,
         request: RenderRequest,
@@ -208,7 +252,10 @@ class Renderer:
         height: int,
         progress: Progress | None,
         preview: PreviewPlan | None = None,
-    ) -> list[Image.Image]:
+    ) -> tuple[list[Image.Image], list[bool]]:
+        """The pictures, and for each whether the pipeline's own safety checker blanked it (SD 1.x hub models
+        ship diffusers' StableDiffusionSafetyChecker, which returns a black picture and says so in
+        ``nsfw_content_detected``; the tiny test models have none)."""
         # One CPU generator per image: image i is the same picture on any device, and re-rendering seed+i
         # alone reproduces it.
         generators = [torch.Generator("cpu").manual_seed(request.seed + i) for i in range(request.n)]
@@ -245,7 +292,10 @@ class Renderer:
 
             extra["callback_on_step_end"] = on_step
         with torch.inference_mode():
-            return list(pipe(num_inference_steps=steps, **common, **extra).images)
+            out = pipe(num_inference_steps=steps, **common, **extra)
+        images = list(out.images)
+        flags = getattr(out, "nsfw_content_detected", None) or [False] * len(images)
+        return images, [bool(f) for f in flags]
 
     def _detail_faces(
         self, request: RenderRequest, images: list[Image.Image]
@@ -296,9 +346,16 @@ class Renderer:
         image: Image.Image,
         seed: int,
         face_detail: int | None = None,
+        *,
+        blanked: bool = False,
+        sampler: str = SAMPLER,
+        strength: float | None = None,
     ) -> RenderedImage:
-        verdict = self._image_check(image)
-        flagged = None if verdict.safe else (verdict.reason or "the image check refused it")
+        if blanked:
+            flagged: str | None = SAFETY_CHECKER_MESSAGE
+        else:
+            verdict = self._image_check(image)
+            flagged = None if verdict.safe else (verdict.reason or "the image check refused it")
         if flagged is not None:
             image = placeholder(image.size)
         params = GenerationParams(
@@ -307,16 +364,33 @@ class Renderer:
             seed=seed,
             steps=request.steps,
             guidance=request.guidance,
-            sampler=SAMPLER,
+            sampler=sampler,
             width=image.width,
             height=image.height,
             base_model=self.base_model,
             mode=request.mode,
             lora=lora.model_id if lora else None,
-            strength=request.effective_strength,
+            strength=strength,
             flagged=flagged,
             face_detail=face_detail,
         )
         return RenderedImage(
             image=image, seed=seed, png=png_bytes(image, params), params=params, flagged=flagged
         )
+
+
+def _load_upscaler(model: str, device: torch.device, dtype: torch.dtype, cache_dir: str | Path | None) -> Any:
+    """The learned upscaler named by ``upscaler_model``, or None (empty, or it cannot be loaded: the U button
+    then keeps working with the fallback re-denoise, and the log says why)."""
+    if not model:
+        return None
+    import logging
+
+    from gpu_agent.engine.models import BaseModelError
+    from gpu_agent.engine.upscale import Upscaler
+
+    try:
+        return Upscaler(model, device=device, dtype=dtype, cache_dir=cache_dir)
+    except BaseModelError as err:
+        logging.getLogger(__name__).error("upscaler not loaded, U uses the re-denoise fallback: %s", err)
+        return None

@@ -279,3 +279,69 @@ def _save_atomically(pipe: Any, target: Path, name: str, seed: int) -> None:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+TINY_UPSCALER = "tiny-upscaler"
+
+
+def build_tiny_upscaler(*, seed: int = 0) -> Any:
+    """A tiny random ``StableDiffusionUpscalePipeline`` with the x4 upscaler's architecture: A TEST MODEL.
+
+    The real model's shape: a UNet over 4 latent + 3 low-resolution image channels (in_channels 7) conditioned
+    on the noise level through class embeddings, a three-level VAE (8x8 latents decode to 32x32: 4x) with the
+    upscaler's latent scaling 0.08333, a DDPM low-resolution noise scheduler and a v-prediction sampler.
+    """
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        DDPMScheduler,
+        StableDiffusionUpscalePipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(
+            sample_size=32,
+            in_channels=7,
+            out_channels=4,
+            layers_per_block=1,
+            block_out_channels=(16, 32, 32),
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=32,
+            attention_head_dim=4,
+            use_linear_projection=True,
+            norm_num_groups=8,
+            num_class_embeds=1000,
+        )
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            block_out_channels=(8, 16, 16),
+            layers_per_block=1,
+            down_block_types=("DownEncoderBlock2D",) * 3,
+            up_block_types=("UpDecoderBlock2D",) * 3,
+            norm_num_groups=4,
+            sample_size=64,
+            scaling_factor=0.08333,
+        )
+        text_encoder = CLIPTextModel(_text_config())
+    pipe = StableDiffusionUpscalePipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tiny_tokenizer(),
+        unet=unet,
+        low_res_scheduler=DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear"),
+        scheduler=DDIMScheduler(
+            num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="scaled_linear",
+            prediction_type="v_prediction",
+        ),
+        max_noise_level=350,
+    )
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            component.eval()
+    return _mark(pipe, TINY_UPSCALER)

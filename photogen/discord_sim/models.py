@@ -106,6 +106,7 @@ class SimChannel:
     type: int = 0  # 0 text, 1 DM
     position: int = 0
     recipient: SimUser | None = None
+    nsfw: bool = False  # Discord's "age-restricted channel" flag
 
     def payload(self) -> dict[str, Any]:
         if self.type == 1:
@@ -123,7 +124,7 @@ class SimChannel:
             "name": self.name,
             "position": self.position,
             "permission_overwrites": [],
-            "nsfw": False,
+            "nsfw": self.nsfw,
             "parent_id": None,
             "topic": None,
             "last_message_id": None,

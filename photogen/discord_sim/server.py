@@ -211,13 +211,19 @@ class DiscordSim(MessageStore):
         self._emit("GUILD_ROLE_CREATE", {"guild_id": str(guild.id), "role": role.payload()})
         return role
 
-    def add_channel(self, guild: SimGuild, name: str) -> SimChannel:
-        channel = SimChannel(new_snowflake(), name, guild.id, position=len(guild.channels))
+    def add_channel(self, guild: SimGuild, name: str, *, nsfw: bool = False) -> SimChannel:
+        """A text channel; ``nsfw`` makes it age-restricted, as Discord's channel setting does."""
+        channel = SimChannel(new_snowflake(), name, guild.id, position=len(guild.channels), nsfw=nsfw)
         guild.channels.append(channel)
         self.channels[channel.id] = channel
         self._channel_messages[channel.id] = []
         self._emit("CHANNEL_CREATE", channel.payload())
         return channel
+
+    def set_channel_nsfw(self, channel: SimChannel, nsfw: bool) -> None:
+        """Turn a channel's age restriction on or off (CHANNEL_UPDATE to the bot)."""
+        channel.nsfw = nsfw
+        self._emit("CHANNEL_UPDATE", channel.payload())
 
     def add_member(
         self, guild: SimGuild, user: str | SimUser, *, roles: Iterable[SimRole | str] = ()

@@ -1,6 +1,8 @@
-"""The GPU agent's part in the bot's tests: no GPU agent runs here, so the test consumes the train/render queues
-and answers with cloud.messages.Event messages and real output blobs — the agent's public contract, not a mock
-of anything in the bot."""
+"""The GPU agent's part in the bot's tests: no GPU agent runs here, so the test consumes the train/render
+queues and answers with cloud.messages.Event messages and real output blobs — the agent's public contract, not
+a mock of anything in the bot. A done event carries the agent's safety verdicts, taken here with the agent's
+own checker (gpu_agent.agent.safety: NudeNet's real model on the stored pictures), unless a test passes
+``safety=``."""
 
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ from PIL import Image
 from cloud.consumer import receive
 from cloud.messages import ErrorInfo, Event, Progress, RenderJob, TrainJob, encode
 from cloud.queues import Queues
+from gpu_agent.agent.safety import SafetyGate
 from storage import keys
 from storage.blobs.base import BlobStore
+from storage.settings import Settings
 
 
 def picture(seed: int, size: tuple[int, int] = (64, 64)) -> bytes:
@@ -23,9 +27,10 @@ def picture(seed: int, size: tuple[int, int] = (64, 64)) -> bytes:
 
 
 class AgentPart:
-    def __init__(self, queues: Queues, blobs: BlobStore) -> None:
+    def __init__(self, queues: Queues, blobs: BlobStore, gate: SafetyGate | None = None) -> None:
         self.queues = queues
         self.blobs = blobs
+        self.gate = gate or SafetyGate.from_settings(Settings.model_construct())  # the defaults, no .env
 
     def take_train(self, wait_s: float = 5.0) -> TrainJob:
         got = receive(self.queues.train, TrainJob, max_messages=1, wait_s=wait_s, lease_s=60)
@@ -42,6 +47,10 @@ class AgentPart:
         return job
 
     def emit(self, job: TrainJob | RenderJob, kind: str, **fields: object) -> Event:
+        if kind == "done" and "safety" not in fields:
+            outputs: list[str] = fields.get("output_keys", [])  # type: ignore[assignment]
+            stored = [k for k in outputs if "/renders/" in k]
+            fields["safety"] = [self.gate.verdict(k, self.blobs.get(k)) for k in stored]
         event = Event(
             job_id=job.job_id,
             order_id=job.order_id,

@@ -21,7 +21,8 @@ from bot.embeds import clip, order_status_embed
 from bot.errors import Busy, NotAllowed, NotFound, Refused
 from bot.services import store
 from bot.services.records import CancelResult, ModelView, OrderView, Placed, QueueOverview, QueuePosition
-from cloud.messages import RenderJob, RenderSpec, TrainJob, TrainParams, encode, new_id
+from cloud.messages import RenderJob, RenderSpec, TrainJob, encode, new_id
+from cloud.recipes import train_params
 from storage import FINAL_STATUSES, keys
 
 if TYPE_CHECKING:
@@ -29,9 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SUBJECT_TOKEN = (
-    "sks"  # DreamBooth's rare-token convention; each member's LoRA is separate, so one token serves all
-)
 FINAL = FINAL_STATUSES
 
 # --- gates ---------------------------------------------------------------------------------------------------
@@ -121,16 +119,17 @@ def place_train_order(
     s = b.settings
     order_id, job_id, model_id = new_id(), new_id(), new_id()
     photo_keys = [keys.photo_key(user_id, order_id, n) for n in range(len(crops))]
+    token = store.new_subject_token(b)  # each model its own word, so two members' models can share a picture
     job = TrainJob(
         job_id=job_id,
         order_id=order_id,
         user_id=str(user_id),
         model_id=model_id,
         photo_keys=photo_keys,
-        subject_token=SUBJECT_TOKEN,
+        subject_token=token,
         class_word=class_word,
         base_model=s.base_model,
-        params=TrainParams(steps=s.train_steps, rank=s.train_rank, resolution=s.train_resolution),
+        params=train_params(s, s.base_model),  # the photoreal recipe of the base's family, settings laid over
         renders=[RenderSpec(prompt="professional headshot photo of {subject}, studio lighting", count=1)],
     )
     credits_left = store.create_order(
@@ -146,7 +145,7 @@ def place_train_order(
         payload=encode(job),
         limits=_limits(b, rules),
         model=store.NewModel(
-            model_id, name, class_word, SUBJECT_TOKEN, s.base_model, keys.model_key(user_id, model_id)
+            model_id, name, class_word, token, s.base_model, keys.model_key(user_id, model_id)
         ),
     )
 

@@ -16,7 +16,9 @@ from bot.views import status_view
 
 log = logging.getLogger(__name__)
 
-CLASS_WORDS = ["man", "woman", "person", "boy", "girl", "child", "dog", "cat"]
+# People only: every photo must show one face (the checks crop around it and compare it across the set), and the
+# recipe is for faces. Pets would need their own path (no face checks, other crops); not offered.
+CLASS_WORDS = ["man", "woman", "person", "boy", "girl", "child"]
 
 
 class Train(commands.Cog):
@@ -27,7 +29,7 @@ class Train(commands.Cog):
     @app_commands.guild_only()
     @app_commands.describe(
         name="A name for the model (you pick it later in /imagine)",
-        class_word="What you are: man, woman, person …",
+        class_word="What you are: man, woman, person … (people only: every photo must show your face)",
         photo1="A photo of you (or a .zip with all of them)",
         photo2="Another photo (or a .zip)",
         photo3="Another photo (or a .zip)",

@@ -194,7 +194,11 @@ def place_render_order(
     source_key: str | None,
     rules: GuildRules,
     parent_order_id: str | None = None,
+    title: str | None = None,
+    style: str | None = None,
 ) -> Placed:
+    """``title``: the member's own words, what the status and result messages are headed with (default: the
+    prompt); ``style``: the preset's name, shown beside the seed and the model."""
     model = _own_ready_model(b, user_id, model_id)
     s = b.settings
     order_id, job_id = new_id(), new_id()
@@ -217,7 +221,9 @@ def place_render_order(
         source_key=source_key,
     )
     params = {
-        "title": f"Imagine: {clip(prompt, 200)}",
+        "title": result_title(title or prompt),
+        "style": style,
+        "model_name": model.name,
         "prompt": prompt,
         "negative_prompt": negative_prompt,
         "count": count,
@@ -273,7 +279,9 @@ def place_followup_render(
         "guidance": p.get("guidance", 7.0),
         "rules": rules,
         "parent_order_id": parent_id,
+        "style": p.get("style"),
     }
+    words = p.get("title") or "your pictures"
     if action == "rr":
         return place_render_order(
             b,
@@ -284,6 +292,7 @@ def place_followup_render(
             seed=secrets.randbelow(2**31 - 1),
             mode="txt2img",
             source_key=None,
+            title=words,
         )
     image_keys = store.image_keys(b, parent_id)
     if n >= len(image_keys):
@@ -299,6 +308,7 @@ def place_followup_render(
             seed=p["seed"] + n,
             mode="upscale",
             source_key=image_keys[n],
+            title=f"Upscale of picture {n + 1}: {words}",
         )
     return place_render_order(
         b,
@@ -309,7 +319,14 @@ def place_followup_render(
         seed=secrets.randbelow(2**31 - 1),
         mode="variation",
         source_key=image_keys[n],
+        title=f"Variations of picture {n + 1}: {words}",
     )
+
+
+def result_title(words: str) -> str:
+    """A result's heading from the member's words: never a template placeholder such as {subject}."""
+    text = " ".join(words.replace("{subject}", "you").split())
+    return clip(text or "Your pictures", 200)
 
 
 def _own_order(b: Backends, order_id: str, user_id: int) -> OrderView:

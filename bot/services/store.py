@@ -464,7 +464,8 @@ def mark_outbox_sent(b: Backends, outbox_id: str, message_id: int | None) -> Non
 
 def new_subject_token(b: Backends) -> str:
     """A rare identifier no model in training or ready uses (storage/tokens.py)."""
-    from storage.tokens import new_subject_token as pick, tokens_in_use
+    from storage.tokens import new_subject_token as pick
+    from storage.tokens import tokens_in_use
 
     with read_session(b.engine) as s:
         return pick(tokens_in_use(s))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from agent_part import AgentPart, picture
+from sqlmodel import select
 
 from bot.backends import Backends, open_backends
 from bot.checks import GuildRules
@@ -104,7 +105,7 @@ def test_each_model_gets_its_own_rare_token_and_old_models_keep_theirs(tmp_path:
         assert re.fullmatch(r"[a-z]{4}", job.subject_token)
         TrainConfig(base_model="tiny-sd", token=job.subject_token)  # a token the trainer accepts
     with read_session(b.engine) as s:
-        recorded = {m.id: m.subject_token for m in s.query(TrainedModel).all()}  # type: ignore[attr-defined]
+        recorded = {m.id: m.subject_token for m in s.exec(select(TrainedModel))}
     assert {job.model_id: recorded[job.model_id] for job in jobs} == {j.model_id: j.subject_token for j in jobs}
 
     # Renders read the token from the model: the old model still answers to 'sks'.

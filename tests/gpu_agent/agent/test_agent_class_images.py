@@ -35,7 +35,7 @@ def test_class_images_are_rendered_once_then_shared_by_the_next_order(
     events.wait_for(lambda e: e.job_id == first.job_id and e.kind == "done", 240, "the first training")
     agent.stop()
     shared = sorted(blobs.list("shared/class-images/"))
-    assert len(shared) == 2 and all(k.endswith((".png")) and "/woman/" in k for k in shared), shared
+    assert len(shared) == 2 and all(k.endswith(".png") and "/woman/" in k for k in shared), shared
     stored = {k: blobs.get(k) for k in shared}
     meta = json.loads(blobs.get(keys.model_meta_key(first.user_id, first.model_id)))
     assert meta["class_images_rendered"] == 2 and meta["text_encoder_trained"] is True

@@ -160,7 +160,8 @@ async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report
                 timeout=600,
             )
             results.append(result)
-            timeline.add(f"/imagine {prompt!r} style={style or '-'} → {len(result.files)} images")
+            pictures = sum(c.startswith("pg:up:") for c in result.custom_ids())
+            timeline.add(f"/imagine {prompt!r} style={style or '-'} → {pictures} pictures in {len(result.files)} file(s)")
 
         first = results[0]
         for action in ("up", "var"):

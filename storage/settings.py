@@ -109,7 +109,8 @@ class Settings(BaseSettings):
     # train_*: unset means the photoreal recipe of the base model's family (cloud/recipes.py, docs/TRAINING.md)
     train_steps: int | None = Field(None, ge=1, le=20000, description="Training steps per model (unset: recipe).")
     train_resolution: int | None = Field(
-        None, ge=32, le=2048, description="Training resolution in pixels, square face crops (unset: recipe)."
+        None, ge=32, le=2048, multiple_of=8,
+        description="Training resolution in pixels, square face crops, a multiple of 8 (unset: recipe).",
     )
     train_rank: int | None = Field(None, ge=1, le=256, description="LoRA rank (unset: recipe).")
     train_learning_rate: float | None = Field(

@@ -88,7 +88,7 @@ class Imagine(commands.Cog):
             mode="txt2img",
             source_key=None,
             rules=rules,
-            title=prompt,
+            words=prompt,
             style=preset.title if preset else None,
         )
         await self._post_status(interaction, placed, title=orders.result_title(prompt))

@@ -194,11 +194,13 @@ def place_render_order(
     source_key: str | None,
     rules: GuildRules,
     parent_order_id: str | None = None,
-    title: str | None = None,
+    words: str | None = None,
+    label: str | None = None,
     style: str | None = None,
 ) -> Placed:
-    """``title``: the member's own words, what the status and result messages are headed with (default: the
-    prompt); ``style``: the preset's name, shown beside the seed and the model."""
+    """``words``: the member's own words, what the status and result messages are headed with (default: the
+    prompt), after ``label`` ('Upscale of picture 2') for a follow-up; ``style``: the preset's name, shown beside
+    the seed and the model."""
     model = _own_ready_model(b, user_id, model_id)
     s = b.settings
     order_id, job_id = new_id(), new_id()
@@ -221,7 +223,8 @@ def place_render_order(
         source_key=source_key,
     )
     params = {
-        "title": result_title(title or prompt),
+        "title": result_title(f"{label}: {words or prompt}" if label else words or prompt),
+        "words": result_title(words or prompt),
         "style": style,
         "model_name": model.name,
         "prompt": prompt,
@@ -281,7 +284,7 @@ def place_followup_render(
         "parent_order_id": parent_id,
         "style": p.get("style"),
     }
-    words = p.get("title") or "your pictures"
+    words = p.get("words") or p.get("title") or "your pictures"
     if action == "rr":
         return place_render_order(
             b,
@@ -292,7 +295,7 @@ def place_followup_render(
             seed=secrets.randbelow(2**31 - 1),
             mode="txt2img",
             source_key=None,
-            title=words,
+            words=words,
         )
     image_keys = store.image_keys(b, parent_id)
     if n >= len(image_keys):
@@ -308,7 +311,8 @@ def place_followup_render(
             seed=p["seed"] + n,
             mode="upscale",
             source_key=image_keys[n],
-            title=f"Upscale of picture {n + 1}: {words}",
+            words=words,
+            label=f"Upscale of picture {n + 1}",
         )
     return place_render_order(
         b,
@@ -319,7 +323,8 @@ def place_followup_render(
         seed=secrets.randbelow(2**31 - 1),
         mode="variation",
         source_key=image_keys[n],
-        title=f"Variations of picture {n + 1}: {words}",
+        words=words,
+        label=f"Variations of picture {n + 1}",
     )
 
 

@@ -62,6 +62,13 @@ async def test_a_styled_result_reads_well(studio: Studio) -> None:
     assert {f["name"]: f["value"] for f in single.embeds[0]["fields"]}["Seed"] == "43"
     assert not any(cid.startswith("pg:one:") for cid in single.custom_ids())
 
+    # A follow-up of a follow-up is headed with what it is and the member's words, not a chain of labels.
+    click = await st.sim.click(st.alice, single, f"pg:var:{upscale.order_id}:0")
+    await click.wait_response()
+    await asyncio.to_thread(st.agent.take_render)
+    var_status = await click.wait_original(lambda m: bool(m.embeds) and not m.loading)
+    assert var_status.embeds[0]["title"] == "Variations of picture 1: in a navy suit"
+
 
 async def test_a_plain_prompt_with_subject_never_shows_the_placeholder(studio: Studio) -> None:
     st = studio

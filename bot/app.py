@@ -17,6 +17,7 @@ from discord.ext import commands
 from bot import metrics
 from bot.backends import Backends, open_backends
 from bot.checks import GuildRules
+from bot.embeds import clip
 from bot.errors import UserFacingError
 from bot.ratelimit import RateLimiter
 from bot.replies import reply_error
@@ -122,6 +123,9 @@ class PhotogenBot(commands.Bot):
         if isinstance(original, UserFacingError):
             metrics.COMMAND_REFUSED.labels(kind=type(original).__name__).inc()
             await reply_error(interaction, original.message)
+            return
+        if isinstance(error, app_commands.TransformerError):  # a value outside an option's choices
+            await reply_error(interaction, f"{clip(str(error.value), 40)!r} is not one of the choices offered.")
             return
         if isinstance(error, app_commands.CheckFailure):
             await reply_error(interaction, str(error) or "You can't use this command here.")

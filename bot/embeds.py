@@ -90,6 +90,20 @@ def order_status_embed(
     return embed
 
 
+def result_embed(
+    *, title: str, seed: int | None, count: int, model: str | None, style: str | None
+) -> discord.Embed:
+    """A delivered result: headed with the member's own words; seed, model and style underneath."""
+    embed = discord.Embed(title=clip(title, 256), colour=GREEN)
+    if seed is not None:
+        seeds = f"{seed}" if count <= 1 else f"{seed} (pictures 1–{count}: {seed}–{seed + count - 1})"
+        embed.add_field(name="Seed", value=seeds, inline=True)
+    if model:
+        embed.add_field(name="Model", value=clip(model, 100), inline=True)
+    embed.add_field(name="Style", value=clip(style, 100) if style else "your own prompt", inline=True)
+    return embed
+
+
 def photo_report_embed(
     *,
     accepted: bool,

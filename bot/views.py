@@ -3,7 +3,7 @@ works after a restart without any in-memory state; the handler lives in the feat
 
 custom_id layout (≤ 100 characters):
     pg:cancel:{order_id}            Cancel on a status message
-    pg:{up|var|rr|del}:{order_id}:{n}   U1–U4, V1–V4, 🔄 re-roll, 🗑 delete on a result message
+    pg:{up|var|rr|del|one}:{order_id}:{n}   U1–U4, V1–V4, 🔄 re-roll, 🗑 delete, Singles on a result message
     pg:forget:{user_id}             the /forget-me confirmation
 """
 
@@ -67,12 +67,12 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button], template=rf"pg:can
         )
 
 
-IMAGE_ACTIONS = {"up": "U", "var": "V", "rr": "🔄", "del": "🗑"}
+IMAGE_ACTIONS = {"up": "U", "var": "V", "rr": "🔄", "del": "🗑", "one": "🖼"}
 
 
 class ImageButton(
     discord.ui.DynamicItem[discord.ui.Button],
-    template=rf"pg:(?P<action>up|var|rr|del):(?P<order_id>{ID}):(?P<n>[0-9])",
+    template=rf"pg:(?P<action>up|var|rr|del|one):(?P<order_id>{ID}):(?P<n>[0-9])",
 ):
     def __init__(self, action: str, order_id: str, n: int) -> None:
         if action in ("up", "var"):
@@ -80,6 +80,11 @@ class ImageButton(
                 label=f"{IMAGE_ACTIONS[action]}{n + 1}",
                 style=discord.ButtonStyle.secondary,
                 row=0 if action == "up" else 1,
+                custom_id=f"pg:{action}:{order_id}:{n}",
+            )
+        elif action == "one":
+            button = discord.ui.Button(
+                label="Singles", emoji=IMAGE_ACTIONS[action], style=discord.ButtonStyle.secondary, row=2,
                 custom_id=f"pg:{action}:{order_id}:{n}",
             )
         else:
@@ -149,6 +154,8 @@ def result_view(
         for n in pictures:
             view.add_item(ImageButton(action, order_id, n))
     view.add_item(ImageButton("rr", order_id, 0))
+    if count > 1:  # the result shows one grid; the pictures one by one on request
+        view.add_item(ImageButton("one", order_id, 0))
     view.add_item(ImageButton("del", order_id, 0))
     return view
 

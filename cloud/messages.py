@@ -29,14 +29,40 @@ class _Message(BaseModel):
 
 
 class TrainParams(_Message):
+    """How to train: every knob of the trainer's TrainConfig but what the job names (base model, token, class)
+    and what the agent decides (checkpoint period, memory saving); the agent maps it 1:1 (extra fields are
+    refused there). Its defaults ARE the photoreal recipe for SD 1.x (cloud/recipes.py derives SDXL's from them;
+    the trainer takes its defaults from here) — the one source of docs/TRAINING.md's table."""
+
     steps: int = Field(800, ge=1, le=20_000)
     learning_rate: float = Field(1e-4, gt=0, le=1)
     rank: int = Field(16, ge=1, le=256)
     resolution: int = Field(512, ge=32, le=2048)
     batch_size: int = Field(1, ge=1, le=64)
     seed: int = 0
-    prior_preservation: bool = False
-    train_text_encoder: bool = False
+    prior_preservation: bool = True
+    train_text_encoder: bool = True
+    instance_prompt: str = Field("a photo of {token} {class_word}", max_length=300)
+    class_prompt: str = Field("a photo of {class_word}", max_length=300)
+    text_encoder_learning_rate: float = Field(5e-6, gt=0, le=1)
+    lr_schedule: Literal["constant", "constant_with_warmup", "cosine", "linear"] = "constant"
+    lr_warmup_steps: int = Field(0, ge=0)
+    alpha: int | None = Field(None, ge=1, le=512)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    unet_target_modules: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
+    text_encoder_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
+    num_class_images: int = Field(100, ge=1, le=2000)
+    prior_loss_weight: float = Field(1.0, ge=0, le=10)
+    class_image_steps: int = Field(25, ge=1, le=150)
+    snr_gamma: float | None = Field(5.0, gt=0)
+    noise_offset: float = Field(0.0, ge=0, le=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    adam_beta1: float = Field(0.9, gt=0, lt=1)
+    adam_beta2: float = Field(0.999, gt=0, lt=1)
+    adam_weight_decay: float = Field(1e-2, ge=0, lt=1)
+    adam_epsilon: float = Field(1e-8, gt=0)
+    use_8bit_adam: bool = True
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
 
 
 class RenderSpec(_Message):

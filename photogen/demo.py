@@ -27,7 +27,8 @@ MARKER = ".photogen-demo"
 MANAGE_GUILD = 1 << 5
 
 # The tiny test model works at 64 px and trains in seconds; a real base model gets the product's defaults.
-TINY_OVERRIDES = dict(train_steps=40, train_resolution=128, render_steps=8, render_size=128, checkpoint_every_steps=20)
+TINY_OVERRIDES = dict(train_steps=40, train_resolution=128, train_class_images=4, render_steps=8, render_size=128,
+                      checkpoint_every_steps=20)
 
 
 @dataclass
@@ -159,7 +160,8 @@ async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report
                 timeout=600,
             )
             results.append(result)
-            timeline.add(f"/imagine {prompt!r} style={style or '-'} → {len(result.files)} images")
+            pictures = sum(c.startswith("pg:up:") for c in result.custom_ids())
+            timeline.add(f"/imagine {prompt!r} style={style or '-'} → {pictures} pictures in {len(result.files)} file(s)")
 
         first = results[0]
         for action in ("up", "var"):

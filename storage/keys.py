@@ -77,3 +77,14 @@ def preview_key(user_id: object, job_id: object, step: int) -> str:
 def done_marker_key(job_id: object) -> str:
     """Written after a job's outputs and before its done event: a redelivered job with this marker is acked."""
     return f"done/{_id(job_id, 'job id')}.json"
+
+
+def class_images_prefix(digest: str, class_word: str) -> str:
+    """Prior-preservation images shared by every member (made by the base model, nobody's data): outside
+    ``users/``. ``digest`` names the base model, prompt, size, steps and seed that made them."""
+    slug = re.sub(r"[^a-z0-9-]+", "-", class_word.lower()).strip("-")[:40] or "class"
+    return f"shared/class-images/{_id(digest, 'digest')}/{slug}/"
+
+
+def class_image_key(digest: str, class_word: str, n: int) -> str:
+    return f"{class_images_prefix(digest, class_word)}{int(n):05d}.png"

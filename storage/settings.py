@@ -123,9 +123,26 @@ class Settings(BaseSettings):
     )
 
     # --- what an order asks of the engine (the demo and tests shrink these for the tiny models) ---------
-    train_steps: int = Field(800, ge=1, le=20000, description="Training steps per model.")
-    train_resolution: int = Field(512, ge=32, le=2048, description="Training resolution in pixels (square crops).")
-    train_rank: int = Field(16, ge=1, le=256, description="LoRA rank.")
+    # train_*: unset means the photoreal recipe of the base model's family (cloud/recipes.py, docs/TRAINING.md)
+    train_steps: int | None = Field(None, ge=1, le=20000, description="Training steps per model (unset: recipe).")
+    train_resolution: int | None = Field(
+        None, ge=32, le=2048, multiple_of=8,
+        description="Training resolution in pixels, square face crops, a multiple of 8 (unset: recipe).",
+    )
+    train_rank: int | None = Field(None, ge=1, le=256, description="LoRA rank (unset: recipe).")
+    train_learning_rate: float | None = Field(
+        None, gt=0, le=1e-2, description="UNet LoRA learning rate (unset: recipe)."
+    )
+    train_prior_preservation: bool | None = Field(
+        None, description="Regularise with class images of the base model (unset: recipe, on)."
+    )
+    train_text_encoder: bool | None = Field(None, description="Also train text-encoder LoRAs (unset: recipe, on).")
+    train_class_images: int | None = Field(
+        None, ge=1, le=2000, description="Class images for prior preservation, shared by all orders (unset: recipe)."
+    )
+    render_default_count: int = Field(
+        4, ge=1, le=4, description="Pictures per /imagine when the member gives no count (4: a full grid)."
+    )
     render_steps: int = Field(30, ge=1, le=150, description="Denoising steps per render.")
     render_size: int = Field(512, ge=64, le=2048, description="Long side of a render in pixels (multiple of 64).")
     render_max_pixels: int = Field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import secrets
 
@@ -11,9 +12,9 @@ from discord.ext import commands
 
 from bot import metrics, presets
 from bot.app import PhotogenBot
-from bot.embeds import clip, order_status_embed
+from bot.embeds import order_status_embed
 from bot.errors import NotAllowed
-from bot.services import orders
+from bot.services import delivery, orders
 from bot.views import model_choices, status_view
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class Imagine(commands.Cog):
         prompt="What to draw, e.g. 'at the beach at sunset'",
         model="One of your trained models (default: your newest)",
         negative="What to avoid",
-        count="How many pictures (1–4)",
+        count="How many pictures (1–4; default: a full grid of 4)",
         aspect="Aspect ratio",
         seed="Seed for reproducible results",
         style="A style preset",
@@ -52,7 +53,7 @@ class Imagine(commands.Cog):
         prompt: app_commands.Range[str, 1, 900],
         model: str | None = None,
         negative: app_commands.Range[str, 0, 500] | None = None,
-        count: app_commands.Range[int, 1, 4] = 1,
+        count: app_commands.Range[int, 1, 4] | None = None,
         aspect: app_commands.Choice[str] | None = None,
         seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
         style: app_commands.Choice[str] | None = None,
@@ -79,7 +80,7 @@ class Imagine(commands.Cog):
             model_id=model,
             prompt=full_prompt[:1000],
             negative_prompt=full_negative[:1000],
-            count=count,
+            count=count or self.bot.settings.render_default_count,
             width=width,
             height=height,
             seed=seed if seed is not None else secrets.randbelow(MAX_SEED),
@@ -89,8 +90,10 @@ class Imagine(commands.Cog):
             rules=rules,
             # Close-up presets opt out; a free prompt asks for it, and the agent redoes only small faces.
             face_detail=preset.face_detail if preset else True,
+            words=prompt,
+            style=preset.title if preset else None,
         )
-        await self._post_status(interaction, placed, title=f"Imagine: {clip(prompt, 200)}")
+        await self._post_status(interaction, placed, title=orders.result_title(prompt))
 
     async def _post_status(
         self, interaction: discord.Interaction, placed: orders.Placed, *, title: str
@@ -124,6 +127,9 @@ class Imagine(commands.Cog):
         order = await self.bot.run_blocking(orders.get_order, self.bot.b, order_id)
         if order is None or str(order.user_id) != str(interaction.user.id):
             raise NotAllowed("These buttons belong to the member who made the pictures.")
+        if action == "one":
+            await self._send_singles(interaction, order_id)
+            return
         if action == "del":
             counts = await self.bot.run_blocking(
                 orders.delete_render, self.bot.b, order_id, interaction.user.id
@@ -148,12 +154,20 @@ class Imagine(commands.Cog):
             channel_id=interaction.channel_id,
             rules=rules,
         )
-        label = {
-            "up": f"Upscale of picture {n + 1}",
-            "var": f"Variations of picture {n + 1}",
-            "rr": "Re-roll",
-        }[action]
-        await self._post_status(interaction, placed, title=label)
+        new = await self.bot.run_blocking(orders.get_order, self.bot.b, placed.order_id)
+        await self._post_status(interaction, placed, title=new.params["title"] if new else "Your pictures")
+
+    async def _send_singles(self, interaction: discord.Interaction, order_id: str) -> None:
+        """The pictures one by one, full size, for the member alone (on request: the result keeps one grid)."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        pictures = await self.bot.run_blocking(delivery.single_pictures, self.bot.b, order_id)
+        if not pictures:
+            await interaction.followup.send("These pictures were deleted.", ephemeral=True)
+            return
+        await interaction.followup.send(
+            f"Your {len(pictures)} pictures, one by one.", ephemeral=True,
+            files=[discord.File(io.BytesIO(data), filename=name) for name, data in pictures],
+        )
 
 
 async def setup(bot: PhotogenBot) -> None:

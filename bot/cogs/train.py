@@ -17,7 +17,10 @@ from bot.views import status_view
 
 log = logging.getLogger(__name__)
 
-CLASS_WORDS = ["man", "woman", "person", "boy", "girl", "child", "dog", "cat"]
+# People only, adults: every photo must show one face (the checks crop around it and compare it across the set), and
+# the recipe is for faces. Pets would need their own path (no face checks, other crops): not offered. Children are
+# not offered either: a community bot does not make likeness models of minors.
+CLASS_WORDS = ["man", "woman", "person"]
 CONSENT = (
     "Photos must be of **you**. "
     "Training a model of anyone else is not allowed, even if you have their photos."
@@ -38,7 +41,7 @@ class Train(commands.Cog):
     @app_commands.guild_only()
     @app_commands.describe(
         name="A name for the model (you pick it later in /imagine)",
-        class_word="What you are: man, woman, person …",
+        class_word="What you are: man, woman, person (people only: every photo must show your face)",
         photo1="A photo of you, only you (or a .zip with all of them)",
         photo2="Another photo (or a .zip)",
         photo3="Another photo (or a .zip)",

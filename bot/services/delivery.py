@@ -10,7 +10,7 @@ from typing import Any
 import discord
 
 from bot.backends import Backends
-from bot.embeds import GREEN, RED, clip
+from bot.embeds import GREEN, RED, clip, result_embed
 from bot.services import likeness, media, store
 from bot.services.records import OutboxItem
 from cloud.consumer import receive
@@ -31,6 +31,7 @@ __all__ = [
     "nonce_for",
     "pending_outbox",
     "receive_events",
+    "single_pictures",
 ]
 
 EVENT_LEASE_S = 60
@@ -173,15 +174,24 @@ def build_message(
         shown.append(i)
     links: list[str] = []
     if row.kind == "render_result":
-        msg.content = f"<@{user_id}> {clip(p.get('prompt', ''), 1500)}"
+        # One grid (or the one picture) under an embed headed with the member's own words; the singles come on
+        # request (the Singles button) or one at a time through U.
+        order = store.get_order(b, row.order_id) if row.order_id else None
+        params = order.params if order is not None else {}
+        count = len(p.get("image_keys", []))
+        msg.content = f"<@{user_id}>"
         if p.get("likeness"):
             msg.content += "\n" + likeness.words(p["likeness"])
-        if images:
+        if len(images) > 1:
             msg.attachments.append(("grid.jpg", media.grid([data for _, data in images])))
+            images = []
         msg.view = (
-            result_view(row.order_id or "", len(p.get("image_keys", [])), shown=shown,
-                        upscaled=p.get("mode") == "upscale")
-            if images else None
+            result_view(row.order_id or "", count, shown=shown, upscaled=p.get("mode") == "upscale")
+            if shown else None
+        )
+        msg.embed = result_embed(
+            title=params.get("title") or "Your pictures", seed=params.get("seed"), count=count,
+            model=params.get("model_name"), style=params.get("style"),
         )
     else:
         msg.content = f"<@{user_id}> your model **{clip(p.get('model_name', ''), 100)}** is trained and ready for /imagine."
@@ -199,4 +209,24 @@ def build_message(
             msg.attachments.append(fitted)
     if links:
         msg.content = (msg.content or "") + "\n" + "\n".join(f"<{u}>" for u in links)
+    if row.kind == "render_result" and msg.embed is not None and msg.attachments:
+        msg.embed.set_image(url=f"attachment://{msg.attachments[0][0]}")
     return msg
+
+
+def single_pictures(
+    b: Backends, order_id: str, limit: int = media.DEFAULT_ATTACHMENT_LIMIT
+) -> list[tuple[str, bytes]]:
+    """The pictures of a result one by one (the Singles button), each fitted to the attachment limit and all
+    together inside one message's."""
+    keys = store.image_keys(b, order_id)
+    out: list[tuple[str, bytes]] = []
+    for i, key in enumerate(keys):
+        try:
+            data = b.blobs.get(key)
+        except BlobNotFound:
+            continue
+        fitted = media.fit_attachment(data, f"{i + 1}.png", limit // max(len(keys), 1))
+        if fitted is not None:
+            out.append(fitted)
+    return out

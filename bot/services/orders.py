@@ -22,7 +22,8 @@ from bot.errors import Busy, NotAllowed, NotFound, Refused
 from bot.services import store
 from bot.services.purge import purge_member
 from bot.services.records import CancelResult, ModelView, OrderView, Placed, QueueOverview, QueuePosition
-from cloud.messages import RenderJob, RenderSpec, TrainJob, TrainParams, encode, new_id
+from cloud.messages import RenderJob, RenderSpec, TrainJob, encode, new_id
+from cloud.recipes import train_params
 from storage import FINAL_STATUSES, keys
 from storage.standing import ALL_GUILDS
 
@@ -31,9 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SUBJECT_TOKEN = (
-    "sks"  # DreamBooth's rare-token convention; each member's LoRA is separate, so one token serves all
-)
 FINAL = FINAL_STATUSES
 
 # --- gates ---------------------------------------------------------------------------------------------------
@@ -123,16 +121,17 @@ def place_train_order(
     s = b.settings
     order_id, job_id, model_id = new_id(), new_id(), new_id()
     photo_keys = [keys.photo_key(user_id, order_id, n) for n in range(len(crops))]
+    token = store.new_subject_token(b)  # each model its own word, so two members' models can share a picture
     job = TrainJob(
         job_id=job_id,
         order_id=order_id,
         user_id=str(user_id),
         model_id=model_id,
         photo_keys=photo_keys,
-        subject_token=SUBJECT_TOKEN,
+        subject_token=token,
         class_word=class_word,
         base_model=s.base_model,
-        params=TrainParams(steps=s.train_steps, rank=s.train_rank, resolution=s.train_resolution),
+        params=train_params(s, s.base_model),  # the photoreal recipe of the base's family, settings laid over
         renders=[RenderSpec(prompt="professional headshot photo of {subject}, studio lighting", count=1)],
         held_out_photo=len(crops) - 1 if len(crops) >= 3 else None,  # the likeness reference (not trained on)
     )
@@ -149,7 +148,7 @@ def place_train_order(
         payload=encode(job),
         limits=_limits(b, rules),
         model=store.NewModel(
-            model_id, name, class_word, SUBJECT_TOKEN, s.base_model, keys.model_key(user_id, model_id)
+            model_id, name, class_word, token, s.base_model, keys.model_key(user_id, model_id)
         ),
     )
 
@@ -199,7 +198,13 @@ def place_render_order(
     rules: GuildRules,
     parent_order_id: str | None = None,
     face_detail: bool = False,
+    words: str | None = None,
+    label: str | None = None,
+    style: str | None = None,
 ) -> Placed:
+    """``words``: the member's own words, what the status and result messages are headed with (default: the
+    prompt), after ``label`` ('Upscale of picture 2') for a follow-up; ``style``: the preset's name, shown beside
+    the seed and the model."""
     model = _own_ready_model(b, user_id, model_id)
     s = b.settings
     order_id, job_id = new_id(), new_id()
@@ -223,7 +228,10 @@ def place_render_order(
         face_detail=face_detail and s.render_face_detail,
     )
     params = {
-        "title": f"Imagine: {clip(prompt, 200)}",
+        "title": result_title(f"{label}: {words or prompt}" if label else words or prompt),
+        "words": result_title(words or prompt),
+        "style": style,
+        "model_name": model.name,
         "prompt": prompt,
         "negative_prompt": negative_prompt,
         "count": count,
@@ -280,9 +288,11 @@ def place_followup_render(
         "guidance": p.get("guidance", 7.0),
         "rules": rules,
         "parent_order_id": parent_id,
+        "style": p.get("style"),
     }
     # A new seed or a variation is a new picture, finished like its parent; an upscale keeps its faces.
     redraw = {"face_detail": bool(p.get("face_detail", False))}
+    words = p.get("words") or p.get("title") or "your pictures"
     if action == "rr":
         return place_render_order(
             b,
@@ -294,6 +304,7 @@ def place_followup_render(
             mode="txt2img",
             source_key=None,
             **redraw,
+            words=words,
         )
     image_keys = store.image_keys(b, parent_id)
     if n >= len(image_keys):
@@ -313,6 +324,8 @@ def place_followup_render(
             seed=p["seed"] + n,
             mode="upscale",
             source_key=image_keys[n],
+            words=words,
+            label=f"Upscale of picture {n + 1}",
         )
     return place_render_order(
         b,
@@ -324,7 +337,15 @@ def place_followup_render(
         mode="variation",
         source_key=image_keys[n],
         **redraw,
+        words=words,
+        label=f"Variations of picture {n + 1}",
     )
+
+
+def result_title(words: str) -> str:
+    """A result's heading from the member's words: never a template placeholder such as {subject}."""
+    text = " ".join(words.replace("{subject}", "you").split())
+    return clip(text or "Your pictures", 200)
 
 
 def _own_order(b: Backends, order_id: str, user_id: int) -> OrderView:

@@ -498,3 +498,12 @@ def claim_outbox(b: Backends, outbox_id: str) -> None:
 def mark_outbox_sent(b: Backends, outbox_id: str, message_id: int | None) -> None:
     with transaction(b.engine) as s:
         orders.mark_sent(s, outbox_id, message_id if message_id is not None else "undeliverable")
+
+
+def new_subject_token(b: Backends) -> str:
+    """A rare identifier no model in training or ready uses (storage/tokens.py)."""
+    from storage.tokens import new_subject_token as pick
+    from storage.tokens import tokens_in_use
+
+    with read_session(b.engine) as s:
+        return pick(tokens_in_use(s))

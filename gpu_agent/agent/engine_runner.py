@@ -11,11 +11,12 @@ import logging
 import re
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import ValidationError
 
-from cloud.messages import RenderJob
+from cloud.messages import RenderJob, TrainJob
 from gpu_agent.agent.runner import (
     Interrupted,
     JobError,
@@ -26,6 +27,9 @@ from gpu_agent.agent.runner import (
     TrainRequest,
 )
 from storage.settings import Settings
+
+if TYPE_CHECKING:
+    from gpu_agent.engine.training import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -48,23 +52,14 @@ class EngineRunner:
         from gpu_agent.engine.models import BaseModelError
         from gpu_agent.engine.training import (
             CheckpointError,
-            TrainConfig,
             TrainingInputError,
             TrainingInterrupted,
             train_lora,
         )
 
         job = request.job
-        p = job.params
         try:
-            config = TrainConfig(
-                base_model=job.base_model, token=job.subject_token, class_word=job.class_word,
-                resolution=p.resolution, steps=p.steps, batch_size=p.batch_size, learning_rate=p.learning_rate,
-                rank=p.rank, seed=p.seed, prior_preservation=p.prior_preservation,
-                train_text_encoder=p.train_text_encoder, checkpoint_every=request.checkpoint_every,
-                # Memory-saving retry after an out-of-memory error: recompute activations instead of keeping them.
-                gradient_checkpointing=request.low_memory,
-            )
+            config = train_config(job, checkpoint_every=request.checkpoint_every, low_memory=request.low_memory)
         except ValidationError as err:
             first = err.errors()[0]
             where = ".".join(str(x) for x in first["loc"])
@@ -78,7 +73,7 @@ class EngineRunner:
             artifact = train_lora(
                 config, photos, output_dir=request.output_dir, progress=on_step,
                 checkpoint_dir=request.checkpoint_dir, should_stop=should_stop, device=self.settings.device,
-                cache_dir=self.settings.model_cache_dir, preview=preview)
+                cache_dir=self.settings.model_cache_dir, preview=preview, class_image_dir=request.class_image_dir)
             return TrainOutcome(
                 weights_path=artifact.weights_path, meta_path=artifact.meta_path, steps=artifact.steps,
                 resumed_from=int(artifact.meta.get("resumed_from_step") or 0), meta=artifact.meta)
@@ -167,6 +162,19 @@ class EngineRunner:
             pngs.append(image.png)
             flagged.append(image.flagged)
         return RenderOutcome(pngs=pngs, flagged=flagged)
+
+
+def train_config(job: TrainJob, *, checkpoint_every: int, low_memory: bool = False) -> TrainConfig:
+    """The TrainJob, 1:1: what it names, its params field by field (TrainConfig refuses a field it lacks), and
+    the two things the agent decides. No default is filled in here: the recipe arrived in the job."""
+    from gpu_agent.engine.training import TrainConfig
+
+    return TrainConfig(
+        base_model=job.base_model, token=job.subject_token, class_word=job.class_word, **job.params.model_dump(),
+        checkpoint_every=checkpoint_every,
+        # Memory-saving retry after an out-of-memory error: recompute activations instead of keeping them.
+        gradient_checkpointing=low_memory,
+    )
 
 
 def _stopper(progress: StepProgress, should_stop: ShouldStop):

@@ -22,6 +22,7 @@ from cloud.messages import ImageSafety, LikenessScore, RenderJob, TrainJob
 from cloud.queues.base import Lease
 from gpu_agent.agent.checkpoints import CheckpointSync
 from gpu_agent.agent.likeness import Judge, reroll_seed, split_held_out, store_reference
+from gpu_agent.agent.class_images import ClassImageSync
 from gpu_agent.agent.metrics import AgentMetrics
 from gpu_agent.agent.report import Reporter
 from gpu_agent.agent.runner import Interrupted, JobError, JobRunner, TrainRequest, is_out_of_memory
@@ -95,6 +96,9 @@ class Handlers:
         if resumed:
             log.info("job %s resumes from the checkpoint at step %d", job.job_id, resumed)
         ctx.reporter.started(step=resumed, total=total)
+        shared = ClassImageSync(self.blobs, job, ctx.workdir / "class-images")
+        if job.params.prior_preservation:
+            shared.download()
 
         def progress(step: int, total_steps: int, loss: float | None = None) -> None:
             ctx.step = step
@@ -110,16 +114,21 @@ class Handlers:
         def attempt(low_memory: bool) -> object:
             request = TrainRequest(
                 job=job, photos=photos, output_dir=ctx.workdir / "output", checkpoint_dir=sync.local_dir,
-                checkpoint_every=self.settings.checkpoint_every_steps, low_memory=low_memory)
+                checkpoint_every=self.settings.checkpoint_every_steps, low_memory=low_memory,
+                class_image_dir=shared.folder if job.params.prior_preservation else None)
             return self.runner.train(request, progress=progress, should_stop=ctx.should_stop, preview=preview)
 
         try:
             trained = self._with_oom_retry(ctx, attempt)
         except Interrupted as stop:
             ctx.step = max(stop.step, ctx.step)
+            if job.params.prior_preservation and not ctx.lease_lost:
+                shared.upload_new()  # the next agent need not render them again
             return self._interrupted(ctx, sync)
         if ctx.lease_lost:
             return Outcome("lease_lost", step=ctx.step, total=total)
+        if job.params.prior_preservation:
+            shared.upload_new()
         outputs = self._upload_model(job, trained)  # type: ignore[arg-type]
         reference = store_reference(self.blobs, job, photos, held_out)
         judge = None if reference is None else Judge(reference, self.settings.likeness_retries)

@@ -51,6 +51,7 @@ class TrainRequest:
     checkpoint_dir: Path
     checkpoint_every: int
     low_memory: bool = False
+    class_image_dir: Path | None = None  # prior-preservation images shared through the blob store
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cloud.recipes import train_params
 from storage.settings import Settings
 
 
@@ -103,7 +104,7 @@ class PhotoCheckConfig(BaseModel):
             "min_good_photos": settings.min_good_photos,
             "max_photo_bytes": settings.max_photo_bytes,
             "max_photo_pixels": settings.max_photo_pixels,
-            "crop_size": settings.train_resolution,
+            "crop_size": train_params(settings).resolution,  # the recipe's training size: face-centred squares
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

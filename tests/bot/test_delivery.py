@@ -89,7 +89,7 @@ async def test_rate_limited_post_arrives_once_and_big_pictures_fit(studio: Studi
     st.b.blobs.put(keys.render_key(job.user_id, job.job_id, 0), out.getvalue())
     st.agent.emit(job, "done", output_keys=[keys.render_key(job.user_id, job.job_id, 0)])
     result = await st.sim.wait_for_message(st.channel, lambda m: "pg:up:" in str(m.custom_ids()), timeout=15)
-    assert set(result.files) == {"grid.jpg", "1.jpg"}
+    assert set(result.files) == {"1.jpg"}  # one picture: itself, re-encoded to fit, no grid
     assert all(len(data) <= media.DEFAULT_ATTACHMENT_LIMIT for data in result.files.values())
     assert any(r.status == 429 for r in st.sim.requests)
     await asyncio.sleep(0.5)

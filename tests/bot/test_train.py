@@ -102,7 +102,7 @@ async def test_train_then_result_posted_exactly_once(studio: Studio, faces_dir: 
     assert len(job.photo_keys) == len(photos)
     for key in job.photo_keys:
         crop = Image.open(io.BytesIO(st.b.blobs.get(key)))
-        assert crop.format == "JPEG" and crop.size == (st.settings.train_resolution,) * 2
+        assert crop.format == "JPEG" and crop.size == (job.params.resolution,) * 2 == (512, 512)
         assert not crop.getexif(), "stored crops carry no metadata"
     assert st.credits(st.alice) == st.settings.starting_credits - st.settings.train_credit_cost
 

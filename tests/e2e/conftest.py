@@ -38,7 +38,8 @@ async def system(request: pytest.FixtureRequest, tmp_path: Path, unique_name: st
         **_backend_settings(request.param, tmp_path, moto, unique_name),
         discord_api_base=sim.api_base, discord_gateway_url=sim.gateway_url, discord_token=SecretStr(sim.token),
         base_model="tiny-sd", model_cache_dir=str(tmp_path.parent / "models"),
-        train_steps=24, train_resolution=64, render_steps=4, render_size=64, checkpoint_every_steps=4,
+        train_steps=24, train_resolution=64, train_class_images=4, render_steps=4, render_size=64,
+        checkpoint_every_steps=4,
         agent_lease_s=6, agent_heartbeat_s=2, agent_poll_wait_s=1, agent_progress_every_s=1,
         agent_metrics_port=0, bot_http_port=0, bot_event_wait_s=0.5, starting_credits=100,
     )

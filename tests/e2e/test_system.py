@@ -131,6 +131,8 @@ def _assert_no_orphan_blobs(system: System) -> None:
             assert parts[1].removesuffix(".json") in job_ids, key
         elif parts[0] == "previews":
             assert parts[1] in job_ids, key
+        elif parts[:2] == ["shared", "class-images"]:  # made once, shared by every order (docs/TRAINING.md)
+            assert int(parts[-1].removesuffix(".png")) < system.settings.train_class_images, key
         else:
             raise AssertionError(f"orphan blob {key} (checkpoints of finished jobs must be deleted)")
 

@@ -1,5 +1,6 @@
-"""Class images for prior preservation: rendered by the base model itself, cached on disk per base model,
-class prompt and resolution so the next member with the same class word pays nothing."""
+"""Class images for prior preservation: rendered by the base model itself, cached in a folder per base model,
+class prompt and resolution so the next member with the same class word pays nothing. The agent passes its own
+folder (filled from, and uploaded back to, the shared blob store); a plain call caches under ``cache_root``."""
 
 from __future__ import annotations
 
@@ -36,9 +37,11 @@ def class_images(
     resolution: int,
     steps: int,
     seed: int = 0,
-) -> list[Image.Image]:
-    """``count`` class images: those already cached, plus newly rendered ones (image i from seed + i)."""
-    folder = class_image_dir(cache_root, base_model, class_prompt, resolution, steps)
+    folder: Path | None = None,
+) -> tuple[list[Image.Image], int]:
+    """``count`` class images: those already in ``folder`` (default: the cache under ``cache_root``), plus newly
+    rendered ones (image i from seed + i); and how many were rendered."""
+    folder = folder or class_image_dir(cache_root, base_model, class_prompt, resolution, steps)
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{i:05d}.png" for i in range(count)]
     missing = [i for i, path in enumerate(paths) if not path.is_file()]
@@ -59,7 +62,7 @@ def class_images(
     for path in paths:
         with Image.open(path) as image:
             images.append(image.convert("RGB"))
-    return images
+    return images, len(missing)
 
 
 def _save_png_atomically(image: Image.Image, path: Path) -> None:

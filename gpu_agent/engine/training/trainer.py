@@ -88,11 +88,14 @@ def train_lora(
     cache_dir: str | os.PathLike[str] | None = None,
     pipeline: Any | None = None,
     preview: PreviewPlan | None = None,
+    class_image_dir: str | os.PathLike[str] | None = None,
 ) -> LoraArtifact:
     """Train a LoRA of ``config.token`` on ``photos``; write lora.safetensors and meta.json to ``output_dir``.
 
     Resumes from the newest checkpoint in ``checkpoint_dir`` when one exists (same config and photos only).
-    ``cache_dir`` holds hub models and class images (a temporary folder when None). ``pipeline`` is an already
+    ``cache_dir`` holds hub models and class images (a temporary folder when None); ``class_image_dir``, when
+    given, is the folder of this run's class images instead (those in it are used, missing ones rendered into
+    it; meta.json's ``class_images_rendered`` counts them). ``pipeline`` is an already
     loaded base pipeline of ``config.base_model`` to train on instead of loading one; it is consumed (LoRA
     layers are added and the VAE is dropped). Raises TrainingInputError on bad input, TrainingInterrupted when
     ``should_stop()`` returns True, CheckpointError for a checkpoint of another run. With ``preview``, every
@@ -121,7 +124,8 @@ def train_lora(
 
     with tempfile.TemporaryDirectory(prefix="photogen-class-") as scratch:
         run = _Run(config, pipe, device, weight_dtype, precision, sdxl)
-        run.cache_conditioning(photos, Path(cache_dir) if cache_dir else Path(scratch))
+        run.cache_conditioning(photos, Path(cache_dir) if cache_dir else Path(scratch),
+                               Path(class_image_dir) if class_image_dir is not None else None)
     run.add_lora()
     run.make_optimizer()
 
@@ -192,6 +196,7 @@ def train_lora(
         "eval_loss_base": base_loss,
         "eval_loss_trained": trained_loss,
         "text_encoder_trained": config.train_text_encoder,
+        "class_images_rendered": run.class_images_rendered,
     }
     artifact = write_artifact(
         Path(output_dir),
@@ -229,15 +234,16 @@ class _Run:
         ]
         self.photos: Latents | None = None
         self.classes: Latents | None = None
+        self.class_images_rendered = 0
         self.prompts: PromptEmbeddings | None = None
         self.grad_scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
 
     # conditioning, once per run
 
-    def cache_conditioning(self, photos: list[Image.Image], cache_root: Path) -> None:
+    def cache_conditioning(self, photos: list[Image.Image], cache_root: Path, folder: Path | None = None) -> None:
         cfg, pipe = self.config, self.pipe
         if cfg.prior_preservation:
-            images = class_images(
+            images, self.class_images_rendered = class_images(
                 pipe,
                 cache_root=cache_root,
                 base_model=cfg.base_model,
@@ -246,6 +252,7 @@ class _Run:
                 resolution=cfg.resolution,
                 steps=cfg.class_image_steps,
                 seed=cfg.seed,
+                folder=folder,
             )
         encode = {"resolution": cfg.resolution, "sdxl": self.sdxl, "device": self.device}
         self.photos = encode_images(pipe.vae, pipe.image_processor, photos, **encode)

@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     agent_heartbeat_s: int = Field(60, ge=1, le=43200, description="How often the agent renews its lease.")
     agent_metrics_port: int = Field(9100, ge=0, le=65535, description="Port of the agent's /healthz and /metrics.")
     imds_url: str = Field("http://169.254.169.254", description="EC2 instance metadata base URL (spot notices).")
+    imds_mode: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="When the agent polls IMDS: auto = EC2's address only on EC2 (detected from /sys), any other "
+        "IMDS_URL always; on = always; off = never.",
+    )
     imds_poll_s: float = Field(5.0, gt=0, le=300, description="How often the spot-notice watcher polls IMDS.")
     checkpoint_every_steps: int = Field(100, ge=1, description="Training checkpoint period in steps.")
     agent_work_dir: str = Field("data/agent", description="The agent's scratch folder (downloads, checkpoints).")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import discord
 
 from bot.errors import Busy, NotAllowed
+from bot.wording import find_word
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,6 @@ def require_admin(interaction: discord.Interaction, rules: GuildRules) -> None:
 
 
 def find_blocked_word(text: str, blocked: tuple[str, ...]) -> str | None:
-    """Case-insensitive, whole text; returns the first blocked word found."""
-    low = text.casefold()
-    for word in blocked:
-        if word and word.casefold() in low:
-            return word
-    return None
+    """The first blocked word ``text`` contains as a word, seen through look-alikes, invisible characters and
+    separators (bot.wording.find_word)."""
+    return find_word(text, blocked)

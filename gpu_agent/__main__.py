@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 
-DESCRIPTION = """Run one Photogen GPU agent: it long-polls the train and render queues, trains LoRAs and renders
-images, and stops (draining its job) on SIGTERM, SIGINT or a spot interruption notice.
-All configuration comes from the environment and .env (QUEUE_URL, BLOB_URL, DEVICE, AGENT_KINDS, IMDS_MODE ...);
-docs/SETTINGS.md lists every setting. It needs the ML stack (pip install 'photogen[agent]')."""
+DESCRIPTION = """Run one Photogen GPU agent: it long-polls the train and render queues, trains LoRAs and
+renders images, and stops (draining its job) on SIGTERM, SIGINT or a spot interruption notice.
+All configuration comes from the environment and .env (QUEUE_URL, BLOB_URL, DEVICE, AGENT_KINDS, IMDS_MODE
+...); docs/SETTINGS.md lists every setting. It needs the ML stack (pip install 'photogen[agent]')."""
 
 
 def main(argv: list[str] | None = None) -> None:

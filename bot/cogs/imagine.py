@@ -11,10 +11,11 @@ from discord.ext import commands
 
 from bot import metrics, presets
 from bot.app import PhotogenBot
-from bot.embeds import clip, order_status_embed
+from bot.embeds import order_status_embed
 from bot.errors import NotAllowed
 from bot.services import orders
 from bot.views import model_choices, status_view
+from bot.wording import neutralise
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class Imagine(commands.Cog):
             source_key=None,
             rules=rules,
         )
-        await self._post_status(interaction, placed, title=f"Imagine: {clip(prompt, 200)}")
+        await self._post_status(interaction, placed, title=f"Imagine: {neutralise(prompt, 200)}")
 
     async def _post_status(
         self, interaction: discord.Interaction, placed: orders.Placed, *, title: str

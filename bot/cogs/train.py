@@ -11,6 +11,7 @@ from discord.ext import commands
 from bot import metrics
 from bot.app import PhotogenBot
 from bot.embeds import photo_report_embed
+from bot.replies import reply_private
 from bot.services import intake, orders
 from bot.views import status_view
 
@@ -111,8 +112,9 @@ class Train(commands.Cog):
         photos, early = await intake.download(self.bot.settings, attachments)
         report = await self.bot.run_blocking(intake.check, self.bot.settings, photos, early)
         if not report.accepted:
-            await interaction.edit_original_response(
-                embed=photo_report_embed(accepted=False, summary=report.summary, lines=report.lines)
+            # What is wrong with a member's photos is theirs to see, not the channel's.
+            await reply_private(
+                interaction, photo_report_embed(accepted=False, summary=report.summary, lines=report.lines)
             )
             return
         placed = await self.bot.run_blocking(

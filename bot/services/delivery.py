@@ -13,6 +13,7 @@ from bot.backends import Backends
 from bot.embeds import GREEN, RED, clip
 from bot.services import media, store
 from bot.services.records import OutboxItem
+from bot.wording import neutralise
 from cloud.consumer import receive
 from cloud.messages import Event
 from cloud.queues.base import Lease
@@ -114,12 +115,12 @@ def build_message(b: Backends, row: OutboxItem, limit: int = media.DEFAULT_ATTAC
             continue
     links: list[str] = []
     if row.kind == "render_result":
-        msg.content = f"<@{user_id}> {clip(p.get('prompt', ''), 1500)}"
+        msg.content = f"<@{user_id}> {neutralise(p.get('prompt', ''), 1500)}"
         if images:
             msg.attachments.append(("grid.jpg", media.grid([data for _, data in images])))
         msg.view = result_view(row.order_id or "", len(images)) if images else None
     else:
-        msg.content = f"<@{user_id}> your model **{clip(p.get('model_name', ''), 100)}** is trained and ready for /imagine."
+        msg.content = f"<@{user_id}> your model **{neutralise(p.get('model_name', ''), 100)}** is trained and ready for /imagine."
         msg.embed = discord.Embed(title="Model ready", colour=GREEN)
         msg.embed.add_field(name="Order", value=f"`{row.order_id}`")
     for (name, data), key in zip(images, p.get("image_keys", []), strict=False):

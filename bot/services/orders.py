@@ -21,6 +21,7 @@ from bot.embeds import clip, order_status_embed
 from bot.errors import Busy, NotAllowed, NotFound, Refused
 from bot.services import store
 from bot.services.records import CancelResult, ModelView, OrderView, Placed, QueueOverview, QueuePosition
+from bot.wording import neutralise
 from cloud.messages import RenderJob, RenderSpec, TrainJob, TrainParams, encode, new_id
 from storage import FINAL_STATUSES, keys
 
@@ -81,12 +82,16 @@ async def gate_new_order(
     rules = await gate_member(bot, interaction)
     check_not_paused(rules)
     if text is not None:
-        word = find_blocked_word(text, rules.blocked_words)
-        if word is not None:
-            raise Refused(
-                "Your prompt contains a word this server does not allow. Nothing was queued or charged."
-            )
+        refuse_blocked_words(text, rules)
     return rules
+
+
+def refuse_blocked_words(text: str, rules: GuildRules) -> None:
+    """Refuse a prompt holding one of the server's blocked words (new orders and U/V/re-roll alike)."""
+    if find_blocked_word(text, rules.blocked_words) is not None:
+        raise Refused(
+            "Your prompt contains a word this server does not allow. Nothing was queued or charged."
+        )
 
 
 def _limits(b: Backends, rules: GuildRules) -> store.Limits:
@@ -142,7 +147,8 @@ def place_train_order(
         channel_id=channel_id,
         kind="train",
         cost=s.train_credit_cost,
-        params={"title": f"Training: {name}", "name": name, "class_word": class_word, "photos": len(crops)},
+        params={"title": f"Training: {neutralise(name, 100)}", "name": name, "class_word": class_word,
+                "photos": len(crops)},
         payload=encode(job),
         limits=_limits(b, rules),
         model=store.NewModel(
@@ -218,7 +224,7 @@ def place_render_order(
         source_key=source_key,
     )
     params = {
-        "title": f"Imagine: {clip(prompt, 200)}",
+        "title": f"Imagine: {neutralise(prompt, 200)}",
         "prompt": prompt,
         "negative_prompt": negative_prompt,
         "count": count,
@@ -264,6 +270,8 @@ def place_followup_render(
     if parent.kind != "render" or parent.status != "delivered":
         raise Refused("Those pictures are not finished yet.")
     p = parent.params
+    # The server's list may have grown since the pictures were made: a follow-up is a new order.
+    refuse_blocked_words(f"{p['prompt']}\n{p.get('negative_prompt', '')}", rules)
     base: dict[str, Any] = {
         "guild_id": int(parent.guild_id) if parent.guild_id else None,
         "channel_id": channel_id,

@@ -4,7 +4,7 @@ when Discord's default_permissions would have let them see it (a server owner ca
 from __future__ import annotations
 
 import pytest
-from studio import Studio
+from studio import Studio, private_answer
 from sqlmodel import select
 
 from photogen.discord_sim.interactions import SimError
@@ -89,7 +89,7 @@ async def test_admin_effects(studio: Studio) -> None:
     ).wait_response()
     await (await st.sim.invoke_command(st.admin, st.channel, "admin pause")).wait_response()
     inter = await st.sim.invoke_command(st.alice, st.channel, "imagine", {"prompt": "x"})
-    assert "paused" in str((await inter.wait_original(lambda m: not m.loading)).embeds).lower()
+    assert "paused" in str((await private_answer(inter)).embeds).lower()
     await (await st.sim.invoke_command(st.admin, st.channel, "admin resume")).wait_response()
     other = st.sim.add_channel(st.guild, "elsewhere")
     await (

@@ -1,5 +1,6 @@
-"""The agent off EC2: it leaves the instance-metadata address alone unless it is on EC2 or told to poll one,
-`python -m gpu_agent --help` prints help, and an agent without the ML stack refuses to start in one line."""
+"""Issue 11, "Trust", for the agent. Off EC2 it leaves the instance-metadata address alone unless told to poll
+one, `python -m gpu_agent --help` prints help, and an agent without the ML stack refuses to start in one line;
+a member never reads where the operators keep the base model."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from agent_testkit import agent_env
+from agent_testkit import AgentThread, EventLog, agent_env, render_job
 
+from cloud.messages import encode
+from cloud.queues import Queues
 from gpu_agent.agent import Agent
 from gpu_agent.agent.spot import EC2_IMDS_URL, imds_url_for, on_ec2
 from storage.settings import Settings
@@ -42,12 +45,15 @@ def test_ec2_is_detected_from_sys(tmp_path: Path, relative: str, text: str, expe
     assert on_ec2(tmp_path / "empty") is False
 
 
-def test_the_ec2_address_is_polled_only_on_ec2(tmp_path: Path, make_settings: Callable[..., Settings]) -> None:
+def test_the_ec2_address_is_polled_only_on_ec2(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
     default = make_settings(imds_url=EC2_IMDS_URL)
     ec2_root = _sys_file(tmp_path / "ec2", "sys/class/dmi/id/sys_vendor", "Amazon EC2")
     assert imds_url_for(default, root=tmp_path / "laptop") == ""
     assert imds_url_for(default, root=ec2_root) == EC2_IMDS_URL
-    assert imds_url_for(make_settings(imds_url=EC2_IMDS_URL, imds_mode="on"), root=tmp_path / "laptop") == EC2_IMDS_URL
+    forced = make_settings(imds_url=EC2_IMDS_URL, imds_mode="on")
+    assert imds_url_for(forced, root=tmp_path / "laptop") == EC2_IMDS_URL
     assert imds_url_for(make_settings(imds_url=EC2_IMDS_URL, imds_mode="off"), root=ec2_root) == ""
 
 
@@ -86,15 +92,24 @@ def test_a_configured_metadata_service_is_polled_and_off_turns_it_off(
 
 
 def test_help_prints_help_instead_of_starting_an_agent(tmp_path: Path, settings: Settings) -> None:
-    done = subprocess.run([sys.executable, "-m", "gpu_agent", "--help"], env=agent_env(settings), cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "gpu_agent", "--help"],
+        check=False,
+        env=agent_env(settings),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: python -m gpu_agent")
     assert "QUEUE_URL" in done.stdout and "SIGTERM" in done.stdout
     assert not (Path(settings.agent_work_dir)).exists()  # no agent started
 
 
-def test_an_agent_without_the_ml_stack_refuses_to_start_in_one_line(tmp_path: Path, settings: Settings) -> None:
+def test_an_agent_without_the_ml_stack_refuses_to_start_in_one_line(
+    tmp_path: Path, settings: Settings
+) -> None:
     # Stand-in for a machine without torch: a `torch` package first on the path that fails to import, as a
     # missing or broken install does (torch cannot be uninstalled from the shared test environment).
     shadow = tmp_path / "no-torch"
@@ -102,10 +117,36 @@ def test_an_agent_without_the_ml_stack_refuses_to_start_in_one_line(tmp_path: Pa
     (shadow / "torch" / "__init__.py").write_text("raise ImportError('No module named torch')\n")
     env = agent_env(settings)
     env["PYTHONPATH"] = f"{shadow}:{env['PYTHONPATH']}"
-    done = subprocess.run([sys.executable, "-m", "gpu_agent"], env=env, cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "gpu_agent"],
+        check=False,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("photogen agent: the ML stack is missing (torch")
     assert "Traceback" not in done.stderr and not Path(settings.agent_work_dir).exists()
+
+
+def test_a_missing_base_model_tells_the_member_nothing_of_the_machine(
+    tmp_path: Path,
+    make_settings: Callable[..., Settings],
+    queues: Queues,
+    events: EventLog,
+    run_agent_thread: Callable[..., AgentThread],
+) -> None:
+    settings = make_settings(queue_max_receives=1)
+    agent = run_agent_thread(settings, queues=queues)
+    secret_path = str(tmp_path / "srv" / "operator-models" / "base")
+    job = render_job(base_model=secret_path)
+    queues.render.send(encode(job))
+    failed = events.wait_for(lambda e: e.job_id == job.job_id and e.kind == "failed", 60, "failed")
+    assert failed.error is not None and failed.error.code == "base_model"
+    assert "operator-models" not in failed.error.message and "/" not in failed.error.message
+    assert "could not load its base model" in failed.error.message
+    agent.stop()

@@ -13,6 +13,7 @@ import discord
 
 from bot.errors import Busy, NotAllowed
 from bot.wording import find_word
+from storage.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ def is_admin(interaction: discord.Interaction, rules: GuildRules) -> bool:
         return any(role.id == rules.admin_role_id for role in member.roles)
     perms = interaction.permissions
     return perms.administrator or perms.manage_guild
+
+
+def is_bot_owner(settings: Settings, user_id: int) -> bool:
+    """One of the bot's operators (BOT_OWNER_IDS): they alone see global figures and take global actions."""
+    return user_id in settings.bot_owner_ids
 
 
 def require_admin(interaction: discord.Interaction, rules: GuildRules) -> None:

@@ -16,6 +16,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
+DASHBOARD_TOKEN_MIN = 32
+
 
 class SettingsError(SystemExit):
     """A bad setting: stops start-up with one line naming the setting."""
@@ -58,7 +60,14 @@ class Settings(BaseSettings):
     discord_owner_ids: list[int] = Field(default_factory=list, description="User ids allowed owner commands.")
     bot_http_host: str = Field("127.0.0.1", description="Bind address of the bot's HTTP side.")
     bot_http_port: int = Field(8080, ge=0, le=65535, description="Port of the bot's HTTP side (health, metrics).")
-    dashboard_token: SecretStr | None = Field(None, description="Bearer token for the admin dashboard.")
+    dashboard_token: SecretStr | None = Field(
+        None, description="Bearer token for the admin dashboard and /metrics (at least 32 characters)."
+    )
+    bot_owner_ids: list[int] = Field(
+        default_factory=list,
+        description="Discord user ids of the bot's operators: they alone see global figures (cost, dead "
+        "letters, agent host names) in /admin status.",
+    )
 
     # --- photos and orders --------------------------------------------------------------
     min_good_photos: int = Field(5, ge=1, le=20, description="Good photos needed to accept a training set.")
@@ -233,6 +242,16 @@ class Settings(BaseSettings):
 
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,60}", v):
             raise ValueError("only letters, digits, '-' and '_' (at most 60)")
+        return v
+
+    @field_validator("dashboard_token")
+    @classmethod
+    def _check_dashboard_token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and v.get_secret_value() and len(v.get_secret_value()) < DASHBOARD_TOKEN_MIN:
+            raise ValueError(
+                f"at least {DASHBOARD_TOKEN_MIN} characters (e.g. python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')"
+            )
         return v
 
     @property

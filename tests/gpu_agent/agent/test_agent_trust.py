@@ -110,11 +110,18 @@ def test_help_prints_help_instead_of_starting_an_agent(tmp_path: Path, settings:
 def test_an_agent_without_the_ml_stack_refuses_to_start_in_one_line(
     tmp_path: Path, settings: Settings
 ) -> None:
-    # Stand-in for a machine without torch: a `torch` package first on the path that fails to import, as a
-    # missing or broken install does (torch cannot be uninstalled from the shared test environment).
+    # Stand-in for a machine without torch (it cannot be uninstalled from the shared test environment): a
+    # sitecustomize first on the path whose import finder answers "no module named torch", as a missing one does.
     shadow = tmp_path / "no-torch"
-    (shadow / "torch").mkdir(parents=True)
-    (shadow / "torch" / "__init__.py").write_text("raise ImportError('No module named torch')\n")
+    shadow.mkdir()
+    (shadow / "sitecustomize.py").write_text(
+        "import sys\n\n\n"
+        "class NoTorch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.partition('.')[0] == 'torch':\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n\n\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+    )
     env = agent_env(settings)
     env["PYTHONPATH"] = f"{shadow}:{env['PYTHONPATH']}"
     done = subprocess.run(

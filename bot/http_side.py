@@ -1,8 +1,9 @@
 """The bot's HTTP side: /healthz, /metrics and /blobs/{key} (signed, expiring links to local blobs).
 
 /metrics is the operators': open only while the side listens on loopback, and otherwise behind the dashboard
-token (``Authorization: Bearer DASHBOARD_TOKEN``; off without one). Links to local blobs name the address members
-reach: a bot listening on a wildcard address (0.0.0.0, ::) refuses to start without BLOB_PUBLIC_BASE_URL."""
+token (``Authorization: Bearer DASHBOARD_TOKEN``; off without one). Links to local blobs name the address
+members reach: a bot listening on a wildcard address (0.0.0.0, ::) refuses to start without
+BLOB_PUBLIC_BASE_URL."""
 
 from __future__ import annotations
 
@@ -43,8 +44,8 @@ def require_link_base(settings: Settings) -> None:
     if local_blobs and not settings.blob_public_base_url and settings.bot_http_host.strip() in WILDCARD_HOSTS:
         raise SettingsError(
             f"photogen: bad setting BLOB_PUBLIC_BASE_URL: required when BOT_HTTP_HOST is a wildcard address "
-            f"({settings.bot_http_host or 'empty'}): links to results too large to attach must name the address "
-            "members reach (e.g. https://photos.example.org)"
+            f"({settings.bot_http_host or 'empty'}): links to results too large to attach must name the "
+            "address members reach (e.g. https://photos.example.org)"
         )
 
 

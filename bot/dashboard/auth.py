@@ -1,11 +1,11 @@
 """Token protection of the operators' pages (the dashboard, /metrics off loopback).
 
-``Authorization: Bearer TOKEN`` on every request, or ``?token=TOKEN`` once: that opens a session (a random id,
-unrelated to the token, kept in memory) in an HttpOnly cookie that expires after SESSION_TTL_S, and redirects to
-the same page without the token in its address (so it leaves the browser history and any copied link).
-Failed attempts are throttled per client address: after MAX_FAILURES within FAILURE_WINDOW_S every attempt from
-there is answered 429 until the window has passed, right token or not. Comparisons are constant-time; the token
-itself is at least 32 characters (refused at settings load otherwise).
+``Authorization: Bearer TOKEN`` on every request, or ``?token=TOKEN`` once: that opens a session (a random
+id, unrelated to the token, kept in memory) in an HttpOnly cookie that expires after SESSION_TTL_S, and
+redirects to the same page without the token in its address (so it leaves the browser history and any copied
+link). Failed attempts are throttled per client address: after MAX_FAILURES within FAILURE_WINDOW_S every
+attempt from there is answered 429 until the window has passed, right token or not. Comparisons are
+constant-time; the token itself is at least 32 characters (refused at settings load otherwise).
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ class OperatorAuth:
         if sessions and self._live(request.cookies.get(COOKIE, "")):
             return
         raise web.HTTPUnauthorized(
-            text="dashboard token required: Authorization: Bearer TOKEN, or open /admin/dashboard?token=TOKEN once",
+            text="dashboard token required: Authorization: Bearer TOKEN, "
+            "or open /admin/dashboard?token=TOKEN once",
             headers={"WWW-Authenticate": "Bearer"},
         )
 

@@ -1,9 +1,9 @@
 """The agent's ML stack check: an agent that cannot train or render refuses to start instead of taking jobs
 and failing every one of them.
 
-It asks the import system whether the packages are installed (``find_spec``, milliseconds) rather than importing
-torch and diffusers (seconds): the agent loads them with its first job, and a start must stay fast enough for
-SIGTERM-driven supervisors (``photogen all``, docker stop).
+It asks the import system whether the packages are installed (``find_spec``, milliseconds) rather than
+importing torch and diffusers (seconds): the agent loads them with its first job, and a start must stay fast
+enough for SIGTERM-driven supervisors (``photogen all``, docker stop).
 """
 
 from __future__ import annotations
@@ -33,6 +33,6 @@ def require_ml_stack(modules: tuple[str, ...] = ML_MODULES) -> None:
     missing = missing_ml_modules(modules)
     if missing:
         raise MissingMLStack(
-            f"photogen agent: the ML stack is missing ({', '.join(missing)} not installed): install the agent "
-            "extra (pip install 'photogen[agent]', torch first) or run the agent image; not starting."
+            f"photogen agent: the ML stack is missing ({', '.join(missing)} not installed): install the "
+            "agent extra (pip install 'photogen[agent]', torch first) or run the agent image; not starting."
         )

@@ -119,13 +119,13 @@ def test_healthcheck_subcommand_against_a_real_server(capsys: pytest.CaptureFixt
     assert main(["healthcheck", "not a url"]) == 1
 
 
-# --- issue 11, "Trust": the multihost servers are private by default and need credentials ---------------------
+# --- issue 11, "Trust": the multihost servers are private by default and need credentials -------------------
 
 _VAR = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?P<op>:?[-?])(?P<arg>[^}]*)\}")
 
 
 def _host_part(mapping: str) -> str:
-    """The host address of a "HOST:PUBLISHED:TARGET" port mapping, with ${VAR:-default} resolved to its default."""
+    """The host address of a "HOST:PUBLISHED:TARGET" port mapping, ${VAR:-default} resolved to its default."""
     resolved = _VAR.sub(lambda m: m["arg"] if m["op"].endswith("-") else "", mapping)
     parts = resolved.rsplit(":", 2)
     return parts[0] if len(parts) == 3 else ""  # "8333:8333" or "8333" publish on every interface
@@ -143,7 +143,8 @@ def test_multihost_bind_address_is_a_single_variable_defaulting_to_loopback(comp
     for name in ("seaweedfs", "elasticmq"):
         for mapping in compose["services"][name]["ports"]:
             match = _VAR.match(mapping)
-            assert match and match["name"] == "MULTIHOST_BIND_ADDRESS" and match["arg"] == "127.0.0.1", mapping
+            assert match and match["name"] == "MULTIHOST_BIND_ADDRESS", mapping
+            assert match["arg"] == "127.0.0.1", mapping
 
 
 def test_the_s3_server_requires_credentials_with_no_blank_default(compose: dict) -> None:

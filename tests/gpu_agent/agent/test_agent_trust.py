@@ -111,7 +111,8 @@ def test_an_agent_without_the_ml_stack_refuses_to_start_in_one_line(
     tmp_path: Path, settings: Settings
 ) -> None:
     # Stand-in for a machine without torch (it cannot be uninstalled from the shared test environment): a
-    # sitecustomize first on the path whose import finder answers "no module named torch", as a missing one does.
+    # sitecustomize first on the path whose import finder answers "no module named torch", as a missing one
+    # does.
     shadow = tmp_path / "no-torch"
     shadow.mkdir()
     (shadow / "sitecustomize.py").write_text(

@@ -136,11 +136,12 @@ class Train(commands.Cog):
                 order_id=placed.order_id,
                 queue_position=placed.queue_position,
                 eta_s=placed.eta_s,
-                credits_left=placed.credits_left,
             ),
             view=status_view(placed.order_id),
         )
         await self.bot.run_blocking(orders.set_status_message, self.bot.b, placed.order_id, message.id)
+        # The order is the channel's to follow; the member's balance is theirs alone.
+        await interaction.followup.send(f"{placed.credits_left} credit(s) left.", ephemeral=True)
 
 
 async def setup(bot: PhotogenBot) -> None:

@@ -93,6 +93,11 @@ async def test_train_then_result_posted_exactly_once(studio: Studio, faces_dir: 
     report = await _train(st, st.alice, photos, name="holiday")
     embed = report.embeds[0]
     assert embed["title"] == "Training order accepted", embed
+    assert "credits left" not in str(report.embeds).lower() and not report.ephemeral  # public: the order only
+    balance = st.settings.starting_credits - st.settings.train_credit_cost
+    await st.sim.wait_until(lambda: any(m.ephemeral for m in st.sim.messages(st.channel)), 10)
+    (private,) = [m for m in st.sim.messages(st.channel) if m.ephemeral]
+    assert private.content == f"{balance} credit(s) left."
     order_id = next(cid for cid in report.custom_ids() if cid.startswith("pg:cancel:")).split(":")[2]
     assert any("/attachments/" in r.path for r in st.sim.requests), "the photos came from the sim's CDN"
     job = await asyncio.to_thread(st.agent.take_train)

@@ -70,12 +70,18 @@ def find_word(text: str, words: tuple[str, ...]) -> str | None:
 
 def neutralise(text: str, limit: int) -> str:
     """Member text to echo inside a message or embed: control and format characters (zero-width, bidi
-    overrides) removed, line breaks kept as spaces, markdown and mentions escaped, cut to about ``limit``."""
+    overrides) removed, line breaks kept as spaces, markdown and mentions escaped, at most ``limit`` characters
+    (escapes included: a message must stay inside Discord's limits)."""
     flat = "".join(
         " " if c in "\r\n\t" else c
         for c in text
         if c in "\r\n\t" or unicodedata.category(c) not in _CONTROL_OR_FORMAT
     )
     flat = re.sub(r" {2,}", " ", flat).strip()
-    flat = flat if len(flat) <= limit else flat[: limit - 1] + "…"
-    return discord.utils.escape_mentions(discord.utils.escape_markdown(flat))
+    escaped = discord.utils.escape_mentions(discord.utils.escape_markdown(flat))
+    if len(escaped) <= limit:
+        return escaped
+    cut = escaped[: limit - 1]
+    if (len(cut) - len(cut.rstrip("\\"))) % 2:  # never end on half an escape
+        cut = cut[:-1]
+    return cut + "…"

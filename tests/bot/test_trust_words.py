@@ -11,6 +11,7 @@ import pytest
 from studio import Studio, order_rows, private_answer
 
 from bot.checks import find_blocked_word
+from bot.wording import neutralise
 from storage import orders, read_session
 
 
@@ -144,3 +145,12 @@ async def test_prompts_are_echoed_neutralised(studio: Studio) -> None:
         )
         assert "\\*\\*huge\\*\\*" in shown and "\\~\\~gone\\~\\~" in shown and "\\`code\\`" in shown, shown
         assert "@\u200beveryone" in shown and "\\[link](" in shown, shown  # no masked link
+
+
+@pytest.mark.parametrize("text", ["*" * 900, "a_" * 600, "@everyone " * 200, "x" * 99 + "*" * 10])
+def test_a_neutralised_prompt_stays_inside_its_limit(text: str) -> None:
+    shown = neutralise(text, 100)
+    assert len(shown) <= 100 and shown.endswith("…")
+    body = shown.removesuffix("…")
+    assert (len(body) - len(body.rstrip("\\"))) % 2 == 0  # no half escape before the ellipsis
+    assert neutralise("short *one*", 100) == "short \\*one\\*"

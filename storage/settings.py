@@ -187,7 +187,8 @@ class Settings(BaseSettings):
     metrics_retention_days: float = Field(14.0, gt=0, le=3650, description="Dashboard samples older than this are deleted.")
     dashboard_window_h: float = Field(24.0, gt=0, le=24 * 90, description="Time span the admin dashboard shows.")
     alert_channel_id: int | None = Field(
-        None, description="Channel for fleet alerts; unset: every guild's admin log channel."
+        None, description="The operators' channel for fleet alerts; unset: alerts are only logged (never posted "
+        "to the servers' admin log channels)."
     )
     alert_interval_s: float = Field(60.0, ge=1, le=3600, description="How often alerts are evaluated.")
     alert_cooldown_s: float = Field(

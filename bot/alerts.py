@@ -1,4 +1,5 @@
-"""Fleet alerts posted to the admin log channel: a dead-letter queue holds messages, the failure ratio passes its
+"""Fleet alerts posted to the operators' ALERT_CHANNEL_ID (logged when unset; never to a server's admin log
+channel, for they carry operator data): a dead-letter queue holds messages, the failure ratio passes its
 threshold, a queue's oldest message is older than the wait objective, a pool's desired capacity has exceeded its
 running instances for too long.
 
@@ -17,10 +18,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
-from sqlmodel import select
 
 from cloud.queues import Queues
-from storage import GuildSettings, metrics, read_session
+from storage import metrics, read_session
 from storage.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -220,14 +220,9 @@ def take_snapshot(
 
 
 def alert_channels(settings: Settings, engine: Engine) -> list[int]:
-    """ALERT_CHANNEL_ID, or every guild's admin log channel."""
-    if settings.alert_channel_id is not None:
-        return [settings.alert_channel_id]
-    with read_session(engine) as s:
-        rows = s.exec(
-            select(GuildSettings.admin_log_channel_id).where(GuildSettings.admin_log_channel_id.is_not(None))
-        )  # type: ignore[union-attr]
-        return sorted({int(c) for c in rows if c and c.isdigit()})
+    """ALERT_CHANNEL_ID only: alerts carry operator data (dead letters, failure ratios, fleet capacity), never
+    posted to the servers' admin log channels. Unset: alerts are only logged."""
+    return [settings.alert_channel_id] if settings.alert_channel_id is not None else []
 
 
 # --- posting, de-duplicated -----------------------------------------------------------------------------------------
@@ -249,6 +244,9 @@ class AlertRunner:
         self._texts: dict[str, str] = {}
 
     async def _send(self, channels: Sequence[int], text: str) -> bool:
+        if not channels:
+            log.warning("%s (ALERT_CHANNEL_ID unset: logged only)", text)
+            return True
         ok = True
         for channel in channels:
             try:
@@ -269,7 +267,7 @@ class AlertRunner:
             if last is not None and now - last < self.cooldown_s:
                 continue
             text = format_alert(alert)
-            if channels and await self._send(channels, text):
+            if await self._send(channels, text):
                 self.posted_at[alert.key] = now
                 self._texts[alert.key] = alert.text
                 sent.append(text)

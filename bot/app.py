@@ -19,6 +19,7 @@ from bot.backends import Backends, open_backends
 from bot.checks import GuildRules
 from bot.embeds import clip
 from bot.errors import UserFacingError
+from bot.http_side import require_link_base
 from bot.ratelimit import RateLimiter
 from bot.replies import reply_error
 from bot.sync import SyncRecord, sync_if_changed
@@ -164,6 +165,7 @@ async def start_bot(
     """Log in, connect in a background task and return once the bot is ready (tests, the demo).
     Stop it with ``await bot.close()``."""
     point_discord_at(settings)
+    require_link_base(settings)
     bot = PhotogenBot(settings, backends=backends, **client_options)
     await bot.login(_token(settings))
     bot._connect_task = asyncio.create_task(bot.connect(reconnect=True), name="photogen-bot-gateway")  # type: ignore[attr-defined]
@@ -185,6 +187,7 @@ async def start_bot(
 def run_bot(settings: Settings) -> None:
     """Blocking entry point of `photogen bot`."""
     point_discord_at(settings)
+    require_link_base(settings)
     bot = PhotogenBot(settings)
     # log_handler=None: the CLI configured logging already; discord.py's handler would double every line.
     bot.run(_token(settings), log_handler=None)

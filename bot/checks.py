@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import discord
 
 from bot.errors import Busy, NotAllowed
+from bot.wording import find_word
 from storage.settings import Settings
 
 
@@ -58,25 +59,18 @@ def is_admin(interaction: discord.Interaction, rules: GuildRules) -> bool:
     return perms.administrator or perms.manage_guild
 
 
+def is_bot_owner(settings: Settings, user_id: int) -> bool:
+    """One of the bot's owners (BOT_OWNER_IDS): they alone see global figures (cost, dead letters, hosts) and
+    take actions that cross servers (/owner, every server's dead letters, command sync)."""
+    return int(user_id) in settings.bot_owner_ids
+
+
 def require_admin(interaction: discord.Interaction, rules: GuildRules) -> None:
     if not is_admin(interaction, rules):
         raise NotAllowed("Only this server's Photogen admins can do that.")
 
 
-def is_bot_owner(settings: Settings, user_id: int) -> bool:
-    """One of the bot's owners (BOT_OWNER_IDS): the only ones allowed actions that cross servers."""
-    return int(user_id) in settings.bot_owner_ids
-
-
 def find_blocked_word(text: str, blocked: tuple[str, ...]) -> str | None:
-    """Case-insensitive, whole text; returns the first blocked word found."""
-    low = text.casefold()
-    for word in blocked:
-        if word and word.casefold() in low:
-            return word
-    return None
-
-
-def is_bot_owner(settings: Settings, user_id: int) -> bool:
-    """A bot operator (BOT_OWNER_IDS): global actions across every server."""
-    return int(user_id) in settings.bot_owner_ids
+    """The first blocked word ``text`` contains as a word, seen through look-alikes, invisible characters and
+    separators (bot.wording.find_word)."""
+    return find_word(text, blocked)

@@ -1,7 +1,13 @@
-"""The bot's HTTP side: /healthz, /metrics and /blobs/{key} (signed, expiring links to local blobs)."""
+"""The bot's HTTP side: /healthz, /metrics and /blobs/{key} (signed, expiring links to local blobs).
+
+/metrics is the operators': open only while the side listens on loopback, and otherwise behind the dashboard
+token (``Authorization: Bearer DASHBOARD_TOKEN``; off without one). Links to local blobs name the address
+members reach: a bot listening on a wildcard address (0.0.0.0, ::) refuses to start without
+BLOB_PUBLIC_BASE_URL."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import mimetypes
 from typing import TYPE_CHECKING
@@ -9,7 +15,9 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bot.dashboard.auth import operator_auth
 from storage.blobs.base import BlobNotFound, InvalidKey, validate_key
+from storage.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from bot.app import PhotogenBot
@@ -18,6 +26,27 @@ log = logging.getLogger(__name__)
 
 # prometheus_client's default registry takes one collector per name per process; tests start many bots.
 _store_metrics_registered = False
+
+
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]", "*"})
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def require_link_base(settings: Settings) -> None:
+    """Stop start-up with one line when links to local blobs would name an address nobody can open."""
+    local_blobs = settings.blob_url.startswith("file://")
+    if local_blobs and not settings.blob_public_base_url and settings.bot_http_host.strip() in WILDCARD_HOSTS:
+        raise SettingsError(
+            f"photogen: bad setting BLOB_PUBLIC_BASE_URL: required when BOT_HTTP_HOST is a wildcard address "
+            f"({settings.bot_http_host or 'empty'}): links to results too large to attach must name the "
+            "address members reach (e.g. https://photos.example.org)"
+        )
 
 
 class HttpSide:
@@ -60,6 +89,8 @@ class HttpSide:
         return web.json_response({"ok": ready, "discord": ready}, status=200 if ready else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
+        if not is_loopback(self.bot.settings.bot_http_host):
+            operator_auth(self.app, self.bot.settings).check(request, sessions=False)
         body = generate_latest()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

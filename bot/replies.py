@@ -12,17 +12,28 @@ log = logging.getLogger(__name__)
 
 
 async def reply_error(interaction: discord.Interaction, message: str) -> None:
-    """Ephemeral when still possible; after a public defer the deferred message itself shows the error."""
+    """Always ephemeral: a refusal may tell something about the member (a ban and its reason, a balance)."""
+    await reply_private(interaction, error_embed(message))
+
+
+async def reply_private(
+    interaction: discord.Interaction, embed: discord.Embed, content: str | None = None
+) -> None:
+    """An answer only the member sees, whatever state the response is in.
+
+    Before any response it is the ephemeral response. After a defer ("thinking…", public for commands whose
+    result is public) the placeholder is deleted and the answer follows up ephemerally, so the channel never
+    sees it; after a message was already sent, the answer is an ephemeral followup beside it."""
     try:
         if not interaction.response.is_done():
-            await interaction.response.send_message(embed=error_embed(message), ephemeral=True)
-        elif interaction.response.type in (
-            discord.InteractionResponseType.deferred_channel_message,
-            discord.InteractionResponseType.channel_message,
-        ):
-            await interaction.edit_original_response(content=None, embed=error_embed(message), view=None)
-        else:
-            await interaction.followup.send(embed=error_embed(message), ephemeral=True)
+            await interaction.response.send_message(content=content, embed=embed, ephemeral=True)
+            return
+        if interaction.response.type is discord.InteractionResponseType.deferred_channel_message:
+            try:
+                await interaction.delete_original_response()
+            except discord.NotFound:
+                pass  # already gone
+        await interaction.followup.send(content=content, embed=embed, ephemeral=True)
     except discord.HTTPException:
         # The interaction token may be gone (15 minutes): nothing left to tell the member through it.
-        log.warning("could not deliver an error reply for interaction %s", interaction.id)
+        log.warning("could not deliver a private reply for interaction %s", interaction.id)

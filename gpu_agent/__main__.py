@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 
+DESCRIPTION = """Run one Photogen GPU agent: it long-polls the train and render queues, trains LoRAs and
+renders images, and stops (draining its job) on SIGTERM, SIGINT or a spot interruption notice.
+All configuration comes from the environment and .env (QUEUE_URL, BLOB_URL, DEVICE, AGENT_KINDS, IMDS_MODE
+...); docs/SETTINGS.md lists every setting. It needs the ML stack (pip install 'photogen[agent]')."""
 
-def main() -> None:
+
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(prog="python -m gpu_agent", description=DESCRIPTION).parse_args(argv)
     from storage.settings import load_settings
 
     settings = load_settings()

@@ -16,6 +16,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
+DASHBOARD_TOKEN_MIN = 32
+
 
 class SettingsError(SystemExit):
     """A bad setting: stops start-up with one line naming the setting."""
@@ -63,7 +65,14 @@ class Settings(BaseSettings):
     )
     bot_http_host: str = Field("127.0.0.1", description="Bind address of the bot's HTTP side.")
     bot_http_port: int = Field(8080, ge=0, le=65535, description="Port of the bot's HTTP side (health, metrics).")
-    dashboard_token: SecretStr | None = Field(None, description="Bearer token for the admin dashboard.")
+    dashboard_token: SecretStr | None = Field(
+        None, description="Bearer token for the admin dashboard and /metrics (at least 32 characters)."
+    )
+    bot_owner_ids: list[int] = Field(
+        default_factory=list,
+        description="Discord user ids of the bot's operators: they alone see global figures (cost, dead "
+        "letters, agent host names) in /admin status.",
+    )
 
     # --- photos and orders --------------------------------------------------------------
     min_good_photos: int = Field(5, ge=1, le=20, description="Good photos needed to accept a training set.")
@@ -92,6 +101,11 @@ class Settings(BaseSettings):
     agent_heartbeat_s: int = Field(60, ge=1, le=43200, description="How often the agent renews its lease.")
     agent_metrics_port: int = Field(9100, ge=0, le=65535, description="Port of the agent's /healthz and /metrics.")
     imds_url: str = Field("http://169.254.169.254", description="EC2 instance metadata base URL (spot notices).")
+    imds_mode: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="When the agent polls IMDS: auto = EC2's address only on EC2 (detected from /sys), any other "
+        "IMDS_URL always; on = always; off = never.",
+    )
     imds_poll_s: float = Field(5.0, gt=0, le=300, description="How often the spot-notice watcher polls IMDS.")
     checkpoint_every_steps: int = Field(100, ge=1, description="Training checkpoint period in steps.")
     agent_work_dir: str = Field("data/agent", description="The agent's scratch folder (downloads, checkpoints).")
@@ -259,7 +273,8 @@ class Settings(BaseSettings):
     metrics_retention_days: float = Field(14.0, gt=0, le=3650, description="Dashboard samples older than this are deleted.")
     dashboard_window_h: float = Field(24.0, gt=0, le=24 * 90, description="Time span the admin dashboard shows.")
     alert_channel_id: int | None = Field(
-        None, description="Channel for fleet alerts; unset: every guild's admin log channel."
+        None, description="The operators' channel for fleet alerts; unset: alerts are only logged (never posted "
+        "to the servers' admin log channels)."
     )
     alert_interval_s: float = Field(60.0, ge=1, le=3600, description="How often alerts are evaluated.")
     alert_cooldown_s: float = Field(
@@ -314,6 +329,16 @@ class Settings(BaseSettings):
 
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,60}", v):
             raise ValueError("only letters, digits, '-' and '_' (at most 60)")
+        return v
+
+    @field_validator("dashboard_token")
+    @classmethod
+    def _check_dashboard_token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and v.get_secret_value() and len(v.get_secret_value()) < DASHBOARD_TOKEN_MIN:
+            raise ValueError(
+                f"at least {DASHBOARD_TOKEN_MIN} characters (e.g. python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')"
+            )
         return v
 
     @property

@@ -224,9 +224,12 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
     async def status(self, interaction: discord.Interaction) -> None:
         rules = await self._admin(interaction, "status")
         b = self.bot.b
-        text = await self.bot.run_blocking(
-            costs.queue_status_text, self.bot.settings, b.engine, b.queues, b.agents_seen
-        )
+        if is_bot_owner(self.bot.settings, interaction.user.id):
+            text = await self.bot.run_blocking(
+                costs.queue_status_text, self.bot.settings, b.engine, b.queues, b.agents_seen
+            )
+        else:  # a server's admins see the waiting lines members see; cost, dead letters and hosts are the operators'
+            text = await self.bot.run_blocking(costs.queue_waiting_text, b.queues)
         embed = discord.Embed(title="Studio status", description=clip(text, 4000), colour=BLUE)
         embed.add_field(name="Paused", value="yes" if rules.paused else "no", inline=True)
         await interaction.response.send_message(embed=embed, ephemeral=True)

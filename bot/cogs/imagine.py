@@ -16,6 +16,7 @@ from bot.embeds import order_status_embed
 from bot.errors import NotAllowed
 from bot.services import delivery, orders
 from bot.views import model_choices, status_view
+from bot.wording import neutralise
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ from discord.ext import commands
 from bot import metrics
 from bot.app import PhotogenBot
 from bot.embeds import photo_report_embed
+from bot.replies import reply_private
 from bot.services import intake, orders
 from bot.views import status_view
 
@@ -124,9 +125,10 @@ class Train(commands.Cog):
             del photos  # the uploads are not needed past the check: only the crops are stored
         self.intakes.release(interaction.user.id)
         if not report.accepted:
-            await interaction.edit_original_response(
+            # What is wrong with a member's photos is theirs to see, not the channel's.
+            await reply_private(
+                interaction, photo_report_embed(accepted=False, summary=report.summary, lines=report.lines),
                 content=CONSENT,
-                embed=photo_report_embed(accepted=False, summary=report.summary, lines=report.lines),
             )
             return
         placed = await self.bot.run_blocking(
@@ -149,11 +151,12 @@ class Train(commands.Cog):
                 order_id=placed.order_id,
                 queue_position=placed.queue_position,
                 eta_s=placed.eta_s,
-                credits_left=placed.credits_left,
             ),
             view=status_view(placed.order_id),
         )
         await self.bot.run_blocking(orders.set_status_message, self.bot.b, placed.order_id, message.id)
+        # The order is the channel's to follow; the member's balance is theirs alone.
+        await interaction.followup.send(f"{placed.credits_left} credit(s) left.", ephemeral=True)
 
 
 async def setup(bot: PhotogenBot) -> None:

@@ -27,9 +27,10 @@ def add_routes(
 ) -> None:
     """Serve the admin dashboard on ``app``. ``queues``/``blobs`` are accepted for the wiring's symmetry; the
     figures come from the order store, where the sampler (run_sampler) keeps queue depth and fleet size."""
+    guard = auth.operator_auth(app, settings)
 
     async def _data(request: web.Request) -> dict[str, Any]:
-        auth.check(request, settings)
+        guard.check(request)
         try:
             window_h = float(request.query.get("hours", settings.dashboard_window_h))
         except ValueError:

@@ -13,6 +13,7 @@ from bot.backends import Backends
 from bot.embeds import GREEN, RED, clip, result_embed
 from bot.services import likeness, media, store
 from bot.services.records import OutboxItem
+from bot.wording import neutralise
 from cloud.consumer import receive
 from cloud.messages import Event
 from cloud.queues.base import Lease
@@ -194,7 +195,7 @@ def build_message(
             model=params.get("model_name"), style=params.get("style"),
         )
     else:
-        msg.content = f"<@{user_id}> your model **{clip(p.get('model_name', ''), 100)}** is trained and ready for /imagine."
+        msg.content = f"<@{user_id}> your model **{neutralise(p.get('model_name', ''), 100)}** is trained and ready for /imagine."
         if p.get("likeness"):
             msg.content += "\n" + likeness.words(p["likeness"])
         msg.embed = discord.Embed(title="Model ready", colour=GREEN)

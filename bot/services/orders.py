@@ -22,6 +22,7 @@ from bot.errors import Busy, NotAllowed, NotFound, Refused
 from bot.services import store
 from bot.services.purge import purge_member
 from bot.services.records import CancelResult, ModelView, OrderView, Placed, QueueOverview, QueuePosition
+from bot.wording import neutralise
 from cloud.messages import RenderJob, RenderSpec, TrainJob, encode, new_id
 from cloud.recipes import train_params
 from storage import FINAL_STATUSES, keys
@@ -81,12 +82,16 @@ async def gate_new_order(
     rules = await gate_member(bot, interaction)
     check_not_paused(rules)
     if text is not None:
-        word = find_blocked_word(text, rules.blocked_words)
-        if word is not None:
-            raise Refused(
-                "Your prompt contains a word this server does not allow. Nothing was queued or charged."
-            )
+        refuse_blocked_words(text, rules)
     return rules
+
+
+def refuse_blocked_words(text: str, rules: GuildRules) -> None:
+    """Refuse a prompt holding one of the server's blocked words (new orders and U/V/re-roll alike)."""
+    if find_blocked_word(text, rules.blocked_words) is not None:
+        raise Refused(
+            "Your prompt contains a word this server does not allow. Nothing was queued or charged."
+        )
 
 
 def _limits(b: Backends, rules: GuildRules) -> store.Limits:
@@ -144,7 +149,8 @@ def place_train_order(
         channel_id=channel_id,
         kind="train",
         cost=s.train_credit_cost,
-        params={"title": f"Training: {name}", "name": name, "class_word": class_word, "photos": len(crops)},
+        params={"title": f"Training: {neutralise(name, 100)}", "name": name, "class_word": class_word,
+                "photos": len(crops)},
         payload=encode(job),
         limits=_limits(b, rules),
         model=store.NewModel(
@@ -278,6 +284,8 @@ def place_followup_render(
     if parent.kind != "render" or parent.status != "delivered":
         raise Refused("Those pictures are not finished yet.")
     p = parent.params
+    # The server's list may have grown since the pictures were made: a follow-up is a new order.
+    refuse_blocked_words(f"{p['prompt']}\n{p.get('negative_prompt', '')}", rules)
     base: dict[str, Any] = {
         "guild_id": int(parent.guild_id) if parent.guild_id else None,
         "channel_id": channel_id,
@@ -343,9 +351,10 @@ def place_followup_render(
 
 
 def result_title(words: str) -> str:
-    """A result's heading from the member's words: never a template placeholder such as {subject}."""
+    """A result's heading from the member's words: never a template placeholder such as {subject}; markdown,
+    mentions and invisible characters neutralised (bot.wording.neutralise)."""
     text = " ".join(words.replace("{subject}", "you").split())
-    return clip(text or "Your pictures", 200)
+    return neutralise(text, 200) if text else "Your pictures"
 
 
 def _own_order(b: Backends, order_id: str, user_id: int) -> OrderView:

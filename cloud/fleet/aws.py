@@ -1,8 +1,8 @@
 """`photogen aws bootstrap | status | teardown`: the AWS side of a Photogen fleet, idempotently.
 
-bootstrap creates or updates: the S3 bucket (encryption, public access blocked, lifecycle rules), the SQS queues with
-dead-letter queues and redrive, the agents' IAM role + instance profile with least privilege, the launch template
-(IMDSv2 required; user data starts the agent container) and one auto scaling group per pool: training on spot with a
+bootstrap creates or updates: the S3 bucket (encryption, public access blocked, TLS-only bucket policy, lifecycle
+rules), the SQS queues with dead-letter queues and redrive, the agents' IAM role + instance profile with least
+privilege, the launch template (IMDSv2 required, encrypted root volume; user data starts the agent container) and one auto scaling group per pool: training on spot with a
 mixed-instances policy (price-capacity-optimized, capacity rebalance), renders on spot — or on-demand with a warm
 pool, since AWS refuses warm pools on groups with spot instances.
 """
@@ -123,7 +123,8 @@ def ensure_bucket(settings: Settings, names: Names, report: Report) -> None:
     s3.put_bucket_lifecycle_configuration(
         Bucket=names.bucket, LifecycleConfiguration={"Rules": lifecycle_rules(names, settings)}
     )
-    report.add(f"s3://{names.bucket} encryption, public access block, lifecycle", "updated")
+    s3.put_bucket_policy(Bucket=names.bucket, Policy=json.dumps(tls_only_bucket_policy(names)))
+    report.add(f"s3://{names.bucket} encryption, public access block, lifecycle, TLS-only policy", "updated")
 
 
 # --- SQS -------------------------------------------------------------------------------------------------------
@@ -149,10 +150,15 @@ def ensure_queues(settings: Settings, report: Report) -> dict[str, str]:
 
 
 def agent_policy(names: Names, arns: dict[str, str], group_arns: list[str]) -> dict:
-    """Least privilege for an agent: consume train/render, publish events, dead-letter poison jobs, read/write only
-    the blob prefixes agents use, and protect its own instance from scale-in while busy."""
+    """Least privilege for an agent, action by action what agents do: consume train/render, publish events,
+    dead-letter poison jobs; get/put members' files under users/ (photos, LoRAs, renders: never delete, never
+    list); get/put/list/delete under checkpoints/ only; put previews; get/put done markers; find its own auto
+    scaling group and protect its own instance from scale-in while busy."""
     bucket_arn = f"arn:aws:s3:::{names.bucket}"
-    obj = [f"{bucket_arn}/{_prefixed(names, p)}*" for p in ("users/", "checkpoints/", "previews/", "done/")]
+
+    def objects(prefix: str) -> list[str]:
+        return [f"{bucket_arn}/{_prefixed(names, prefix)}*"]
+
     consume = [arns[names.queue("train")], arns[names.queue("render")]]
     return {
         "Version": "2012-10-17",
@@ -165,12 +171,32 @@ def agent_policy(names: Names, arns: dict[str, str], group_arns: list[str]) -> d
             {"Sid": "DeadLetterPoisonJobs", "Effect": "Allow",
              "Resource": [arns[f"{names.queue('train')}-dlq"], arns[f"{names.queue('render')}-dlq"]],
              "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"]},
-            {"Sid": "BlobObjects", "Effect": "Allow", "Resource": obj,
-             "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:PutObjectTagging"]},
-            {"Sid": "BlobList", "Effect": "Allow", "Resource": [bucket_arn], "Action": ["s3:ListBucket"],
-             "Condition": {"StringLike": {"s3:prefix": [_prefixed(names, p) + "*" for p in ("checkpoints/", "users/", "done/")]}}},
+            {"Sid": "MemberFiles", "Effect": "Allow", "Resource": objects("users/"),
+             "Action": ["s3:GetObject", "s3:PutObject"]},
+            {"Sid": "Checkpoints", "Effect": "Allow", "Resource": objects("checkpoints/"),
+             "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]},
+            {"Sid": "ListCheckpoints", "Effect": "Allow", "Resource": [bucket_arn], "Action": ["s3:ListBucket"],
+             "Condition": {"StringLike": {"s3:prefix": [_prefixed(names, "checkpoints/") + "*"]}}},
+            {"Sid": "Previews", "Effect": "Allow", "Resource": objects("previews/"), "Action": ["s3:PutObject"]},
+            {"Sid": "DoneMarkers", "Effect": "Allow", "Resource": objects("done/"),
+             "Action": ["s3:GetObject", "s3:PutObject"]},
+            {"Sid": "FindOwnGroup", "Effect": "Allow", "Resource": ["*"],  # Describe* has no resource level
+             "Action": ["autoscaling:DescribeAutoScalingInstances"]},
             {"Sid": "ScaleInProtection", "Effect": "Allow", "Resource": group_arns or ["*"],
              "Action": ["autoscaling:SetInstanceProtection"]},
+        ],
+    }
+
+
+def tls_only_bucket_policy(names: Names) -> dict:
+    """Refuse any request to the bucket that does not come over TLS."""
+    bucket_arn = f"arn:aws:s3:::{names.bucket}"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+             "Resource": [bucket_arn, f"{bucket_arn}/*"],
+             "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
         ],
     }
 
@@ -217,12 +243,28 @@ def user_data(settings: Settings) -> str:
     ])
 
 
+def encrypted_root_volume(ec2: Any, ami_id: str) -> dict:
+    """The AMI's root volume, encrypted (the account's default EBS key) and deleted with the instance: it holds
+    members' photos and LoRAs while a job runs."""
+    try:
+        image = ec2.describe_images(ImageIds=[ami_id])["Images"][0]
+    except (ClientError, IndexError):
+        raise SystemExit(f"photogen aws: FLEET_AMI_ID {ami_id} is not an image this account can launch") from None
+    device = image.get("RootDeviceName") or "/dev/sda1"
+    ebs: dict[str, Any] = {"Encrypted": True, "DeleteOnTermination": True, "VolumeType": "gp3"}
+    for mapping in image.get("BlockDeviceMappings", []):
+        if mapping.get("DeviceName") == device and mapping.get("Ebs", {}).get("VolumeSize"):
+            ebs["VolumeSize"] = mapping["Ebs"]["VolumeSize"]  # the image's own size (its snapshot's)
+    return {"DeviceName": device, "Ebs": ebs}
+
+
 def ensure_launch_template(settings: Settings, names: Names, profile_arn: str, report: Report) -> None:
     if not settings.fleet_ami_id:
         raise SystemExit("photogen aws: set FLEET_AMI_ID to a GPU AMI with Docker and the NVIDIA container runtime")
     ec2 = _client(settings, "ec2")
     data = {
         "ImageId": settings.fleet_ami_id,
+        "BlockDeviceMappings": [encrypted_root_volume(ec2, settings.fleet_ami_id)],
         "IamInstanceProfile": {"Arn": profile_arn},
         "UserData": base64.b64encode(user_data(settings).encode()).decode(),
         "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 2},

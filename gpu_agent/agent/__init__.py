@@ -36,7 +36,11 @@ log = logging.getLogger(__name__)
 
 def run_agent(settings: Settings, *, stop_event: threading.Event | None = None) -> None:
     """Run an agent until it is stopped; blocks. SIGTERM and SIGINT drain it like a spot notice: training
-    checkpoints and releases its job, a render finishes if it can within AGENT_DRAIN_S."""
+    checkpoints and releases its job, a render finishes if it can within AGENT_DRAIN_S. Without the ML stack
+    it stops at once with one line (MissingMLStack) rather than take jobs it can only fail."""
+    from gpu_agent.agent.stack import require_ml_stack
+
+    require_ml_stack()
     agent = Agent(settings)
     if threading.current_thread() is threading.main_thread():
 

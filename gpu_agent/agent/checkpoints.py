@@ -66,6 +66,10 @@ class CheckpointSync:
         """Fetch the newest stored checkpoint into the (emptied) local folder; return its step, 0 if none."""
         shutil.rmtree(self.local_dir, ignore_errors=True)
         self.local_dir.mkdir(parents=True, exist_ok=True)
+        # Listed first: an agent may list only under checkpoints/ (IAM), and S3 answers a missing key 403, not
+        # 404, to a role that may not list where it asks.
+        if self.prefix + LATEST not in set(self.blobs.list(self.prefix)):
+            return 0
         try:
             name = self.blobs.get(self.prefix + LATEST).decode().strip()
         except BlobNotFound:

@@ -92,8 +92,7 @@ class EngineRunner:
         except TrainingInputError as err:
             raise JobError("photos_rejected", f"Your photos cannot be trained on: {err}") from None
         except BaseModelError as err:
-            raise JobError("base_model", f"The base model could not be loaded on the GPU machine: {err}",
-                           permanent=False) from None
+            raise _base_model_error(err) from None
 
     # --- rendering -----------------------------------------------------------------------------------------
 
@@ -145,8 +144,7 @@ class EngineRunner:
         except (RenderError, PromptRefused) as err:
             raise JobError(_render_code(err), str(err)[:500] or "The render was refused.") from None
         except BaseModelError as err:
-            raise JobError("base_model", f"The base model could not be loaded on the GPU machine: {err}",
-                           permanent=False) from None
+            raise _base_model_error(err) from None
         return RenderOutcome(pngs=[i.png for i in images], flagged=[i.flagged for i in images])
 
     def _render_one_by_one(self, request: object, lora: object, base_model: str, progress: StepProgress,
@@ -212,3 +210,15 @@ def _open_photo(path: Path, n: int) -> Image.Image:
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
         raise JobError("photos_unreadable", f"Photo {n + 1} cannot be read as an image. Please run /train "
                        "again with JPEG or PNG photos.") from None
+
+
+BASE_MODEL_MESSAGE = (
+    "The GPU machine could not load its base model; the operators have been told. Please try again later."
+)
+
+
+def _base_model_error(err: Exception) -> JobError:
+    """The member hears that the base model is missing, never where the operators keep it (paths, cache
+    folders, hub ids): the details go to the agent's log."""
+    log.error("base model could not be loaded: %s", err)
+    return JobError("base_model", BASE_MODEL_MESSAGE, permanent=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from gpu_agent.agent.spot import ImdsClient
+from gpu_agent.agent.spot import ImdsClient, imds_url_for
 from storage.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 class ScaleInProtection:
     def __init__(self, settings: Settings, imds: ImdsClient | None = None, client: Any = None) -> None:
         self.settings = settings
-        self.imds = imds or ImdsClient(settings.imds_url)
+        url = imds_url_for(settings)
+        self.imds: ImdsClient | None = imds or (ImdsClient(url) if url else None)
         self._client = client
         self._target: tuple[str, str] | None = None
         self._looked_up = False
@@ -38,6 +39,8 @@ class ScaleInProtection:
         if self._looked_up:
             return self._target
         self._looked_up = True
+        if self.imds is None:  # not on EC2 (IMDS_MODE, detection): nothing to protect
+            return None
         try:
             instance_id = self.imds.get("instance-id")
         except Exception:  # noqa: BLE001 - no instance metadata: not on EC2

@@ -14,6 +14,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from storage.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +26,38 @@ TOKEN_TTL_S = 21600
 _TIMEOUT_S = 2.0
 _BACKOFF_AFTER = 3  # consecutive connection failures before the watcher assumes it is not on EC2
 _BACKOFF_S = 60.0
+
+
+EC2_IMDS_URL = "http://169.254.169.254"
+_EC2_MARKERS = (  # what an EC2 instance (Xen or Nitro) shows in /sys, readable without root
+    ("sys/hypervisor/uuid", lambda text: text.lower().startswith("ec2")),
+    ("sys/class/dmi/id/product_uuid", lambda text: text.lower().startswith("ec2")),
+    ("sys/class/dmi/id/board_asset_tag", lambda text: text.startswith("i-")),
+    ("sys/class/dmi/id/sys_vendor", lambda text: text.strip() == "Amazon EC2"),
+)
+
+
+def on_ec2(root: Path = Path("/")) -> bool:
+    """True when this machine is an EC2 instance, judged from /sys without any network call."""
+    for relative, matches in _EC2_MARKERS:
+        try:
+            text = (root / relative).read_text(errors="replace").strip()
+        except OSError:
+            continue
+        if text and matches(text):
+            return True
+    return False
+
+
+def imds_url_for(settings: Settings, root: Path = Path("/")) -> str:
+    """The metadata address this agent polls, or "" for none: IMDS_MODE=on/off decide; auto polls EC2's own
+    address only on EC2, and any other IMDS_URL (a configured metadata service) wherever it runs."""
+    url = settings.imds_url.strip()
+    if not url or settings.imds_mode == "off":
+        return ""
+    if settings.imds_mode == "on" or url.rstrip("/") != EC2_IMDS_URL:
+        return url
+    return url if on_ec2(root) else ""
 
 
 class Drain:

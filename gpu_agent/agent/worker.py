@@ -25,7 +25,7 @@ from gpu_agent.agent.metrics import AgentMetrics, HealthServer
 from gpu_agent.agent.protection import ScaleInProtection
 from gpu_agent.agent.report import Reporter
 from gpu_agent.agent.runner import JobError, JobRunner
-from gpu_agent.agent.spot import Drain, SpotWatcher
+from gpu_agent.agent.spot import Drain, SpotWatcher, imds_url_for
 from storage import keys
 from storage.blobs.base import BlobNotFound, BlobStore
 from storage.settings import Settings
@@ -72,7 +72,7 @@ class Agent:
         self.handlers = Handlers(settings, runner, blobs, self.metrics)
         self.work_dir = Path(settings.agent_work_dir)
         self.protection = ScaleInProtection(settings)
-        self.spot = SpotWatcher(settings.imds_url, self.drain, poll_s=settings.imds_poll_s,
+        self.spot = SpotWatcher(imds_url_for(settings), self.drain, poll_s=settings.imds_poll_s,
                                 on_notice=self.metrics.spot_interruptions.inc)
         self.health: HealthServer | None = None
         self.state = "starting"

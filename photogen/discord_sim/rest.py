@@ -375,6 +375,7 @@ class RestApi:
         if (
             original is not None
             and original.loading
+            and not original.deleted  # a deleted placeholder is gone: the followup is a message of its own
             and not interaction.followups
             and interaction.response.type == DEFERRED_MESSAGE
         ):

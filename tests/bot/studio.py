@@ -11,7 +11,8 @@ from agent_part import AgentPart
 
 from bot.app import PhotogenBot, start_bot
 from bot.backends import Backends, open_backends
-from photogen.discord_sim.models import SimChannel, SimGuild, SimMember, SimRole
+from photogen.discord_sim.interactions import SimInteraction
+from photogen.discord_sim.models import SimChannel, SimGuild, SimMember, SimMessage, SimRole
 from photogen.discord_sim.server import DiscordSim
 from storage import orders, transaction
 from storage.settings import Settings, load_settings
@@ -123,6 +124,28 @@ def bot_settings(sim: DiscordSim, tmp: Path, **overrides: object) -> Settings:
     return load_settings(**values)
 
 
+async def answer(inter: SimInteraction, timeout: float = 10.0) -> SimMessage:
+    """What the member sees as the answer to a command: the original response once it stops loading, or, for a
+    refusal after a defer, the ephemeral followup that replaced the deleted "thinking…" placeholder."""
+
+    def ready() -> bool:
+        if inter.response is None:  # (for a click, the original is the clicked message until the bot answers)
+            return False
+        return bool(inter.followups) or (inter.original is not None and not inter.original.loading)
+
+    await inter.sim.wait_until(ready, timeout)
+    return inter.followups[0] if inter.followups else inter.original  # type: ignore[return-value]
+
+
+async def private_answer(inter: SimInteraction, timeout: float = 10.0) -> SimMessage:
+    """The answer, checked to be seen by the member alone: ephemeral, no public placeholder left behind."""
+    message = await answer(inter, timeout)
+    assert message.ephemeral, f"a public answer: {message.content!r} {message.embeds!r}"
+    original = inter.original
+    assert original is None or original is message or original.deleted or original.ephemeral, original
+    return message
+
+
 def stored_user_blobs(b: Backends) -> list[str]:
     return list(b.blobs.list("users/"))
 
@@ -140,4 +163,7 @@ def order_rows(b: Backends) -> int:
         return int(s.exec(select(func.count()).select_from(Order)).one())
 
 
-__all__ = ["Studio", "bot_settings", "open_backends", "order_rows", "queued_messages", "stored_user_blobs"]
+__all__ = [
+    "Studio", "answer", "bot_settings", "open_backends", "order_rows", "private_answer", "queued_messages",
+    "stored_user_blobs",
+]

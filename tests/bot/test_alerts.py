@@ -177,27 +177,41 @@ def test_snapshot_from_real_queue_and_store(tmp_path: Path) -> None:
         engine.dispose()
 
 
-async def test_run_alerts_posts_to_guild_admin_log_channels(tmp_path: Path) -> None:
+async def test_alerts_go_to_the_operators_channel_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Alerts carry operator data (dead letters, failure ratios, capacity): never a server's admin log channel.
     settings, engine, queues = _backends(tmp_path)
     try:
         with transaction(engine) as s:
             orders.update_guild_settings(s, 5, admin_log_channel_id=777)
             orders.update_guild_settings(s, 6, admin_log_channel_id=None)
-        assert alert_channels(settings, engine) == [777]
-        assert alert_channels(
-            load_settings(alert_channel_id=42, database_url=settings.database_url), engine
-        ) == [42]
+        assert alert_channels(settings, engine) == []
+        operators = load_settings(alert_channel_id=42, database_url=settings.database_url)
+        assert alert_channels(operators, engine) == [42]
         lease = queues.events.send("{}") and queues.events.receive(1, lease_s=60)[0]
         queues.events.dead_letter(lease, "unknown version")
         posted: list[tuple[int, str]] = []
-        stop = asyncio.Event()
 
         async def post(channel: int, text: str) -> None:
             posted.append((channel, text))
             stop.set()
 
-        await asyncio.wait_for(run_alerts(settings, engine, queues, post, stop, interval_s=0.05), timeout=10)
-        assert posted and posted[0][0] == 777 and "events dead-letter queue" in posted[0][1]
+        # No ALERT_CHANNEL_ID: the alert is logged, posted nowhere (777 is a server's admin log channel).
+        stop = asyncio.Event()
+        caplog.set_level("WARNING", logger="bot.alerts")
+        task = asyncio.create_task(run_alerts(settings, engine, queues, post, stop, interval_s=0.05))
+        for _ in range(200):
+            if "events dead-letter queue" in caplog.text:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+        assert "events dead-letter queue" in caplog.text and posted == []
+
+        stop = asyncio.Event()
+        await asyncio.wait_for(run_alerts(operators, engine, queues, post, stop, interval_s=0.05), timeout=10)
+        assert posted and {c for c, _ in posted} == {42} and "events dead-letter queue" in posted[0][1]
     finally:
         queues.close()
         engine.dispose()

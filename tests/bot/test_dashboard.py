@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import Engine
 
 from bot import costs
-from bot.dashboard import add_routes, register_store_metrics, sample_once
+from bot.dashboard import add_routes, auth, register_store_metrics, sample_once
 from bot.dashboard.data import dashboard_data
 from cloud.messages import ErrorInfo, Event
 from cloud.queues import Queues, open_queues
@@ -25,7 +25,7 @@ from storage.settings import Settings, load_settings
 # 50 minutes into the hour before the current one: in the past (the HTTP side reads with the real clock) and
 # fixed within an hour, so the per-hour buckets are known.
 NOW = (time.time() // 3600) * 3600 - 3600 + 3000
-TOKEN = "s3cret-dashboard-token"
+TOKEN = "s3cret-dashboard-token-0123456789abcdef"
 
 
 @pytest.fixture
@@ -373,3 +373,44 @@ def test_an_agent_clock_in_the_future_is_clamped_to_now(engine: Engine, settings
         assert costs.record_event_cost(s, _event(order.id, "done", at=time.time() + 86400), settings)
     with read_session(engine) as s:
         assert metrics.cost_summary(s, time.time() - 60, time.time()).jobs == 1
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _login_cookie(resp) -> str:
+    return resp.cookies[auth.COOKIE].value
+
+
+async def test_sessions_are_random_and_expire(client: TestClient) -> None:
+    clock = _Clock()
+    client.app[auth.APP_KEY].clock = clock  # type: ignore[index]
+    first = await client.get(f"/admin/dashboard?token={TOKEN}", allow_redirects=False)
+    second = await client.get(f"/admin/dashboard?token={TOKEN}", allow_redirects=False)
+    a, b = _login_cookie(first), _login_cookie(second)
+    assert a != b and len(a) >= 40 and TOKEN not in a  # random ids, not a function of the token
+    assert f"Max-Age={int(auth.SESSION_TTL_S)}" in first.headers["Set-Cookie"]
+    assert (await client.get("/admin/dashboard.json")).status == 200
+    clock.now += auth.SESSION_TTL_S + 1
+    resp = await client.get("/admin/dashboard.json")
+    assert resp.status == 401, "an expired session opens nothing"
+
+
+async def test_failed_logins_are_throttled(client: TestClient) -> None:
+    clock = _Clock()
+    client.app[auth.APP_KEY].clock = clock  # type: ignore[index]
+    for n in range(auth.MAX_FAILURES):
+        resp = await client.get("/admin/dashboard.json", headers={"Authorization": f"Bearer guess-{n}"})
+        assert resp.status == 401
+    # Now even the right token waits: guessing gets a handful of tries per window.
+    resp = await client.get("/admin/dashboard.json", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert resp.status == 429 and int(resp.headers["Retry-After"]) > 0
+    assert (await client.get(f"/admin/dashboard?token={TOKEN}", allow_redirects=False)).status == 429
+    clock.now += auth.FAILURE_WINDOW_S + 1
+    resp = await client.get("/admin/dashboard.json", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert resp.status == 200

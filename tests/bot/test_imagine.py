@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from studio import Studio, order_rows
+from studio import Studio, order_rows, private_answer
 
 from cloud.messages import RenderJob
 
@@ -37,7 +37,7 @@ async def test_imagine_results_buttons_after_restart(studio: Studio) -> None:
         result.custom_ids()
     )
     # The prompt is echoed, but nothing in it may ping: only the owner is allowed as a mention.
-    assert "@everyone" in result.embeds[0]["title"]
+    assert "@\u200beveryone" in result.embeds[0]["title"]  # escaped, as Discord shows it, and allowed_mentions besides
     am = result.allowed_mentions or {}
     assert am.get("parse") == [] and [int(u) for u in am.get("users", [])] == [st.alice.id], am
     for m in st.sim.messages(st.channel):
@@ -78,7 +78,7 @@ async def test_imagine_refusals(studio: Studio) -> None:
     st = studio
     # No model yet.
     inter = await st.sim.invoke_command(st.alice, st.channel, "imagine", {"prompt": "hello"})
-    msg = await inter.wait_original(lambda m: not m.loading)
+    msg = await private_answer(inter)
     assert "no trained model" in str(msg.embeds).lower()
     # Someone else's model id is not offered by autocomplete, and refused when typed.
     bob_model = st.seed_model(st.bob, "bob's")
@@ -90,13 +90,13 @@ async def test_imagine_refusals(studio: Studio) -> None:
     inter = await st.sim.invoke_command(
         st.alice, st.channel, "imagine", {"prompt": "hello", "model": bob_model}
     )
-    msg = await inter.wait_original(lambda m: not m.loading)
+    msg = await private_answer(inter)
     assert "not one of your" in str(msg.embeds).lower()
     # Blocked words are checked before anything is queued or charged.
     admin = await st.sim.invoke_command(st.admin, st.channel, "admin blocked add", {"word": "Forbidden"})
     await admin.wait_response()
     inter = await st.sim.invoke_command(st.alice, st.channel, "imagine", {"prompt": "a FORBIDDEN thing"})
-    msg = await inter.wait_original(lambda m: not m.loading)
+    msg = await private_answer(inter)
     assert "does not allow" in str(msg.embeds).lower()
     assert st.b.queues.render.depth().backlog == 0 and order_rows(st.b) == 0
 

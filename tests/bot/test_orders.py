@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from studio import Studio
+from studio import Studio, private_answer
 
 from storage import orders, read_session
 
@@ -52,7 +52,7 @@ async def test_limits_and_listings(studio: Studio) -> None:
     await _queued_render(st, st.alice)
     # Concurrent-order limit (2 by default): the third is refused with a clear message and nothing queued.
     inter = await st.sim.invoke_command(st.alice, st.channel, "imagine", {"prompt": "third"})
-    msg = await inter.wait_original(lambda m: not m.loading)
+    msg = await private_answer(inter)
     assert "already have 2 order(s) in progress" in str(msg.embeds)
     assert st.b.queues.render.depth().backlog == 0
 
@@ -91,6 +91,6 @@ async def test_daily_quota_set_by_an_admin(studio: Studio) -> None:
     await quota.wait_response()
     await _queued_render(st, st.alice)
     inter = await st.sim.invoke_command(st.alice, st.channel, "imagine", {"prompt": "second"})
-    msg = await inter.wait_original(lambda m: not m.loading)
+    msg = await private_answer(inter)
     assert "quota of 1 orders a day" in str(msg.embeds)
     assert st.b.queues.render.depth().backlog == 0

@@ -11,8 +11,8 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from studio import Studio, order_rows, queued_messages, stored_user_blobs
 from PIL import Image, ImageOps
+from studio import Studio, answer, order_rows, queued_messages, stored_user_blobs
 
 from storage import orders, read_session
 
@@ -78,7 +78,7 @@ async def _train(st: Studio, member, files: list[tuple[str, bytes]], name: str =
     )
     response = await inter.wait_response()
     assert response.deferred, "the bot must defer before downloading or checking photos"
-    return await inter.wait_original(lambda m: not m.loading, timeout=60)
+    return await answer(inter, timeout=60)
 
 
 def _nothing_stored(st: Studio) -> None:
@@ -93,6 +93,11 @@ async def test_train_then_result_posted_exactly_once(studio: Studio, faces_dir: 
     report = await _train(st, st.alice, photos, name="holiday")
     embed = report.embeds[0]
     assert embed["title"] == "Training order accepted", embed
+    assert "credits left" not in str(report.embeds).lower() and not report.ephemeral  # public: the order only
+    balance = st.settings.starting_credits - st.settings.train_credit_cost
+    await st.sim.wait_until(lambda: any(m.ephemeral for m in st.sim.messages(st.channel)), 10)
+    (private,) = [m for m in st.sim.messages(st.channel) if m.ephemeral]
+    assert private.content == f"{balance} credit(s) left."
     order_id = next(cid for cid in report.custom_ids() if cid.startswith("pg:cancel:")).split(":")[2]
     assert any("/attachments/" in r.path for r in st.sim.requests), "the photos came from the sim's CDN"
     job = await asyncio.to_thread(st.agent.take_train)
@@ -146,6 +151,8 @@ async def test_bad_uploads_get_clear_replies_and_leave_nothing(studio: Studio, f
         assert message.embeds[0].get("title") in (None, "Photos refused — nothing was stored"), (what, text)
         assert expected.lower() in text, (what, text)
         assert not message.custom_ids(), what  # no Cancel button: there is no order
+        assert message.ephemeral and st.sim.all_messages[message.id] is message, what  # the member's only
+        assert all(m.ephemeral or m.deleted for m in st.sim.messages(st.channel) if m.interaction_id), what
         _nothing_stored(st)
     # The two-people report names the odd photos.
     assert "messi" in text
@@ -159,6 +166,7 @@ async def test_train_without_credits_refused_before_any_check(studio: Studio, fa
     await st.restart()
     message = await _train(st, st.bob, good_photos(faces_dir)[:1])
     assert "costs 10 credit(s) and you have 3" in str(message.embeds)
+    assert message.ephemeral, "a member's balance is not the channel's business"
     # Refused before the download: the sim served no attachment to the bot.
     assert not [r for r in st.sim.requests if "/attachments/" in r.path]
     _nothing_stored(st)

@@ -117,3 +117,88 @@ def test_healthcheck_subcommand_against_a_real_server(capsys: pytest.CaptureFixt
     server.server_close()
     assert main(["healthcheck", f"http://127.0.0.1:{port}/healthz", "--timeout", "1"]) == 1
     assert main(["healthcheck", "not a url"]) == 1
+
+
+# --- issue 11, "Trust": the multihost servers are private by default and need credentials -------------------
+
+_VAR = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?P<op>:?[-?])(?P<arg>[^}]*)\}")
+
+
+def _host_part(mapping: str) -> str:
+    """The host address of a "HOST:PUBLISHED:TARGET" port mapping, ${VAR:-default} resolved to its default."""
+    resolved = _VAR.sub(lambda m: m["arg"] if m["op"].endswith("-") else "", mapping)
+    parts = resolved.rsplit(":", 2)
+    return parts[0] if len(parts) == 3 else ""  # "8333:8333" or "8333" publish on every interface
+
+
+def test_no_port_is_published_on_every_interface(compose: dict) -> None:
+    for name, service in compose["services"].items():
+        for mapping in service.get("ports", []):
+            assert isinstance(mapping, str), (name, mapping)
+            host = _host_part(mapping)
+            assert host == "127.0.0.1", f"service {name} publishes {mapping!r} beyond loopback by default"
+
+
+def test_multihost_bind_address_is_a_single_variable_defaulting_to_loopback(compose: dict) -> None:
+    for name in ("seaweedfs", "elasticmq"):
+        for mapping in compose["services"][name]["ports"]:
+            match = _VAR.match(mapping)
+            assert match and match["name"] == "MULTIHOST_BIND_ADDRESS", mapping
+            assert match["arg"] == "127.0.0.1", mapping
+
+
+def test_the_s3_server_requires_credentials_with_no_blank_default(compose: dict) -> None:
+    env = compose["services"]["seaweedfs"]["environment"]
+    for key, variable in (("S3_ACCESS_KEY", "AWS_ACCESS_KEY_ID"), ("S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY")):
+        match = _VAR.fullmatch(env[key])
+        assert match and match["name"] == variable and match["op"] == ":?", (key, env[key])
+    assert "-s3.config=" in compose["services"]["seaweedfs"]["command"][0]
+
+
+def _seaweed_script(compose: dict, config: Path) -> str:
+    script = compose["services"]["seaweedfs"]["command"][0].replace("$$", "$")  # compose's escape
+    return script.replace("/etc/seaweedfs-s3.json", str(config))
+
+
+@pytest.mark.parametrize(
+    ("secret", "why"),
+    [("", "at least 32 characters"), ("short-secret", "at least 32 characters"),
+     ('x' * 32 + '","actions":["Admin"]}', "letters, digits")],  # a key must not write its own JSON
+)
+def test_the_s3_server_refuses_to_start_with_a_weak_secret(
+    compose: dict, tmp_path: Path, secret: str, why: str
+) -> None:
+    import subprocess
+
+    config = tmp_path / "s3.json"
+    done = subprocess.run(
+        ["/bin/sh", "-c", _seaweed_script(compose, config)], check=False, capture_output=True, text=True,
+        env={"PATH": "/usr/bin:/bin", "S3_ACCESS_KEY": "photogen", "S3_SECRET_KEY": secret}, timeout=30,
+    )
+    assert done.returncode != 0 and why in done.stderr
+    assert not config.exists()
+
+
+def test_the_s3_server_gets_exactly_one_identity_from_the_keys(compose: dict, tmp_path: Path) -> None:
+    # No Docker engine here: the service's shell script runs under /bin/sh with a stand-in `weed` that only
+    # records its arguments, and the S3 identity file it wrote is read back.
+    import json
+    import subprocess
+
+    config, fake_bin = tmp_path / "s3.json", tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "weed").write_text('#!/bin/sh\necho "$@" > "$(dirname "$0")/args"\n')
+    (fake_bin / "weed").chmod(0o755)
+    secret = "k" * 20 + "-not/so+simple=" + "z" * 12
+    done = subprocess.run(
+        ["/bin/sh", "-c", _seaweed_script(compose, config)], check=False, capture_output=True, text=True,
+        env={"PATH": f"{fake_bin}:/usr/bin:/bin", "S3_ACCESS_KEY": "photogen-agent", "S3_SECRET_KEY": secret},
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    identities = json.loads(config.read_text())["identities"]
+    assert len(identities) == 1 and identities[0]["credentials"] == [
+        {"accessKey": "photogen-agent", "secretKey": secret}
+    ]
+    assert "anonymous" not in config.read_text()
+    assert f"-s3.config={config}" in (fake_bin / "args").read_text()

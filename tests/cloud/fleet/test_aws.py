@@ -11,6 +11,7 @@ import json
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from cloud.fleet import aws
 from cloud.fleet.cli import build_pools, run_aws, status_lines
@@ -71,8 +72,8 @@ def test_bootstrap_creates_everything_and_is_idempotent(fleet_settings) -> None:
         policy = json.loads(policy)
     for statement in policy["Statement"]:
         assert all(not a.endswith("*") for a in statement["Action"]), statement  # no wildcard actions
-    blob = next(s for s in policy["Statement"] if s["Sid"] == "BlobObjects")
-    assert all(r.startswith(f"arn:aws:s3:::{names.bucket}/pg/") for r in blob["Resource"])
+    for blob in (s for s in policy["Statement"] if s["Action"][0].startswith("s3:")):
+        assert all(r.startswith(f"arn:aws:s3:::{names.bucket}") for r in blob["Resource"]), blob
     consume = next(s for s in policy["Statement"] if s["Sid"] == "ConsumeJobs")
     assert not any("events" in r for r in consume["Resource"])
     profile = iam.get_instance_profile(InstanceProfileName=names.instance_profile)["InstanceProfile"]
@@ -156,6 +157,8 @@ def test_training_photos_carry_the_lifecycle_tag(fleet_settings) -> None:
     from storage.blobs import open_blob_store
 
     aws.bootstrap(fleet_settings)
+    # moto serves plain HTTP, which the TLS-only bucket policy refuses (as the test below shows): lifted here.
+    _clients(fleet_settings)[0].delete_bucket_policy(Bucket=aws.names_from(fleet_settings).bucket)
     store = open_blob_store(fleet_settings)
     photo, render = keys.photo_key("42", "o1", 0), keys.render_key("42", "j1", 0)
     store.put(photo, b"jpeg")
@@ -170,3 +173,68 @@ def test_training_photos_carry_the_lifecycle_tag(fleet_settings) -> None:
     assert tags(render) == []
     rule = next(r for r in s3.get_bucket_lifecycle_configuration(Bucket=names.bucket)["Rules"] if r["ID"] == "training-photos")
     assert rule["Filter"]["Tag"] == aws.PHOTO_TAG
+
+
+# --- issue 11, "Trust": least privilege, TLS only, encrypted volumes (as created on moto's server) -------------
+
+
+def _statements(iam, names) -> dict[str, dict]:
+    policy = iam.get_role_policy(RoleName=names.role, PolicyName=f"{names.fleet}-agent")["PolicyDocument"]
+    policy = json.loads(policy) if isinstance(policy, str) else policy
+    return {s["Sid"]: s for s in policy["Statement"]}
+
+
+def test_the_agent_role_gets_only_what_agents_do(fleet_settings) -> None:
+    aws.bootstrap(fleet_settings)
+    _, _, iam, _, _ = _clients(fleet_settings)
+    names = aws.names_from(fleet_settings)
+    statements = _statements(iam, names)
+    bucket = f"arn:aws:s3:::{names.bucket}"
+    s3_rights: dict[str, set[str]] = {}
+    for statement in statements.values():
+        assert statement["Effect"] == "Allow"
+        for action in statement["Action"]:
+            if action.startswith("s3:"):
+                for resource in statement["Resource"]:
+                    s3_rights.setdefault(resource, set()).add(action)
+    assert s3_rights == {
+        f"{bucket}/pg/users/*": {"s3:GetObject", "s3:PutObject"},  # no delete, no list, no tagging
+        f"{bucket}/pg/checkpoints/*": {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
+        f"{bucket}/pg/previews/*": {"s3:PutObject"},
+        f"{bucket}/pg/done/*": {"s3:GetObject", "s3:PutObject"},
+        bucket: {"s3:ListBucket"},
+    }
+    listing = statements["ListCheckpoints"]["Condition"]["StringLike"]["s3:prefix"]
+    assert listing == ["pg/checkpoints/*"]  # listing only under the checkpoints
+    actions = {a for s in statements.values() for a in s["Action"]}
+    assert "autoscaling:DescribeAutoScalingInstances" in actions  # the agent finds its own group
+    forbidden = ("iam:", "ec2:", "sqs:PurgeQueue", "sqs:DeleteQueue", "s3:PutBucket", "s3:DeleteBucket")
+    assert not any(a.startswith(forbidden) for a in actions)
+
+
+def test_the_bucket_refuses_plain_http_and_the_agents_disks_are_encrypted(fleet_settings) -> None:
+    aws.bootstrap(fleet_settings)
+    s3, _, _, ec2, _ = _clients(fleet_settings)
+    names = aws.names_from(fleet_settings)
+    policy = json.loads(s3.get_bucket_policy(Bucket=names.bucket)["Policy"])
+    deny = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
+    assert len(deny) == 1 and deny[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert set(deny[0]["Resource"]) == {f"arn:aws:s3:::{names.bucket}", f"arn:aws:s3:::{names.bucket}/*"}
+    assert deny[0]["Principal"] == "*" and deny[0]["Action"] in ("s3:*", ["s3:*"])
+    # moto evaluates bucket policies, and its server speaks plain HTTP: every request is refused.
+    with pytest.raises(ClientError) as refused:
+        s3.put_object(Bucket=names.bucket, Key="pg/users/1/photos/o/0.jpg", Body=b"jpeg")
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+    versions = ec2.describe_launch_template_versions(LaunchTemplateName=names.launch_template)
+    data = versions["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+    root = ec2.describe_images(ImageIds=[fleet_settings.fleet_ami_id])["Images"][0]["RootDeviceName"]
+    (mapping,) = data["BlockDeviceMappings"]
+    assert mapping["DeviceName"] == root
+    assert mapping["Ebs"]["Encrypted"] is True and mapping["Ebs"]["DeleteOnTermination"] is True
+
+
+def test_bootstrap_refuses_an_unknown_ami(fleet_settings) -> None:
+    bad = fleet_settings.model_copy(update={"fleet_ami_id": "ami-0000000000000dead"})
+    with pytest.raises(SystemExit, match="FLEET_AMI_ID ami-0000000000000dead is not an image"):
+        aws.bootstrap(bad)

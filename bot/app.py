@@ -61,7 +61,7 @@ class PhotogenBot(commands.Bot):
             help_command=None,
             # Nothing the bot posts may ping anyone: prompts and names are member text.
             allowed_mentions=discord.AllowedMentions.none(),
-            owner_ids=set(settings.discord_owner_ids) or None,
+            owner_ids=set(settings.bot_owner_ids) or None,
             **client_options,
         )
         self.settings = settings

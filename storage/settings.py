@@ -57,7 +57,6 @@ class Settings(BaseSettings):
     discord_token: SecretStr | None = Field(None, description="Bot token from the Discord developer portal.")
     discord_api_base: str = Field("https://discord.com/api/v10", description="Discord REST base URL.")
     discord_gateway_url: str = Field("wss://gateway.discord.gg", description="Discord gateway websocket URL.")
-    discord_owner_ids: list[int] = Field(default_factory=list, description="User ids allowed owner commands.")
     bot_owner_ids: list[int] = Field(
         default_factory=list,
         description="Discord user ids of the bot's owners (operators): the only ones allowed actions across "

@@ -93,7 +93,7 @@ async def test_commands_sync_only_when_changed(studio: Studio) -> None:
     assert first >= 1 and {"train", "imagine", "admin", "forget-me"} <= set(
         st.sim.synced_command_names(st.channel)
     )
-    st.settings = st.settings.model_copy(update={"discord_owner_ids": [st.admin.id]})
+    st.settings = st.settings.model_copy(update={"bot_owner_ids": [st.admin.id]})
     await st.restart()
     assert st.sim.sync_count == first, "an unchanged command set must not be re-synced on start"
     # The owner's /admin sync forces one; a member cannot.

@@ -29,7 +29,7 @@ def _no_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         ({"AGENT_LEASE_S": "-1"}, "AGENT_LEASE_S", "greater than or equal to 5"),
         ({"DATABASE_URL": "postgresql://u:pw@db/x"}, "DATABASE_URL", "sqlite:///PATH"),
         ({"BLOB_URL": "ftp://x"}, "BLOB_URL", "file://DIR or s3://"),
-        ({"DISCORD_OWNER_IDS": "12,34"}, "DISCORD_OWNER_IDS", "not valid JSON"),
+        ({"BOT_OWNER_IDS": "12,34"}, "BOT_OWNER_IDS", "not valid JSON"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL", "'DEBUG'"),
     ],
 )

@@ -157,6 +157,11 @@ class Settings(BaseSettings):
         5.0, ge=0, le=600, description="Least time between two progress edits of one status message."
     )
     bot_event_wait_s: float = Field(2.0, ge=0, le=20, description="Long-poll wait of the bot's event consumer.")
+    deletion_resweep_s: float = Field(
+        180.0, ge=0, le=86400,
+        description="After a cancel, a model deletion or /forget-me, the bot deletes the member's files again this "
+        "long after, catching uploads of work that was in flight. Keep it above AGENT_LEASE_S.",
+    )
 
     # --- monitoring: dashboard samples, alerts, cost accounting -------------------------------------
     self_hosted_gpu_price_per_hour: float = Field(

@@ -19,7 +19,7 @@ from bot.backends import Backends
 from bot.checks import GuildRules, check_channel, check_not_paused, find_blocked_word, require_guild
 from bot.embeds import clip, order_status_embed
 from bot.errors import Busy, NotAllowed, NotFound, Refused
-from bot.services import store
+from bot.services import deletion, store
 from bot.services.records import CancelResult, ModelView, OrderView, Placed, QueueOverview, QueuePosition
 from cloud.messages import RenderJob, RenderSpec, TrainJob, TrainParams, encode, new_id
 from storage import FINAL_STATUSES, keys
@@ -368,6 +368,7 @@ def cancel_order(
     refunded = store.cancel_order(b, order_id, by=str(actor_id))
     if refunded is None:
         raise Refused("That order just finished; it can no longer be cancelled.")
+    deletion.order_cancelled(b, order)  # the agent working on it stops and uploads nothing more
     if order.kind == "train":
         b.blobs.delete_prefix(keys.photos_prefix(order.user_id, order_id))
     return CancelResult(refunded)
@@ -377,6 +378,7 @@ def delete_model(b: Backends, user_id: int, model_id: str) -> str:
     name = store.delete_model(b, user_id, model_id)
     if name is None:
         raise NotFound("That is not one of your models (see /models list).")
+    deletion.model_deleted(b, user_id, model_id)  # stops (and refunds) a training of it in flight
     b.blobs.delete_prefix(keys.model_prefix(user_id, model_id))
     return name
 
@@ -405,8 +407,10 @@ def forget_user(b: Backends, user_id: int) -> dict[str, int]:
     """Blobs first (they are the personal data), then rows; the receipt counts both."""
     for o in store.list_orders(b, user_id, limit=1000, active_only=True):
         store.cancel_order(b, o.id, by="forget-me")
+    deletion.member_forgotten(b, user_id)  # agents drop the member's jobs and upload nothing more of theirs
     blobs = b.blobs.delete_prefix(keys.user_prefix(user_id))
     receipt = store.delete_user(b, user_id)
+    deletion.resweep_member(b, user_id)  # again once the work in flight has settled
     return {"files": blobs, **receipt}
 
 

@@ -8,19 +8,20 @@ retry overwrites instead of duplicating, and they write nothing once the lease i
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from cloud.messages import RenderJob, TrainJob
 from cloud.queues.base import Lease
+from gpu_agent.agent.cancellation import JobCancelled, StopCheck
 from gpu_agent.agent.checkpoints import CheckpointSync
+from gpu_agent.agent.lora_cache import LoraCache
 from gpu_agent.agent.metrics import AgentMetrics
 from gpu_agent.agent.report import Reporter
 from gpu_agent.agent.runner import Interrupted, JobError, JobRunner, TrainRequest, is_out_of_memory
@@ -30,7 +31,7 @@ from storage.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Result = Literal["done", "preempted", "lease_lost", "failed"]
+Result = Literal["done", "preempted", "lease_lost", "failed", "cancelled"]
 
 OOM_MESSAGE = "The GPU ran out of memory on this job, even with memory-saving settings. Try a smaller size."
 
@@ -57,6 +58,8 @@ class JobContext:
         self.gpu_seconds = 0.0
         self.step = 0
         self.total = 0
+        self.stop_check: StopCheck | None = None  # the order's cancel / the member's forget tombstone
+        self.cancelled: str | None = None
 
     def halt(self, reason: Literal["drain", "lease_lost"]) -> None:
         if self.reason != "lease_lost":  # a lost lease wins: nothing may be written then
@@ -64,7 +67,22 @@ class JobContext:
         self._stop.set()
 
     def should_stop(self) -> bool:
+        if not self._stop.is_set():
+            self.poll_cancel()
         return self._stop.is_set()
+
+    def poll_cancel(self, *, fresh: bool = False) -> bool:
+        """Ask (cached unless ``fresh``) whether the order was cancelled or its member forgotten; stop if so."""
+        reason = self.stop_check.check(fresh=fresh) if self.stop_check is not None else None
+        if reason is not None and self.cancelled is None:
+            self.cancelled = reason
+            self._stop.set()
+        return self.cancelled is not None
+
+    def guard_upload(self) -> None:
+        """Before every upload: a cancelled job or a forgotten member's job writes nothing more."""
+        if self.poll_cancel(fresh=True):
+            raise JobCancelled(self.cancelled)  # type: ignore[arg-type]
 
     @property
     def lease_lost(self) -> bool:
@@ -77,6 +95,7 @@ class Handlers:
         self.runner = runner
         self.blobs = blobs
         self.metrics = metrics
+        self.lora_cache = LoraCache(Path(settings.agent_work_dir) / "loras")
 
     # --- training ------------------------------------------------------------------------------------------
 
@@ -84,7 +103,7 @@ class Handlers:
         total = job.params.steps
         ctx.total = total
         photos = self._download_photos(ctx.workdir / "photos", job)
-        sync = CheckpointSync(self.blobs, job.job_id, ctx.workdir / "checkpoints")
+        sync = CheckpointSync(self.blobs, keys.checkpoint_prefix(job.user_id, job.job_id), ctx.workdir / "checkpoints")
         resumed = sync.download()
         ctx.step = resumed
         if resumed:
@@ -112,7 +131,8 @@ class Handlers:
             return self._interrupted(ctx, sync)
         if ctx.lease_lost:
             return Outcome("lease_lost", step=ctx.step, total=total)
-        outputs = self._upload_model(job, trained)  # type: ignore[arg-type]
+        ctx.guard_upload()
+        outputs = self._upload_model(job, trained, ctx.guard_upload)  # type: ignore[arg-type]
         try:
             outputs += self._first_renders(ctx, job, Path(trained.weights_path))  # type: ignore[attr-defined]
         except Interrupted:
@@ -133,6 +153,8 @@ class Handlers:
         return Outcome("preempted", step=ctx.step, total=ctx.total)
 
     def _upload_checkpoint(self, ctx: JobContext, sync: CheckpointSync) -> bool:
+        if sync.has_new() and ctx.poll_cancel(fresh=True):
+            return False  # the engine sees should_stop() and stops; the agent deletes what was stored
         uploaded = sync.upload_if_new()
         if uploaded is None:
             return False
@@ -181,13 +203,14 @@ class Handlers:
             raise JobError("photos_rejected", report.summary)
         return [paths[result.index - 1] for result in report.good]
 
-    def _upload_model(self, job: TrainJob, trained: object) -> list[str]:
+    def _upload_model(self, job: TrainJob, trained: object, guard: Callable[[], None] = lambda: None) -> list[str]:
         weights = Path(trained.weights_path)  # type: ignore[attr-defined]
         meta = Path(trained.meta_path)  # type: ignore[attr-defined]
         model_key = keys.model_key(job.user_id, job.model_id)
         meta_key = keys.model_meta_key(job.user_id, job.model_id)
         with weights.open("rb") as fh:
             self.blobs.put(model_key, fh, content_type="application/octet-stream")
+        guard()
         self.blobs.put(meta_key, meta.read_bytes(), content_type="application/json")
         return [model_key, meta_key]
 
@@ -206,6 +229,7 @@ class Handlers:
             for png in rendered.pngs:  # type: ignore[attr-defined]
                 if ctx.lease_lost:
                     return outputs
+                ctx.guard_upload()
                 key = keys.render_key(job.user_id, job.job_id, n)
                 self.blobs.put(key, png, content_type="image/png")
                 outputs.append(key)
@@ -238,6 +262,7 @@ class Handlers:
         for n, png in enumerate(rendered.pngs):  # type: ignore[attr-defined]
             if ctx.lease_lost:
                 return Outcome("lease_lost", step=ctx.step, total=ctx.total)
+            ctx.guard_upload()
             key = keys.render_key(job.user_id, job.job_id, n)
             self.blobs.put(key, png, content_type="image/png")
             outputs.append(key)
@@ -251,16 +276,7 @@ class Handlers:
         except (BlobNotFound, ValueError):
             raise JobError("model_missing", "Your trained model could not be found; it may have been "
                            "deleted. Train a new one with /train.") from None
-        folder = Path(self.settings.agent_work_dir) / "loras"
-        folder.mkdir(parents=True, exist_ok=True)
-        name = hashlib.sha256(key.encode()).hexdigest()[:32]
-        path = folder / f"{name}.safetensors"
-        if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
-            return path
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-        return path
+        return self.lora_cache.path_for(key, data)
 
     # --- shared --------------------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from cloud.messages import Event, MessageError, RenderJob, TrainJob, decode, encode
 from cloud.queues.base import JobQueue, Lease, LeaseExpired
+from gpu_agent.agent.cancellation import MESSAGES, JobCancelled, StopCheck, job_prefixes
 from gpu_agent.agent.jobs import Handlers, JobContext, Outcome, clean_workdir
 from gpu_agent.agent.lease import LeaseKeeper
 from gpu_agent.agent.metrics import AgentMetrics, HealthServer
@@ -36,6 +37,7 @@ Kind = Literal["train", "render"]
 INTERNAL_MESSAGE = "Something went wrong on the GPU machine while working on this. Please try again."
 BAD_JOB_MESSAGE = "The GPU machine could not read this job. Please try again."
 _WATCH_S = 0.2
+_LORA_CACHE_CHECK_S = 60.0  # how often an idle agent drops local LoRA copies whose blob was deleted
 
 
 class Agent:
@@ -78,6 +80,7 @@ class Agent:
         self.state = "starting"
         self.current_job: str | None = None
         self._turn = 0
+        self._cache_checked_at = float("-inf")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
         lease_s = settings.agent_lease_s
         # The heartbeat must beat well inside the lease even when misconfigured.
@@ -108,6 +111,7 @@ class Agent:
                 got = self._receive()
                 if got is None:
                     self.protection.set(False)  # idle: the autoscaler may take this instance back
+                    self._drop_stale_loras()
                     continue
                 self.protection.set(True)
                 self._handle(*got, stop_event=stop_event)
@@ -176,6 +180,9 @@ class Agent:
             self.metrics.queue_wait.labels(kind).observe(max(0.0, time.time() - lease.sent_at))
         if self._already_done(kind, queue, lease, job):
             return
+        stop_check = StopCheck(self.blobs, job)
+        if self._drop_cancelled(kind, queue, lease, job, stop_check):
+            return
         started = time.monotonic()
         reporter = Reporter(self.queues.events, self.blobs, job, agent_id=self.agent_id,
                             instance_type=self.spot.instance_type,
@@ -184,6 +191,7 @@ class Agent:
         clean_workdir(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         ctx = JobContext(lease, reporter, workdir)
+        ctx.stop_check = stop_check
         self.state, self.current_job = kind, job.job_id
         self.metrics.busy.set(1)
         log.info("job %s (%s, delivery %d) started", job.job_id, kind, lease.receive_count)
@@ -207,6 +215,7 @@ class Agent:
                 return self._outcome(future, ctx)
             except TimeoutError:
                 pass
+            ctx.poll_cancel()  # cached: a cancel or forget stops the engine at its next step
             if stop_event.is_set():
                 self.drain.request("stopped")
             # Training checkpoints at once; a render may finish if it can inside the drain budget.
@@ -221,6 +230,8 @@ class Agent:
             return future.result(timeout=_WATCH_S)
         except TimeoutError:
             raise
+        except JobCancelled:
+            return Outcome("cancelled", step=ctx.step, total=ctx.total)
         except JobError as err:
             return Outcome("failed", error=err, step=ctx.step, total=ctx.total)
         except Exception as err:
@@ -238,6 +249,9 @@ class Agent:
             log.warning("job %s: lease lost at step %d; left to the agent that holds it", job.job_id, ctx.step)
             self.metrics.jobs.labels(kind, "lease_lost").inc()
             return
+        if outcome.result == "cancelled" or ctx.poll_cancel(fresh=True):
+            self._settle_cancelled(kind, queue, lease, job, ctx)
+            return
         if outcome.result == "done":
             done = ctx.reporter.event("done", output_keys=outcome.output_keys, gpu_seconds=gpu)
             self._write_marker(job.job_id, done, sent=False)
@@ -245,7 +259,7 @@ class Agent:
             self._write_marker(job.job_id, done, sent=True)
             self._ack(queue, lease, job.job_id)
             if kind == "train":
-                self._forget_checkpoints(job.job_id)
+                self._forget_checkpoints(job)
             self.metrics.jobs.labels(kind, "done").inc()
             log.info("job %s done: %s", job.job_id, ", ".join(outcome.output_keys))
             return
@@ -300,11 +314,64 @@ class Agent:
                 "event": json.loads(encode(done))}
         self.blobs.put(keys.done_marker_key(job_id), json.dumps(body).encode(), content_type="application/json")
 
-    def _forget_checkpoints(self, job_id: str) -> None:
+    def _forget_checkpoints(self, job: TrainJob | RenderJob) -> None:
         try:
-            self.blobs.delete_prefix(keys.checkpoint_prefix(job_id))
+            self.blobs.delete_prefix(keys.checkpoint_prefix(job.user_id, job.job_id))
         except Exception:
-            log.warning("could not delete the checkpoints of job %s", job_id, exc_info=True)
+            log.warning("could not delete the checkpoints of job %s", job.job_id, exc_info=True)
+
+    # --- cancelled orders, forgotten members ----------------------------------------------------------------------
+
+    def _drop_cancelled(self, kind: Kind, queue: JobQueue, lease: Lease, job: TrainJob | RenderJob,
+                        stop_check: StopCheck) -> bool:
+        """A job whose order was cancelled, or whose member was forgotten, while it waited in the queue (or the
+        dead-letter queue, redriven): acknowledged without any work."""
+        reason = stop_check.check(fresh=True)
+        if reason is None:
+            return False
+        reporter = Reporter(self.queues.events, self.blobs, job, agent_id=self.agent_id,
+                            instance_type=self.spot.instance_type)
+        self._purge(job, reason)
+        reporter.failed(reason, MESSAGES[reason], gpu_seconds=0.0)
+        self._ack(queue, lease, job.job_id)
+        self.metrics.jobs.labels(kind, "cancelled").inc()
+        log.info("job %s dropped on receipt: %s", job.job_id, reason)
+        return True
+
+    def _settle_cancelled(self, kind: Kind, queue: JobQueue, lease: Lease, job: TrainJob | RenderJob,
+                          ctx: JobContext) -> None:
+        """Stopped because its order was cancelled or its member forgotten: delete what it stored, tell the bot
+        (a cancelled order stays cancelled there, refunded once), acknowledge: never retried."""
+        reason = ctx.cancelled or "cancelled"
+        self._purge(job, reason)
+        ctx.reporter.failed(reason, MESSAGES[reason], gpu_seconds=round(ctx.gpu_seconds, 3))
+        self._ack(queue, lease, job.job_id)
+        self.metrics.jobs.labels(kind, "cancelled").inc()
+        log.warning("job %s stopped at step %d: %s", job.job_id, ctx.step, reason)
+
+    def _purge(self, job: TrainJob | RenderJob, reason: str) -> None:
+        """Delete everything of the job in the store and, for a forgotten member, all of theirs here and there."""
+        prefixes = [keys.user_prefix(job.user_id)] if reason == "forgotten" else job_prefixes(job)
+        try:
+            for prefix in prefixes:
+                self.blobs.delete_prefix(prefix)
+        except Exception:
+            log.warning("could not delete the outputs of job %s (the bot's re-sweep will)", job.job_id,
+                        exc_info=True)
+        if reason == "forgotten":
+            self.handlers.lora_cache.purge_member(job.user_id)
+
+    def _drop_stale_loras(self) -> None:
+        if time.monotonic() - self._cache_checked_at < _LORA_CACHE_CHECK_S:
+            return
+        self._cache_checked_at = time.monotonic()
+        try:
+            dropped = self.handlers.lora_cache.drop_stale(self.blobs)
+        except Exception:
+            log.warning("could not check the local LoRA copies", exc_info=True)
+            return
+        if dropped:
+            log.info("dropped %d local LoRA copies whose model was deleted", dropped)
 
     def _malformed(self, kind: Kind, queue: JobQueue, lease: Lease, reason: str) -> None:
         log.warning("dead-lettering a malformed %s message %s: %s", kind, lease.message_id, reason)

@@ -21,13 +21,15 @@ def _due(b: Backends) -> float:
 
 
 def order_cancelled(b: Backends, order: OrderView) -> None:
-    """After the order was cancelled in the database: stop its job and delete what it wrote."""
+    """After the order was cancelled in the database: stop its job and delete its photos and what it wrote."""
     tombstones.mark_cancelled(b.blobs, order.id)
     job_id = store.job_id_of(b, order.id)
     if job_id is None:
         return
     model_id = order.model_id if order.kind == "train" else None  # a render's model_id is the model it used
     prefixes = keys.job_output_prefixes(order.user_id, job_id, model_id)
+    if order.kind == "train":
+        prefixes.append(keys.photos_prefix(order.user_id, order.id))
     for prefix in prefixes:
         b.blobs.delete_prefix(prefix)
     tombstones.schedule_sweep(b.blobs, f"order-{order.id}", prefixes, _due(b))

@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 from storage import keys
 from storage.blobs.base import BlobNotFound, BlobStore
@@ -49,6 +50,15 @@ def is_cancelled(blobs: BlobStore, order_id: str) -> bool:
 
 def is_forgotten(blobs: BlobStore, user_id: object) -> bool:
     return _exists(blobs, keys.forgotten_user_key, user_id)
+
+
+def withdrawn(blobs: BlobStore, *, user_id: object, order_id: str) -> Literal["forgotten", "cancelled"] | None:
+    """Why a job of this member and order must not run (or be redriven): "forgotten", "cancelled" or None."""
+    if is_forgotten(blobs, user_id):
+        return "forgotten"
+    if is_cancelled(blobs, order_id):
+        return "cancelled"
+    return None
 
 
 # --- re-sweeps ------------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from storage.settings import Settings
 log = logging.getLogger(__name__)
 
 PHOTO_TAG = {"Key": "photogen-kind", "Value": "training-photo"}  # set by the S3 blob store on users/*/photos/*
+CHECKPOINT_TAG = {"Key": "photogen-kind", "Value": "checkpoint"}  # on users/*/checkpoints/* (same reason)
 AGENT_TRUST = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
@@ -92,7 +93,7 @@ def lifecycle_rules(names: Names, settings: Settings) -> list[dict]:
          "Expiration": {"Days": settings.photo_retention_days}},
         {"ID": "previews", "Status": "Enabled", "Filter": {"Prefix": _prefixed(names, "previews/")},
          "Expiration": {"Days": 1}},
-        {"ID": "checkpoints", "Status": "Enabled", "Filter": {"Prefix": _prefixed(names, "checkpoints/")},
+        {"ID": "checkpoints", "Status": "Enabled", "Filter": {"Tag": CHECKPOINT_TAG},
          "Expiration": {"Days": 7}},
         {"ID": "abort-multipart", "Status": "Enabled", "Filter": {"Prefix": ""},
          "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}},
@@ -167,8 +168,12 @@ def agent_policy(names: Names, arns: dict[str, str], group_arns: list[str]) -> d
              "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"]},
             {"Sid": "BlobObjects", "Effect": "Allow", "Resource": obj,
              "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:PutObjectTagging"]},
+            # Tombstones (storage/tombstones.py): read-only; the list right makes a missing one a 404, not a 403.
+            {"Sid": "ReadTombstones", "Effect": "Allow", "Resource": [f"{bucket_arn}/{_prefixed(names, 'control/')}*"],
+             "Action": ["s3:GetObject"]},
             {"Sid": "BlobList", "Effect": "Allow", "Resource": [bucket_arn], "Action": ["s3:ListBucket"],
-             "Condition": {"StringLike": {"s3:prefix": [_prefixed(names, p) + "*" for p in ("checkpoints/", "users/", "done/")]}}},
+             "Condition": {"StringLike": {"s3:prefix": [_prefixed(names, p) + "*"
+                                                        for p in ("checkpoints/", "users/", "done/", "control/")]}}},
             {"Sid": "ScaleInProtection", "Effect": "Allow", "Resource": group_arns or ["*"],
              "Action": ["autoscaling:SetInstanceProtection"]},
         ],

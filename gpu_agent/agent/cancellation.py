@@ -17,7 +17,7 @@ from storage.blobs.base import BlobStore
 
 log = logging.getLogger(__name__)
 
-StopReason = Literal["cancelled", "forgotten"]
+StopReason = Literal["forgotten", "cancelled"]
 CHECK_TTL_S = 1.0
 
 MESSAGES: dict[str, str] = {
@@ -55,10 +55,7 @@ class StopCheck:
                 return None
             self._checked_at = now
             try:
-                if tombstones.is_forgotten(self.blobs, self.job.user_id):
-                    self._reason = "forgotten"
-                elif tombstones.is_cancelled(self.blobs, self.job.order_id):
-                    self._reason = "cancelled"
+                self._reason = tombstones.withdrawn(self.blobs, user_id=self.job.user_id, order_id=self.job.order_id)
             except Exception:
                 # The store is unreachable: the job goes on (its uploads will fail the same way, and the next
                 # check asks again); a store outage must not cancel everyone's work.

@@ -73,6 +73,9 @@ def test_bootstrap_creates_everything_and_is_idempotent(fleet_settings) -> None:
         assert all(not a.endswith("*") for a in statement["Action"]), statement  # no wildcard actions
     blob = next(s for s in policy["Statement"] if s["Sid"] == "BlobObjects")
     assert all(r.startswith(f"arn:aws:s3:::{names.bucket}/pg/") for r in blob["Resource"])
+    tombstones = next(s for s in policy["Statement"] if s["Sid"] == "ReadTombstones")
+    assert tombstones["Action"] == ["s3:GetObject"]  # agents read cancels and forgets, never write them
+    assert tombstones["Resource"] == [f"arn:aws:s3:::{names.bucket}/pg/control/*"]
     consume = next(s for s in policy["Statement"] if s["Sid"] == "ConsumeJobs")
     assert not any("events" in r for r in consume["Resource"])
     profile = iam.get_instance_profile(InstanceProfileName=names.instance_profile)["InstanceProfile"]
@@ -158,8 +161,10 @@ def test_training_photos_carry_the_lifecycle_tag(fleet_settings) -> None:
     aws.bootstrap(fleet_settings)
     store = open_blob_store(fleet_settings)
     photo, render = keys.photo_key("42", "o1", 0), keys.render_key("42", "j1", 0)
+    checkpoint = keys.checkpoint_prefix("42", "j1") + "LATEST"
     store.put(photo, b"jpeg")
     store.put(render, b"png")
+    store.put(checkpoint, b"step-00000002")
     s3, *_ = _clients(fleet_settings)
     names = aws.names_from(fleet_settings)
 
@@ -170,3 +175,7 @@ def test_training_photos_carry_the_lifecycle_tag(fleet_settings) -> None:
     assert tags(render) == []
     rule = next(r for r in s3.get_bucket_lifecycle_configuration(Bucket=names.bucket)["Rules"] if r["ID"] == "training-photos")
     assert rule["Filter"]["Tag"] == aws.PHOTO_TAG
+    # Checkpoints live under the member's prefix (forgetting them deletes them): expired by tag, like photos.
+    assert tags(checkpoint) == [aws.CHECKPOINT_TAG]
+    rule = next(r for r in s3.get_bucket_lifecycle_configuration(Bucket=names.bucket)["Rules"] if r["ID"] == "checkpoints")
+    assert rule["Filter"]["Tag"] == aws.CHECKPOINT_TAG

@@ -78,9 +78,10 @@ def preview_key(job_id: object, step: int) -> str:
     return f"{preview_prefix(job_id)}{int(step)}.jpg"
 
 
-def done_marker_key(job_id: object) -> str:
-    """Written after a job's outputs and before its done event: a redelivered job with this marker is acked."""
-    return f"done/{_id(job_id, 'job id')}.json"
+def done_marker_key(user_id: object, job_id: object) -> str:
+    """Written after a job's outputs and before its done event: a redelivered job with this marker is acked.
+    Under the member's prefix: the marker holds the done event, which names the member's files."""
+    return f"{user_prefix(user_id)}done/{_id(job_id, 'job id')}.json"
 
 
 # --- control records (outside users/: forgetting a member must not delete the record that says so) -----------

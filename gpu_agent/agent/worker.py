@@ -254,9 +254,9 @@ class Agent:
             return
         if outcome.result == "done":
             done = ctx.reporter.event("done", output_keys=outcome.output_keys, gpu_seconds=gpu)
-            self._write_marker(job.job_id, done, sent=False)
+            self._write_marker(job, done, sent=False)
             ctx.reporter.send(done)
-            self._write_marker(job.job_id, done, sent=True)
+            self._write_marker(job, done, sent=True)
             self._ack(queue, lease, job.job_id)
             if kind == "train":
                 self._forget_checkpoints(job)
@@ -287,7 +287,7 @@ class Agent:
                         lease.receive_count, error.code)
 
     def _already_done(self, kind: Kind, queue: JobQueue, lease: Lease, job: TrainJob | RenderJob) -> bool:
-        marker_key = keys.done_marker_key(job.job_id)
+        marker_key = keys.done_marker_key(job.user_id, job.job_id)
         try:
             marker = json.loads(self.blobs.get(marker_key))
         except BlobNotFound:
@@ -301,7 +301,7 @@ class Agent:
             try:
                 done = decode(json.dumps(marker["event"]), Event)
                 self.queues.events.send(encode(done))
-                self._write_marker(job.job_id, done, sent=True)
+                self._write_marker(job, done, sent=True)
             except Exception:
                 log.exception("could not resend the done event of job %s", job.job_id)
         log.info("job %s already done; acknowledging the duplicate delivery", job.job_id)
@@ -309,10 +309,11 @@ class Agent:
         self.metrics.jobs.labels(kind, "duplicate").inc()
         return True
 
-    def _write_marker(self, job_id: str, done: Event, *, sent: bool) -> None:
-        body = {"job_id": job_id, "agent_id": self.agent_id, "event_sent": sent,
+    def _write_marker(self, job: TrainJob | RenderJob, done: Event, *, sent: bool) -> None:
+        body = {"job_id": job.job_id, "agent_id": self.agent_id, "event_sent": sent,
                 "event": json.loads(encode(done))}
-        self.blobs.put(keys.done_marker_key(job_id), json.dumps(body).encode(), content_type="application/json")
+        self.blobs.put(keys.done_marker_key(job.user_id, job.job_id), json.dumps(body).encode(),
+                       content_type="application/json")
 
     def _forget_checkpoints(self, job: TrainJob | RenderJob) -> None:
         try:

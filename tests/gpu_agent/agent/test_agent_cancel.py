@@ -255,6 +255,8 @@ def test_forget_me_during_training_leaves_nothing_of_the_member_in_the_store_or_
     bot.until(lambda: deletion.run_due_sweeps(b) >= 0 and not list(b.blobs.list(keys.SWEEPS_PREFIX)), 10,
               "the re-sweep to be due and done")
     assert member_keys(b.blobs) == [keys.forgotten_user_key(MEMBER)]  # only the tombstone: an id, no data
+    # Nor does any stored body name them (done markers, which list the member's files, lived outside users/).
+    assert [k for k in b.blobs.list("") if str(MEMBER).encode() in b.blobs.get(k)] == []
     assert tombstones.is_forgotten(b.blobs, MEMBER) and not tombstones.is_forgotten(b.blobs, 7)
     assert [p for p in cache.rglob("*") if p.is_file()] == []
     assert list((Path(studio_settings.agent_work_dir) / "jobs").glob("*")) == []

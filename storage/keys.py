@@ -84,7 +84,7 @@ def done_marker_key(user_id: object, job_id: object) -> str:
     return f"{user_prefix(user_id)}done/{_id(job_id, 'job id')}.json"
 
 
-# --- control records (outside users/: forgetting a member must not delete the record that says so) -----------
+# --- control records (outside users/: forgetting a member must not delete the record that says so) ----------
 
 CONTROL_PREFIX = "control/"
 SWEEPS_PREFIX = f"{CONTROL_PREFIX}sweeps/"

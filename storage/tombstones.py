@@ -1,13 +1,13 @@
 """Tombstones and re-sweeps: how a cancel, a model deletion or /forget-me reaches work the bot cannot see.
 
 GPU agents never open the bot's database; they see the queues and the blob store. So the bot leaves a small
-control record in the blob store (``control/cancelled/{order_id}``, ``control/forgotten/{user_id}``: an id and a
-time, nothing else) that agents check while a job runs and before every upload. Anyone handing a queued or
-dead-lettered job back to work (a redrive) asks ``is_cancelled`` / ``is_forgotten`` first.
+control record there (``control/cancelled/{order_id}``, ``control/forgotten/{user_id}``: an id and a time,
+nothing else) that agents check while a job runs and before every upload. Anyone handing a queued or
+dead-lettered job back to work (a redrive) asks ``withdrawn`` (or ``is_cancelled`` / ``is_forgotten``) first.
 
 A deletion races the uploads already under way, so it is repeated once that work has settled: a sweep record
-under ``control/sweeps/`` names the prefixes and the time it is due; it is durable (a bot restart finds it) and
-is deleted only after its prefixes were.
+under ``control/sweeps/`` names the prefixes and the time it is due; it is durable (a bot restart finds it)
+and is deleted only after its prefixes were.
 """
 
 from __future__ import annotations
@@ -52,7 +52,10 @@ def is_forgotten(blobs: BlobStore, user_id: object) -> bool:
     return _exists(blobs, keys.forgotten_user_key, user_id)
 
 
-def withdrawn(blobs: BlobStore, *, user_id: object, order_id: str) -> Literal["forgotten", "cancelled"] | None:
+Withdrawal = Literal["forgotten", "cancelled"]
+
+
+def withdrawn(blobs: BlobStore, *, user_id: object, order_id: str) -> Withdrawal | None:
     """Why a job of this member and order must not run (or be redriven): "forgotten", "cancelled" or None."""
     if is_forgotten(blobs, user_id):
         return "forgotten"
@@ -61,7 +64,7 @@ def withdrawn(blobs: BlobStore, *, user_id: object, order_id: str) -> Literal["f
     return None
 
 
-# --- re-sweeps ------------------------------------------------------------------------------------------------
+# --- re-sweeps ----------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ class Sweep:
 
 
 def schedule_sweep(blobs: BlobStore, sweep_id: str, prefixes: list[str], due_at: float) -> None:
-    """Delete ``prefixes`` again at ``due_at`` (run_due_sweeps does it). Every prefix must lie under users/."""
+    """Delete ``prefixes`` again at ``due_at`` (run_due_sweeps does it); each must lie under users/."""
     for prefix in prefixes:
         if keys.owner_of(prefix) is None:
             raise ValueError(f"a sweep deletes only members' files, not {prefix!r}")

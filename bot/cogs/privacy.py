@@ -35,8 +35,8 @@ class Privacy(commands.Cog):
                 await self._sweeper
 
     async def _run_sweeps(self) -> None:
-        """Deletions repeated once in-flight GPU work has settled (bot/services/deletion.py); the records are in
-        the blob store, so sweeps scheduled before a restart run after it."""
+        """Deletions repeated once in-flight GPU work has settled (bot/services/deletion.py); the records are
+        in the blob store, so sweeps scheduled before a restart run after it."""
         interval = deletion.sweep_interval_s(self.bot.b)
         while True:
             try:

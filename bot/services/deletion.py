@@ -1,9 +1,9 @@
 """How a cancel, a model deletion and /forget-me reach the GPU agents (storage/tombstones.py).
 
-The bot records the decision in its database first (the order is cancelled and refunded there once), then leaves
-the tombstone the agents check, deletes the files, and schedules a second deletion for when the work that was in
-flight has settled (DELETION_RESWEEP_S): an upload that raced the first deletion is removed then, even across a
-bot restart (the sweep record lives in the blob store; the privacy cog runs due sweeps).
+The bot records the decision in its database first (the order is cancelled and refunded there once), then
+leaves the tombstone the agents check, deletes the files, and schedules a second deletion for when the work
+that was in flight has settled (DELETION_RESWEEP_S): an upload that raced the first deletion is removed then,
+even across a bot restart (the sweep record lives in the blob store; the privacy cog runs due sweeps).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def model_deleted(b: Backends, user_id: int, model_id: str) -> None:
 
 
 def member_forgotten(b: Backends, user_id: int) -> None:
-    """Before the member's files are deleted: every agent drops their jobs and uploads nothing more of them."""
+    """Before the member's files are deleted: agents drop their jobs and upload nothing more of theirs."""
     tombstones.mark_forgotten(b.blobs, user_id)
 
 

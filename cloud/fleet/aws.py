@@ -153,7 +153,8 @@ def agent_policy(names: Names, arns: dict[str, str], group_arns: list[str]) -> d
     """Least privilege for an agent: consume train/render, publish events, dead-letter poison jobs, read/write only
     the blob prefixes agents use, and protect its own instance from scale-in while busy."""
     bucket_arn = f"arn:aws:s3:::{names.bucket}"
-    obj = [f"{bucket_arn}/{_prefixed(names, p)}*" for p in ("users/", "checkpoints/", "previews/", "done/")]
+    # Checkpoints and done markers live under users/ (storage/keys.py): forgetting a member deletes them.
+    obj = [f"{bucket_arn}/{_prefixed(names, p)}*" for p in ("users/", "previews/")]
     consume = [arns[names.queue("train")], arns[names.queue("render")]]
     return {
         "Version": "2012-10-17",
@@ -168,12 +169,12 @@ def agent_policy(names: Names, arns: dict[str, str], group_arns: list[str]) -> d
              "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"]},
             {"Sid": "BlobObjects", "Effect": "Allow", "Resource": obj,
              "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:PutObjectTagging"]},
-            # Tombstones (storage/tombstones.py): read-only; the list right makes a missing one a 404, not a 403.
-            {"Sid": "ReadTombstones", "Effect": "Allow", "Resource": [f"{bucket_arn}/{_prefixed(names, 'control/')}*"],
-             "Action": ["s3:GetObject"]},
+            # Cancel/forget tombstones (storage/tombstones.py): read-only; the list right below makes a missing
+            # one a 404 rather than a 403.
+            {"Sid": "ReadTombstones", "Effect": "Allow", "Action": ["s3:GetObject"],
+             "Resource": [f"{bucket_arn}/{_prefixed(names, 'control/')}*"]},
             {"Sid": "BlobList", "Effect": "Allow", "Resource": [bucket_arn], "Action": ["s3:ListBucket"],
-             "Condition": {"StringLike": {"s3:prefix": [_prefixed(names, p) + "*"
-                                                        for p in ("checkpoints/", "users/", "done/", "control/")]}}},
+             "Condition": {"StringLike": {"s3:prefix": [_prefixed(names, p) + "*" for p in ("users/", "control/")]}}},
             {"Sid": "ScaleInProtection", "Effect": "Allow", "Resource": group_arns or ["*"],
              "Action": ["autoscaling:SetInstanceProtection"]},
         ],

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Literal
 
 from cloud.messages import RenderJob, TrainJob
 from storage import keys, tombstones
@@ -17,7 +16,7 @@ from storage.blobs.base import BlobStore
 
 log = logging.getLogger(__name__)
 
-StopReason = Literal["forgotten", "cancelled"]
+StopReason = tombstones.Withdrawal
 CHECK_TTL_S = 1.0
 
 MESSAGES: dict[str, str] = {
@@ -55,7 +54,8 @@ class StopCheck:
                 return None
             self._checked_at = now
             try:
-                self._reason = tombstones.withdrawn(self.blobs, user_id=self.job.user_id, order_id=self.job.order_id)
+                self._reason = tombstones.withdrawn(self.blobs, user_id=self.job.user_id,
+                                                    order_id=self.job.order_id)
             except Exception:
                 # The store is unreachable: the job goes on (its uploads will fail the same way, and the next
                 # check asks again); a store outage must not cancel everyone's work.

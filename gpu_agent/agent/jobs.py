@@ -72,7 +72,7 @@ class JobContext:
         return self._stop.is_set()
 
     def poll_cancel(self, *, fresh: bool = False) -> bool:
-        """Ask (cached unless ``fresh``) whether the order was cancelled or its member forgotten; stop if so."""
+        """Ask (cached unless ``fresh``) whether the order was cancelled or the member forgotten; stop if so."""
         reason = self.stop_check.check(fresh=fresh) if self.stop_check is not None else None
         if reason is not None and self.cancelled is None:
             self.cancelled = reason
@@ -103,7 +103,8 @@ class Handlers:
         total = job.params.steps
         ctx.total = total
         photos = self._download_photos(ctx.workdir / "photos", job)
-        sync = CheckpointSync(self.blobs, keys.checkpoint_prefix(job.user_id, job.job_id), ctx.workdir / "checkpoints")
+        sync = CheckpointSync(self.blobs, keys.checkpoint_prefix(job.user_id, job.job_id),
+                              ctx.workdir / "checkpoints")
         resumed = sync.download()
         ctx.step = resumed
         if resumed:
@@ -203,7 +204,8 @@ class Handlers:
             raise JobError("photos_rejected", report.summary)
         return [paths[result.index - 1] for result in report.good]
 
-    def _upload_model(self, job: TrainJob, trained: object, guard: Callable[[], None] = lambda: None) -> list[str]:
+    def _upload_model(self, job: TrainJob, trained: object,
+                      guard: Callable[[], None] = lambda: None) -> list[str]:
         weights = Path(trained.weights_path)  # type: ignore[attr-defined]
         meta = Path(trained.meta_path)  # type: ignore[attr-defined]
         model_key = keys.model_key(job.user_id, job.model_id)

@@ -321,12 +321,12 @@ class Agent:
         except Exception:
             log.warning("could not delete the checkpoints of job %s", job.job_id, exc_info=True)
 
-    # --- cancelled orders, forgotten members ----------------------------------------------------------------------
+    # --- cancelled orders, forgotten members -------------------------------------------------------------------
 
     def _drop_cancelled(self, kind: Kind, queue: JobQueue, lease: Lease, job: TrainJob | RenderJob,
                         stop_check: StopCheck) -> bool:
-        """A job whose order was cancelled, or whose member was forgotten, while it waited in the queue (or the
-        dead-letter queue, redriven): acknowledged without any work."""
+        """A job whose order was cancelled, or whose member was forgotten, while it waited in the queue (or
+        the dead-letter queue, redriven): acknowledged without any work."""
         reason = stop_check.check(fresh=True)
         if reason is None:
             return False
@@ -341,8 +341,8 @@ class Agent:
 
     def _settle_cancelled(self, kind: Kind, queue: JobQueue, lease: Lease, job: TrainJob | RenderJob,
                           ctx: JobContext) -> None:
-        """Stopped because its order was cancelled or its member forgotten: delete what it stored, tell the bot
-        (a cancelled order stays cancelled there, refunded once), acknowledge: never retried."""
+        """Stopped because its order was cancelled or its member forgotten: delete what it stored, tell the
+        bot (a cancelled order stays cancelled there, refunded once), acknowledge: never retried."""
         reason = ctx.cancelled or "cancelled"
         self._purge(job, reason)
         ctx.reporter.failed(reason, MESSAGES[reason], gpu_seconds=round(ctx.gpu_seconds, 3))
@@ -351,7 +351,7 @@ class Agent:
         log.warning("job %s stopped at step %d: %s", job.job_id, ctx.step, reason)
 
     def _purge(self, job: TrainJob | RenderJob, reason: str) -> None:
-        """Delete everything of the job in the store and, for a forgotten member, all of theirs here and there."""
+        """Delete what the job stored and, for a forgotten member, everything of theirs here and there."""
         prefixes = [keys.user_prefix(job.user_id)] if reason == "forgotten" else job_prefixes(job)
         try:
             for prefix in prefixes:

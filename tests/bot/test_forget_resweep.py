@@ -28,8 +28,8 @@ async def test_forget_me_sweeps_again_after_a_restart(studio: Studio) -> None:
     assert sweeps == [keys.sweep_key(f"member-{st.alice.id}")]
 
     await st.bot.close()  # type: ignore[union-attr]
-    # No GPU agent runs in the bot's tests: this put stands in for an agent's upload that was already under way
-    # when the member was forgotten and landed after the receipt.
+    # No GPU agent runs in the bot's tests: this put stands in for an agent's upload that was already under
+    # way when the member was forgotten and landed after the receipt.
     late = keys.render_key(st.alice.id, "jlate", 0)
     st.b.blobs.put(late, b"\x89PNG late")
     await st.start()

@@ -28,7 +28,7 @@ STOP_WITHIN_S = 10.0  # "within seconds": the check runs every step and every se
 
 
 class WatchedBlobs(BlobStore):
-    """The real local blob store, noting when each put started (to prove nothing was uploaded after a cancel)."""
+    """The real local blob store, noting when each put started (proof that nothing came after a cancel)."""
 
     def __init__(self, inner: BlobStore) -> None:
         self.inner = inner
@@ -97,8 +97,8 @@ class BotSide:
 @pytest.fixture
 def studio_settings(make_settings: Callable[..., Settings], tmp_path: Path) -> Settings:
     return make_settings(database_url=f"sqlite:///{tmp_path / 'photogen.db'}", train_steps=1000,
-                         train_resolution=64, train_rank=4, base_model="tiny-sd", checkpoint_every_steps=3, deletion_resweep_s=2,
-                         starting_credits=50)
+                         train_resolution=64, train_rank=4, base_model="tiny-sd", checkpoint_every_steps=3,
+                         deletion_resweep_s=2, starting_credits=50)
 
 
 @pytest.fixture
@@ -109,8 +109,9 @@ def b(studio_settings: Settings) -> Iterator[Backends]:
 
 
 def place_training(b: Backends, user_id: int = MEMBER) -> orders.Placed:
-    return orders.place_train_order(b, guild_id=1, channel_id=2, user_id=user_id, name="me", class_word="person",
-                                    crops=[png(n) for n in range(3)], rules=GuildRules(guild_id=1))
+    return orders.place_train_order(b, guild_id=1, channel_id=2, user_id=user_id, name="me",
+                                    class_word="person", crops=[png(n) for n in range(3)],
+                                    rules=GuildRules(guild_id=1))
 
 
 def credits(b: Backends, user_id: int = MEMBER) -> int:
@@ -121,7 +122,7 @@ def credits(b: Backends, user_id: int = MEMBER) -> int:
 
 def member_keys(blobs: BlobStore, user_id: object = MEMBER) -> list[str]:
     """Every stored key that names the member: their prefix, and any other key with their id in it."""
-    return [k for k in blobs.list("") if f"/{user_id}/" in f"/{k}/" or k.startswith(keys.user_prefix(user_id))]
+    return [k for k in blobs.list("") if f"/{user_id}/" in f"/{k}/" or f"/{user_id}." in f"/{k}"]
 
 
 def queue_empty(b: Backends) -> bool:
@@ -209,8 +210,8 @@ def _quick_training(blobs: BlobStore, user_id: int) -> TrainJob:
     photo_keys = [keys.photo_key(user_id, order, n) for n in range(3)]
     for n, key in enumerate(photo_keys):
         blobs.put(key, png(n), content_type="image/jpeg")
-    return TrainJob(job_id=job_id, order_id=order, user_id=str(user_id), model_id="mseed", photo_keys=photo_keys,
-                    subject_token="sks", class_word="person", base_model="tiny-sd",
+    return TrainJob(job_id=job_id, order_id=order, user_id=str(user_id), model_id="mseed",
+                    photo_keys=photo_keys, subject_token="sks", class_word="person", base_model="tiny-sd",
                     params=TrainParams(steps=2, resolution=64, rank=4))
 
 

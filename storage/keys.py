@@ -62,6 +62,14 @@ def job_output_prefixes(user_id: object, job_id: object, model_id: object | None
     return found
 
 
+def model_of(key: str) -> str | None:
+    """The model id of a ``users/{user_id}/models/{model_id}/...`` key; None for any other key."""
+    parts = key.split("/")
+    if owner_of(key) is not None and len(parts) > 4 and parts[2] == "models" and _ID.fullmatch(parts[3]):
+        return parts[3]
+    return None
+
+
 def owner_of(key: str) -> str | None:
     """The member id a ``users/{user_id}/...`` key belongs to; None for any other key."""
     parts = key.split("/")

@@ -40,23 +40,28 @@ class LoraCache:
         os.replace(tmp, path)
         return path
 
-    def purge_member(self, user_id: str) -> None:
+    def purge_member(self, user_id: str) -> list[str]:
+        """Delete every local copy of the member's LoRAs; return the blob keys they copied."""
         try:
             folder = self.folder / keys.user_prefix(user_id).split("/")[1]
         except ValueError:
-            return
-        if folder.exists():
-            shutil.rmtree(folder, ignore_errors=True)
-            log.info("purged the local LoRA copies of a forgotten member")
+            return []
+        if not folder.exists():
+            return []
+        copied = [_read_key(marker) for marker in folder.glob("*.key")]
+        shutil.rmtree(folder, ignore_errors=True)
+        log.info("purged the local LoRA copies of a forgotten member")
+        return [key for key in copied if key]
 
     def files(self) -> list[Path]:
         return sorted(self.folder.glob("*/*.safetensors")) if self.folder.is_dir() else []
 
-    def drop_stale(self, blobs: BlobStore) -> int:
-        """Delete local copies whose blob no longer exists; return how many."""
-        dropped = 0
+    def drop_stale(self, blobs: BlobStore) -> list[str]:
+        """Delete local copies whose blob no longer exists; return the keys they copied."""
+        dropped: list[str] = []
         for path in self.files():
             marker = path.with_suffix(".key")
+            key = ""
             try:
                 key = marker.read_text().strip()
                 gone = not blobs.exists(key)
@@ -68,5 +73,12 @@ class LoraCache:
             if gone:
                 path.unlink(missing_ok=True)
                 marker.unlink(missing_ok=True)
-                dropped += 1
-        return dropped
+                dropped.append(key)
+        return [key for key in dropped if key]
+
+
+def _read_key(marker: Path) -> str:
+    try:
+        return marker.read_text().strip()
+    except OSError:
+        return ""

@@ -360,7 +360,7 @@ class Agent:
             log.warning("could not delete the outputs of job %s (the bot's re-sweep will)", job.job_id,
                         exc_info=True)
         if reason == "forgotten":
-            self.handlers.lora_cache.purge_member(job.user_id)
+            self._evict(self.handlers.lora_cache.purge_member(job.user_id))
 
     def _drop_stale_loras(self) -> None:
         if time.monotonic() - self._cache_checked_at < _LORA_CACHE_CHECK_S:
@@ -372,7 +372,15 @@ class Agent:
             log.warning("could not check the local LoRA copies", exc_info=True)
             return
         if dropped:
-            log.info("dropped %d local LoRA copies whose model was deleted", dropped)
+            log.info("dropped %d local LoRA copies whose model was deleted", len(dropped))
+            self._evict(dropped)
+
+    def _evict(self, lora_keys: list[str]) -> None:
+        """Unload those LoRAs from the renderer too (a runner without resident adapters has no evict_models)."""
+        model_ids = [m for m in (keys.model_of(k) for k in lora_keys) if m]
+        evict = getattr(self.runner, "evict_models", None)
+        if model_ids and evict is not None:
+            evict(model_ids)
 
     def _malformed(self, kind: Kind, queue: JobQueue, lease: Lease, reason: str) -> None:
         log.warning("dead-lettering a malformed %s message %s: %s", kind, lease.message_id, reason)

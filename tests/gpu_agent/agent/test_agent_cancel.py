@@ -233,6 +233,8 @@ def test_forget_me_during_training_leaves_nothing_of_the_member_in_the_store_or_
     bot.wait_for(lambda e: e.job_id == "rseed" and e.kind == "done", 120, "the earlier render")
     cache = Path(studio_settings.agent_work_dir) / "loras"
     assert [p for p in cache.rglob("*.safetensors")], "the LoRA was not cached locally"
+    renderer = agent.agent.runner.renderer("tiny-sd")  # type: ignore[attr-defined]
+    assert renderer.resident_models == ["mseed"]
 
     placed = place_training(b)
     wait_for_checkpoint(bot, b, placed.job_id)
@@ -260,6 +262,7 @@ def test_forget_me_during_training_leaves_nothing_of_the_member_in_the_store_or_
     assert [k for k in b.blobs.list("") if str(MEMBER).encode() in b.blobs.get(k)] == []
     assert tombstones.is_forgotten(b.blobs, MEMBER) and not tombstones.is_forgotten(b.blobs, 7)
     assert [p for p in cache.rglob("*") if p.is_file()] == []
+    assert renderer.resident_models == []  # nor held in the GPU's memory
     assert list((Path(studio_settings.agent_work_dir) / "jobs").glob("*")) == []
     assert orders.list_orders(b, MEMBER) == []
     agent.stop()
@@ -297,10 +300,11 @@ def test_the_agent_drops_local_lora_copies_whose_model_was_deleted(blobs: BlobSt
         blobs.put(key, key.encode())
         assert cache.path_for(key, key.encode()).read_bytes() == key.encode()
     blobs.delete_prefix(keys.model_prefix("u2", "m2"))
-    assert cache.drop_stale(blobs) == 1
+    assert cache.drop_stale(blobs) == [deleted]
     assert [p.parent.name for p in cache.files()] == ["u1"]
-    cache.purge_member("u1")
+    assert cache.purge_member("u1") == [kept]
     assert cache.files() == []
+    assert keys.model_of(kept) == "m1" and keys.model_of(keys.render_key("u1", "j1", 0)) is None
 
 
 def test_sweeps_refuse_anything_outside_members_files_and_run_only_when_due(blobs: BlobStore) -> None:

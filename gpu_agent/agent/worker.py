@@ -37,7 +37,6 @@ Kind = Literal["train", "render"]
 INTERNAL_MESSAGE = "Something went wrong on the GPU machine while working on this. Please try again."
 BAD_JOB_MESSAGE = "The GPU machine could not read this job. Please try again."
 _WATCH_S = 0.2
-_LORA_CACHE_CHECK_S = 60.0  # how often an idle agent drops local LoRA copies whose blob was deleted
 
 
 class Agent:
@@ -81,6 +80,7 @@ class Agent:
         self.current_job: str | None = None
         self._turn = 0
         self._cache_checked_at = float("-inf")
+        self.lora_check_s = 60.0  # how often an idle agent drops local LoRA copies whose blob was deleted
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
         lease_s = settings.agent_lease_s
         # The heartbeat must beat well inside the lease even when misconfigured.
@@ -363,7 +363,7 @@ class Agent:
             self._evict(self.handlers.lora_cache.purge_member(job.user_id))
 
     def _drop_stale_loras(self) -> None:
-        if time.monotonic() - self._cache_checked_at < _LORA_CACHE_CHECK_S:
+        if time.monotonic() - self._cache_checked_at < self.lora_check_s:
             return
         self._cache_checked_at = time.monotonic()
         try:

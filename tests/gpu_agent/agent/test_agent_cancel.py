@@ -215,24 +215,27 @@ def _quick_training(blobs: BlobStore, user_id: int) -> TrainJob:
                     params=TrainParams(steps=2, resolution=64, rank=4))
 
 
+def _seed_model_and_render(bot: BotSide, b: Backends) -> Path:
+    """An earlier model of the member, rendered once: the agent keeps its LoRA in its local cache."""
+    b.queues.train.send(encode(_quick_training(b.blobs, MEMBER)))
+    bot.wait_for(lambda e: e.job_id == "jseed" and e.kind == "done", 120, "the earlier model")
+    render = RenderJob(job_id="rseed", order_id="orseed", user_id=str(MEMBER),
+                       model_keys=[keys.model_key(MEMBER, "mseed")], subject="sks person", base_model="tiny-sd",
+                       prompt="a photo of {subject}", width=64, height=64, steps=2)
+    b.queues.render.send(encode(render))
+    bot.wait_for(lambda e: e.job_id == "rseed" and e.kind == "done", 120, "the earlier render")
+    cache = Path(b.settings.agent_work_dir) / "loras"
+    assert [p for p in cache.rglob("*.safetensors")], "the LoRA was not cached locally"
+    return cache
+
+
 @pytest.mark.timeout(300)
 def test_forget_me_during_training_leaves_nothing_of_the_member_in_the_store_or_on_the_agent(
     b: Backends, studio_settings: Settings, run_agent_thread: StartAgent
 ) -> None:
     bot = BotSide(b)
     agent, watched = start_agent(run_agent_thread, studio_settings)
-    # An earlier model of the member, rendered once: the agent keeps its LoRA in its local cache.
-    seed = _quick_training(b.blobs, MEMBER)
-    b.queues.train.send(encode(seed))
-    bot.wait_for(lambda e: e.job_id == "jseed" and e.kind == "done", 120, "the earlier model")
-    lora_key = keys.model_key(MEMBER, "mseed")
-    render = RenderJob(job_id="rseed", order_id="orseed", user_id=str(MEMBER), model_keys=[lora_key],
-                       subject="sks person", base_model="tiny-sd", prompt="a photo of {subject}", width=64,
-                       height=64, steps=2)
-    b.queues.render.send(encode(render))
-    bot.wait_for(lambda e: e.job_id == "rseed" and e.kind == "done", 120, "the earlier render")
-    cache = Path(studio_settings.agent_work_dir) / "loras"
-    assert [p for p in cache.rglob("*.safetensors")], "the LoRA was not cached locally"
+    cache = _seed_model_and_render(bot, b)
     renderer = agent.agent.runner.renderer("tiny-sd")  # type: ignore[attr-defined]
     assert renderer.resident_models == ["mseed"]
 
@@ -288,6 +291,22 @@ def test_cancelled_orders_waiting_in_the_queue_are_dropped_without_work(
     bot.until(lambda: queue_empty(b), 10, "the dropped job to be acknowledged")
     assert [key for _, key in watched.puts if key.startswith(keys.user_prefix(MEMBER))] == []
     assert credits(b) == 50 and store.get_order(b, placed.order_id).status == "cancelled"
+    agent.stop()
+
+
+@pytest.mark.timeout(240)
+def test_an_idle_agent_drops_and_unloads_the_lora_of_a_deleted_model(
+    b: Backends, studio_settings: Settings, run_agent_thread: StartAgent
+) -> None:
+    bot = BotSide(b)
+    agent, _ = start_agent(run_agent_thread, studio_settings)
+    agent.agent.lora_check_s = 0.5  # the agent checks once a minute; the test does not wait that long
+    cache = _seed_model_and_render(bot, b)
+    renderer = agent.agent.runner.renderer("tiny-sd")  # type: ignore[attr-defined]
+    assert renderer.resident_models == ["mseed"]
+    b.blobs.delete_prefix(keys.model_prefix(MEMBER, "mseed"))  # what orders.delete_model does to the files
+    bot.until(lambda: not [p for p in cache.rglob("*") if p.is_file()], 10, "the local copy to be dropped")
+    assert renderer.resident_models == []
     agent.stop()
 
 

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pytest
-from agent_testkit import AgentThread, png
+from agent_testkit import AgentThread, EventLog, png, render_job
 
 from bot.backends import Backends, open_backends
 from bot.checks import GuildRules
 from bot.services import deletion, delivery, orders, store
 from cloud.messages import Event, RenderJob, TrainJob, TrainParams, encode
+from cloud.queues import Queues
 from storage import keys, read_session, tombstones
 from storage import orders as order_store
 from storage.blobs import open_blob_store
@@ -335,3 +336,29 @@ def test_sweeps_refuse_anything_outside_members_files_and_run_only_when_due(blob
     assert tombstones.run_due_sweeps(blobs, now=time.time() + 7200) == 1
     assert list(blobs.list("users/")) == [] and list(blobs.list(keys.SWEEPS_PREFIX)) == []
     assert not tombstones.is_cancelled(blobs, "../x") and not tombstones.is_forgotten(blobs, "a/b")
+
+
+@pytest.mark.timeout(60)
+def test_cancel_mid_render_stops_it_and_stores_no_picture(
+    settings: Settings, queues: Queues, blobs: BlobStore, events: EventLog, run_agent_thread: StartAgent
+) -> None:
+    from test_agent_jobs import SlowRunner
+
+    # A render that would run for minutes: the point is the agent stopping it, not the pictures.
+    runner = SlowRunner(600, step_s=0.05, until_stopped=True)
+    agent = run_agent_thread(settings, runner=runner, queues=queues, blobs=blobs)
+    job = render_job(count=2)
+    queues.render.send(encode(job))
+    events.wait_for(lambda e: e.job_id == job.job_id and e.kind == "progress", 30, "the render under way")
+    tombstones.mark_cancelled(blobs, job.order_id)  # what the bot's cancel leaves for the agents
+    cancelled_at = time.monotonic()
+    stopped = events.wait_for(lambda e: e.job_id == job.job_id and e.kind == "failed", STOP_WITHIN_S, "the stop")
+    assert time.monotonic() - cancelled_at < STOP_WITHIN_S
+    assert stopped.error is not None and stopped.error.code == "cancelled"
+    assert runner.stopped_at is not None and runner.calls == 1
+    deadline = time.monotonic() + 10
+    while queues.render.depth().backlog and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert queues.render.depth().backlog == 0  # acknowledged: never retried
+    assert list(blobs.list(keys.user_prefix(job.user_id))) == []
+    agent.stop()

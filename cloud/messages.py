@@ -61,6 +61,8 @@ class TrainJob(_Message):
     params: TrainParams = TrainParams()
     renders: list[RenderSpec] = Field(default_factory=list, max_length=8)
     attempt: int = Field(1, ge=1)
+    issued_at: float | None = Field(None, ge=0, description="When the bot placed the order (epoch s): a member "
+                                    "forgotten later has this job dropped, one who came back after does not.")
 
 
 RenderMode = Literal["txt2img", "variation", "upscale", "group", "edit"]
@@ -86,6 +88,8 @@ class RenderJob(_Message):
     source_key: BlobKey | None = None
     strength: float | None = Field(None, gt=0, le=1, description="img2img strength; None: the mode's default.")
     attempt: int = Field(1, ge=1)
+    issued_at: float | None = Field(None, ge=0, description="When the bot placed the order (epoch s): a member "
+                                    "forgotten later has this job dropped, one who came back after does not.")
 
 
 EventKind = Literal["started", "progress", "checkpoint", "done", "failed", "preempted"]

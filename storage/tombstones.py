@@ -48,16 +48,35 @@ def is_cancelled(blobs: BlobStore, order_id: str) -> bool:
     return _exists(blobs, keys.cancelled_order_key, order_id)
 
 
-def is_forgotten(blobs: BlobStore, user_id: object) -> bool:
-    return _exists(blobs, keys.forgotten_user_key, user_id)
+def is_forgotten(blobs: BlobStore, user_id: object, issued_at: float | None = None) -> bool:
+    """Was the member forgotten (after ``issued_at``, when a job says when it was placed: a member may come
+    back after /forget-me, and their new orders must run)?"""
+    if issued_at is None:
+        return _exists(blobs, keys.forgotten_user_key, user_id)
+    at = forgotten_at(blobs, user_id)
+    return at is not None and at >= issued_at
+
+
+def forgotten_at(blobs: BlobStore, user_id: object) -> float | None:
+    """When the member was (last) forgotten; None if never."""
+    try:
+        body = blobs.get(keys.forgotten_user_key(user_id))
+    except (BlobNotFound, ValueError):
+        return None
+    try:
+        return float(json.loads(body)["at"])
+    except (ValueError, KeyError, TypeError):
+        return float("inf")  # unreadable: the safe side is to treat everything as forgotten
 
 
 Withdrawal = Literal["forgotten", "cancelled"]
 
 
-def withdrawn(blobs: BlobStore, *, user_id: object, order_id: str) -> Withdrawal | None:
-    """Why a job of this member and order must not run (or be redriven): "forgotten", "cancelled" or None."""
-    if is_forgotten(blobs, user_id):
+def withdrawn(blobs: BlobStore, *, user_id: object, order_id: str, issued_at: float | None = None
+              ) -> Withdrawal | None:
+    """Why a job of this member and order (placed at ``issued_at``, if known) must not run or be redriven:
+    "forgotten", "cancelled" or None."""
+    if is_forgotten(blobs, user_id, issued_at):
         return "forgotten"
     if is_cancelled(blobs, order_id):
         return "cancelled"
@@ -81,6 +100,10 @@ def schedule_sweep(blobs: BlobStore, sweep_id: str, prefixes: list[str], due_at:
             raise ValueError(f"a sweep deletes only members' files, not {prefix!r}")
     body = {"prefixes": prefixes, "due_at": round(due_at, 3)}
     blobs.put(keys.sweep_key(sweep_id), json.dumps(body).encode(), content_type="application/json")
+
+
+def sweep_pending(blobs: BlobStore, sweep_id: str) -> bool:
+    return blobs.exists(keys.sweep_key(sweep_id))
 
 
 def pending_sweeps(blobs: BlobStore) -> list[Sweep]:

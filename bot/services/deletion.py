@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 from bot.backends import Backends
+from bot.errors import Busy
 from bot.services import store
 from bot.services.records import OrderView
 from storage import keys, tombstones
@@ -47,6 +48,13 @@ def model_deleted(b: Backends, user_id: int, model_id: str) -> None:
 def member_forgotten(b: Backends, user_id: int) -> None:
     """Before the member's files are deleted: agents drop their jobs and upload nothing more of theirs."""
     tombstones.mark_forgotten(b.blobs, user_id)
+
+
+def refuse_while_forgetting(b: Backends, user_id: int) -> None:
+    """A member who just used /forget-me orders again only once the second deletion has run, which would
+    otherwise delete the new order's photos."""
+    if tombstones.sweep_pending(b.blobs, f"member-{user_id}"):
+        raise Busy("Your data is still being deleted. Please try again in a few minutes.")
 
 
 def resweep_member(b: Backends, user_id: int) -> None:

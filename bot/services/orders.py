@@ -118,6 +118,7 @@ def place_train_order(
 ) -> Placed:
     """Rows and credits first (refused atomically if over a limit), then the photos, then the TrainJob.
     A failure after the rows marks the order failed, refunds and deletes the photos: nothing half-done stays."""
+    deletion.refuse_while_forgetting(b, user_id)
     s = b.settings
     order_id, job_id, model_id = new_id(), new_id(), new_id()
     photo_keys = [keys.photo_key(user_id, order_id, n) for n in range(len(crops))]
@@ -132,6 +133,7 @@ def place_train_order(
         base_model=s.base_model,
         params=TrainParams(steps=s.train_steps, rank=s.train_rank, resolution=s.train_resolution),
         renders=[RenderSpec(prompt="professional headshot photo of {subject}, studio lighting", count=1)],
+        issued_at=time.time(),
     )
     credits_left = store.create_order(
         b,
@@ -196,6 +198,7 @@ def place_render_order(
     rules: GuildRules,
     parent_order_id: str | None = None,
 ) -> Placed:
+    deletion.refuse_while_forgetting(b, user_id)
     model = _own_ready_model(b, user_id, model_id)
     s = b.settings
     order_id, job_id = new_id(), new_id()
@@ -216,6 +219,7 @@ def place_render_order(
         guidance=guidance,
         mode=mode,  # type: ignore[arg-type]
         source_key=source_key,
+        issued_at=time.time(),
     )
     params = {
         "title": f"Imagine: {clip(prompt, 200)}",

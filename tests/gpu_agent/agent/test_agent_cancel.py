@@ -15,7 +15,7 @@ from agent_testkit import AgentThread, EventLog, png, render_job
 from bot.backends import Backends, open_backends
 from bot.checks import GuildRules
 from bot.services import deletion, delivery, orders, store
-from cloud.messages import Event, RenderJob, TrainJob, TrainParams, encode
+from cloud.messages import Event, RenderJob, TrainJob, TrainParams, decode, encode
 from cloud.queues import Queues
 from storage import keys, read_session, tombstones
 from storage import orders as order_store
@@ -362,3 +362,26 @@ def test_cancel_mid_render_stops_it_and_stores_no_picture(
     assert queues.render.depth().backlog == 0  # acknowledged: never retried
     assert list(blobs.list(keys.user_prefix(job.user_id))) == []
     agent.stop()
+
+
+def test_a_member_who_comes_back_after_forget_me_gets_their_new_orders_served(b: Backends) -> None:
+    from bot.errors import Busy
+    from gpu_agent.agent.cancellation import StopCheck
+
+    old = place_training(b)
+    old_job = decode(b.queues.train.receive(1, wait_s=0, lease_s=30)[0].body, TrainJob)
+    assert old_job.issued_at is not None
+    orders.forget_user(b, MEMBER)
+    # Until the second deletion has run, a new order would lose its photos to it: refused, nothing charged.
+    with pytest.raises(Busy, match="still being deleted"):
+        place_training(b)
+    assert tombstones.run_due_sweeps(b.blobs, now=time.time() + 3600) == 0
+    new = place_training(b)
+    assert new.order_id != old.order_id and credits(b) == 50 - b.settings.train_credit_cost
+    new_job = decode(b.queues.train.receive(1, wait_s=0, lease_s=30)[0].body, TrainJob)
+    # The agent drops the old job (placed before the forget) and serves the new one.
+    assert StopCheck(b.blobs, old_job).check(fresh=True) == "forgotten"
+    assert StopCheck(b.blobs, new_job).check(fresh=True) is None
+    assert StopCheck(b.blobs, new_job.model_copy(update={"issued_at": None})).check(fresh=True) == "forgotten"
+    assert tombstones.withdrawn(b.blobs, user_id=MEMBER, order_id=new.order_id,
+                                issued_at=new_job.issued_at) is None

@@ -91,6 +91,9 @@ class TrainJob(_Message):
         None, ge=0, lt=50, description="Index in photo_keys of the photo kept out of training: the likeness "
         "reference a render is compared with. None: every photo is trained on.")
 
+    issued_at: float | None = Field(None, ge=0, description="When the bot placed the order (epoch s): a member "
+                                    "forgotten later has this job dropped, one who came back after does not.")
+
     @model_validator(mode="after")
     def _held_out_is_a_photo(self) -> TrainJob:
         if self.held_out_photo is not None and self.held_out_photo >= len(self.photo_keys):
@@ -122,6 +125,8 @@ class RenderJob(_Message):
     strength: float | None = Field(None, gt=0, le=1, description="img2img strength; None: the mode's default.")
     attempt: int = Field(1, ge=1)
     face_detail: bool = Field(False, description="Redraw small faces at full resolution after the render.")
+    issued_at: float | None = Field(None, ge=0, description="When the bot placed the order (epoch s): a member "
+                                    "forgotten later has this job dropped, one who came back after does not.")
 
 
 EventKind = Literal["started", "progress", "checkpoint", "done", "failed", "preempted"]

@@ -60,8 +60,33 @@ def render_key(user_id: object, job_id: object, n: int) -> str:
     return f"{render_prefix(user_id, job_id)}{int(n)}.png"
 
 
-def checkpoint_prefix(job_id: object) -> str:
-    return f"checkpoints/{_id(job_id, 'job id')}/"
+def checkpoint_prefix(user_id: object, job_id: object) -> str:
+    """A training's checkpoints: under the member's prefix, so forgetting the member deletes them too."""
+    return f"{user_prefix(user_id)}checkpoints/{_id(job_id, 'job id')}/"
+
+
+def job_output_prefixes(user_id: object, job_id: object, model_id: object | None = None) -> list[str]:
+    """Everything a job writes of its member: its pictures, its checkpoints and, for a training, its model."""
+    found = [render_prefix(user_id, job_id), checkpoint_prefix(user_id, job_id)]
+    if model_id is not None:
+        found.append(model_prefix(user_id, model_id))
+    return found
+
+
+def model_of(key: str) -> str | None:
+    """The model id of a ``users/{user_id}/models/{model_id}/...`` key; None for any other key."""
+    parts = key.split("/")
+    if owner_of(key) is not None and len(parts) > 4 and parts[2] == "models" and _ID.fullmatch(parts[3]):
+        return parts[3]
+    return None
+
+
+def owner_of(key: str) -> str | None:
+    """The member id a ``users/{user_id}/...`` key belongs to; None for any other key."""
+    parts = key.split("/")
+    if len(parts) > 2 and parts[0] == "users" and _ID.fullmatch(parts[1]):
+        return parts[1]
+    return None
 
 
 def preview_prefix(user_id: object, job_id: object) -> str:
@@ -74,9 +99,31 @@ def preview_key(user_id: object, job_id: object, step: int) -> str:
     return f"{preview_prefix(user_id, job_id)}{int(step)}.jpg"
 
 
-def done_marker_key(job_id: object) -> str:
-    """Written after a job's outputs and before its done event: a redelivered job with this marker is acked."""
-    return f"done/{_id(job_id, 'job id')}.json"
+def done_marker_key(user_id: object, job_id: object) -> str:
+    """Written after a job's outputs and before its done event: a redelivered job with this marker is acked.
+    Under the member's prefix: the marker holds the done event, which names the member's files."""
+    return f"{user_prefix(user_id)}done/{_id(job_id, 'job id')}.json"
+
+
+# --- control records (outside users/: forgetting a member must not delete the record that says so) ----------
+
+CONTROL_PREFIX = "control/"
+SWEEPS_PREFIX = f"{CONTROL_PREFIX}sweeps/"
+
+
+def cancelled_order_key(order_id: object) -> str:
+    """Exists once the order was cancelled: agents stop its job and upload nothing more of it."""
+    return f"{CONTROL_PREFIX}cancelled/{_id(order_id, 'order id')}"
+
+
+def forgotten_user_key(user_id: object) -> str:
+    """Exists once the member was forgotten: agents drop every job of theirs."""
+    return f"{CONTROL_PREFIX}forgotten/{_id(user_id, 'user id')}"
+
+
+def sweep_key(sweep_id: object) -> str:
+    """A deletion to repeat once the work in flight has settled (bodies: prefixes and a due time)."""
+    return f"{SWEEPS_PREFIX}{_id(sweep_id, 'sweep id')}.json"
 
 
 def class_images_prefix(digest: str, class_word: str) -> str:

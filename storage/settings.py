@@ -256,6 +256,11 @@ class Settings(BaseSettings):
         description="An active order without news for this long and without a live job (dead-lettered, never "
         "queued, or gone from an empty queue) is sent again once, then failed and refunded.",
     )
+    deletion_resweep_s: float = Field(
+        180.0, ge=0, le=86400,
+        description="After a cancel, a model deletion or /forget-me, the bot deletes the member's files again this "
+        "long after, catching uploads of work that was in flight. Keep it above AGENT_LEASE_S.",
+    )
 
     # --- monitoring: dashboard samples, alerts, cost accounting -------------------------------------
     self_hosted_gpu_price_per_hour: float = Field(

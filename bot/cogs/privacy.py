@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -10,13 +14,36 @@ from bot import metrics
 from bot.app import PhotogenBot
 from bot.embeds import GREEN, ORANGE
 from bot.errors import NotAllowed
-from bot.services import orders
+from bot.services import deletion, orders
 from bot.views import forget_view
+
+log = logging.getLogger(__name__)
 
 
 class Privacy(commands.Cog):
     def __init__(self, bot: PhotogenBot) -> None:
         self.bot = bot
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def cog_load(self) -> None:
+        self._sweeper = asyncio.create_task(self._run_sweeps(), name="photogen-resweeps")
+
+    async def cog_unload(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+
+    async def _run_sweeps(self) -> None:
+        """Deletions repeated once in-flight GPU work has settled (bot/services/deletion.py); the records are
+        in the blob store, so sweeps scheduled before a restart run after it."""
+        interval = deletion.sweep_interval_s(self.bot.b)
+        while True:
+            try:
+                await self.bot.run_blocking(deletion.run_due_sweeps, self.bot.b)
+            except Exception:  # the next round retries; the records stay until swept
+                log.exception("re-sweep of deleted files failed")
+            await asyncio.sleep(interval)
 
     @app_commands.command(name="forget-me", description="Delete your photos, models, pictures and records")
     async def forget_me(self, interaction: discord.Interaction) -> None:

@@ -19,7 +19,7 @@ from bot.backends import Backends
 from bot.checks import GuildRules, check_channel, check_not_paused, find_blocked_word, require_guild
 from bot.embeds import clip, order_status_embed
 from bot.errors import Busy, NotAllowed, NotFound, Refused
-from bot.services import store
+from bot.services import deletion, store
 from bot.services.purge import purge_member
 from bot.services.records import CancelResult, ModelView, OrderView, Placed, QueueOverview, QueuePosition
 from bot.wording import neutralise
@@ -123,6 +123,7 @@ def place_train_order(
 ) -> Placed:
     """Rows and credits first (refused atomically if over a limit), then the photos, then the TrainJob.
     A failure after the rows marks the order failed, refunds and deletes the photos: nothing half-done stays."""
+    deletion.refuse_while_forgetting(b, user_id)
     s = b.settings
     order_id, job_id, model_id = new_id(), new_id(), new_id()
     photo_keys = [keys.photo_key(user_id, order_id, n) for n in range(len(crops))]
@@ -139,6 +140,7 @@ def place_train_order(
         params=train_params(s, s.base_model),  # the photoreal recipe of the base's family, settings laid over
         renders=[RenderSpec(prompt="professional headshot photo of {subject}, studio lighting", count=1)],
         held_out_photo=len(crops) - 1 if len(crops) >= 3 else None,  # the likeness reference (not trained on)
+        issued_at=time.time(),
     )
     credits_left = store.create_order(
         b,
@@ -211,6 +213,7 @@ def place_render_order(
     """``words``: the member's own words, what the status and result messages are headed with (default: the
     prompt), after ``label`` ('Upscale of picture 2') for a follow-up; ``style``: the preset's name, shown beside
     the seed and the model."""
+    deletion.refuse_while_forgetting(b, user_id)
     model = _own_ready_model(b, user_id, model_id)
     s = b.settings
     order_id, job_id = new_id(), new_id()
@@ -232,6 +235,7 @@ def place_render_order(
         mode=mode,  # type: ignore[arg-type]
         source_key=source_key,
         face_detail=face_detail and s.render_face_detail,
+        issued_at=time.time(),
     )
     params = {
         "title": result_title(f"{label}: {words or prompt}" if label else words or prompt),
@@ -413,6 +417,7 @@ def cancel_order(
     refunded = store.cancel_order(b, order_id, by=str(actor_id))
     if refunded is None:
         raise Refused("That order just finished; it can no longer be cancelled.")
+    deletion.order_cancelled(b, order)  # the agent working on it stops and uploads nothing more
     if order.kind == "train":
         b.blobs.delete_prefix(keys.photos_prefix(order.user_id, order_id))
     return CancelResult(refunded)
@@ -422,6 +427,7 @@ def delete_model(b: Backends, user_id: int, model_id: str) -> str:
     name = store.delete_model(b, user_id, model_id)
     if name is None:
         raise NotFound("That is not one of your models (see /models list).")
+    deletion.model_deleted(b, user_id, model_id)  # stops (and refunds) a training of it in flight
     b.blobs.delete_prefix(keys.model_prefix(user_id, model_id))
     return name
 
@@ -447,9 +453,14 @@ def queue_overview(b: Backends, user_id: int) -> QueueOverview:
 
 
 def forget_user(b: Backends, user_id: int) -> dict[str, int]:
-    """Everything of the member, in every server: blobs first (they are the personal data), then rows; the
-    receipt counts both. Their standing stays (bot/services/purge.py, docs/PRIVACY.md)."""
-    return purge_member(b, user_id, ALL_GUILDS, by="forget-me")
+    """Everything of the member, in every server: agents told first (they drop the member's jobs and upload
+    nothing more of theirs), then blobs (the personal data), then rows, and the prefix once more when the work in
+    flight has settled; the receipt counts files and rows. Their standing stays (bot/services/purge.py,
+    docs/PRIVACY.md)."""
+    deletion.member_forgotten(b, user_id)
+    receipt = purge_member(b, user_id, ALL_GUILDS, by="forget-me")
+    deletion.resweep_member(b, user_id)
+    return receipt
 
 
 # --- the status message ----------------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ from storage.settings import Settings
 log = logging.getLogger(__name__)
 
 PHOTO_TAG = {"Key": "photogen-kind", "Value": "training-photo"}  # set by the S3 blob store on users/*/photos/*
+CHECKPOINT_TAG = {"Key": "photogen-kind", "Value": "checkpoint"}  # on users/*/checkpoints/* (same reason)
+PREVIEW_TAG = {"Key": "photogen-kind", "Value": "preview"}  # on users/*/previews/* (same reason)
 AGENT_TRUST = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
@@ -85,14 +87,13 @@ def _prefixed(names: Names, path: str) -> str:
 
 
 def lifecycle_rules(names: Names, settings: Settings) -> list[dict]:
-    """Training photos expire after the retention period (matched by tag: S3 filters cannot wildcard users/*/),
-    previews after a day, checkpoints after a week; half-finished multipart uploads are cleaned up."""
+    """Training photos expire after the retention period, previews after a day, checkpoints after a week (all
+    matched by tag: S3 filters cannot wildcard users/*/); half-finished multipart uploads are cleaned up."""
     return [
         {"ID": "training-photos", "Status": "Enabled", "Filter": {"Tag": PHOTO_TAG},
          "Expiration": {"Days": settings.photo_retention_days}},
-        {"ID": "previews", "Status": "Enabled", "Filter": {"Prefix": _prefixed(names, "previews/")},
-         "Expiration": {"Days": 1}},
-        {"ID": "checkpoints", "Status": "Enabled", "Filter": {"Prefix": _prefixed(names, "checkpoints/")},
+        {"ID": "previews", "Status": "Enabled", "Filter": {"Tag": PREVIEW_TAG}, "Expiration": {"Days": 1}},
+        {"ID": "checkpoints", "Status": "Enabled", "Filter": {"Tag": CHECKPOINT_TAG},
          "Expiration": {"Days": 7}},
         {"ID": "abort-multipart", "Status": "Enabled", "Filter": {"Prefix": ""},
          "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}},
@@ -151,9 +152,9 @@ def ensure_queues(settings: Settings, report: Report) -> dict[str, str]:
 
 def agent_policy(names: Names, arns: dict[str, str], group_arns: list[str]) -> dict:
     """Least privilege for an agent, action by action what agents do: consume train/render, publish events,
-    dead-letter poison jobs; get/put members' files under users/ (photos, LoRAs, renders: never delete, never
-    list); get/put/list/delete under checkpoints/ only; put previews; get/put done markers; find its own auto
-    scaling group and protect its own instance from scale-in while busy."""
+    dead-letter poison jobs; get/put members' files under users/ (never list them, delete only checkpoints);
+    get/put the shared class images; read cancel/forget tombstones; find its own auto scaling group and protect
+    its own instance from scale-in while busy."""
     bucket_arn = f"arn:aws:s3:::{names.bucket}"
 
     def objects(prefix: str) -> list[str]:
@@ -171,15 +172,22 @@ def agent_policy(names: Names, arns: dict[str, str], group_arns: list[str]) -> d
             {"Sid": "DeadLetterPoisonJobs", "Effect": "Allow",
              "Resource": [arns[f"{names.queue('train')}-dlq"], arns[f"{names.queue('render')}-dlq"]],
              "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"]},
+            # Everything of a member lives under users/{id}/ (photos, LoRAs, renders, previews, checkpoints, done
+            # markers: storage/keys.py), so forgetting a member is one prefix. Agents never delete there but
+            # their own checkpoints (a cancelled job's outputs are deleted by the bot's sweep).
             {"Sid": "MemberFiles", "Effect": "Allow", "Resource": objects("users/"),
+             "Action": ["s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"]},
+            {"Sid": "Checkpoints", "Effect": "Allow", "Resource": objects("users/*/checkpoints/"),
+             "Action": ["s3:DeleteObject"]},
+            # Prior-preservation images: the base model's, nobody's data, shared by every member.
+            {"Sid": "ClassImages", "Effect": "Allow", "Resource": objects("shared/class-images/"),
              "Action": ["s3:GetObject", "s3:PutObject"]},
-            {"Sid": "Checkpoints", "Effect": "Allow", "Resource": objects("checkpoints/"),
-             "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]},
-            {"Sid": "ListCheckpoints", "Effect": "Allow", "Resource": [bucket_arn], "Action": ["s3:ListBucket"],
-             "Condition": {"StringLike": {"s3:prefix": [_prefixed(names, "checkpoints/") + "*"]}}},
-            {"Sid": "Previews", "Effect": "Allow", "Resource": objects("previews/"), "Action": ["s3:PutObject"]},
-            {"Sid": "DoneMarkers", "Effect": "Allow", "Resource": objects("done/"),
-             "Action": ["s3:GetObject", "s3:PutObject"]},
+            # Cancel/forget tombstones (storage/tombstones.py): read-only; the list right below makes a missing
+            # one a 404 rather than a 403.
+            {"Sid": "ReadTombstones", "Effect": "Allow", "Resource": objects("control/"), "Action": ["s3:GetObject"]},
+            {"Sid": "ListOwnPrefixes", "Effect": "Allow", "Resource": [bucket_arn], "Action": ["s3:ListBucket"],
+             "Condition": {"StringLike": {"s3:prefix": [
+                 _prefixed(names, p) + "*" for p in ("users/*/checkpoints/", "control/", "shared/class-images/")]}}},
             {"Sid": "FindOwnGroup", "Effect": "Allow", "Resource": ["*"],  # Describe* has no resource level
              "Action": ["autoscaling:DescribeAutoScalingInstances"]},
             {"Sid": "ScaleInProtection", "Effect": "Allow", "Resource": group_arns or ["*"],

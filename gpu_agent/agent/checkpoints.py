@@ -1,4 +1,5 @@
-"""Copies a training's newest checkpoint between the local checkpoint folder and ``checkpoints/{job_id}/``.
+"""Copies a training's newest checkpoint between the local checkpoint folder and the job's checkpoint prefix
+(``users/{user_id}/checkpoints/{job_id}/``, storage.keys.checkpoint_prefix: forgetting the member deletes it).
 
 The engine keeps ``LATEST`` (the name of the newest complete ``step-NNNNNNNN/`` folder) beside the folders. The
 blob store mirrors that: the folder's files are uploaded first and ``LATEST`` last, so an agent killed mid-upload
@@ -13,8 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
-from storage import keys
-from storage.blobs.base import BlobNotFound, BlobStore
+from storage.blobs.base import BlobNotFound, BlobStore, validate_key
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +24,9 @@ _FILE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
 class CheckpointSync:
-    def __init__(self, blobs: BlobStore, job_id: str, local_dir: Path) -> None:
+    def __init__(self, blobs: BlobStore, prefix: str, local_dir: Path) -> None:
         self.blobs = blobs
-        self.prefix = keys.checkpoint_prefix(job_id)
+        self.prefix = validate_key(prefix, prefix=True)
         self.local_dir = local_dir
         self.uploaded: str | None = None
 
@@ -36,6 +36,11 @@ class CheckpointSync:
         except FileNotFoundError:
             return None
         return name if _FOLDER.fullmatch(name) else None
+
+    def has_new(self) -> bool:
+        """A local checkpoint newer than the one in the store."""
+        name = self.local_latest()
+        return name is not None and name != self.uploaded
 
     @staticmethod
     def step_of(name: str) -> int:

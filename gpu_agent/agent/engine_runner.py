@@ -111,6 +111,12 @@ class EngineRunner:
                                       upscale_refine=self.settings.upscale_refine)
         return self._renderer
 
+    def evict_models(self, model_ids: list[str]) -> None:
+        """Unload these models' adapters from the warm renderer (deleted models, forgotten members)."""
+        if self._renderer is not None:
+            for model_id in model_ids:
+                self._renderer.evict(model_id)  # type: ignore[attr-defined]
+
     def render(
         self,
         job: RenderJob,

@@ -8,21 +8,22 @@ retry overwrites instead of duplicating, and they write nothing once the lease i
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from cloud.messages import ImageSafety, LikenessScore, RenderJob, TrainJob
 from cloud.queues.base import Lease
+from gpu_agent.agent.cancellation import JobCancelled, StopCheck
 from gpu_agent.agent.checkpoints import CheckpointSync
 from gpu_agent.agent.likeness import Judge, reroll_seed, split_held_out, store_reference
 from gpu_agent.agent.class_images import ClassImageSync
+from gpu_agent.agent.lora_cache import LoraCache
 from gpu_agent.agent.metrics import AgentMetrics
 from gpu_agent.agent.report import Reporter
 from gpu_agent.agent.runner import Interrupted, JobError, JobRunner, TrainRequest, is_out_of_memory
@@ -33,7 +34,7 @@ from storage.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Result = Literal["done", "preempted", "lease_lost", "failed"]
+Result = Literal["done", "preempted", "lease_lost", "failed", "cancelled"]
 
 OOM_MESSAGE = "The GPU ran out of memory on this job, even with memory-saving settings. Try a smaller size."
 
@@ -62,6 +63,8 @@ class JobContext:
         self.gpu_seconds = 0.0
         self.step = 0
         self.total = 0
+        self.stop_check: StopCheck | None = None  # the order's cancel / the member's forget tombstone
+        self.cancelled: str | None = None
 
     def halt(self, reason: Literal["drain", "lease_lost"]) -> None:
         if self.reason != "lease_lost":  # a lost lease wins: nothing may be written then
@@ -69,7 +72,22 @@ class JobContext:
         self._stop.set()
 
     def should_stop(self) -> bool:
+        if not self._stop.is_set():
+            self.poll_cancel()
         return self._stop.is_set()
+
+    def poll_cancel(self, *, fresh: bool = False) -> bool:
+        """Ask (cached unless ``fresh``) whether the order was cancelled or the member forgotten; stop if so."""
+        reason = self.stop_check.check(fresh=fresh) if self.stop_check is not None else None
+        if reason is not None and self.cancelled is None:
+            self.cancelled = reason
+            self._stop.set()
+        return self.cancelled is not None
+
+    def guard_upload(self) -> None:
+        """Before every upload: a cancelled job or a forgotten member's job writes nothing more."""
+        if self.poll_cancel(fresh=True):
+            raise JobCancelled(self.cancelled)  # type: ignore[arg-type]
 
     @property
     def lease_lost(self) -> bool:
@@ -83,6 +101,7 @@ class Handlers:
         self.blobs = blobs
         self.metrics = metrics
         self.safety = SafetyGate.from_settings(settings)
+        self.lora_cache = LoraCache(Path(settings.agent_work_dir) / "loras")
 
     # --- training ------------------------------------------------------------------------------------------
 
@@ -90,7 +109,8 @@ class Handlers:
         total = job.params.steps
         ctx.total = total
         photos, held_out = split_held_out(job, self._download_photos(ctx.workdir / "photos", job))
-        sync = CheckpointSync(self.blobs, job.job_id, ctx.workdir / "checkpoints")
+        sync = CheckpointSync(self.blobs, keys.checkpoint_prefix(job.user_id, job.job_id),
+                              ctx.workdir / "checkpoints")
         resumed = sync.download()
         ctx.step = resumed
         if resumed:
@@ -129,7 +149,9 @@ class Handlers:
             return Outcome("lease_lost", step=ctx.step, total=total)
         if job.params.prior_preservation:
             shared.upload_new()
-        outputs = self._upload_model(job, trained)  # type: ignore[arg-type]
+        ctx.guard_upload()
+        outputs = self._upload_model(job, trained, ctx.guard_upload)  # type: ignore[arg-type]
+        ctx.guard_upload()
         reference = store_reference(self.blobs, job, photos, held_out)
         judge = None if reference is None else Judge(reference, self.settings.likeness_retries)
         scores: list[LikenessScore] = []
@@ -156,6 +178,8 @@ class Handlers:
         return Outcome("preempted", step=ctx.step, total=ctx.total)
 
     def _upload_checkpoint(self, ctx: JobContext, sync: CheckpointSync) -> bool:
+        if sync.has_new() and ctx.poll_cancel(fresh=True):
+            return False  # the engine sees should_stop() and stops; the agent deletes what was stored
         uploaded = sync.upload_if_new()
         if uploaded is None:
             return False
@@ -207,13 +231,15 @@ class Handlers:
             raise JobError("photos_rejected", lead + report.text(max_chars=500 - len(lead)))
         return [paths[result.index - 1] for result in report.good]
 
-    def _upload_model(self, job: TrainJob, trained: object) -> list[str]:
+    def _upload_model(self, job: TrainJob, trained: object,
+                      guard: Callable[[], None] = lambda: None) -> list[str]:
         weights = Path(trained.weights_path)  # type: ignore[attr-defined]
         meta = Path(trained.meta_path)  # type: ignore[attr-defined]
         model_key = keys.model_key(job.user_id, job.model_id)
         meta_key = keys.model_meta_key(job.user_id, job.model_id)
         with weights.open("rb") as fh:
             self.blobs.put(model_key, fh, content_type="application/octet-stream")
+        guard()
         self.blobs.put(meta_key, meta.read_bytes(), content_type="application/json")
         return [model_key, meta_key]
 
@@ -236,6 +262,7 @@ class Handlers:
             for i, png in enumerate(pngs):
                 if ctx.lease_lost:
                     return outputs
+                ctx.guard_upload()
                 key = keys.render_key(job.user_id, job.job_id, n)
                 verdicts.append(self._checked(key, png, rendered, i))
                 self.blobs.put(key, png, content_type="image/png")
@@ -272,6 +299,7 @@ class Handlers:
         for n, png in enumerate(pngs):
             if ctx.lease_lost:
                 return Outcome("lease_lost", step=ctx.step, total=ctx.total)
+            ctx.guard_upload()
             key = keys.render_key(job.user_id, job.job_id, n)
             verdicts.append(self._checked(key, png, rendered, n))
             self.blobs.put(key, png, content_type="image/png")
@@ -306,16 +334,7 @@ class Handlers:
         except (BlobNotFound, ValueError):
             raise JobError("model_missing", "Your trained model could not be found; it may have been "
                            "deleted. Train a new one with /train.") from None
-        folder = Path(self.settings.agent_work_dir) / "loras"
-        folder.mkdir(parents=True, exist_ok=True)
-        name = hashlib.sha256(key.encode()).hexdigest()[:32]
-        path = folder / f"{name}.safetensors"
-        if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
-            return path
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-        return path
+        return self.lora_cache.path_for(key, data)
 
     # --- shared --------------------------------------------------------------------------------------------
 

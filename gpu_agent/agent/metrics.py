@@ -28,7 +28,8 @@ class AgentMetrics:
         r = self.registry
         self.jobs = Counter(
             "photogen_agent_jobs", "Jobs handled, by kind and result "
-            "(done, failed, retry, preempted, lease_lost, duplicate, malformed).", ["kind", "result"], registry=r)
+            "(done, failed, retry, preempted, lease_lost, duplicate, malformed, cancelled).", ["kind", "result"],
+            registry=r)
         self.job_seconds = Histogram(
             "photogen_agent_job_duration_seconds", "Wall time from receiving a job to its outcome.", ["kind"],
             buckets=_DURATION_BUCKETS, registry=r)

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from cloud.messages import Event, MessageError, Progress, RenderJob, TrainJob, decode, encode
 from cloud.queues.base import JobQueue, Lease, LeaseExpired
+from gpu_agent.agent.cancellation import MESSAGES, JobCancelled, StopCheck, job_prefixes
 from gpu_agent.agent.jobs import Handlers, JobContext, Outcome, clean_workdir
 from gpu_agent.agent.lease import LeaseKeeper
 from gpu_agent.agent.metrics import AgentMetrics, HealthServer
@@ -78,6 +79,8 @@ class Agent:
         self.state = "starting"
         self.current_job: str | None = None
         self._turn = 0
+        self._cache_checked_at = float("-inf")
+        self.lora_check_s = 60.0  # how often an idle agent drops local LoRA copies whose blob was deleted
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
         lease_s = settings.agent_lease_s
         # The heartbeat must beat well inside the lease even when misconfigured.
@@ -108,6 +111,7 @@ class Agent:
                 got = self._receive()
                 if got is None:
                     self.protection.set(False)  # idle: the autoscaler may take this instance back
+                    self._drop_stale_loras()
                     continue
                 self.protection.set(True)
                 self._handle(*got, stop_event=stop_event)
@@ -176,6 +180,9 @@ class Agent:
             self.metrics.queue_wait.labels(kind).observe(max(0.0, time.time() - lease.sent_at))
         if self._already_done(kind, queue, lease, job):
             return
+        stop_check = StopCheck(self.blobs, job)
+        if self._drop_cancelled(kind, queue, lease, job, stop_check):
+            return
         started = time.monotonic()
         reporter = Reporter(self.queues.events, self.blobs, job, agent_id=self.agent_id,
                             instance_type=self.spot.instance_type,
@@ -185,6 +192,7 @@ class Agent:
         clean_workdir(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         ctx = JobContext(lease, reporter, workdir)
+        ctx.stop_check = stop_check
         self.state, self.current_job = kind, job.job_id
         self.metrics.busy.set(1)
         log.info("job %s (%s, delivery %d) started", job.job_id, kind, lease.receive_count)
@@ -208,6 +216,7 @@ class Agent:
                 return self._outcome(future, ctx)
             except TimeoutError:
                 pass
+            ctx.poll_cancel()  # cached: a cancel or forget stops the engine at its next step
             if stop_event.is_set():
                 self.drain.request("stopped")
             # Training checkpoints at once; a render may finish if it can inside the drain budget.
@@ -222,6 +231,8 @@ class Agent:
             return future.result(timeout=_WATCH_S)
         except TimeoutError:
             raise
+        except JobCancelled:
+            return Outcome("cancelled", step=ctx.step, total=ctx.total)
         except JobError as err:
             return Outcome("failed", error=err, step=ctx.step, total=ctx.total)
         except Exception as err:
@@ -239,17 +250,20 @@ class Agent:
             log.warning("job %s: lease lost at step %d; left to the agent that holds it", job.job_id, ctx.step)
             self.metrics.jobs.labels(kind, "lease_lost").inc()
             return
+        if outcome.result == "cancelled" or ctx.poll_cancel(fresh=True):
+            self._settle_cancelled(kind, queue, lease, job, ctx)
+            return
         if outcome.result == "done":
             # The done event carries the last step too, so the member's progress bar ends at 100 %.
             finished = Progress(step=outcome.total, total=outcome.total) if outcome.total > 0 else None
             done = ctx.reporter.event("done", output_keys=outcome.output_keys, gpu_seconds=gpu, progress=finished,
                                       likeness=outcome.likeness, safety=outcome.safety)
-            self._write_marker(job.job_id, done, sent=False)
+            self._write_marker(job, done, sent=False)
             ctx.reporter.send(done)
-            self._write_marker(job.job_id, done, sent=True)
+            self._write_marker(job, done, sent=True)
             self._ack(queue, lease, job.job_id)
             if kind == "train":
-                self._forget_checkpoints(job.job_id)
+                self._forget_checkpoints(job)
             self.metrics.jobs.labels(kind, "done").inc()
             log.info("job %s done: %s", job.job_id, ", ".join(outcome.output_keys))
             return
@@ -279,7 +293,7 @@ class Agent:
                         lease.receive_count, error.code)
 
     def _already_done(self, kind: Kind, queue: JobQueue, lease: Lease, job: TrainJob | RenderJob) -> bool:
-        marker_key = keys.done_marker_key(job.job_id)
+        marker_key = keys.done_marker_key(job.user_id, job.job_id)
         try:
             marker = json.loads(self.blobs.get(marker_key))
         except BlobNotFound:
@@ -293,7 +307,7 @@ class Agent:
             try:
                 done = decode(json.dumps(marker["event"]), Event)
                 self.queues.events.send(encode(done))
-                self._write_marker(job.job_id, done, sent=True)
+                self._write_marker(job, done, sent=True)
             except Exception:
                 log.exception("could not resend the done event of job %s", job.job_id)
         log.info("job %s already done; acknowledging the duplicate delivery", job.job_id)
@@ -301,16 +315,78 @@ class Agent:
         self.metrics.jobs.labels(kind, "duplicate").inc()
         return True
 
-    def _write_marker(self, job_id: str, done: Event, *, sent: bool) -> None:
-        body = {"job_id": job_id, "agent_id": self.agent_id, "event_sent": sent,
+    def _write_marker(self, job: TrainJob | RenderJob, done: Event, *, sent: bool) -> None:
+        body = {"job_id": job.job_id, "agent_id": self.agent_id, "event_sent": sent,
                 "event": json.loads(encode(done))}
-        self.blobs.put(keys.done_marker_key(job_id), json.dumps(body).encode(), content_type="application/json")
+        self.blobs.put(keys.done_marker_key(job.user_id, job.job_id), json.dumps(body).encode(),
+                       content_type="application/json")
 
-    def _forget_checkpoints(self, job_id: str) -> None:
+    def _forget_checkpoints(self, job: TrainJob | RenderJob) -> None:
         try:
-            self.blobs.delete_prefix(keys.checkpoint_prefix(job_id))
+            self.blobs.delete_prefix(keys.checkpoint_prefix(job.user_id, job.job_id))
         except Exception:
-            log.warning("could not delete the checkpoints of job %s", job_id, exc_info=True)
+            log.warning("could not delete the checkpoints of job %s", job.job_id, exc_info=True)
+
+    # --- cancelled orders, forgotten members -------------------------------------------------------------------
+
+    def _drop_cancelled(self, kind: Kind, queue: JobQueue, lease: Lease, job: TrainJob | RenderJob,
+                        stop_check: StopCheck) -> bool:
+        """A job whose order was cancelled, or whose member was forgotten, while it waited in the queue (or
+        the dead-letter queue, redriven): acknowledged without any work."""
+        reason = stop_check.check(fresh=True)
+        if reason is None:
+            return False
+        reporter = Reporter(self.queues.events, self.blobs, job, agent_id=self.agent_id,
+                            instance_type=self.spot.instance_type)
+        self._purge(job, reason)
+        reporter.failed(reason, MESSAGES[reason], gpu_seconds=0.0)
+        self._ack(queue, lease, job.job_id)
+        self.metrics.jobs.labels(kind, "cancelled").inc()
+        log.info("job %s dropped on receipt: %s", job.job_id, reason)
+        return True
+
+    def _settle_cancelled(self, kind: Kind, queue: JobQueue, lease: Lease, job: TrainJob | RenderJob,
+                          ctx: JobContext) -> None:
+        """Stopped because its order was cancelled or its member forgotten: delete what it stored, tell the
+        bot (a cancelled order stays cancelled there, refunded once), acknowledge: never retried."""
+        reason = ctx.cancelled or "cancelled"
+        self._purge(job, reason)
+        ctx.reporter.failed(reason, MESSAGES[reason], gpu_seconds=round(ctx.gpu_seconds, 3))
+        self._ack(queue, lease, job.job_id)
+        self.metrics.jobs.labels(kind, "cancelled").inc()
+        log.warning("job %s stopped at step %d: %s", job.job_id, ctx.step, reason)
+
+    def _purge(self, job: TrainJob | RenderJob, reason: str) -> None:
+        """Delete what the job stored and, for a forgotten member, everything of theirs here and there."""
+        prefixes = [keys.user_prefix(job.user_id)] if reason == "forgotten" else job_prefixes(job)
+        try:
+            for prefix in prefixes:
+                self.blobs.delete_prefix(prefix)
+        except Exception:
+            log.warning("could not delete the outputs of job %s (the bot's re-sweep will)", job.job_id,
+                        exc_info=True)
+        if reason == "forgotten":
+            self._evict(self.handlers.lora_cache.purge_member(job.user_id))
+
+    def _drop_stale_loras(self) -> None:
+        if time.monotonic() - self._cache_checked_at < self.lora_check_s:
+            return
+        self._cache_checked_at = time.monotonic()
+        try:
+            dropped = self.handlers.lora_cache.drop_stale(self.blobs)
+        except Exception:
+            log.warning("could not check the local LoRA copies", exc_info=True)
+            return
+        if dropped:
+            log.info("dropped %d local LoRA copies whose model was deleted", len(dropped))
+            self._evict(dropped)
+
+    def _evict(self, lora_keys: list[str]) -> None:
+        """Unload those LoRAs from the renderer too (a runner without resident adapters has no evict_models)."""
+        model_ids = [m for m in (keys.model_of(k) for k in lora_keys) if m]
+        evict = getattr(self.runner, "evict_models", None)
+        if model_ids and evict is not None:
+            evict(model_ids)
 
     def _malformed(self, kind: Kind, queue: JobQueue, lease: Lease, reason: str) -> None:
         log.warning("dead-lettering a malformed %s message %s: %s", kind, lease.message_id, reason)

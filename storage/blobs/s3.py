@@ -53,6 +53,10 @@ def make_s3_client(region: str, endpoint_url: str | None = None) -> Any:
 
 TRAINING_PHOTO_TAG = "photogen-kind=training-photo"
 _TRAINING_PHOTO = re.compile(r"^users/[^/]+/photos/")
+CHECKPOINT_TAG = "photogen-kind=checkpoint"
+_CHECKPOINT = re.compile(r"^users/[^/]+/checkpoints/")
+PREVIEW_TAG = "photogen-kind=preview"
+_PREVIEW = re.compile(r"^users/[^/]+/previews/")
 
 
 class S3BlobStore(BlobStore):
@@ -108,6 +112,10 @@ class S3BlobStore(BlobStore):
             # S3 lifecycle filters cannot wildcard users/*/photos/: the expiry rule for training photos
             # (photogen aws bootstrap, PHOTO_RETENTION_DAYS) matches this tag instead.
             extra["Tagging"] = TRAINING_PHOTO_TAG
+        elif _CHECKPOINT.match(key):
+            extra["Tagging"] = CHECKPOINT_TAG  # abandoned checkpoints expire (photogen aws bootstrap)
+        elif _PREVIEW.match(key):
+            extra["Tagging"] = PREVIEW_TAG  # previews are worth a day
         try:
             # A multipart upload only becomes an object when completed, and a failed one is aborted by the
             # transfer manager: a failed put leaves no object behind.

@@ -60,7 +60,7 @@ def test_bootstrap_creates_everything_and_is_idempotent(fleet_settings) -> None:
     rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=names.bucket)["Rules"]}
     assert rules["training-photos"]["Expiration"]["Days"] == fleet_settings.photo_retention_days
     assert rules["previews"]["Expiration"]["Days"] == 1
-    assert rules["previews"]["Filter"]["Prefix"] == "pg/previews/"
+    assert rules["previews"]["Filter"]["Tag"] == aws.PREVIEW_TAG
 
     for kind in ("train", "render", "events"):
         url = sqs.get_queue_url(QueueName=names.queue(kind))["QueueUrl"]
@@ -74,6 +74,9 @@ def test_bootstrap_creates_everything_and_is_idempotent(fleet_settings) -> None:
         assert all(not a.endswith("*") for a in statement["Action"]), statement  # no wildcard actions
     for blob in (s for s in policy["Statement"] if s["Action"][0].startswith("s3:")):
         assert all(r.startswith(f"arn:aws:s3:::{names.bucket}") for r in blob["Resource"]), blob
+    tombstones = next(s for s in policy["Statement"] if s["Sid"] == "ReadTombstones")
+    assert tombstones["Action"] == ["s3:GetObject"]  # agents read cancels and forgets, never write them
+    assert tombstones["Resource"] == [f"arn:aws:s3:::{names.bucket}/pg/control/*"]
     consume = next(s for s in policy["Statement"] if s["Sid"] == "ConsumeJobs")
     assert not any("events" in r for r in consume["Resource"])
     profile = iam.get_instance_profile(InstanceProfileName=names.instance_profile)["InstanceProfile"]
@@ -161,8 +164,10 @@ def test_training_photos_carry_the_lifecycle_tag(fleet_settings) -> None:
     _clients(fleet_settings)[0].delete_bucket_policy(Bucket=aws.names_from(fleet_settings).bucket)
     store = open_blob_store(fleet_settings)
     photo, render = keys.photo_key("42", "o1", 0), keys.render_key("42", "j1", 0)
+    checkpoint = keys.checkpoint_prefix("42", "j1") + "LATEST"
     store.put(photo, b"jpeg")
     store.put(render, b"png")
+    store.put(checkpoint, b"step-00000002")
     s3, *_ = _clients(fleet_settings)
     names = aws.names_from(fleet_settings)
 
@@ -173,6 +178,13 @@ def test_training_photos_carry_the_lifecycle_tag(fleet_settings) -> None:
     assert tags(render) == []
     rule = next(r for r in s3.get_bucket_lifecycle_configuration(Bucket=names.bucket)["Rules"] if r["ID"] == "training-photos")
     assert rule["Filter"]["Tag"] == aws.PHOTO_TAG
+    # Checkpoints live under the member's prefix (forgetting them deletes them): expired by tag, like photos.
+    assert tags(checkpoint) == [aws.CHECKPOINT_TAG]
+    rule = next(r for r in s3.get_bucket_lifecycle_configuration(Bucket=names.bucket)["Rules"] if r["ID"] == "checkpoints")
+    assert rule["Filter"]["Tag"] == aws.CHECKPOINT_TAG
+    preview = keys.preview_key("42", "j1", 3)
+    store.put(preview, b"jpeg")
+    assert tags(preview) == [aws.PREVIEW_TAG]
 
 
 # --- issue 11, "Trust": least privilege, TLS only, encrypted volumes (as created on moto's server) -------------
@@ -198,14 +210,15 @@ def test_the_agent_role_gets_only_what_agents_do(fleet_settings) -> None:
                 for resource in statement["Resource"]:
                     s3_rights.setdefault(resource, set()).add(action)
     assert s3_rights == {
-        f"{bucket}/pg/users/*": {"s3:GetObject", "s3:PutObject"},  # no delete, no list, no tagging
-        f"{bucket}/pg/checkpoints/*": {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
-        f"{bucket}/pg/previews/*": {"s3:PutObject"},
-        f"{bucket}/pg/done/*": {"s3:GetObject", "s3:PutObject"},
+        # a member's files, previews, checkpoints and done markers: tagged for expiry, never deleted or listed
+        f"{bucket}/pg/users/*": {"s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"},
+        f"{bucket}/pg/users/*/checkpoints/*": {"s3:DeleteObject"},  # deletes only checkpoints
+        f"{bucket}/pg/shared/class-images/*": {"s3:GetObject", "s3:PutObject"},
+        f"{bucket}/pg/control/*": {"s3:GetObject"},  # reads cancels and forgets, never writes them
         bucket: {"s3:ListBucket"},
     }
-    listing = statements["ListCheckpoints"]["Condition"]["StringLike"]["s3:prefix"]
-    assert listing == ["pg/checkpoints/*"]  # listing only under the checkpoints
+    listing = statements["ListOwnPrefixes"]["Condition"]["StringLike"]["s3:prefix"]
+    assert listing == ["pg/users/*/checkpoints/*", "pg/control/*", "pg/shared/class-images/*"]
     actions = {a for s in statements.values() for a in s["Action"]}
     assert "autoscaling:DescribeAutoScalingInstances" in actions  # the agent finds its own group
     forbidden = ("iam:", "ec2:", "sqs:PurgeQueue", "sqs:DeleteQueue", "s3:PutBucket", "s3:DeleteBucket")

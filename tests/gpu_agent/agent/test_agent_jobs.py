@@ -100,7 +100,7 @@ def test_render_then_a_duplicate_delivery_does_no_new_work(
     assert done.output_keys == [keys.render_key(job.user_id, job.job_id, n) for n in range(2)]
     for key in done.output_keys:
         assert blobs.get(key)[:8] == b"\x89PNG\r\n\x1a\n"
-    marker = json.loads(blobs.get(keys.done_marker_key(job.job_id)))
+    marker = json.loads(blobs.get(keys.done_marker_key(job.user_id, job.job_id)))
     assert marker["event_sent"] is True and marker["event"]["event_id"] == done.event_id
     kinds = [e.kind for e in events.of(job.job_id)]
     assert kinds[0] == "started" and kinds[-1] == "done" and "progress" in kinds
@@ -232,7 +232,7 @@ def test_a_lost_lease_stops_the_job_and_writes_no_result(
     queues.render.purge()  # the message is taken away: the next renewal fails
     wait_until(lambda: 'result="lease_lost"} 1.0' in metrics_text(agent), 15, "the lease to be given up")
     assert runner.stopped_at is not None
-    assert not blobs.exists(keys.done_marker_key(job.job_id))
+    assert not blobs.exists(keys.done_marker_key(job.user_id, job.job_id))
     assert list(blobs.list(keys.render_prefix(job.user_id, job.job_id))) == []
     assert [e.kind for e in events.of(job.job_id)] == ["started"] + ["progress"] * (
         len(events.of(job.job_id)) - 1)

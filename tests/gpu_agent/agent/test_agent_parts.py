@@ -94,7 +94,8 @@ def _fake_checkpoint(folder: Path, step: int) -> None:
 
 def test_checkpoint_sync_round_trip(blobs: BlobStore, tmp_path: Path) -> None:
     local = tmp_path / "a"
-    sync = CheckpointSync(blobs, "job1", local)
+    prefix = keys.checkpoint_prefix("u1", "job1")
+    sync = CheckpointSync(blobs, prefix, local)
     assert sync.upload_if_new() is None
     _fake_checkpoint(local, 2)
     step, _seconds = sync.upload_if_new()  # type: ignore[misc]
@@ -102,20 +103,20 @@ def test_checkpoint_sync_round_trip(blobs: BlobStore, tmp_path: Path) -> None:
     assert sync.upload_if_new() is None  # nothing new
     _fake_checkpoint(local, 4)
     assert sync.upload_if_new()[0] == 4  # type: ignore[index]
-    stored = sorted(blobs.list(keys.checkpoint_prefix("job1")))
-    assert stored == ["checkpoints/job1/LATEST", "checkpoints/job1/step-00000004/lora.safetensors",
-                      "checkpoints/job1/step-00000004/state.json"]
+    stored = sorted(blobs.list(prefix))
+    assert stored == ["users/u1/checkpoints/job1/LATEST", "users/u1/checkpoints/job1/step-00000004/lora.safetensors",
+                      "users/u1/checkpoints/job1/step-00000004/state.json"]
 
-    other = CheckpointSync(blobs, "job1", tmp_path / "b")
+    other = CheckpointSync(blobs, prefix, tmp_path / "b")
     assert other.download() == 4
     assert (tmp_path / "b" / "LATEST").read_text() == "step-00000004"
     assert (tmp_path / "b" / "step-00000004" / "lora.safetensors").read_bytes() == b"w" * 4
-    assert CheckpointSync(blobs, "nojob", tmp_path / "c").download() == 0
+    assert CheckpointSync(blobs, keys.checkpoint_prefix("u1", "nojob"), tmp_path / "c").download() == 0
 
 
 def test_checkpoint_sync_ignores_a_hostile_latest(blobs: BlobStore, tmp_path: Path) -> None:
-    blobs.put("checkpoints/job2/LATEST", b"../../etc")
-    assert CheckpointSync(blobs, "job2", tmp_path / "d").download() == 0
+    blobs.put("users/u1/checkpoints/job2/LATEST", b"../../etc")
+    assert CheckpointSync(blobs, keys.checkpoint_prefix("u1", "job2"), tmp_path / "d").download() == 0
     assert not (tmp_path / "d" / "LATEST").exists()
 
 

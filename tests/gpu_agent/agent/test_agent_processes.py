@@ -18,7 +18,7 @@ import boto3
 import pytest
 from agent_testkit import AgentThread, EventLog, start_agent_process, train_job
 
-from cloud.messages import encode
+from cloud.messages import TrainJob, encode
 from cloud.queues import open_queues
 from gpu_agent.agent.engine_runner import EngineRunner
 from storage import keys
@@ -35,7 +35,8 @@ def _log_tail(path: Path) -> str:
 
 
 def _finish_with_second_agent(settings: Settings, run_agent_thread: Callable[..., AgentThread], events: EventLog,
-                              job_id: str, queues: object, blobs: object) -> None:
+                              job: TrainJob, queues: object, blobs: object) -> None:
+    job_id = job.job_id
     second = run_agent_thread(settings, runner=EngineRunner(settings), queues=queues, blobs=blobs)
     done = events.wait_for(lambda e: e.job_id == job_id and e.kind == "done", 150, "done from the second agent")
     second.stop()
@@ -46,7 +47,7 @@ def _finish_with_second_agent(settings: Settings, run_agent_thread: Callable[...
     assert any(k.endswith("lora.safetensors") for k in done.output_keys)
     meta = json.loads(blobs.get(next(k for k in done.output_keys if k.endswith("meta.json"))))  # type: ignore[attr-defined]
     assert meta["resumed_from_step"] == starts[0].progress.step
-    assert list(blobs.list(keys.checkpoint_prefix(job_id))) == []  # type: ignore[attr-defined]
+    assert list(blobs.list(keys.checkpoint_prefix(job.user_id, job_id))) == []  # type: ignore[attr-defined]
 
 
 @pytest.mark.timeout(280)
@@ -71,7 +72,7 @@ def test_kill_9_mid_training_then_another_agent_resumes_from_the_checkpoint(
             first.kill()
     assert first.returncode == -signal.SIGKILL
     assert not events.of(job.job_id, "done")
-    _finish_with_second_agent(settings, run_agent_thread, events, job.job_id, queues, blobs)
+    _finish_with_second_agent(settings, run_agent_thread, events, job, queues, blobs)
     queues.close()
 
 
@@ -109,10 +110,10 @@ def test_spot_notice_checkpoints_and_releases_then_another_agent_finishes(
     assert released_in < 60, f"checkpoint + release took {released_in:.1f} s of the 120 s budget"
     assert preempted.progress is not None and preempted.progress.step > 0
     assert preempted.error is not None and f"step {preempted.progress.step}" in preempted.error.message
-    assert blobs.exists(keys.checkpoint_prefix(job.job_id) + "LATEST")
+    assert blobs.exists(keys.checkpoint_prefix(job.user_id, job.job_id) + "LATEST")
 
     second = settings.model_copy(update={"imds_url": "", "agent_work_dir": str(tmp_path / "agent-b")})
-    _finish_with_second_agent(second, run_agent_thread, events, job.job_id, queues, blobs)
+    _finish_with_second_agent(second, run_agent_thread, events, job, queues, blobs)
     queues.close()
 
 

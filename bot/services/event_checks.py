@@ -3,7 +3,7 @@
 Anything that can write to the events queue can claim anything: a forged progress event once named another
 member's training photo as its preview, and the bot posted that photo in a public channel. An event is
 accepted only when its job is one of the order's jobs and every blob key it names (outputs, preview) lies
-under the order owner's prefix (``users/{owner}/``) or the job's own prefix (``previews/{job}/``). Pure.
+under the order owner's prefix (``users/{owner}/``, which holds the job's previews). Pure.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def forged_reason(event: Event, owner_id: str, kind: str, job_ids: Collection[st
         return f"job {event.job_id} is not one of order {event.order_id}'s jobs"
     if event.job_kind != kind:
         return f"a {event.job_kind} event for a {kind} order"
-    allowed = (keys.user_prefix(owner_id), keys.preview_prefix(event.job_id))
+    allowed = (keys.user_prefix(owner_id), keys.preview_prefix(owner_id, event.job_id))
     named = list(event.output_keys)
     if event.progress is not None and event.progress.preview_key is not None:
         named.append(event.progress.preview_key)

@@ -23,6 +23,8 @@ Goal: 0 lost, 0 posted twice, 0 orphan blobs, 0 stuck, 0 credit mismatches.
 from __future__ import annotations
 
 import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
+from _args import count  # noqa: I001 - after _paths, which puts bench/ last on sys.path
+from _system import FaultProxy, Processes, SpotImds, start_moto
 
 import argparse
 import asyncio
@@ -41,8 +43,6 @@ import boto3
 from pydantic import SecretStr
 from sqlmodel import select
 
-from _args import count
-from _system import FaultProxy, Processes, SpotImds, start_moto
 from photogen.assets import demo_photos
 from photogen.discord_sim import DiscordSim
 from storage import Delivery, Image, Job, MemberStanding, Order, TrainedModel, migrate, open_engine, read_session
@@ -88,7 +88,7 @@ async def _command(run: Run, member: Any, name: str, options: dict[str, Any], **
             await asyncio.sleep(1)
             continue
         try:
-            await run.sim.wait_until(lambda: _answered(inter) or run.chaos["bot_restarts"] != generation,
+            await run.sim.wait_until(lambda i=inter, g=generation: _answered(i) or run.chaos["bot_restarts"] != g,
                                      ANSWER_TIMEOUT)
         except Exception:  # noqa: BLE001 - acknowledged, never answered by a live bot: the audit judges it
             run.late_answers += 1
@@ -270,7 +270,7 @@ def audit(sim: DiscordSim, settings: Settings) -> dict[str, Any]:
     return {"rows": rows, "findings": findings, "by_status": by_status}
 
 
-def _orphans(settings: Settings, rows: dict[str, list]) -> list[str]:
+def _orphans(settings: Settings, rows: dict[str, list]) -> list[dict[str, Any]]:
     """Blobs no live row refers to: per-member data without its order/model/image, checkpoints of finished jobs."""
     orders = {o.id: o for o in rows["orders"]}
     jobs = {j.id: j for j in rows["jobs"]}
@@ -279,21 +279,29 @@ def _orphans(settings: Settings, rows: dict[str, list]) -> list[str]:
     for d in rows["deliveries"]:
         referenced.update(d.payload.get("image_keys", []))
     orphans = []
+
+    def live_job(job_id: str) -> bool:  # a checkpoint is kept while its job's order is not final
+        job = jobs.get(job_id)
+        return job is not None and orders[job.order_id].status not in FINAL_STATUSES
+
     for key in open_blob_store(settings).list(""):
         parts = key.split("/")
-        if parts[0] == "users" and len(parts) > 3:
-            kind, owner = parts[2], parts[3]
-            ok = {"photos": owner in orders, "models": owner in models,
-                  "renders": key in referenced, "previews": owner in jobs}.get(kind, False)
-        elif parts[0] == "checkpoints":
-            job = jobs.get(parts[1])
-            ok = job is not None and orders[job.order_id].status not in FINAL_STATUSES
-        elif parts[0] == "done":
+        if parts[0] == "users" and len(parts) > 3:  # users/{member}/{kind}/{id}/... (checkpoints, done: both layouts)
+            kind, owner = parts[2], parts[3].removesuffix(".json")
+            ok = {"photos": owner in orders, "models": owner in models, "renders": key in referenced,
+                  "previews": owner in jobs, "checkpoints": live_job(owner), "done": owner in jobs}.get(kind, False)
+        elif parts[0] == "checkpoints" and len(parts) > 1:
+            ok = live_job(parts[1])
+        elif parts[0] == "done" and len(parts) > 1:
             ok = parts[1].removesuffix(".json") in jobs
         else:
             ok = False
         if not ok:
-            orphans.append(key)
+            job_id = parts[3] if parts[0] == "users" and len(parts) > 3 else parts[-1]
+            job = jobs.get(job_id.removesuffix(".json")) or jobs.get(parts[1] if len(parts) > 1 else "")
+            order = orders.get(job.order_id) if job is not None else None
+            orphans.append({"key": key, "order": order.id if order else None, "kind": order.kind if order else None,
+                            "order_status": order.status if order else None})
     return orphans
 
 
@@ -308,17 +316,17 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     guild = sim.add_guild("Chaos Studio")
     channel = sim.add_channel(guild, "studio")
     members = [sim.add_member(guild, f"member{i}") for i in range(args.members)]
-    common: dict[str, Any] = dict(
-        database_url=f"sqlite:///{tmp / 'photogen.db'}", queue_url="sqs://", blob_url="s3://chaos/photogen",
-        queue_prefix="chaos", aws_region="us-east-1",
-        discord_api_base=sim.api_base, discord_gateway_url=sim.gateway_url, discord_token=SecretStr(sim.token),
-        base_model="tiny-sd", model_cache_dir=str(tmp / "models"),
-        train_steps=args.train_steps, train_resolution=64, render_steps=2, render_size=64, checkpoint_every_steps=1,
-        agent_lease_s=20, agent_heartbeat_s=4, agent_poll_wait_s=1, agent_progress_every_s=1, agent_retry_delay_s=1,
-        imds_poll_s=0.5, agent_drain_s=2, agent_metrics_port=0, bot_http_port=0, bot_event_wait_s=0.5,
-        starting_credits=1000, bot_rate_limit_per_minute=1000, bot_max_concurrent_orders=100,
-        bot_daily_order_quota=1000,
-    )
+    common: dict[str, Any] = {
+        "database_url": f"sqlite:///{tmp / 'photogen.db'}", "queue_url": "sqs://",
+        "blob_url": "s3://chaos/photogen", "queue_prefix": "chaos", "aws_region": "us-east-1",
+        "discord_api_base": sim.api_base, "discord_gateway_url": sim.gateway_url,
+        "discord_token": SecretStr(sim.token), "base_model": "tiny-sd", "model_cache_dir": str(tmp / "models"),
+        "train_steps": args.train_steps, "train_resolution": 64, "render_steps": 2, "render_size": 64,
+        "checkpoint_every_steps": 1, "agent_lease_s": 20, "agent_heartbeat_s": 4, "agent_poll_wait_s": 1,
+        "agent_progress_every_s": 1, "agent_retry_delay_s": 1, "imds_poll_s": 0.5, "agent_drain_s": 2,
+        "agent_metrics_port": 0, "bot_http_port": 0, "bot_event_wait_s": 0.5, "starting_credits": 1000,
+        "bot_rate_limit_per_minute": 1000, "bot_max_concurrent_orders": 100, "bot_daily_order_quota": 1000,
+    }
     settings = load_settings(**common, aws_endpoint_url=proxy.url)
     audit_settings = load_settings(**common, aws_endpoint_url=moto_url)
     migrate(settings.database_url)

@@ -1,8 +1,8 @@
-"""The whole system across processes for bench/chaos.py: moto's server behind a fault-injecting HTTP proxy, a fake
-instance-metadata service per agent (spot notices), and the `photogen bot` / `photogen agent` processes.
+"""The whole system across processes for bench/chaos.py: moto's server behind a fault-injecting HTTP proxy, a
+fake instance-metadata service per agent (spot notices), and the `photogen bot` / `photogen agent` processes.
 
-Stand-ins only for what cannot exist here: moto for S3/SQS (real HTTP, real boto3 with its standard retry mode),
-the proxy for AWS's 5xx/throttling answers, the fake IMDS for EC2's spot interruption notice.
+Stand-ins only for what cannot exist here: moto for S3/SQS (real HTTP, real boto3 with its standard retry
+mode), the proxy for AWS's 5xx/throttling answers, the fake IMDS for EC2's spot interruption notice.
 """
 
 from __future__ import annotations
@@ -26,7 +26,15 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "content-encoding", "upgrade"}
+_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "host",
+    "content-encoding",
+    "upgrade",
+}
 
 
 def start_moto() -> tuple[object, str]:
@@ -45,28 +53,39 @@ def _fault_body(kind: str, json_protocol: bool, s3: bool) -> tuple[int, str, str
     """(status, content type, body) of a retryable AWS error the SDK recognises."""
     request_id = secrets.token_hex(8)
     if kind == "throttle":
-        code, status, message = ("SlowDown", 503, "Please reduce your request rate.") if s3 else (
-            "ThrottlingException", 400, "Rate exceeded")
+        code, status, message = (
+            ("SlowDown", 503, "Please reduce your request rate.")
+            if s3
+            else ("ThrottlingException", 400, "Rate exceeded")
+        )
     else:
         status = 500 if kind == "500" else 503
         code = "InternalError" if s3 else ("InternalFailure" if status == 500 else "ServiceUnavailable")
         message = "We encountered an internal error. Please try again."
     if json_protocol:
-        return status, "application/x-amz-json-1.0", json.dumps({"__type": f"com.amazonaws.sqs#{code}",
-                                                                 "message": message})
+        return (
+            status,
+            "application/x-amz-json-1.0",
+            json.dumps({"__type": f"com.amazonaws.sqs#{code}", "message": message}),
+        )
     if s3:
-        body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
-                f"<RequestId>{request_id}</RequestId></Error>")
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
+            f"<RequestId>{request_id}</RequestId></Error>"
+        )
     else:
-        body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message>"
-                f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>")
+        body = (
+            f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message>"
+            f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+        )
     return status, "text/xml", body
 
 
 class FaultProxy:
-    """A reverse proxy on 127.0.0.1 in front of moto that answers a share of requests with an AWS error instead of
-    forwarding them: HTTP 500, 503, or throttling (S3 ``SlowDown`` 503, SQS ``ThrottlingException``). Seeded, so
-    the sequence of decisions is reproducible. Runs its own event loop in a thread."""
+    """A reverse proxy on 127.0.0.1 in front of moto that answers a share of requests with an AWS error
+    instead of forwarding them: HTTP 500, 503, or throttling (S3 ``SlowDown`` 503, SQS
+    ``ThrottlingException``). Seeded, so the sequence of decisions is reproducible. Runs its own event loop in
+    a thread."""
 
     KINDS = ("500", "503", "throttle")
 
@@ -100,19 +119,33 @@ class FaultProxy:
         async def handle(request: web.Request) -> web.StreamResponse:
             body = await request.read()
             json_protocol = "x-amz-json" in request.headers.get("Content-Type", "")
-            s3 = not json_protocol and "X-Amz-Target" not in request.headers and not _is_sqs_query(body, request)
+            s3 = (
+                not json_protocol
+                and "X-Amz-Target" not in request.headers
+                and not _is_sqs_query(body, request)
+            )
             if self.enabled and self._rng.random() < self.share:
                 kind = self._rng.choice(self.KINDS)
                 self.faults[f"{'s3' if s3 else 'sqs'}_{kind}"] += 1
                 status, ctype, text = _fault_body(kind, json_protocol, s3)
-                return web.Response(status=status, body=text.encode(), content_type=None,
-                                    headers={"Content-Type": ctype, "x-amz-request-id": "chaos"})
+                return web.Response(
+                    status=status,
+                    body=text.encode(),
+                    content_type=None,
+                    headers={"Content-Type": ctype, "x-amz-request-id": "chaos"},
+                )
             if self._session is None:
-                self._session = aiohttp.ClientSession(auto_decompress=False,
-                                                      timeout=aiohttp.ClientTimeout(total=60))
+                self._session = aiohttp.ClientSession(
+                    auto_decompress=False, timeout=aiohttp.ClientTimeout(total=60)
+                )
             headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
-            async with self._session.request(request.method, self.target + request.path_qs, headers=headers,
-                                       data=body, allow_redirects=False) as upstream:
+            async with self._session.request(
+                request.method,
+                self.target + request.path_qs,
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+            ) as upstream:
                 data = await upstream.read()
                 out = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
                 if "Content-Encoding" in upstream.headers:
@@ -136,12 +169,16 @@ class FaultProxy:
 
 
 def _is_sqs_query(body: bytes, request: web.Request) -> bool:
-    return request.method == "POST" and b"Action=" in body[:200] and "Version=" in body[:400].decode(errors="ignore")
+    return (
+        request.method == "POST"
+        and b"Action=" in body[:200]
+        and "Version=" in body[:400].decode(errors="ignore")
+    )
 
 
 class SpotImds:
-    """A minimal EC2 instance-metadata service (IMDSv2: token first) for one agent; ``interrupt()`` posts the spot
-    interruption notice AWS gives two minutes before the end."""
+    """A minimal EC2 instance-metadata service (IMDSv2: token first) for one agent; ``interrupt()`` posts the
+    spot interruption notice AWS gives two minutes before the end."""
 
     def __init__(self) -> None:
         self.action: dict[str, str] | None = None
@@ -150,7 +187,9 @@ class SpotImds:
 
         class Handler(BaseHTTPRequestHandler):
             def do_PUT(self) -> None:
-                if self.path != "/latest/api/token" or not self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
+                if self.path != "/latest/api/token" or not self.headers.get(
+                    "X-aws-ec2-metadata-token-ttl-seconds"
+                ):
                     return self._reply(400, "bad token request")
                 token = secrets.token_urlsafe(16)
                 imds._tokens.add(token)
@@ -223,8 +262,13 @@ class Processes:
         if imds is not None:
             env["IMDS_URL"] = imds.url
         with open(log, "wb") as out:
-            popen = subprocess.Popen([sys.executable, "-m", "photogen.cli", kind], env=env, stdout=out,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "photogen.cli", kind],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         proc = Proc(name, popen, log, imds)
         self.procs.append(proc)
         return proc

@@ -1,5 +1,5 @@
-"""Chaos benchmark: mixed orders from several members while agents die, spot notices arrive, the bot restarts and
-S3/SQS answer a share of requests with 5xx/throttling errors.
+"""Chaos benchmark: mixed orders from several members while agents die, spot notices arrive, the bot restarts
+and S3/SQS answer a share of requests with 5xx/throttling errors.
 
     python bench/chaos.py [--quick] [--orders 50] [--members 5] [--fault-share 0.05] [--seed 7]
 
@@ -12,12 +12,12 @@ order, random agents are SIGKILLed (and replaced), one agent gets a spot interru
 instance-metadata service (it drains and exits; a replacement starts), and the bot is restarted twice: first
 with SIGTERM (a deploy), then with SIGKILL (a crash).
 
-Afterwards (faults off, a settle period) it reads what members saw in the sim, the order store and the blob store:
-lost orders (no result, failure notice or cancel answer), orders posted twice, orphan blobs (under users/ with no
-live row referring to them, checkpoints of finished jobs), stuck orders (not final, or an undelivered outbox row)
-and credit mismatches (per (server, member): balance = granted − charged + refunded; failed/cancelled orders
-refunded in full, delivered ones not refunded).
-Goal: 0 lost, 0 posted twice, 0 orphan blobs, 0 stuck, 0 credit mismatches.
+Afterwards (faults off, a settle period) it reads what members saw in the sim, the order store and the blob
+store: lost orders (no result, failure notice or cancel answer), orders posted twice, orphan blobs (under
+users/ with no live row referring to them, checkpoints of finished jobs), stuck orders (not final, or an
+undelivered outbox row) and credit mismatches (per (server, member): balance = granted − charged + refunded;
+failed/cancelled orders refunded in full, delivered ones not refunded). Goal: 0 lost, 0 posted twice, 0 orphan
+blobs, 0 stuck, 0 credit mismatches.
 """
 
 from __future__ import annotations
@@ -45,7 +45,17 @@ from sqlmodel import select
 
 from photogen.assets import demo_photos
 from photogen.discord_sim import DiscordSim
-from storage import Delivery, Image, Job, MemberStanding, Order, TrainedModel, migrate, open_engine, read_session
+from storage import (
+    Delivery,
+    Image,
+    Job,
+    MemberStanding,
+    Order,
+    TrainedModel,
+    migrate,
+    open_engine,
+    read_session,
+)
 from storage.blobs import open_blob_store
 from storage.models import FINAL_STATUSES
 from storage.settings import Settings, load_settings
@@ -76,7 +86,8 @@ async def _bot_up(run: Run, timeout: float = 60) -> None:
 
 async def _command(run: Run, member: Any, name: str, options: dict[str, Any], **kw: Any) -> Any:
     """A member runs a command, and runs it again (as a person would) when the bot never acknowledged it ("The
-    application did not respond": it was down) or went down before answering; otherwise waits for the answer."""
+    application did not respond": it was down) or went down before answering; otherwise waits for the
+    answer."""
     for _ in range(4):
         await _bot_up(run)
         generation = run.chaos["bot_restarts"]
@@ -88,8 +99,9 @@ async def _command(run: Run, member: Any, name: str, options: dict[str, Any], **
             await asyncio.sleep(1)
             continue
         try:
-            await run.sim.wait_until(lambda i=inter, g=generation: _answered(i) or run.chaos["bot_restarts"] != g,
-                                     ANSWER_TIMEOUT)
+            await run.sim.wait_until(
+                lambda i=inter, g=generation: _answered(i) or run.chaos["bot_restarts"] != g, ANSWER_TIMEOUT
+            )
         except Exception:  # noqa: BLE001 - acknowledged, never answered by a live bot: the audit judges it
             run.late_answers += 1
             return None
@@ -114,16 +126,27 @@ def _model_ready(run: Run, user_id: int) -> bool:
     engine = open_engine(run.settings.database_url)
     try:
         with read_session(engine) as s:
-            return s.exec(select(TrainedModel).where(TrainedModel.user_id == str(user_id),
-                                                     TrainedModel.status == "ready")).first() is not None
+            return (
+                s.exec(
+                    select(TrainedModel).where(
+                        TrainedModel.user_id == str(user_id), TrainedModel.status == "ready"
+                    )
+                ).first()
+                is not None
+            )
     finally:
         engine.dispose()
 
 
 async def _member(run: Run, member: Any, renders: int, cancels: int, followups: int) -> None:
     """One member: trains a model, waits for it, then orders pictures (some cancelled, some followed up)."""
-    await _command(run, member, "train", {"name": f"{member.name}-model", "class_word": "person"},
-                   attachments=demo_photos())
+    await _command(
+        run,
+        member,
+        "train",
+        {"name": f"{member.name}-model", "class_word": "person"},
+        attachments=demo_photos(),
+    )
     while not _model_ready(run, member.id):
         if time.monotonic() > run.deadline:
             return
@@ -131,8 +154,12 @@ async def _member(run: Run, member: Any, renders: int, cancels: int, followups: 
     for i in range(renders):
         if time.monotonic() > run.deadline:
             return
-        status = await _command(run, member, "imagine", {"prompt": f"a photo of {{subject}} #{i}",
-                                                         "count": 1 + i % 2, "seed": run.rng.randrange(10**6)})
+        status = await _command(
+            run,
+            member,
+            "imagine",
+            {"prompt": f"a photo of {{subject}} #{i}", "count": 1 + i % 2, "seed": run.rng.randrange(10**6)},
+        )
         order_id = _order_id_of(status)
         if order_id and i < cancels:
             await _command(run, member, "cancel", {"order": order_id})
@@ -145,7 +172,10 @@ async def _follow_up(run: Run, member: Any, order_id: str) -> None:
     """Waits for the result and presses V1 or U1 on it (a new order)."""
     try:
         result = await run.sim.wait_for_message(
-            run.channel, lambda m: any(c.startswith(f"pg:up:{order_id}:") for c in m.custom_ids()), timeout=120)
+            run.channel,
+            lambda m: any(c.startswith(f"pg:up:{order_id}:") for c in m.custom_ids()),
+            timeout=120,
+        )
     except Exception:  # noqa: BLE001 - no result (yet): the audit will say why
         return
     action = run.rng.choice(("var", "up"))
@@ -164,7 +194,9 @@ async def _keep_agents(run: Run) -> None:
     """The supervisor (compose's restart policy, the ASG): two agents, a fresh one for each that died."""
     while not run.stop:
         while len(run.procs.live("agent")) < AGENTS:
-            run.procs.spawn("agent", SpotImds(), AGENT_WORK_DIR=str(run.procs.tmp / f"agent{run.chaos['spawned']}"))
+            run.procs.spawn(
+                "agent", SpotImds(), AGENT_WORK_DIR=str(run.procs.tmp / f"agent{run.chaos['spawned']}")
+            )
             run.chaos["spawned"] += 1
         await asyncio.sleep(0.5)
 
@@ -173,7 +205,9 @@ def _busy_first(agents: list, rng: random.Random) -> list:
     """Agents working on a job first (their last job line is a start), in random order within each group."""
 
     def busy(proc: Any) -> bool:
-        lines = [ln for ln in proc.text().splitlines() if ") started" in ln or "released" in ln or " done" in ln]
+        lines = [
+            ln for ln in proc.text().splitlines() if ") started" in ln or "released" in ln or " done" in ln
+        ]
         return bool(lines) and ") started" in lines[-1]
 
     rng.shuffle(agents)
@@ -192,8 +226,11 @@ async def _restart_bot(run: Run, sig: int) -> None:
 async def _chaos(run: Run, kills: int, span_s: float) -> None:
     """Over ``span_s``: SIGKILL ``kills`` random agents, one spot notice, the bot SIGTERMed then SIGKILLed."""
     events = [("kill", run.rng.uniform(0.1, 0.95) * span_s) for _ in range(kills)]
-    events += [("spot", run.rng.uniform(0.2, 0.6) * span_s), ("bot_term", 0.3 * span_s),
-               ("bot_kill", 0.75 * span_s)]
+    events += [
+        ("spot", run.rng.uniform(0.2, 0.6) * span_s),
+        ("bot_term", 0.3 * span_s),
+        ("bot_kill", 0.75 * span_s),
+    ]
     start = time.monotonic()
     for what, at in sorted(events, key=lambda e: e[1]):
         await asyncio.sleep(max(0.0, start + at - time.monotonic()))
@@ -216,9 +253,17 @@ def _rows(settings: Settings) -> dict[str, list]:
     engine = open_engine(settings.database_url)
     try:
         with read_session(engine) as s:
-            return {name: list(s.exec(select(model)).all()) for name, model in (
-                ("orders", Order), ("jobs", Job), ("models", TrainedModel), ("images", Image),
-                ("deliveries", Delivery), ("standing", MemberStanding))}
+            return {
+                name: list(s.exec(select(model)).all())
+                for name, model in (
+                    ("orders", Order),
+                    ("jobs", Job),
+                    ("models", TrainedModel),
+                    ("images", Image),
+                    ("deliveries", Delivery),
+                    ("standing", MemberStanding),
+                )
+            }
     finally:
         engine.dispose()
 
@@ -226,7 +271,8 @@ def _rows(settings: Settings) -> dict[str, list]:
 def _settled(settings: Settings) -> bool:
     rows = _rows(settings)
     return all(o.status in FINAL_STATUSES for o in rows["orders"]) and all(
-        d.status != "pending" for d in rows["deliveries"])
+        d.status != "pending" for d in rows["deliveries"]
+    )
 
 
 def _text(message: Any) -> str:
@@ -237,45 +283,83 @@ def audit(sim: DiscordSim, settings: Settings) -> dict[str, Any]:
     rows = _rows(settings)
     orders: list[Order] = rows["orders"]
     messages = [m for m in sim.all_messages.values() if not m.deleted]
-    findings: dict[str, list] = {"lost": [], "posted_twice": [], "stuck": [], "credit_mismatches": [],
-                                 "orphan_blobs": []}
+    findings: dict[str, list] = {
+        "lost": [],
+        "posted_twice": [],
+        "stuck": [],
+        "credit_mismatches": [],
+        "orphan_blobs": [],
+    }
     for o in orders:
-        results = [m for m in messages if m.author.bot and (
-            any(c.split(":")[2:3] == [o.id] for c in m.custom_ids() if c.startswith(("pg:up:", "pg:rr:")))
-            or ("trained and ready" in m.content and f"`{o.id}`" in _text(m)))]
-        failures = [m for m in messages if m.author.bot and "Your order failed" in _text(m) and f"`{o.id}`" in _text(m)]
-        cancel_answers = [m for m in messages if m.author.bot and f"`{o.id}`" in m.content and "cancelled" in m.content]
+        results = [
+            m
+            for m in messages
+            if m.author.bot
+            and (
+                any(c.split(":")[2:3] == [o.id] for c in m.custom_ids() if c.startswith(("pg:up:", "pg:rr:")))
+                or ("trained and ready" in m.content and f"`{o.id}`" in _text(m))
+            )
+        ]
+        failures = [
+            m
+            for m in messages
+            if m.author.bot and "Your order failed" in _text(m) and f"`{o.id}`" in _text(m)
+        ]
+        cancel_answers = [
+            m for m in messages if m.author.bot and f"`{o.id}`" in m.content and "cancelled" in m.content
+        ]
         posts = len(results) + len(failures)
         if posts > 1:
-            findings["posted_twice"].append({"order": o.id, "kind": o.kind, "status": o.status,
-                                             "results": len(results), "failure_notices": len(failures)})
+            findings["posted_twice"].append(
+                {
+                    "order": o.id,
+                    "kind": o.kind,
+                    "status": o.status,
+                    "results": len(results),
+                    "failure_notices": len(failures),
+                }
+            )
         if posts == 0 and not (o.status == "cancelled" and cancel_answers):
-            findings["lost"].append({"order": o.id, "kind": o.kind, "status": o.status, "error": o.error_code})
+            findings["lost"].append(
+                {"order": o.id, "kind": o.kind, "status": o.status, "error": o.error_code}
+            )
         if o.status not in FINAL_STATUSES:
             findings["stuck"].append({"order": o.id, "kind": o.kind, "status": o.status})
         expected_refund = o.credits_charged if o.status in ("failed", "cancelled") else 0
         if o.status in FINAL_STATUSES and o.credits_refunded != expected_refund:
-            findings["credit_mismatches"].append({"order": o.id, "status": o.status, "charged": o.credits_charged,
-                                                  "refunded": o.credits_refunded})
+            findings["credit_mismatches"].append(
+                {
+                    "order": o.id,
+                    "status": o.status,
+                    "charged": o.credits_charged,
+                    "refunded": o.credits_refunded,
+                }
+            )
     for d in rows["deliveries"]:
         if d.status == "pending":
             findings["stuck"].append({"delivery": d.id, "order": d.order_id, "kind": d.kind})
     for st in rows["standing"]:
         mine = [o for o in orders if (o.guild_id or "") == st.guild_id and o.user_id == st.user_id]
-        expected = st.credits_granted - sum(o.credits_charged for o in mine) + sum(o.credits_refunded for o in mine)
+        expected = (
+            st.credits_granted - sum(o.credits_charged for o in mine) + sum(o.credits_refunded for o in mine)
+        )
         if st.credits != expected:
-            findings["credit_mismatches"].append({"member": st.user_id, "credits": st.credits, "expected": expected})
+            findings["credit_mismatches"].append(
+                {"member": st.user_id, "credits": st.credits, "expected": expected}
+            )
     findings["orphan_blobs"] = _orphans(settings, rows)
     by_status = Counter(o.status for o in orders)
     return {"rows": rows, "findings": findings, "by_status": by_status}
 
 
 def _orphans(settings: Settings, rows: dict[str, list]) -> list[dict[str, Any]]:
-    """Blobs no live row refers to: per-member data without its order/model/image, checkpoints of finished jobs."""
+    """Blobs no live row refers to: per-member data without its order/model/image, checkpoints of finished
+    jobs."""
     orders = {o.id: o for o in rows["orders"]}
     jobs = {j.id: j for j in rows["jobs"]}
     models = {m.id for m in rows["models"]}
-    referenced = {i.blob_key for i in rows["images"]} | {o.preview_key for o in orders.values() if o.preview_key}
+    referenced = {i.blob_key for i in rows["images"]}
+    referenced |= {o.preview_key for o in orders.values() if o.preview_key}
     for d in rows["deliveries"]:
         referenced.update(d.payload.get("image_keys", []))
     orphans = []
@@ -286,10 +370,18 @@ def _orphans(settings: Settings, rows: dict[str, list]) -> list[dict[str, Any]]:
 
     for key in open_blob_store(settings).list(""):
         parts = key.split("/")
-        if parts[0] == "users" and len(parts) > 3:  # users/{member}/{kind}/{id}/... (checkpoints, done: both layouts)
+        if (
+            parts[0] == "users" and len(parts) > 3
+        ):  # users/{member}/{kind}/{id}/... (checkpoints, done: both layouts)
             kind, owner = parts[2], parts[3].removesuffix(".json")
-            ok = {"photos": owner in orders, "models": owner in models, "renders": key in referenced,
-                  "previews": owner in jobs, "checkpoints": live_job(owner), "done": owner in jobs}.get(kind, False)
+            ok = {
+                "photos": owner in orders,
+                "models": owner in models,
+                "renders": key in referenced,
+                "previews": owner in jobs,
+                "checkpoints": live_job(owner),
+                "done": owner in jobs,
+            }.get(kind, False)
         elif parts[0] == "checkpoints" and len(parts) > 1:
             ok = live_job(parts[1])
         elif parts[0] == "done" and len(parts) > 1:
@@ -300,8 +392,14 @@ def _orphans(settings: Settings, rows: dict[str, list]) -> list[dict[str, Any]]:
             job_id = parts[3] if parts[0] == "users" and len(parts) > 3 else parts[-1]
             job = jobs.get(job_id.removesuffix(".json")) or jobs.get(parts[1] if len(parts) > 1 else "")
             order = orders.get(job.order_id) if job is not None else None
-            orphans.append({"key": key, "order": order.id if order else None, "kind": order.kind if order else None,
-                            "order_status": order.status if order else None})
+            orphans.append(
+                {
+                    "key": key,
+                    "order": order.id if order else None,
+                    "kind": order.kind if order else None,
+                    "order_status": order.status if order else None,
+                }
+            )
     return orphans
 
 
@@ -317,15 +415,35 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     channel = sim.add_channel(guild, "studio")
     members = [sim.add_member(guild, f"member{i}") for i in range(args.members)]
     common: dict[str, Any] = {
-        "database_url": f"sqlite:///{tmp / 'photogen.db'}", "queue_url": "sqs://",
-        "blob_url": "s3://chaos/photogen", "queue_prefix": "chaos", "aws_region": "us-east-1",
-        "discord_api_base": sim.api_base, "discord_gateway_url": sim.gateway_url,
-        "discord_token": SecretStr(sim.token), "base_model": "tiny-sd", "model_cache_dir": str(tmp / "models"),
-        "train_steps": args.train_steps, "train_resolution": 64, "render_steps": 2, "render_size": 64,
-        "checkpoint_every_steps": 1, "agent_lease_s": 20, "agent_heartbeat_s": 4, "agent_poll_wait_s": 1,
-        "agent_progress_every_s": 1, "agent_retry_delay_s": 1, "imds_poll_s": 0.5, "agent_drain_s": 2,
-        "agent_metrics_port": 0, "bot_http_port": 0, "bot_event_wait_s": 0.5, "starting_credits": 1000,
-        "bot_rate_limit_per_minute": 1000, "bot_max_concurrent_orders": 100, "bot_daily_order_quota": 1000,
+        "database_url": f"sqlite:///{tmp / 'photogen.db'}",
+        "queue_url": "sqs://",
+        "blob_url": "s3://chaos/photogen",
+        "queue_prefix": "chaos",
+        "aws_region": "us-east-1",
+        "discord_api_base": sim.api_base,
+        "discord_gateway_url": sim.gateway_url,
+        "discord_token": SecretStr(sim.token),
+        "base_model": "tiny-sd",
+        "model_cache_dir": str(tmp / "models"),
+        "train_steps": args.train_steps,
+        "train_resolution": 64,
+        "render_steps": 2,
+        "render_size": 64,
+        "checkpoint_every_steps": 1,
+        "agent_lease_s": 20,
+        "agent_heartbeat_s": 4,
+        "agent_poll_wait_s": 1,
+        "agent_progress_every_s": 1,
+        "agent_retry_delay_s": 1,
+        "imds_poll_s": 0.5,
+        "agent_drain_s": 2,
+        "agent_metrics_port": 0,
+        "bot_http_port": 0,
+        "bot_event_wait_s": 0.5,
+        "starting_credits": 1000,
+        "bot_rate_limit_per_minute": 1000,
+        "bot_max_concurrent_orders": 100,
+        "bot_daily_order_quota": 1000,
     }
     settings = load_settings(**common, aws_endpoint_url=proxy.url)
     audit_settings = load_settings(**common, aws_endpoint_url=moto_url)
@@ -343,8 +461,9 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         renders = [max(0, n - (1 if i < args.followups else 0)) for i, n in enumerate(per)]
         cancels = [1 if i < args.cancels else 0 for i in range(args.members)]
         followups = [1 if i < args.followups else 0 for i in range(args.members)]
-        work = asyncio.gather(*(_member(run, m, renders[i], cancels[i], followups[i])
-                                for i, m in enumerate(members)))
+        work = asyncio.gather(
+            *(_member(run, m, renders[i], cancels[i], followups[i]) for i, m in enumerate(members))
+        )
         await asyncio.gather(work, _chaos(run, args.kills, args.chaos_s))
         placed_s = time.monotonic() - started
         proxy.enabled = False  # settle: the storm is over
@@ -377,7 +496,9 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "orders_placed": len(orders),
         "orders_by_kind": dict(Counter(o.kind for o in orders)),
         "delivered": result["by_status"]["delivered"],
-        "failed_and_refunded": sum(1 for o in orders if o.status == "failed" and o.credits_refunded == o.credits_charged),
+        "failed_and_refunded": sum(
+            1 for o in orders if o.status == "failed" and o.credits_refunded == o.credits_charged
+        ),
         "cancelled": result["by_status"]["cancelled"],
         "lost": len(f["lost"]),
         "posted_twice": len(f["posted_twice"]),
@@ -405,7 +526,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="9 orders from 3 members")
     ap.add_argument("--orders", type=count(1), default=None, help="orders to place (default 50; quick 9)")
     ap.add_argument("--members", type=count(1), default=None, help="members ordering (default 5; quick 3)")
-    ap.add_argument("--fault-share", type=float, default=0.05, help="share of S3/SQS requests answered with an error")
+    ap.add_argument(
+        "--fault-share", type=float, default=0.05, help="share of S3/SQS requests answered with an error"
+    )
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--verbose", action="store_true", help="print the tail of every process's log")
     args = ap.parse_args()

@@ -101,6 +101,7 @@ class FaultProxy:
         self._thread = threading.Thread(target=self._serve, name="fault-proxy", daemon=True)
         self.url = ""
         self._session: aiohttp.ClientSession | None = None
+        self._runner: web.AppRunner | None = None
 
     def start(self) -> FaultProxy:
         self._thread.start()
@@ -110,6 +111,8 @@ class FaultProxy:
     def stop(self) -> None:
         if self._session is not None:
             asyncio.run_coroutine_threadsafe(self._session.close(), self._loop).result(10)
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 
@@ -158,6 +161,7 @@ class FaultProxy:
             app.router.add_route("*", "/{tail:.*}", handle)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
+            self._runner = runner
             site = web.TCPSite(runner, "127.0.0.1", 0)
             await site.start()
             port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]

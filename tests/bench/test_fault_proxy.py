@@ -1,6 +1,7 @@
 """bench/_system.FaultProxy (the chaos benchmark's stand-in for AWS's 5xx/throttling answers): boto3
-recognises its errors as retryable, so the product's own clients get through a faulty proxy; with every request faulted
-the error is one AWS would send (S3 ``SlowDown``/``InternalError``, SQS ``ThrottlingException``/…)."""
+recognises its errors as retryable, so the product's own clients get through a faulty proxy; with every
+request faulted the error is one AWS would send (S3 ``SlowDown``/``InternalError``, SQS
+``ThrottlingException``/…)."""
 
 from __future__ import annotations
 

@@ -493,6 +493,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "quick": args.quick,
         "seed": args.seed,
         "members": args.members,
+        "orders_planned": args.orders,
         "orders_placed": len(orders),
         "orders_by_kind": dict(Counter(o.kind for o in orders)),
         "delivered": result["by_status"]["delivered"],

@@ -43,6 +43,7 @@ import boto3
 from pydantic import SecretStr
 from sqlmodel import select
 
+from cloud.queues import open_queues
 from photogen.assets import demo_photos
 from photogen.discord_sim import DiscordSim
 from storage import (
@@ -352,6 +353,15 @@ def audit(sim: DiscordSim, settings: Settings) -> dict[str, Any]:
     return {"rows": rows, "findings": findings, "by_status": by_status}
 
 
+def _dead_letters(settings: Settings) -> int:
+    """Messages in the dead-letter queues at the end: work the system gave up on."""
+    queues = open_queues(settings)
+    try:
+        return sum(q.dead_letter_depth() for q in queues.all())
+    finally:
+        queues.close()
+
+
 def _orphans(settings: Settings, rows: dict[str, list]) -> list[dict[str, Any]]:
     """Blobs no live row refers to: per-member data without its order/model/image, checkpoints of finished
     jobs."""
@@ -474,6 +484,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         run.stop = True
         await keeper
         result = audit(sim, audit_settings)
+        dead_letters = _dead_letters(audit_settings)
     finally:
         procs.stop_all()
         await sim.stop()
@@ -506,6 +517,8 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "orphan_blobs": len(f["orphan_blobs"]),
         "stuck": len(f["stuck"]),
         "credit_mismatches": len(f["credit_mismatches"]),
+        "dead_letters": dead_letters,
+        "sim_unhandled_requests": len(sim.unhandled),
         "faults_injected": dict(proxy.faults),
         "requests_forwarded": proxy.forwarded,
         "agent_kills": run.chaos["agent_kills"],

@@ -23,13 +23,24 @@ def _configure_logging(settings: Settings) -> None:
 
 
 def cmd_bot(settings: Settings, args: argparse.Namespace) -> int:
-    from bot import run_bot
+    import discord
 
-    run_bot(settings)
+    from bot import run_bot
+    from photogen.doctor import preflight
+
+    preflight(settings, "bot")
+    try:
+        run_bot(settings)
+    except discord.LoginFailure:
+        raise SystemExit("photogen bot: Discord refused DISCORD_TOKEN — fix: developer portal → your application "
+                         "→ Bot → Reset Token; put the new one in .env") from None
     return 0
 
 
 def cmd_agent(settings: Settings, args: argparse.Namespace) -> int:
+    from photogen.doctor import preflight
+
+    preflight(settings, "agent")
     from gpu_agent.agent import run_agent
 
     run_agent(settings)
@@ -64,9 +75,18 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from photogen.doctor import check_folder
     from storage import migrate
+    from storage.db import database_path
 
-    migrate(settings.database_url)
+    problem = check_folder("DATABASE_URL", database_path(settings.database_url))
+    if problem is not None:
+        raise SystemExit(f"photogen migrate: {problem.detail} — fix: {problem.fix}")
+    try:
+        migrate(settings.database_url)
+    except Exception as err:  # noqa: BLE001 - one line naming the setting, never a traceback
+        raise SystemExit(f"photogen migrate: DATABASE_URL {settings.database_url}: {type(err).__name__}: "
+                         f"{str(err).splitlines()[0]}") from None
     print(f"database schema is up to date: {settings.database_url}")
     return 0
 
@@ -74,7 +94,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
     from photogen.doctor import run_doctor
 
-    return run_doctor(settings, offline=args.offline)
+    return run_doctor(settings, offline=args.offline, role=args.role)
 
 
 def cmd_healthcheck(settings: Settings | None, args: argparse.Namespace) -> int:
@@ -120,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check settings, database, queues, blobs, Discord, GPU and base model")
     doctor.add_argument("--offline", action="store_true", help="skip the checks that need the internet")
+    doctor.add_argument("--role", choices=["bot", "agent", "all"], default=None,
+                        help="what this host runs (default: all where torch is installed, else bot)")
     doctor.set_defaults(func=cmd_doctor)
 
     health = sub.add_parser("healthcheck", help="exit 0 if URL answers 2xx (container healthchecks)")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import mimetypes
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -18,6 +20,14 @@ log = logging.getLogger(__name__)
 
 # prometheus_client's default registry takes one collector per name per process; tests start many bots.
 _store_metrics_registered = False
+
+
+def _supervised_children(state_file: str) -> dict[str, dict[str, object]]:
+    """What `photogen all` recorded about its children; an unreadable record counts as one child down."""
+    try:
+        return dict(json.loads(Path(state_file).read_text())["children"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"supervisor": {"up": False}}
 
 
 class HttpSide:
@@ -57,7 +67,13 @@ class HttpSide:
 
     async def healthz(self, request: web.Request) -> web.Response:
         ready = self.bot.is_ready() and not self.bot.is_closed()
-        return web.json_response({"ok": ready, "discord": ready}, status=200 if ready else 503)
+        body: dict[str, object] = {"ok": ready, "discord": ready}
+        state_file = self.bot.settings.supervisor_state_file
+        if state_file:  # under `photogen all`: unhealthy while the supervisor restarts a child
+            children = _supervised_children(state_file)
+            body["children"] = children
+            body["ok"] = ready = ready and all(c.get("up") for c in children.values())
+        return web.json_response(body, status=200 if ready else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
         body = generate_latest()

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from storage.settings import Settings, load_settings
 
@@ -48,24 +47,15 @@ def cmd_agent(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_all(settings: Settings, args: argparse.Namespace) -> int:
-    """Bot and one agent on this host, as two supervised child processes sharing the embedded backends."""
-    from storage import migrate
+    """Bot and one agent on this host, as two supervised child processes sharing the embedded backends: a child
+    that dies is restarted (backoff 1 s doubling to 30 s) and the bot's /healthz answers 503 while one is down."""
+    from photogen.supervisor import Child, Supervisor
+    from storage.db import database_path
 
-    migrate(settings.database_url)
-    children = [
-        subprocess.Popen([sys.executable, "-m", "photogen.cli", "bot"]),
-        subprocess.Popen([sys.executable, "-m", "photogen.cli", "agent"]),
-    ]
-
-    def stop(*_: object) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    codes = [child.wait() for child in children]
-    return max(codes)
+    cmd_migrate(settings, args)
+    state = Path(settings.supervisor_state_file or database_path(settings.database_url).parent / "photogen-all.json")
+    children = [Child(name, [sys.executable, "-m", "photogen.cli", name]) for name in ("bot", "agent")]
+    return Supervisor(children, state, env={"SUPERVISOR_STATE_FILE": str(state.absolute())}).run()
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:

@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     bot_http_host: str = Field("127.0.0.1", description="Bind address of the bot's HTTP side.")
     bot_http_port: int = Field(8080, ge=0, le=65535, description="Port of the bot's HTTP side (health, metrics).")
     dashboard_token: SecretStr | None = Field(None, description="Bearer token for the admin dashboard.")
+    supervisor_state_file: str | None = Field(
+        None, description="Set by `photogen all` for its bot: where the supervisor records its children; "
+        "/healthz answers 503 while one is down.",
+    )
 
     # --- photos and orders --------------------------------------------------------------
     min_good_photos: int = Field(5, ge=1, le=20, description="Good photos needed to accept a training set.")

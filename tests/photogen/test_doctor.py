@@ -38,7 +38,7 @@ def _run(argv: list[str], env: dict[str, str], *, as_nobody: bool = False, timeo
     if as_nobody and os.geteuid() == 0:  # root writes anywhere: the check runs as an ordinary user
         prefix = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
     return subprocess.run([*prefix, sys.executable, "-m", "photogen.cli", *argv], env={**base, **env}, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def _files(root: Path) -> list[str]:

@@ -38,7 +38,7 @@ def _healthz(port: int) -> tuple[int, dict]:
         return 0, {}
 
 
-async def _until(predicate, timeout: float, every: float = 0.05):  # noqa: ANN001, ANN202
+async def _until(predicate, timeout: float, every: float = 0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = await asyncio.to_thread(predicate)
@@ -74,7 +74,7 @@ async def test_a_killed_child_comes_back_and_healthz_is_unhealthy_meanwhile(tmp_
             await _until(lambda: _healthz(port)[0] == 200, timeout=90)
             agent_pid = _state(state_file)["agent"]["pid"]
             os.kill(agent_pid, signal.SIGKILL)
-            status, body = await _until(lambda: (s := _healthz(port))[0] == 503 and s, timeout=10)
+            _, body = await _until(lambda: (s := _healthz(port))[0] == 503 and s, timeout=10)
             assert body["children"]["agent"]["up"] is False and body["discord"] is True
             await _until(lambda: _healthz(port)[0] == 200, timeout=30)
             agent = _state(state_file)["agent"]

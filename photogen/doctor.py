@@ -234,7 +234,6 @@ def check_base_model(settings: Settings, offline: bool, ask_hub: bool = True) ->
     """BASE_MODEL by the agent's own rule (gpu_agent.engine.model_source), in MODEL_CACHE_DIR."""
     model, cache = settings.base_model, settings.model_cache_dir
     source = resolve_model_source(model)
-    sizes = size_mismatch(model, cache, settings.train_resolution, settings.render_size)
     if source.kind == "tiny":
         return Check("base model", True, f"{model}: built-in tiny random test model — it draws noise, not people",
                      "set BASE_MODEL to a hub id (e.g. stable-diffusion-v1-5/stable-diffusion-v1-5) or a local path",
@@ -256,16 +255,16 @@ def check_base_model(settings: Settings, offline: bool, ask_hub: bool = True) ->
         if not (source.path / "model_index.json").is_file():
             return Check("base model", False, f"BASE_MODEL {source.path}: no model_index.json there",
                          "point BASE_MODEL at a folder saved with save_pretrained, or use a hub id")
-        return _with_sizes(Check("base model", True, f"{source.path}: a diffusers pipeline folder"), sizes)
+        return Check("base model", True, f"{source.path}: a diffusers pipeline folder")
     if cached_hub_snapshot(model, cache) is not None:
-        return _with_sizes(Check("base model", True, f"{model}: in the model cache {cache}"), sizes)
+        return Check("base model", True, f"{model}: in the model cache {cache}")
     fetch = download_command(model, cache)
     if offline:
         return Check("base model", False, f"BASE_MODEL {model}: not in the model cache {cache} (--offline)",
                      f"run `{fetch}` (here, or where there is internet, then copy {cache} here)")
     if not ask_hub:
-        return _with_sizes(Check("base model", True, f"{model}: not yet in {cache}; the agent downloads it on "
-                                 "first use", f"download it now: `{fetch}`", warning=True), sizes)
+        return Check("base model", True, f"{model}: not yet in {cache}; the agent downloads it on "
+                                 "first use", f"download it now: `{fetch}`", warning=True)
     try:
         from huggingface_hub import file_exists
 
@@ -276,16 +275,20 @@ def check_base_model(settings: Settings, offline: bool, ask_hub: bool = True) ->
     if not exists:
         return Check("base model", False, f"BASE_MODEL {model}: no such diffusers model on the hub",
                      "check the id (org/name) on the hub")
-    return _with_sizes(Check("base model", True, f"{model}: on the hub, not yet in {cache}; the agent downloads it "
+    return Check("base model", True, f"{model}: on the hub, not yet in {cache}; the agent downloads it "
                              "on first use (SD 1.5 ≈ 5 GB, SDXL ≈ 7 GB)", f"download it now: `{fetch}`",
-                             warning=True), sizes)
+                             warning=True)
 
 
-def _with_sizes(check: Check, mismatch: str | None) -> Check:
+def check_sizes(settings: Settings) -> Check:
+    """TRAIN_RESOLUTION and RENDER_SIZE against the base model's family (SDXL: 1024; SD 1.x: 512)."""
+    mismatch = size_mismatch(settings.base_model, settings.model_cache_dir, settings.train_resolution,
+                             settings.render_size)
     if mismatch is None:
-        return check
-    return Check(check.name, True, f"{check.detail}; {mismatch}", "set TRAIN_RESOLUTION and RENDER_SIZE to match "
-                 "the model (SDXL: 1024, SD 1.x: 512)", warning=True)
+        return Check("sizes", True, f"TRAIN_RESOLUTION={settings.train_resolution}, "
+                     f"RENDER_SIZE={settings.render_size}")
+    return Check("sizes", True, mismatch, "set TRAIN_RESOLUTION and RENDER_SIZE to match the model "
+                 "(SDXL: 1024, SD 1.x: 512)", warning=True)
 
 
 def run_checks(settings: Settings, offline: bool = False, role: Role | None = None) -> list[Check]:
@@ -299,7 +302,8 @@ def run_checks(settings: Settings, offline: bool = False, role: Role | None = No
     if role != "agent":
         steps.append(("discord", lambda: check_discord(settings, offline)))
     if role != "bot":
-        steps += [("gpu", lambda: check_gpu(settings)), ("base model", lambda: check_base_model(settings, offline))]
+        steps += [("gpu", lambda: check_gpu(settings)), ("base model", lambda: check_base_model(settings, offline)),
+                  ("sizes", lambda: check_sizes(settings))]
     results = []
     for name, step in steps:
         try:
@@ -332,7 +336,8 @@ def preflight(settings: Settings, command: str) -> None:
 
     checks: list[Callable[[], Check]] = []
     if command == "agent":
-        checks.append(lambda: check_base_model(settings, offline=_hub_offline(), ask_hub=False))
+        checks += [lambda: check_base_model(settings, offline=_hub_offline(), ask_hub=False),
+                   lambda: check_sizes(settings)]
     checks.append(lambda: check_data_folders(settings, "bot" if command == "bot" else "agent"))
     if command == "bot":
         checks += [lambda: check_database(settings), lambda: check_discord(settings, offline=True)]

@@ -102,8 +102,8 @@ def test_sdxl_with_512_sizes_is_warned(tmp_path: Path) -> None:
     assert size_mismatch("acme/big", cache, 1024, 1024) is None
     warning = size_mismatch("acme/big", cache, 512, 512)
     assert warning is not None and "SDXL needs 1024" in warning
-    check = doctor.check_base_model(load_settings(model_cache_dir=str(cache), base_model="acme/big",
-                                                  train_resolution=512, render_size=512), offline=True)
+    check = doctor.check_sizes(load_settings(model_cache_dir=str(cache), base_model="acme/big",
+                                             train_resolution=512, render_size=512))
     assert check.ok and check.warning and "TRAIN_RESOLUTION" in check.fix
     assert size_mismatch("tiny-sdxl", cache, 64, 64) is None
 

@@ -189,7 +189,9 @@ async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report
                 channel, lambda m: m.id not in before and m.author.bot and bool(m.attachments), timeout=600
             )
             label = "U1 (upscale)" if action == "up" else "V1 (variations)"
-            captions[done.id] = f"{label} of {captions[first.id]}"
+            for m in sim.messages(channel):  # every picture the bot posted since the click answers it
+                if m.id not in before and m.author.bot and m.attachments:
+                    captions.setdefault(m.id, f"{label} of {captions[first.id]}")
             timeline.add(f"clicked {label} → {len(done.files)} image(s)")
 
         await _settled(sim, channel, settings)
@@ -209,9 +211,10 @@ async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report
 
 
 async def _settled(sim: object, channel: object, settings: Settings, *, order_ids: list[str] | None = None,
-                   quiet_s: float = 2.0, timeout: float = 300) -> None:
+                   quiet_s: float = 8.0, timeout: float = 300) -> None:
     """Until the orders (``order_ids``, else all) are final and the bot has not posted or edited a message in
-    ``quiet_s``: the report shows what a member sees at the end, not a snapshot mid-edit."""
+    ``quiet_s`` (the bot spaces its status edits a few seconds apart): the report shows what a member sees at the
+    end, not a snapshot mid-edit."""
     from sqlmodel import select
 
     from storage import FINAL_STATUSES, Order, open_engine, read_session

@@ -189,6 +189,7 @@ async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report
                 channel, lambda m: m.id not in before and m.author.bot and bool(m.attachments), timeout=600
             )
             label = "U1 (upscale)" if action == "up" else "V1 (variations)"
+            await _settled(sim, channel, settings)  # the click's order is final: what it brought is all here
             for m in sim.messages(channel):  # every picture the bot posted since the click answers it
                 if m.id not in before and m.author.bot and m.attachments:
                     captions.setdefault(m.id, f"{label} of {captions[first.id]}")

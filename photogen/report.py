@@ -139,7 +139,7 @@ def _results_html(r: Report) -> list[str]:
             continue
         out.append(f"<div class='result'><h3>{esc(_title(r, m))}</h3><div class='grid'>")
         out += [f"<a href='{esc(f)}'><img src='{esc(f)}' alt='{esc(_title(r, m))}'"
-                f"{' class=sheet-img' if len(images) == 1 else ''}></a>" for f in images]
+                f"{' class=sheet-img' if len(images) == 1 or 'grid' in f.lower() else ''}></a>" for f in images]
         out.append("</div></div>")
     return out
 

@@ -8,8 +8,10 @@ BLOB_PUBLIC_BASE_URL."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import mimetypes
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -49,6 +51,14 @@ def require_link_base(settings: Settings) -> None:
         )
 
 
+def _supervised_children(state_file: str) -> dict[str, dict[str, object]]:
+    """What `photogen all` recorded about its children; an unreadable record counts as one child down."""
+    try:
+        return dict(json.loads(Path(state_file).read_text())["children"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"supervisor": {"up": False}}
+
+
 class HttpSide:
     def __init__(self, bot: PhotogenBot) -> None:
         self.bot = bot
@@ -86,7 +96,13 @@ class HttpSide:
 
     async def healthz(self, request: web.Request) -> web.Response:
         ready = self.bot.is_ready() and not self.bot.is_closed()
-        return web.json_response({"ok": ready, "discord": ready}, status=200 if ready else 503)
+        body: dict[str, object] = {"ok": ready, "discord": ready}
+        state_file = self.bot.settings.supervisor_state_file
+        if state_file:  # under `photogen all`: unhealthy while the supervisor restarts a child
+            children = _supervised_children(state_file)
+            body["children"] = children
+            body["ok"] = ready = ready and all(c.get("up") for c in children.values())
+        return web.json_response(body, status=200 if ready else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
         if not is_loopback(self.bot.settings.bot_http_host):

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from storage.settings import Settings, load_settings
 
@@ -23,13 +22,24 @@ def _configure_logging(settings: Settings) -> None:
 
 
 def cmd_bot(settings: Settings, args: argparse.Namespace) -> int:
-    from bot import run_bot
+    import discord
 
-    run_bot(settings)
+    from bot import run_bot
+    from photogen.doctor import preflight
+
+    preflight(settings, "bot")
+    try:
+        run_bot(settings)
+    except discord.LoginFailure:
+        raise SystemExit("photogen bot: Discord refused DISCORD_TOKEN — fix: developer portal → your application "
+                         "→ Bot → Reset Token; put the new one in .env") from None
     return 0
 
 
 def cmd_agent(settings: Settings, args: argparse.Namespace) -> int:
+    from photogen.doctor import preflight
+
+    preflight(settings, "agent")
     from gpu_agent.agent import run_agent
 
     run_agent(settings)
@@ -37,24 +47,15 @@ def cmd_agent(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_all(settings: Settings, args: argparse.Namespace) -> int:
-    """Bot and one agent on this host, as two supervised child processes sharing the embedded backends."""
-    from storage import migrate
+    """Bot and one agent on this host, as two supervised child processes sharing the embedded backends: a child
+    that dies is restarted (backoff 1 s doubling to 30 s) and the bot's /healthz answers 503 while one is down."""
+    from photogen.supervisor import Child, Supervisor
+    from storage.db import database_path
 
-    migrate(settings.database_url)
-    children = [
-        subprocess.Popen([sys.executable, "-m", "photogen.cli", "bot"]),
-        subprocess.Popen([sys.executable, "-m", "photogen.cli", "agent"]),
-    ]
-
-    def stop(*_: object) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    codes = [child.wait() for child in children]
-    return max(codes)
+    cmd_migrate(settings, args)
+    state = Path(settings.supervisor_state_file or database_path(settings.database_url).parent / "photogen-all.json")
+    children = [Child(name, [sys.executable, "-m", "photogen.cli", name]) for name in ("bot", "agent")]
+    return Supervisor(children, state, env={"SUPERVISOR_STATE_FILE": str(state.absolute())}).run()
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -64,9 +65,18 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from photogen.doctor import check_folder
     from storage import migrate
+    from storage.db import database_path
 
-    migrate(settings.database_url)
+    problem = check_folder("DATABASE_URL", database_path(settings.database_url))
+    if problem is not None:
+        raise SystemExit(f"photogen migrate: {problem.detail} — fix: {problem.fix}")
+    try:
+        migrate(settings.database_url)
+    except Exception as err:  # noqa: BLE001 - one line naming the setting, never a traceback
+        raise SystemExit(f"photogen migrate: DATABASE_URL {settings.database_url}: {type(err).__name__}: "
+                         f"{str(err).splitlines()[0]}") from None
     print(f"database schema is up to date: {settings.database_url}")
     return 0
 
@@ -74,7 +84,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
     from photogen.doctor import run_doctor
 
-    return run_doctor(settings, offline=args.offline)
+    return run_doctor(settings, offline=args.offline, role=args.role)
 
 
 def cmd_healthcheck(settings: Settings | None, args: argparse.Namespace) -> int:
@@ -120,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check settings, database, queues, blobs, Discord, GPU and base model")
     doctor.add_argument("--offline", action="store_true", help="skip the checks that need the internet")
+    doctor.add_argument("--role", choices=["bot", "agent", "all"], default=None,
+                        help="what this host runs (default: all where torch is installed, else bot)")
     doctor.set_defaults(func=cmd_doctor)
 
     health = sub.add_parser("healthcheck", help="exit 0 if URL answers 2xx (container healthchecks)")

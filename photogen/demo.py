@@ -74,8 +74,20 @@ def demo_settings(base: Settings, data: Path, base_model: str | None) -> Setting
     return base.model_copy(update=update)
 
 
-async def _training_bar(settings: Settings, order_id: str) -> None:
-    """A terminal progress bar for the training, read from the order store as the bot records progress events."""
+SCENARIO = [
+    "A local Discord-compatible server starts with one server, a #studio channel, a member (eileen) and an admin.",
+    "The real bot connects to it; one GPU agent runs in its own process; queues and files are local.",
+    "eileen runs /train with {photos} photos of one person; the bot checks them and queues a training.",
+    "The agent trains her model; the bot edits its progress message until it reports the model ready.",
+    "eileen runs /imagine three times (two style presets, and a prompt that tries to @everyone);",
+    "then clicks U1 (upscale) and V1 (variations) under the first result.",
+    "This report was captured once every order was final and the bot had stopped editing its messages.",
+]
+
+
+async def _training_bar(settings: Settings, order_id: str, seen: list[tuple[int, int]] | None = None) -> None:
+    """A terminal progress bar for the training, read from the order store as the bot records progress events;
+    each new (step, total) is appended to ``seen``."""
     from tqdm import tqdm
 
     from storage import open_engine, orders, read_session
@@ -87,6 +99,8 @@ async def _training_bar(settings: Settings, order_id: str) -> None:
             with read_session(engine) as s:
                 order = orders.get_order(s, order_id)
             step, total = (order.progress_step or 0, order.progress_total or 0) if order else (0, 0)
+            if seen is not None and total and (not seen or seen[-1] != (step, total)):
+                seen.append((step, total))
             if total and bar is None:
                 bar = tqdm(total=total, desc="training (tiny test model)" if "tiny" in settings.base_model
                            else "training", unit="step", leave=False)
@@ -137,11 +151,15 @@ async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report
             raise SystemExit(f"photogen demo: the demo photos were refused: {status.embeds or status.content}")
 
         order_id = next(c for c in status.custom_ids() if c.startswith("pg:cancel:")).split(":")[2]
-        bar = asyncio.create_task(_training_bar(settings, order_id))
+        progress: list[tuple[int, int]] = []
+        bar = asyncio.create_task(_training_bar(settings, order_id, progress))
         try:
             ready = await sim.wait_for_message(channel, lambda m: "trained and ready" in m.content, timeout=900)
+            await _settled(sim, channel, settings, order_ids=[order_id])
+            await asyncio.sleep(0.6)  # one more look at the store
         finally:
             bar.cancel()
+        captions = {status.id: f"/train with {len(photos)} photos (model “eileen”)"}
         timeline.add("training done: " + ready.content.split(">", 1)[-1].strip())
 
         choices = await sim.autocomplete(eileen, channel, "imagine", {"prompt": "x", "model": ""}, "model")
@@ -161,6 +179,7 @@ async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report
             )
             results.append(result)
             pictures = sum(c.startswith("pg:up:") for c in result.custom_ids())
+            captions[result.id] = f"/imagine “{prompt}”" + (f" · style {style}" if style else "")
             timeline.add(f"/imagine {prompt!r} style={style or '-'} → {pictures} pictures in {len(result.files)} file(s)")
 
         first = results[0]
@@ -171,10 +190,18 @@ async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report
             done = await sim.wait_for_message(
                 channel, lambda m: m.id not in before and m.author.bot and bool(m.attachments), timeout=600
             )
-            timeline.add(f"clicked {'U1' if action == 'up' else 'V1'} → {len(done.files)} image(s)")
+            label = "U1 (upscale)" if action == "up" else "V1 (variations)"
+            await _settled(sim, channel, settings)  # the click's order is final: what it brought is all here
+            for m in sim.messages(channel):  # every picture the bot posted since the click answers it
+                if m.id not in before and m.author.bot and m.attachments:
+                    captions.setdefault(m.id, f"{label} of {captions[first.id]}")
+            timeline.add(f"clicked {label} → {len(done.files)} image(s)")
 
-        report = Report.collect(sim, channel, settings, timeline.rows, photos)
-        return report
+        await _settled(sim, channel, settings)
+        timeline.add("every order final and every message settled: report captured")
+        scenario = [line.format(photos=len(photos)) for line in SCENARIO]
+        return Report.collect(sim, channel, settings, timeline.rows, photos, scenario=scenario, captions=captions,
+                              progress=progress)
     finally:
         if bot is not None:
             await bot.close()
@@ -184,6 +211,34 @@ async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report
         except subprocess.TimeoutExpired:
             agent.kill()
         await sim.stop()
+
+
+async def _settled(sim: object, channel: object, settings: Settings, *, order_ids: list[str] | None = None,
+                   quiet_s: float = 8.0, timeout: float = 300) -> None:
+    """Until the orders (``order_ids``, else all) are final and the bot has not posted or edited a message in
+    ``quiet_s`` (the bot spaces its status edits a few seconds apart): the report shows what a member sees at the
+    end, not a snapshot mid-edit."""
+    from sqlmodel import select
+
+    from storage import FINAL_STATUSES, Order, open_engine, read_session
+
+    engine = open_engine(settings.database_url)
+    deadline = time.monotonic() + timeout
+    last, quiet_since = None, time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            with read_session(engine) as s:
+                rows = s.exec(select(Order)).all()
+            final = all(o.status in FINAL_STATUSES for o in rows if order_ids is None or o.id in order_ids)
+            look = [(m.id, m.edits, len(m.attachments)) for m in sim.messages(channel)]  # type: ignore[attr-defined]
+            if look != last:
+                last, quiet_since = look, time.monotonic()
+            if final and time.monotonic() - quiet_since >= quiet_s:
+                return
+            await asyncio.sleep(0.25)
+    finally:
+        engine.dispose()
+    raise SystemExit("photogen demo: the orders did not finish in time; see agent.log")
 
 
 def run_demo(out_dir: str, base_model: str | None, settings: Settings) -> int:

@@ -59,18 +59,18 @@ class Settings(BaseSettings):
     discord_gateway_url: str = Field("wss://gateway.discord.gg", description="Discord gateway websocket URL.")
     bot_owner_ids: list[int] = Field(
         default_factory=list,
-        description="Discord user ids of the bot's owners (operators): the only ones allowed actions across "
-        "servers (/owner ban, unban, purge; every server's dead letters; command sync).",
+        description="Discord user ids of the bot's owners (operators): they alone see global figures (cost, dead "
+        "letters, agent host names) and take actions across servers (/owner ban, unban, purge; every server's "
+        "dead letters; command sync).",
     )
     bot_http_host: str = Field("127.0.0.1", description="Bind address of the bot's HTTP side.")
     bot_http_port: int = Field(8080, ge=0, le=65535, description="Port of the bot's HTTP side (health, metrics).")
     dashboard_token: SecretStr | None = Field(
         None, description="Bearer token for the admin dashboard and /metrics (at least 32 characters)."
     )
-    bot_owner_ids: list[int] = Field(
-        default_factory=list,
-        description="Discord user ids of the bot's operators: they alone see global figures (cost, dead "
-        "letters, agent host names) in /admin status.",
+    supervisor_state_file: str | None = Field(
+        None, description="Set by `photogen all` for its bot: where the supervisor records its children; "
+        "/healthz answers 503 while one is down.",
     )
 
     # --- photos and orders --------------------------------------------------------------

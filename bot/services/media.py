@@ -5,20 +5,21 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 #: Discord's default attachment limit (an unboosted server, and an interaction's attachment_size_limit).
 DEFAULT_ATTACHMENT_LIMIT = 10 * 1024 * 1024
 
 
 def grid(images: Sequence[bytes], *, cell: int = 512) -> bytes:
-    """One JPEG with up to four pictures (1×1, 2×1 or 2×2), each fitted into a ``cell`` square."""
+    """One JPEG with up to four pictures (1×1, 2×1 or 2×2), each scaled to fill a ``cell`` square (small
+    pictures, e.g. a tiny test model's 64 px ones, are enlarged rather than left as a dot in a white cell)."""
     opened = [Image.open(io.BytesIO(b)).convert("RGB") for b in images[:4]]
     cols = 1 if len(opened) == 1 else 2
     rows = 1 if len(opened) <= 2 else 2
     sheet = Image.new("RGB", (cols * cell, rows * cell), "white")
     for i, img in enumerate(opened):
-        img.thumbnail((cell, cell), Image.Resampling.LANCZOS)
+        img = ImageOps.contain(img, (cell, cell), Image.Resampling.LANCZOS)
         x = (i % cols) * cell + (cell - img.width) // 2
         y = (i // cols) * cell + (cell - img.height) // 2
         sheet.paste(img, (x, y))

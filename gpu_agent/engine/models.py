@@ -4,18 +4,15 @@ dtype they run on, and which family (SD 1.x, SD 2.x, SDXL) a loaded pipeline bel
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
+from gpu_agent.engine.model_source import download_command, resolve_model_source
 from gpu_agent.engine.tiny import TINY_MODELS, build_tiny_pipeline
 
 ModelFamily = Literal["sd1", "sd2", "sdxl"]
-
-# "org/name" or a bare "name" as the Hugging Face hub spells repository ids.
-_HUB_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
 
 class BaseModelError(RuntimeError):
@@ -123,19 +120,11 @@ def load_base_pipeline(
     return pipe
 
 
-def _looks_like_path(name: str) -> bool:
-    return (
-        name.startswith(("/", "./", "../", "~"))
-        or "\\" in name
-        or name.endswith((".safetensors", ".ckpt"))
-        or Path(name).expanduser().exists()
-    )
-
-
 def _from_pretrained(base_model: str, *, dtype: torch.dtype, cache_dir: str | os.PathLike[str] | None) -> Any:
     from diffusers import DiffusionPipeline
 
-    if _looks_like_path(base_model):
+    source = resolve_model_source(base_model)  # the rule `photogen doctor` checks with
+    if source.kind in ("folder", "file"):
         path = Path(base_model).expanduser()
         if not path.exists():
             raise BaseModelError(f"base model {base_model!r}: no such file or folder on this machine")
@@ -146,7 +135,7 @@ def _from_pretrained(base_model: str, *, dtype: torch.dtype, cache_dir: str | os
             )
         return _load_folder(path, base_model, dtype)
 
-    if not _HUB_ID.match(base_model):
+    if source.kind != "hub":
         raise BaseModelError(
             f"base model {base_model!r} is neither a built-in ({', '.join(TINY_MODELS)}), a local folder, "
             "nor a Hugging Face hub id like 'org/name'"
@@ -167,8 +156,8 @@ def _from_pretrained(base_model: str, *, dtype: torch.dtype, cache_dir: str | os
             raise BaseModelError(
                 f"base model {base_model!r} is not in {where} and this machine is offline "
                 "(HF_HUB_OFFLINE=1): "
-                f"it must be downloaded on a machine with internet (e.g. `hf download {base_model} "
-                f"--cache-dir <model cache>`) and the cache copied here"
+                f"it must be downloaded on a machine with internet (`{download_command(base_model, cache_dir or '<cache>')}`) "
+                "and the cache copied here"
             ) from exc
         raise BaseModelError(
             f"base model {base_model!r} could not be fetched from the Hugging Face hub into {where} "

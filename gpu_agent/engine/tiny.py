@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-TINY_MODELS = ("tiny-sd", "tiny-sdxl")
+from gpu_agent.engine.model_source import TINY_MODELS  # the names, shared with photogen doctor
+
 MARKER_FILE = "PHOTOGEN_TEST_MODEL.json"
 # Bump when a config below changes, so a cache built from an older layout is never loaded.
 LAYOUT_VERSION = 1

@@ -28,7 +28,7 @@ from gpu_agent.photos.likeness import Reference
 from photogen.assets import OTHER_PERSON_PHOTO, demo_photos
 from photogen.discord_sim.server import DiscordSim
 from storage import Image as ImageRow
-from storage import keys, orders, read_session
+from storage import keys, orders, read_session, standing
 from tests.gpu_agent.agent.agent_testkit import AgentThread
 
 
@@ -105,7 +105,7 @@ async def _imagine(st: Studio, seed: int, count: int):
 
 def _credits(st: Studio) -> int:
     with read_session(st.b.engine) as s:
-        return orders.get_user(s, st.alice.id).credits
+        return standing.credits_of(s, st.guild.id, st.alice.id)
 
 
 async def test_weak_renders_are_rerolled_free_the_best_delivered_scores_stored(studio: Studio,

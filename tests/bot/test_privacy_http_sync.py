@@ -27,7 +27,7 @@ async def test_forget_me_deletes_blobs_and_rows_with_receipt(studio: Studio) -> 
     st = studio
     st.seed_model(st.alice)
     st.seed_model(st.bob)
-    inter = await st.sim.invoke_command(st.alice, st.channel, "imagine", {"prompt": "x"})
+    inter = await st.sim.invoke_command(st.alice, st.channel, "imagine", {"prompt": "x", "count": 1})
     await inter.wait_original(lambda m: not m.loading and "queued" in str(m.embeds).lower())
     job = await asyncio.to_thread(st.agent.take_render)
     await asyncio.to_thread(st.agent.finish_render, job)

@@ -84,7 +84,7 @@ async def test_default_policy_blocks_a_flagged_picture_with_a_notice_and_counts_
         "Picture 1 was not posted: the safety check flagged it and this server does not allow"
         in result.content
     )
-    assert set(result.files) == {"grid.jpg", "2.png"}  # the safe picture only
+    assert set(result.files) == {"2.png"}  # the safe picture only (one picture: no grid)
     ids = set(result.custom_ids())
     assert {f"pg:up:{job.order_id}:1", f"pg:var:{job.order_id}:1"} <= ids
     assert not ids & {f"pg:up:{job.order_id}:0", f"pg:var:{job.order_id}:0"}  # nothing to reuse of picture 1
@@ -146,7 +146,7 @@ async def test_age_restricted_policy_posts_flagged_pictures_only_in_age_restrict
     await asyncio.to_thread(finish_with_portrait_first, strict_agent(st), job)
     result = await st.sim.wait_for_message(after_dark, _posted(job), timeout=15)
     assert "was not posted" not in result.content
-    assert set(result.files) == {"grid.jpg", "1.png", "2.png"}
+    assert set(result.files) == {"grid.jpg"}  # both pictures, in one grid
     assert blocked_rows(st) == []
 
     job = await imagine(st, st.channel)  # an ordinary channel of the same server
@@ -155,7 +155,7 @@ async def test_age_restricted_policy_posts_flagged_pictures_only_in_age_restrict
     assert (
         "Picture 1 was not posted" in result.content and "only in age-restricted channels" in result.content
     )
-    assert set(result.files) == {"grid.jpg", "2.png"}
+    assert set(result.files) == {"2.png"}
     assert len(blocked_rows(st)) == 1
 
     # An admin marks the channel age-restricted on Discord: the bot sees the change (CHANNEL_UPDATE).

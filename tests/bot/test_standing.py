@@ -9,10 +9,10 @@ import asyncio
 from dataclasses import dataclass
 
 from sqlmodel import select
-from studio import Studio
+from studio import Studio, bot_settings
 
 from photogen.discord_sim.models import SimChannel, SimGuild, SimMember
-from storage import AuditEntry, keys, orders, read_session, standing
+from storage import AuditEntry, keys, orders, read_session, standing, tombstones
 
 
 @dataclass
@@ -160,6 +160,9 @@ async def test_cross_server_actions_are_the_bot_owners_alone_and_audited(studio:
 
 async def test_forget_me_is_not_a_refill(studio: Studio) -> None:
     st = studio
+    # the second deletion after a forget comes quickly here; new orders wait for it (bot/services/deletion.py)
+    st.settings = bot_settings(st.sim, st.tmp, bot_sync_guild_ids=[st.guild.id], deletion_resweep_s=0.5)
+    await st.restart()
     start = st.settings.starting_credits
     st.seed_model(st.alice)
     await _run(st, st.admin, st.channel, "admin quota", {"member": st.alice, "daily": 2})
@@ -181,10 +184,11 @@ async def test_forget_me_is_not_a_refill(studio: Studio) -> None:
     assert kept is not None and kept.credits == start - 4 and kept.credits_granted == start
     assert kept.daily_quota == 2 and len(kept.order_times) == 1
 
-    # The next order is charged from what was left, not from fresh starting credits, and counts against
-    # the same day's quota.
+    # The next order (once the second deletion ran) is charged from what was left, not from fresh starting
+    # credits, and counts against the same day's quota.
+    await st.sim.wait_until(lambda: not tombstones.sweep_pending(st.b.blobs, f"member-{st.alice.id}"), 10)
     st.seed_model(st.alice)
-    assert "queued" in await _imagine(st, st.alice, st.channel)
+    assert "queued" in await _imagine(st, st.alice, st.channel, count=1)
     await asyncio.to_thread(st.agent.take_render)
     assert st.credits(st.alice) == start - 5
     assert "quota of 2 orders a day" in await _imagine(st, st.alice, st.channel)
@@ -197,7 +201,7 @@ async def test_ban_and_unban_never_change_credits(studio: Studio) -> None:
     for name in ("admin ban", "admin unban"):
         await _run(st, st.admin, st.channel, name, {"member": st.bob})
     st.seed_model(st.bob)
-    assert "queued" in await _imagine(st, st.bob, st.channel)
+    assert "queued" in await _imagine(st, st.bob, st.channel, count=1)
     assert st.credits(st.bob) == start - 1
     # Alice, with a balance, keeps it exactly through a ban and an unban.
     await _run(st, st.admin, st.channel, "admin credits", {"member": st.alice, "amount": 7})
@@ -205,5 +209,5 @@ async def test_ban_and_unban_never_change_credits(studio: Studio) -> None:
         await _run(st, st.admin, st.channel, name, {"member": st.alice})
     assert st.credits(st.alice) == 7
     st.seed_model(st.alice)
-    assert "queued" in await _imagine(st, st.alice, st.channel)
+    assert "queued" in await _imagine(st, st.alice, st.channel, count=1)
     assert st.credits(st.alice) == 7 + start - 1  # her starting credits, granted at her first order

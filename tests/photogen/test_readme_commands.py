@@ -61,6 +61,8 @@ def test_every_readme_command_is_known() -> None:
         else:
             assert argv[0] in ("./scripts/demo", "./scripts/test"), f"README command not covered by a test: {argv}"
     assert {"doctor", "migrate", "all", "aws", "autoscaler"} <= seen
+    order = [argv[1] for argv in readme_commands() if argv[0] == "photogen"]
+    assert order.index("migrate") < order.index("doctor")  # a first doctor run is not a false failure
 
 
 def _run(argv: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:

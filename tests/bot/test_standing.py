@@ -9,7 +9,7 @@ import asyncio
 from dataclasses import dataclass
 
 from sqlmodel import select
-from studio import Studio, bot_settings
+from studio import Studio, answer, bot_settings
 
 from photogen.discord_sim.models import SimChannel, SimGuild, SimMember
 from storage import AuditEntry, keys, orders, read_session, standing, tombstones
@@ -50,7 +50,8 @@ def _text(response) -> str:
 async def _imagine(st: Studio, member: SimMember, channel: SimChannel, **options) -> str:
     """The status text /imagine ends on (queued, or the refusal)."""
     inter = await st.sim.invoke_command(member, channel, "imagine", {"prompt": "portrait", **options})
-    return str((await inter.wait_original(lambda m: not m.loading)).embeds).lower()
+    message = await answer(inter)  # a refusal replaces the public placeholder with a private answer
+    return (str(message.embeds) + message.content).lower()
 
 
 async def test_a_banned_member_admin_of_his_own_server_cannot_touch_the_first(studio: Studio) -> None:

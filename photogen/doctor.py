@@ -134,7 +134,9 @@ def _aws_failure(setting: str, what: str, err: Exception) -> Check:
     return Check(what, False, f"{setting}: {type(err).__name__}: {text}", "check the endpoint and credentials")
 
 
-def check_queues(settings: Settings) -> Check:
+def check_queues(settings: Settings, *, create: bool = False) -> Check:
+    """``create``: missing SQS queues are created (the bot's start-up does so anyway; the doctor and agents,
+    whose role may not create queues, only look)."""
     if settings.queue_url.startswith("sqlite:///"):
         path = Path(settings.queue_url.removeprefix("sqlite:///"))
         if not path.is_file():
@@ -147,7 +149,7 @@ def check_queues(settings: Settings) -> Check:
 
             client = make_client(settings.aws_region, settings.sqs_endpoint_url or settings.aws_endpoint_url)
             queues = Queues(*(SqsQueue(client, f"{settings.queue_prefix}-{k}", settings.queue_max_receives,
-                                       create=False) for k in ("train", "render", "events")))
+                                       create=create) for k in ("train", "render", "events")))
         else:
             from cloud.queues import open_queues
 
@@ -341,7 +343,7 @@ def preflight(settings: Settings, command: str) -> None:
     checks.append(lambda: check_data_folders(settings, "bot" if command == "bot" else "agent"))
     if command == "bot":
         checks += [lambda: check_database(settings), lambda: check_discord(settings, offline=True)]
-    checks += [lambda: check_queues(settings), lambda: check_blobs(settings)]
+    checks += [lambda: check_queues(settings, create=command == "bot"), lambda: check_blobs(settings)]
     for run in checks:
         c = run()
         if not c.ok:

@@ -186,3 +186,25 @@ async def test_bot_with_a_refused_token_is_one_line(tmp_path: Path) -> None:
         assert (await asyncio.to_thread(_run, ["migrate"], env)).returncode == 0
         line = _one_line(await asyncio.to_thread(_run, ["bot"], env))
     assert "DISCORD_TOKEN" in line and "Reset Token" in line
+
+
+def test_the_bot_creates_missing_sqs_queues_but_the_agent_is_told_to_bootstrap(
+    tmp_path: Path, moto_endpoint: str, unique_name: str
+) -> None:
+    """The bot's start-up creates queues it does not find (as it always did); an agent's role may not, so its
+    start-up stops with the bootstrap hint. Real checks against moto's SQS server."""
+    from photogen.doctor import preflight
+    from storage.settings import load_settings
+
+    values = {"queue_url": "sqs://", "queue_prefix": unique_name, "aws_endpoint_url": moto_endpoint,
+              "database_url": f"sqlite:///{tmp_path}/p.db", "blob_url": f"file://{tmp_path}/blobs",
+              "agent_work_dir": str(tmp_path / "agent"), "model_cache_dir": str(tmp_path / "models"),
+              "base_model": "tiny-sd", "discord_token": "abc.def.ghi"}
+    settings = load_settings(**values)
+    with pytest.raises(SystemExit, match=f"SQS queue {unique_name}-train does not exist"):
+        preflight(settings, "agent")
+    from storage import migrate
+
+    migrate(values["database_url"])
+    preflight(settings, "bot")  # creates them
+    preflight(settings, "agent")  # and now the agent finds them

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from studio import Studio, order_rows, queued_messages, stored_user_blobs
+from studio import Studio, answer, order_rows, queued_messages, stored_user_blobs
 from test_intake_budget import zip_of
 
 from bot.services import intake
@@ -66,14 +66,14 @@ async def test_other_commands_answer_while_many_intakes_are_in_flight(studio: St
     await st.sim.wait_until(lambda: held.entered >= 8, 30)  # every thread the old shared pool had is now held
 
     queue = await st.sim.invoke_command(st.bob, st.channel, "queue", {})
-    answer = await queue.wait_response()  # the sim's 3-second interaction deadline
-    assert answer.ephemeral and "Queue" in str(answer.embeds)
+    queued = await queue.wait_response()  # the sim's 3-second interaction deadline
+    assert queued.ephemeral and "Queue" in str(queued.embeds)
     assert not held.release.is_set() and held.entered >= 8  # answered while every intake was still in flight
     assert all(name.startswith("intake") for name in held.threads)
 
     held.release.set()
     for inter in trains:
-        report = await inter.wait_original(lambda m: not m.loading, timeout=120)
+        report = await answer(inter, timeout=120)  # a refusal is the member's alone: a private followup
         assert report.embeds, "every intake ends in a report"
     assert "8 of 8 photos are good" in str((await trains[0].wait_original(lambda m: not m.loading)).embeds)
 
@@ -95,10 +95,10 @@ async def test_a_second_train_by_the_same_member_waits_for_the_first(studio: Stu
     report = await first.wait_original(lambda m: not m.loading, timeout=120)
     assert "5 of 5 photos are good" in str(report.embeds)
     assert len(stored_user_blobs(st.b)) == 5 and order_rows(st.b) == 1  # the refused one stored nothing
-    await other.wait_original(lambda m: not m.loading, timeout=120)
+    await answer(other, timeout=120)
     later = await _start_train(st, st.alice, photos[5:])  # the member is free again once the first answered
     assert (await later.wait_response()).deferred
-    await later.wait_original(lambda m: not m.loading, timeout=120)
+    await answer(later, timeout=120)
 
 
 async def test_an_upload_over_the_byte_budget_is_refused_before_any_download(studio: Studio) -> None:

@@ -94,7 +94,7 @@ def test_each_model_gets_its_own_rare_token_and_old_models_keep_theirs(tmp_path:
     from storage import transaction
 
     with transaction(b.engine) as s:  # a model trained before tokens were per model
-        store_orders.get_or_create_user(s, 11, starting_credits=b.settings.starting_credits)
+        store_orders.get_or_create_user(s, 11)
         store_orders.add_model(s, user_id=11, name="old", class_word="man", subject_token="sks",
                                base_model="tiny-sd", model_id="old1")
         store_orders.mark_model_ready(s, "old1", "users/11/models/old1/lora.safetensors")

@@ -12,7 +12,7 @@ from studio import Studio, order_rows, private_answer
 
 from bot.checks import find_blocked_word
 from bot.wording import neutralise
-from storage import orders, read_session
+from storage import read_session, standing
 
 
 @pytest.mark.parametrize(
@@ -90,7 +90,7 @@ async def test_follow_ups_are_rechecked_against_the_current_list(studio: Studio,
         st.channel, lambda m: f"pg:up:{job.order_id}:0" in m.custom_ids(), 10
     )
     with read_session(st.b.engine) as s:
-        credits = orders.get_user(s, st.alice.id).credits
+        credits = standing.credits_of(s, st.guild.id, st.alice.id)
     # The admins block a word of that prompt after the pictures were made.
     await _block(st, "f\u200bOX")
     click = await st.sim.click(st.alice, result, f"pg:{button}:{job.order_id}:0")
@@ -98,7 +98,7 @@ async def test_follow_ups_are_rechecked_against_the_current_list(studio: Studio,
     assert "does not allow" in str(msg.embeds).lower()
     assert st.b.queues.render.depth().backlog == 0 and order_rows(st.b) == 1
     with read_session(st.b.engine) as s:
-        assert orders.get_user(s, st.alice.id).credits == credits
+        assert standing.credits_of(s, st.guild.id, st.alice.id) == credits
 
 
 async def test_a_ban_reason_and_a_balance_are_never_shown_in_the_channel(studio: Studio) -> None:
@@ -137,7 +137,7 @@ async def test_prompts_are_echoed_neutralised(studio: Studio) -> None:
         st.channel, lambda m: f"pg:up:{job.order_id}:0" in m.custom_ids(), 10
     )
     assert job.prompt.endswith(prompt)  # the engine gets the prompt as typed
-    for shown in (status.embeds[0]["title"], result.content):
+    for shown in (status.embeds[0]["title"], result.embeds[0]["title"]):
         assert (
             "\u202e" not in shown
             and "\u200b" not in shown.replace("@\u200beveryone", "")

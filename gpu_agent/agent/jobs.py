@@ -142,8 +142,8 @@ class Handlers:
             trained = self._with_oom_retry(ctx, attempt)
         except Interrupted as stop:
             ctx.step = max(stop.step, ctx.step)
-            if job.params.prior_preservation and not ctx.lease_lost:
-                shared.upload_new()  # the next agent need not render them again
+            if job.params.prior_preservation and not ctx.lease_lost and not ctx.cancelled:
+                shared.upload_new()  # the next agent need not render them again (a cancelled job uploads nothing)
             return self._interrupted(ctx, sync)
         if ctx.lease_lost:
             return Outcome("lease_lost", step=ctx.step, total=total)

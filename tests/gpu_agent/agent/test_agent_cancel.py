@@ -17,7 +17,7 @@ from bot.checks import GuildRules
 from bot.services import deletion, delivery, orders, store
 from cloud.messages import Event, RenderJob, TrainJob, TrainParams, decode, encode
 from cloud.queues import Queues
-from storage import keys, read_session, tombstones
+from storage import keys, read_session, standing, tombstones
 from storage import orders as order_store
 from storage.blobs import open_blob_store
 from storage.blobs.base import BlobStore
@@ -99,7 +99,7 @@ class BotSide:
 def studio_settings(make_settings: Callable[..., Settings], tmp_path: Path) -> Settings:
     return make_settings(database_url=f"sqlite:///{tmp_path / 'photogen.db'}", train_steps=1000,
                          train_resolution=64, train_rank=4, base_model="tiny-sd", checkpoint_every_steps=3,
-                         deletion_resweep_s=2, starting_credits=50)
+                         deletion_resweep_s=2, starting_credits=50, train_class_images=2)
 
 
 @pytest.fixture
@@ -117,8 +117,7 @@ def place_training(b: Backends, user_id: int = MEMBER) -> orders.Placed:
 
 def credits(b: Backends, user_id: int = MEMBER) -> int:
     with read_session(b.engine) as s:
-        user = order_store.get_user(s, user_id)
-        return user.credits if user else -1
+        return standing.credits_of(s, 1, user_id)  # guild 1: where place_training orders
 
 
 def member_keys(blobs: BlobStore, user_id: object = MEMBER) -> list[str]:
@@ -213,7 +212,7 @@ def _quick_training(blobs: BlobStore, user_id: int) -> TrainJob:
         blobs.put(key, png(n), content_type="image/jpeg")
     return TrainJob(job_id=job_id, order_id=order, user_id=str(user_id), model_id="mseed",
                     photo_keys=photo_keys, subject_token="sks", class_word="person", base_model="tiny-sd",
-                    params=TrainParams(steps=2, resolution=64, rank=4))
+                    params=TrainParams(steps=2, resolution=64, rank=4, prior_preservation=False))
 
 
 def _seed_model_and_render(bot: BotSide, b: Backends) -> Path:

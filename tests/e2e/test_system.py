@@ -129,8 +129,8 @@ def _assert_no_orphan_blobs(system: System) -> None:
             assert parts[3] in job_ids or key in image_keys, key
         elif parts[0] == "users" and parts[2] == "done":
             assert parts[3].removesuffix(".json") in job_ids, key
-        elif parts[0] == "previews":
-            assert parts[1] in job_ids, key
+        elif parts[0] == "users" and parts[2] == "previews":  # a job's previews (expire after a day on S3)
+            assert parts[3] in job_ids, key
         elif parts[:2] == ["shared", "class-images"]:  # made once, shared by every order (docs/TRAINING.md)
             assert int(parts[-1].removesuffix(".png")) < system.settings.train_class_images, key
         else:

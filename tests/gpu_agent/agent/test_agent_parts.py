@@ -128,7 +128,7 @@ def test_reporter_throttles_progress(queues: Queues, blobs: BlobStore) -> None:
     assert reporter.progress(2, 10) is None  # inside the interval
     forced = reporter.progress(10, 10, preview_jpeg=b"\xff\xd8jpeg", force=True)
     assert forced is not None and forced.progress is not None
-    assert forced.progress.preview_key == keys.preview_key(job.job_id, 10)
+    assert forced.progress.preview_key == keys.preview_key(job.user_id, job.job_id, 10)
     assert blobs.get(forced.progress.preview_key) == b"\xff\xd8jpeg"
     sent = [decode(lease.body, Event) for lease in queues.events.receive(10)]
     assert [e.kind for e in sent] == ["started", "progress", "progress"]

@@ -33,8 +33,8 @@ class PhotoRenderer(Renderer):
 
     photo: Image.Image
 
-    def _denoise(self, request: RenderRequest, *args: Any) -> list[Image.Image]:
-        return [self.photo.copy() for _ in range(request.n)]
+    def _denoise(self, request: RenderRequest, *args: Any) -> tuple[list[Image.Image], list[bool]]:
+        return [self.photo.copy() for _ in range(request.n)], [False] * request.n  # (pictures, none blanked)
 
 
 def _scene(faces_dir: Path, side: int) -> Image.Image:

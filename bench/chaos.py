@@ -437,6 +437,9 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "model_cache_dir": str(tmp / "models"),
         "train_steps": args.train_steps,
         "train_resolution": 64,
+        # the photoreal recipe at test scale: prior preservation on, with a few shared class images (as in e2e)
+        "train_class_images": 4,
+        "deletion_resweep_s": 30,  # cancelled renders' late uploads are swept inside the settle period
         "render_steps": 2,
         "render_size": 64,
         "checkpoint_every_steps": 1,

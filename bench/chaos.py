@@ -364,7 +364,8 @@ def _dead_letters(settings: Settings) -> int:
 
 def _orphans(settings: Settings, rows: dict[str, list]) -> list[dict[str, Any]]:
     """Blobs no live row refers to: per-member data without its order/model/image, checkpoints of finished
-    jobs."""
+    jobs, a cancel tombstone of an order that is not cancelled. Shared class images and the control records
+    (tombstones, pending re-sweeps: docs/SECURITY.md) are the system's own, not orphans."""
     orders = {o.id: o for o in rows["orders"]}
     jobs = {j.id: j for j in rows["jobs"]}
     models = {m.id for m in rows["models"]}
@@ -396,6 +397,12 @@ def _orphans(settings: Settings, rows: dict[str, list]) -> list[dict[str, Any]]:
             ok = live_job(parts[1])
         elif parts[0] == "done" and len(parts) > 1:
             ok = parts[1].removesuffix(".json") in jobs
+        elif parts[:2] == ["shared", "class-images"]:
+            ok = True  # the base model's prior-preservation images: nobody's data, shared by every order
+        elif parts[:2] == ["control", "cancelled"] and len(parts) > 2:
+            ok = parts[2] not in orders or orders[parts[2]].status == "cancelled"  # kept by design (ids only)
+        elif parts[:2] in (["control", "forgotten"], ["control", "sweeps"]):
+            ok = True  # a forget tombstone (kept by design), a deletion still to be repeated
         else:
             ok = False
         if not ok:

@@ -71,7 +71,8 @@ async def studio(sim: DiscordSim, tmp_path: Path) -> AsyncIterator[Studio]:
     st = Studio(
         sim=sim, guild=guild, channel=channel, admin_role=admin_role, tmp=tmp_path,
         settings=bot_settings(sim, tmp_path, bot_sync_guild_ids=[guild.id], base_model="tiny-sd",
-                              train_resolution=64, train_steps=4, likeness_retries=2, likeness_advice_after=1),
+                              train_resolution=64, train_steps=4, train_class_images=2, likeness_retries=2,
+                              likeness_advice_after=1),
         alice=sim.add_member(guild, "alice"), bob=sim.add_member(guild, "bob"),
         admin=sim.add_member(guild, "ada", roles=[admin_role]),
     )

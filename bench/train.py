@@ -129,11 +129,11 @@ def photos(n: int = 5):
     import numpy as np
     from PIL import Image
 
-    face = REPO.parent / "shared" / "testdata" / "faces" / "astronaut.png"
+    face = REPO / "tests" / "data" / "faces" / "astronaut.png"
     if face.is_file():
         with Image.open(face) as source:
             portrait = source.convert("RGB")
-    else:  # the shared/ folder does not reach a GPU machine; speed and memory do not depend on content
+    else:  # an install without the tests: speed and memory do not depend on content
         portrait = Image.fromarray(np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8))
     return [portrait.crop((100 + 10 * i, 10 * i, 380 + 10 * i, 280 + 10 * i)) for i in range(n)]
 

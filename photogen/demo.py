@@ -179,7 +179,8 @@ async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report
             )
             results.append(result)
             pictures = sum(c.startswith("pg:up:") for c in result.custom_ids())
-            captions[result.id] = f"/imagine “{prompt.replace('{subject}', 'you')}”" + (f" · style {style}" if style else "")
+            words = prompt.replace("{subject}", "you")  # as the member would say it
+            captions[result.id] = f"/imagine “{words}”" + (f" · style {style}" if style else "")
             timeline.add(f"/imagine {prompt!r} style={style or '-'} → {pictures} pictures in {len(result.files)} file(s)")
 
         first = results[0]

@@ -103,6 +103,17 @@ class TrainJob(_Message):
 
 RenderMode = Literal["txt2img", "variation", "upscale", "group", "edit"]
 
+LayoutId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+
+
+class GroupMember(_Message):
+    """One person of a group picture: whose model draws their region, with which identifier."""
+
+    user_id: Id
+    model_id: Id
+    model_key: BlobKey
+    subject: str = Field(min_length=1, max_length=64, description="Their '{token} {class_word}', e.g. 'ohwx man'.")
+
 
 class RenderJob(_Message):
     v: Literal[1] = 1
@@ -127,6 +138,22 @@ class RenderJob(_Message):
     face_detail: bool = Field(False, description="Redraw small faces at full resolution after the render.")
     issued_at: float | None = Field(None, ge=0, description="When the bot placed the order (epoch s): a member "
                                     "forgotten later has this job dropped, one who came back after does not.")
+    members: list[GroupMember] = Field(
+        default_factory=list, max_length=4, description="mode 'group': the 2-4 people pictured, left to right "
+        "(each region is re-drawn with only that member's LoRA); empty for every other mode.")
+    layout: LayoutId | None = Field(None, description="mode 'group': the preset pose layout (engine data, one "
+                                    "pose map per person count); None: the engine's default layout.")
+
+    @model_validator(mode="after")
+    def _group_has_members(self) -> RenderJob:
+        if self.mode == "group":
+            if not 2 <= len(self.members) <= 4:
+                raise ValueError(f"a group picture has 2-4 members, not {len(self.members)}")
+            if len({m.user_id for m in self.members}) != len(self.members):
+                raise ValueError("a member appears twice in the group")
+        elif self.members or self.layout is not None:
+            raise ValueError(f"members and layout are for group pictures, not mode {self.mode!r}")
+        return self
 
 
 EventKind = Literal["started", "progress", "checkpoint", "done", "failed", "preempted"]

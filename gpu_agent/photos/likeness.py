@@ -1,4 +1,4 @@
-"""Likeness: how much a render looks like the member, with dlib's 128-d face descriptor (torch-free).
+"""Likeness: how much a render looks like the member, with dlib's 128-d face descriptor.
 
 At training the agent describes the member's accepted photos: the ones trained on, and one photo held out of
 training. The held-out photo measures how far two *real* photos of this person lie apart; a render much closer to
@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from gpu_agent.photos.faces import detect_faces, detection_copy, models
+from gpu_agent.photos.faces import CHIP_PADDING, CHIP_SIZE, describe_chip, detect_faces, detection_copy, models
 
 Verdict = Literal["strong", "fair", "weak", "copy", "no_face"]
 PASSING: frozenset[str] = frozenset({"strong", "fair"})
@@ -41,7 +41,6 @@ RENDER_DETECT_SIDE = 320
 """Faces in renders are searched on a copy this large (a portrait's face is large; HOG time grows with pixels)."""
 CROP_MIN_SIDE = 256
 """Training crops smaller than this are enlarged before the face is searched."""
-_CHIP_SIZE, _CHIP_PADDING = 150, 0.25  # the input dlib's ResNet was trained on
 _VERSION = 1
 MODEL_NAME = "dlib_face_recognition_resnet_model_v1"
 
@@ -159,9 +158,8 @@ def describe(image: Image.Image, *, detect_side: int = RENDER_DETECT_SIDE, upsam
     rect = m.dlib.rectangle(round(r.left() * back), round(r.top() * back), round(r.right() * back),
                             round(r.bottom() * back))
     with m.embed_lock:
-        shape = m.landmarks(full, rect)
-        chip = m.dlib.get_face_chip(full, shape, _CHIP_SIZE, _CHIP_PADDING)
-        return np.asarray(m.embedder.compute_face_descriptor(chip), dtype=np.float64)
+        chip = m.dlib.get_face_chip(full, m.landmarks(full, rect), CHIP_SIZE, CHIP_PADDING)
+    return describe_chip(chip)
 
 
 def describe_crop(image: Image.Image) -> np.ndarray | None:

@@ -42,8 +42,7 @@ def cmd_agent(settings: Settings, args: argparse.Namespace) -> int:
     preflight(settings, "agent")
     from gpu_agent.agent import run_agent
 
-    run_agent(settings)
-    return 0
+    return run_agent(settings, once_wait_s=args.wait if args.once else None)
 
 
 def cmd_all(settings: Settings, args: argparse.Namespace) -> int:
@@ -110,7 +109,7 @@ def cmd_autoscaler(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_aws(settings: Settings, args: argparse.Namespace) -> int:
     from cloud.fleet import cli as fleet_cli
 
-    return fleet_cli.run_aws(settings, args.action, yes=args.yes)
+    return fleet_cli.run_aws(settings, args.action, yes=args.yes, batch=args.batch)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,7 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("bot", help="run the Discord bot").set_defaults(func=cmd_bot)
-    sub.add_parser("agent", help="run a GPU agent").set_defaults(func=cmd_agent)
+    agent = sub.add_parser("agent", help="run a GPU agent")
+    agent.add_argument("--once", action="store_true",
+                       help="take one job, finish it and exit: 0 done (or no job), 75 handed back, 1 failed "
+                            "(an AWS Batch job; Batch retries a non-zero exit)")
+    agent.add_argument("--wait", type=float, default=120.0, metavar="S",
+                       help="with --once: how long to wait for a job before exiting 0 (default 120)")
+    agent.set_defaults(func=cmd_agent)
     sub.add_parser("all", help="bot and one agent on this host (embedded backends)").set_defaults(func=cmd_all)
 
     demo = sub.add_parser("demo", help="offline end-to-end demo: local Discord server, bot, agent, HTML report")
@@ -147,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     aws = sub.add_parser("aws", help="create, inspect or remove the AWS infrastructure")
     aws.add_argument("action", choices=["bootstrap", "status", "teardown"])
     aws.add_argument("--yes", action="store_true", help="teardown without asking")
+    aws.add_argument("--batch", action="store_true",
+                     help="bootstrap: also AWS Batch for training (spot compute environment, job queue, job "
+                          "definition running `photogen agent --once`); see FLEET_TRAIN_BACKEND")
     aws.set_defaults(func=cmd_aws)
     return parser
 

@@ -223,6 +223,16 @@ class Settings(BaseSettings):
     fleet_render_on_demand: bool = Field(
         False, description="Render pool on on-demand with a warm pool (AWS refuses warm pools on spot groups)."
     )
+    fleet_train_backend: Literal["autoscaling", "batch"] = Field(
+        "autoscaling", description="Where trainings run: the train auto scaling group scaled on queue depth, or "
+        "AWS Batch jobs (`photogen agent --once`) submitted for the backlog (`photogen aws bootstrap --batch`).")
+    fleet_security_group_ids: list[str] = Field(
+        default_factory=list, description="Security groups of AWS Batch's instances (egress only is needed).")
+    fleet_batch_max_vcpus: int = Field(64, ge=1, le=100_000, description="Most vCPUs AWS Batch may run at once.")
+    fleet_batch_attempts: int = Field(
+        5, ge=1, le=10, description="Attempts of a Batch training job (spot reclaims and failures retry).")
+    fleet_batch_attempt_timeout_s: int = Field(
+        4 * 3600, ge=60, description="A Batch attempt running longer than this is stopped (and retried).")
     fleet_train_wait_s: float = Field(180, gt=0, description="Acceptable wait before a training starts.")
     fleet_render_wait_s: float = Field(60, gt=0, description="Acceptable wait before a render starts.")
     fleet_scale_in_after_s: float = Field(600, ge=0, description="Idle time before a pool scales in.")

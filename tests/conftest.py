@@ -15,6 +15,8 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.pop("AWS_PROFILE", None)
+# moto knows AWS's managed IAM policies (AWSBatchServiceRole, the ECS instance role's …) only when asked to.
+os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
 
 # Real face photos, in the repository with their sources (tests/data/faces/SOURCES.md).
 FACES_DIR = Path(__file__).resolve().parent / "data" / "faces"
@@ -32,6 +34,19 @@ def moto_endpoint() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture
+def moto_batch_jobs_held(moto_endpoint: str) -> Iterator[None]:
+    """moto would run a submitted AWS Batch job in Docker (absent here); held in SUBMITTED by moto's state manager
+    instead, as a real queue holds a job until capacity boots, for the length of the test."""
+    import requests
+
+    url = f"{moto_endpoint}/moto-api/state-manager"
+    held = {"model_name": "batch::job", "transition": {"progression": "manual", "times": 10**9}}
+    requests.post(f"{url}/set-transition", json=held, timeout=5).raise_for_status()
+    yield
+    requests.post(f"{url}/unset-transition", json={"model_name": "batch::job"}, timeout=5)
 
 
 @pytest.fixture

@@ -75,7 +75,7 @@ def names_from(settings: Settings) -> Names:
     return Names(settings.fleet_name, bucket, prefix.strip("/"), settings.queue_prefix)
 
 
-def _client(settings: Settings, service: str, endpoint: str | None = None) -> Any:
+def client(settings: Settings, service: str, endpoint: str | None = None) -> Any:
     return boto3.client(service, region_name=settings.aws_region, endpoint_url=endpoint or settings.aws_endpoint_url)
 
 
@@ -101,7 +101,7 @@ def lifecycle_rules(names: Names, settings: Settings) -> list[dict]:
 
 
 def ensure_bucket(settings: Settings, names: Names, report: Report) -> None:
-    s3 = _client(settings, "s3", settings.s3_endpoint_url)
+    s3 = client(settings, "s3", settings.s3_endpoint_url)
     try:
         s3.head_bucket(Bucket=names.bucket)
         report.add(f"s3://{names.bucket}", "exists")
@@ -136,7 +136,7 @@ def ensure_queues(settings: Settings, report: Report) -> dict[str, str]:
     returns queue ARNs by name."""
     from cloud.queues.sqs import ensure_queue
 
-    sqs = _client(settings, "sqs", settings.sqs_endpoint_url)
+    sqs = client(settings, "sqs", settings.sqs_endpoint_url)
     arns = {}
     for kind in ("train", "render", "events"):
         name = f"{settings.queue_prefix}-{kind}"
@@ -210,7 +210,7 @@ def tls_only_bucket_policy(names: Names) -> dict:
 
 
 def ensure_role(settings: Settings, names: Names, policy: dict, report: Report) -> str:
-    iam = _client(settings, "iam")
+    iam = client(settings, "iam")
     try:
         iam.get_role(RoleName=names.role)
         report.add(f"iam role {names.role}", "exists")
@@ -233,13 +233,13 @@ def ensure_role(settings: Settings, names: Names, policy: dict, report: Report) 
 
 # --- EC2 + Auto Scaling ----------------------------------------------------------------------------------------
 
-_AGENT_ENV = ("QUEUE_URL", "QUEUE_PREFIX", "BLOB_URL", "AWS_REGION", "BASE_MODEL", "AGENT_LEASE_S",
+AGENT_ENV = ("QUEUE_URL", "QUEUE_PREFIX", "BLOB_URL", "AWS_REGION", "BASE_MODEL", "AGENT_LEASE_S",
               "AGENT_HEARTBEAT_S", "QUEUE_MAX_RECEIVES")
 
 
 def user_data(settings: Settings) -> str:
     """Boot script: run the agent container on the GPU; IMDS stays reachable for spot notices."""
-    values = {name: str(getattr(settings, name.lower())) for name in _AGENT_ENV}
+    values = {name: str(getattr(settings, name.lower())) for name in AGENT_ENV}
     env = " ".join(f"-e {k}={json.dumps(v)}" for k, v in values.items())
     return "\n".join([
         "#!/bin/bash",
@@ -269,7 +269,7 @@ def encrypted_root_volume(ec2: Any, ami_id: str) -> dict:
 def ensure_launch_template(settings: Settings, names: Names, profile_arn: str, report: Report) -> None:
     if not settings.fleet_ami_id:
         raise SystemExit("photogen aws: set FLEET_AMI_ID to a GPU AMI with Docker and the NVIDIA container runtime")
-    ec2 = _client(settings, "ec2")
+    ec2 = client(settings, "ec2")
     data = {
         "ImageId": settings.fleet_ami_id,
         "BlockDeviceMappings": [encrypted_root_volume(ec2, settings.fleet_ami_id)],
@@ -319,7 +319,7 @@ def group_spec(settings: Settings, names: Names, pool: str) -> dict:
 def ensure_groups(settings: Settings, names: Names, report: Report) -> None:
     if not settings.fleet_subnet_ids:
         raise SystemExit("photogen aws: set FLEET_SUBNET_IDS to the subnets agents may launch into")
-    asg = _client(settings, "autoscaling")
+    asg = client(settings, "autoscaling")
     for pool in ("train", "render"):
         spec = group_spec(settings, names, pool)
         existing = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[spec["AutoScalingGroupName"]])
@@ -341,7 +341,8 @@ def ensure_groups(settings: Settings, names: Names, report: Report) -> None:
             report.add(f"warm pool for {spec['AutoScalingGroupName']}", "updated")
 
 
-def bootstrap(settings: Settings) -> Report:
+def bootstrap(settings: Settings, *, batch: bool = False) -> Report:
+    """Everything a fleet needs; with ``batch`` (or FLEET_TRAIN_BACKEND=batch) also AWS Batch for training."""
     names = names_from(settings)
     report = Report()
     ensure_bucket(settings, names, report)
@@ -353,6 +354,10 @@ def bootstrap(settings: Settings) -> Report:
     profile_arn = ensure_role(settings, names, agent_policy(names, arns, account_groups), report)
     ensure_launch_template(settings, names, profile_arn, report)
     ensure_groups(settings, names, report)
+    if batch or settings.fleet_train_backend == "batch":
+        from cloud.fleet.batch import ensure_batch
+
+        ensure_batch(settings, names, agent_policy(names, arns, account_groups), report)
     return report
 
 
@@ -360,20 +365,20 @@ def teardown(settings: Settings) -> Report:
     """Remove compute and IAM. The bucket and queues hold members' data: they are kept, and said so."""
     names = names_from(settings)
     report = Report()
-    asg = _client(settings, "autoscaling")
+    asg = client(settings, "autoscaling")
     for pool in ("train", "render"):
         try:
             asg.delete_auto_scaling_group(AutoScalingGroupName=names.group(pool), ForceDelete=True)
             report.add(f"auto scaling group {names.group(pool)}", "deleted")
         except ClientError:
             report.add(f"auto scaling group {names.group(pool)}", "absent")
-    ec2 = _client(settings, "ec2")
+    ec2 = client(settings, "ec2")
     try:
         ec2.delete_launch_template(LaunchTemplateName=names.launch_template)
         report.add(f"launch template {names.launch_template}", "deleted")
     except ClientError:
         report.add(f"launch template {names.launch_template}", "absent")
-    iam = _client(settings, "iam")
+    iam = client(settings, "iam")
     try:
         iam.remove_role_from_instance_profile(InstanceProfileName=names.instance_profile, RoleName=names.role)
         iam.delete_instance_profile(InstanceProfileName=names.instance_profile)
@@ -386,5 +391,8 @@ def teardown(settings: Settings) -> Report:
         report.add(f"iam role {names.role}", "deleted")
     except ClientError:
         report.add(f"iam role {names.role}", "absent")
+    from cloud.fleet.batch import teardown_batch
+
+    teardown_batch(settings, report)
     report.add(f"s3://{names.bucket} and the SQS queues (members' data; delete them by hand)", "kept")
     return report

@@ -22,21 +22,35 @@ def _asg(settings: Settings) -> Any:
 
 
 def build_pools(settings: Settings) -> list[Pool]:
+    """The auto scaling groups the autoscaler scales: training's only when trainings do not run on AWS Batch."""
     from cloud.queues import open_queues
 
     queues = open_queues(settings)
     names = aws.names_from(settings)
     pol = policies(settings)
-    return [Pool(pol["train"], names.group("train"), queues.train), Pool(pol["render"], names.group("render"), queues.render)]
+    pools = [Pool(pol["render"], names.group("render"), queues.render)]
+    if settings.fleet_train_backend == "autoscaling":
+        pools.insert(0, Pool(pol["train"], names.group("train"), queues.train))
+    return pools
 
 
 def run_autoscaler(settings: Settings, once: bool = False, dry_run: bool = False) -> int:
     asg = _asg(settings)
     pools = build_pools(settings)
+    batch = aws.client(settings, "batch") if settings.fleet_train_backend == "batch" else None
+    train_queue = None
+    if batch is not None:
+        from cloud.queues import open_queues
+
+        train_queue = open_queues(settings).train
     while True:
         started = time.monotonic()
         try:
             autoscale_once(asg, pools, dry_run=dry_run)
+            if batch is not None and train_queue is not None and not dry_run:
+                from cloud.fleet.batch import submit_backlog
+
+                submit_backlog(batch, settings, train_queue)
         except Exception:  # noqa: BLE001 - one bad round (throttling, a network blip) must not stop scaling
             log.exception("autoscaler round failed; trying again next round")
             if once:
@@ -84,9 +98,9 @@ def status_lines(settings: Settings) -> list[str]:
     return lines
 
 
-def run_aws(settings: Settings, action: str, yes: bool = False) -> int:
+def run_aws(settings: Settings, action: str, yes: bool = False, batch: bool = False) -> int:
     if action == "bootstrap":
-        report = aws.bootstrap(settings)
+        report = aws.bootstrap(settings, batch=batch)
     elif action == "teardown":
         if not yes:
             try:

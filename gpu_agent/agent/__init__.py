@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from storage.settings import Settings
 
 __all__ = [
+    "ONCE_EXIT_CODES",
     "Agent", "Drain", "Interrupted", "JobError", "JobRunner", "RenderOutcome", "SpotWatcher", "TrainOutcome",
     "TrainRequest", "run_agent",
 ]
@@ -34,10 +35,20 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def run_agent(settings: Settings, *, stop_event: threading.Event | None = None) -> None:
+ONCE_EXIT_CODES = {None: 0, "done": 0, "skipped": 0, "cancelled": 0, "preempted": 75, "lease_lost": 75}
+"""``photogen agent --once``: how the one job ended → the process's exit status. 0 when it is settled for good
+(or there was none), 75 (EX_TEMPFAIL) when it was handed back (spot reclaim, drain), 1 when it failed (member
+told, or released for a retry): AWS Batch retries a non-zero attempt (see cloud/fleet/batch.py)."""
+
+
+def run_agent(settings: Settings, *, stop_event: threading.Event | None = None,
+              once_wait_s: float | None = None) -> int:
     """Run an agent until it is stopped; blocks. SIGTERM and SIGINT drain it like a spot notice: training
     checkpoints and releases its job, a render finishes if it can within AGENT_DRAIN_S. Without the ML stack
-    it stops at once with one line (MissingMLStack) rather than take jobs it can only fail."""
+    it stops at once with one line (MissingMLStack) rather than take jobs it can only fail.
+
+    ``once_wait_s``: take one job (waiting at most that long for one), settle it, and return the exit status
+    (ONCE_EXIT_CODES); otherwise 0 once stopped."""
     from gpu_agent.agent.stack import require_ml_stack
 
     require_ml_stack()
@@ -50,4 +61,9 @@ def run_agent(settings: Settings, *, stop_event: threading.Event | None = None) 
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-    agent.run(stop_event)
+    result = agent.run(stop_event, once_wait_s=once_wait_s)
+    if once_wait_s is None:
+        return 0
+    code = ONCE_EXIT_CODES.get(result, 1)
+    log.info("agent --once: %s (exit status %d)", result or "no job", code)
+    return code

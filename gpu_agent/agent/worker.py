@@ -99,10 +99,14 @@ class Agent:
             log.info("agent %s: /healthz and /metrics on port %d", self.agent_id, self.health.port)
         self.spot.start()
 
-    def run(self, stop_event: threading.Event | None = None) -> None:
+    def run(self, stop_event: threading.Event | None = None, *, once_wait_s: float | None = None) -> str | None:
+        """Take jobs until stopped. With ``once_wait_s`` (``photogen agent --once``, an AWS Batch job): wait that
+        long for one job, settle it and return how it ended (``done``, ``failed``, ``preempted``, ``retry`` …),
+        or None when none came."""
         stop_event = stop_event or threading.Event()
         self.start_services()
         self.state = "idle"
+        waited_since = time.monotonic()
         try:
             while not self.drain.requested:
                 if stop_event.is_set():
@@ -112,9 +116,15 @@ class Agent:
                 if got is None:
                     self.protection.set(False)  # idle: the autoscaler may take this instance back
                     self._drop_stale_loras()
+                    if once_wait_s is not None and time.monotonic() - waited_since >= once_wait_s:
+                        log.info("agent %s: no job within %.0f s; nothing to do", self.agent_id, once_wait_s)
+                        return None
                     continue
                 self.protection.set(True)
-                self._handle(*got, stop_event=stop_event)
+                result = self._handle(*got, stop_event=stop_event)
+                if once_wait_s is not None:
+                    return result
+            return "preempted" if once_wait_s is not None else None
         finally:
             self.protection.set(False)
             self.state = "stopped"
@@ -165,24 +175,26 @@ class Agent:
 
     # --- one job ----------------------------------------------------------------------------------------------
 
-    def _handle(self, kind: Kind, lease: Lease, *, stop_event: threading.Event) -> None:
+    def _handle(self, kind: Kind, lease: Lease, *, stop_event: threading.Event) -> str:
+        """Work on one message and settle it; how it ended: done, failed, retry, preempted, lease_lost,
+        cancelled, malformed or skipped (done before / dropped)."""
         queue = self._queue(kind)
         if self.drain.requested:
             self._release(queue, lease, 0)
-            return
+            return "preempted"
         model = TrainJob if kind == "train" else RenderJob
         try:
             job = decode(lease.body, model)
         except MessageError as err:
             self._malformed(kind, queue, lease, str(err))
-            return
+            return "malformed"
         if lease.sent_at:
             self.metrics.queue_wait.labels(kind).observe(max(0.0, time.time() - lease.sent_at))
         if self._already_done(kind, queue, lease, job):
-            return
+            return "skipped"
         stop_check = StopCheck(self.blobs, job)
         if self._drop_cancelled(kind, queue, lease, job, stop_check):
-            return
+            return "skipped"
         started = time.monotonic()
         reporter = Reporter(self.queues.events, self.blobs, job, agent_id=self.agent_id,
                             instance_type=self.spot.instance_type,
@@ -200,7 +212,7 @@ class Agent:
             with LeaseKeeper(queue, lease, lease_s=self.settings.agent_lease_s, heartbeat_s=self.heartbeat_s,
                              on_lost=lambda: ctx.halt("lease_lost")):
                 outcome = self._work(kind, ctx, job, stop_event)
-            self._settle(kind, queue, lease, job, ctx, outcome)
+            return self._settle(kind, queue, lease, job, ctx, outcome)
         finally:
             self.metrics.job_seconds.labels(kind).observe(time.monotonic() - started)
             self.metrics.gpu_seconds.labels(kind).inc(ctx.gpu_seconds)
@@ -243,16 +255,16 @@ class Agent:
     # --- settling the message -----------------------------------------------------------------------------------
 
     def _settle(self, kind: Kind, queue: JobQueue, lease: Lease, job: TrainJob | RenderJob, ctx: JobContext,
-                outcome: Outcome) -> None:
+                outcome: Outcome) -> str:
         gpu = round(ctx.gpu_seconds, 3)
         if outcome.result == "lease_lost" or ctx.lease_lost:
             # Another agent owns the message now: no result, no event, no ack.
             log.warning("job %s: lease lost at step %d; left to the agent that holds it", job.job_id, ctx.step)
             self.metrics.jobs.labels(kind, "lease_lost").inc()
-            return
+            return "lease_lost"
         if outcome.result == "cancelled" or ctx.poll_cancel(fresh=True):
             self._settle_cancelled(kind, queue, lease, job, ctx)
-            return
+            return "cancelled"
         if outcome.result == "done":
             # The done event carries the last step too, so the member's progress bar ends at 100 %.
             finished = Progress(step=outcome.total, total=outcome.total) if outcome.total > 0 else None
@@ -266,13 +278,13 @@ class Agent:
                 self._forget_checkpoints(job)
             self.metrics.jobs.labels(kind, "done").inc()
             log.info("job %s done: %s", job.job_id, ", ".join(outcome.output_keys))
-            return
+            return "done"
         if outcome.result == "preempted":
             ctx.reporter.preempted(outcome.step, outcome.total)
             self._release(queue, lease, 0)
             self.metrics.jobs.labels(kind, "preempted").inc()
             log.warning("job %s released at step %d (%s)", job.job_id, outcome.step, self.drain.reason)
-            return
+            return "preempted"
         error = outcome.error or JobError("internal", INTERNAL_MESSAGE, permanent=False)
         last_try = lease.receive_count >= getattr(queue, "max_receives", self.settings.queue_max_receives)
         if error.permanent:
@@ -291,6 +303,8 @@ class Agent:
             self.metrics.jobs.labels(kind, "retry").inc()
             log.warning("job %s failed on delivery %d (%s); released for a retry", job.job_id,
                         lease.receive_count, error.code)
+            return "retry"
+        return "failed"
 
     def _already_done(self, kind: Kind, queue: JobQueue, lease: Lease, job: TrainJob | RenderJob) -> bool:
         marker_key = keys.done_marker_key(job.user_id, job.job_id)

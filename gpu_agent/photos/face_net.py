@@ -26,7 +26,9 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-_RECORD = re.compile(rb"\x01[\x04-\x15](con_4|affine_|relu_|max_pool_2|avg_pool_2|add_prev_|fc_2|input_rgb_image_sized)")
+_RECORD = re.compile(
+    rb"\x01[\x04-\x15](con_4|affine_|relu_|max_pool_2|avg_pool_2|add_prev_|fc_2|input_rgb_image_sized)"
+)
 _LEVELS = ((32, 3, False), (64, 4, True), (128, 3, True), (256, 3, True), (256, 1, True))
 """(channels, blocks, first block halves the size) from the input side, as dlib's example declares them."""
 
@@ -44,7 +46,7 @@ class _Reader:
     def integer(self) -> int:
         control = self.data[self.at]
         size, negative = control & 0x0F, bool(control & 0x80)
-        value = int.from_bytes(self.data[self.at + 1:self.at + 1 + size], "little")
+        value = int.from_bytes(self.data[self.at + 1 : self.at + 1 + size], "little")
         self.at += 1 + size
         return -value if negative else value
 
@@ -54,7 +56,7 @@ class _Reader:
 
     def text(self) -> str:
         size = self.integer()
-        text = self.data[self.at:self.at + size].decode("ascii", errors="replace")
+        text = self.data[self.at : self.at + size].decode("ascii", errors="replace")
         self.at += size
         return text
 
@@ -118,10 +120,14 @@ class FaceNet:
         means, convs, affines, fc = _read_layers(path.read_bytes())
         self._torch = torch
         self._mean = torch.tensor(means, dtype=torch.float32).view(1, 3, 1, 1)
-        self._convs = [(torch.from_numpy(c.weight.copy()), torch.from_numpy(c.bias.copy()), c.stride, c.padding)
-                       for c in convs]
-        self._affines = [(torch.from_numpy(a[0].copy()).view(1, -1, 1, 1), torch.from_numpy(a[1].copy()).view(1, -1, 1, 1))
-                         for a in affines]
+        self._convs = [
+            (torch.from_numpy(c.weight.copy()), torch.from_numpy(c.bias.copy()), c.stride, c.padding)
+            for c in convs
+        ]
+        self._affines = [
+            (torch.from_numpy(a[0].copy()).view(1, -1, 1, 1), torch.from_numpy(a[1].copy()).view(1, -1, 1, 1))
+            for a in affines
+        ]
         self._fc = torch.from_numpy(fc.copy())
         self._lock = threading.Lock()
         expected = [32] + [c for c, blocks, _ in _LEVELS for _ in range(blocks * 2)]

@@ -11,7 +11,14 @@ import pytest
 from PIL import Image
 
 from gpu_agent.photos.face_net import FaceNet, FaceNetError
-from gpu_agent.photos.faces import CHIP_PADDING, CHIP_SIZE, detect_faces, detection_copy, models, models_folder
+from gpu_agent.photos.faces import (
+    CHIP_PADDING,
+    CHIP_SIZE,
+    detect_faces,
+    detection_copy,
+    models,
+    models_folder,
+)
 from photogen.assets import OTHER_PERSON_PHOTO, demo_photos
 
 MODEL = "dlib_face_recognition_resnet_model_v1.dat"
@@ -25,8 +32,9 @@ def _chips(images: list[Image.Image]) -> list[np.ndarray]:
         small, back = detection_copy(img, max(img.size))
         _, rects = detect_faces(small, back, 1)
         r = rects[0]
-        rect = m.dlib.rectangle(round(r.left() * back), round(r.top() * back), round(r.right() * back),
-                                round(r.bottom() * back))
+        rect = m.dlib.rectangle(
+            round(r.left() * back), round(r.top() * back), round(r.right() * back), round(r.bottom() * back)
+        )
         chips.append(m.dlib.get_face_chip(full, m.landmarks(full, rect), CHIP_SIZE, CHIP_PADDING))
     return chips
 
@@ -36,7 +44,11 @@ def chips(faces_dir: Path) -> list[np.ndarray]:
     import io
 
     images = [Image.open(io.BytesIO(data)) for _, data in demo_photos()[:4]]
-    images += [Image.open(OTHER_PERSON_PHOTO), Image.open(faces_dir / "astronaut.png"), Image.open(faces_dir / "messi5.jpg")]
+    images += [
+        Image.open(OTHER_PERSON_PHOTO),
+        Image.open(faces_dir / "astronaut.png"),
+        Image.open(faces_dir / "messi5.jpg"),
+    ]
     return _chips(images)
 
 
@@ -50,7 +62,8 @@ def test_the_torch_network_gives_dlibs_descriptors(chips: list[np.ndarray]) -> N
     for i in range(len(chips)):
         for j in range(len(chips)):
             assert round(float(np.linalg.norm(ours[i] - ours[j])), 4) == pytest.approx(
-                round(float(np.linalg.norm(theirs[i] - theirs[j])), 4), abs=1e-4)
+                round(float(np.linalg.norm(theirs[i] - theirs[j])), 4), abs=1e-4
+            )
 
 
 def test_describing_leaves_the_process_thread_count_as_it_was(chips: list[np.ndarray]) -> None:
@@ -71,7 +84,7 @@ def test_a_file_that_is_not_the_face_network_is_refused(tmp_path: Path) -> None:
     with pytest.raises(FaceNetError):
         FaceNet(landmarks)
     truncated = tmp_path / "half.dat"
-    truncated.write_bytes((models_folder() / MODEL).read_bytes()[: 11_000_000])
+    truncated.write_bytes((models_folder() / MODEL).read_bytes()[:11_000_000])
     with pytest.raises(FaceNetError):
         FaceNet(truncated)
 
@@ -87,5 +100,7 @@ def test_the_bots_photo_checks_stay_torch_free() -> None:
         "assert len(report.good) == 3, report\n"
         "print('torch' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
     assert out.stdout.strip() == "False"

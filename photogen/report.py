@@ -12,7 +12,6 @@ from markupsafe import Markup
 
 from storage.settings import Settings
 
-
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
@@ -46,8 +45,9 @@ class Report:
     def collect(cls, sim: Any, channel: Any, settings: Settings, timeline: list[tuple[float, str]],
                 photos: list[Path], *, scenario: list[str] | None = None, captions: dict[int, str] | None = None,
                 progress: list[tuple[int, int]] | None = None) -> Report:
-        from storage import Order, open_engine, read_session
         from sqlmodel import select
+
+        from storage import Order, open_engine, read_session
 
         files: dict[str, bytes] = {}
         inputs = []

@@ -7,7 +7,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from bot.dashboard.charts import BOTTOM, H, LEFT, RIGHT, TOP, W, Chart, bar_chart, line_chart
+from bot.dashboard.charts import BOTTOM, LEFT, RIGHT, TOP, Chart, H, W, bar_chart, line_chart
 
 # Autoescaped: server names, model names and error codes come from members and admins; undefined names fail.
 _TEMPLATES = Environment(loader=PackageLoader("bot.dashboard", "templates"), autoescape=True,

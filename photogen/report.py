@@ -86,7 +86,7 @@ class Report:
 # Autoescaped, so a member's words (titles, prompts, captions) can never become markup; undefined names fail.
 _TEMPLATES = Environment(loader=PackageLoader("photogen", "templates"), autoescape=True,
                          undefined=StrictUndefined, trim_blocks=True, keep_trailing_newline=True)
-_TEMPLATES.filters["lines"] = lambda text: Markup("<br>").join(str(text).split("\n"))  # escaped lines, <br> between
+_TEMPLATES.filters["lines"] = lambda text: Markup("<br>").join(str(text).split("\n"))  # escaped, <br> between
 _TEMPLATES.globals.update(BR=Markup("<br>"), is_image=lambda name: name.lower().endswith(_IMAGE_SUFFIXES))
 
 
@@ -117,7 +117,8 @@ def render_html(r: Report) -> str:
             results.append({"title": _title(r, m), "images": images})
     orders = [{**o, "pct": _percent(o.get("step"), o.get("total")), "took": o["updated"] - o["created"]}
               for o in r.orders]
-    return _TEMPLATES.get_template("report.html.j2").render(r=r, progress=progress, results=results, orders=orders)
+    page = _TEMPLATES.get_template("report.html.j2")
+    return page.render(r=r, progress=progress, results=results, orders=orders)
 
 
 def _thinned(progress: list[tuple[int, int]], most: int = 8) -> list[tuple[int, int]]:

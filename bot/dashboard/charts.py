@@ -1,8 +1,8 @@
 """Charts as inline SVG drawn on the server: nothing for the browser to fetch, nothing to run.
 
-This module computes the geometry (a ``Chart``); ``templates/chart.svg.j2`` draws it, autoescaped. Each chart is
-``<svg class="chart" data-chart=NAME>``; a series is a ``<polyline data-series=… data-points=N>`` or a group of
-``<rect class="bar">``, so a test (or a curious admin) can read what was drawn.
+This module computes the geometry (a ``Chart``); ``templates/chart.svg.j2`` draws it, autoescaped. Each chart
+is ``<svg class="chart" data-chart=NAME>``; a series is a ``<polyline data-series=… data-points=N>`` or a group
+of ``<rect class="bar">``, so a test (or a curious admin) can read what was drawn.
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ def _fmt(value: float) -> str:
 
 
 def _grid(y_max: float, unit: str, prefix: str) -> list[tuple[float, str]]:
-    return [(TOP + (H - TOP - BOTTOM) * i / 4, f"{prefix}{_fmt(y_max * (4 - i) / 4)}{unit}") for i in range(5)]
+    plot_h = H - TOP - BOTTOM
+    return [(TOP + plot_h * i / 4, f"{prefix}{_fmt(y_max * (4 - i) / 4)}{unit}") for i in range(5)]
 
 
 def _legend(labels: Sequence[str]) -> list[tuple[float, str, str]]:
@@ -105,17 +106,16 @@ def line_chart(
     y_max = _nice_max(max(v for pts in series.values() for _, v in pts))
     span = max(t1 - t0, 1.0)
     plot_w, plot_h = W - LEFT - RIGHT, H - TOP - BOTTOM
-    lines = [
-        Line(label, PALETTE[i % len(PALETTE)],
-             [(f"{LEFT + plot_w * (t - t0) / span:.1f}", f"{TOP + plot_h * (1 - v / y_max):.1f}") for t, v in pts],
-             len(pts) <= MARKERS_UP_TO)
-        for i, (label, pts) in enumerate(series.items())
-    ]
+    lines = []
+    for i, (label, pts) in enumerate(series.items()):
+        xy = [(f"{LEFT + plot_w * (t - t0) / span:.1f}", f"{TOP + plot_h * (1 - v / y_max):.1f}") for t, v in pts]
+        lines.append(Line(label, PALETTE[i % len(PALETTE)], xy, len(pts) <= MARKERS_UP_TO))
     stamps = [
         (LEFT + plot_w * frac, anchor, time.strftime("%m-%d %H:%M", time.gmtime(t0 + span * frac)) + " UTC")
         for frac, anchor in ((0.0, "start"), (0.5, "middle"), (1.0, "end"))
     ]
-    return Chart(name, title, grid=_grid(y_max, unit, ""), lines=lines, x_labels=stamps, legend=_legend(list(series)))
+    return Chart(name, title, grid=_grid(y_max, unit, ""), lines=lines, x_labels=stamps,
+                 legend=_legend(list(series)))
 
 
 def bar_chart(
@@ -145,6 +145,7 @@ def bar_chart(
         ])
         for gi, (series_name, vals) in enumerate(groups.items())
     ]
-    ticks = [(LEFT + slot * (li + 0.5), "middle", label[:14]) for li, label in enumerate(labels) if li % label_every == 0]
+    ticks = [(LEFT + slot * (li + 0.5), "middle", label[:14])
+             for li, label in enumerate(labels) if li % label_every == 0]
     return Chart(name, title, grid=_grid(y_max, unit, prefix), bar_series=series, x_labels=ticks,
                  legend=_legend(list(groups)))

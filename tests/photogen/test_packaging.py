@@ -29,7 +29,8 @@ assert Path(photogen.report.__file__).is_relative_to(sys.argv[1]), photogen.repo
 assert Path(bot.dashboard.page.__file__).is_relative_to(sys.argv[1]), bot.dashboard.page.__file__
 report = render_html(Report("tiny-sd", True, [], [], [], [], [], {}))
 page = render_page({"generated_at": 7200.0, "window_s": 3600.0, "queue_depth": {}, "jobs_per_hour": [],
-                    "time_to_result": {}, "failures_by_code": {}, "fleet_size": {}, "jobs": {"finished": 0, "failed": 0},
+                    "time_to_result": {}, "failures_by_code": {}, "fleet_size": {},
+                    "jobs": {"finished": 0, "failed": 0},
                     "cost": {"per_order": [], "mean_per_order_usd": {}, "gpu_seconds": 0.0, "usd": 0.0}})
 assert "Photogen demo report" in report and "Photogen — fleet dashboard" in page
 print("rendered")
@@ -52,6 +53,7 @@ def test_the_wheel_ships_the_templates_and_renders_from_them(tmp_path: Path) -> 
         z.extractall(tmp_path / "installed")
     # The installed copy alone (not this checkout) renders both pages.
     installed = tmp_path / "installed"
-    out = subprocess.run([sys.executable, "-c", RENDER_BOTH, str(installed)], cwd=installed, capture_output=True,
-                         text=True, timeout=60, check=False, env={"PYTHONPATH": str(installed), "PATH": "/usr/bin:/bin"})
+    out = subprocess.run([sys.executable, "-c", RENDER_BOTH, str(installed)], cwd=installed, check=False,
+                         capture_output=True, text=True, timeout=60,
+                         env={"PYTHONPATH": str(installed), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0 and "rendered" in out.stdout, out.stderr[-2000:]

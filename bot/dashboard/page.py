@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import time
-from html import escape
 from typing import Any
 
-from bot.dashboard.charts import bar_chart, line_chart
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from bot.dashboard.charts import BOTTOM, LEFT, RIGHT, TOP, Chart, H, W, bar_chart, line_chart
+
+# Autoescaped: server names, model names and error codes come from members and admins; undefined names fail.
+_TEMPLATES = Environment(loader=PackageLoader("bot.dashboard", "templates"), autoescape=True,
+                         undefined=StrictUndefined, trim_blocks=True, keep_trailing_newline=True)
+_TEMPLATES.globals.update(W=W, H=H, LEFT=LEFT, RIGHT=RIGHT, TOP=TOP, BOTTOM=BOTTOM)  # the charts' frame
 
 
 def _hours(seconds: float) -> str:
@@ -22,7 +28,7 @@ def _dur(seconds: float | None) -> str:
 _VERDICTS = (("strong", "strong"), ("fair", "fair"), ("weak", "weak"), ("copy", "copy"), ("no_face", "no face"))
 
 
-def _likeness_chart(chart_id: str, title: str, rows: list[dict[str, Any]]) -> str:
+def _likeness_chart(chart_id: str, title: str, rows: list[dict[str, Any]]) -> Chart:
     """Pictures per verdict for each server or model, labelled with the median score (the quartiles are in the
     JSON)."""
     labels = [f"{r['label'][:18]} (median {r['quartiles'][1]:.2f})" if r.get("quartiles") else r["label"][:18]
@@ -125,27 +131,7 @@ def render_page(data: dict[str, Any]) -> str:
         ("p95 time to result", ", ".join(f"{k} {_dur(ttr[k]['p95_s'])}" for k in kinds) or "–"),
         ("Pictures blocked", f"{data.get('pictures_blocked', 0)}"),
     ]
-    tiles_html = "".join(
-        f'<div class="tile"><div class="k">{escape(k)}</div><div class="v">{escape(v)}</div></div>'
-        for k, v in tiles
-    )
-    charts_html = "".join(f'<section class="card"><h2>{escape(t)}</h2>{svg}</section>' for t, svg in charts)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t1))
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Photogen dashboard</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"><meta name="robots" content="noindex">
-<style>
-body{{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f3f4f6;color:#111827}}
-header{{background:#111827;color:#f9fafb;padding:14px 24px}} header h1{{margin:0;font-size:20px}}
-header p{{margin:4px 0 0;font-size:12px;color:#9ca3af}}
-main{{padding:16px 24px}} .tiles{{display:flex;flex-wrap:wrap;gap:12px;margin-bottom:16px}}
-.tile{{background:#fff;border-radius:8px;padding:10px 14px;min-width:150px;box-shadow:0 1px 2px #0001}}
-.tile .k{{font-size:12px;color:#6b7280}} .tile .v{{font-size:18px;font-weight:600}}
-.grid{{display:grid;grid-template-columns:repeat(auto-fill,minmax(580px,1fr));gap:16px}}
-.card{{background:#fff;border-radius:8px;padding:10px;box-shadow:0 1px 2px #0001}}
-.card h2{{font-size:14px;margin:2px 4px 8px}}
-</style></head>
-<body><header><h1>Photogen — fleet dashboard</h1>
-<p>last {escape(_hours(data["window_s"]))} · generated {escape(stamp)} · JSON: /admin/dashboard.json</p></header>
-<main><div class="tiles">{tiles_html}</div><div class="grid">{charts_html}</div></main></body></html>
-"""
+    return _TEMPLATES.get_template("dashboard.html.j2").render(
+        window=_hours(data["window_s"]), stamp=stamp, tiles=tiles, charts=charts
+    )

@@ -91,12 +91,19 @@ class Drain:
 
 
 class ImdsClient:
-    """The three IMDSv2 calls the agent needs, with the session token cached until it is refused."""
+    """The three IMDSv2 calls the agent needs, with the session token cached until it is refused.
+
+    Kept over botocore's ``IMDSFetcher`` (docs/ARCHITECTURE.md): that one's token and GET calls are private
+    methods, it falls back to IMDSv1 when the token call fails, and it asks for a new token on every call.
+    The metadata service is link-local: requests never go through an HTTP(S)_PROXY from the environment
+    (a proxy cannot reach it, and would see the session token).
+    """
 
     def __init__(self, base_url: str, timeout_s: float = _TIMEOUT_S) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self._token: str | None = None
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def _fetch_token(self) -> str:
         req = urllib.request.Request(
@@ -104,7 +111,7 @@ class ImdsClient:
             method="PUT",
             headers={"X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL_S)},
         )
-        with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+        with self._opener.open(req, timeout=self.timeout_s) as resp:
             return resp.read().decode().strip()
 
     def get(self, path: str) -> str | None:
@@ -116,7 +123,7 @@ class ImdsClient:
                 f"{self.base_url}/latest/meta-data/{path}", headers={"X-aws-ec2-metadata-token": self._token}
             )
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                with self._opener.open(req, timeout=self.timeout_s) as resp:
                     return resp.read().decode()
             except urllib.error.HTTPError as err:
                 if err.code == 404:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from markupsafe import escape
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import Engine
 
@@ -323,16 +324,30 @@ def test_long_windows_are_thinned_and_bucketed_by_day(engine: Engine, settings: 
     assert len(days) == 8 and days[1]["hour"] - days[0]["hour"] == 86400
 
 
-async def test_hostile_error_codes_are_escaped_in_the_page(engine: Engine, settings: Settings) -> None:
+async def test_hostile_error_codes_and_model_names_are_escaped_in_the_page(
+    engine: Engine, settings: Settings
+) -> None:
+    """The page's template is autoescaped: an error code and a member's model name (the likeness chart's label)
+    that are markup show as text, in the chart labels, the bar tooltips and nowhere as tags."""
+    hostile_code, hostile_name = '<img src=x onerror="alert(1)">', "<script>alert(2)</script>"
     with transaction(engine) as s:
         order = orders.create_order(s, user_id=3, kind="render")
-        orders.mark_failed(s, order.id, '<img src=x onerror="alert(1)">', "nope")
+        orders.mark_failed(s, order.id, hostile_code, "nope")
+        model = orders.add_model(s, user_id=3, name=hostile_name, class_word="man", subject_token="sks",
+                                 base_model="tiny-sd")
+        scored = orders.create_order(s, user_id=3, kind="render", guild_id="7", model_id=model.id)
+        orders.add_image(s, scored.id, orders.NewImage(blob_key=f"users/3/renders/{scored.id}/0.png", index=0,
+                                                        likeness_verdict="fair", likeness_score=0.5,
+                                                        likeness_tries=1))
     c = await _client(settings, engine)
     try:
         html = await (await c.get("/admin/dashboard", headers={"Authorization": f"Bearer {TOKEN}"})).text()
     finally:
         await c.close()
-    assert "<img src=x" not in html and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
+    assert "<img src=x" not in html and "<script" not in html
+    assert str(escape(hostile_code[:14])) in html  # the x-axis label (first 14 characters)
+    assert f"<title>{escape(hostile_code)}: 1</title>" in html  # the bar's tooltip, whole
+    assert f"{escape(hostile_name[:18])} (median 0.50)" in html  # the likeness chart's label
 
 
 async def test_run_sampler_samples_and_refreshes_the_scrape_copy(engine: Engine, settings: Settings) -> None:

@@ -128,3 +128,27 @@ async def test_face_detail_follows_the_preset_and_the_setting(studio: Studio) ->
     await st.restart()
     off = await _imagine(st, st.alice, "smiling", style="eiffel-tower")
     assert off.face_detail is False
+
+
+async def test_result_buttons_and_commands_share_one_rate_limit(studio: Studio) -> None:
+    """Why the bot keeps its own limiter over discord.py's app-command cooldowns: a member's button presses (a
+    component interaction runs no app-command check) count against the same budget as their commands."""
+    st = studio
+    st.seed_model(st.alice)
+    job = await _imagine(st, st.alice, "at the beach", count=2, seed=7)  # 1st hit
+    await asyncio.to_thread(st.agent.finish_render, job)
+    result = await st.sim.wait_for_message(st.channel, _result, timeout=10)
+    st.bot.limiter.limit = 3  # type: ignore[union-attr]
+
+    click = await st.sim.click(st.alice, result, f"pg:up:{job.order_id}:0")  # 2nd: a button
+    assert "slow down" not in str((await click.wait_response()).embeds).lower()
+    await asyncio.to_thread(st.agent.take_render)
+    inter = await st.sim.invoke_command(st.alice, st.channel, "orders")  # 3rd: a command
+    assert "slow down" not in str((await inter.wait_response()).embeds).lower()
+
+    click = await st.sim.click(st.alice, result, f"pg:var:{job.order_id}:1")  # 4th: over the limit
+    response = await click.wait_response()
+    assert response.ephemeral and "slow down" in str(response.embeds).lower()
+    assert st.b.queues.render.depth().backlog == 0  # nothing queued for the refused press
+    inter = await st.sim.invoke_command(st.alice, st.channel, "orders")  # and commands are limited as well
+    assert "slow down" in str((await inter.wait_response()).embeds).lower()

@@ -48,3 +48,29 @@ def test_write_report_keeps_the_scenario_in_the_json(tmp_path: Path) -> None:
     path = write_report(_report(), tmp_path)
     assert path.read_text().count("<li>") == 2
     assert '"progress"' in (tmp_path / "report.json").read_text()
+
+
+def test_member_words_are_text_in_the_report_never_markup() -> None:
+    """The report's template is autoescaped: a caption, a message, an embed, a button, a scenario line or an
+    order error holding markup shows as text; only the template's own tags (line breaks included) are tags."""
+    hostile = "<script>alert(1)</script>"
+    r = _report()
+    r.captions[2] = f"{hostile} title"
+    r.scenario.append(hostile)
+    r.timeline.append((1.0, hostile))
+    r.orders[0]["error"] = hostile
+    r.messages.append(PostedMessage(
+        4, "t4", f"{hostile}\nmore", [{"title": hostile, "description": "line one\n<b>line two</b>",
+                                       "fields": [{"name": "n<i>", "value": "v\n" + hostile}]}],
+        [hostile], ["outputs/4-a.png' onerror='alert(1)"], 0, False))
+    page = render_html(r)
+    assert "<script" not in page and "<b>line two" not in page and "<i>n<i>" not in page
+    assert "onerror='alert" not in page  # a file name cannot close the quoted src attribute
+    escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
+    titles = re.findall(r"<div class='result'><h3>(.*?)</h3>", page)
+    assert titles[0] == f"{escaped} title"
+    assert f"<li>{escaped}</li>" in page and f"<td>{escaped}</td>" in page  # scenario / timeline and order
+    assert f"<span class='btn'>{escaped}</span>" in page
+    # embed lines still break where the text did; the text between the breaks stays escaped
+    assert "line one<br>&lt;b&gt;line two&lt;/b&gt;" in page
+    assert f"<i>n&lt;i&gt;</i>: v<br>{escaped}" in page

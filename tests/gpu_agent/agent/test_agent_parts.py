@@ -36,6 +36,20 @@ def test_imds_client_uses_a_session_token(fake_imds: FakeImds) -> None:
     assert fake_imds.unauthorized == 1
 
 
+def test_imds_client_ignores_proxies_from_the_environment(
+    fake_imds: FakeImds, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An agent whose environment names an HTTP proxy (for S3, say) still reaches the link-local metadata
+    service directly, and never hands the session token to the proxy."""
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # the discard port: a proxy that refuses every request
+    client = ImdsClient(fake_imds.url)
+    assert client.get("instance-type") == "g5.xlarge"
+    assert fake_imds.unauthorized == 0
+
+
 @pytest.mark.parametrize("notice", ["terminate", "rebalance"])
 def test_spot_watcher_drains_on_a_notice(fake_imds: FakeImds, notice: str) -> None:
     drain = Drain()

@@ -337,9 +337,8 @@ def start_if_ready(b: Backends, order_id: str) -> tuple[Placed | None, bool]:
                 )
                 break
             if standing.ban_reason(s, order.guild_id, row.user_id) is not None:
-                problem = (
-                    f"{mention(row.user_id)} can no longer be pictured here: nothing was rendered or charged."
-                )
+                # Shown on the public status message: which member, and why, is nobody else's business.
+                problem = "A member can no longer be pictured here: nothing was rendered or charged."
                 break
             members.append(
                 GroupMember(
@@ -373,10 +372,10 @@ def start_if_ready(b: Backends, order_id: str) -> tuple[Placed | None, bool]:
             )
             try:
                 credits_left = orders.charge_credits(s, order.user_id, cost, guild_id=order.guild_id)
-            except InsufficientCredits as err:
+            except InsufficientCredits:
                 problem = (
-                    f"Everyone agreed, but this picture costs {cost} credit(s) and you have "
-                    f"{err.available}: nothing was rendered or charged."
+                    f"Everyone agreed, but the caller no longer has the {cost} credit(s) this picture costs: "
+                    "nothing was rendered or charged."
                 )
             else:
                 order.credits_charged = cost

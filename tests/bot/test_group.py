@@ -147,6 +147,13 @@ async def test_group_of_three_renders_after_both_accept_and_tells_everyone(studi
         [m for m in st.sim.messages(st.channel) if any(c.startswith("pg:gc:") for c in m.custom_ids())]
     )
     assert asked_after == asked_before
+    # V1: variations of picture 1, the same members and consent, starting from that picture.
+    await asyncio.to_thread(st.agent.finish_render, reroll)
+    await _click(st, st.alice, result, f"pg:gvar:{oid}:0")
+    variation = await asyncio.to_thread(st.agent.take_render)
+    assert variation.mode == "group" and variation.source_key == keys.render_key(st.alice.id, job.job_id, 0)
+    assert [m.subject for m in variation.members] == [m.subject for m in job.members]
+    assert st.credits(st.alice) == start - 3 * cost
     # Only the caller re-rolls (it costs their credits); a member pictured may not.
     response = await _click(st, st.bob, result, f"pg:grr:{oid}:0")
     assert response.ephemeral and "only the member who made" in str(response.embeds).lower()
@@ -233,6 +240,8 @@ async def test_hostile_members_are_refused_privately_and_nothing_is_written(stud
         inter = await st.sim.invoke_command(st.alice, st.channel, "group", {"prompt": "x", **options})
         return str((await private_answer(inter)).embeds).lower()
 
+    with pytest.raises(Refused, match="at most 4"):  # Discord's options allow 3 others; the check holds anyway
+        group.check_picked(st.alice.id, [group.Picked(n, False, True) for n in (11, 12, 13, 14)])
     assert "you are in the picture already" in await refused({"member2": st.alice})
     assert "is a bot" in await refused({"member2": robot})
     assert "not a member of this server" in await refused({"member2": stranger})
@@ -249,6 +258,13 @@ async def test_hostile_members_are_refused_privately_and_nothing_is_written(stud
     inter = await st.sim.invoke_command(carol, st.channel, "group-requests", {"allow": False})
     await inter.wait_response()
     assert "turned off group picture requests" in await refused({"member2": carol})
+    dave = st.sim.add_member(st.guild, "dave")
+    _model(st, dave, "zxcv")
+    forget = await st.sim.invoke_command(dave, st.channel, "forget-me")
+    confirm = (await forget.wait_response()).message
+    done = await st.sim.click(dave, confirm, f"pg:forget:{dave.id}")
+    await st.sim.wait_until(lambda: bool(done.followups), 10)
+    assert "cannot be asked right now" in await refused({"member2": dave})  # their data is being deleted
     assert order_rows(st.b) == 0 and st.b.queues.render.depth().backlog == 0
     assert not any(c.startswith("pg:gc:") for m in st.sim.messages(st.channel) for c in m.custom_ids())
 
@@ -282,3 +298,31 @@ async def test_forget_me_of_a_pictured_member_removes_the_group_picture(studio: 
     rules = store.guild_rules(st.b, st.guild.id)
     with pytest.raises(Refused, match="withdrew"):
         group.place_followup(st.b, oid, 0, "rr", user_id=st.alice.id, channel_id=st.channel.id, rules=rules)
+
+
+async def test_failure_refunds_and_a_ban_after_asking_ends_it_without_telling_why(studio: Studio) -> None:
+    st = studio
+    carol = _carol(st)
+    _model(st, st.alice, "vqzk"), _model(st, st.bob, "bdfg"), _model(st, carol, "lmnp")
+    start = st.settings.starting_credits
+    oid = await _ask(st, st.alice, {"member2": st.bob, "prompt": "on a boat", "count": 1})
+    bob_req = await st.sim.wait_for_message(st.channel, _request_for(st, oid, st.bob), timeout=10)
+    await _click(st, st.bob, bob_req, f"pg:gc:{oid}:{st.bob.id}:a")
+    job = await asyncio.to_thread(st.agent.take_render)
+    assert st.credits(st.alice) == start - 2
+    await asyncio.to_thread(st.agent.fail, job)
+    await st.sim.wait_until(lambda: _status(st, oid) == "failed", 5)
+    assert st.credits(st.alice) == start  # refunded once, by the ordinary failed-event path
+
+    oid = await _ask(st, st.alice, {"member2": carol, "prompt": "on a boat", "count": 1})
+    carol_req = await st.sim.wait_for_message(st.channel, _request_for(st, oid, carol), timeout=10)
+    with transaction(st.b.engine) as s:
+        standing.set_ban(s, st.guild.id, carol.id, True, "spam in #general")
+    await _click(st, carol, carol_req, f"pg:gc:{oid}:{carol.id}:a")
+    await st.sim.wait_until(lambda: _status(st, oid) == "failed", 5)
+    order = orders_get(st, oid)
+    status_message = st.sim.all_messages[int(order.status_message_id)]
+    await st.sim.wait_until(lambda: "can no longer" in str(st.sim.all_messages[status_message.id].embeds), 5)
+    shown = str(st.sim.all_messages[status_message.id].embeds).lower()
+    assert "spam" not in shown and "ban" not in shown
+    assert st.credits(st.alice) == start and st.b.queues.render.depth().backlog == 0

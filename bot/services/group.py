@@ -241,7 +241,7 @@ def request_group(
         "mode": "group",
         "layout": preset.layout if preset else DEFAULT_LAYOUT,
         "face_detail": True,
-        "group": {"members": [str(uid) for uid, _ in chosen], "cost": cost},
+        "group": {"members": [str(uid) for uid, _ in chosen], "people": len(chosen), "cost": cost},
     }
     order_id = new_id()
     with transaction(b.engine) as s:
@@ -495,7 +495,9 @@ def place_followup(
     guild_id = int(parent.guild_id) if parent.guild_id else 0
     with read_session(b.engine) as s:
         rows = consent.consents(s, parent_id)
-        everyone = [r.user_id for r in rows] == list(p["group"]["members"])  # none forgotten since
+        people = int(p["group"].get("people", len(p["group"]["members"])))
+        # Everyone still there: nobody forgotten since.
+        everyone = len(rows) == people and [r.user_id for r in rows] == list(p["group"]["members"])
         if not everyone or any(r.status != "accepted" for r in rows):
             raise Refused("Someone in this picture withdrew their consent: it cannot be made again.")
         for r in rows:
@@ -595,6 +597,8 @@ def forget_pictured(b: Backends, user_id: int) -> list[Post]:
                 if d.payload.get("channel_id") and str(d.discord_message_id).isdigit()
             ]
     with transaction(b.engine) as s:
+        for order_id in ids:
+            _scrub_member(s, order_id, str(user_id))
         consent.delete_member(s, user_id)
     return posts
 
@@ -613,3 +617,18 @@ async def delete_posts(bot: Any, posts: list[Post]) -> None:
             await bot.get_partial_messageable(post.channel_id).get_partial_message(post.message_id).delete()
         except discord.HTTPException:
             pass  # deleted already, or the channel is gone: nothing left to show
+
+
+def _scrub_member(s: Any, order_id: str, user_id: str) -> None:
+    """The caller's order keeps its row, but no longer the forgotten member's id or model (params, job)."""
+    order = orders.get_order(s, order_id)
+    if order is not None and order.params.get("group"):
+        group = dict(order.params["group"])
+        group["members"] = [u for u in group.get("members", []) if u != user_id]
+        order.params = {**order.params, "group": group}
+        s.add(order)
+    for job in orders.jobs_of_order(s, order_id):
+        if job.payload.get("members"):
+            members = [m for m in job.payload["members"] if m.get("user_id") != user_id]
+            job.payload = {**job.payload, "members": members}
+            s.add(job)

@@ -240,7 +240,8 @@ async def test_hostile_members_are_refused_privately_and_nothing_is_written(stud
         inter = await st.sim.invoke_command(st.alice, st.channel, "group", {"prompt": "x", **options})
         return str((await private_answer(inter)).embeds).lower()
 
-    with pytest.raises(Refused, match="at most 4"):  # Discord's options allow 3 others; the check holds anyway
+    # Discord's options allow 3 others; the check holds anyway.
+    with pytest.raises(Refused, match="at most 4"):
         group.check_picked(st.alice.id, [group.Picked(n, False, True) for n in (11, 12, 13, 14)])
     assert "you are in the picture already" in await refused({"member2": st.alice})
     assert "is a bot" in await refused({"member2": robot})
@@ -293,6 +294,8 @@ async def test_forget_me_of_a_pictured_member_removes_the_group_picture(studio: 
         assert [r.user_id for r in consent.consents(s, oid)] == [
             str(st.alice.id)
         ]  # Bob's consent row is gone
+        order, (job_row,) = orders.get_order(s, oid), orders.jobs_of_order(s, oid)
+        assert str(st.bob.id) not in str(order.params) and str(st.bob.id) not in str(job_row.payload)
     # Alice's order stays hers (delivered), but it can never be made again without Bob.
     assert _status(st, oid) == "delivered"
     rules = store.guild_rules(st.b, st.guild.id)

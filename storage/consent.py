@@ -141,6 +141,14 @@ def pictured_order_ids(session: Session, user_id: object, *, others_only: bool =
     return [i for i in ids if i not in own]
 
 
+def orders_using_model(session: Session, user_id: object, model_id: str) -> list[str]:
+    """The group orders that picture the member with that model."""
+    query = select(GroupConsent.order_id).where(
+        GroupConsent.user_id == _sid(user_id), GroupConsent.model_id == model_id
+    )
+    return list(session.exec(query))
+
+
 def delete_member(session: Session, user_id: object) -> int:
     """/forget-me: the member's consent rows (they are about them), and every row of the orders they placed
     (those orders are deleted with the member's data)."""

@@ -190,8 +190,8 @@ class Group(commands.Cog):
         """The order started or ended: its status message shows it; an ended order's requests lose their
         buttons."""
         await orders.refresh_status_message(self.bot, order_id)
-        order = await self.bot.run_blocking(orders.get_order, self.bot.b, order_id)
-        if order is None or order.status not in ("failed", "cancelled"):
+        reason = await self.bot.run_blocking(group.end_reason, self.bot.b, order_id)
+        if reason is None:
             return
         for req in await self.bot.run_blocking(group.request_messages, self.bot.b, order_id):
             if not req.channel_id or not req.message_id:
@@ -201,7 +201,7 @@ class Group(commands.Cog):
             )
             try:
                 await message.edit(
-                    content=f"This group picture request ended: {order.error_message or 'closed'}",
+                    content=f"This group picture request ended: {reason}",
                     view=None,
                     allowed_mentions=NO_PINGS,
                 )

@@ -38,6 +38,8 @@ from storage import (
 from storage.models import ACTIVE_STATUSES, TrainedModel
 
 MAX_PEOPLE = 4
+# How a group order ends when it cannot go on (error codes; their messages are written for the channel).
+END_CODES = ("refused", "consent_timeout", "revoked", "cannot_start", "forgotten")
 MAX_SEED = 2**31 - 1
 
 
@@ -435,6 +437,32 @@ def withdraw(b: Backends, order_id: str, user_id: int) -> Outcome:
         "A member withdrew their consent: nothing more is rendered, and credits were refunded.",
     )
     return Outcome(order_id, "revoked", True, ended=True, refunded=refunded)
+
+
+def end_reason(b: Backends, order_id: str) -> str | None:
+    """Why the order ended, in words for the channel (None while it goes on): our own for the group's ends,
+    not a plain cancel's record ("cancelled by <id>")."""
+    with read_session(b.engine) as s:
+        order = orders.get_order(s, order_id)
+        if order is None or order.status in ACTIVE_STATUSES or order.status == "delivered":
+            return None
+        if order.error_code in END_CODES and order.error_message:
+            return order.error_message
+        return "it was cancelled." if order.status == "cancelled" else "it failed."
+
+
+def model_withdrawn(b: Backends, user_id: int, model_id: str) -> list[str]:
+    """A member deleted a model: every open group picture drawn with it ends (refunded, the agent stops)."""
+    with read_session(b.engine) as s:
+        order_ids = consent.orders_using_model(s, user_id, model_id)
+    message = "A member deleted the model this picture needed: nothing more is rendered; credits refunded."
+    ended = []
+    for order_id in order_ids:
+        order = store.get_order(b, order_id)
+        if order is not None and order.status in ACTIVE_STATUSES:
+            end_order(b, order_id, "revoked", message)
+            ended.append(order_id)
+    return ended
 
 
 def expire_due(b: Backends) -> list[str]:

@@ -329,3 +329,32 @@ async def test_failure_refunds_and_a_ban_after_asking_ends_it_without_telling_wh
     shown = str(st.sim.all_messages[status_message.id].embeds).lower()
     assert "spam" not in shown and "ban" not in shown
     assert st.credits(st.alice) == start and st.b.queues.render.depth().backlog == 0
+
+
+async def test_a_member_deleting_their_model_mid_render_ends_the_picture_and_a_cancel_closes_requests(
+    studio: Studio,
+) -> None:
+    st = studio
+    carol = _carol(st)
+    _model(st, st.alice, "vqzk")
+    bobs, _ = _model(st, st.bob, "bdfg"), _model(st, carol, "lmnp")
+    start = st.settings.starting_credits
+    oid = await _ask(st, st.alice, {"member2": st.bob, "prompt": "in a cafe", "count": 1})
+    bob_req = await st.sim.wait_for_message(st.channel, _request_for(st, oid, st.bob), timeout=10)
+    await _click(st, st.bob, bob_req, f"pg:gc:{oid}:{st.bob.id}:a")
+    job = await asyncio.to_thread(st.agent.take_render)
+    inter = await st.sim.invoke_command(st.bob, st.channel, "models delete", {"model": bobs})
+    await private_answer(inter)
+    assert _status(st, oid) == "cancelled" and orders_get(st, oid).error_code == "revoked"
+    assert st.credits(st.alice) == start and tombstones.is_cancelled(st.b.blobs, oid)
+    assert job.members[1].model_id == bobs
+
+    # The caller cancels a request still waiting: a late Accept starts nothing.
+    oid = await _ask(st, st.alice, {"member2": carol, "prompt": "in a cafe", "count": 1})
+    carol_req = await st.sim.wait_for_message(st.channel, _request_for(st, oid, carol), timeout=10)
+    inter = await st.sim.invoke_command(st.alice, st.channel, "cancel", {"order": oid})
+    await inter.wait_response()
+    response = await _click(st, carol, carol_req, f"pg:gc:{oid}:{carol.id}:a")
+    assert response.ephemeral and "ended" in str(response.embeds).lower()
+    assert _status(st, oid) == "cancelled" and st.b.queues.render.depth().backlog == 0
+    assert st.credits(st.alice) == start

@@ -158,6 +158,13 @@ async def test_group_of_three_renders_after_both_accept_and_tells_everyone(studi
     response = await _click(st, st.bob, result, f"pg:grr:{oid}:0")
     assert response.ephemeral and "only the member who made" in str(response.embeds).lower()
 
+    # A member who turned group requests off since is not pictured again by a re-roll.
+    inter = await st.sim.invoke_command(carol, st.channel, "group-requests", {"allow": False})
+    await inter.wait_response()
+    click = await st.sim.click(st.alice, result, f"pg:grr:{oid}:0")
+    assert "can no longer be asked" in str((await private_answer(click)).embeds).lower()
+    assert st.b.queues.render.depth().backlog == 0 and st.credits(st.alice) == start - 3 * cost
+
     # Bob, pictured, deletes the post: pictures and files go, and no re-roll can picture him again.
     response = await _click(st, st.bob, result, f"pg:gdel:{oid}:0")
     assert response.ephemeral and "deleted 2" in response.content.lower()

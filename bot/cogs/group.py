@@ -16,8 +16,9 @@ from bot import metrics
 from bot.app import PhotogenBot
 from bot.embeds import BLUE, order_status_embed
 from bot.errors import NotAllowed
+from bot.group_presets import GROUP_PRESETS
 from bot.group_views import GROUP_DYNAMIC_ITEMS, consent_view
-from bot.services import delivery, group, orders
+from bot.services import delivery, group, group_privacy, orders
 from bot.views import status_view
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class Group(commands.Cog):
         seed="Seed for reproducible results",
     )
     @app_commands.choices(
-        preset=[app_commands.Choice(name=p.title, value=p.id) for p in group.GROUP_PRESETS.values()]
+        preset=[app_commands.Choice(name=p.title, value=p.id) for p in GROUP_PRESETS.values()]
     )
     async def group_cmd(
         self,
@@ -229,7 +230,7 @@ class Group(commands.Cog):
     ) -> None:
         if action == "del":
             deleted = await self.bot.run_blocking(
-                group.delete_post, self.bot.b, order_id, interaction.user.id
+                group_privacy.delete_post, self.bot.b, order_id, interaction.user.id
             )
             await interaction.response.send_message(f"Deleted {deleted} picture(s).", ephemeral=True)
             if interaction.message is not None:

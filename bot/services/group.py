@@ -1,6 +1,6 @@
 """Group pictures (/group): who may be pictured, the consent of every member, charging the caller once all
-accepted, ending an order on refusal, timeout or withdrawal, follow-ups that keep the consent, and what
-/orders, the 🗑 button and /forget-me do for the members pictured.
+accepted, ending an order on refusal, timeout or withdrawal, and follow-ups that keep the consent (what it
+means for the members pictured afterwards: bot/services/group_privacy.py).
 
 The order row exists from the request on (``created``, nothing charged, no job): the caller sees it in /orders
 and may cancel it, and nothing can render it, because the job is written only by ``start_if_ready``, in the
@@ -14,21 +14,18 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import col, select
-
 from bot import presets
 from bot.backends import Backends
 from bot.checks import GuildRules
 from bot.errors import NotAllowed, NotFound, Refused
+from bot.group_presets import DEFAULT_LAYOUT, GROUP_PRESETS
 from bot.services import deletion, store
 from bot.services.orders import _enqueue, _limits, refuse_blocked_words, result_title
-from bot.services.records import OrderView, Placed
+from bot.services.records import Placed
 from cloud.messages import GroupMember, RenderJob, encode, new_id
 from storage import (
-    Delivery,
     InsufficientCredits,
     consent,
-    keys,
     orders,
     read_session,
     standing,
@@ -41,53 +38,6 @@ MAX_PEOPLE = 4
 # How a group order ends when it cannot go on (error codes; their messages are written for the channel).
 END_CODES = ("refused", "consent_timeout", "revoked", "cannot_start", "forgotten")
 MAX_SEED = 2**31 - 1
-
-
-@dataclass(frozen=True)
-class GroupPreset:
-    id: str
-    title: str
-    prompt: str  # {n}: how many people
-    layout: str  # the engine's pose layout id: row | table | stage
-    aspect: str
-
-
-GROUP_PRESETS: dict[str, GroupPreset] = {
-    p.id: p
-    for p in (
-        GroupPreset(
-            "team",
-            "Team photo",
-            "professional team photo of {n} colleagues standing side by side in a "
-            "bright modern office, smiling, photorealistic",
-            "row",
-            "3:2",
-        ),
-        GroupPreset(
-            "wedding",
-            "Wedding table",
-            "{n} friends seated together at a wedding reception table, "
-            "flowers and candles, warm evening light, photorealistic",
-            "table",
-            "3:2",
-        ),
-        GroupPreset(
-            "band",
-            "Band on stage",
-            "a band of {n} musicians performing on stage, concert lights, photorealistic",
-            "stage",
-            "3:2",
-        ),
-        GroupPreset(
-            "eiffel",
-            "Friends at the Eiffel Tower",
-            "{n} friends standing together in front of the Eiffel Tower in Paris, sunny day, photorealistic",
-            "row",
-            "3:2",
-        ),
-    )
-}
-DEFAULT_LAYOUT = "row"
 
 
 @dataclass(frozen=True)
@@ -451,20 +401,6 @@ def end_reason(b: Backends, order_id: str) -> str | None:
         return "it was cancelled." if order.status == "cancelled" else "it failed."
 
 
-def model_withdrawn(b: Backends, user_id: int, model_id: str) -> list[str]:
-    """A member deleted a model: every open group picture drawn with it ends (refunded, the agent stops)."""
-    with read_session(b.engine) as s:
-        order_ids = consent.orders_using_model(s, user_id, model_id)
-    message = "A member deleted the model this picture needed: nothing more is rendered; credits refunded."
-    ended = []
-    for order_id in order_ids:
-        order = store.get_order(b, order_id)
-        if order is not None and order.status in ACTIVE_STATUSES:
-            end_order(b, order_id, "revoked", message)
-            ended.append(order_id)
-    return ended
-
-
 def expire_due(b: Backends) -> list[str]:
     """The periodic part: every request past its time ends its order (durable: the rows hold the deadline)."""
     with transaction(b.engine) as s:
@@ -483,22 +419,6 @@ def pictured(b: Backends, order_id: str) -> list[str]:
     """The members pictured (user ids, left to right); empty for an order that is not a group picture."""
     with read_session(b.engine) as s:
         return [r.user_id for r in consent.consents(s, order_id)]
-
-
-def delete_post(b: Backends, order_id: str, user_id: int) -> int:
-    """🗑 by anyone pictured: the pictures (rows and files) go; a member other than the caller withdraws, so no
-    re-roll pictures them again."""
-    order = store.get_order(b, order_id)
-    if order is None or str(user_id) not in pictured(b, order_id):
-        raise NotAllowed("These buttons belong to the members in the picture.")
-    deleted = store.delete_images(b, order_id)
-    job_id = store.job_id_of(b, order_id)
-    if job_id:
-        b.blobs.delete_prefix(keys.render_prefix(order.user_id, job_id))
-    if str(user_id) != order.user_id:
-        with transaction(b.engine) as s:
-            consent.revoke(s, order_id, user_id)
-    return deleted
 
 
 def place_followup(
@@ -570,93 +490,6 @@ def place_followup(
     return Requested(order_id, [], time.time(), int(p["group"]["cost"]), p["title"])
 
 
-# --- /orders and /forget-me ---------------------------------------------------------------------------------
-
-
-def orders_seen_by(b: Backends, user_id: int, limit: int = 15) -> list[tuple[OrderView, bool]]:
-    """The member's own orders and the group pictures others made of them (True), newest first."""
-    own = [(o, False) for o in store.list_orders(b, user_id, limit=limit, active_only=False)]
-    with read_session(b.engine) as s:
-        ids = consent.pictured_order_ids(s, user_id)
-    theirs = [(o, True) for o in (store.get_order(b, i) for i in ids) if o is not None]
-    both = sorted(own + theirs, key=lambda pair: pair[0].created_ts, reverse=True)
-    return both[:limit]
-
-
-@dataclass(frozen=True)
-class Post:
-    channel_id: int
-    message_id: int
-
-
-def forget_pictured(b: Backends, user_id: int) -> list[Post]:
-    """/forget-me of a member pictured in others' group pictures: open ones end (refunded, the agent stops),
-    delivered ones lose their pictures (rows and files), and their consent rows go. Returns the posts to
-    delete from Discord."""
-    with read_session(b.engine) as s:
-        ids = consent.pictured_order_ids(s, user_id)
-    posts: list[Post] = []
-    for order_id in ids:
-        order = store.get_order(b, order_id)
-        if order is None:
-            continue
-        if order.status in ACTIVE_STATUSES:
-            end_order(
-                b,
-                order_id,
-                "forgotten",
-                "A member in this picture deleted their data: nothing more is rendered; credits refunded.",
-            )
-        store.delete_images(b, order_id)
-        job_id = store.job_id_of(b, order_id)
-        if job_id:
-            b.blobs.delete_prefix(keys.render_prefix(order.user_id, job_id))
-        with read_session(b.engine) as s:
-            sent = s.exec(
-                select(Delivery).where(
-                    Delivery.order_id == order_id,
-                    Delivery.kind == "render_result",
-                    col(Delivery.discord_message_id).is_not(None),
-                )
-            ).all()
-            posts += [
-                Post(int(d.payload["channel_id"]), int(d.discord_message_id))
-                for d in sent
-                if d.payload.get("channel_id") and str(d.discord_message_id).isdigit()
-            ]
-    with transaction(b.engine) as s:
-        for order_id in ids:
-            _scrub_member(s, order_id, str(user_id))
-        consent.delete_member(s, user_id)
-    return posts
-
-
 def set_takes_requests(b: Backends, guild_id: int, user_id: int, takes: bool) -> None:
     with transaction(b.engine) as s:
         consent.set_takes_requests(s, guild_id, user_id, takes)
-
-
-async def delete_posts(bot: Any, posts: list[Post]) -> None:
-    """Delete posted group pictures from Discord (bot token; a post already gone is fine)."""
-    import discord
-
-    for post in posts:
-        try:
-            await bot.get_partial_messageable(post.channel_id).get_partial_message(post.message_id).delete()
-        except discord.HTTPException:
-            pass  # deleted already, or the channel is gone: nothing left to show
-
-
-def _scrub_member(s: Any, order_id: str, user_id: str) -> None:
-    """The caller's order keeps its row, but no longer the forgotten member's id or model (params, job)."""
-    order = orders.get_order(s, order_id)
-    if order is not None and order.params.get("group"):
-        group = dict(order.params["group"])
-        group["members"] = [u for u in group.get("members", []) if u != user_id]
-        order.params = {**order.params, "group": group}
-        s.add(order)
-    for job in orders.jobs_of_order(s, order_id):
-        if job.payload.get("members"):
-            members = [m for m in job.payload["members"] if m.get("user_id") != user_id]
-            job.payload = {**job.payload, "members": members}
-            s.add(job)

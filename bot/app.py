@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
-EXTENSIONS = ("train", "imagine", "orders", "models", "privacy", "admin", "owner", "delivery")
+EXTENSIONS = ("train", "imagine", "group", "orders", "models", "privacy", "admin", "owner", "delivery")
 
 
 def point_discord_at(settings: Settings) -> None:

@@ -252,3 +252,37 @@ class BlockedPicture(SQLModel, table=True):
     score: float = 0.0
     reason: str = Field(max_length=32)  # flagged | withheld | unchecked
     at: float = Field(default_factory=now)
+
+
+CONSENT_STATUSES = ("asked", "accepted", "refused", "revoked", "expired")
+
+
+class GroupConsent(SQLModel, table=True):
+    """One member's consent to one group picture (storage/consent.py): nobody is rendered without an
+    ``accepted`` row of that order. The caller's own row is ``accepted`` when they place the order; a re-roll
+    or variation carries the parent's consent forward (``carried_from``)."""
+
+    __tablename__ = "group_consent"
+
+    order_id: str = Field(primary_key=True, max_length=64)
+    user_id: str = Field(primary_key=True, index=True, max_length=32)
+    guild_id: str | None = Field(default=None, max_length=32)
+    position: int = 0  # left to right in the picture
+    model_id: str = Field(max_length=64)
+    status: str = Field(default="asked", max_length=16)  # CONSENT_STATUSES
+    asked_at: float = Field(default_factory=now)
+    answered_at: float | None = None
+    expires_at: float = 0.0
+    request_message_id: str | None = None  # the Accept/Refuse message in the channel
+    carried_from: str | None = Field(default=None, max_length=64)
+
+
+class GroupPreference(SQLModel, table=True):
+    """A member who turned off group requests in one server (/group requests off)."""
+
+    __tablename__ = "group_preferences"
+
+    guild_id: str = Field(primary_key=True, max_length=32)
+    user_id: str = Field(primary_key=True, max_length=32)
+    no_requests: bool = False
+    updated_at: float = Field(default_factory=now)

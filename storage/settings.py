@@ -157,6 +157,10 @@ class Settings(BaseSettings):
         4, ge=1, le=4, description="Pictures per /imagine when the member gives no count (4: a full grid)."
     )
     render_steps: int = Field(30, ge=1, le=150, description="Denoising steps per render.")
+    group_consent_timeout_s: float = Field(
+        600.0, ge=0.5, le=86400, description="How long each member asked into a /group picture has to accept; "
+        "then the order ends, nothing rendered or charged.",
+    )
     render_size: int = Field(512, ge=64, le=2048, description="Long side of a render in pixels (multiple of 64).")
     render_max_pixels: int = Field(
         2048 * 2048, ge=64 * 64, description="Largest render (width x height, upscales included) an agent accepts."

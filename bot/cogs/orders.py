@@ -9,7 +9,7 @@ from discord.ext import commands
 from bot import metrics
 from bot.app import PhotogenBot
 from bot.embeds import BLUE, STATUS_LABEL, clip, human_eta
-from bot.services import orders
+from bot.services import group_privacy, orders
 
 
 class Orders(commands.Cog):
@@ -21,12 +21,13 @@ class Orders(commands.Cog):
     async def orders_cmd(self, interaction: discord.Interaction) -> None:
         metrics.COMMANDS.labels(command="orders").inc()
         await orders.gate_member(self.bot, interaction)
-        rows = await self.bot.run_blocking(orders.list_orders, self.bot.b, interaction.user.id, 15)
+        # The member's own orders and the group pictures others made of them (bot/services/group_privacy.py).
+        rows = await self.bot.run_blocking(group_privacy.orders_seen_by, self.bot.b, interaction.user.id, 15)
         embed = discord.Embed(title="Your orders", colour=BLUE)
         if not rows:
             embed.description = "No orders yet. Start with /train."
-        for o in rows:
-            what = "training" if o.kind == "train" else "pictures"
+        for o, pictured in rows:
+            what = "group picture of you" if pictured else "training" if o.kind == "train" else "pictures"
             extra = f" · {o.step}/{o.total}" if o.total else ""
             embed.add_field(
                 name=f"`{o.id}` · {what}",

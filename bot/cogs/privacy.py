@@ -14,7 +14,7 @@ from bot import metrics
 from bot.app import PhotogenBot
 from bot.embeds import GREEN, ORANGE
 from bot.errors import NotAllowed
-from bot.services import deletion, orders
+from bot.services import deletion, group_privacy, orders
 from bot.views import forget_view
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,11 @@ class Privacy(commands.Cog):
         if interaction.user.id != user_id:
             raise NotAllowed("Only the member who asked can confirm this.")
         await interaction.response.defer(ephemeral=True, thinking=True)
+        # Group pictures of them that others made go too (docs/PRIVACY.md), then everything of their own.
+        posts = await self.bot.run_blocking(group_privacy.forget_pictured, self.bot.b, user_id)
         receipt = await self.bot.run_blocking(orders.forget_user, self.bot.b, user_id)
+        receipt["group pictures of you"] = len(posts)
+        await group_privacy.delete_posts(self.bot, posts)
         embed = discord.Embed(title="Deleted", colour=GREEN)
         for what, n in receipt.items():
             embed.add_field(name=what.replace("_", " "), value=str(n), inline=True)

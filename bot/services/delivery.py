@@ -181,6 +181,12 @@ def build_message(
         params = order.params if order is not None else {}
         count = len(p.get("image_keys", []))
         msg.content = f"<@{user_id}>"
+        pictured = (params.get("group") or {}).get("members") or []
+        if pictured:  # a group picture (bot/services/group.py): everyone in it is told
+            msg.content = " ".join(f"<@{int(u)}>" for u in pictured)
+            msg.allowed_mentions = discord.AllowedMentions(
+                everyone=False, roles=False, replied_user=False, users=[discord.Object(int(u)) for u in pictured]
+            )
         if p.get("likeness"):
             msg.content += "\n" + likeness.words(p["likeness"])
         if len(images) > 1:
@@ -190,6 +196,10 @@ def build_message(
             result_view(row.order_id or "", count, shown=shown, upscaled=p.get("mode") == "upscale")
             if shown else None
         )
+        if pictured and shown:
+            from bot.group_views import group_result_view
+
+            msg.view = group_result_view(row.order_id or "", count, shown=shown)
         msg.embed = result_embed(
             title=params.get("title") or "Your pictures", seed=params.get("seed"), count=count,
             model=params.get("model_name"), style=params.get("style"),

@@ -428,6 +428,9 @@ def delete_model(b: Backends, user_id: int, model_id: str) -> str:
     if name is None:
         raise NotFound("That is not one of your models (see /models list).")
     deletion.model_deleted(b, user_id, model_id)  # stops (and refunds) a training of it in flight
+    from bot.services import group_privacy  # (it imports this module)
+
+    group_privacy.model_withdrawn(b, user_id, model_id)  # and others' open group pictures of it
     b.blobs.delete_prefix(keys.model_prefix(user_id, model_id))
     return name
 

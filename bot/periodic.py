@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from discord.ext import tasks
@@ -66,7 +66,7 @@ async def stop(*loops: tasks.Loop[Any]) -> None:
     await asyncio.gather(*running, return_exceptions=True)
 
 
-def _call(after: Callable[[], Awaitable[Any]]) -> Callable[..., Awaitable[None]]:
+def _call(after: Callable[[], Awaitable[Any]]) -> Callable[..., Coroutine[Any, Any, None]]:
     async def before(*_bound: Any) -> None:  # tasks passes the cog when the loop is bound to one
         await after()
 

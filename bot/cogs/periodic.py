@@ -18,7 +18,7 @@ class Periodic(commands.Cog):
     def __init__(self, bot: PhotogenBot) -> None:
         self.bot = bot
         self.collector = dashboard.process_store_metrics(bot.b.engine)
-        self.alerts = alerts.AlertRunner(self._post_alert, bot.settings.alert_cooldown_s)
+        self.alert_runner = alerts.AlertRunner(self._post_alert, bot.settings.alert_cooldown_s)
 
     async def cog_load(self) -> None:
         settings, ready = self.bot.settings, self.bot.wait_until_ready
@@ -39,7 +39,7 @@ class Periodic(commands.Cog):
     @periodic("alert round")
     async def alert(self) -> None:
         b = self.bot.b
-        await alerts.alert_round(self.bot.settings, b.engine, b.queues, self.alerts)
+        await alerts.alert_round(self.bot.settings, b.engine, b.queues, self.alert_runner)
 
     @periodic("loop lag probe")
     async def probe_lag(self) -> None:

@@ -16,7 +16,7 @@ import pytest
 from discord import app_commands
 from PIL import Image
 from prometheus_client import REGISTRY
-from studio import Studio, order_rows, private_answer
+from studio import Studio, answer, order_rows, private_answer
 
 from bot.gate import Access, access_of
 from bot.http_side import HttpSide
@@ -105,6 +105,28 @@ async def test_a_banned_member_is_refused_by_every_member_command_even_a_new_one
     assert (await inter.wait_response()).content == "ran"
     assert ran == [st.bob.id]
     assert _count("photogen_bot_commands_total", command="newthing") == before + 1
+
+
+async def test_each_member_command_passes_the_gate_once(studio: Studio) -> None:
+    """One count and one rate-limit hit per command: a command that also gated or counted by hand would be
+    refused for going too fast with a limit of one, or counted twice."""
+    st = studio
+    assert st.bot is not None
+    st.bot.limiter.limit = 1
+    member_commands = [
+        c
+        for c in st.bot.tree.walk_commands()
+        if isinstance(c, app_commands.Command) and access_of(c) is Access.MEMBER
+    ]
+    for i, command in enumerate(member_commands):
+        member = st.sim.add_member(st.guild, f"member{i}")
+        before = _count("photogen_bot_commands_total", command=command.qualified_name)
+        inter = await st.sim.invoke_command(
+            member, st.channel, command.qualified_name, _required_options(st, command)
+        )
+        reply = await answer(inter, timeout=30)
+        assert "slow down" not in _text(reply), command.qualified_name
+        assert _count("photogen_bot_commands_total", command=command.qualified_name) == before + 1
 
 
 async def test_forget_me_stays_open_to_a_banned_member(studio: Studio) -> None:

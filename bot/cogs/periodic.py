@@ -1,5 +1,6 @@
-"""The operators' periodic work: dashboard samples (and the store figures /metrics serves), fleet alerts and
-the event-loop lag probe, each a loop of bot/periodic.py (a failing round is logged; the next runs on time)."""
+"""The operators' periodic work: dashboard samples (and the store figures /metrics serves), fleet alerts
+and the event-loop lag probe, each a loop of bot/periodic.py (a failed round is logged; the next runs on
+time)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ running instances for too long.
 
 ``evaluate`` is pure (a Snapshot in, Alerts out). ``take_snapshot`` reads the queues and the order store (blocking).
 ``AlertRunner`` de-duplicates: an alert is posted when it starts firing, again only after ALERT_COOLDOWN_S while it
-keeps firing, and a short "resolved" line is posted when it clears. ``run_alerts`` is the loop the bot starts.
+keeps firing, and a short "resolved" line is posted when it clears. ``alert_round`` is what the bot runs.
 """
 
 from __future__ import annotations
@@ -280,27 +280,12 @@ class AlertRunner:
         return sent
 
 
-async def run_alerts(
-    settings: Settings,
-    engine: Engine,
-    queues: Queues,
-    post: Post,
-    stop_event: asyncio.Event,
-    *,
-    interval_s: float | None = None,
-) -> None:
-    """Evaluate the alerts every ALERT_INTERVAL_S until ``stop_event`` is set; never raises for a bad round."""
-    runner = AlertRunner(post, settings.alert_cooldown_s)
-    thresholds = Thresholds.from_settings(settings)
-    period = settings.alert_interval_s if interval_s is None else interval_s
-    while not stop_event.is_set():
-        try:
-            snapshot = await asyncio.to_thread(take_snapshot, settings, engine, queues)
-            channels = await asyncio.to_thread(alert_channels, settings, engine)
-            await runner.process(evaluate(snapshot, thresholds), channels, snapshot.now)
-        except Exception:
-            log.exception("alert round failed; trying again next round")
-        try:
-            await asyncio.wait_for(stop_event.wait(), timeout=period)
-        except TimeoutError:
-            pass
+async def alert_round(
+    settings: Settings, engine: Engine, queues: Queues, runner: AlertRunner
+) -> list[str]:
+    """One round: read (off the event loop), evaluate, post what is due; returns the texts posted. The bot
+    runs it every ALERT_INTERVAL_S (bot/cogs/periodic.py) with one AlertRunner, which remembers what was
+    posted."""
+    snapshot = await asyncio.to_thread(take_snapshot, settings, engine, queues)
+    alerts = evaluate(snapshot, Thresholds.from_settings(settings))
+    return await runner.process(alerts, alert_channels(settings, engine), snapshot.now)

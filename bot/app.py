@@ -19,7 +19,8 @@ from bot.backends import Backends, open_backends
 from bot.checks import GuildRules
 from bot.embeds import clip
 from bot.errors import UserFacingError
-from bot.http_side import require_link_base
+from bot.gate import GatedTree
+from bot.http_side import HttpSide, require_link_base
 from bot.ratelimit import RateLimiter
 from bot.replies import reply_error
 from bot.sync import SyncRecord, sync_if_changed
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
-EXTENSIONS = ("train", "imagine", "group", "orders", "models", "privacy", "admin", "owner", "delivery")
+EXTENSIONS = ("train", "imagine", "group", "orders", "models", "privacy", "admin", "owner", "delivery", "periodic")
 
 
 def point_discord_at(settings: Settings) -> None:
@@ -59,6 +60,7 @@ class PhotogenBot(commands.Bot):
             command_prefix=commands.when_mentioned,
             intents=_intents(),
             help_command=None,
+            tree_cls=GatedTree,  # every command's access gate and its count (bot/gate.py)
             # Nothing the bot posts may ping anyone: prompts and names are member text.
             allowed_mentions=discord.AllowedMentions.none(),
             owner_ids=set(settings.bot_owner_ids) or None,
@@ -67,7 +69,7 @@ class PhotogenBot(commands.Bot):
         self.settings = settings
         self._given_backends = backends
         self.backends: Backends | None = backends
-        self.http_side = None
+        self.http_side: HttpSide | None = None
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="photogen-bot")
         # /train photo checks (seconds of CPU each) get their own pool, so other commands never queue behind them.
         self.intake_executor = ThreadPoolExecutor(max_workers=settings.intake_workers, thread_name_prefix="intake")
@@ -101,9 +103,12 @@ class PhotogenBot(commands.Bot):
         for name in EXTENSIONS:
             await self.load_extension(f"bot.cogs.{name}")
         self.add_dynamic_items(*views.DYNAMIC_ITEMS)
-        from bot.http_side import HttpSide
-
-        self.http_side = HttpSide(self)
+        self.http_side = HttpSide(
+            self.settings,
+            engine=self.b.engine,
+            blobs=self.b.blobs,
+            discord_ready=lambda: self.is_ready() and not self.is_closed(),
+        )
         await self.http_side.start()
         assert self.application_id is not None
         self.synced_scopes = await sync_if_changed(

@@ -1,4 +1,4 @@
-"""Persistent buttons of group pictures (bot/cogs/group.py handles them), in the style of bot/views.py.
+"""Persistent buttons of group pictures (bot/services/group_actions.py handles them), in the style of bot/views.py.
 
 custom_id layout (≤ 100 characters):
     pg:gc:{order_id}:{user_id}:{a|r|w}   Accept / Refuse / Withdraw, that member's alone
@@ -11,7 +11,8 @@ import re
 
 import discord
 
-from bot.views import ID, IMAGE_ACTIONS, _cog, _guarded
+from bot.services import group_actions
+from bot.views import ID, IMAGE_ACTIONS, _bot, _guarded
 
 _CONSENT = {
     "a": ("Accept", discord.ButtonStyle.success),
@@ -37,10 +38,8 @@ class ConsentButton(
         return cls(match["order_id"], int(match["user_id"]), match["answer"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        cog = _cog(interaction, "Group")
-        await _guarded(
-            interaction, "consent", cog.on_consent(interaction, self.order_id, self.user_id, self.answer)
-        )
+        answered = group_actions.consent(_bot(interaction), interaction, self.order_id, self.user_id, self.answer)
+        await _guarded(interaction, "consent", answered)
 
 
 class GroupImageButton(
@@ -78,12 +77,8 @@ class GroupImageButton(
         return cls(match["action"], match["order_id"], int(match["n"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        cog = _cog(interaction, "Group")
-        await _guarded(
-            interaction,
-            f"g{self.action}",
-            cog.on_image_button(interaction, self.action, self.order_id, self.n),
-        )
+        clicked = group_actions.image_button(_bot(interaction), interaction, self.action, self.order_id, self.n)
+        await _guarded(interaction, f"g{self.action}", clicked)
 
 
 GROUP_DYNAMIC_ITEMS = (ConsentButton, GroupImageButton)

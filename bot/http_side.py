@@ -7,28 +7,24 @@ BLOB_PUBLIC_BASE_URL."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import logging
 import mimetypes
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import Engine
 
+from bot import dashboard
 from bot.dashboard.auth import operator_auth
-from storage.blobs.base import BlobNotFound, InvalidKey, validate_key
+from storage.blobs.base import BlobNotFound, BlobStore, InvalidKey, validate_key
 from storage.settings import Settings, SettingsError
 
-if TYPE_CHECKING:
-    from bot.app import PhotogenBot
-
 log = logging.getLogger(__name__)
-
-# prometheus_client's default registry takes one collector per name per process; tests start many bots.
-_store_metrics_registered = False
-
 
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]", "*"})
 
@@ -60,34 +56,32 @@ def _supervised_children(state_file: str) -> dict[str, dict[str, object]]:
 
 
 class HttpSide:
-    def __init__(self, bot: PhotogenBot) -> None:
-        self.bot = bot
+    """Serves what it is given, nothing of the bot: the settings, the order store (dashboard), the blob store
+    (signed links) and ``discord_ready`` (is the gateway session up? for /healthz)."""
+
+    def __init__(
+        self, settings: Settings, *, engine: Engine, blobs: BlobStore, discord_ready: Callable[[], bool]
+    ) -> None:
+        self.settings = settings
+        self.blobs = blobs
+        self.discord_ready = discord_ready
         self.runner: web.AppRunner | None = None
         self.port: int | None = None
         app = web.Application()
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/blobs/{key:.+}", self.blob)
+        dashboard.add_routes(app, settings=settings, engine=engine)
         self.app = app
 
     async def start(self) -> None:
-        from bot import dashboard
-
-        global _store_metrics_registered
-        b = self.bot.b
-        dashboard.add_routes(
-            self.app, settings=self.bot.settings, engine=b.engine, queues=b.queues, blobs=b.blobs
-        )
-        if not _store_metrics_registered:
-            dashboard.register_store_metrics(b.engine)
-            _store_metrics_registered = True
         self.runner = web.AppRunner(self.app, access_log=None)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.bot.settings.bot_http_host, self.bot.settings.bot_http_port)
+        site = web.TCPSite(self.runner, self.settings.bot_http_host, self.settings.bot_http_port)
         await site.start()
         sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        self.port = sockets[0].getsockname()[1] if sockets else self.bot.settings.bot_http_port
-        log.info("HTTP side on %s:%s", self.bot.settings.bot_http_host, self.port)
+        self.port = sockets[0].getsockname()[1] if sockets else self.settings.bot_http_port
+        log.info("HTTP side on %s:%s", self.settings.bot_http_host, self.port)
 
     async def stop(self) -> None:
         if self.runner is not None:
@@ -95,9 +89,9 @@ class HttpSide:
             self.runner = None
 
     async def healthz(self, request: web.Request) -> web.Response:
-        ready = self.bot.is_ready() and not self.bot.is_closed()
+        ready = self.discord_ready()
         body: dict[str, object] = {"ok": ready, "discord": ready}
-        state_file = self.bot.settings.supervisor_state_file
+        state_file = self.settings.supervisor_state_file
         if state_file:  # under `photogen all`: unhealthy while the supervisor restarts a child
             children = _supervised_children(state_file)
             body["children"] = children
@@ -105,8 +99,8 @@ class HttpSide:
         return web.json_response(body, status=200 if ready else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        if not is_loopback(self.bot.settings.bot_http_host):
-            operator_auth(self.app, self.bot.settings).check(request, sessions=False)
+        if not is_loopback(self.settings.bot_http_host):
+            operator_auth(self.app, self.settings).check(request, sessions=False)
         body = generate_latest()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -120,10 +114,10 @@ class HttpSide:
             raise web.HTTPNotFound() from None
         expires = request.query.get("expires", "")
         sig = request.query.get("sig", "")
-        if not verify_blob_signature(self.bot.settings, key, expires, sig):
+        if not verify_blob_signature(self.settings, key, expires, sig):
             raise web.HTTPForbidden(text="link expired or not valid")
         try:
-            data = await self.bot.run_blocking(self.bot.b.blobs.get, key)
+            data = await asyncio.to_thread(self.blobs.get, key)
         except BlobNotFound:
             raise web.HTTPNotFound() from None
         ctype = mimetypes.guess_type(key)[0] or "application/octet-stream"

@@ -1,5 +1,6 @@
 """Persistent buttons. Each is a DynamicItem whose custom_id carries the ids its handler needs, so a click
-works after a restart without any in-memory state; the handler lives in the feature's cog.
+works after a restart without any in-memory state; the handler is a function of bot/services/actions.py, given
+the bot the interaction came to (no cog is looked up by name).
 
 custom_id layout (≤ 100 characters):
     pg:cancel:{order_id}            Cancel on a status message
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import discord
 from discord import app_commands
@@ -19,6 +20,10 @@ from discord import app_commands
 from bot import metrics
 from bot.errors import UserFacingError
 from bot.replies import reply_error
+from bot.services import actions
+
+if TYPE_CHECKING:
+    from bot.app import PhotogenBot
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +44,8 @@ async def _guarded(interaction: discord.Interaction, name: str, coro: Any) -> No
         await reply_error(interaction, "Something went wrong on our side; please try again.")
 
 
-def _cog(interaction: discord.Interaction, name: str) -> Any:
-    cog = interaction.client.get_cog(name)  # type: ignore[attr-defined]
-    if cog is None:
-        raise UserFacingError("This button is not available right now.")
-    return cog
+def _bot(interaction: discord.Interaction) -> PhotogenBot:
+    return cast("PhotogenBot", interaction.client)
 
 
 class CancelButton(discord.ui.DynamicItem[discord.ui.Button], template=rf"pg:cancel:(?P<order_id>{ID})"):
@@ -62,9 +64,8 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button], template=rf"pg:can
         return cls(match["order_id"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        await _guarded(
-            interaction, "cancel", _cog(interaction, "Orders").cancel_from_button(interaction, self.order_id)
-        )
+        clicked = actions.cancel_clicked(_bot(interaction), interaction, self.order_id)
+        await _guarded(interaction, "cancel", clicked)
 
 
 IMAGE_ACTIONS = {"up": "U", "var": "V", "rr": "🔄", "del": "🗑", "one": "🖼"}
@@ -104,10 +105,8 @@ class ImageButton(
         return cls(match["action"], match["order_id"], int(match["n"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        cog = _cog(interaction, "Imagine")
-        await _guarded(
-            interaction, self.action, cog.on_image_button(interaction, self.action, self.order_id, self.n)
-        )
+        clicked = actions.result_clicked(_bot(interaction), interaction, self.action, self.order_id, self.n)
+        await _guarded(interaction, self.action, clicked)
 
 
 class ForgetConfirmButton(
@@ -130,8 +129,8 @@ class ForgetConfirmButton(
         return cls(int(match["user_id"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        cog = _cog(interaction, "Privacy")
-        await _guarded(interaction, "forget", cog.forget_from_button(interaction, self.user_id))
+        confirmed = actions.forget_confirmed(_bot(interaction), interaction, self.user_id)
+        await _guarded(interaction, "forget", confirmed)
 
 
 DYNAMIC_ITEMS = (CancelButton, ImageButton, ForgetConfirmButton)

@@ -10,11 +10,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import costs, metrics
+from bot import costs
 from bot.app import PhotogenBot
-from bot.checks import GuildRules, is_bot_owner, require_admin, require_guild
+from bot.checks import GuildRules, is_bot_owner
 from bot.embeds import BLUE, clip
-from bot.errors import NotAllowed, Refused
+from bot.errors import Refused
+from bot.gate import Access, access, rules_of
 from bot.services import admin as admin_svc
 from bot.services import deadletters as deadletters_svc
 from bot.services import orders
@@ -25,23 +26,23 @@ log = logging.getLogger(__name__)
 
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
-class Admin(commands.GroupCog, group_name="admin", group_description="Photogen administration"):
+class Admin(
+    commands.GroupCog,
+    group_name="admin",
+    group_description="Photogen administration",
+    group_extras=access(Access.ADMIN),  # the tree's gate: this server's Photogen admins (bot/gate.py)
+):
     blocked = app_commands.Group(name="blocked", description="Blocked words in prompts")
     channels = app_commands.Group(name="channels", description="Channels Photogen may be used in")
     deadletters = app_commands.Group(
-        name="deadletters", description="Jobs and events that could not be processed"
+        name="deadletters",
+        description="Jobs and events that could not be processed",
+        extras=access(Access.ADMIN_OR_OWNER),  # a bot owner sees every server's
     )
 
     def __init__(self, bot: PhotogenBot) -> None:
         self.bot = bot
         super().__init__()
-
-    async def _admin(self, interaction: discord.Interaction, command: str) -> GuildRules:
-        metrics.COMMANDS.labels(command=f"admin {command}").inc()
-        require_guild(interaction)
-        rules = await orders.load_rules(self.bot, interaction.guild_id)
-        require_admin(interaction, rules)
-        return rules
 
     async def _done(
         self,
@@ -88,7 +89,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
         max_concurrent: app_commands.Range[int, 1, 100] | None = None,
         daily_quota: app_commands.Range[int, 1, 100000] | None = None,
     ) -> None:
-        rules = await self._admin(interaction, "config")
+        rules = rules_of(interaction)
         changes = {
             k: v
             for k, v in {
@@ -113,7 +114,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
         member: discord.User,
         reason: app_commands.Range[str, 0, 200] = "",
     ) -> None:
-        rules = await self._admin(interaction, "ban")
+        rules = rules_of(interaction)
         await self.bot.run_blocking(
             admin_svc.set_banned, self.bot.b, interaction.guild_id, member.id, True, reason
         )
@@ -123,7 +124,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
 
     @app_commands.command(name="unban", description="Let a banned member use Photogen in this server again")
     async def unban(self, interaction: discord.Interaction, member: discord.User) -> None:
-        rules = await self._admin(interaction, "unban")
+        rules = rules_of(interaction)
         await self.bot.run_blocking(
             admin_svc.set_banned, self.bot.b, interaction.guild_id, member.id, False, ""
         )
@@ -138,7 +139,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
         member: discord.User,
         amount: app_commands.Range[int, 1, 100000],
     ) -> None:
-        rules = await self._admin(interaction, "credits")
+        rules = rules_of(interaction)
         balance = await self.bot.run_blocking(
             admin_svc.grant_credits, self.bot.b, interaction.guild_id, member.id, amount
         )
@@ -158,7 +159,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
         member: discord.User,
         daily: app_commands.Range[int, 0, 100000],
     ) -> None:
-        rules = await self._admin(interaction, "quota")
+        rules = rules_of(interaction)
         await self.bot.run_blocking(
             admin_svc.set_quota, self.bot.b, interaction.guild_id, member.id, daily or None
         )
@@ -171,7 +172,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
         name="purge", description="Delete a member's photos, models and orders made in this server"
     )
     async def purge(self, interaction: discord.Interaction, member: discord.User) -> None:
-        rules = await self._admin(interaction, "purge")
+        rules = rules_of(interaction)
         await interaction.response.defer(ephemeral=True, thinking=True)
         receipt = await self.bot.run_blocking(
             purge_member, self.bot.b, member.id, interaction.guild_id or 0, by="admin purge"
@@ -189,7 +190,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
     # --- orders and the studio -----------------------------------------------------------------
     @app_commands.command(name="cancel", description="Cancel an order of this server (credits refunded)")
     async def cancel(self, interaction: discord.Interaction, order: app_commands.Range[str, 1, 64]) -> None:
-        rules = await self._admin(interaction, "cancel")
+        rules = rules_of(interaction)
         result = await self.bot.run_blocking(
             orders.cancel_order,
             self.bot.b,
@@ -210,19 +211,19 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
 
     @app_commands.command(name="pause", description="Stop taking new orders (running ones carry on)")
     async def pause(self, interaction: discord.Interaction) -> None:
-        rules = await self._admin(interaction, "pause")
+        rules = rules_of(interaction)
         await self.bot.run_blocking(admin_svc.update_guild, self.bot.b, interaction.guild_id, paused=True)
         await self._done(interaction, rules, "pause", "studio", "", "New orders are paused.")
 
     @app_commands.command(name="resume", description="Take new orders again")
     async def resume(self, interaction: discord.Interaction) -> None:
-        rules = await self._admin(interaction, "resume")
+        rules = rules_of(interaction)
         await self.bot.run_blocking(admin_svc.update_guild, self.bot.b, interaction.guild_id, paused=False)
         await self._done(interaction, rules, "resume", "studio", "", "New orders are open again.")
 
     @app_commands.command(name="status", description="Queue depths, dead letters, agents and cost")
     async def status(self, interaction: discord.Interaction) -> None:
-        rules = await self._admin(interaction, "status")
+        rules = rules_of(interaction)
         b = self.bot.b
         if is_bot_owner(self.bot.settings, interaction.user.id):
             text = await self.bot.run_blocking(
@@ -234,11 +235,12 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
         embed.add_field(name="Paused", value="yes" if rules.paused else "no", inline=True)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
-    @app_commands.command(name="sync", description="Re-sync slash commands with Discord (bot owners only)")
+    @app_commands.command(
+        name="sync",
+        description="Re-sync slash commands with Discord (bot owners only)",
+        extras=access(Access.OWNER),
+    )
     async def sync(self, interaction: discord.Interaction) -> None:
-        metrics.COMMANDS.labels(command="admin sync").inc()
-        if not await self.bot.is_owner(interaction.user):
-            raise NotAllowed("Only the bot's owners can re-sync commands.")
         await interaction.response.defer(ephemeral=True, thinking=True)
         scopes = await self.bot.force_sync()
         await interaction.followup.send(f"Synced: {', '.join(scopes)}", ephemeral=True)
@@ -256,7 +258,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
     async def safety(self, interaction: discord.Interaction, policy: str | None = None) -> None:
         from bot.services import safety as safety_svc
 
-        rules = await self._admin(interaction, "safety")
+        rules = rules_of(interaction)
         gid = interaction.guild_id
         if policy is not None:
             await self.bot.run_blocking(safety_svc.set_policy, self.bot.b, gid, policy)
@@ -276,7 +278,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
     async def blocked_add(
         self, interaction: discord.Interaction, word: app_commands.Range[str, 1, 64]
     ) -> None:
-        rules = await self._admin(interaction, "blocked add")
+        rules = rules_of(interaction)
         await self.bot.run_blocking(admin_svc.edit_blocked_words, self.bot.b, interaction.guild_id, add=word)
         await self._done(
             interaction, rules, "blocked add", "word", "(hidden)", "Word added to the blocked list."
@@ -286,7 +288,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
     async def blocked_remove(
         self, interaction: discord.Interaction, word: app_commands.Range[str, 1, 64]
     ) -> None:
-        rules = await self._admin(interaction, "blocked remove")
+        rules = rules_of(interaction)
         removed = await self.bot.run_blocking(
             admin_svc.edit_blocked_words, self.bot.b, interaction.guild_id, remove=word
         )
@@ -298,7 +300,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
 
     @blocked.command(name="list", description="Show the blocked words")
     async def blocked_list(self, interaction: discord.Interaction) -> None:
-        rules = await self._admin(interaction, "blocked list")
+        rules = rules_of(interaction)
         words = ", ".join(f"`{w}`" for w in rules.blocked_words) or "none"
         await interaction.response.send_message(f"Blocked words: {clip(words, 1900)}", ephemeral=True)
 
@@ -307,7 +309,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
         name="allow", description="Allow Photogen in this channel (the list starts empty = anywhere)"
     )
     async def channels_allow(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
-        rules = await self._admin(interaction, "channels allow")
+        rules = rules_of(interaction)
         await self.bot.run_blocking(admin_svc.edit_channels, self.bot.b, interaction.guild_id, add=channel.id)
         await self._done(
             interaction, rules, "channels allow", f"<#{channel.id}>", "", f"Allowed in <#{channel.id}>."
@@ -315,7 +317,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
 
     @channels.command(name="remove", description="Stop allowing Photogen in this channel")
     async def channels_remove(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
-        rules = await self._admin(interaction, "channels remove")
+        rules = rules_of(interaction)
         await self.bot.run_blocking(
             admin_svc.edit_channels, self.bot.b, interaction.guild_id, remove=channel.id
         )
@@ -330,27 +332,19 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
 
     @channels.command(name="list", description="Channels Photogen may be used in")
     async def channels_list(self, interaction: discord.Interaction) -> None:
-        rules = await self._admin(interaction, "channels list")
+        rules = rules_of(interaction)
         shown = ", ".join(f"<#{c}>" for c in sorted(rules.allowed_channel_ids)) or "any channel"
         await interaction.response.send_message(f"Photogen may be used in: {shown}", ephemeral=True)
 
 
     # --- dead letters: this server's (bot owners: every server's) --------------------------------------
-    async def _deadletters_caller(
-        self, interaction: discord.Interaction, command: str
-    ) -> tuple[GuildRules, bool]:
+    def _deadletters_caller(self, interaction: discord.Interaction) -> tuple[GuildRules, bool]:
         """(rules, everyone): a bot owner sees every server's dead letters; a server admin only their own."""
-        metrics.COMMANDS.labels(command=f"admin deadletters {command}").inc()
-        require_guild(interaction)
-        rules = await orders.load_rules(self.bot, interaction.guild_id)
-        if is_bot_owner(self.bot.settings, interaction.user.id):
-            return rules, True
-        require_admin(interaction, rules)
-        return rules, False
+        return rules_of(interaction), is_bot_owner(self.bot.settings, interaction.user.id)
 
     @deadletters.command(name="list", description="Dead letters of this server's orders (bot owners: all)")
     async def deadletters_list(self, interaction: discord.Interaction) -> None:
-        _, everyone = await self._deadletters_caller(interaction, "list")
+        _, everyone = self._deadletters_caller(interaction)
         await interaction.response.defer(ephemeral=True, thinking=True)
         views = await self.bot.run_blocking(
             deadletters_svc.list_dead_letters, self.bot.b, interaction.guild_id, everyone=everyone
@@ -374,7 +368,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
     async def deadletters_redrive(
         self, interaction: discord.Interaction, message: app_commands.Range[str, 1, 100]
     ) -> None:
-        rules, everyone = await self._deadletters_caller(interaction, "redrive")
+        rules, everyone = self._deadletters_caller(interaction)
         await interaction.response.defer(ephemeral=True, thinking=True)
         view = await self.bot.run_blocking(
             deadletters_svc.redrive_dead_letter, self.bot.b, message, interaction.guild_id, everyone=everyone

@@ -1,4 +1,5 @@
-"""Progress and delivery: a background consumer of the events queue and the outbox poster.
+"""Progress and delivery: a background consumer of the events queue, the outbox poster and the reconciler of
+orders left without a live job.
 
 Events are applied idempotently (storage records each event id once); a result to post becomes an outbox row in
 the same transaction. The poster claims a row, posts it with a nonce derived from the row id and
@@ -18,13 +19,13 @@ from discord.ext import commands
 
 from bot import metrics
 from bot.app import PhotogenBot
+from bot.periodic import periodic, start, stop
 from bot.services import delivery as svc
 from bot.services import media, orders
 
 log = logging.getLogger(__name__)
 
 OUTBOX_SWEEP_S = 5.0
-LAG_PROBE_S = 0.1
 
 
 class _PostedNotMarked(Exception):
@@ -44,19 +45,20 @@ class Delivery(commands.Cog):
         self._dirty: set[str] = set()
         self._urgent: set[str] = set()
         self._outbox_lock = asyncio.Lock()
-        self._stop = asyncio.Event()
 
     async def cog_load(self) -> None:
         self._tasks = [
             asyncio.create_task(self._consume_events(), name="photogen-events"),
             asyncio.create_task(self._run_outbox(), name="photogen-outbox"),
-            asyncio.create_task(self._probe_lag(), name="photogen-lag-probe"),
-            asyncio.create_task(self._run_ops(), name="photogen-ops"),
-            asyncio.create_task(self._run_reconciler(), name="photogen-reconciler"),
         ]
+        start(
+            self.reconcile_orders,
+            seconds=self.bot.settings.reconcile_interval_s,
+            after=self.bot.wait_until_ready,
+        )
 
     async def cog_unload(self) -> None:
-        self._stop.set()
+        await stop(self.reconcile_orders)
         for task in [*self._tasks, *self._edit_pending.values()]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._edit_pending.values(), return_exceptions=True)
@@ -237,52 +239,17 @@ class Delivery(commands.Cog):
         if message.order_id:
             self.schedule_status_edit(message.order_id, final=True)
 
-    # --- the operators' side: dashboard samples and fleet alerts (bot/dashboard, bot/alerts.py) --------
-    async def _run_ops(self) -> None:
-        from bot import alerts, dashboard
-
-        await self.bot.wait_until_ready()
-        b, settings = self.bot.b, self.bot.settings
-
-        async def post(channel_id: int, text: str) -> None:
-            await self.bot.get_partial_messageable(channel_id).send(text)
-
-        await asyncio.gather(
-            dashboard.run_sampler(
-                settings, b.engine, b.queues, stop_event=self._stop, agents_seen=b.agents_seen
-            ),
-            alerts.run_alerts(settings, b.engine, b.queues, post, self._stop),
-        )
-
     # --- orders without a live job (bot/services/reconcile.py) ------------------------------------------
-    async def _run_reconciler(self) -> None:
+    @periodic("reconciler round")
+    async def reconcile_orders(self) -> None:
         from bot.services import reconcile
 
-        await self.bot.wait_until_ready()
-        while not self._stop.is_set():
-            try:
-                repairs = await self.bot.run_blocking(reconcile.reconcile_once, self.bot.b)
-                for repair in repairs:
-                    metrics.ORDERS_RECONCILED.labels(action=repair.action).inc()
-                    self.schedule_status_edit(repair.order_id, final=repair.action == "failed")
-                if any(r.action == "failed" for r in repairs):
-                    self._outbox_wake.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("reconciler round failed; trying again next round")
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout=self.bot.settings.reconcile_interval_s)
-            except TimeoutError:
-                pass
-
-    # --- loop lag probe ---------------------------------------------------------------------------
-    async def _probe_lag(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            start = loop.time()
-            await asyncio.sleep(LAG_PROBE_S)
-            metrics.LOOP_LAG.observe(max(0.0, loop.time() - start - LAG_PROBE_S))
+        repairs = await self.bot.run_blocking(reconcile.reconcile_once, self.bot.b)
+        for repair in repairs:
+            metrics.ORDERS_RECONCILED.labels(action=repair.action).inc()
+            self.schedule_status_edit(repair.order_id, final=repair.action == "failed")
+        if any(r.action == "failed" for r in repairs):
+            self._outbox_wake.set()
 
 
 async def setup(bot: PhotogenBot) -> None:

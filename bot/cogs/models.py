@@ -6,7 +6,6 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import metrics
 from bot.app import PhotogenBot
 from bot.embeds import BLUE, clip
 from bot.services import orders
@@ -21,8 +20,6 @@ class Models(commands.GroupCog, group_name="models", group_description="Your tra
     @app_commands.command(name="list", description="List your trained models")
     @app_commands.guild_only()
     async def list_cmd(self, interaction: discord.Interaction) -> None:
-        metrics.COMMANDS.labels(command="models list").inc()
-        await orders.gate_member(self.bot, interaction)
         models = await self.bot.run_blocking(orders.list_models, self.bot.b, interaction.user.id)
         embed = discord.Embed(title="Your models", colour=BLUE)
         if not models:
@@ -41,8 +38,6 @@ class Models(commands.GroupCog, group_name="models", group_description="Your tra
     async def delete_cmd(
         self, interaction: discord.Interaction, model: app_commands.Range[str, 1, 64]
     ) -> None:
-        metrics.COMMANDS.labels(command="models delete").inc()
-        await orders.gate_member(self.bot, interaction)
         name = await self.bot.run_blocking(orders.delete_model, self.bot.b, interaction.user.id, model)
         await interaction.response.send_message(f"Model **{clip(name, 100)}** deleted.", ephemeral=True)
 

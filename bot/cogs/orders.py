@@ -6,10 +6,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import metrics
 from bot.app import PhotogenBot
-from bot.embeds import BLUE, STATUS_LABEL, clip, human_eta
-from bot.services import group_privacy, orders
+from bot.embeds import BLUE, STATUS_LABEL, human_eta
+from bot.services import actions, group_privacy, orders
 
 
 class Orders(commands.Cog):
@@ -19,8 +18,6 @@ class Orders(commands.Cog):
     @app_commands.command(name="orders", description="Your orders and their status")
     @app_commands.guild_only()
     async def orders_cmd(self, interaction: discord.Interaction) -> None:
-        metrics.COMMANDS.labels(command="orders").inc()
-        await orders.gate_member(self.bot, interaction)
         # The member's own orders and the group pictures others made of them (bot/services/group_privacy.py).
         rows = await self.bot.run_blocking(group_privacy.orders_seen_by, self.bot.b, interaction.user.id, 15)
         embed = discord.Embed(title="Your orders", colour=BLUE)
@@ -40,9 +37,7 @@ class Orders(commands.Cog):
     @app_commands.guild_only()
     @app_commands.describe(order="The order id (see /orders)")
     async def cancel(self, interaction: discord.Interaction, order: app_commands.Range[str, 1, 64]) -> None:
-        metrics.COMMANDS.labels(command="cancel").inc()
-        await orders.gate_member(self.bot, interaction)
-        await self._cancel(interaction, order)
+        await actions.cancel(self.bot, interaction, order)
 
     @cancel.autocomplete("order")
     async def cancel_autocomplete(
@@ -55,24 +50,9 @@ class Orders(commands.Cog):
             if current in o.id
         ][:25]
 
-    async def cancel_from_button(self, interaction: discord.Interaction, order_id: str) -> None:
-        await orders.gate_member(self.bot, interaction)
-        await self._cancel(interaction, order_id)
-
-    async def _cancel(self, interaction: discord.Interaction, order_id: str) -> None:
-        result = await self.bot.run_blocking(
-            orders.cancel_order, self.bot.b, order_id, actor_id=interaction.user.id, as_admin=False
-        )
-        await interaction.response.send_message(
-            f"Order `{clip(order_id, 64)}` cancelled; {result.refunded} credit(s) refunded.", ephemeral=True
-        )
-        await orders.refresh_status_message(self.bot, order_id)
-
     @app_commands.command(name="queue", description="Where your orders stand in the queue, and the fleet")
     @app_commands.guild_only()
     async def queue(self, interaction: discord.Interaction) -> None:
-        metrics.COMMANDS.labels(command="queue").inc()
-        await orders.gate_member(self.bot, interaction)
         view = await self.bot.run_blocking(orders.queue_overview, self.bot.b, interaction.user.id)
         embed = discord.Embed(title="Queue", colour=BLUE)
         embed.add_field(name="Training jobs waiting", value=str(view.train_waiting), inline=True)

@@ -1,9 +1,9 @@
 """/owner …: the only actions that cross servers (a ban everywhere, a purge everywhere), for the bot's owners
 (BOT_OWNER_IDS) alone. A server's admins act on their own server only (/admin).
 
-Hidden by default_permissions like /admin and re-checked in code; everyone else is refused ephemerally. Every
-action is written to the audit log (guild None: it concerns every server; the detail names the server it was
-run from).
+Hidden by default_permissions like /admin and re-checked by the command tree's gate (bot/gate.py); everyone
+else is refused ephemerally. Every action is written to the audit log (guild None: it concerns every server;
+the detail names the server it was run from).
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import metrics
 from bot.app import PhotogenBot
-from bot.checks import is_bot_owner
-from bot.errors import NotAllowed
+from bot.gate import Access, access
 from bot.services import admin as admin_svc
 from bot.services.purge import purge_member
 from storage.standing import ALL_GUILDS
@@ -23,15 +21,15 @@ from storage.standing import ALL_GUILDS
 
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
-class Owner(commands.GroupCog, group_name="owner", group_description="Photogen bot owners: every server"):
+class Owner(
+    commands.GroupCog,
+    group_name="owner",
+    group_description="Photogen bot owners: every server",
+    group_extras=access(Access.OWNER),  # the tree's gate: BOT_OWNER_IDS only (bot/gate.py)
+):
     def __init__(self, bot: PhotogenBot) -> None:
         self.bot = bot
         super().__init__()
-
-    def _owner(self, interaction: discord.Interaction, command: str) -> None:
-        metrics.COMMANDS.labels(command=f"owner {command}").inc()
-        if not is_bot_owner(self.bot.settings, interaction.user.id):
-            raise NotAllowed("Only the bot's owners can act across servers.")
 
     async def _done(
         self, interaction: discord.Interaction, action: str, member: discord.User, detail: str, reply: str
@@ -59,13 +57,11 @@ class Owner(commands.GroupCog, group_name="owner", group_description="Photogen b
         member: discord.User,
         reason: app_commands.Range[str, 0, 200] = "",
     ) -> None:
-        self._owner(interaction, "ban")
         await self.bot.run_blocking(admin_svc.set_banned, self.bot.b, ALL_GUILDS, member.id, True, reason)
         await self._done(interaction, "ban", member, reason, f"<@{member.id}> is banned in every server.")
 
     @app_commands.command(name="unban", description="Lift a ban everywhere (a server's own ban stays)")
     async def unban(self, interaction: discord.Interaction, member: discord.User) -> None:
-        self._owner(interaction, "unban")
         await self.bot.run_blocking(admin_svc.set_banned, self.bot.b, ALL_GUILDS, member.id, False, "")
         await self._done(
             interaction,
@@ -77,7 +73,6 @@ class Owner(commands.GroupCog, group_name="owner", group_description="Photogen b
 
     @app_commands.command(name="purge", description="Delete everything of a member in every server")
     async def purge(self, interaction: discord.Interaction, member: discord.User) -> None:
-        self._owner(interaction, "purge")
         await interaction.response.defer(ephemeral=True, thinking=True)
         receipt = await self.bot.run_blocking(
             purge_member, self.bot.b, member.id, ALL_GUILDS, by="owner purge"

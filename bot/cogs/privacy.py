@@ -2,52 +2,41 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import metrics
 from bot.app import PhotogenBot
-from bot.embeds import GREEN, ORANGE
-from bot.errors import NotAllowed
-from bot.services import deletion, group_privacy, orders
+from bot.embeds import ORANGE
+from bot.gate import Access, access
+from bot.periodic import periodic, start, stop
+from bot.services import deletion
 from bot.views import forget_view
-
-log = logging.getLogger(__name__)
 
 
 class Privacy(commands.Cog):
     def __init__(self, bot: PhotogenBot) -> None:
         self.bot = bot
-        self._sweeper: asyncio.Task[None] | None = None
 
     async def cog_load(self) -> None:
-        self._sweeper = asyncio.create_task(self._run_sweeps(), name="photogen-resweeps")
+        start(self.resweep, seconds=deletion.sweep_interval_s(self.bot.b))
 
     async def cog_unload(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        await stop(self.resweep)
 
-    async def _run_sweeps(self) -> None:
+    @periodic("re-sweep of deleted files")  # a failed round is retried next round: the records stay
+    async def resweep(self) -> None:
         """Deletions repeated once in-flight GPU work has settled (bot/services/deletion.py); the records are
         in the blob store, so sweeps scheduled before a restart run after it."""
-        interval = deletion.sweep_interval_s(self.bot.b)
-        while True:
-            try:
-                await self.bot.run_blocking(deletion.run_due_sweeps, self.bot.b)
-            except Exception:  # the next round retries; the records stay until swept
-                log.exception("re-sweep of deleted files failed")
-            await asyncio.sleep(interval)
+        await self.bot.run_blocking(deletion.run_due_sweeps, self.bot.b)
 
-    @app_commands.command(name="forget-me", description="Delete your photos, models, pictures and records")
+    @app_commands.command(
+        name="forget-me",
+        description="Delete your photos, models, pictures and records",
+        # Open to everyone, anywhere: a banned or rate-limited member may still have their data deleted.
+        extras=access(Access.ANYONE),
+    )
     async def forget_me(self, interaction: discord.Interaction) -> None:
-        metrics.COMMANDS.labels(command="forget-me").inc()
         embed = discord.Embed(
             title="Delete everything?",
             description="This deletes your uploaded photos, trained models, generated pictures and orders, in "
@@ -59,20 +48,6 @@ class Privacy(commands.Cog):
         await interaction.response.send_message(
             embed=embed, view=forget_view(interaction.user.id), ephemeral=True
         )
-
-    async def forget_from_button(self, interaction: discord.Interaction, user_id: int) -> None:
-        if interaction.user.id != user_id:
-            raise NotAllowed("Only the member who asked can confirm this.")
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        # Group pictures of them that others made go too (docs/PRIVACY.md), then everything of their own.
-        posts = await self.bot.run_blocking(group_privacy.forget_pictured, self.bot.b, user_id)
-        receipt = await self.bot.run_blocking(orders.forget_user, self.bot.b, user_id)
-        receipt["group pictures of you"] = len(posts)
-        await group_privacy.delete_posts(self.bot, posts)
-        embed = discord.Embed(title="Deleted", colour=GREEN)
-        for what, n in receipt.items():
-            embed.add_field(name=what.replace("_", " "), value=str(n), inline=True)
-        await interaction.followup.send(embed=embed, ephemeral=True)
 
 
 async def setup(bot: PhotogenBot) -> None:

@@ -9,9 +9,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import metrics
 from bot.app import PhotogenBot
 from bot.embeds import photo_report_embed
+from bot.gate import order_rules
+from bot.options import numbered, options
 from bot.replies import reply_private
 from bot.services import intake, orders
 from bot.views import status_view
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 # the recipe is for faces. Pets would need their own path (no face checks, other crops): not offered. Children are
 # not offered either: a community bot does not make likeness models of minors.
 CLASS_WORDS = ["man", "woman", "person"]
+# photo1 … photo20: Discord offers no list-of-files option, so each photo is an option of its own.
+PHOTO_OPTIONS = numbered("photo", 20)
 CONSENT = (
     "Photos must be of **you**. "
     "Training a model of anyone else is not allowed, even if you have their photos."
@@ -43,62 +46,28 @@ class Train(commands.Cog):
     @app_commands.describe(
         name="A name for the model (you pick it later in /imagine)",
         class_word="What you are: man, woman, person (people only: every photo must show your face)",
-        photo1="A photo of you, only you (or a .zip with all of them)",
-        photo2="Another photo (or a .zip)",
-        photo3="Another photo (or a .zip)",
-        photo4="Another photo (or a .zip)",
-        photo5="Another photo (or a .zip)",
-        photo6="Another photo (or a .zip)",
-        photo7="Another photo (or a .zip)",
-        photo8="Another photo (or a .zip)",
-        photo9="Another photo (or a .zip)",
-        photo10="Another photo (or a .zip)",
-        photo11="Another photo (or a .zip)",
-        photo12="Another photo (or a .zip)",
-        photo13="Another photo (or a .zip)",
-        photo14="Another photo (or a .zip)",
-        photo15="Another photo (or a .zip)",
-        photo16="Another photo (or a .zip)",
-        photo17="Another photo (or a .zip)",
-        photo18="Another photo (or a .zip)",
-        photo19="Another photo (or a .zip)",
-        photo20="Another photo (or a .zip)",
     )
     @app_commands.choices(class_word=[app_commands.Choice(name=w, value=w) for w in CLASS_WORDS])
+    @options(
+        PHOTO_OPTIONS,
+        discord.Attachment,
+        required=1,
+        descriptions=["A photo of you, only you (or a .zip with all of them)"]
+        + ["Another photo (or a .zip)"] * (len(PHOTO_OPTIONS) - 1),
+    )
     async def train(
         self,
         interaction: discord.Interaction,
         name: app_commands.Range[str, 1, 32],
         class_word: app_commands.Choice[str],
-        photo1: discord.Attachment,
-        photo2: discord.Attachment | None = None,
-        photo3: discord.Attachment | None = None,
-        photo4: discord.Attachment | None = None,
-        photo5: discord.Attachment | None = None,
-        photo6: discord.Attachment | None = None,
-        photo7: discord.Attachment | None = None,
-        photo8: discord.Attachment | None = None,
-        photo9: discord.Attachment | None = None,
-        photo10: discord.Attachment | None = None,
-        photo11: discord.Attachment | None = None,
-        photo12: discord.Attachment | None = None,
-        photo13: discord.Attachment | None = None,
-        photo14: discord.Attachment | None = None,
-        photo15: discord.Attachment | None = None,
-        photo16: discord.Attachment | None = None,
-        photo17: discord.Attachment | None = None,
-        photo18: discord.Attachment | None = None,
-        photo19: discord.Attachment | None = None,
-        photo20: discord.Attachment | None = None,
+        **photos: discord.Attachment | None,
     ) -> None:
-        metrics.COMMANDS.labels(command="train").inc()
         if not self.intakes.claim(interaction.user.id):
             await interaction.response.send_message(
                 "Your photos are still being checked; wait for that answer before sending more.", ephemeral=True
             )
             return
-        given = [photo1, photo2, photo3, photo4, photo5, photo6, photo7, photo8, photo9, photo10, photo11,
-                 photo12, photo13, photo14, photo15, photo16, photo17, photo18, photo19, photo20]
+        given = [photos.get(option) for option in PHOTO_OPTIONS]
         try:  # released as soon as the photos are checked, and in any case when the command ends
             # Too many files or bytes, by what Discord announces: an ephemeral refusal before the public defer.
             intake.check_declared(self.bot.settings, [a for a in given if a is not None])
@@ -115,7 +84,7 @@ class Train(commands.Cog):
     ) -> None:
         # The 3-second answer window: defer before any download, check or database work.
         await interaction.response.defer(thinking=True)
-        rules = await orders.gate_new_order(self.bot, interaction, kind="train")
+        rules = order_rules(interaction)
         # Limits and credits before the downloads and face checks, so nobody waits for a refusal.
         await self.bot.run_blocking(orders.precheck_train, self.bot.b, interaction.user.id, rules)
         attachments = [a for a in given if a is not None]

@@ -40,6 +40,12 @@ class StoreCollector(Collector):
         else:
             yield from cached[1]
 
+    def read_from(self, engine: Engine) -> None:
+        """Report ``engine``'s figures from now on (the copy of the old store's is dropped)."""
+        with self._lock:
+            self.engine = engine
+            self._cached = None
+
     def refresh(self) -> list[Metric]:
         """Read the store now and keep the figures for the next scrapes (blocking: call from a worker thread)."""
         families = self._read()
@@ -109,3 +115,20 @@ def register_store_metrics(
     collector = StoreCollector(engine, stale_after_s)
     registry.register(collector)
     return collector
+
+
+_process_collector: StoreCollector | None = None
+
+
+def process_store_metrics(engine: Engine) -> StoreCollector:
+    """The default registry's StoreCollector, registered on the first call, reading ``engine`` from then on.
+
+    prometheus_client takes one collector per metric name per registry, and the default registry lives as
+    long as the process: a bot started again in the same process (tests, the demo) re-points the one
+    collector at its own store instead of registering a second."""
+    global _process_collector
+    if _process_collector is None:
+        _process_collector = register_store_metrics(engine)
+    else:
+        _process_collector.read_from(engine)
+    return _process_collector

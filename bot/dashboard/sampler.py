@@ -73,36 +73,25 @@ def sample_once(
     return written
 
 
-async def run_sampler(
+async def sample_round(
     settings: Settings,
     engine: Engine,
     queues: Queues,
-    interval_s: float | None = None,
-    stop_event: asyncio.Event | None = None,
     *,
     agents_seen: dict[str, float] | None = None,
     asg: Any = None,
     collector: StoreCollector | None = None,
 ) -> None:
-    """Sample every ``interval_s`` (default METRICS_SAMPLE_INTERVAL_S) until ``stop_event`` is set.
+    """One round, off the event loop: the samples (sample_once), then the store figures /metrics serves.
 
-    ``agents_seen``: the bot's live map of agent id → last event time (Backends.agents_seen), so agents that only
-    sent progress count too. ``asg``: a boto3 auto scaling client when the fleet runs on AWS (desired, running and
-    busy instances per pool are sampled then). ``collector``: the StoreCollector from register_store_metrics, refreshed
-    here after each round so /metrics scrapes never read the store on the event loop.
+    The bot runs it every METRICS_SAMPLE_INTERVAL_S (bot/cogs/periodic.py). ``agents_seen``: the bot's live
+    map of agent id → last event time (Backends.agents_seen), so agents that only sent progress count too.
+    ``asg``: a boto3 auto scaling client when the fleet runs on AWS (desired, running and busy instances per
+    pool are sampled then). ``collector``: the StoreCollector of the /metrics registry, refreshed here so a
+    scrape never reads the store on the event loop.
     """
-    stop = stop_event or asyncio.Event()
-    period = settings.metrics_sample_interval_s if interval_s is None else interval_s
-    while not stop.is_set():
-        try:
-            # A copy: the event loop keeps updating the live map while the sample runs in a thread.
-            seen = dict(agents_seen) if agents_seen is not None else None
-            await asyncio.to_thread(sample_once, settings, engine, queues, agents_seen=seen, asg=asg)
-            if collector is not None:
-                await asyncio.to_thread(collector.refresh)
-        except Exception:
-            log.exception("metrics sampling failed; trying again next round")
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=period)
-        except TimeoutError:
-            pass
+    # A copy: the event loop keeps updating the live map while the sample runs in a thread.
+    seen = dict(agents_seen) if agents_seen is not None else None
+    await asyncio.to_thread(sample_once, settings, engine, queues, agents_seen=seen, asg=asg)
+    if collector is not None:
+        await asyncio.to_thread(collector.refresh)

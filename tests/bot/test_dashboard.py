@@ -350,10 +350,8 @@ async def test_hostile_error_codes_and_model_names_are_escaped_in_the_page(
     assert f"{escape(hostile_name[:18])} (median 0.50)" in html  # the likeness chart's label
 
 
-async def test_run_sampler_samples_and_refreshes_the_scrape_copy(engine: Engine, settings: Settings) -> None:
-    import asyncio
-
-    from bot.dashboard import run_sampler
+async def test_a_sample_round_samples_and_refreshes_the_scrape_copy(engine: Engine, settings: Settings) -> None:
+    from bot.dashboard import sample_round
 
     registry = CollectorRegistry()
     collector = register_store_metrics(engine, registry)
@@ -364,21 +362,12 @@ async def test_run_sampler_samples_and_refreshes_the_scrape_copy(engine: Engine,
         orders.create_order(s, user_id=4, kind="render")
     assert "\nphotogen_orders{" not in generate_latest(registry).decode()  # served from the copy
     queues = _queues(settings)
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_sampler(settings, engine, queues, 0.05, stop, collector=collector))
     try:
-        for _ in range(200):
-            if 'photogen_orders{kind="render",status="created"} 1.0' in generate_latest(registry).decode():
-                break
-            await asyncio.sleep(0.02)
-        else:
-            pytest.fail("the sampler never refreshed the scrape copy")
-        assert (
-            'photogen_queue_messages{queue="train",state="visible"} 0.0' in generate_latest(registry).decode()
-        )
+        await sample_round(settings, engine, queues, collector=collector)
+        scraped = generate_latest(registry).decode()
+        assert 'photogen_orders{kind="render",status="created"} 1.0' in scraped
+        assert 'photogen_queue_messages{queue="train",state="visible"} 0.0' in scraped
     finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=5)
         queues.close()
 
 

@@ -198,8 +198,10 @@ def agent_policy(names: Names, arns: dict[str, str], group_arns: list[str], imag
     }
 
 
-_ECR_IMAGE = re.compile(r"(?P<registry>(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?)"
-                        r"/(?P<repository>[^:@]+)")
+_ECR_IMAGE = re.compile(
+    r"(?P<registry>(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?)"
+    r"/(?P<repository>[^:@]+)"
+)
 
 
 def ecr_pull_statements(image: str | None) -> list[dict]:
@@ -369,8 +371,8 @@ def ensure_groups(settings: Settings, names: Names, report: Report) -> None:
 def bootstrap(settings: Settings) -> Report:
     names = names_from(settings)
     if not settings.fleet_agent_image:  # before anything is created: nothing half-built
-        raise SystemExit("photogen aws: set FLEET_AGENT_IMAGE to the agent image you pushed (docker/agent.Dockerfile; "
-                         "docs/SELF_HOSTING.md, 'The agent image')")
+        raise SystemExit("photogen aws: set FLEET_AGENT_IMAGE to the agent image you pushed "
+                         "(docs/SELF_HOSTING.md, 'The agent image the AWS fleet runs')")
     report = Report()
     ensure_bucket(settings, names, report)
     arns = ensure_queues(settings, report)

@@ -1,14 +1,14 @@
-"""What `docker compose config` does to docker-compose.yml, reproduced without a Docker engine (none runs here).
+"""What `docker compose config` does to docker-compose.yml, reproduced without a Docker engine (none here).
 
-Compose (compose-go) loads the YAML, interpolates EVERY value of EVERY service with the shell environment and the
-project's `.env`, validates the result against the Compose Specification's JSON schema, and only then applies
-profiles. So a `${VAR:?message}` in a service that only a profile enables still aborts the default
+Compose (compose-go) loads the YAML, interpolates EVERY value of EVERY service with the shell environment
+and the project's `.env`, validates the result against the Compose Specification's JSON schema, and only then
+applies profiles. So a `${VAR:?message}` in a service that only a profile enables still aborts the default
 `docker compose up -d`. The interpolation rules follow the specification's "Interpolation" section:
 
     ${VAR} $VAR          the value; unset: empty (compose warns)
     ${VAR:-default}      default when VAR is unset or empty       ${VAR-default}  default when VAR is unset
     ${VAR:?message}      error when VAR is unset or empty         ${VAR?message}  error when VAR is unset
-    ${VAR:+replacement}  replacement when VAR is set and not empty ${VAR+replacement} replacement when VAR is set
+    ${VAR:+other}        other when VAR is set and not empty      ${VAR+other}    other when VAR is set
     $$                   a literal $                               defaults and messages may nest ${…}
 
 The schema is the specification's own (compose-spec.json as vendored by the check-jsonschema package).
@@ -80,8 +80,9 @@ def _braced(text: str, start: int, env: Mapping[str, str]) -> tuple[str, int]:
     elif operator in (":?", "?"):
         missing = not value if operator == ":?" else not is_set
         if missing:
-            raise InterpolationError(f"required variable {variable} is missing a value: "
-                                     f"{interpolate(argument, env)}")
+            raise InterpolationError(
+                f"required variable {variable} is missing a value: {interpolate(argument, env)}"
+            )
         result = value
     elif operator == ":+":
         result = interpolate(argument, env) if value else ""
@@ -129,9 +130,12 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def enabled_services(model: Mapping[str, Any], profiles: tuple[str, ...] = ()) -> set[str]:
-    """The services `docker compose [--profile P …] up` starts: those without profiles, plus the named ones."""
-    return {name for name, service in model["services"].items()
-            if not service.get("profiles") or set(service["profiles"]) & set(profiles)}
+    """The services `docker compose [--profile P …] up` starts: those without profiles, and the named ones."""
+    return {
+        name
+        for name, service in model["services"].items()
+        if not service.get("profiles") or set(service["profiles"]) & set(profiles)
+    }
 
 
 def container_environment(model: Mapping[str, Any], service: str, project_dir: Path) -> dict[str, str]:
@@ -153,7 +157,7 @@ def container_environment(model: Mapping[str, Any], service: str, project_dir: P
 
 
 def compose_schema() -> dict[str, Any]:
-    """The Compose Specification's JSON schema, as shipped in check-jsonschema (builtin "vendor.compose-spec")."""
+    """The Compose Specification's JSON schema as check-jsonschema ships it (its "vendor.compose-spec")."""
     vendor = resources.files("check_jsonschema.builtin_schemas.vendor")
     return json.loads(vendor.joinpath("compose-spec.json").read_text(encoding="utf-8"))
 
@@ -161,4 +165,7 @@ def compose_schema() -> dict[str, Any]:
 def schema_errors(model: Mapping[str, Any]) -> list[str]:
     schema = compose_schema()
     validator = jsonschema.validators.validator_for(schema)(schema, format_checker=jsonschema.FormatChecker())
-    return [f"{'.'.join(map(str, error.absolute_path))}: {error.message}" for error in validator.iter_errors(model)]
+    return [
+        f"{'.'.join(map(str, error.absolute_path))}: {error.message}"
+        for error in validator.iter_errors(model)
+    ]

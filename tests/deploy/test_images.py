@@ -1,9 +1,9 @@
 """The Dockerfiles: a code change must not reinstall torch, torch is pinned, and docs say what the pin needs.
 
-No Docker engine runs here. Docker's build cache reuses a layer while the instructions up to it and the files they
-COPY are unchanged; `_layer_keys` computes exactly that for each RUN, so the test can change a file of the
-checkout and see which installs Docker would run again. CI runs the install step itself (docker/install.sh) in
-fresh virtual environments (.ci/run).
+No Docker engine runs here. Docker's build cache reuses a layer while the instructions up to it and the files
+they COPY are unchanged; `_layer_keys` computes exactly that for each RUN, so the test can change a file of
+the checkout and see which installs Docker would run again. CI runs the install step itself
+(docker/install.sh) in fresh virtual environments (.ci/run).
 """
 
 from __future__ import annotations
@@ -28,9 +28,14 @@ def _instructions(dockerfile: Path) -> list[str]:
 
 def _copied_files(source: str, context: Path, changed: dict[str, bytes]) -> list[tuple[str, bytes]]:
     path = context / source
-    files = sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts) \
-        if path.is_dir() else [path]
-    return [(str(f.relative_to(context)), changed.get(str(f.relative_to(context)), f.read_bytes())) for f in files]
+    files = (
+        sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        if path.is_dir()
+        else [path]
+    )
+    return [
+        (str(f.relative_to(context)), changed.get(str(f.relative_to(context)), f.read_bytes())) for f in files
+    ]
 
 
 def _layer_keys(dockerfile: Path, changed: dict[str, bytes] | None = None) -> dict[str, str]:
@@ -89,15 +94,23 @@ def test_the_docs_state_the_driver_and_gpu_the_pinned_torch_needs() -> None:
 
 
 def _dependencies(pyproject: Path, role: str) -> list[str]:
-    done = subprocess.run([sys.executable, str(ROOT / "docker" / "dependencies.py"), str(pyproject), role],
-                          capture_output=True, text=True, check=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "docker" / "dependencies.py"), str(pyproject), role],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     return done.stdout.splitlines()
 
 
 def test_the_dependency_list_needs_only_the_manifest(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_bytes((ROOT / "pyproject.toml").read_bytes())  # no source beside it
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    bot, agent = _dependencies(tmp_path / "pyproject.toml", "bot"), _dependencies(tmp_path / "pyproject.toml", "agent")
+    bot, agent = (
+        _dependencies(tmp_path / "pyproject.toml", "bot"),
+        _dependencies(tmp_path / "pyproject.toml", "agent"),
+    )
     assert bot == project["dependencies"]
     assert agent == project["dependencies"] + project["optional-dependencies"]["agent"]
     assert "torch" not in {Requirement(r).name for r in bot}
@@ -113,6 +126,11 @@ def test_an_extra_naming_another_extra_of_the_project_is_expanded(tmp_path: Path
 
 def test_the_install_step_refuses_an_unknown_role_or_step() -> None:
     for args in (["gpu"], ["bot", "everything"]):
-        done = subprocess.run([str(ROOT / "docker" / "install.sh"), *args], capture_output=True, text=True,
-                              timeout=30, check=False)
+        done = subprocess.run(
+            [str(ROOT / "docker" / "install.sh"), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         assert done.returncode == 2 and "unknown" in done.stderr, done

@@ -19,7 +19,7 @@ from cloud.fleet.scaling import autoscale_once
 from storage.settings import load_settings
 
 
-AGENT_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/photogen-agent:0.1.0"  # what SELF_HOSTING.md pushes
+AGENT_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/photogen-agent:0.1.0"  # as SELF_HOSTING.md
 
 
 @pytest.fixture
@@ -257,7 +257,7 @@ def test_bootstrap_refuses_an_unknown_ami(fleet_settings) -> None:
         aws.bootstrap(bad)
 
 
-# --- issue 13: the agent image is the one the operator pushed; nobody publishes a default ------------------------
+# --- issue 13: the agent image is the one the operator pushed; nobody publishes a default -------------------
 
 def test_bootstrap_without_an_agent_image_refuses_before_creating_anything(fleet_settings) -> None:
     unset = fleet_settings.model_copy(update={"fleet_agent_image": None})
@@ -276,8 +276,8 @@ def test_an_ecr_agent_image_is_pulled_with_the_agents_role_and_only_that_reposit
     script = aws.user_data(fleet_settings)
     login = "aws ecr get-login-password --region us-east-1 | docker login --username AWS --password-stdin "
     lines = script.splitlines()
-    assert login + "123456789012.dkr.ecr.us-east-1.amazonaws.com" in lines
-    assert lines.index(login + "123456789012.dkr.ecr.us-east-1.amazonaws.com") < lines.index(f"docker pull {AGENT_IMAGE}")
+    login += "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+    assert login in lines and lines.index(login) < lines.index(f"docker pull {AGENT_IMAGE}")
     aws.bootstrap(fleet_settings)
     _, _, iam, _, _ = _clients(fleet_settings)
     statements = _statements(iam, aws.names_from(fleet_settings))
@@ -289,7 +289,8 @@ def test_an_ecr_agent_image_is_pulled_with_the_agents_role_and_only_that_reposit
 
 
 def test_an_image_outside_ecr_gets_no_ecr_rights_and_no_login(fleet_settings) -> None:
-    public = fleet_settings.model_copy(update={"fleet_agent_image": "registry.example.org/photogen/agent:0.1.0"})
+    image = "registry.example.org/photogen/agent:0.1.0"
+    public = fleet_settings.model_copy(update={"fleet_agent_image": image})
     assert "ecr" not in aws.user_data(public)
     assert "docker pull registry.example.org/photogen/agent:0.1.0" in aws.user_data(public)
     assert aws.ecr_pull_statements(public.fleet_agent_image) == []

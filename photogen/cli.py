@@ -27,6 +27,8 @@ def cmd_bot(settings: Settings, args: argparse.Namespace) -> int:
     from bot import run_bot
     from photogen.doctor import preflight
 
+    if args.migrate:
+        cmd_migrate(settings, args)
     preflight(settings, "bot")
     try:
         run_bot(settings)
@@ -116,7 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="photogen", description="Photogen: a Discord photo studio.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("bot", help="run the Discord bot").set_defaults(func=cmd_bot)
+    bot = sub.add_parser("bot", help="run the Discord bot")
+    bot.add_argument("--migrate", action="store_true",
+                     help="create or upgrade the order store's schema first (the bot image does)")
+    bot.set_defaults(func=cmd_bot)
     agent = sub.add_parser("agent", help="run a GPU agent")
     agent.add_argument("--once", action="store_true",
                        help="take one job, finish it and exit: 0 done (or no job), 75 handed back, 1 failed "

@@ -211,9 +211,16 @@ class Settings(BaseSettings):
 
     # --- the AWS fleet (photogen aws …, photogen autoscaler) ------------------------------------
     fleet_name: str = Field("photogen", description="Name prefix of the AWS resources (role, template, groups).")
-    fleet_ami_id: str | None = Field(None, description="AMI for agents (a GPU AMI with Docker and the NVIDIA runtime).")
+    fleet_ami_id: str | None = Field(
+        None, description="AMI for agents: Docker, the NVIDIA container toolkit, the AWS CLI and an NVIDIA "
+        "driver >= 580 (the AWS Deep Learning Base GPU AMI; docs/SELF_HOSTING.md).",
+    )
     fleet_subnet_ids: list[str] = Field(default_factory=list, description="Subnets the agent groups launch into.")
-    fleet_agent_image: str = Field("ghcr.io/photogen/agent:latest", description="Agent container image.")
+    fleet_agent_image: str | None = Field(
+        None, description="Agent container image the fleet runs: build and push docker/agent.Dockerfile "
+        "(docs/SELF_HOSTING.md), e.g. ACCOUNT.dkr.ecr.REGION.amazonaws.com/photogen-agent:TAG; an ECR image "
+        "is pulled with the agents' role.",
+    )
     fleet_train_instance_types: list[str] = Field(
         default_factory=lambda: ["g5.xlarge", "g6.xlarge", "g4dn.xlarge", "g5.2xlarge", "g6.2xlarge"],
         description="Instance types of the training pool (spot, price-capacity-optimized).",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,11 +151,11 @@ def ensure_queues(settings: Settings, report: Report) -> dict[str, str]:
 # --- IAM -------------------------------------------------------------------------------------------------------
 
 
-def agent_policy(names: Names, arns: dict[str, str], group_arns: list[str]) -> dict:
+def agent_policy(names: Names, arns: dict[str, str], group_arns: list[str], image: str | None = None) -> dict:
     """Least privilege for an agent, action by action what agents do: consume train/render, publish events,
     dead-letter poison jobs; get/put members' files under users/ (never list them, delete only checkpoints);
     get/put the shared class images; read cancel/forget tombstones; find its own auto scaling group and protect
-    its own instance from scale-in while busy."""
+    its own instance from scale-in while busy; pull its own image when that lives in ECR."""
     bucket_arn = f"arn:aws:s3:::{names.bucket}"
 
     def objects(prefix: str) -> list[str]:
@@ -192,8 +193,28 @@ def agent_policy(names: Names, arns: dict[str, str], group_arns: list[str]) -> d
              "Action": ["autoscaling:DescribeAutoScalingInstances"]},
             {"Sid": "ScaleInProtection", "Effect": "Allow", "Resource": group_arns or ["*"],
              "Action": ["autoscaling:SetInstanceProtection"]},
+            *ecr_pull_statements(image),
         ],
     }
+
+
+_ECR_IMAGE = re.compile(
+    r"(?P<registry>(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?)"
+    r"/(?P<repository>[^:@]+)"
+)
+
+
+def ecr_pull_statements(image: str | None) -> list[dict]:
+    """An ECR image: the right to log in (no resource level) and to pull that one repository, nothing else."""
+    match = _ECR_IMAGE.match(image or "")
+    if match is None:
+        return []
+    repository = f"arn:aws:ecr:{match['region']}:{match['account']}:repository/{match['repository']}"
+    return [
+        {"Sid": "EcrLogin", "Effect": "Allow", "Resource": ["*"], "Action": ["ecr:GetAuthorizationToken"]},
+        {"Sid": "PullAgentImage", "Effect": "Allow", "Resource": [repository],
+         "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]},
+    ]
 
 
 def tls_only_bucket_policy(names: Names) -> dict:
@@ -241,9 +262,15 @@ def user_data(settings: Settings) -> str:
     """Boot script: run the agent container on the GPU; IMDS stays reachable for spot notices."""
     values = {name: str(getattr(settings, name.lower())) for name in AGENT_ENV}
     env = " ".join(f"-e {k}={json.dumps(v)}" for k, v in values.items())
+    ecr = _ECR_IMAGE.match(settings.fleet_agent_image or "")
+    login: list[str] = []
+    if ecr:  # an ECR image: log in with the instance's role first (the AMI has the AWS CLI)
+        login.append(f"aws ecr get-login-password --region {ecr['region']} | docker login --username AWS "
+                     f"--password-stdin {ecr['registry']}")
     return "\n".join([
         "#!/bin/bash",
         "set -euo pipefail",
+        *login,
         f"docker pull {settings.fleet_agent_image}",
         f"docker run -d --restart unless-stopped --gpus all --name photogen-agent {env} "
         f"-e DEVICE=cuda -v /opt/photogen:/data {settings.fleet_agent_image} photogen agent",
@@ -344,6 +371,9 @@ def ensure_groups(settings: Settings, names: Names, report: Report) -> None:
 def bootstrap(settings: Settings, *, batch: bool = False) -> Report:
     """Everything a fleet needs; with ``batch`` (or FLEET_TRAIN_BACKEND=batch) also AWS Batch for training."""
     names = names_from(settings)
+    if not settings.fleet_agent_image:  # before anything is created: nothing half-built
+        raise SystemExit("photogen aws: set FLEET_AGENT_IMAGE to the agent image you pushed "
+                         "(docs/SELF_HOSTING.md, 'The agent image the AWS fleet runs')")
     report = Report()
     ensure_bucket(settings, names, report)
     arns = ensure_queues(settings, report)
@@ -351,7 +381,8 @@ def bootstrap(settings: Settings, *, batch: bool = False) -> Report:
         f"arn:aws:autoscaling:{settings.aws_region}:*:autoScalingGroup:*:autoScalingGroupName/{names.group(p)}"
         for p in ("train", "render")
     ]
-    profile_arn = ensure_role(settings, names, agent_policy(names, arns, account_groups), report)
+    policy = agent_policy(names, arns, account_groups, settings.fleet_agent_image)
+    profile_arn = ensure_role(settings, names, policy, report)
     ensure_launch_template(settings, names, profile_arn, report)
     ensure_groups(settings, names, report)
     if batch or settings.fleet_train_backend == "batch":

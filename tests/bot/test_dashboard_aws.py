@@ -33,6 +33,7 @@ def test_sampler_reads_sqs_and_the_auto_scaling_groups(
         fleet_name=unique_name,
         fleet_ami_id=ec2.describe_images()["Images"][0]["ImageId"],
         fleet_subnet_ids=[subnet],
+        fleet_agent_image="registry.example.org/photogen/agent:0.1.0",
     )
     aws.bootstrap(settings)
     asg = boto3.client("autoscaling", region_name="us-east-1", endpoint_url=moto_endpoint)

@@ -129,7 +129,8 @@ def test_aws_commands_against_moto(moto_endpoint: str, unique_name: str) -> None
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.7.1.0/24")["Subnet"]["SubnetId"]
     env = {"BLOB_URL": f"s3://{unique_name}", "QUEUE_URL": "sqs://", "QUEUE_PREFIX": unique_name,
            "AWS_ENDPOINT_URL": moto_endpoint, "FLEET_NAME": unique_name,
-           "FLEET_AMI_ID": ec2.describe_images()["Images"][0]["ImageId"], "FLEET_SUBNET_IDS": f'["{subnet}"]'}
+           "FLEET_AMI_ID": ec2.describe_images()["Images"][0]["ImageId"], "FLEET_SUBNET_IDS": f'["{subnet}"]',
+           "FLEET_AGENT_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/photogen-agent:0.1.0"}
     boot = _run(["aws", "bootstrap"], env)
     assert boot.returncode == 0, boot.stderr
     assert f"auto scaling group {unique_name}-train" in boot.stdout

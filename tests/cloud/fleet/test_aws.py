@@ -19,6 +19,9 @@ from cloud.fleet.scaling import autoscale_once
 from storage.settings import load_settings
 
 
+AGENT_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/photogen-agent:0.1.0"  # as SELF_HOSTING.md
+
+
 @pytest.fixture
 def fleet_settings(moto_endpoint: str, unique_name: str):
     ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=moto_endpoint)
@@ -35,6 +38,7 @@ def fleet_settings(moto_endpoint: str, unique_name: str):
         fleet_subnet_ids=[subnet],
         fleet_train_max=3,
         fleet_scale_in_after_s=60,
+        fleet_agent_image=AGENT_IMAGE,
     )
 
 
@@ -251,3 +255,42 @@ def test_bootstrap_refuses_an_unknown_ami(fleet_settings) -> None:
     bad = fleet_settings.model_copy(update={"fleet_ami_id": "ami-0000000000000dead"})
     with pytest.raises(SystemExit, match="FLEET_AMI_ID ami-0000000000000dead is not an image"):
         aws.bootstrap(bad)
+
+
+# --- issue 13: the agent image is the one the operator pushed; nobody publishes a default -------------------
+
+def test_bootstrap_without_an_agent_image_refuses_before_creating_anything(fleet_settings) -> None:
+    unset = fleet_settings.model_copy(update={"fleet_agent_image": None})
+    with pytest.raises(SystemExit) as refused:
+        aws.bootstrap(unset)
+    assert "FLEET_AGENT_IMAGE" in str(refused.value) and "\n" not in str(refused.value)
+    s3, sqs, iam, _, _ = _clients(fleet_settings)
+    names = aws.names_from(fleet_settings)
+    assert names.bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert not sqs.list_queues(QueueNamePrefix=names.queue_prefix).get("QueueUrls")
+    with pytest.raises(ClientError):
+        iam.get_role(RoleName=names.role)
+
+
+def test_an_ecr_agent_image_is_pulled_with_the_agents_role_and_only_that_repository(fleet_settings) -> None:
+    script = aws.user_data(fleet_settings)
+    login = "aws ecr get-login-password --region us-east-1 | docker login --username AWS --password-stdin "
+    lines = script.splitlines()
+    login += "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+    assert login in lines and lines.index(login) < lines.index(f"docker pull {AGENT_IMAGE}")
+    aws.bootstrap(fleet_settings)
+    _, _, iam, _, _ = _clients(fleet_settings)
+    statements = _statements(iam, aws.names_from(fleet_settings))
+    assert statements["EcrLogin"]["Action"] == ["ecr:GetAuthorizationToken"]
+    assert statements["PullAgentImage"]["Resource"] == [
+        "arn:aws:ecr:us-east-1:123456789012:repository/photogen-agent"]
+    assert set(statements["PullAgentImage"]["Action"]) == {
+        "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"}
+
+
+def test_an_image_outside_ecr_gets_no_ecr_rights_and_no_login(fleet_settings) -> None:
+    image = "registry.example.org/photogen/agent:0.1.0"
+    public = fleet_settings.model_copy(update={"fleet_agent_image": image})
+    assert "ecr" not in aws.user_data(public)
+    assert "docker pull registry.example.org/photogen/agent:0.1.0" in aws.user_data(public)
+    assert aws.ecr_pull_statements(public.fleet_agent_image) == []

@@ -38,7 +38,8 @@ def batch_fleet(make_settings: Callable[..., Settings], moto_endpoint: str, uniq
         queue_url="sqs://", queue_prefix=unique_name, blob_url=f"s3://{unique_name}/pg",
         aws_endpoint_url=moto_endpoint, base_model="tiny-sd", fleet_name=unique_name,
         fleet_ami_id=ec2.describe_images()["Images"][0]["ImageId"], fleet_subnet_ids=[subnet],
-        fleet_security_group_ids=[group], fleet_train_backend="batch", fleet_train_max=4)
+        fleet_security_group_ids=[group], fleet_train_backend="batch", fleet_train_max=4,
+        fleet_agent_image="123456789012.dkr.ecr.us-east-1.amazonaws.com/photogen-agent:1.0")
     aws.bootstrap(settings, batch=True)
     # The bucket refuses requests without TLS; moto's endpoint here is plain HTTP on 127.0.0.1.
     boto3.client("s3", region_name="us-east-1", endpoint_url=moto_endpoint).delete_bucket_policy(Bucket=unique_name)

@@ -19,10 +19,11 @@ from discord import app_commands
 from bot import metrics
 from bot.errors import UserFacingError
 from bot.replies import reply_error
+from storage.contracts import ID_PATTERN
 
 log = logging.getLogger(__name__)
 
-ID = r"[A-Za-z0-9_-]{1,64}"
+ID = ID_PATTERN
 
 
 async def _guarded(interaction: discord.Interaction, name: str, coro: Any) -> None:

@@ -22,7 +22,7 @@ def forged_reason(event: Event, owner_id: str, kind: str, job_ids: Collection[st
     if event.job_kind != kind:
         return f"a {event.job_kind} event for a {kind} order"
     allowed = keys.user_prefix(owner_id)
-    named = list(event.output_keys)
+    named = [*event.output_keys, *event.render_keys, *([event.model_key] if event.model_key else [])]
     if event.progress is not None and event.progress.preview_key is not None:
         named.append(event.progress.preview_key)
     for key in named:

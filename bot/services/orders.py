@@ -221,6 +221,7 @@ def place_render_order(
         job_id=job_id,
         order_id=order_id,
         user_id=str(user_id),
+        model_id=model.id,
         model_keys=[model.lora_key] if model.lora_key else [],
         subject=f"{model.subject_token} {model.class_word}",
         base_model=model.base_model,

@@ -394,7 +394,7 @@ def apply_event(b: Backends, event: Event) -> Applied:
             )
         deliveries: list[orders.NewDelivery] = []
         images: list[orders.NewImage] = []
-        render_keys = [k for k in event.output_keys if "/renders/" in k]
+        render_keys = list(event.render_keys)
         if event.kind == "preempted":
             kw["notice"] = event.error.message if event.error else "Paused: the GPU was reclaimed; resuming soon."
         elif event.kind != "checkpoint":
@@ -458,11 +458,10 @@ def apply_event(b: Backends, event: Event) -> Applied:
         costs.record_event_cost(s, event, b.settings)
         if outcome.moved and order.kind == "train" and order.model_id:
             if kw.get("status") == "trained":
-                lora = next((k for k in event.output_keys if k.endswith("lora.safetensors")), None)
                 from storage import keys
 
                 orders.mark_model_ready(
-                    s, order.model_id, lora or keys.model_key(order.user_id, order.model_id)
+                    s, order.model_id, event.model_key or keys.model_key(order.user_id, order.model_id)
                 )
                 # A trained model is the train order's delivery: the order is done.
                 orders.mark_delivered(s, event.order_id)

@@ -241,3 +241,28 @@ async def test_post_that_reached_discord_is_never_given_up(studio: Studio) -> No
     with read_session(st.b.engine) as s:
         [row] = list(s.exec(select(Delivery)))
     assert row.status == "sent" and row.discord_message_id == str(posted[0].id)
+
+
+async def test_the_model_is_the_file_the_done_event_names(studio: Studio) -> None:
+    """Typed outputs: the bot takes the LoRA the agent names in ``model_key`` (a key of any name) and posts the
+    pictures of ``render_keys``; it never guesses from what the keys look like."""
+    from bot.checks import GuildRules
+    from bot.services import orders as order_svc
+
+    st = studio
+    placed = await asyncio.to_thread(
+        order_svc.place_train_order, st.b, guild_id=st.guild.id, channel_id=st.channel.id, user_id=st.alice.id,
+        name="typed", class_word="woman", crops=[b"a", b"b"], rules=GuildRules(guild_id=st.guild.id))
+    job = await asyncio.to_thread(st.agent.take_train)
+    assert job.order_id == placed.order_id
+    lora = f"{keys.model_prefix(st.alice.id, job.model_id)}lora-v2.safetensors"
+    st.b.blobs.put(lora, b"weights")
+    st.agent.emit(job, "done", output_keys=[lora], model_key=lora, render_keys=[])
+
+    def ready() -> bool:
+        return any(m.status == "ready" for m in store.list_models(st.b, st.alice.id))
+
+    await st.sim.wait_until(ready, 10)
+    (model,) = store.list_models(st.b, st.alice.id)
+    assert model.id == job.model_id and model.lora_key == lora
+    assert store.get_order(st.b, placed.order_id).status == "delivered"

@@ -74,7 +74,7 @@ class HttpSide:
         from bot import dashboard
 
         global _store_metrics_registered
-        b = self.bot.b
+        b = self.bot.backends
         dashboard.add_routes(
             self.app, settings=self.bot.settings, engine=b.engine, queues=b.queues, blobs=b.blobs
         )
@@ -123,7 +123,7 @@ class HttpSide:
         if not verify_blob_signature(self.bot.settings, key, expires, sig):
             raise web.HTTPForbidden(text="link expired or not valid")
         try:
-            data = await self.bot.run_blocking(self.bot.b.blobs.get, key)
+            data = await self.bot.run_blocking(self.bot.backends.blobs.get, key)
         except BlobNotFound:
             raise web.HTTPNotFound() from None
         ctype = mimetypes.guess_type(key)[0] or "application/octet-stream"

@@ -1,8 +1,8 @@
 """The names every layer shares: order status, job kind, event kind, and the one id pattern.
 
-They live in storage, the bottom layer, so the order store, the queue messages (cloud/messages.py), the agent and
-the bot all use the same values. Each enum member IS its string (``StrEnum``): rows, JSON bodies and queued
-messages written before these enums existed read back unchanged.
+They live in storage, the bottom layer, so the order store, the queue messages (cloud/messages.py), the agent
+and the bot all use the same values. Each enum member IS its string (``StrEnum``): rows, JSON bodies and
+queued messages written before these enums existed read back unchanged.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 
-#: Every id Photogen hands out or accepts in a key, a message or a button (uuid4 hex, Discord snowflakes, names).
+#: Every id Photogen hands out or accepts in a key, a message or a button (uuid4 hex, Discord snowflakes).
 ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
 ID_RE = re.compile(ID_PATTERN)
 

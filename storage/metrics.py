@@ -1,7 +1,7 @@
 """Operational figures kept in the order store: sampled series (queue depth, fleet size over time), per-job usage
 (GPU seconds and their price) and the queries behind the admin dashboard, the alerts and cost per order.
 
-Like storage.orders, every function takes an open Session and never commits. Times are Unix seconds (UTC).
+Like storage.order_store, every function takes an open Session and never commits. Times are Unix seconds (UTC).
 
 What each figure means (so the dashboard, /admin queue and the alerts agree):
 

@@ -17,7 +17,7 @@ from bot.embeds import BLUE, clip
 from bot.errors import NotAllowed, Refused
 from bot.services import admin as admin_svc
 from bot.services import deadletters as deadletters_svc
-from bot.services import orders
+from bot.services import member_orders
 from bot.services.purge import purge_member
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
     async def _admin(self, interaction: discord.Interaction, command: str) -> GuildRules:
         metrics.COMMANDS.labels(command=f"admin {command}").inc()
         require_guild(interaction)
-        rules = await orders.load_rules(self.bot, interaction.guild_id)
+        rules = await member_orders.load_rules(self.bot, interaction.guild_id)
         require_admin(interaction, rules)
         return rules
 
@@ -54,9 +54,10 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
     ) -> None:
         """Audit row first (the record must exist even if Discord is down), then the answer and the log post."""
         await self.bot.run_blocking(
-            admin_svc.audit, self.bot.b, interaction.guild_id, interaction.user.id, action, target, detail
+            admin_svc.audit, self.bot.backends, interaction.guild_id, interaction.user.id, action, target,
+            detail,
         )
-        orders.forget_cached_rules(self.bot, interaction.guild_id)
+        member_orders.forget_cached_rules(self.bot, interaction.guild_id)
         if interaction.response.is_done():
             await interaction.followup.send(reply, ephemeral=True)
         else:
@@ -101,7 +102,9 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
         }
         if not changes:
             raise Refused("Nothing to change: give at least one option.")
-        await self.bot.run_blocking(admin_svc.update_guild, self.bot.b, interaction.guild_id, **changes)
+        await self.bot.run_blocking(
+            admin_svc.update_guild, self.bot.backends, interaction.guild_id, **changes
+        )
         detail = ", ".join(f"{k}={v}" for k, v in changes.items())
         await self._done(interaction, rules, "config", "guild", detail, f"Updated: {detail}")
 
@@ -115,7 +118,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
     ) -> None:
         rules = await self._admin(interaction, "ban")
         await self.bot.run_blocking(
-            admin_svc.set_banned, self.bot.b, interaction.guild_id, member.id, True, reason
+            admin_svc.set_banned, self.bot.backends, interaction.guild_id, member.id, True, reason
         )
         await self._done(
             interaction, rules, "ban", f"<@{member.id}>", reason, f"<@{member.id}> is banned in this server."
@@ -125,7 +128,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
     async def unban(self, interaction: discord.Interaction, member: discord.User) -> None:
         rules = await self._admin(interaction, "unban")
         await self.bot.run_blocking(
-            admin_svc.set_banned, self.bot.b, interaction.guild_id, member.id, False, ""
+            admin_svc.set_banned, self.bot.backends, interaction.guild_id, member.id, False, ""
         )
         await self._done(
             interaction, rules, "unban", f"<@{member.id}>", "", f"<@{member.id}> is unbanned in this server."
@@ -140,7 +143,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
     ) -> None:
         rules = await self._admin(interaction, "credits")
         balance = await self.bot.run_blocking(
-            admin_svc.grant_credits, self.bot.b, interaction.guild_id, member.id, amount
+            admin_svc.grant_credits, self.bot.backends, interaction.guild_id, member.id, amount
         )
         await self._done(
             interaction,
@@ -160,7 +163,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
     ) -> None:
         rules = await self._admin(interaction, "quota")
         await self.bot.run_blocking(
-            admin_svc.set_quota, self.bot.b, interaction.guild_id, member.id, daily or None
+            admin_svc.set_quota, self.bot.backends, interaction.guild_id, member.id, daily or None
         )
         shown = str(daily) if daily else "server default"
         await self._done(
@@ -174,7 +177,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
         rules = await self._admin(interaction, "purge")
         await interaction.response.defer(ephemeral=True, thinking=True)
         receipt = await self.bot.run_blocking(
-            purge_member, self.bot.b, member.id, interaction.guild_id or 0, by="admin purge"
+            purge_member, self.bot.backends, member.id, interaction.guild_id or 0, by="admin purge"
         )
         detail = ", ".join(f"{k}={v}" for k, v in receipt.items())
         await self._done(
@@ -191,8 +194,8 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
     async def cancel(self, interaction: discord.Interaction, order: app_commands.Range[str, 1, 64]) -> None:
         rules = await self._admin(interaction, "cancel")
         result = await self.bot.run_blocking(
-            orders.cancel_order,
-            self.bot.b,
+            member_orders.cancel_order,
+            self.bot.backends,
             order,
             actor_id=interaction.user.id,
             as_admin=True,
@@ -206,24 +209,28 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
             f"refunded {result.refunded}",
             f"Order `{clip(order, 64)}` cancelled; {result.refunded} credit(s) refunded.",
         )
-        await orders.refresh_status_message(self.bot, order)
+        await member_orders.refresh_status_message(self.bot, order)
 
     @app_commands.command(name="pause", description="Stop taking new orders (running ones carry on)")
     async def pause(self, interaction: discord.Interaction) -> None:
         rules = await self._admin(interaction, "pause")
-        await self.bot.run_blocking(admin_svc.update_guild, self.bot.b, interaction.guild_id, paused=True)
+        await self.bot.run_blocking(
+            admin_svc.update_guild, self.bot.backends, interaction.guild_id, paused=True
+        )
         await self._done(interaction, rules, "pause", "studio", "", "New orders are paused.")
 
     @app_commands.command(name="resume", description="Take new orders again")
     async def resume(self, interaction: discord.Interaction) -> None:
         rules = await self._admin(interaction, "resume")
-        await self.bot.run_blocking(admin_svc.update_guild, self.bot.b, interaction.guild_id, paused=False)
+        await self.bot.run_blocking(
+            admin_svc.update_guild, self.bot.backends, interaction.guild_id, paused=False
+        )
         await self._done(interaction, rules, "resume", "studio", "", "New orders are open again.")
 
     @app_commands.command(name="status", description="Queue depths, dead letters, agents and cost")
     async def status(self, interaction: discord.Interaction) -> None:
         rules = await self._admin(interaction, "status")
-        b = self.bot.b
+        b = self.bot.backends
         if is_bot_owner(self.bot.settings, interaction.user.id):
             text = await self.bot.run_blocking(
                 costs.queue_status_text, self.bot.settings, b.engine, b.queues, b.agents_seen
@@ -259,9 +266,9 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
         rules = await self._admin(interaction, "safety")
         gid = interaction.guild_id
         if policy is not None:
-            await self.bot.run_blocking(safety_svc.set_policy, self.bot.b, gid, policy)
-        current = await self.bot.run_blocking(safety_svc.policy_of, self.bot.b, gid)
-        count = await self.bot.run_blocking(safety_svc.blocked_in, self.bot.b, gid)
+            await self.bot.run_blocking(safety_svc.set_policy, self.bot.backends, gid, policy)
+        current = await self.bot.run_blocking(safety_svc.policy_of, self.bot.backends, gid)
+        count = await self.bot.run_blocking(safety_svc.blocked_in, self.bot.backends, gid)
         text = (
             f"Policy: **{current}** ({safety_svc.POLICY_TEXT[current]}). "
             f"Pictures blocked here so far: {count}."
@@ -277,7 +284,9 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
         self, interaction: discord.Interaction, word: app_commands.Range[str, 1, 64]
     ) -> None:
         rules = await self._admin(interaction, "blocked add")
-        await self.bot.run_blocking(admin_svc.edit_blocked_words, self.bot.b, interaction.guild_id, add=word)
+        await self.bot.run_blocking(
+            admin_svc.edit_blocked_words, self.bot.backends, interaction.guild_id, add=word
+        )
         await self._done(
             interaction, rules, "blocked add", "word", "(hidden)", "Word added to the blocked list."
         )
@@ -288,7 +297,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
     ) -> None:
         rules = await self._admin(interaction, "blocked remove")
         removed = await self.bot.run_blocking(
-            admin_svc.edit_blocked_words, self.bot.b, interaction.guild_id, remove=word
+            admin_svc.edit_blocked_words, self.bot.backends, interaction.guild_id, remove=word
         )
         if not removed:
             raise Refused("That word is not on the blocked list.")
@@ -308,7 +317,9 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
     )
     async def channels_allow(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
         rules = await self._admin(interaction, "channels allow")
-        await self.bot.run_blocking(admin_svc.edit_channels, self.bot.b, interaction.guild_id, add=channel.id)
+        await self.bot.run_blocking(
+            admin_svc.edit_channels, self.bot.backends, interaction.guild_id, add=channel.id
+        )
         await self._done(
             interaction, rules, "channels allow", f"<#{channel.id}>", "", f"Allowed in <#{channel.id}>."
         )
@@ -317,7 +328,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
     async def channels_remove(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
         rules = await self._admin(interaction, "channels remove")
         await self.bot.run_blocking(
-            admin_svc.edit_channels, self.bot.b, interaction.guild_id, remove=channel.id
+            admin_svc.edit_channels, self.bot.backends, interaction.guild_id, remove=channel.id
         )
         await self._done(
             interaction,
@@ -342,7 +353,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
         """(rules, everyone): a bot owner sees every server's dead letters; a server admin only their own."""
         metrics.COMMANDS.labels(command=f"admin deadletters {command}").inc()
         require_guild(interaction)
-        rules = await orders.load_rules(self.bot, interaction.guild_id)
+        rules = await member_orders.load_rules(self.bot, interaction.guild_id)
         if is_bot_owner(self.bot.settings, interaction.user.id):
             return rules, True
         require_admin(interaction, rules)
@@ -353,7 +364,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
         _, everyone = await self._deadletters_caller(interaction, "list")
         await interaction.response.defer(ephemeral=True, thinking=True)
         views = await self.bot.run_blocking(
-            deadletters_svc.list_dead_letters, self.bot.b, interaction.guild_id, everyone=everyone
+            deadletters_svc.list_dead_letters, self.bot.backends, interaction.guild_id, everyone=everyone
         )
         lines = [
             f"`{v.message_id}` · {v.queue} · order `{v.order_id or '?'}` ({v.order_status or 'unknown'})"
@@ -377,7 +388,8 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
         rules, everyone = await self._deadletters_caller(interaction, "redrive")
         await interaction.response.defer(ephemeral=True, thinking=True)
         view = await self.bot.run_blocking(
-            deadletters_svc.redrive_dead_letter, self.bot.b, message, interaction.guild_id, everyone=everyone
+            deadletters_svc.redrive_dead_letter, self.bot.backends, message, interaction.guild_id,
+            everyone=everyone,
         )
         await self._done(
             interaction,

@@ -14,9 +14,9 @@ from bot import metrics, presets
 from bot.app import PhotogenBot
 from bot.embeds import order_status_embed
 from bot.errors import NotAllowed
-from bot.services import delivery, orders
+from bot.services import delivery, member_orders
 from bot.views import model_choices, status_view
-from bot.wording import neutralise
+from storage import lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class Imagine(commands.Cog):
     ) -> None:
         metrics.COMMANDS.labels(command="imagine").inc()
         await interaction.response.defer(thinking=True)
-        rules = await orders.gate_new_order(
+        rules = await member_orders.gate_new_order(
             self.bot, interaction, kind="render", text=f"{prompt}\n{negative or ''}"
         )
         preset = presets.get(style.value) if style else None
@@ -73,8 +73,8 @@ class Imagine(commands.Cog):
             aspect.value if aspect else (preset.aspect if preset else "1:1"), self.bot.settings.render_size
         )
         placed = await self.bot.run_blocking(
-            orders.place_render_order,
-            self.bot.b,
+            member_orders.place_render_order,
+            self.bot.backends,
             guild_id=interaction.guild_id,
             channel_id=interaction.channel_id,
             user_id=interaction.user.id,
@@ -94,10 +94,10 @@ class Imagine(commands.Cog):
             words=prompt,
             style=preset.title if preset else None,
         )
-        await self._post_status(interaction, placed, title=orders.result_title(prompt))
+        await self._post_status(interaction, placed, title=member_orders.result_title(prompt))
 
     async def _post_status(
-        self, interaction: discord.Interaction, placed: orders.Placed, *, title: str
+        self, interaction: discord.Interaction, placed: member_orders.Placed, *, title: str
     ) -> None:
         embed = order_status_embed(
             title=title,
@@ -111,21 +111,23 @@ class Imagine(commands.Cog):
         else:
             await interaction.response.send_message(embed=embed, view=status_view(placed.order_id))
             message = await interaction.original_response()
-        await self.bot.run_blocking(orders.set_status_message, self.bot.b, placed.order_id, message.id)
+        await self.bot.run_blocking(
+            lifecycle.set_status_message, self.bot.backends.engine, placed.order_id, message.id)
 
     @imagine.autocomplete("model")
     async def model_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         # Only the caller's own trained models: another member's model id is never offered.
-        models = await self.bot.run_blocking(orders.list_models, self.bot.b, interaction.user.id)
+        models = await self.bot.run_blocking(
+            lifecycle.list_models, self.bot.backends.engine, interaction.user.id)
         return model_choices(models, current, ready_only=True)
 
     async def on_image_button(
         self, interaction: discord.Interaction, action: str, order_id: str, n: int
     ) -> None:
         """U/V/🔄/🗑 on a result message: only the member who ordered it may use them."""
-        order = await self.bot.run_blocking(orders.get_order, self.bot.b, order_id)
+        order = await self.bot.run_blocking(lifecycle.get_order, self.bot.backends.engine, order_id)
         if order is None or str(order.user_id) != str(interaction.user.id):
             raise NotAllowed("These buttons belong to the member who made the pictures.")
         if action == "one":
@@ -133,7 +135,7 @@ class Imagine(commands.Cog):
             return
         if action == "del":
             counts = await self.bot.run_blocking(
-                orders.delete_render, self.bot.b, order_id, interaction.user.id
+                member_orders.delete_render, self.bot.backends, order_id, interaction.user.id
             )
             await interaction.response.send_message(f"Deleted {counts} picture(s).", ephemeral=True)
             if interaction.message is not None:
@@ -142,12 +144,12 @@ class Imagine(commands.Cog):
                 except discord.HTTPException:
                     log.warning("could not delete result message %s", interaction.message.id)
             return
-        rules = await orders.gate_new_order(self.bot, interaction, kind="render")
+        rules = await member_orders.gate_new_order(self.bot, interaction, kind="render")
         # A new public message for the new order; deferring first keeps the 3-second window whatever the load.
         await interaction.response.defer(thinking=True)
         placed = await self.bot.run_blocking(
-            orders.place_followup_render,
-            self.bot.b,
+            member_orders.place_followup_render,
+            self.bot.backends,
             order_id,
             n,
             action,
@@ -155,13 +157,13 @@ class Imagine(commands.Cog):
             channel_id=interaction.channel_id,
             rules=rules,
         )
-        new = await self.bot.run_blocking(orders.get_order, self.bot.b, placed.order_id)
+        new = await self.bot.run_blocking(lifecycle.get_order, self.bot.backends.engine, placed.order_id)
         await self._post_status(interaction, placed, title=new.params["title"] if new else "Your pictures")
 
     async def _send_singles(self, interaction: discord.Interaction, order_id: str) -> None:
         """The pictures one by one, full size, for the member alone (on request: the result keeps one grid)."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        pictures = await self.bot.run_blocking(delivery.single_pictures, self.bot.b, order_id)
+        pictures = await self.bot.run_blocking(delivery.single_pictures, self.bot.backends, order_id)
         if not pictures:
             await interaction.followup.send("These pictures were deleted.", ephemeral=True)
             return

@@ -40,7 +40,7 @@ class Owner(commands.GroupCog, group_name="owner", group_description="Photogen b
         where = f"from server {interaction.guild_id}" + (f": {detail}" if detail else "")
         await self.bot.run_blocking(
             admin_svc.audit,
-            self.bot.b,
+            self.bot.backends,
             None,
             interaction.user.id,
             f"owner {action}",
@@ -60,13 +60,15 @@ class Owner(commands.GroupCog, group_name="owner", group_description="Photogen b
         reason: app_commands.Range[str, 0, 200] = "",
     ) -> None:
         self._owner(interaction, "ban")
-        await self.bot.run_blocking(admin_svc.set_banned, self.bot.b, ALL_GUILDS, member.id, True, reason)
+        await self.bot.run_blocking(
+            admin_svc.set_banned, self.bot.backends, ALL_GUILDS, member.id, True, reason
+        )
         await self._done(interaction, "ban", member, reason, f"<@{member.id}> is banned in every server.")
 
     @app_commands.command(name="unban", description="Lift a ban everywhere (a server's own ban stays)")
     async def unban(self, interaction: discord.Interaction, member: discord.User) -> None:
         self._owner(interaction, "unban")
-        await self.bot.run_blocking(admin_svc.set_banned, self.bot.b, ALL_GUILDS, member.id, False, "")
+        await self.bot.run_blocking(admin_svc.set_banned, self.bot.backends, ALL_GUILDS, member.id, False, "")
         await self._done(
             interaction,
             "unban",
@@ -80,7 +82,7 @@ class Owner(commands.GroupCog, group_name="owner", group_description="Photogen b
         self._owner(interaction, "purge")
         await interaction.response.defer(ephemeral=True, thinking=True)
         receipt = await self.bot.run_blocking(
-            purge_member, self.bot.b, member.id, ALL_GUILDS, by="owner purge"
+            purge_member, self.bot.backends, member.id, ALL_GUILDS, by="owner purge"
         )
         detail = ", ".join(f"{k}={v}" for k, v in receipt.items())
         await self._done(interaction, "purge", member, detail, f"Purged <@{member.id}> everywhere: {detail}")

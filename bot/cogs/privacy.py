@@ -14,7 +14,7 @@ from bot import metrics
 from bot.app import PhotogenBot
 from bot.embeds import GREEN, ORANGE
 from bot.errors import NotAllowed
-from bot.services import deletion, orders
+from bot.services import deletion, member_orders
 from bot.views import forget_view
 
 log = logging.getLogger(__name__)
@@ -37,10 +37,10 @@ class Privacy(commands.Cog):
     async def _run_sweeps(self) -> None:
         """Deletions repeated once in-flight GPU work has settled (bot/services/deletion.py); the records are
         in the blob store, so sweeps scheduled before a restart run after it."""
-        interval = deletion.sweep_interval_s(self.bot.b)
+        interval = deletion.sweep_interval_s(self.bot.backends)
         while True:
             try:
-                await self.bot.run_blocking(deletion.run_due_sweeps, self.bot.b)
+                await self.bot.run_blocking(deletion.run_due_sweeps, self.bot.backends)
             except Exception:  # the next round retries; the records stay until swept
                 log.exception("re-sweep of deleted files failed")
             await asyncio.sleep(interval)
@@ -64,7 +64,7 @@ class Privacy(commands.Cog):
         if interaction.user.id != user_id:
             raise NotAllowed("Only the member who asked can confirm this.")
         await interaction.response.defer(ephemeral=True, thinking=True)
-        receipt = await self.bot.run_blocking(orders.forget_user, self.bot.b, user_id)
+        receipt = await self.bot.run_blocking(member_orders.forget_user, self.bot.backends, user_id)
         embed = discord.Embed(title="Deleted", colour=GREEN)
         for what, n in receipt.items():
             embed.add_field(name=what.replace("_", " "), value=str(n), inline=True)

@@ -15,7 +15,7 @@ from bot.errors import NotFound, Refused
 from bot.services.reconcile import ids_in_body
 from cloud.queues import JobQueue
 from storage import FINAL_STATUSES, Order, read_session
-from storage.orders import get_order
+from storage.order_store import get_order
 
 SCAN_LIMIT = 1000
 

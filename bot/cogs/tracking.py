@@ -9,7 +9,8 @@ from discord.ext import commands
 from bot import metrics
 from bot.app import PhotogenBot
 from bot.embeds import BLUE, STATUS_LABEL, clip, human_eta
-from bot.services import orders
+from bot.services import member_orders
+from storage import lifecycle
 
 
 class Orders(commands.Cog):
@@ -20,8 +21,9 @@ class Orders(commands.Cog):
     @app_commands.guild_only()
     async def orders_cmd(self, interaction: discord.Interaction) -> None:
         metrics.COMMANDS.labels(command="orders").inc()
-        await orders.gate_member(self.bot, interaction)
-        rows = await self.bot.run_blocking(orders.list_orders, self.bot.b, interaction.user.id, 15)
+        await member_orders.gate_member(self.bot, interaction)
+        rows = await self.bot.run_blocking(
+            lifecycle.list_orders, self.bot.backends.engine, interaction.user.id, limit=15)
         embed = discord.Embed(title="Your orders", colour=BLUE)
         if not rows:
             embed.description = "No orders yet. Start with /train."
@@ -40,14 +42,15 @@ class Orders(commands.Cog):
     @app_commands.describe(order="The order id (see /orders)")
     async def cancel(self, interaction: discord.Interaction, order: app_commands.Range[str, 1, 64]) -> None:
         metrics.COMMANDS.labels(command="cancel").inc()
-        await orders.gate_member(self.bot, interaction)
+        await member_orders.gate_member(self.bot, interaction)
         await self._cancel(interaction, order)
 
     @cancel.autocomplete("order")
     async def cancel_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        rows = await self.bot.run_blocking(orders.list_orders, self.bot.b, interaction.user.id, 25, True)
+        rows = await self.bot.run_blocking(
+            lifecycle.list_orders, self.bot.backends.engine, interaction.user.id, limit=25, active_only=True)
         return [
             app_commands.Choice(name=f"{o.id} · {o.kind} · {o.status}", value=o.id)
             for o in rows
@@ -55,24 +58,27 @@ class Orders(commands.Cog):
         ][:25]
 
     async def cancel_from_button(self, interaction: discord.Interaction, order_id: str) -> None:
-        await orders.gate_member(self.bot, interaction)
+        await member_orders.gate_member(self.bot, interaction)
         await self._cancel(interaction, order_id)
 
     async def _cancel(self, interaction: discord.Interaction, order_id: str) -> None:
         result = await self.bot.run_blocking(
-            orders.cancel_order, self.bot.b, order_id, actor_id=interaction.user.id, as_admin=False
+            member_orders.cancel_order, self.bot.backends, order_id, actor_id=interaction.user.id,
+            as_admin=False,
         )
         await interaction.response.send_message(
             f"Order `{clip(order_id, 64)}` cancelled; {result.refunded} credit(s) refunded.", ephemeral=True
         )
-        await orders.refresh_status_message(self.bot, order_id)
+        await member_orders.refresh_status_message(self.bot, order_id)
 
     @app_commands.command(name="queue", description="Where your orders stand in the queue, and the fleet")
     @app_commands.guild_only()
     async def queue(self, interaction: discord.Interaction) -> None:
         metrics.COMMANDS.labels(command="queue").inc()
-        await orders.gate_member(self.bot, interaction)
-        view = await self.bot.run_blocking(orders.queue_overview, self.bot.b, interaction.user.id)
+        await member_orders.gate_member(self.bot, interaction)
+        view = await self.bot.run_blocking(
+            member_orders.queue_overview, self.bot.backends, interaction.user.id
+        )
         embed = discord.Embed(title="Queue", colour=BLUE)
         embed.add_field(name="Training jobs waiting", value=str(view.train_waiting), inline=True)
         embed.add_field(name="Render jobs waiting", value=str(view.render_waiting), inline=True)

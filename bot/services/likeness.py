@@ -8,10 +8,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
+from storage import metrics
 from storage.lifecycle.events import FAILING
-from storage.models import Image, Order, TrainedModel
 
 __all__ = ["FAILING", "Distribution", "advice_text", "distributions", "words"]
 _WORDS = {"strong": "strong", "fair": "fair", "weak": "weak", "copy": "too close to one of your photos",
@@ -63,13 +63,7 @@ class Distribution:
 
 def distributions(session: Session, since: float, guild_id: str | None = None) -> dict[str, list[Distribution]]:
     """Likeness per server and per model since ``since`` (one server's only, when ``guild_id`` is given)."""
-    query = (select(Order.guild_id, Order.model_id, TrainedModel.name, Image.likeness_verdict, Image.likeness_score)
-             .join(Order, col(Order.id) == col(Image.order_id))
-             .join(TrainedModel, col(TrainedModel.id) == col(Order.model_id), isouter=True)
-             .where(col(Image.likeness_verdict).is_not(None), Image.created_at >= since))
-    if guild_id is not None:
-        query = query.where(Order.guild_id == guild_id)
-    rows = list(session.exec(query))
+    rows = metrics.likeness_scores(session, since, guild_id)
     by_guild: dict[str, list[tuple[str, float | None]]] = {}
     by_model: dict[str, list[tuple[str, float | None]]] = {}
     names: dict[str, str] = {}

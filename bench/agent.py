@@ -13,8 +13,6 @@ Last line: one JSON object with the figures, the goals and goal_met.
 
 from __future__ import annotations
 
-import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
-
 import argparse
 import io
 import json
@@ -24,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-
+import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
 from PIL import Image
 
 from cloud.messages import Event, RenderJob, TrainJob, TrainParams, decode, encode, new_id

@@ -13,11 +13,6 @@ Goal on 2 cores: >= 100 commands/s with lag p99 <= 50 ms. The last line printed 
 
 from __future__ import annotations
 
-import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
-
-from pathlib import Path
-
-
 import argparse
 import asyncio
 import json
@@ -27,7 +22,10 @@ import random
 import statistics
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
+
+import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
 
 GOAL_COMMANDS_S = 100.0
 GOAL_LAG_P99_MS = 50.0
@@ -133,7 +131,7 @@ def load_process(conn: Any, *args: Any) -> None:
 
 async def run(quick: bool) -> dict[str, Any]:
     from bot.app import start_bot
-    from storage import orders, transaction
+    from storage import order_store, transaction
     from storage.settings import load_settings
 
     members, concurrency = (200, 24) if quick else (500, 32)
@@ -167,10 +165,10 @@ async def run(quick: bool) -> dict[str, Any]:
     )
     bot = await start_bot(settings, guild_ready_timeout=0.05)
     # Every member has a trained model, so /imagine places a real order.
-    with transaction(bot.b.engine) as s:
+    with transaction(bot.backends.engine) as s:
         for uid in info["member_ids"]:
-            orders.get_or_create_user(s, uid)  # credits: STARTING_CREDITS at the first order
-            orders.add_model(
+            order_store.get_or_create_user(s, uid)  # credits: STARTING_CREDITS at the first order
+            order_store.add_model(
                 s,
                 user_id=uid,
                 name="me",
@@ -179,7 +177,7 @@ async def run(quick: bool) -> dict[str, Any]:
                 base_model="tiny-sd",
                 model_id=f"m{uid}",
             )
-            orders.mark_model_ready(s, f"m{uid}", f"users/{uid}/models/m{uid}/lora.safetensors")
+            order_store.mark_model_ready(s, f"m{uid}", f"users/{uid}/models/m{uid}/lora.safetensors")
     ours.send("go")
 
     lags: list[float] = []

@@ -22,10 +22,6 @@ blobs, 0 stuck, 0 credit mismatches.
 
 from __future__ import annotations
 
-import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
-from _args import count  # noqa: I001 - after _paths, which puts bench/ last on sys.path
-from _system import FaultProxy, Processes, SpotImds, start_moto
-
 import argparse
 import asyncio
 import json
@@ -39,7 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
 import boto3
+from _args import count  # noqa: I001 - after _paths, which puts bench/ last on sys.path
+from _system import FaultProxy, Processes, SpotImds, start_moto
 from pydantic import SecretStr
 from sqlmodel import select
 

@@ -10,14 +10,13 @@ sized for the peak. Goal: <= $0.20 per trained model at g5 spot prices, p95 time
 
 from __future__ import annotations
 
-import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
-
 import argparse
 import json
 import math
 import random
 from dataclasses import dataclass, field
 
+import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
 
 from cloud.fleet.autoscaler import PoolObservation, PoolPolicy, PoolState, decide  # noqa: E402
 from cloud.fleet.pricing import load_prices  # noqa: E402

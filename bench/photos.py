@@ -12,15 +12,12 @@ The last line printed is one JSON object.
 
 from __future__ import annotations
 
-import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
-
-
-
 import argparse
 import io
 import json
 import time
 
+import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
 from PIL import Image, ImageOps
 
 from gpu_agent.photos import PhotoCheckConfig, check_photos

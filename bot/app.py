@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
-EXTENSIONS = ("train", "imagine", "group", "orders", "models", "privacy", "admin", "owner", "delivery", "periodic")
+EXTENSIONS = ("train", "imagine", "group", "tracking", "models", "privacy", "admin", "owner", "delivery", "periodic")
 
 
 def point_discord_at(settings: Settings) -> None:
@@ -68,7 +68,7 @@ class PhotogenBot(commands.Bot):
         )
         self.settings = settings
         self._given_backends = backends
-        self.backends: Backends | None = backends
+        self._backends: Backends | None = backends
         self.http_side: HttpSide | None = None
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="photogen-bot")
         # /train photo checks (seconds of CPU each) get their own pool, so other commands never queue behind them.
@@ -79,10 +79,11 @@ class PhotogenBot(commands.Bot):
         self.limiter = RateLimiter(settings.bot_rate_limit_per_minute)
 
     @property
-    def b(self) -> Backends:
-        if self.backends is None:
+    def backends(self) -> Backends:
+        """The database, queues and blob store (open once setup_hook has run)."""
+        if self._backends is None:
             raise RuntimeError("backends are not open yet (setup_hook has not run)")
-        return self.backends
+        return self._backends
 
     async def run_blocking(self, func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """SQLite, boto3, hashing and photo checks run here, never on the event loop."""
@@ -95,8 +96,8 @@ class PhotogenBot(commands.Bot):
         return await loop.run_in_executor(self.intake_executor, lambda: func(*args, **kwargs))
 
     async def setup_hook(self) -> None:
-        if self.backends is None:
-            self.backends = await self.run_blocking(open_backends, self.settings)
+        if self._backends is None:
+            self._backends = await self.run_blocking(open_backends, self.settings)
         from bot import views
 
         self.tree.on_error = self.on_tree_error  # type: ignore[method-assign]
@@ -105,8 +106,8 @@ class PhotogenBot(commands.Bot):
         self.add_dynamic_items(*views.DYNAMIC_ITEMS)
         self.http_side = HttpSide(
             self.settings,
-            engine=self.b.engine,
-            blobs=self.b.blobs,
+            engine=self.backends.engine,
+            blobs=self.backends.blobs,
             discord_ready=lambda: self.is_ready() and not self.is_closed(),
         )
         await self.http_side.start()
@@ -150,8 +151,8 @@ class PhotogenBot(commands.Bot):
         finally:
             self.executor.shutdown(wait=False, cancel_futures=True)
             self.intake_executor.shutdown(wait=False, cancel_futures=True)
-            if self.backends is not None and self._given_backends is None:
-                self.backends.close()
+            if self._backends is not None and self._given_backends is None:
+                self._backends.close()
 
 
 def _token(settings: Settings) -> str:

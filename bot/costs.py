@@ -19,7 +19,7 @@ from sqlmodel import Session
 from cloud.fleet.pricing import InstancePrice, load_prices
 from cloud.messages import Event
 from cloud.queues import Queues
-from storage import metrics, read_session
+from storage import lifecycle, metrics, read_session
 from storage.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,21 +75,7 @@ def record_event_cost(session: Session, event: Event, settings: Settings) -> boo
     if event.kind not in metrics.JOB_OUTCOMES:
         return False
     price = price_of(settings, event.instance_type, market_of(settings, event.job_kind))
-    return metrics.record_job_usage(
-        session,
-        event_id=event.event_id,
-        order_id=event.order_id,
-        job_id=event.job_id,
-        job_kind=event.job_kind,
-        outcome=event.kind,
-        gpu_seconds=event.gpu_seconds or 0.0,
-        price_per_hour=price.per_hour,
-        agent_id=event.agent_id,
-        instance_type=event.instance_type,
-        error_code=event.error.code if event.error else None,
-        # The agent's finishing time, but never in the future: a skewed agent clock must not move cost to tomorrow.
-        at=min(event.at.timestamp(), time.time()),
-    )
+    return lifecycle.record_usage(session, event, price.per_hour)
 
 
 def start_of_day(at: float) -> float:

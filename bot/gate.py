@@ -19,7 +19,7 @@ from discord import app_commands
 from bot import metrics
 from bot.checks import GuildRules, check_not_paused, is_bot_owner, require_admin, require_guild
 from bot.errors import NotAllowed, UserFacingError
-from bot.services import orders
+from bot.services import member_orders
 
 if TYPE_CHECKING:
     from bot.app import PhotogenBot
@@ -63,13 +63,13 @@ async def admit(bot: PhotogenBot, interaction: discord.Interaction, level: Acces
     if level is Access.ANYONE:
         return None
     if level is Access.MEMBER:
-        return await orders.gate_member(bot, interaction)
+        return await member_orders.gate_member(bot, interaction)
     owner = is_bot_owner(bot.settings, interaction.user.id)
     if level is Access.OWNER:
         if not owner:
             raise NotAllowed("Only the bot's owners can do that.")
         return None
-    rules = await orders.load_rules(bot, require_guild(interaction))
+    rules = await member_orders.load_rules(bot, require_guild(interaction))
     if not (level is Access.ADMIN_OR_OWNER and owner):
         require_admin(interaction, rules)
     return rules
@@ -105,5 +105,5 @@ def order_rules(interaction: discord.Interaction, *, text: str | None = None) ->
     rules = rules_of(interaction)
     check_not_paused(rules)
     if text is not None:
-        orders.refuse_blocked_words(text, rules)
+        member_orders.refuse_blocked_words(text, rules)
     return rules

@@ -21,13 +21,14 @@ from bot import metrics
 from bot.errors import UserFacingError
 from bot.replies import reply_error
 from bot.services import actions
+from storage.contracts import ID_PATTERN
 
 if TYPE_CHECKING:
     from bot.app import PhotogenBot
 
 log = logging.getLogger(__name__)
 
-ID = r"[A-Za-z0-9_-]{1,64}"
+ID = ID_PATTERN
 
 
 async def _guarded(interaction: discord.Interaction, name: str, coro: Any) -> None:

@@ -12,7 +12,10 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+from storage import keys
+from storage.contracts import ID_PATTERN, EventKind, JobKind
+
+Id = Annotated[str, StringConstraints(pattern=f"^{ID_PATTERN}$")]
 BlobKey = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 
 
@@ -120,6 +123,8 @@ class RenderJob(_Message):
     job_id: Id
     order_id: Id
     user_id: Id
+    model_id: Id | None = Field(None, description="The model whose LoRA (model_keys[0]) draws the subject; None: "
+                                "the base model alone, or a job queued before render jobs named their model.")
     model_keys: list[BlobKey] = Field(default_factory=list, max_length=4)
     subject: str = Field("", max_length=64, description="Text for {subject} in the prompt, e.g. 'sks man'.")
     base_model: str = Field(min_length=1, max_length=512)
@@ -154,9 +159,6 @@ class RenderJob(_Message):
         elif self.members or self.layout is not None:
             raise ValueError(f"members and layout are for group pictures, not mode {self.mode!r}")
         return self
-
-
-EventKind = Literal["started", "progress", "checkpoint", "done", "failed", "preempted"]
 
 
 class Progress(_Message):
@@ -201,19 +203,33 @@ class Event(_Message):
     event_id: Id = Field(default_factory=new_id)
     job_id: Id
     order_id: Id
-    job_kind: Literal["train", "render"]
+    job_kind: JobKind
     kind: EventKind
     progress: Progress | None = None
-    output_keys: list[BlobKey] = Field(default_factory=list)
+    output_keys: list[BlobKey] = Field(default_factory=list, description="Every file the job stored.")
+    model_key: BlobKey | None = Field(None, description="A training's LoRA (among output_keys).")
+    render_keys: list[BlobKey] = Field(
+        default_factory=list, max_length=8, description="The pictures to deliver, in order (among output_keys).")
     error: ErrorInfo | None = None
     agent_id: str = Field("", max_length=128)
     gpu_seconds: float | None = Field(None, ge=0, description="Accelerator time the job used (done/failed).")
     instance_type: str | None = Field(None, max_length=64, description="EC2 instance type, for cost per order.")
     likeness: list[LikenessScore] | None = Field(
-        None, max_length=8, description="One per picture among the output keys (those under renders/), in order; "
+        None, max_length=8, description="One per picture of render_keys, in order; "
         "done events of scored renders and of trainings' first pictures.")
     safety: list[ImageSafety] = Field(default_factory=list, description="One per picture in output_keys.")
     at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_outputs(cls, data: object) -> object:
+        """An event from an agent older than the typed outputs names its files in output_keys only: they are
+        sorted into model_key and render_keys here, once, by the key layout (storage/keys.py)."""
+        if isinstance(data, dict) and "model_key" not in data and "render_keys" not in data:
+            outputs = [k for k in data.get("output_keys") or () if isinstance(k, str)]
+            data = {**data, "model_key": next((k for k in outputs if keys.is_model_key(k)), None),
+                    "render_keys": [k for k in outputs if keys.is_render_key(k)]}
+        return data
 
 
 M = TypeVar("M", bound=_Message)

@@ -90,15 +90,14 @@ async def _training_bar(settings: Settings, order_id: str, seen: list[tuple[int,
     each new (step, total) is appended to ``seen``."""
     from tqdm import tqdm
 
-    from storage import open_engine, orders, read_session
+    from storage import lifecycle, open_engine
 
     engine = open_engine(settings.database_url)
     bar = None
     try:
         while True:
-            with read_session(engine) as s:
-                order = orders.get_order(s, order_id)
-            step, total = (order.progress_step or 0, order.progress_total or 0) if order else (0, 0)
+            order = lifecycle.get_order(engine, order_id)
+            step, total = (order.step or 0, order.total or 0) if order else (0, 0)
             if seen is not None and total and (not seen or seen[-1] != (step, total)):
                 seen.append((step, total))
             if total and bar is None:

@@ -1,22 +1,22 @@
 """storage — the bottom of Photogen: settings, the SQLite order store, the blob stores, the blob key layout.
 
-Order store (one unit of work = one ``transaction``)::
+The order life cycle (storage.lifecycle: one public API, each call one transaction, plain records back)::
 
-    from storage import open_engine, migrate, transaction, orders
+    from storage import lifecycle, migrate, open_engine
     migrate(settings.database_url)                     # alembic upgrade head, from any cwd
     engine = open_engine(settings.database_url)        # WAL, busy timeout, foreign keys
-    with transaction(engine) as s:                     # BEGIN IMMEDIATE … COMMIT
-        order = orders.create_order(s, user_id=42, kind="render", charge=1, starting_credits=50)
-        orders.mark_queued(s, order.id)
-    with transaction(engine) as s:
-        orders.apply_event(s, event_id, order.id, status="delivered",
-                           deliveries=[orders.NewDelivery("render_result", {...})])
+    lifecycle.create_order(engine, order_id=..., kind=JobKind.RENDER, job=..., limits=..., ...)
+    lifecycle.mark_queued(engine, order_id)
+    lifecycle.apply_event(engine, event, price_per_hour=0.0, advice_after=3)   # a cloud.messages.Event
+
+Its row operations (one Session each, never committing; the caller's ``transaction(engine)``) are
+storage.order_store; the shared names (OrderStatus, JobKind, EventKind, the id pattern) storage.contracts.
 
 Blob stores: ``storage.blobs.open_blob_store(settings) -> BlobStore`` (local folder or S3).
 Settings: ``storage.settings.load_settings()`` / ``get_settings()``.
 """
 
-from storage import orders, standing
+from storage import order_store, standing
 from storage.db import (
     SchemaError,
     alembic_config,
@@ -43,7 +43,7 @@ from storage.models import (
     TrainedModel,
     User,
 )
-from storage.orders import (
+from storage.order_store import (
     DeletionReceipt,
     EventOutcome,
     InsufficientCredits,
@@ -81,7 +81,7 @@ __all__ = [
     "head_revision",
     "migrate",
     "open_engine",
-    "orders",
+    "order_store",
     "read_session",
     "standing",
     "transaction",

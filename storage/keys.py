@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+from storage.contracts import ID_RE as _ID
 
 
 def _id(value: object, what: str) -> str:
@@ -79,6 +79,20 @@ def model_of(key: str) -> str | None:
     if owner_of(key) is not None and len(parts) > 4 and parts[2] == "models" and _ID.fullmatch(parts[3]):
         return parts[3]
     return None
+
+
+def is_model_key(key: str) -> bool:
+    """True for a LoRA stored at ``model_key(...)``: only for reading events of agents older than typed outputs."""
+    parts = key.split("/")
+    return model_of(key) is not None and len(parts) == 5 and parts[4] == "lora.safetensors"
+
+
+def is_render_key(key: str) -> bool:
+    """True for a picture stored at ``render_key(...)``: only for reading events of agents older than typed
+    outputs."""
+    parts = key.split("/")
+    return (owner_of(key) is not None and len(parts) == 5 and parts[2] == "renders"
+            and _ID.fullmatch(parts[3]) is not None)
 
 
 def owner_of(key: str) -> str | None:

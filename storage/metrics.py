@@ -1,7 +1,7 @@
 """Operational figures kept in the order store: sampled series (queue depth, fleet size over time), per-job usage
 (GPU seconds and their price) and the queries behind the admin dashboard, the alerts and cost per order.
 
-Like storage.orders, every function takes an open Session and never commits. Times are Unix seconds (UTC).
+Like storage.order_store, every function takes an open Session and never commits. Times are Unix seconds (UTC).
 
 What each figure means (so the dashboard, /admin queue and the alerts agree):
 
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import Integer, delete, func
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from storage.models import JobUsage, MetricSample, Order, now
+from storage.models import Delivery, Image, JobUsage, MetricSample, Order, TrainedModel, now
 
 HOUR = 3600.0
 JOB_OUTCOMES = ("done", "failed")
@@ -368,6 +368,28 @@ def orders_by_status(session: Session) -> dict[tuple[str, str], int]:
     """(kind, status) → number of orders."""
     query = select(Order.kind, Order.status, func.count(Order.id)).group_by(Order.kind, Order.status)
     return {(kind, status): int(n) for kind, status, n in session.exec(query)}  # type: ignore[arg-type]
+
+
+def outbox_sent_by_kind(session: Session) -> dict[str, int]:
+    """Outbox posts delivered to Discord, by kind, all time."""
+    query = (select(Delivery.kind, func.count(Delivery.id))
+             .where(Delivery.status == "sent").group_by(Delivery.kind))
+    return {kind: int(n) for kind, n in session.exec(query)}  # type: ignore[arg-type]
+
+
+def likeness_scores(
+    session: Session, since: float, guild_id: str | None = None
+) -> list[tuple[str | None, str | None, str | None, str, float | None]]:
+    """(server, model id, model name, verdict, score) of every scored picture since ``since`` (one server's
+    only, when ``guild_id`` is given)."""
+    picture = (Image.likeness_verdict, Image.likeness_score)
+    query = (select(Order.guild_id, Order.model_id, TrainedModel.name, *picture)
+             .join(Order, col(Order.id) == col(Image.order_id))
+             .join(TrainedModel, col(TrainedModel.id) == col(Order.model_id), isouter=True)
+             .where(col(Image.likeness_verdict).is_not(None), Image.created_at >= since))
+    if guild_id is not None:
+        query = query.where(Order.guild_id == guild_id)
+    return list(session.exec(query))  # type: ignore[arg-type]
 
 
 def usage_totals(session: Session) -> dict[tuple[str, str], tuple[int, float, float]]:

@@ -13,12 +13,15 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
-ORDER_KINDS = ("train", "render")
+from storage.contracts import JobKind, OrderStatus
+
+ORDER_KINDS: tuple[JobKind, ...] = tuple(JobKind)
 # The happy path, in order; an order only ever moves to a later one, or to failed/cancelled.
-ORDER_FLOW = ("created", "queued", "training", "trained", "rendering", "delivered")
-FINAL_STATUSES = ("delivered", "failed", "cancelled")
-ORDER_STATUSES = (*ORDER_FLOW, "failed", "cancelled")
-ACTIVE_STATUSES = ("created", "queued", "training", "trained", "rendering")
+_S = OrderStatus
+ORDER_FLOW = (_S.CREATED, _S.QUEUED, _S.TRAINING, _S.TRAINED, _S.RENDERING, _S.DELIVERED)
+FINAL_STATUSES = (_S.DELIVERED, _S.FAILED, _S.CANCELLED)
+ORDER_STATUSES: tuple[OrderStatus, ...] = tuple(OrderStatus)
+ACTIVE_STATUSES = (_S.CREATED, _S.QUEUED, _S.TRAINING, _S.TRAINED, _S.RENDERING)
 MODEL_STATUSES = ("training", "ready", "failed")
 DELIVERY_STATUSES = ("pending", "sent", "failed")  # failed: given up after DELIVERY_MAX_ATTEMPTS
 NSFW_POLICIES = ("block", "age_restricted_only")

@@ -14,7 +14,7 @@ from sqlalchemy import delete
 from sqlmodel import Session, select
 
 from storage.models import AppliedEvent, Delivery, Image, Job, Order, TrainedModel
-from storage.orders import DeletionReceipt
+from storage.order_store import DeletionReceipt
 from storage.standing import ALL_GUILDS, guild_key
 
 

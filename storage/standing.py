@@ -4,7 +4,7 @@ A server's admins act on their own server's rows only; the row with guild ``"*"`
 ban everywhere. Rows survive /forget-me: forgetting deletes personal data, never the record of what was granted
 or used, so it is no way to get fresh credits or a fresh quota.
 
-Like storage.orders, every function takes an open Session (inside ``storage.transaction``) and never commits.
+Like storage.order_store, every function takes an open Session (inside ``storage.transaction``) and never commits.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def guild_key(guild_id: object | None) -> str:
 
 
 def _amount(amount: int) -> int:
-    from storage.orders import _amount as checked  # one rule for credit amounts (OrderStoreError)
+    from storage.order_store import _amount as checked  # one rule for credit amounts (OrderStoreError)
 
     return checked(amount)
 

@@ -18,7 +18,7 @@ from bot.errors import Refused
 from bot.gate import Access, access, rules_of
 from bot.services import admin as admin_svc
 from bot.services import deadletters as deadletters_svc
-from bot.services import orders
+from bot.services import member_orders
 from bot.services.purge import purge_member
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,10 @@ class Admin(
     ) -> None:
         """Audit row first (the record must exist even if Discord is down), then the answer and the log post."""
         await self.bot.run_blocking(
-            admin_svc.audit, self.bot.b, interaction.guild_id, interaction.user.id, action, target, detail
+            admin_svc.audit, self.bot.backends, interaction.guild_id, interaction.user.id, action, target,
+            detail,
         )
-        orders.forget_cached_rules(self.bot, interaction.guild_id)
+        member_orders.forget_cached_rules(self.bot, interaction.guild_id)
         if interaction.response.is_done():
             await interaction.followup.send(reply, ephemeral=True)
         else:
@@ -102,7 +103,9 @@ class Admin(
         }
         if not changes:
             raise Refused("Nothing to change: give at least one option.")
-        await self.bot.run_blocking(admin_svc.update_guild, self.bot.b, interaction.guild_id, **changes)
+        await self.bot.run_blocking(
+            admin_svc.update_guild, self.bot.backends, interaction.guild_id, **changes
+        )
         detail = ", ".join(f"{k}={v}" for k, v in changes.items())
         await self._done(interaction, rules, "config", "guild", detail, f"Updated: {detail}")
 
@@ -116,7 +119,7 @@ class Admin(
     ) -> None:
         rules = rules_of(interaction)
         await self.bot.run_blocking(
-            admin_svc.set_banned, self.bot.b, interaction.guild_id, member.id, True, reason
+            admin_svc.set_banned, self.bot.backends, interaction.guild_id, member.id, True, reason
         )
         await self._done(
             interaction, rules, "ban", f"<@{member.id}>", reason, f"<@{member.id}> is banned in this server."
@@ -126,7 +129,7 @@ class Admin(
     async def unban(self, interaction: discord.Interaction, member: discord.User) -> None:
         rules = rules_of(interaction)
         await self.bot.run_blocking(
-            admin_svc.set_banned, self.bot.b, interaction.guild_id, member.id, False, ""
+            admin_svc.set_banned, self.bot.backends, interaction.guild_id, member.id, False, ""
         )
         await self._done(
             interaction, rules, "unban", f"<@{member.id}>", "", f"<@{member.id}> is unbanned in this server."
@@ -141,7 +144,7 @@ class Admin(
     ) -> None:
         rules = rules_of(interaction)
         balance = await self.bot.run_blocking(
-            admin_svc.grant_credits, self.bot.b, interaction.guild_id, member.id, amount
+            admin_svc.grant_credits, self.bot.backends, interaction.guild_id, member.id, amount
         )
         await self._done(
             interaction,
@@ -161,7 +164,7 @@ class Admin(
     ) -> None:
         rules = rules_of(interaction)
         await self.bot.run_blocking(
-            admin_svc.set_quota, self.bot.b, interaction.guild_id, member.id, daily or None
+            admin_svc.set_quota, self.bot.backends, interaction.guild_id, member.id, daily or None
         )
         shown = str(daily) if daily else "server default"
         await self._done(
@@ -175,7 +178,7 @@ class Admin(
         rules = rules_of(interaction)
         await interaction.response.defer(ephemeral=True, thinking=True)
         receipt = await self.bot.run_blocking(
-            purge_member, self.bot.b, member.id, interaction.guild_id or 0, by="admin purge"
+            purge_member, self.bot.backends, member.id, interaction.guild_id or 0, by="admin purge"
         )
         detail = ", ".join(f"{k}={v}" for k, v in receipt.items())
         await self._done(
@@ -192,8 +195,8 @@ class Admin(
     async def cancel(self, interaction: discord.Interaction, order: app_commands.Range[str, 1, 64]) -> None:
         rules = rules_of(interaction)
         result = await self.bot.run_blocking(
-            orders.cancel_order,
-            self.bot.b,
+            member_orders.cancel_order,
+            self.bot.backends,
             order,
             actor_id=interaction.user.id,
             as_admin=True,
@@ -207,24 +210,24 @@ class Admin(
             f"refunded {result.refunded}",
             f"Order `{clip(order, 64)}` cancelled; {result.refunded} credit(s) refunded.",
         )
-        await orders.refresh_status_message(self.bot, order)
+        await member_orders.refresh_status_message(self.bot, order)
 
     @app_commands.command(name="pause", description="Stop taking new orders (running ones carry on)")
     async def pause(self, interaction: discord.Interaction) -> None:
         rules = rules_of(interaction)
-        await self.bot.run_blocking(admin_svc.update_guild, self.bot.b, interaction.guild_id, paused=True)
+        await self.bot.run_blocking(admin_svc.update_guild, self.bot.backends, interaction.guild_id, paused=True)
         await self._done(interaction, rules, "pause", "studio", "", "New orders are paused.")
 
     @app_commands.command(name="resume", description="Take new orders again")
     async def resume(self, interaction: discord.Interaction) -> None:
         rules = rules_of(interaction)
-        await self.bot.run_blocking(admin_svc.update_guild, self.bot.b, interaction.guild_id, paused=False)
+        await self.bot.run_blocking(admin_svc.update_guild, self.bot.backends, interaction.guild_id, paused=False)
         await self._done(interaction, rules, "resume", "studio", "", "New orders are open again.")
 
     @app_commands.command(name="status", description="Queue depths, dead letters, agents and cost")
     async def status(self, interaction: discord.Interaction) -> None:
         rules = rules_of(interaction)
-        b = self.bot.b
+        b = self.bot.backends
         if is_bot_owner(self.bot.settings, interaction.user.id):
             text = await self.bot.run_blocking(
                 costs.queue_status_text, self.bot.settings, b.engine, b.queues, b.agents_seen
@@ -261,9 +264,9 @@ class Admin(
         rules = rules_of(interaction)
         gid = interaction.guild_id
         if policy is not None:
-            await self.bot.run_blocking(safety_svc.set_policy, self.bot.b, gid, policy)
-        current = await self.bot.run_blocking(safety_svc.policy_of, self.bot.b, gid)
-        count = await self.bot.run_blocking(safety_svc.blocked_in, self.bot.b, gid)
+            await self.bot.run_blocking(safety_svc.set_policy, self.bot.backends, gid, policy)
+        current = await self.bot.run_blocking(safety_svc.policy_of, self.bot.backends, gid)
+        count = await self.bot.run_blocking(safety_svc.blocked_in, self.bot.backends, gid)
         text = (
             f"Policy: **{current}** ({safety_svc.POLICY_TEXT[current]}). "
             f"Pictures blocked here so far: {count}."
@@ -279,7 +282,7 @@ class Admin(
         self, interaction: discord.Interaction, word: app_commands.Range[str, 1, 64]
     ) -> None:
         rules = rules_of(interaction)
-        await self.bot.run_blocking(admin_svc.edit_blocked_words, self.bot.b, interaction.guild_id, add=word)
+        await self.bot.run_blocking(admin_svc.edit_blocked_words, self.bot.backends, interaction.guild_id, add=word)
         await self._done(
             interaction, rules, "blocked add", "word", "(hidden)", "Word added to the blocked list."
         )
@@ -290,7 +293,7 @@ class Admin(
     ) -> None:
         rules = rules_of(interaction)
         removed = await self.bot.run_blocking(
-            admin_svc.edit_blocked_words, self.bot.b, interaction.guild_id, remove=word
+            admin_svc.edit_blocked_words, self.bot.backends, interaction.guild_id, remove=word
         )
         if not removed:
             raise Refused("That word is not on the blocked list.")
@@ -310,7 +313,7 @@ class Admin(
     )
     async def channels_allow(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
         rules = rules_of(interaction)
-        await self.bot.run_blocking(admin_svc.edit_channels, self.bot.b, interaction.guild_id, add=channel.id)
+        await self.bot.run_blocking(admin_svc.edit_channels, self.bot.backends, interaction.guild_id, add=channel.id)
         await self._done(
             interaction, rules, "channels allow", f"<#{channel.id}>", "", f"Allowed in <#{channel.id}>."
         )
@@ -319,7 +322,7 @@ class Admin(
     async def channels_remove(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
         rules = rules_of(interaction)
         await self.bot.run_blocking(
-            admin_svc.edit_channels, self.bot.b, interaction.guild_id, remove=channel.id
+            admin_svc.edit_channels, self.bot.backends, interaction.guild_id, remove=channel.id
         )
         await self._done(
             interaction,
@@ -347,7 +350,7 @@ class Admin(
         _, everyone = self._deadletters_caller(interaction)
         await interaction.response.defer(ephemeral=True, thinking=True)
         views = await self.bot.run_blocking(
-            deadletters_svc.list_dead_letters, self.bot.b, interaction.guild_id, everyone=everyone
+            deadletters_svc.list_dead_letters, self.bot.backends, interaction.guild_id, everyone=everyone
         )
         lines = [
             f"`{v.message_id}` · {v.queue} · order `{v.order_id or '?'}` ({v.order_status or 'unknown'})"
@@ -371,7 +374,8 @@ class Admin(
         rules, everyone = self._deadletters_caller(interaction)
         await interaction.response.defer(ephemeral=True, thinking=True)
         view = await self.bot.run_blocking(
-            deadletters_svc.redrive_dead_letter, self.bot.b, message, interaction.guild_id, everyone=everyone
+            deadletters_svc.redrive_dead_letter, self.bot.backends, message, interaction.guild_id,
+            everyone=everyone,
         )
         await self._done(
             interaction,

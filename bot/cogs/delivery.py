@@ -21,7 +21,8 @@ from bot import metrics
 from bot.app import PhotogenBot
 from bot.periodic import periodic, start, stop
 from bot.services import delivery as svc
-from bot.services import media, orders
+from bot.services import media, member_orders
+from storage import lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +73,11 @@ class Delivery(commands.Cog):
         while True:
             try:
                 pairs = await loop.run_in_executor(
-                    self._poll_executor, svc.receive_events, self.bot.b, wait_s
+                    self._poll_executor, svc.receive_events, self.bot.backends, wait_s
                 )
                 for lease, event in pairs:
-                    outcome = await self.bot.run_blocking(svc.apply_event, self.bot.b, event)
-                    await self.bot.run_blocking(self.bot.b.queues.events.ack, lease)
+                    outcome = await self.bot.run_blocking(svc.apply_event, self.bot.backends, event)
+                    await self.bot.run_blocking(self.bot.backends.queues.events.ack, lease)
                     if outcome.duplicate:
                         metrics.EVENTS_DUPLICATE.inc()
                         continue
@@ -115,7 +116,7 @@ class Delivery(commands.Cog):
                 self._urgent.discard(order_id)
                 self._last_edit[order_id] = time.monotonic()
                 try:
-                    await orders.refresh_status_message(self.bot, order_id)
+                    await member_orders.refresh_status_message(self.bot, order_id)
                 except discord.HTTPException as err:
                     log.warning("status edit of order %s failed: HTTP %s", order_id, err.status)
                 if final and order_id not in self._dirty:
@@ -147,7 +148,7 @@ class Delivery(commands.Cog):
     async def flush_outbox(self) -> int:
         """Post every pending row (also those left by a crash: same nonce, so no double post)."""
         async with self._outbox_lock:
-            rows = await self.bot.run_blocking(svc.pending_outbox, self.bot.b)
+            rows = await self.bot.run_blocking(lifecycle.pending_outbox, self.bot.backends.engine)
             metrics.OUTBOX_PENDING.set(len(rows))
             posted = 0
             for row in rows:
@@ -157,7 +158,9 @@ class Delivery(commands.Cog):
                 except (discord.NotFound, discord.Forbidden) as err:
                     # The channel is gone or the bot lost access: retrying cannot help.
                     log.warning("outbox row %s dropped: HTTP %s from Discord", row.id, err.status)
-                    await self.bot.run_blocking(svc.mark_outbox_sent, self.bot.b, row.id, None)
+                    await self.bot.run_blocking(
+                        lifecycle.mark_outbox_sent, self.bot.backends.engine, row.id, None
+                    )
                 except discord.HTTPException as err:
                     metrics.DELIVERY_FAILURES.inc()
                     log.warning("outbox row %s not posted yet (HTTP %s); will retry", row.id, err.status)
@@ -165,7 +168,9 @@ class Delivery(commands.Cog):
                         await self._failed_attempt(row, f"HTTP {err.status} from Discord")
                 except svc.UndeliverableError as err:
                     log.warning("outbox row %s dropped: %s", row.id, err)
-                    await self.bot.run_blocking(svc.mark_outbox_sent, self.bot.b, row.id, None)
+                    await self.bot.run_blocking(
+                        lifecycle.mark_outbox_sent, self.bot.backends.engine, row.id, None
+                    )
                 except _PostedNotMarked:
                     # Discord has the post: the next round resends with the same nonce and gets it back, so
                     # this never counts towards giving the row up (that would tell the member it failed).
@@ -176,11 +181,13 @@ class Delivery(commands.Cog):
                     await self._failed_attempt(row, f"{type(err).__name__}: {err}")
             return posted
 
-    async def _failed_attempt(self, row: svc.OutboxItem, error: str) -> None:
+    async def _failed_attempt(self, row: lifecycle.OutboxItem, error: str) -> None:
         """Count the failure; at DELIVERY_MAX_ATTEMPTS the row is given up, the member's notice is queued and
         the admins are alerted. Never raises: the round goes on with the next row."""
         try:
-            gave_up = await self.bot.run_blocking(svc.give_up_outbox, self.bot.b, row, error)
+            gave_up = await self.bot.run_blocking(
+                lifecycle.give_up_outbox, self.bot.backends.engine, row, error,
+                self.bot.settings.delivery_max_attempts)
             if gave_up is None:
                 return
             metrics.DELIVERIES_GIVEN_UP.inc()
@@ -189,15 +196,15 @@ class Delivery(commands.Cog):
         except Exception:
             log.exception("could not record the failure of outbox row %s", row.id)
 
-    async def _alert_given_up(self, gave_up: svc.GaveUp) -> None:
+    async def _alert_given_up(self, gave_up: lifecycle.GaveUp) -> None:
         from bot import alerts
-        from bot.services import store
+        from bot.services import admin
 
         channels: set[int] = set()
         if self.bot.settings.alert_channel_id is not None:
             channels.add(self.bot.settings.alert_channel_id)
         if gave_up.guild_id and gave_up.guild_id.isdigit():
-            rules = await self.bot.run_blocking(store.guild_rules, self.bot.b, int(gave_up.guild_id))
+            rules = await self.bot.run_blocking(admin.guild_rules, self.bot.backends, int(gave_up.guild_id))
             if rules.admin_log_channel_id:
                 channels.add(rules.admin_log_channel_id)
         alert = alerts.Alert(
@@ -212,8 +219,8 @@ class Delivery(commands.Cog):
             except discord.HTTPException as err:
                 log.warning("could not post a delivery alert to channel %s: HTTP %s", channel_id, err.status)
 
-    async def _post(self, row: svc.OutboxItem) -> None:
-        await self.bot.run_blocking(svc.claim_outbox, self.bot.b, row.id)
+    async def _post(self, row: lifecycle.OutboxItem) -> None:
+        await self.bot.run_blocking(lifecycle.claim_outbox, self.bot.backends.engine, row.id)
         # The guild's upload limit when the bot knows the channel (boosted servers allow more), else Discord's default.
         known = self.bot.get_channel(int(row.payload.get("channel_id") or 0))
         guild = getattr(known, "guild", None)
@@ -221,7 +228,9 @@ class Delivery(commands.Cog):
         # Discord's age-restricted flag (a thread follows its parent); an unknown channel is not restricted.
         is_nsfw = getattr(known, "is_nsfw", None)
         nsfw = bool(is_nsfw()) if callable(is_nsfw) else False
-        message = await self.bot.run_blocking(svc.build_message, self.bot.b, row, limit, channel_nsfw=nsfw)
+        message = await self.bot.run_blocking(
+            svc.build_message, self.bot.backends, row, limit, channel_nsfw=nsfw
+        )
         channel = self.bot.get_partial_messageable(message.channel_id)
         sent = await channel.send(
             content=message.content,
@@ -232,7 +241,7 @@ class Delivery(commands.Cog):
             allowed_mentions=message.allowed_mentions,
         )
         try:
-            await self.bot.run_blocking(svc.mark_outbox_sent, self.bot.b, row.id, sent.id)
+            await self.bot.run_blocking(lifecycle.mark_outbox_sent, self.bot.backends.engine, row.id, sent.id)
         except Exception as err:
             raise _PostedNotMarked(row.id) from err
         metrics.DELIVERIES.labels(kind=row.kind).inc()
@@ -244,7 +253,7 @@ class Delivery(commands.Cog):
     async def reconcile_orders(self) -> None:
         from bot.services import reconcile
 
-        repairs = await self.bot.run_blocking(reconcile.reconcile_once, self.bot.b)
+        repairs = await self.bot.run_blocking(reconcile.reconcile_once, self.bot.backends)
         for repair in repairs:
             metrics.ORDERS_RECONCILED.labels(action=repair.action).inc()
             self.schedule_status_edit(repair.order_id, final=repair.action == "failed")

@@ -15,8 +15,9 @@ from bot.embeds import BLUE
 from bot.group_presets import GROUP_PRESETS
 from bot.group_views import GROUP_DYNAMIC_ITEMS, consent_view
 from bot.periodic import periodic, start, stop
-from bot.services import group, group_actions, orders
+from bot.services import group, group_actions
 from bot.views import status_view
+from storage import lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class Group(commands.Cog):
         assert interaction.guild_id is not None
         req = await self.bot.run_blocking(
             group.request_group,
-            self.bot.b,
+            self.bot.backends,
             guild_id=interaction.guild_id,
             channel_id=interaction.channel_id,
             caller_id=interaction.user.id,
@@ -110,7 +111,7 @@ class Group(commands.Cog):
         )
         embed.add_field(name="Order", value=f"`{req.order_id}`")
         message = await interaction.edit_original_response(embed=embed, view=status_view(req.order_id))
-        await self.bot.run_blocking(orders.set_status_message, self.bot.b, req.order_id, message.id)
+        await self.bot.run_blocking(lifecycle.set_status_message, self.bot.backends.engine, req.order_id, message.id)
         channel = self.bot.get_partial_messageable(interaction.channel_id or 0)
         for user_id in req.asked:
             sent = await channel.send(
@@ -118,7 +119,7 @@ class Group(commands.Cog):
                 view=consent_view(req.order_id, user_id),
                 allowed_mentions=_ping(user_id),
             )
-            await self.bot.run_blocking(group.set_request_message, self.bot.b, req.order_id, user_id, sent.id)
+            await self.bot.run_blocking(group.set_request_message, self.bot.backends, req.order_id, user_id, sent.id)
 
     @group_cmd.autocomplete("model")
     async def model_autocomplete(
@@ -126,7 +127,7 @@ class Group(commands.Cog):
     ) -> list[app_commands.Choice[str]]:
         from bot.views import model_choices
 
-        models = await self.bot.run_blocking(orders.list_models, self.bot.b, interaction.user.id)
+        models = await self.bot.run_blocking(lifecycle.list_models, self.bot.backends.engine, interaction.user.id)
         return model_choices(models, current, ready_only=True)
 
     @app_commands.command(
@@ -137,7 +138,7 @@ class Group(commands.Cog):
     async def group_requests(self, interaction: discord.Interaction, allow: bool) -> None:
         assert interaction.guild_id is not None
         await self.bot.run_blocking(
-            group.set_takes_requests, self.bot.b, interaction.guild_id, interaction.user.id, allow
+            group.set_takes_requests, self.bot.backends, interaction.guild_id, interaction.user.id, allow
         )
         text = (
             "Members can ask you into group pictures here again."
@@ -150,7 +151,7 @@ class Group(commands.Cog):
     async def expire_requests(self) -> None:
         """Requests past GROUP_CONSENT_TIMEOUT_S end their orders; the deadline is in the rows, so a request
         made before a restart expires after it."""
-        for order_id in await self.bot.run_blocking(group.expire_due, self.bot.b):
+        for order_id in await self.bot.run_blocking(group.expire_due, self.bot.backends):
             await group_actions.settle(self.bot, order_id)
 
 

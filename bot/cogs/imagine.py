@@ -13,8 +13,9 @@ from discord.ext import commands
 from bot import presets
 from bot.app import PhotogenBot
 from bot.gate import order_rules
-from bot.services import actions, orders
+from bot.services import actions, member_orders
 from bot.views import model_choices
+from storage import lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,8 @@ class Imagine(commands.Cog):
             aspect.value if aspect else (preset.aspect if preset else "1:1"), self.bot.settings.render_size
         )
         placed = await self.bot.run_blocking(
-            orders.place_render_order,
-            self.bot.b,
+            member_orders.place_render_order,
+            self.bot.backends,
             guild_id=interaction.guild_id,
             channel_id=interaction.channel_id,
             user_id=interaction.user.id,
@@ -89,14 +90,15 @@ class Imagine(commands.Cog):
             words=prompt,
             style=preset.title if preset else None,
         )
-        await actions.post_status(self.bot, interaction, placed, title=orders.result_title(prompt))
+        await actions.post_status(self.bot, interaction, placed, title=member_orders.result_title(prompt))
 
     @imagine.autocomplete("model")
     async def model_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         # Only the caller's own trained models: another member's model id is never offered.
-        models = await self.bot.run_blocking(orders.list_models, self.bot.b, interaction.user.id)
+        models = await self.bot.run_blocking(
+            lifecycle.list_models, self.bot.backends.engine, interaction.user.id)
         return model_choices(models, current, ready_only=True)
 
 

@@ -8,8 +8,9 @@ from discord.ext import commands
 
 from bot.app import PhotogenBot
 from bot.embeds import BLUE, clip
-from bot.services import orders
+from bot.services import member_orders
 from bot.views import model_choices
+from storage import lifecycle
 
 
 class Models(commands.GroupCog, group_name="models", group_description="Your trained models"):
@@ -20,7 +21,7 @@ class Models(commands.GroupCog, group_name="models", group_description="Your tra
     @app_commands.command(name="list", description="List your trained models")
     @app_commands.guild_only()
     async def list_cmd(self, interaction: discord.Interaction) -> None:
-        models = await self.bot.run_blocking(orders.list_models, self.bot.b, interaction.user.id)
+        models = await self.bot.run_blocking(lifecycle.list_models, self.bot.backends.engine, interaction.user.id)
         embed = discord.Embed(title="Your models", colour=BLUE)
         if not models:
             embed.description = "No models yet. Train one with /train."
@@ -38,14 +39,17 @@ class Models(commands.GroupCog, group_name="models", group_description="Your tra
     async def delete_cmd(
         self, interaction: discord.Interaction, model: app_commands.Range[str, 1, 64]
     ) -> None:
-        name = await self.bot.run_blocking(orders.delete_model, self.bot.b, interaction.user.id, model)
+        name = await self.bot.run_blocking(
+            member_orders.delete_model, self.bot.backends, interaction.user.id, model
+        )
         await interaction.response.send_message(f"Model **{clip(name, 100)}** deleted.", ephemeral=True)
 
     @delete_cmd.autocomplete("model")
     async def model_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        models = await self.bot.run_blocking(orders.list_models, self.bot.b, interaction.user.id)
+        models = await self.bot.run_blocking(
+            lifecycle.list_models, self.bot.backends.engine, interaction.user.id)
         return model_choices(models, current, ready_only=False)
 
 

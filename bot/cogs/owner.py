@@ -38,7 +38,7 @@ class Owner(
         where = f"from server {interaction.guild_id}" + (f": {detail}" if detail else "")
         await self.bot.run_blocking(
             admin_svc.audit,
-            self.bot.b,
+            self.bot.backends,
             None,
             interaction.user.id,
             f"owner {action}",
@@ -57,12 +57,12 @@ class Owner(
         member: discord.User,
         reason: app_commands.Range[str, 0, 200] = "",
     ) -> None:
-        await self.bot.run_blocking(admin_svc.set_banned, self.bot.b, ALL_GUILDS, member.id, True, reason)
+        await self.bot.run_blocking(admin_svc.set_banned, self.bot.backends, ALL_GUILDS, member.id, True, reason)
         await self._done(interaction, "ban", member, reason, f"<@{member.id}> is banned in every server.")
 
     @app_commands.command(name="unban", description="Lift a ban everywhere (a server's own ban stays)")
     async def unban(self, interaction: discord.Interaction, member: discord.User) -> None:
-        await self.bot.run_blocking(admin_svc.set_banned, self.bot.b, ALL_GUILDS, member.id, False, "")
+        await self.bot.run_blocking(admin_svc.set_banned, self.bot.backends, ALL_GUILDS, member.id, False, "")
         await self._done(
             interaction,
             "unban",
@@ -75,7 +75,7 @@ class Owner(
     async def purge(self, interaction: discord.Interaction, member: discord.User) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         receipt = await self.bot.run_blocking(
-            purge_member, self.bot.b, member.id, ALL_GUILDS, by="owner purge"
+            purge_member, self.bot.backends, member.id, ALL_GUILDS, by="owner purge"
         )
         detail = ", ".join(f"{k}={v}" for k, v in receipt.items())
         await self._done(interaction, "purge", member, detail, f"Purged <@{member.id}> everywhere: {detail}")

@@ -18,7 +18,7 @@ LAG_PROBE_S = 0.1
 class Periodic(commands.Cog):
     def __init__(self, bot: PhotogenBot) -> None:
         self.bot = bot
-        self.collector = dashboard.process_store_metrics(bot.b.engine)
+        self.collector = dashboard.process_store_metrics(bot.backends.engine)
         self.alert_runner = alerts.AlertRunner(self._post_alert, bot.settings.alert_cooldown_s)
 
     async def cog_load(self) -> None:
@@ -32,14 +32,14 @@ class Periodic(commands.Cog):
 
     @periodic("metrics sampling")
     async def sample(self) -> None:
-        b = self.bot.b
+        b = self.bot.backends
         await dashboard.sample_round(
             self.bot.settings, b.engine, b.queues, agents_seen=b.agents_seen, collector=self.collector
         )
 
     @periodic("alert round")
     async def alert(self) -> None:
-        b = self.bot.b
+        b = self.bot.backends
         await alerts.alert_round(self.bot.settings, b.engine, b.queues, self.alert_runner)
 
     @periodic("loop lag probe")

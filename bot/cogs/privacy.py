@@ -19,7 +19,7 @@ class Privacy(commands.Cog):
         self.bot = bot
 
     async def cog_load(self) -> None:
-        start(self.resweep, seconds=deletion.sweep_interval_s(self.bot.b))
+        start(self.resweep, seconds=deletion.sweep_interval_s(self.bot.backends))
 
     async def cog_unload(self) -> None:
         await stop(self.resweep)
@@ -28,7 +28,7 @@ class Privacy(commands.Cog):
     async def resweep(self) -> None:
         """Deletions repeated once in-flight GPU work has settled (bot/services/deletion.py); the records are
         in the blob store, so sweeps scheduled before a restart run after it."""
-        await self.bot.run_blocking(deletion.run_due_sweeps, self.bot.b)
+        await self.bot.run_blocking(deletion.run_due_sweeps, self.bot.backends)
 
     @app_commands.command(
         name="forget-me",

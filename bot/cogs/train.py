@@ -14,8 +14,9 @@ from bot.embeds import photo_report_embed
 from bot.gate import order_rules
 from bot.options import numbered, options
 from bot.replies import reply_private
-from bot.services import intake, orders
+from bot.services import intake, member_orders
 from bot.views import status_view
+from storage import lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,9 @@ class Train(commands.Cog):
         await interaction.response.defer(thinking=True)
         rules = order_rules(interaction)
         # Limits and credits before the downloads and face checks, so nobody waits for a refusal.
-        await self.bot.run_blocking(orders.precheck_train, self.bot.b, interaction.user.id, rules)
+        await self.bot.run_blocking(
+            member_orders.precheck_train, self.bot.backends, interaction.user.id, rules
+        )
         attachments = [a for a in given if a is not None]
         async with self.slots:
             photos, early = await intake.download(self.bot.settings, attachments)
@@ -101,8 +104,8 @@ class Train(commands.Cog):
             )
             return
         placed = await self.bot.run_blocking(
-            orders.place_train_order,
-            self.bot.b,
+            member_orders.place_train_order,
+            self.bot.backends,
             guild_id=interaction.guild_id,
             channel_id=interaction.channel_id,
             user_id=interaction.user.id,
@@ -123,7 +126,8 @@ class Train(commands.Cog):
             ),
             view=status_view(placed.order_id),
         )
-        await self.bot.run_blocking(orders.set_status_message, self.bot.b, placed.order_id, message.id)
+        await self.bot.run_blocking(
+            lifecycle.set_status_message, self.bot.backends.engine, placed.order_id, message.id)
         # The order is the channel's to follow; the member's balance is theirs alone.
         await interaction.followup.send(f"{placed.credits_left} credit(s) left.", ephemeral=True)
 

@@ -16,10 +16,9 @@ from collections.abc import Iterator
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, func
-from sqlmodel import select
+from sqlalchemy import Engine
 
-from storage import Delivery, metrics, read_session
+from storage import metrics, read_session
 
 
 class StoreCollector(Collector):
@@ -78,12 +77,7 @@ class StoreCollector(Collector):
                 orders.add_metric([kind, status], n)
             for code, n in metrics.failures_by_code(s, 0).items():
                 failures.add_metric([code], n)
-            sent = s.exec(
-                select(Delivery.kind, func.count(Delivery.id))
-                .where(Delivery.status == "sent")
-                .group_by(Delivery.kind)
-            )
-            for kind, n in sent:
+            for kind, n in metrics.outbox_sent_by_kind(s).items():
                 delivered.add_metric([kind], n)
             gpu_by_kind: dict[str, list[float]] = {}
             for (kind, outcome), (n, seconds, dollars) in sorted(metrics.usage_totals(s).items()):

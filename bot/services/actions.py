@@ -17,8 +17,9 @@ import discord
 from bot import views
 from bot.embeds import GREEN, clip, order_status_embed
 from bot.errors import NotAllowed
-from bot.services import delivery, group_privacy, orders
+from bot.services import delivery, group_privacy, member_orders
 from bot.services.records import Placed
+from storage import lifecycle
 
 if TYPE_CHECKING:
     from bot.app import PhotogenBot
@@ -29,16 +30,16 @@ log = logging.getLogger(__name__)
 async def cancel(bot: PhotogenBot, interaction: discord.Interaction, order_id: str) -> None:
     """The member's own order (the service refuses another's); credits refunded, status message updated."""
     result = await bot.run_blocking(
-        orders.cancel_order, bot.b, order_id, actor_id=interaction.user.id, as_admin=False
+        member_orders.cancel_order, bot.backends, order_id, actor_id=interaction.user.id, as_admin=False
     )
     await interaction.response.send_message(
         f"Order `{clip(order_id, 64)}` cancelled; {result.refunded} credit(s) refunded.", ephemeral=True
     )
-    await orders.refresh_status_message(bot, order_id)
+    await member_orders.refresh_status_message(bot, order_id)
 
 
 async def cancel_clicked(bot: PhotogenBot, interaction: discord.Interaction, order_id: str) -> None:
-    await orders.gate_member(bot, interaction)
+    await member_orders.gate_member(bot, interaction)
     await cancel(bot, interaction, order_id)
 
 
@@ -59,14 +60,14 @@ async def post_status(
     else:
         await interaction.response.send_message(embed=embed, view=view)
         message = await interaction.original_response()
-    await bot.run_blocking(orders.set_status_message, bot.b, placed.order_id, message.id)
+    await bot.run_blocking(lifecycle.set_status_message, bot.backends.engine, placed.order_id, message.id)
 
 
 async def result_clicked(
     bot: PhotogenBot, interaction: discord.Interaction, action: str, order_id: str, n: int
 ) -> None:
     """U/V/🔄/🗑/singles on a result message: only the member who ordered it may use them."""
-    order = await bot.run_blocking(orders.get_order, bot.b, order_id)
+    order = await bot.run_blocking(lifecycle.get_order, bot.backends.engine, order_id)
     if order is None or str(order.user_id) != str(interaction.user.id):
         raise NotAllowed("These buttons belong to the member who made the pictures.")
     if action == "one":
@@ -75,12 +76,12 @@ async def result_clicked(
     if action == "del":
         await _delete_pictures(bot, interaction, order_id)
         return
-    rules = await orders.gate_new_order(bot, interaction, kind="render")
+    rules = await member_orders.gate_new_order(bot, interaction, kind="render")
     # A new public message for the new order; deferring first keeps the 3-second window whatever the load.
     await interaction.response.defer(thinking=True)
     placed = await bot.run_blocking(
-        orders.place_followup_render,
-        bot.b,
+        member_orders.place_followup_render,
+        bot.backends,
         order_id,
         n,
         action,
@@ -88,12 +89,12 @@ async def result_clicked(
         channel_id=interaction.channel_id,
         rules=rules,
     )
-    new = await bot.run_blocking(orders.get_order, bot.b, placed.order_id)
+    new = await bot.run_blocking(lifecycle.get_order, bot.backends.engine, placed.order_id)
     await post_status(bot, interaction, placed, title=new.params["title"] if new else "Your pictures")
 
 
 async def _delete_pictures(bot: PhotogenBot, interaction: discord.Interaction, order_id: str) -> None:
-    counts = await bot.run_blocking(orders.delete_render, bot.b, order_id, interaction.user.id)
+    counts = await bot.run_blocking(member_orders.delete_render, bot.backends, order_id, interaction.user.id)
     await interaction.response.send_message(f"Deleted {counts} picture(s).", ephemeral=True)
     if interaction.message is not None:
         try:
@@ -105,7 +106,7 @@ async def _delete_pictures(bot: PhotogenBot, interaction: discord.Interaction, o
 async def _send_singles(bot: PhotogenBot, interaction: discord.Interaction, order_id: str) -> None:
     """The pictures one by one, full size, for the member alone (on request: the result keeps one grid)."""
     await interaction.response.defer(ephemeral=True, thinking=True)
-    pictures = await bot.run_blocking(delivery.single_pictures, bot.b, order_id)
+    pictures = await bot.run_blocking(delivery.single_pictures, bot.backends, order_id)
     if not pictures:
         await interaction.followup.send("These pictures were deleted.", ephemeral=True)
         return
@@ -122,8 +123,8 @@ async def forget_confirmed(bot: PhotogenBot, interaction: discord.Interaction, u
         raise NotAllowed("Only the member who asked can confirm this.")
     await interaction.response.defer(ephemeral=True, thinking=True)
     # Group pictures of them that others made go too (docs/PRIVACY.md), then everything of their own.
-    posts = await bot.run_blocking(group_privacy.forget_pictured, bot.b, user_id)
-    receipt = await bot.run_blocking(orders.forget_user, bot.b, user_id)
+    posts = await bot.run_blocking(group_privacy.forget_pictured, bot.backends, user_id)
+    receipt = await bot.run_blocking(member_orders.forget_user, bot.backends, user_id)
     receipt["group pictures of you"] = len(posts)
     await group_privacy.delete_posts(bot, posts)
     embed = discord.Embed(title="Deleted", colour=GREEN)

@@ -14,8 +14,8 @@ from bot.embeds import clip
 from bot.errors import NotFound, Refused
 from bot.services.reconcile import ids_in_body
 from cloud.queues import JobQueue
-from storage import FINAL_STATUSES, Order, read_session
-from storage.orders import get_order
+from storage import FINAL_STATUSES, lifecycle
+from storage.lifecycle import OrderView
 
 SCAN_LIMIT = 1000
 
@@ -43,29 +43,28 @@ def list_dead_letters(b: Backends, guild_id: int | None, *, everyone: bool) -> l
         if queue.dead_letter_depth()
         for letter in queue.dead_letters(limit=SCAN_LIMIT)
     ]
-    known: dict[str, Order] = {}
-    with read_session(b.engine) as s:
-        for _, letter in letters:
-            order_id, _job = ids_in_body(letter.body)
-            if order_id and order_id not in known:
-                order = get_order(s, order_id)
-                if order is not None:
-                    known[order_id] = order
-        views = []
-        for name, letter in letters:
-            order_id, _job = ids_in_body(letter.body)
-            order = known.get(order_id or "")
-            views.append(
-                DeadLetterView(
-                    name,
-                    letter.message_id,
-                    letter.reason,
-                    letter.sent_at,
-                    order_id,
-                    order.status if order else None,
-                    order.guild_id if order else None,
-                )
+    known: dict[str, OrderView] = {}
+    for _, letter in letters:
+        order_id, _job = ids_in_body(letter.body)
+        if order_id and order_id not in known:
+            order = lifecycle.get_order(b.engine, order_id)
+            if order is not None:
+                known[order_id] = order
+    views = []
+    for name, letter in letters:
+        order_id, _job = ids_in_body(letter.body)
+        order = known.get(order_id or "")
+        views.append(
+            DeadLetterView(
+                name,
+                letter.message_id,
+                letter.reason,
+                letter.sent_at,
+                order_id,
+                order.status if order else None,
+                order.guild_id if order else None,
             )
+        )
     if everyone:
         return views
     return [v for v in views if v.guild_id is not None and v.guild_id == str(guild_id)]

@@ -12,9 +12,8 @@ import time
 
 from bot.backends import Backends
 from bot.errors import Busy
-from bot.services import store
-from bot.services.records import OrderView
-from storage import keys, tombstones
+from storage import keys, lifecycle, tombstones
+from storage.lifecycle import OrderView
 
 
 def _due(b: Backends) -> float:
@@ -24,7 +23,7 @@ def _due(b: Backends) -> float:
 def order_cancelled(b: Backends, order: OrderView) -> None:
     """After the order was cancelled in the database: stop its job and delete its photos and what it wrote."""
     tombstones.mark_cancelled(b.blobs, order.id)
-    job_id = store.job_id_of(b, order.id)
+    job_id = lifecycle.job_id_of(b.engine, order.id)
     if job_id is None:
         return
     model_id = order.model_id if order.kind == "train" else None  # a render's model_id is the model it used
@@ -39,8 +38,10 @@ def order_cancelled(b: Backends, order: OrderView) -> None:
 def model_deleted(b: Backends, user_id: int, model_id: str) -> None:
     """Before the model's files are deleted: cancel (and refund) the open orders that train or use it, so no
     job re-uploads it; and delete its folder again later."""
-    for order in store.list_orders(b, user_id, limit=1000, active_only=True):
-        if order.model_id == model_id and store.cancel_order(b, order.id, by="model deletion") is not None:
+    for order in lifecycle.list_orders(b.engine, user_id, limit=1000, active_only=True):
+        if order.model_id != model_id:
+            continue
+        if lifecycle.cancel_order(b.engine, order.id, by="model deletion") is not None:
             order_cancelled(b, order)
     tombstones.schedule_sweep(b.blobs, f"model-{model_id}", [keys.model_prefix(user_id, model_id)], _due(b))
 

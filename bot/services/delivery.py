@@ -4,38 +4,39 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import discord
 
+from bot import costs, metrics
 from bot.backends import Backends
 from bot.embeds import GREEN, RED, clip, result_embed
-from bot.services import likeness, media, store
-from bot.services.records import OutboxItem
+from bot.services import likeness, media
 from bot.wording import neutralise
 from cloud.consumer import receive
 from cloud.messages import Event
 from cloud.queues.base import Lease
-from storage import Delivery, orders, transaction
+from storage import lifecycle
 from storage.blobs.base import BlobNotFound
+from storage.lifecycle import NOTICE_KIND, OutboxItem
+from storage.metrics import JOB_OUTCOMES
 
 __all__ = [
-    "GaveUp",
-    "OutboxItem",
+    "NOTICE_KIND",
     "UndeliverableError",
     "apply_event",
     "build_message",
-    "claim_outbox",
-    "give_up_outbox",
-    "mark_outbox_sent",
     "nonce_for",
-    "pending_outbox",
     "receive_events",
     "single_pictures",
 ]
 
 EVENT_LEASE_S = 60
+
+log = logging.getLogger(__name__)
 
 
 class UndeliverableError(Exception):
@@ -46,54 +47,21 @@ def receive_events(b: Backends, wait_s: float) -> list[tuple[Lease, Event]]:
     return receive(b.queues.events, Event, max_messages=10, wait_s=wait_s, lease_s=EVENT_LEASE_S)
 
 
-def apply_event(b: Backends, event: Event) -> store.Applied:
-    return store.apply_event(b, event)
-
-
-def pending_outbox(b: Backends) -> list[OutboxItem]:
-    return store.pending_outbox(b)
-
-
-def claim_outbox(b: Backends, outbox_id: str) -> None:
-    store.claim_outbox(b, outbox_id)
-
-
-def mark_outbox_sent(b: Backends, outbox_id: str, message_id: int | None) -> None:
-    store.mark_outbox_sent(b, outbox_id, message_id)
-
-
-@dataclass(frozen=True)
-class GaveUp:
-    """An outbox row given up after DELIVERY_MAX_ATTEMPTS: what the admins' alert names."""
-
-    outbox_id: str
-    order_id: str | None
-    kind: str
-    guild_id: str | None
-    attempts: int
-    error: str
-
-
-NOTICE_KIND = "delivery_failed"
-
-
-def give_up_outbox(b: Backends, row: OutboxItem, error: str) -> GaveUp | None:
-    """Count one failed post of ``row``. At the cap the row is marked failed and, in the same transaction, a
-    plain notice to the member is queued (no notice for a notice: that could loop). None while retrying."""
-    with transaction(b.engine) as s:
-        if not orders.give_up_delivery(s, row.id, error, b.settings.delivery_max_attempts):
-            return None
-        order = orders.get_order(s, row.order_id) if row.order_id else None
-        if row.kind != NOTICE_KIND and row.payload.get("channel_id"):
-            orders.add_delivery(
-                s,
-                row.order_id,
-                NOTICE_KIND,
-                {"channel_id": row.payload["channel_id"], "user_id": row.payload.get("user_id")},
-            )
-        stored = s.get(Delivery, row.id)
-        attempts = stored.attempts if stored else row.attempts
-        return GaveUp(row.id, row.order_id, row.kind, order.guild_id if order else None, attempts, error)
+def apply_event(b: Backends, event: Event) -> lifecycle.Applied:
+    """One agent event → its order (storage.lifecycle), with the agent noted as seen, the GPU priced
+    (bot/costs.py) and a forged event counted."""
+    if event.agent_id:
+        b.agents_seen[event.agent_id[:128]] = time.time()
+    s = b.settings
+    price = 0.0  # only finished jobs record their GPU time
+    if event.kind in JOB_OUTCOMES:
+        price = costs.price_of(s, event.instance_type, costs.market_of(s, event.job_kind)).per_hour
+    applied = lifecycle.apply_event(b.engine, event, price_per_hour=price,
+                                    advice_after=s.likeness_advice_after)
+    if applied.forged is not None:
+        log.warning("dropped event %s for order %s: %s", event.event_id, event.order_id, applied.forged)
+        metrics.EVENTS_FORGED.inc()
+    return applied
 
 
 def nonce_for(outbox_id: str) -> str:
@@ -177,7 +145,7 @@ def build_message(
     if row.kind == "render_result":
         # One grid (or the one picture) under an embed headed with the member's own words; the singles come on
         # request (the Singles button) or one at a time through U.
-        order = store.get_order(b, row.order_id) if row.order_id else None
+        order = lifecycle.get_order(b.engine, row.order_id) if row.order_id else None
         params = order.params if order is not None else {}
         count = len(p.get("image_keys", []))
         msg.content = f"<@{user_id}>"
@@ -230,7 +198,7 @@ def single_pictures(
 ) -> list[tuple[str, bytes]]:
     """The pictures of a result one by one (the Singles button), each fitted to the attachment limit and all
     together inside one message's."""
-    keys = store.image_keys(b, order_id)
+    keys = lifecycle.image_keys(b.engine, order_id)
     out: list[tuple[str, bytes]] = []
     for i, key in enumerate(keys):
         try:

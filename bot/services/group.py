@@ -19,14 +19,15 @@ from bot.backends import Backends
 from bot.checks import GuildRules
 from bot.errors import NotAllowed, NotFound, Refused
 from bot.group_presets import DEFAULT_LAYOUT, GROUP_PRESETS
-from bot.services import deletion, store
-from bot.services.orders import _enqueue, _limits, refuse_blocked_words, result_title
+from bot.services import deletion
+from bot.services.member_orders import _enqueue, _limits, _limits_refused, refuse_blocked_words, result_title
 from bot.services.records import Placed
 from cloud.messages import GroupMember, RenderJob, encode, new_id
 from storage import (
     InsufficientCredits,
     consent,
-    orders,
+    lifecycle,
+    order_store,
     read_session,
     standing,
     tombstones,
@@ -97,7 +98,7 @@ def check_picked(caller_id: int, picked: list[Picked]) -> None:
 
 
 def _ready_models(s: Any, user_id: object) -> list[TrainedModel]:
-    return [m for m in orders.models_of_user(s, user_id, ready_only=True) if m.lora_key]
+    return [m for m in order_store.models_of_user(s, user_id, ready_only=True) if m.lora_key]
 
 
 def _caller_model(s: Any, user_id: int, model_id: str | None) -> TrainedModel:
@@ -176,7 +177,8 @@ def request_group(
         chosen = [(caller_id, mine.id)] + [
             (uid, _member_model(b, s, guild_id, uid, mine.base_model).id) for uid in others
         ]
-    store.precheck_order(b, guild_id, caller_id, _limits(b, rules), cost)
+    with _limits_refused():
+        lifecycle.precheck_order(b.engine, guild_id, caller_id, _limits(b, rules), cost)
     title = result_title(f"Group picture: {words}")
     params = {
         "title": title,
@@ -197,7 +199,7 @@ def request_group(
     }
     order_id = new_id()
     with transaction(b.engine) as s:
-        orders.create_order(
+        order_store.create_order(
             s,
             order_id=order_id,
             user_id=caller_id,
@@ -232,7 +234,7 @@ class RequestMessage:
 def request_messages(b: Backends, order_id: str) -> list[RequestMessage]:
     """The Accept/Refuse messages of an order (to edit once answered or ended)."""
     with read_session(b.engine) as s:
-        order = orders.get_order(s, order_id)
+        order = order_store.get_order(s, order_id)
         channel = order.channel_id if order else None
         return [
             RequestMessage(r.user_id, r.status, channel, r.request_message_id)
@@ -246,7 +248,7 @@ def request_messages(b: Backends, order_id: str) -> list[RequestMessage]:
 
 def answer_request(b: Backends, order_id: str, user_id: int, accept: bool) -> Outcome:
     """An asked member's click. Accept by the last one starts the order; a refusal ends it."""
-    order = store.get_order(b, order_id)
+    order = lifecycle.get_order(b.engine, order_id)
     if order is not None and order.status not in ACTIVE_STATUSES and str(user_id) in pictured(b, order_id):
         raise Refused("This request has ended.")
     with transaction(b.engine) as s:
@@ -275,14 +277,14 @@ def start_if_ready(b: Backends, order_id: str) -> tuple[Placed | None, bool]:
     credits)."""
     problem: str | None = None
     with transaction(b.engine) as s:
-        order = orders.get_order(s, order_id)
-        if order is None or order.status != "created" or orders.jobs_of_order(s, order_id):
+        order = order_store.get_order(s, order_id)
+        if order is None or order.status != "created" or order_store.jobs_of_order(s, order_id):
             return None, False
         if not consent.all_accepted(s, order_id):
             return None, False
         members: list[GroupMember] = []
         for row in consent.consents(s, order_id):
-            model = orders.get_model(s, row.model_id)
+            model = order_store.get_model(s, row.model_id)
             if model is None or model.status != "ready" or model.user_id != row.user_id or not model.lora_key:
                 problem = (
                     f"{mention(row.user_id)}'s model is no longer available: nothing was rendered or charged."
@@ -323,7 +325,7 @@ def start_if_ready(b: Backends, order_id: str) -> tuple[Placed | None, bool]:
                 issued_at=time.time(),
             )
             try:
-                credits_left = orders.charge_credits(s, order.user_id, cost, guild_id=order.guild_id)
+                credits_left = order_store.charge_credits(s, order.user_id, cost, guild_id=order.guild_id)
             except InsufficientCredits:
                 problem = (
                     f"Everyone agreed, but the caller no longer has the {cost} credit(s) this picture costs: "
@@ -332,7 +334,7 @@ def start_if_ready(b: Backends, order_id: str) -> tuple[Placed | None, bool]:
             else:
                 order.credits_charged = cost
                 s.add(order)
-                orders.add_job(s, order_id, "render", job.model_dump(mode="json"), job_id=job.job_id)
+                order_store.add_job(s, order_id, "render", job.model_dump(mode="json"), job_id=job.job_id)
     if problem is not None:
         end_order(b, order_id, "cannot_start", problem)
         return None, True
@@ -341,27 +343,27 @@ def start_if_ready(b: Backends, order_id: str) -> tuple[Placed | None, bool]:
 
 
 def _base_of(s: Any, order: Any) -> str:
-    model = orders.get_model(s, order.model_id) if order.model_id else None
+    model = order_store.get_model(s, order.model_id) if order.model_id else None
     return model.base_model if model else "unknown"
 
 
 def end_order(b: Backends, order_id: str, code: str, message: str) -> int:
-    """End a group order that cannot go on; returns the credits refunded (once: storage.orders.refund_order).
+    """End a group order that cannot go on; returns the credits refunded (once: storage.order_store.refund_order).
     Queued or rendering: the cancel path, so the agent stops and uploads nothing (tombstone); before that: it
     fails (nothing was charged)."""
-    order = store.get_order(b, order_id)
+    order = lifecycle.get_order(b.engine, order_id)
     if order is None or order.status not in ACTIVE_STATUSES:
         return 0
-    if store.job_id_of(b, order_id) is None:
+    if lifecycle.job_id_of(b.engine, order_id) is None:
         with transaction(b.engine) as s:
-            if orders.mark_failed(s, order_id, code, message):
-                return orders.refund_order(s, order_id)
+            if order_store.mark_failed(s, order_id, code, message):
+                return order_store.refund_order(s, order_id)
         return 0
-    refunded = store.cancel_order(b, order_id, by=code)
+    refunded = lifecycle.cancel_order(b.engine, order_id, by=code)
     if refunded is None:
         return 0
     with transaction(b.engine) as s:  # the member's words, not "cancelled by …"
-        row = orders.get_order(s, order_id)
+        row = order_store.get_order(s, order_id)
         if row is not None:
             row.error_code, row.error_message = code, message
             s.add(row)
@@ -375,7 +377,7 @@ def withdraw(b: Backends, order_id: str, user_id: int) -> Outcome:
         rows = {r.user_id: r for r in consent.consents(s, order_id)}
         if str(user_id) not in rows:
             raise NotAllowed("This request is for the member it names, not for you.")
-        order = orders.get_order(s, order_id)
+        order = order_store.get_order(s, order_id)
         if order is None or order.status not in ACTIVE_STATUSES:
             raise Refused("That picture is finished: use 🗑 on it to delete it.")
         if not consent.revoke(s, order_id, user_id):
@@ -393,7 +395,7 @@ def end_reason(b: Backends, order_id: str) -> str | None:
     """Why the order ended, in words for the channel (None while it goes on): our own for the group's ends,
     not a plain cancel's record ("cancelled by <id>")."""
     with read_session(b.engine) as s:
-        order = orders.get_order(s, order_id)
+        order = order_store.get_order(s, order_id)
         if order is None or order.status in ACTIVE_STATUSES or order.status == "delivered":
             return None
         if order.error_code in END_CODES and order.error_message:
@@ -433,7 +435,7 @@ def place_followup(
 ) -> Requested:
     """🔄 (new seed) or V (variations of picture n) of a group picture, by its caller: the members' consent to
     the parent is carried forward (none withdrew, none turned requests off, none banned), then started."""
-    parent = store.get_order(b, parent_id)
+    parent = lifecycle.get_order(b.engine, parent_id)
     if parent is None or parent.user_id != str(user_id):
         raise NotAllowed("Only the member who made this group picture can make more of it.")
     if parent.status != "delivered":
@@ -457,15 +459,16 @@ def place_followup(
                 raise Refused(f"{mention(r.user_id)} can no longer be asked into group pictures here.")
         chosen = [(r.user_id, r.model_id) for r in rows]
     if action == "var":
-        image_keys = store.image_keys(b, parent_id)
+        image_keys = lifecycle.image_keys(b.engine, parent_id)
         if n >= len(image_keys) or not b.blobs.exists(image_keys[n]):
             raise NotFound(f"There is no picture {n + 1} in that result.")
         p.update(source_key=image_keys[n], title=result_title(f"Variations of picture {n + 1}: {p['words']}"))
     p.update(seed=secrets.randbelow(MAX_SEED), parent_order_id=parent_id)
-    store.precheck_order(b, guild_id, user_id, _limits(b, rules), int(p["group"]["cost"]))
+    with _limits_refused():
+        lifecycle.precheck_order(b.engine, guild_id, user_id, _limits(b, rules), int(p["group"]["cost"]))
     order_id = new_id()
     with transaction(b.engine) as s:
-        orders.create_order(
+        order_store.create_order(
             s,
             order_id=order_id,
             user_id=user_id,

@@ -12,8 +12,9 @@ from bot import group_views
 from bot.app import PhotogenBot
 from bot.embeds import order_status_embed
 from bot.errors import NotAllowed
-from bot.services import delivery, group, group_privacy, orders
+from bot.services import delivery, group, group_privacy, member_orders
 from bot.views import status_view
+from storage import lifecycle
 
 log = logging.getLogger(__name__)
 NO_PINGS = discord.AllowedMentions.none()
@@ -26,9 +27,9 @@ async def consent(
     if user_id != asked_id:
         raise NotAllowed("This request is for the member it names, not for you.")
     if answer == "w":
-        outcome = await bot.run_blocking(group.withdraw, bot.b, order_id, user_id)
+        outcome = await bot.run_blocking(group.withdraw, bot.backends, order_id, user_id)
     else:
-        outcome = await bot.run_blocking(group.answer_request, bot.b, order_id, user_id, answer == "a")
+        outcome = await bot.run_blocking(group.answer_request, bot.backends, order_id, user_id, answer == "a")
     if not outcome.changed:
         await interaction.response.send_message(f"This request is already {outcome.status}.", ephemeral=True)
         return
@@ -50,11 +51,11 @@ async def consent(
 async def settle(bot: PhotogenBot, order_id: str) -> None:
     """The order started or ended: its status message shows it; an ended order's requests lose their
     buttons."""
-    await orders.refresh_status_message(bot, order_id)
-    reason = await bot.run_blocking(group.end_reason, bot.b, order_id)
+    await member_orders.refresh_status_message(bot, order_id)
+    reason = await bot.run_blocking(group.end_reason, bot.backends, order_id)
     if reason is None:
         return
-    for req in await bot.run_blocking(group.request_messages, bot.b, order_id):
+    for req in await bot.run_blocking(group.request_messages, bot.backends, order_id):
         if not req.channel_id or not req.message_id:
             continue
         message = bot.get_partial_messageable(int(req.channel_id)).get_partial_message(int(req.message_id))
@@ -73,7 +74,7 @@ async def image_button(
     bot: PhotogenBot, interaction: discord.Interaction, action: str, order_id: str, n: int
 ) -> None:
     if action == "del":
-        deleted = await bot.run_blocking(group_privacy.delete_post, bot.b, order_id, interaction.user.id)
+        deleted = await bot.run_blocking(group_privacy.delete_post, bot.backends, order_id, interaction.user.id)
         await interaction.response.send_message(f"Deleted {deleted} picture(s).", ephemeral=True)
         if interaction.message is not None:
             try:
@@ -82,25 +83,25 @@ async def image_button(
                 log.warning("could not delete group result message %s", interaction.message.id)
         return
     if action == "one":
-        members = await bot.run_blocking(group.pictured, bot.b, order_id)
+        members = await bot.run_blocking(group.pictured, bot.backends, order_id)
         if str(interaction.user.id) not in members:
             raise NotAllowed("These buttons belong to the members in the picture.")
         await interaction.response.defer(ephemeral=True, thinking=True)
-        pictures = await bot.run_blocking(delivery.single_pictures, bot.b, order_id)
+        pictures = await bot.run_blocking(delivery.single_pictures, bot.backends, order_id)
         await interaction.followup.send(
             f"{len(pictures)} picture(s), one by one." if pictures else "These pictures were deleted.",
             ephemeral=True,
             files=[discord.File(io.BytesIO(data), filename=name) for name, data in pictures],
         )
         return
-    parent = await bot.run_blocking(orders.get_order, bot.b, order_id)
+    parent = await bot.run_blocking(lifecycle.get_order, bot.backends.engine, order_id)
     if parent is None or parent.user_id != str(interaction.user.id):  # before the public "thinking…"
         raise NotAllowed("Only the member who made this group picture can make more of it.")
-    rules = await orders.gate_new_order(bot, interaction, kind="render")
+    rules = await member_orders.gate_new_order(bot, interaction, kind="render")
     await interaction.response.defer(thinking=True)
     req = await bot.run_blocking(
         group.place_followup,
-        bot.b,
+        bot.backends,
         order_id,
         n,
         action,
@@ -108,8 +109,8 @@ async def image_button(
         channel_id=interaction.channel_id,
         rules=rules,
     )
-    placed, _ = await bot.run_blocking(group.start_if_ready, bot.b, req.order_id)
-    order = await bot.run_blocking(orders.get_order, bot.b, req.order_id)
+    placed, _ = await bot.run_blocking(group.start_if_ready, bot.backends, req.order_id)
+    order = await bot.run_blocking(lifecycle.get_order, bot.backends.engine, req.order_id)
     embed = order_status_embed(
         title=req.title,
         order_id=req.order_id,
@@ -121,4 +122,4 @@ async def image_button(
     message = await interaction.edit_original_response(
         embed=embed, view=status_view(req.order_id) if placed else None
     )
-    await bot.run_blocking(orders.set_status_message, bot.b, req.order_id, message.id)
+    await bot.run_blocking(lifecycle.set_status_message, bot.backends.engine, req.order_id, message.id)

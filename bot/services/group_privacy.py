@@ -11,10 +11,9 @@ from sqlmodel import col, select
 
 from bot.backends import Backends
 from bot.errors import NotAllowed
-from bot.services import store
 from bot.services.group import end_order, pictured
-from bot.services.records import OrderView
-from storage import Delivery, consent, keys, orders, read_session, transaction
+from storage import Delivery, consent, keys, lifecycle, order_store, read_session, transaction
+from storage.lifecycle import OrderView
 from storage.models import ACTIVE_STATUSES
 
 
@@ -25,7 +24,7 @@ def model_withdrawn(b: Backends, user_id: int, model_id: str) -> list[str]:
     message = "A member deleted the model this picture needed: nothing more is rendered; credits refunded."
     ended = []
     for order_id in order_ids:
-        order = store.get_order(b, order_id)
+        order = lifecycle.get_order(b.engine, order_id)
         if order is not None and order.status in ACTIVE_STATUSES:
             end_order(b, order_id, "revoked", message)
             ended.append(order_id)
@@ -35,11 +34,11 @@ def model_withdrawn(b: Backends, user_id: int, model_id: str) -> list[str]:
 def delete_post(b: Backends, order_id: str, user_id: int) -> int:
     """🗑 by anyone pictured: the pictures (rows and files) go; a member other than the caller withdraws, so no
     re-roll pictures them again."""
-    order = store.get_order(b, order_id)
+    order = lifecycle.get_order(b.engine, order_id)
     if order is None or str(user_id) not in pictured(b, order_id):
         raise NotAllowed("These buttons belong to the members in the picture.")
-    deleted = store.delete_images(b, order_id)
-    job_id = store.job_id_of(b, order_id)
+    deleted = lifecycle.delete_images(b.engine, order_id)
+    job_id = lifecycle.job_id_of(b.engine, order_id)
     if job_id:
         b.blobs.delete_prefix(keys.render_prefix(order.user_id, job_id))
     if str(user_id) != order.user_id:
@@ -53,10 +52,10 @@ def delete_post(b: Backends, order_id: str, user_id: int) -> int:
 
 def orders_seen_by(b: Backends, user_id: int, limit: int = 15) -> list[tuple[OrderView, bool]]:
     """The member's own orders and the group pictures others made of them (True), newest first."""
-    own = [(o, False) for o in store.list_orders(b, user_id, limit=limit, active_only=False)]
+    own = [(o, False) for o in lifecycle.list_orders(b.engine, user_id, limit=limit, active_only=False)]
     with read_session(b.engine) as s:
         ids = consent.pictured_order_ids(s, user_id)
-    theirs = [(o, True) for o in (store.get_order(b, i) for i in ids) if o is not None]
+    theirs = [(o, True) for o in (lifecycle.get_order(b.engine, i) for i in ids) if o is not None]
     both = sorted(own + theirs, key=lambda pair: pair[0].created_ts, reverse=True)
     return both[:limit]
 
@@ -75,7 +74,7 @@ def forget_pictured(b: Backends, user_id: int) -> list[Post]:
         ids = consent.pictured_order_ids(s, user_id)
     posts: list[Post] = []
     for order_id in ids:
-        order = store.get_order(b, order_id)
+        order = lifecycle.get_order(b.engine, order_id)
         if order is None:
             continue
         if order.status in ACTIVE_STATUSES:
@@ -85,8 +84,8 @@ def forget_pictured(b: Backends, user_id: int) -> list[Post]:
                 "forgotten",
                 "A member in this picture deleted their data: nothing more is rendered; credits refunded.",
             )
-        store.delete_images(b, order_id)
-        job_id = store.job_id_of(b, order_id)
+        lifecycle.delete_images(b.engine, order_id)
+        job_id = lifecycle.job_id_of(b.engine, order_id)
         if job_id:
             b.blobs.delete_prefix(keys.render_prefix(order.user_id, job_id))
         with read_session(b.engine) as s:
@@ -122,13 +121,13 @@ async def delete_posts(bot: Any, posts: list[Post]) -> None:
 
 def _scrub_member(s: Any, order_id: str, user_id: str) -> None:
     """The caller's order keeps its row, but no longer the forgotten member's id or model (params, job)."""
-    order = orders.get_order(s, order_id)
+    order = order_store.get_order(s, order_id)
     if order is not None and order.params.get("group"):
         group = dict(order.params["group"])
         group["members"] = [u for u in group.get("members", []) if u != user_id]
         order.params = {**order.params, "group": group}
         s.add(order)
-    for job in orders.jobs_of_order(s, order_id):
+    for job in order_store.jobs_of_order(s, order_id):
         if job.payload.get("members"):
             members = [m for m in job.payload["members"] if m.get("user_id") != user_id]
             job.payload = {**job.payload, "members": members}

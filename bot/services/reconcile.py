@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from bot.backends import Backends
 from cloud.messages import MessageError, RenderJob, TrainJob, encode
 from cloud.queues import DeadLetter, JobQueue
-from storage import ACTIVE_STATUSES, orders, read_session, transaction
+from storage import lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +92,7 @@ def _dead_jobs(queue: JobQueue) -> dict[str, DeadLetter]:
 def reconcile_once(b: Backends, now: float | None = None) -> list[Repair]:
     """One pass; returns what it did."""
     cutoff = (time.time() if now is None else now) - b.settings.reconcile_stuck_after_s
-    with read_session(b.engine) as s:
-        candidates = [
-            _Candidate(o.id, o.status, j.id, j.kind, j.attempt, dict(j.payload))
-            for o, j in orders.quiet_active_orders(s, cutoff)
-        ]
+    candidates = [_Candidate(*row) for row in lifecycle.quiet_orders(b.engine, cutoff)]
     if not candidates:
         return []
     if b.queues.events.depth().visible >= EVENTS_BEHIND:
@@ -133,16 +129,10 @@ def _body(c: _Candidate) -> str | None:
         return None
 
 
-def _still_quiet(b: Backends, order_id: str, cutoff: float) -> bool:
-    with read_session(b.engine) as s:
-        order = orders.get_order(s, order_id)
-        return order is not None and order.status in ACTIVE_STATUSES and order.updated_at < cutoff
-
-
 def _repair(b: Backends, c: _Candidate, letter: DeadLetter | None, cutoff: float) -> Repair | None:
     body = _body(c) if c.sends < MAX_SENDS else None
     if body is not None:
-        if not _still_quiet(b, c.order_id, cutoff):  # an event or a cancel arrived meanwhile
+        if not lifecycle.still_quiet(b.engine, c.order_id, cutoff):  # an event or a cancel arrived meanwhile
             return None
         queue = job_queue(b, c.job_kind)
         if letter is not None and queue.redrive(letter.message_id):
@@ -150,33 +140,7 @@ def _repair(b: Backends, c: _Candidate, letter: DeadLetter | None, cutoff: float
         else:
             queue.send(body)
             action = "resent"
-        with transaction(b.engine) as s:
-            orders.note_job_resent(s, c.order_id, c.job_id)
+        lifecycle.note_job_resent(b.engine, c.order_id, c.job_id)
         return Repair(c.order_id, action)
-    return Repair(c.order_id, "failed") if fail_stuck_order(b, c.order_id, cutoff) else None
-
-
-def fail_stuck_order(b: Backends, order_id: str, cutoff: float) -> bool:
-    """Fail and refund the order and queue the member's notice, in one transaction; False when news arrived
-    since ``cutoff`` or the order is final already."""
-    with transaction(b.engine) as s:
-        order = orders.get_order(s, order_id)
-        if order is None or order.status not in ACTIVE_STATUSES or order.updated_at >= cutoff:
-            return False
-        if not orders.mark_failed(s, order_id, STUCK_CODE, STUCK_MESSAGE):
-            return False
-        refunded = orders.refund_order(s, order_id)
-        if order.kind == "train" and order.model_id:
-            orders.mark_model_failed(s, order.model_id)
-        orders.add_delivery(
-            s,
-            order_id,
-            "failed",
-            {
-                "channel_id": order.channel_id,
-                "user_id": order.user_id,
-                "message": STUCK_MESSAGE,
-                "refunded": refunded,
-            },
-        )
-        return True
+    failed = lifecycle.fail_stuck_order(b.engine, c.order_id, cutoff, STUCK_CODE, STUCK_MESSAGE)
+    return Repair(c.order_id, "failed") if failed else None

@@ -17,7 +17,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from bot.backends import Backends
-from storage import orders, read_session, transaction
+from storage import order_store, read_session, transaction
 from storage.models import NSFW_POLICIES
 from storage.safety_log import blocked_count, record_blocked
 
@@ -52,14 +52,14 @@ def policy_of(b: Backends, guild_id: object | None) -> str:
     if guild_id is None:
         return "block"
     with read_session(b.engine) as s:
-        return orders.get_guild_settings(s, guild_id).nsfw_policy
+        return order_store.get_guild_settings(s, guild_id).nsfw_policy
 
 
 def set_policy(b: Backends, guild_id: int, policy: str) -> None:
     if policy not in NSFW_POLICIES:
         raise ValueError(f"unknown policy {policy!r}")
     with transaction(b.engine) as s:
-        orders.update_guild_settings(s, guild_id, nsfw_policy=policy)
+        order_store.update_guild_settings(s, guild_id, nsfw_policy=policy)
 
 
 def blocked_in(b: Backends, guild_id: object | None) -> int:

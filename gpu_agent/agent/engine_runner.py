@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +25,7 @@ from gpu_agent.agent.runner import (
     TrainOutcome,
     TrainRequest,
 )
+from storage import keys
 from storage.settings import Settings
 
 if TYPE_CHECKING:
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_MODEL_ID = re.compile(r"(?:^|/)models/([A-Za-z0-9_-]{1,64})/")
 
 
 class EngineRunner:
@@ -198,8 +197,9 @@ def _device(setting: str) -> object:
 
 
 def _model_id(job: RenderJob, path: Path) -> str:
-    match = _MODEL_ID.search(job.model_keys[0]) if job.model_keys else None
-    return match.group(1) if match else path.stem
+    """The job names its model; one queued before jobs did is recognised by its key, else by its local file."""
+    legacy = keys.model_of(job.model_keys[0]) if job.model_keys and job.model_id is None else None
+    return job.model_id or legacy or path.stem
 
 
 def _render_code(err: Exception) -> str:

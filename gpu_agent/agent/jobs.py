@@ -42,7 +42,9 @@ OOM_MESSAGE = "The GPU ran out of memory on this job, even with memory-saving se
 @dataclass
 class Outcome:
     result: Result
-    output_keys: list[str] = field(default_factory=list)
+    output_keys: list[str] = field(default_factory=list)  # every file stored
+    model_key: str | None = None  # a training's LoRA
+    render_keys: list[str] = field(default_factory=list)  # the pictures to deliver
     step: int = 0
     total: int = 0
     error: JobError | None = None
@@ -150,7 +152,7 @@ class Handlers:
         if job.params.prior_preservation:
             shared.upload_new()
         ctx.guard_upload()
-        outputs = self._upload_model(job, trained, ctx.guard_upload)  # type: ignore[arg-type]
+        model_files = self._upload_model(job, trained, ctx.guard_upload)  # type: ignore[arg-type]
         ctx.guard_upload()
         reference = store_reference(self.blobs, job, photos, held_out)
         judge = None if reference is None else Judge(reference, self.settings.likeness_retries)
@@ -158,15 +160,15 @@ class Handlers:
         verdicts: list[ImageSafety] = []
         weights = Path(trained.weights_path)  # type: ignore[attr-defined]
         try:
-            outputs += self._first_renders(ctx, job, weights, verdicts, judge, scores)
+            renders = self._first_renders(ctx, job, weights, verdicts, judge, scores)
         except Interrupted:
             # The model is trained and stored; only its first pictures are missing. Hand the job on: the
             # next agent resumes from the final checkpoint, which is as good as done.
             return self._interrupted(ctx, sync)
         if ctx.lease_lost:
             return Outcome("lease_lost", step=ctx.step, total=total)
-        return Outcome("done", output_keys=outputs, step=total, total=total, likeness=scores or None,
-                       safety=verdicts)
+        return Outcome("done", output_keys=model_files + renders, model_key=model_files[0], render_keys=renders,
+                       step=total, total=total, likeness=scores or None, safety=verdicts)
 
     def _interrupted(self, ctx: JobContext, sync: CheckpointSync) -> Outcome:
         if ctx.lease_lost:
@@ -233,6 +235,7 @@ class Handlers:
 
     def _upload_model(self, job: TrainJob, trained: object,
                       guard: Callable[[], None] = lambda: None) -> list[str]:
+        """Store the LoRA and its meta; returns their keys, the LoRA's first."""
         weights = Path(trained.weights_path)  # type: ignore[attr-defined]
         meta = Path(trained.meta_path)  # type: ignore[attr-defined]
         model_key = keys.model_key(job.user_id, job.model_id)
@@ -250,8 +253,8 @@ class Handlers:
         size = self.settings.render_size // 8 * 8
         for spec in job.renders:
             render_job = RenderJob(
-                job_id=job.job_id, order_id=job.order_id, user_id=job.user_id, base_model=job.base_model,
-                subject=f"{job.subject_token} {job.class_word}", prompt=spec.prompt,
+                job_id=job.job_id, order_id=job.order_id, user_id=job.user_id, model_id=job.model_id,
+                base_model=job.base_model, subject=f"{job.subject_token} {job.class_word}", prompt=spec.prompt,
                 negative_prompt=spec.negative_prompt, seed=spec.seed, count=spec.count, width=size, height=size,
                 steps=self.settings.render_steps)
             rendered = self._with_oom_retry(ctx, lambda low, rj=render_job: self.runner.render(
@@ -304,8 +307,8 @@ class Handlers:
             verdicts.append(self._checked(key, png, rendered, n))
             self.blobs.put(key, png, content_type="image/png")
             outputs.append(key)
-        return Outcome("done", output_keys=outputs, step=ctx.total, total=ctx.total, likeness=scores,
-                       safety=verdicts)
+        return Outcome("done", output_keys=outputs, render_keys=outputs, step=ctx.total, total=ctx.total,
+                       likeness=scores, safety=verdicts)
 
     def _judged(self, ctx: JobContext, judge: Judge | None, job: RenderJob, loras: list[Path], source: bytes | None,
                 pngs: list[bytes]) -> tuple[list[bytes], list[LikenessScore] | None]:

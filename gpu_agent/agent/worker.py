@@ -29,6 +29,7 @@ from gpu_agent.agent.runner import JobError, JobRunner
 from gpu_agent.agent.spot import Drain, SpotWatcher, imds_url_for
 from storage import keys
 from storage.blobs.base import BlobNotFound, BlobStore
+from storage.contracts import is_id
 from storage.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -268,7 +269,8 @@ class Agent:
         if outcome.result == "done":
             # The done event carries the last step too, so the member's progress bar ends at 100 %.
             finished = Progress(step=outcome.total, total=outcome.total) if outcome.total > 0 else None
-            done = ctx.reporter.event("done", output_keys=outcome.output_keys, gpu_seconds=gpu, progress=finished,
+            done = ctx.reporter.event("done", output_keys=outcome.output_keys, model_key=outcome.model_key,
+                                      render_keys=outcome.render_keys, gpu_seconds=gpu, progress=finished,
                                       likeness=outcome.likeness, safety=outcome.safety)
             self._write_marker(job, done, sent=False)
             ctx.reporter.send(done)
@@ -438,8 +440,6 @@ class Agent:
 
 def _ids_of(body: str) -> tuple[str, str] | None:
     """job_id and order_id of a body that failed to parse as a job, when it names them validly."""
-    import re
-
     try:
         data = json.loads(body)
     except ValueError:
@@ -447,7 +447,6 @@ def _ids_of(body: str) -> tuple[str, str] | None:
     if not isinstance(data, dict):
         return None
     job_id, order_id = data.get("job_id"), data.get("order_id")
-    ok = re.compile(r"[A-Za-z0-9_-]{1,64}")
-    if isinstance(job_id, str) and isinstance(order_id, str) and ok.fullmatch(job_id) and ok.fullmatch(order_id):
+    if is_id(job_id) and is_id(order_id):
         return job_id, order_id
     return None

@@ -6,7 +6,6 @@ model work starts. The renderer adds the one check that depends on the machine (
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
@@ -16,6 +15,7 @@ from PIL import Image
 from gpu_agent.engine.pngmeta import GenerationParams
 from gpu_agent.engine.presets import StylePreset
 from gpu_agent.engine.render_prompt import TemplateError, check_template
+from storage.contracts import is_id
 
 if TYPE_CHECKING:
     from cloud.messages import RenderJob
@@ -33,7 +33,6 @@ UPSCALE_FACTOR = 2
 #: an upscale only sharpens what the Lanczos resize blurred.
 DEFAULT_STRENGTH: dict[str, float] = {"variation": 0.6, "upscale": 0.3}
 
-_MODEL_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class RenderError(Exception):
@@ -57,7 +56,7 @@ class LoraRef:
     scale: float = 1.0
 
     def __post_init__(self) -> None:
-        if not _MODEL_ID.fullmatch(str(self.model_id)):
+        if not is_id(self.model_id):
             raise BadRenderRequest(f"model id {str(self.model_id)[:70]!r} is not a valid id")
         object.__setattr__(self, "path", Path(self.path))
         if not 0.0 <= self.scale <= 2.0:

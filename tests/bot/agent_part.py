@@ -49,7 +49,7 @@ class AgentPart:
     def emit(self, job: TrainJob | RenderJob, kind: str, **fields: object) -> Event:
         if kind == "done" and "safety" not in fields:
             outputs: list[str] = fields.get("output_keys", [])  # type: ignore[assignment]
-            stored = [k for k in outputs if "/renders/" in k]
+            stored = fields.get("render_keys") or [k for k in outputs if "/renders/" in k]  # an old agent's event
             fields["safety"] = [self.gate.verdict(k, self.blobs.get(k)) for k in stored]
         event = Event(
             job_id=job.job_id,
@@ -76,12 +76,12 @@ class AgentPart:
         self.progress(job, 5, 10)
         lora = keys.model_key(job.user_id, job.model_id)
         self.blobs.put(lora, b"not really safetensors, the bot never opens it")
-        outputs = [lora]
+        renders = []
         for n in range(sum(r.count for r in job.renders)):
             key = keys.render_key(job.user_id, job.job_id, n)
             self.blobs.put(key, picture(n), content_type="image/png")
-            outputs.append(key)
-        return self.emit(job, "done", output_keys=outputs)
+            renders.append(key)
+        return self.emit(job, "done", output_keys=[lora, *renders], model_key=lora, render_keys=renders)
 
     def finish_render(self, job: RenderJob, size: tuple[int, int] = (64, 64)) -> Event:
         self.emit(job, "started")
@@ -90,7 +90,7 @@ class AgentPart:
             key = keys.render_key(job.user_id, job.job_id, n)
             self.blobs.put(key, picture(job.seed + n, size), content_type="image/png")
             outputs.append(key)
-        return self.emit(job, "done", output_keys=outputs)
+        return self.emit(job, "done", output_keys=outputs, render_keys=outputs)
 
     def fail(self, job: TrainJob | RenderJob, message: str = "The GPU ran out of memory.") -> Event:
         return self.emit(job, "failed", error=ErrorInfo(code="oom", message=message))

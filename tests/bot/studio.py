@@ -14,7 +14,7 @@ from bot.backends import Backends, open_backends
 from photogen.discord_sim.interactions import SimInteraction
 from photogen.discord_sim.models import SimChannel, SimGuild, SimMember, SimMessage, SimRole
 from photogen.discord_sim.server import DiscordSim
-from storage import orders, transaction
+from storage import order_store, transaction
 from storage.settings import Settings, load_settings
 
 MANAGE_GUILD = 1 << 5
@@ -41,7 +41,7 @@ class Studio:
 
     @property
     def b(self) -> Backends:
-        assert self.bot is not None and self.bot.backends is not None
+        assert self.bot is not None
         return self.bot.backends
 
     @property
@@ -65,10 +65,10 @@ class Studio:
 
         model_id = f"m{member.id}" if trained_in is None else f"m{member.id}g{trained_in.id}"
         with transaction(self.b.engine) as s:
-            orders.get_or_create_user(s, member.id)
+            order_store.get_or_create_user(s, member.id)
             order_id = None
             if trained_in is not None:
-                order_id = orders.create_order(
+                order_id = order_store.create_order(
                     s,
                     user_id=member.id,
                     kind="train",
@@ -76,8 +76,8 @@ class Studio:
                     model_id=model_id,
                     starting_credits=self.settings.starting_credits,
                 ).id
-                orders.mark_delivered(s, order_id)
-            orders.add_model(
+                order_store.mark_delivered(s, order_id)
+            order_store.add_model(
                 s,
                 user_id=member.id,
                 name=name,
@@ -87,7 +87,7 @@ class Studio:
                 model_id=model_id,
                 order_id=order_id,
             )
-            orders.mark_model_ready(s, model_id, keys.model_key(member.id, model_id))
+            order_store.mark_model_ready(s, model_id, keys.model_key(member.id, model_id))
         if order_id is not None:
             self.b.blobs.put(keys.photo_key(member.id, order_id, 0), b"a face")
             self.b.blobs.put(keys.model_key(member.id, model_id), b"weights")

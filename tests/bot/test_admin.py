@@ -8,7 +8,7 @@ from sqlmodel import select
 from studio import Studio, private_answer
 
 from photogen.discord_sim.interactions import SimError
-from storage import AuditEntry, orders, read_session
+from storage import AuditEntry, order_store, read_session
 
 
 def _admin_cases(st: Studio) -> list[tuple[str, dict]]:
@@ -57,7 +57,7 @@ async def test_admin_commands_allowed_for_admin_refused_for_member(studio: Studi
             assert response.ephemeral and "only this server's" not in text, (name, text)
     with read_session(st.b.engine) as s:
         actions = [a.action for a in s.exec(select(AuditEntry).order_by(AuditEntry.id))]
-        user = orders.get_user(s, st.bob.id)
+        user = order_store.get_user(s, st.bob.id)
     assert actions[:3] == ["config", "ban", "unban"]
     assert {
         "credits",

@@ -22,7 +22,7 @@ from bot.alerts import (
     under_capacity_since,
 )
 from cloud.queues import open_queues
-from storage import metrics, migrate, open_engine, orders, transaction
+from storage import metrics, migrate, open_engine, order_store, transaction
 from storage.settings import load_settings
 
 TH = Thresholds(
@@ -139,7 +139,7 @@ def test_snapshot_from_real_queue_and_store(tmp_path: Path) -> None:
         lease = queues.train.send("{}") and queues.train.receive(1, lease_s=60)[0]
         queues.train.dead_letter(lease, "malformed")
         with transaction(engine) as s:
-            order = orders.create_order(s, user_id=1, kind="render")
+            order = order_store.create_order(s, user_id=1, kind="render")
             for i, outcome in enumerate(["done", "failed", "failed", "done"]):
                 metrics.record_job_usage(
                     s,
@@ -183,8 +183,8 @@ async def test_alerts_go_to_the_operators_channel_only(
     settings, engine, queues = _backends(tmp_path)
     try:
         with transaction(engine) as s:
-            orders.update_guild_settings(s, 5, admin_log_channel_id=777)
-            orders.update_guild_settings(s, 6, admin_log_channel_id=None)
+            order_store.update_guild_settings(s, 5, admin_log_channel_id=777)
+            order_store.update_guild_settings(s, 6, admin_log_channel_id=None)
         assert alert_channels(settings, engine) == []
         operators = load_settings(alert_channel_id=42, database_url=settings.database_url)
         assert alert_channels(operators, engine) == [42]

@@ -203,7 +203,7 @@ async def test_a_failing_round_is_logged_and_the_loop_keeps_running(caplog: pyte
 
 
 async def test_the_periodic_cog_samples_for_the_dashboard_and_metrics(studio: Studio) -> None:
-    from storage import metrics, orders
+    from storage import metrics, order_store
 
     st = studio
 
@@ -213,7 +213,7 @@ async def test_the_periodic_cog_samples_for_the_dashboard_and_metrics(studio: St
 
     await st.sim.wait_until(sampled, 10)  # the first round runs once the bot is ready
     with transaction(st.b.engine) as s:
-        orders.create_order(s, user_id=st.alice.id, kind="render")
+        order_store.create_order(s, user_id=st.alice.id, kind="render")
     cog = st.bot.get_cog("Periodic")  # type: ignore[union-attr]
     await cog.sample()  # type: ignore[union-attr]
     # The scrape copy was refreshed by the round, off the event loop: the new order is in it.

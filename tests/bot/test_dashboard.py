@@ -20,7 +20,7 @@ from bot.dashboard import add_routes, auth, register_store_metrics, sample_once
 from bot.dashboard.data import dashboard_data
 from cloud.messages import ErrorInfo, Event
 from cloud.queues import Queues, open_queues
-from storage import metrics, migrate, open_engine, orders, read_session, transaction
+from storage import metrics, migrate, open_engine, order_store, read_session, transaction
 from storage.settings import Settings, load_settings
 
 # 50 minutes into the hour before the current one: in the past (the HTTP side reads with the real clock) and
@@ -81,15 +81,15 @@ def seed(engine: Engine, settings: Settings) -> dict[str, str]:
             ("t1", "train", NOW - 3000),
             ("f1", "render", NOW - 1200),
         ):
-            order = orders.create_order(s, user_id=9, kind=kind)
+            order = order_store.create_order(s, user_id=9, kind=kind)
             order.created_at = created
             ids[name] = order.id
     with transaction(engine) as s:
         for name, took in (("r1", 60), ("r2", 180), ("t1", 1500)):
-            orders.transition(s, ids[name], "delivered")
-            order = orders.get_order(s, ids[name])
+            order_store.transition(s, ids[name], "delivered")
+            order = order_store.get_order(s, ids[name])
             order.updated_at = order.created_at + took
-        orders.mark_failed(s, ids["f1"], "render_oom", "out of memory")
+        order_store.mark_failed(s, ids["f1"], "render_oom", "out of memory")
         events = [
             _event(ids["r1"], "done", seconds=36, at=NOW - 1740),  # g5.xlarge spot 0.42/h
             # A self-hosted agent (no instance type): SELF_HOSTED_GPU_PRICE_PER_HOUR, 0.5 here.
@@ -331,12 +331,12 @@ async def test_hostile_error_codes_and_model_names_are_escaped_in_the_page(
     that are markup show as text, in the chart labels, the bar tooltips and nowhere as tags."""
     hostile_code, hostile_name = '<img src=x onerror="alert(1)">', "<script>alert(2)</script>"
     with transaction(engine) as s:
-        order = orders.create_order(s, user_id=3, kind="render")
-        orders.mark_failed(s, order.id, hostile_code, "nope")
-        model = orders.add_model(s, user_id=3, name=hostile_name, class_word="man", subject_token="sks",
+        order = order_store.create_order(s, user_id=3, kind="render")
+        order_store.mark_failed(s, order.id, hostile_code, "nope")
+        model = order_store.add_model(s, user_id=3, name=hostile_name, class_word="man", subject_token="sks",
                                  base_model="tiny-sd")
-        scored = orders.create_order(s, user_id=3, kind="render", guild_id="7", model_id=model.id)
-        orders.add_image(s, scored.id, orders.NewImage(blob_key=f"users/3/renders/{scored.id}/0.png", index=0,
+        scored = order_store.create_order(s, user_id=3, kind="render", guild_id="7", model_id=model.id)
+        order_store.add_image(s, scored.id, order_store.NewImage(blob_key=f"users/3/renders/{scored.id}/0.png", index=0,
                                                         likeness_verdict="fair", likeness_score=0.5,
                                                         likeness_tries=1))
     c = await _client(settings, engine)
@@ -359,7 +359,7 @@ async def test_a_sample_round_samples_and_refreshes_the_scrape_copy(engine: Engi
         "\nphotogen_orders{" not in generate_latest(registry).decode()
     )  # read now, and kept for next scrapes
     with transaction(engine) as s:
-        orders.create_order(s, user_id=4, kind="render")
+        order_store.create_order(s, user_id=4, kind="render")
     assert "\nphotogen_orders{" not in generate_latest(registry).decode()  # served from the copy
     queues = _queues(settings)
     try:
@@ -373,7 +373,7 @@ async def test_a_sample_round_samples_and_refreshes_the_scrape_copy(engine: Engi
 
 def test_an_agent_clock_in_the_future_is_clamped_to_now(engine: Engine, settings: Settings) -> None:
     with transaction(engine) as s:
-        order = orders.create_order(s, user_id=5, kind="render")
+        order = order_store.create_order(s, user_id=5, kind="render")
         assert costs.record_event_cost(s, _event(order.id, "done", at=time.time() + 86400), settings)
     with read_session(engine) as s:
         assert metrics.cost_summary(s, time.time() - 60, time.time()).jobs == 1

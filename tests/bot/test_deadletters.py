@@ -10,11 +10,10 @@ import json
 from sqlmodel import select
 from studio import MANAGE_GUILD, Studio, bot_settings
 
-from bot.services import store
 from photogen.discord_sim.interactions import SimInteraction
 from photogen.discord_sim.models import SimChannel, SimMember
 from photogen.discord_sim.server import DiscordSim
-from storage import AuditEntry, read_session
+from storage import AuditEntry, lifecycle, read_session
 
 
 async def _answer(sim: DiscordSim, inter: SimInteraction) -> tuple[str, bool]:
@@ -33,7 +32,7 @@ async def _answer(sim: DiscordSim, inter: SimInteraction) -> tuple[str, bool]:
 async def _place(st: Studio, member: SimMember, channel: SimChannel, prompt: str) -> str:
     inter = await st.sim.invoke_command(member, channel, "imagine", {"prompt": prompt, "count": 1})
     await inter.wait_original(lambda m: not m.loading and "queued" in str(m.embeds).lower())
-    placed = store.list_orders(st.b, member.id, limit=10, active_only=False)
+    placed = lifecycle.list_orders(st.b.engine, member.id, limit=10, active_only=False)
     [order] = [o for o in placed if o.params["prompt"] == prompt]
     return order.id
 
@@ -74,7 +73,7 @@ async def test_dead_letters_are_listed_and_redriven_per_server(studio: Studio) -
 
     letters = await asyncio.to_thread(dead_letter_everything)
     assert set(letters) == {mine, cancelled, theirs}
-    store.cancel_order(st.b, cancelled, by=str(st.alice.id))
+    lifecycle.cancel_order(st.b.engine, cancelled, by=str(st.alice.id))
 
     # Listing: each server's admins see their own server's; the operator sees all; a member is refused.
     listing = "admin deadletters list"

@@ -6,14 +6,13 @@ import asyncio
 import io
 import os
 
-from studio import Studio, bot_settings
 from PIL import Image
 from sqlmodel import select
+from studio import Studio, bot_settings
 
-from bot.services import delivery as svc
-from bot.services import media, store
+from bot.services import admin, media
 from cloud.messages import ImageSafety
-from storage import Delivery, keys, read_session
+from storage import Delivery, keys, lifecycle, read_session
 
 
 async def test_progress_edits_and_failure_refund(studio: Studio) -> None:
@@ -49,24 +48,24 @@ async def test_restart_between_post_and_mark_sent_does_not_double_post(studio: S
     # exactly that instant cannot be produced from outside, so the mark step raises instead (the only stand-in
     # in this file); everything else — the post, the sim, the restart — is real.
     crashed = asyncio.Event()
-    real_mark = svc.mark_outbox_sent
+    real_mark = lifecycle.mark_outbox_sent
 
-    def crash_before_mark(b, outbox_id, message_id):
+    def crash_before_mark(engine, outbox_id, message_id):
         crashed.set()
         raise SystemError("simulated crash between post and mark-sent")
 
-    svc.mark_outbox_sent = crash_before_mark
+    lifecycle.mark_outbox_sent = crash_before_mark
     try:
         await asyncio.to_thread(st.agent.finish_render, job)
         await asyncio.wait_for(crashed.wait(), 10)
     finally:
-        svc.mark_outbox_sent = real_mark
+        lifecycle.mark_outbox_sent = real_mark
     posted = [m for m in st.sim.messages(st.channel) if "pg:up:" in str(m.custom_ids())]
     assert len(posted) == 1
-    assert len(store.pending_outbox(st.b)) == 1  # still pending: the mark never happened
+    assert len(lifecycle.pending_outbox(st.b.engine)) == 1  # still pending: the mark never happened
 
     await st.restart()  # the new instance resends the pending row with the same nonce
-    await st.sim.wait_until(lambda: not store.pending_outbox(st.b), 10)
+    await st.sim.wait_until(lambda: not lifecycle.pending_outbox(st.b.engine), 10)
     posted = [m for m in st.sim.messages(st.channel) if "pg:up:" in str(m.custom_ids())]
     assert len(posted) == 1, "the resend must reuse the nonce and get the first message back"
     with read_session(st.b.engine) as s:
@@ -116,7 +115,7 @@ async def test_result_that_cannot_be_built_never_blocks_other_deliveries(studio:
         st.sim, st.tmp, bot_sync_guild_ids=[st.guild.id], delivery_max_attempts=2
     )
     await st.restart()
-    store.update_guild(st.b, st.guild.id, admin_log_channel_id=admin_log.id)
+    admin.update_guild(st.b, st.guild.id, admin_log_channel_id=admin_log.id)
     st.seed_model(st.alice)
     st.seed_model(st.bob)
     # alice's result is a grid of two pictures (built with PIL: a single picture is attached as it is)
@@ -151,7 +150,7 @@ async def test_result_that_cannot_be_built_never_blocks_other_deliveries(studio:
         rows = {r.kind: r for r in s.exec(select(Delivery).where(Delivery.order_id == broken.order_id))}
     assert rows["render_result"].status == "failed" and rows["render_result"].attempts == 2
     assert rows["render_result"].last_error and "UnidentifiedImageError" in rows["render_result"].last_error
-    await st.sim.wait_until(lambda: not store.pending_outbox(st.b), 5)  # the notice was posted, then marked
+    await st.sim.wait_until(lambda: not lifecycle.pending_outbox(st.b.engine), 5)  # the notice was posted, then marked
     # Given up means given up: no further attempts, no second notice, nothing of alice's posted as a result.
     await asyncio.sleep(0.6)
     assert len([m for m in st.sim.messages(st.channel) if "could not post the result" in m.content]) == 1
@@ -199,7 +198,7 @@ async def test_forged_events_naming_another_members_blobs_post_nothing(studio: S
     await asyncio.sleep(0.3)
     leaked = [m for m in st.sim.messages(st.channel) if any(d == bob_photo for d in m.files.values())]
     assert leaked == []
-    view = store.get_order(st.b, job.order_id)
+    view = lifecycle.get_order(st.b.engine, job.order_id)
     assert view is not None and view.preview_key is None and view.status == "rendering"
     assert not [m for m in st.sim.messages(st.channel) if "pg:up:" in str(m.custom_ids())]
     # The real done event still delivers.
@@ -220,24 +219,49 @@ async def test_post_that_reached_discord_is_never_given_up(studio: Studio) -> No
     job = await asyncio.to_thread(st.agent.take_render)
     # The same stand-in as above: the mark step fails once (a database hiccup right after the post).
     failed_once = asyncio.Event()
-    real_mark = svc.mark_outbox_sent
+    real_mark = lifecycle.mark_outbox_sent
 
-    def fail_first_mark(b, outbox_id, message_id):
+    def fail_first_mark(engine, outbox_id, message_id):
         if not failed_once.is_set():
             failed_once.set()
             raise SystemError("simulated database hiccup after the post")
-        return real_mark(b, outbox_id, message_id)
+        return real_mark(engine, outbox_id, message_id)
 
-    svc.mark_outbox_sent = fail_first_mark
+    lifecycle.mark_outbox_sent = fail_first_mark
     try:
         await asyncio.to_thread(st.agent.finish_render, job)
         await asyncio.wait_for(failed_once.wait(), 10)
-        await st.sim.wait_until(lambda: not store.pending_outbox(st.b), 15)  # the next sweep marks it
+        await st.sim.wait_until(lambda: not lifecycle.pending_outbox(st.b.engine), 15)  # the next sweep marks it
     finally:
-        svc.mark_outbox_sent = real_mark
+        lifecycle.mark_outbox_sent = real_mark
     posted = [m for m in st.sim.messages(st.channel) if "pg:up:" in str(m.custom_ids())]
     assert len(posted) == 1
     assert not [m for m in st.sim.messages(st.channel) if "could not post the result" in m.content]
     with read_session(st.b.engine) as s:
         [row] = list(s.exec(select(Delivery)))
     assert row.status == "sent" and row.discord_message_id == str(posted[0].id)
+
+
+async def test_the_model_is_the_file_the_done_event_names(studio: Studio) -> None:
+    """Typed outputs: the bot takes the LoRA the agent names in ``model_key`` (a key of any name) and posts the
+    pictures of ``render_keys``; it never guesses from what the keys look like."""
+    from bot.checks import GuildRules
+    from bot.services import member_orders as order_svc
+
+    st = studio
+    placed = await asyncio.to_thread(
+        order_svc.place_train_order, st.b, guild_id=st.guild.id, channel_id=st.channel.id, user_id=st.alice.id,
+        name="typed", class_word="woman", crops=[b"a", b"b"], rules=GuildRules(guild_id=st.guild.id))
+    job = await asyncio.to_thread(st.agent.take_train)
+    assert job.order_id == placed.order_id
+    lora = f"{keys.model_prefix(st.alice.id, job.model_id)}lora-v2.safetensors"
+    st.b.blobs.put(lora, b"weights")
+    st.agent.emit(job, "done", output_keys=[lora], model_key=lora, render_keys=[])
+
+    def ready() -> bool:
+        return any(m.status == "ready" for m in lifecycle.list_models(st.b.engine, st.alice.id))
+
+    await st.sim.wait_until(ready, 10)
+    (model,) = lifecycle.list_models(st.b.engine, st.alice.id)
+    assert model.id == job.model_id and model.lora_key == lora
+    assert lifecycle.get_order(st.b.engine, placed.order_id).status == "delivered"

@@ -13,17 +13,17 @@ import pytest
 from studio import Studio, order_rows, private_answer
 
 from bot.errors import Refused
-from bot.services import group, store
+from bot.services import admin, group
 from cloud.messages import RenderJob
 from photogen.discord_sim.models import SimMember, SimUser, new_snowflake
-from storage import consent, keys, orders, read_session, standing, tombstones, transaction
+from storage import consent, keys, order_store, read_session, standing, tombstones, transaction
 
 
 def _model(st: Studio, member: SimMember, token: str, *, base: str = "tiny-sd", name: str = "me") -> str:
     """A trained model with its own identifier token, as a finished /train leaves it."""
     model_id = f"m{member.id}{token}"
     with transaction(st.b.engine) as s:
-        orders.add_model(
+        order_store.add_model(
             s,
             user_id=member.id,
             name=name,
@@ -32,7 +32,7 @@ def _model(st: Studio, member: SimMember, token: str, *, base: str = "tiny-sd", 
             base_model=base,
             model_id=model_id,
         )
-        orders.mark_model_ready(s, model_id, keys.model_key(member.id, model_id))
+        order_store.mark_model_ready(s, model_id, keys.model_key(member.id, model_id))
     return model_id
 
 
@@ -62,7 +62,7 @@ def _status(st: Studio, order_id: str) -> str:
 
 def orders_get(st: Studio, order_id: str):
     with read_session(st.b.engine) as s:
-        return orders.get_order(s, order_id)
+        return order_store.get_order(s, order_id)
 
 
 def _consents(st: Studio, order_id: str) -> dict[str, str]:
@@ -297,15 +297,15 @@ async def test_forget_me_of_a_pictured_member_removes_the_group_picture(studio: 
     await st.sim.wait_until(lambda: st.sim.all_messages[result.id].deleted, 10)
     assert list(st.b.blobs.list(keys.render_prefix(st.alice.id, job.job_id))) == []
     with read_session(st.b.engine) as s:
-        assert orders.images_of_order(s, oid) == []
+        assert order_store.images_of_order(s, oid) == []
         assert [r.user_id for r in consent.consents(s, oid)] == [
             str(st.alice.id)
         ]  # Bob's consent row is gone
-        order, (job_row,) = orders.get_order(s, oid), orders.jobs_of_order(s, oid)
+        order, (job_row,) = order_store.get_order(s, oid), order_store.jobs_of_order(s, oid)
         assert str(st.bob.id) not in str(order.params) and str(st.bob.id) not in str(job_row.payload)
     # Alice's order stays hers (delivered), but it can never be made again without Bob.
     assert _status(st, oid) == "delivered"
-    rules = store.guild_rules(st.b, st.guild.id)
+    rules = admin.guild_rules(st.b, st.guild.id)
     with pytest.raises(Refused, match="withdrew"):
         group.place_followup(st.b, oid, 0, "rr", user_id=st.alice.id, channel_id=st.channel.id, rules=rules)
 

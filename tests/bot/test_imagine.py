@@ -25,9 +25,10 @@ async def _imagine(st: Studio, member, prompt: str, **options) -> RenderJob:
 
 async def test_imagine_results_buttons_after_restart(studio: Studio) -> None:
     st = studio
-    st.seed_model(st.alice)
+    model_id = st.seed_model(st.alice)
     job = await _imagine(st, st.alice, "at the beach @everyone <@&1>", count=2, seed=7)
     assert job.count == 2 and job.seed == 7 and job.mode == "txt2img"
+    assert job.model_id == model_id  # render jobs name their model: the agent never reads it off a key
     assert job.model_keys == [f"users/{st.alice.id}/models/m{st.alice.id}/lora.safetensors"]
     await asyncio.to_thread(st.agent.finish_render, job)
     result = await st.sim.wait_for_message(st.channel, _result, timeout=10)
@@ -53,6 +54,7 @@ async def test_imagine_results_buttons_after_restart(studio: Studio) -> None:
         upscale.mode == "upscale" and upscale.source_key == f"users/{st.alice.id}/renders/{job.job_id}/1.png"
     )
     assert (upscale.width, upscale.height) == (job.width * 2, job.height * 2)
+    assert upscale.model_id == model_id
 
     click = await st.sim.click(st.alice, result, f"pg:var:{job.order_id}:0")
     await click.wait_response()

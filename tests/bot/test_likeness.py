@@ -19,7 +19,7 @@ from PIL import Image, ImageEnhance, ImageOps
 from sqlmodel import select
 from studio import MANAGE_GUILD, Studio, bot_settings
 
-from bot.services.orders import delete_model
+from bot.services.member_orders import delete_model
 from cloud.messages import RenderJob, TrainJob
 from gpu_agent.agent import Agent
 from gpu_agent.agent.engine_runner import EngineRunner
@@ -28,7 +28,7 @@ from gpu_agent.photos.likeness import Reference
 from photogen.assets import OTHER_PERSON_PHOTO, demo_photos
 from photogen.discord_sim.server import DiscordSim
 from storage import Image as ImageRow
-from storage import keys, orders, read_session, standing
+from storage import keys, order_store, read_session, standing
 from tests.gpu_agent.agent.agent_testkit import AgentThread
 
 
@@ -124,11 +124,11 @@ async def test_weak_renders_are_rerolled_free_the_best_delivered_scores_stored(s
         await inter.wait_response()
         ready = await st.sim.wait_for_message(st.channel, lambda m: "trained and ready" in m.content, timeout=240)
         with read_session(st.b.engine) as s:
-            (model,) = orders.models_of_user(s, st.alice.id)
+            (model,) = order_store.models_of_user(s, st.alice.id)
         # The reference beside the LoRA: the accepted photos but one trained on, the last one held out.
         reference = Reference.from_json(st.b.blobs.get(keys.likeness_key(st.alice.id, model.id)))
         with read_session(st.b.engine) as s:
-            (train_job,) = orders.jobs_of_order(s, model.order_id)
+            (train_job,) = order_store.jobs_of_order(s, model.order_id)
         sent = TrainJob.model_validate(train_job.payload)
         assert sent.held_out_photo == len(sent.photo_keys) - 1 >= 2
         assert reference.held_out is not None and len(reference.training) == len(sent.photo_keys) - 1

@@ -9,7 +9,7 @@ from pathlib import Path
 from bot.dashboard.data import dashboard_data
 from bot.dashboard.page import render_page
 from bot.services.likeness import words
-from storage import migrate, open_engine, orders, transaction
+from storage import migrate, open_engine, order_store, transaction
 
 SCORES = {  # (server, model) → stored pictures (verdict, score)
     ("111", "alpha"): [("strong", 0.71), ("strong", 0.66), ("fair", 0.48), ("weak", 0.31)],
@@ -25,14 +25,14 @@ def test_distribution_per_server_and_per_model(tmp_path: Path) -> None:
     try:
         with transaction(engine) as s:
             for (guild, name), pictures in SCORES.items():
-                model = orders.add_model(s, user_id=5, name=name, class_word="man", subject_token="sks",
+                model = order_store.add_model(s, user_id=5, name=name, class_word="man", subject_token="sks",
                                          base_model="tiny-sd")
-                order = orders.create_order(s, user_id=5, kind="render", guild_id=guild, model_id=model.id)
+                order = order_store.create_order(s, user_id=5, kind="render", guild_id=guild, model_id=model.id)
                 for n, (verdict, score) in enumerate(pictures):
-                    orders.add_image(s, order.id, orders.NewImage(
+                    order_store.add_image(s, order.id, order_store.NewImage(
                         blob_key=f"users/5/renders/{order.id}/{n}.png", index=n, likeness_verdict=verdict,
                         likeness_score=score, likeness_tries=1))
-                orders.add_image(s, order.id, orders.NewImage(blob_key="unscored", index=9))  # not counted
+                order_store.add_image(s, order.id, order_store.NewImage(blob_key="unscored", index=9))  # not counted
         data = dashboard_data(engine, window_s=3600, now=time.time() + 1)
     finally:
         engine.dispose()

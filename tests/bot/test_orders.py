@@ -6,7 +6,7 @@ import asyncio
 
 from studio import Studio, private_answer
 
-from storage import orders, read_session
+from storage import order_store, read_session
 
 
 async def _queued_render(st: Studio, member, **options) -> str:
@@ -42,7 +42,7 @@ async def test_cancel_is_owner_only_and_refunds(studio: Studio) -> None:
 
 def orders_status(st: Studio, order_id: str) -> str:
     with read_session(st.b.engine) as s:
-        return orders.get_order(s, order_id).status
+        return order_store.get_order(s, order_id).status
 
 
 async def test_limits_and_listings(studio: Studio) -> None:

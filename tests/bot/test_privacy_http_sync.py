@@ -8,10 +8,10 @@ import urllib.error
 import urllib.request
 
 import pytest
-from studio import Studio
 from pydantic import SecretStr
+from studio import Studio
 
-from storage import orders, read_session
+from storage import order_store, read_session
 
 
 def _get(url: str, bearer: str | None = None) -> tuple[int, bytes]:
@@ -53,8 +53,8 @@ async def test_forget_me_deletes_blobs_and_rows_with_receipt(studio: Studio) -> 
         f"users/{st.bob.id}/models/m{st.bob.id}/lora.safetensors"
     ]
     with read_session(st.b.engine) as s:
-        assert orders.get_user(s, st.alice.id) is None and orders.orders_of_user(s, st.alice.id) == []
-        assert orders.get_user(s, st.bob.id) is not None
+        assert order_store.get_user(s, st.alice.id) is None and order_store.orders_of_user(s, st.alice.id) == []
+        assert order_store.get_user(s, st.bob.id) is not None
 
 
 async def test_http_side(studio: Studio) -> None:

@@ -9,9 +9,9 @@ import time
 from studio import Studio, bot_settings, queued_messages
 
 from bot.backends import Backends, open_backends
-from bot.services import reconcile, store
+from bot.services import reconcile
 from cloud.messages import Event, RenderJob, encode, new_id
-from storage import Job, keys, orders, read_session, standing, transaction
+from storage import Job, keys, lifecycle, order_store, read_session, standing, transaction
 from storage.settings import load_settings
 
 
@@ -48,8 +48,8 @@ def _commit_unsent_order(
 ) -> None:
     """What a bot crash between the database commit and the send leaves behind: the order and its job (payload
     included) committed, credits charged, no message on any queue."""
-    store.create_order(
-        b,
+    lifecycle.create_order(
+        b.engine,
         order_id=job.order_id,
         job_id=job.job_id,
         user_id=int(job.user_id),
@@ -58,8 +58,8 @@ def _commit_unsent_order(
         kind="render",
         cost=1,
         params={"title": f"Imagine: {job.prompt}", "prompt": job.prompt, "count": 1, "seed": 0},
-        payload=encode(job),
-        limits=store.Limits(max_concurrent=2, daily_quota=50, starting_credits=b.settings.starting_credits),
+        job=job.model_dump(mode="json"),
+        limits=lifecycle.Limits(max_concurrent=2, daily_quota=50, starting_credits=b.settings.starting_credits),
         model_id=model_id,
     )
 
@@ -82,15 +82,15 @@ async def test_order_the_bot_never_queued_is_sent_again_then_failed_and_refunded
     resent = await asyncio.to_thread(st.agent.take_render, 10.0)  # taken and acked: lost again, no event
     assert resent == job
     # The reconciler notes the re-send right after it: wait for that note.
-    await st.sim.wait_until(lambda: store.get_order(st.b, order_id).status != "created", 5)
-    assert store.get_order(st.b, order_id).status in ("queued", "failed")
+    await st.sim.wait_until(lambda: lifecycle.get_order(st.b.engine, order_id).status != "created", 5)
+    assert lifecycle.get_order(st.b.engine, order_id).status in ("queued", "failed")
 
     failed = await st.sim.wait_for_message(
         st.channel, lambda m: "Your order failed" in str(m.embeds), timeout=10
     )
     assert "second try" in str(failed.embeds) and "1 credit(s)" in str(failed.embeds)
     assert f"<@{st.alice.id}>" in failed.content
-    order = store.get_order(st.b, order_id)
+    order = lifecycle.get_order(st.b.engine, order_id)
     assert order.status == "failed" and order.error_message and "refunded" in order.error_message
     assert _credits(st, st.alice.id) == st.settings.starting_credits
     with read_session(st.b.engine) as s:
@@ -144,7 +144,7 @@ def test_no_order_is_judged_while_the_event_consumer_is_behind(tmp_path) -> None
     b = open_backends(settings)
     try:
         with transaction(b.engine) as s:
-            orders.get_or_create_user(s, 7)
+            order_store.get_or_create_user(s, 7)
         job = _render_job(7, "m7", "waiting for news")
         _commit_unsent_order(b, job, None, None, "m7")
         later = time.time() + 120

@@ -23,7 +23,7 @@ from studio import Studio
 from bot.dashboard.data import dashboard_data
 from bot.dashboard.page import render_page
 from bot.errors import NotFound, Refused
-from bot.services import orders
+from bot.services import member_orders
 from bot.services.safety import PICTURES_BLOCKED
 from cloud.messages import ImageSafety, RenderJob
 from gpu_agent.agent.safety import SafetyGate
@@ -107,10 +107,10 @@ async def test_default_policy_blocks_a_flagged_picture_with_a_notice_and_counts_
     assert response.ephemeral and "only this server's photogen admins" in str(response.embeds).lower()
 
     # The blocked picture cannot be reused (a button on an older copy of the message, say); picture 2 can.
-    rules = await orders.load_rules(st.bot, st.guild.id)
+    rules = await member_orders.load_rules(st.bot, st.guild.id)
     with pytest.raises(NotFound, match="was not posted"):
         await asyncio.to_thread(
-            orders.place_followup_render,
+            member_orders.place_followup_render,
             st.b,
             job.order_id,
             0,
@@ -203,10 +203,10 @@ async def test_an_upscaled_result_offers_no_upscale_again(studio: Studio) -> Non
     ids = set(result.custom_ids())
     assert f"pg:var:{upscale.order_id}:0" in ids and not any(i.startswith("pg:up:") for i in ids)
     # Asked anyway (a button of an older bot version), it is refused and nothing is queued.
-    rules = await orders.load_rules(st.bot, st.guild.id)
+    rules = await member_orders.load_rules(st.bot, st.guild.id)
     with pytest.raises(Refused, match="already upscaled"):
         await asyncio.to_thread(
-            orders.place_followup_render,
+            member_orders.place_followup_render,
             st.b,
             upscale.order_id,
             0,

@@ -12,7 +12,7 @@ from sqlmodel import select
 from studio import Studio, answer, bot_settings
 
 from photogen.discord_sim.models import SimChannel, SimGuild, SimMember
-from storage import AuditEntry, keys, orders, read_session, standing, tombstones
+from storage import AuditEntry, keys, order_store, read_session, standing, tombstones
 
 
 @dataclass
@@ -82,8 +82,8 @@ async def test_a_banned_member_admin_of_his_own_server_cannot_touch_the_first(st
     assert st.credits(mallory) == 0
     assert sorted(st.b.blobs.list(keys.user_prefix(st.alice.id))) == alice_blobs
     with read_session(st.b.engine) as s:
-        assert [m.id for m in orders.models_of_user(s, st.alice.id)] == [alice_model]
-        assert len(orders.orders_of_user(s, st.alice.id)) == 1
+        assert [m.id for m in order_store.models_of_user(s, st.alice.id)] == [alice_model]
+        assert len(order_store.orders_of_user(s, st.alice.id)) == 1
     assert "queued" in await _imagine(st, st.alice, st.channel, model=alice_model)
     job = await asyncio.to_thread(st.agent.take_render)
     assert job.model_keys == [keys.model_key(st.alice.id, alice_model)]
@@ -96,7 +96,7 @@ async def test_a_banned_member_admin_of_his_own_server_cannot_touch_the_first(st
     response = await _run(st, den.mallory, den.channel, "admin cancel", {"order": job.order_id})
     assert response.ephemeral and "no order" in _text(response)
     with read_session(st.b.engine) as s:
-        assert orders.get_order(s, job.order_id).status == "queued"  # type: ignore[union-attr]
+        assert order_store.get_order(s, job.order_id).status == "queued"  # type: ignore[union-attr]
 
 
 async def test_admin_purge_deletes_only_what_was_made_in_that_server(studio: Studio) -> None:
@@ -109,8 +109,8 @@ async def test_admin_purge_deletes_only_what_was_made_in_that_server(studio: Stu
     response = await _run(st, st.admin, st.channel, "admin purge", {"member": st.alice})
     assert response.ephemeral and "files=2" in _text(response) and "models=1" in _text(response)
     with read_session(st.b.engine) as s:
-        assert [m.id for m in orders.models_of_user(s, st.alice.id)] == [second]
-        assert {o.guild_id for o in orders.orders_of_user(s, st.alice.id)} == {str(den.guild.id)}
+        assert [m.id for m in order_store.models_of_user(s, st.alice.id)] == [second]
+        assert {o.guild_id for o in order_store.orders_of_user(s, st.alice.id)} == {str(den.guild.id)}
     left = set(st.b.blobs.list(keys.user_prefix(st.alice.id)))
     assert keys.model_key(st.alice.id, second) in left
     assert not any(first in key for key in left)
@@ -147,7 +147,7 @@ async def test_cross_server_actions_are_the_bot_owners_alone_and_audited(studio:
     assert response.ephemeral and "everywhere" in _text(response) and "models=2" in _text(response)
     assert list(st.b.blobs.list(keys.user_prefix(st.alice.id))) == []
     with read_session(st.b.engine) as s:
-        assert orders.models_of_user(s, st.alice.id) == []
+        assert order_store.models_of_user(s, st.alice.id) == []
         audit = [
             (a.action, a.actor_id, a.guild_id) for a in s.exec(select(AuditEntry).order_by(AuditEntry.id))
         ]
@@ -179,7 +179,7 @@ async def test_forget_me_is_not_a_refill(studio: Studio) -> None:
     receipt = await (await st.sim.click(st.alice, confirm, f"pg:forget:{st.alice.id}")).wait_followup()
     assert "orders" in str(receipt.embeds)
     with read_session(st.b.engine) as s:
-        assert orders.get_user(s, st.alice.id) is None and orders.orders_of_user(s, st.alice.id) == []
+        assert order_store.get_user(s, st.alice.id) is None and order_store.orders_of_user(s, st.alice.id) == []
         kept = standing.get_standing(s, st.guild.id, st.alice.id)
     # What stays holds no personal data: numbers keyed by the member's id.
     assert kept is not None and kept.credits == start - 4 and kept.credits_granted == start

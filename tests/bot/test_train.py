@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 from studio import Studio, answer, order_rows, queued_messages, stored_user_blobs
 
-from storage import orders, read_session
+from storage import order_store, read_session
 
 DEMO = Path(__file__).resolve().parents[2] / "photogen" / "assets" / "demo_photos"
 
@@ -157,7 +157,7 @@ async def test_bad_uploads_get_clear_replies_and_leave_nothing(studio: Studio, f
     # The two-people report names the odd photos.
     assert "messi" in text
     with read_session(st.b.engine) as s:
-        assert orders.get_user(s, st.alice.id) is None  # not even a member row, let alone a charge
+        assert order_store.get_user(s, st.alice.id) is None  # not even a member row, let alone a charge
 
 
 async def test_train_without_credits_refused_before_any_check(studio: Studio, faces_dir: Path) -> None:

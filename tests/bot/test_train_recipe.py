@@ -13,7 +13,7 @@ from sqlmodel import select
 
 from bot.backends import Backends, open_backends
 from bot.checks import GuildRules
-from bot.services import orders as order_service
+from bot.services import member_orders as order_service
 from cloud.messages import TrainJob
 from gpu_agent.agent.engine_runner import train_config
 from gpu_agent.engine.training import TrainConfig
@@ -90,7 +90,7 @@ def test_settings_override_the_recipe_and_the_rest_stays(tmp_path: Path) -> None
 
 def test_each_model_gets_its_own_rare_token_and_old_models_keep_theirs(tmp_path: Path) -> None:
     b = backends(tmp_path)
-    from storage import orders as store_orders
+    from storage import order_store as store_orders
     from storage import transaction
 
     with transaction(b.engine) as s:  # a model trained before tokens were per model

@@ -78,7 +78,7 @@ async def test_metrics_off_loopback_need_the_token(sim: DiscordSim, tmp_path) ->
         assert await asyncio.to_thread(_get, f"{base}/metrics") == 401
         assert await asyncio.to_thread(_get, f"{base}/metrics", "wrong-token-" * 4) == 401
         assert await asyncio.to_thread(_get, f"{base}/metrics", TOKEN) == 200
-        blob_url = bot.b.blobs.url("users/1/renders/j/0.png", expires_s=120)
+        blob_url = bot.backends.blobs.url("users/1/renders/j/0.png", expires_s=120)
         assert blob_url.startswith("https://photos.example.org/blobs/")
     finally:
         await bot.close()

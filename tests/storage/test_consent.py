@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from storage import consent, orders, read_session, transaction
+from storage import consent, order_store, read_session, transaction
 
 
 def _order(engine: Engine, expires_at: float) -> str:
     with transaction(engine) as s:
-        order = orders.create_order(s, user_id=1, kind="render", guild_id=9)
+        order = order_store.create_order(s, user_id=1, kind="render", guild_id=9)
         consent.record_request(
             s,
             order.id,

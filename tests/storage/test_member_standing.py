@@ -15,7 +15,7 @@ from storage import (
     current_revision,
     migrate,
     open_engine,
-    orders,
+    order_store,
     read_session,
     standing,
     transaction,
@@ -84,7 +84,7 @@ def test_migration_0003_moves_credits_and_bans_into_server_standing(tmp_path: Pa
             assert standing.get_standing(s, ALL_GUILDS, "erin").banned  # type: ignore[union-attr]
             assert standing.ban_reason(s, "g9", "erin") == "old"
             # The member rows stay (orders reference them); the per-server columns are gone.
-            assert orders.get_user(s, "carol") is not None
+            assert order_store.get_user(s, "carol") is not None
         with engine.connect() as conn:
             columns = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(users)")}
         assert columns == {"id", "consent_at", "created_at"}
@@ -94,16 +94,16 @@ def test_migration_0003_moves_credits_and_bans_into_server_standing(tmp_path: Pa
 
 def test_starting_credits_once_per_server_and_charges_stay_in_their_server(engine: Engine) -> None:
     with transaction(engine) as s:
-        orders.create_order(s, user_id=1, kind="render", guild_id="g1", charge=4, starting_credits=10)
-        orders.create_order(s, user_id=1, kind="render", guild_id="g2", charge=1, starting_credits=10)
+        order_store.create_order(s, user_id=1, kind="render", guild_id="g1", charge=4, starting_credits=10)
+        order_store.create_order(s, user_id=1, kind="render", guild_id="g2", charge=1, starting_credits=10)
     with transaction(engine) as s:
         standing.note_order(s, "g2", 1, at=time.time() - 2 * 86400)  # an old time: dropped when forgetting
-        assert orders.delete_user_data(s, 1).user == 1
+        assert order_store.delete_user_data(s, 1).user == 1
     with transaction(engine) as s:
-        oid = orders.create_order(
+        oid = order_store.create_order(
             s, user_id=1, kind="render", guild_id="g1", charge=1, starting_credits=10
         ).id
-        orders.apply_event(s, "e", oid, status="failed", error_code="oom", error_message="out of memory")
+        order_store.apply_event(s, "e", oid, status="failed", error_code="oom", error_message="out of memory")
     with read_session(engine) as s:
         assert standing.credits_of(s, "g1", 1) == 6  # 10 once, -4; the failed order refunded into g1
         assert standing.credits_of(s, "g2", 1) == 9

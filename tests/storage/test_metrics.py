@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine
 
-from storage import metrics, orders, read_session, transaction
+from storage import metrics, order_store, read_session, transaction
 
 T0 = 1_764_000_000.0  # a whole hour (UTC)
 
 
 def _order(engine: Engine, kind: str = "render", created: float = T0) -> str:
     with transaction(engine) as s:
-        order = orders.create_order(s, user_id=7, kind=kind)
+        order = order_store.create_order(s, user_id=7, kind=kind)
         order.created_at = order.updated_at = created
         return order.id
 
@@ -130,12 +130,12 @@ def test_time_to_result_percentiles_and_failures_by_code(engine: Engine) -> None
     for i, wait in enumerate(waits):
         order_id = _order(engine, "render", created=T0 + i)
         with transaction(engine) as s:
-            orders.transition(s, order_id, "delivered")
-            orders.get_order(s, order_id).updated_at = T0 + i + wait
+            order_store.transition(s, order_id, "delivered")
+            order_store.get_order(s, order_id).updated_at = T0 + i + wait
     for code in ("nsfw", "nsfw", "oom"):
         order_id = _order(engine, "train")
         with transaction(engine) as s:
-            orders.mark_failed(s, order_id, code, "sorry")
+            order_store.mark_failed(s, order_id, code, "sorry")
     with read_session(engine) as s:
         ttr = metrics.time_to_result(s, T0 - 1)
         assert ttr["render"].count == 5

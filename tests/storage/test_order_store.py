@@ -15,7 +15,7 @@ from storage import (
     Order,
     OrderStoreError,
     UnknownOrder,
-    orders,
+    order_store,
     read_session,
     standing,
     transaction,
@@ -24,19 +24,19 @@ from storage import (
 
 def _order(engine: Engine, *, kind: str = "render", user: object = 7, charge: int = 0, credits: int = 10) -> str:
     with transaction(engine) as s:
-        return orders.create_order(s, user_id=user, kind=kind, charge=charge, starting_credits=credits).id
+        return order_store.create_order(s, user_id=user, kind=kind, charge=charge, starting_credits=credits).id
 
 
 def _status(engine: Engine, order_id: str) -> str:
     with read_session(engine) as s:
-        order = orders.get_order(s, order_id)
+        order = order_store.get_order(s, order_id)
     assert order is not None
     return order.status  # rows stay readable after the session closes
 
 
 def test_train_order_walks_the_whole_flow_forward(engine: Engine) -> None:
     oid = _order(engine, kind="train")
-    steps = [orders.mark_queued, orders.mark_training, orders.mark_trained, orders.mark_rendering, orders.mark_delivered]
+    steps = [order_store.mark_queued, order_store.mark_training, order_store.mark_trained, order_store.mark_rendering, order_store.mark_delivered]
     for step in steps:
         with transaction(engine) as s:
             assert step(s, oid) is True
@@ -46,18 +46,18 @@ def test_train_order_walks_the_whole_flow_forward(engine: Engine) -> None:
 def test_backward_and_repeated_transitions_are_noops(engine: Engine) -> None:
     oid = _order(engine, kind="train")
     with transaction(engine) as s:
-        assert orders.mark_training(s, oid)  # skipping ahead over a lost 'queued' is allowed
-        assert orders.mark_queued(s, oid) is False  # a late 'queued' never moves it back
-        assert orders.mark_training(s, oid) is False  # the same state again
+        assert order_store.mark_training(s, oid)  # skipping ahead over a lost 'queued' is allowed
+        assert order_store.mark_queued(s, oid) is False  # a late 'queued' never moves it back
+        assert order_store.mark_training(s, oid) is False  # the same state again
     assert _status(engine, oid) == "training"
 
 
 def test_render_order_never_enters_training(engine: Engine) -> None:
     oid = _order(engine, kind="render")
     with transaction(engine) as s:
-        assert orders.mark_training(s, oid) is False
-        assert orders.mark_trained(s, oid) is False
-        assert orders.mark_rendering(s, oid) is True
+        assert order_store.mark_training(s, oid) is False
+        assert order_store.mark_trained(s, oid) is False
+        assert order_store.mark_rendering(s, oid) is True
     assert _status(engine, oid) == "rendering"
 
 
@@ -65,29 +65,29 @@ def test_render_order_never_enters_training(engine: Engine) -> None:
 def test_final_states_are_final(engine: Engine, final: str) -> None:
     oid = _order(engine, kind="train")
     with transaction(engine) as s:
-        assert orders.transition(s, oid, final, error_code="x", error_message="y")
+        assert order_store.transition(s, oid, final, error_code="x", error_message="y")
     with transaction(engine) as s:
         for to in ("created", "queued", "training", "trained", "rendering", "delivered", "failed", "cancelled"):
-            assert orders.transition(s, oid, to) is False, f"{final} -> {to} must be refused"
+            assert order_store.transition(s, oid, to) is False, f"{final} -> {to} must be refused"
     assert _status(engine, oid) == final
 
 
 def test_unknown_status_and_unknown_order(engine: Engine) -> None:
     oid = _order(engine)
     with transaction(engine) as s:
-        assert orders.transition(s, oid, "exploded") is False
+        assert order_store.transition(s, oid, "exploded") is False
     with pytest.raises(UnknownOrder, match="no order 'nope'"), transaction(engine) as s:
-        orders.mark_queued(s, "nope")
+        order_store.mark_queued(s, "nope")
     with pytest.raises(OrderStoreError, match="kind"), transaction(engine) as s:
-        orders.create_order(s, user_id=1, kind="upscale")
+        order_store.create_order(s, user_id=1, kind="upscale")
 
 
 def test_failed_keeps_user_safe_error(engine: Engine) -> None:
     oid = _order(engine)
     with transaction(engine) as s:
-        assert orders.mark_failed(s, oid, "oom", "The GPU ran out of memory; your credits were refunded.")
+        assert order_store.mark_failed(s, oid, "oom", "The GPU ran out of memory; your credits were refunded.")
     with read_session(engine) as s:
-        order = orders.get_order(s, oid)
+        order = order_store.get_order(s, oid)
         assert order is not None
         assert (order.error_code, order.status) == ("oom", "failed")
 
@@ -95,12 +95,12 @@ def test_failed_keeps_user_safe_error(engine: Engine) -> None:
 def test_event_applied_twice_changes_nothing(engine: Engine) -> None:
     oid = _order(engine, charge=0)
     with transaction(engine) as s:
-        orders.mark_queued(s, oid)
-        orders.mark_rendering(s, oid)
+        order_store.mark_queued(s, oid)
+        order_store.mark_rendering(s, oid)
 
-    def deliver() -> orders.EventOutcome:
+    def deliver() -> order_store.EventOutcome:
         with transaction(engine) as s:
-            return orders.apply_event(
+            return order_store.apply_event(
                 s,
                 "ev-done-1",
                 oid,
@@ -113,42 +113,42 @@ def test_event_applied_twice_changes_nothing(engine: Engine) -> None:
     assert (first.applied, first.moved, first.status) == (True, True, "delivered")
     assert (second.applied, second.moved, second.status) == (False, False, "delivered")
     with read_session(engine) as s:
-        assert len(orders.pending_deliveries(s)) == 1
-        assert len(orders.images_of_order(s, oid)) == 1
+        assert len(order_store.pending_deliveries(s)) == 1
+        assert len(order_store.images_of_order(s, oid)) == 1
         assert s.exec(select(func.count()).select_from(AppliedEvent)).one() == 1
 
 
 def test_stale_event_records_id_but_posts_nothing(engine: Engine) -> None:
     oid = _order(engine)
     with transaction(engine) as s:
-        orders.mark_failed(s, oid, "x", "y")
+        order_store.mark_failed(s, oid, "x", "y")
     with transaction(engine) as s:
-        out = orders.apply_event(s, "late-done", oid, status="delivered", deliveries=[NewDelivery("k", {})])
+        out = order_store.apply_event(s, "late-done", oid, status="delivered", deliveries=[NewDelivery("k", {})])
     assert (out.applied, out.moved, out.status) == (True, False, "failed")
     with read_session(engine) as s:
-        assert orders.pending_deliveries(s) == []
+        assert order_store.pending_deliveries(s) == []
 
 
 def test_event_and_state_change_roll_back_together(engine: Engine) -> None:
     oid = _order(engine)
     with pytest.raises(RuntimeError), transaction(engine) as s:
-        orders.apply_event(s, "ev-crash", oid, status="rendering")
+        order_store.apply_event(s, "ev-crash", oid, status="rendering")
         raise RuntimeError("the bot died before commit")
     # Neither the event id nor the move survived, so the redelivered event applies in full.
     assert _status(engine, oid) == "created"
     with transaction(engine) as s:
-        assert orders.apply_event(s, "ev-crash", oid, status="rendering").moved is True
+        assert order_store.apply_event(s, "ev-crash", oid, status="rendering").moved is True
 
 
 def test_progress_ignores_stale_steps(engine: Engine) -> None:
     oid = _order(engine, kind="train")
     with transaction(engine) as s:
-        orders.mark_training(s, oid)
-        assert orders.record_progress(s, oid, step=50, total=100, eta_s=30, preview_key="previews/j/50.jpg")
-        assert orders.record_progress(s, oid, step=20, total=100) is False
-        assert orders.record_progress(s, oid, step=1, total=4)  # a new phase (the first renders)
+        order_store.mark_training(s, oid)
+        assert order_store.record_progress(s, oid, step=50, total=100, eta_s=30, preview_key="previews/j/50.jpg")
+        assert order_store.record_progress(s, oid, step=20, total=100) is False
+        assert order_store.record_progress(s, oid, step=1, total=4)  # a new phase (the first renders)
     with read_session(engine) as s:
-        order = orders.get_order(s, oid)
+        order = order_store.get_order(s, oid)
         assert order is not None
         assert (order.progress_step, order.progress_total, order.preview_key) == (1, 4, "previews/j/50.jpg")
 
@@ -159,9 +159,9 @@ def test_failure_event_refunds_once(engine: Engine) -> None:
         assert standing.credits_of(s, None, 7) == 7
     for event_id in ("ev-fail", "ev-fail", "ev-fail-again"):
         with transaction(engine) as s:
-            orders.apply_event(s, event_id, oid, status="failed", error_code="oom", error_message="out of memory")
+            order_store.apply_event(s, event_id, oid, status="failed", error_code="oom", error_message="out of memory")
     with transaction(engine) as s:
-        assert orders.refund_order(s, oid) == 0
+        assert order_store.refund_order(s, oid) == 0
     with read_session(engine) as s:
         assert standing.credits_of(s, None, 7) == 10
 
@@ -170,30 +170,30 @@ def test_credits_never_go_negative(engine: Engine) -> None:
     with transaction(engine) as s:
         standing.grant_starting_credits(s, None, 1, 2)
     with pytest.raises(InsufficientCredits) as err, transaction(engine) as s:
-        orders.create_order(s, user_id=1, kind="train", charge=5)
+        order_store.create_order(s, user_id=1, kind="train", charge=5)
     assert (err.value.needed, err.value.available) == (5, 2)
     with read_session(engine) as s:
         assert standing.credits_of(s, None, 1) == 2
-        assert orders.orders_of_user(s, 1) == []  # the refused order left nothing behind
+        assert order_store.orders_of_user(s, 1) == []  # the refused order left nothing behind
     with pytest.raises(OrderStoreError, match="non-negative"), transaction(engine) as s:
-        orders.grant_credits(s, 1, -5)
+        order_store.grant_credits(s, 1, -5)
     with transaction(engine) as s:
-        assert orders.charge_credits(s, 1, 2) == 0
+        assert order_store.charge_credits(s, 1, 2) == 0
 
 
 def test_outbox_mark_sent_once(engine: Engine) -> None:
     oid = _order(engine)
     with transaction(engine) as s:
-        delivery_id = orders.add_delivery(s, oid, "render_result", {"n": 1}).id
-        assert orders.record_delivery_failure(s, delivery_id, "HTTP 503") == 1
+        delivery_id = order_store.add_delivery(s, oid, "render_result", {"n": 1}).id
+        assert order_store.record_delivery_failure(s, delivery_id, "HTTP 503") == 1
     with transaction(engine) as s:
-        assert orders.mark_sent(s, delivery_id, 123456789012345678) is True
-        assert orders.mark_sent(s, delivery_id, 999) is False
+        assert order_store.mark_sent(s, delivery_id, 123456789012345678) is True
+        assert order_store.mark_sent(s, delivery_id, 999) is False
     with read_session(engine) as s:
         row = s.get(Delivery, delivery_id)
         assert row is not None
         assert (row.status, row.discord_message_id, row.attempts) == ("sent", "123456789012345678", 1)
-        assert orders.pending_deliveries(s) == []
+        assert order_store.pending_deliveries(s) == []
 
 
 def test_queries_position_counts_and_models(engine: Engine) -> None:
@@ -201,50 +201,50 @@ def test_queries_position_counts_and_models(engine: Engine) -> None:
     other_kind = _order(engine, kind="render", user=2)
     with transaction(engine) as s:
         for oid in (first, second, third, other_kind):
-            orders.mark_queued(s, oid)
+            order_store.mark_queued(s, oid)
     with read_session(engine) as s:
-        assert [orders.queue_position(s, o) for o in (first, second, third, other_kind)] == [1, 2, 3, 1]
-        assert orders.active_order_count(s, 1) == 2
-        assert orders.order_count_since(s, 1, 0) == 2
-        assert [o.id for o in orders.orders_of_user(s, 1)] == [third, first]
+        assert [order_store.queue_position(s, o) for o in (first, second, third, other_kind)] == [1, 2, 3, 1]
+        assert order_store.active_order_count(s, 1) == 2
+        assert order_store.order_count_since(s, 1, 0) == 2
+        assert [o.id for o in order_store.orders_of_user(s, 1)] == [third, first]
     with transaction(engine) as s:
-        orders.mark_training(s, first)
-        orders.mark_cancelled(s, second, "changed my mind")
-        model = orders.add_model(s, user_id=1, name="me", class_word="person", subject_token="sks",
+        order_store.mark_training(s, first)
+        order_store.mark_cancelled(s, second, "changed my mind")
+        model = order_store.add_model(s, user_id=1, name="me", class_word="person", subject_token="sks",
                                  base_model="tiny-sd", order_id=first)
-        assert orders.mark_model_ready(s, model.id, "users/1/models/m/lora.safetensors")
-        assert orders.mark_model_failed(s, model.id) is False
+        assert order_store.mark_model_ready(s, model.id, "users/1/models/m/lora.safetensors")
+        assert order_store.mark_model_failed(s, model.id) is False
     with read_session(engine) as s:
-        assert [orders.queue_position(s, o) for o in (first, second, third)] == [0, None, 1]
-        assert orders.active_order_count(s, 1) == 2 and orders.active_order_count(s, 2) == 1
-        assert [m.status for m in orders.models_of_user(s, 1, ready_only=True)] == ["ready"]
+        assert [order_store.queue_position(s, o) for o in (first, second, third)] == [0, None, 1]
+        assert order_store.active_order_count(s, 1) == 2 and order_store.active_order_count(s, 2) == 1
+        assert [m.status for m in order_store.models_of_user(s, 1, ready_only=True)] == ["ready"]
 
 
 def test_delete_user_data_returns_receipt_and_keeps_standing(engine: Engine) -> None:
     oid = _order(engine, kind="train", user=5)
     keep = _order(engine, kind="render", user=6)
     with transaction(engine) as s:
-        orders.add_job(s, oid, "train", {"job": 1})
-        orders.add_model(s, user_id=5, name="me", class_word="person", subject_token="sks", base_model="tiny-sd")
-        orders.apply_event(s, "e1", oid, status="training")
-        orders.add_image(s, oid, NewImage(blob_key="users/5/renders/j/0.png", index=0))
-        orders.add_delivery(s, oid, "train_result", {})
-        orders.audit(s, guild_id=1, actor_id=9, action="ban", target=5, detail="spam")
+        order_store.add_job(s, oid, "train", {"job": 1})
+        order_store.add_model(s, user_id=5, name="me", class_word="person", subject_token="sks", base_model="tiny-sd")
+        order_store.apply_event(s, "e1", oid, status="training")
+        order_store.add_image(s, oid, NewImage(blob_key="users/5/renders/j/0.png", index=0))
+        order_store.add_delivery(s, oid, "train_result", {})
+        order_store.audit(s, guild_id=1, actor_id=9, action="ban", target=5, detail="spam")
     with transaction(engine) as s:
-        receipt = orders.delete_user_data(s, 5)
+        receipt = order_store.delete_user_data(s, 5)
     assert (receipt.orders, receipt.jobs, receipt.images, receipt.models, receipt.deliveries, receipt.events,
             receipt.user) == (1, 1, 1, 1, 1, 1, 1)
     with read_session(engine) as s:
-        assert orders.get_user(s, 5) is None
+        assert order_store.get_user(s, 5) is None
         assert [o.id for o in s.exec(select(Order))] == [keep]
-        assert len(orders.audit_entries(s, 1)) == 1
+        assert len(order_store.audit_entries(s, 1)) == 1
 
     with transaction(engine) as s:
         standing.set_ban(s, 1, 6, True, "abuse")
-        receipt = orders.delete_user_data(s, 6)
+        receipt = order_store.delete_user_data(s, 6)
     assert receipt.orders == 1 and receipt.user == 1
     with read_session(engine) as s:
-        assert orders.get_user(s, 6) is None
+        assert order_store.get_user(s, 6) is None
         # The standing (no personal data) stays: the ban and the credits left, never a fresh start.
         assert standing.ban_reason(s, 1, 6) == "abuse"
         assert standing.credits_of(s, None, 6) == 10
@@ -252,12 +252,12 @@ def test_delete_user_data_returns_receipt_and_keeps_standing(engine: Engine) -> 
 
 def test_guild_settings_defaults_and_updates(engine: Engine) -> None:
     with read_session(engine) as s:
-        assert orders.get_guild_settings(s, 99).paused is False
+        assert order_store.get_guild_settings(s, 99).paused is False
     with transaction(engine) as s:
-        orders.update_guild_settings(s, 99, paused=True, blocked_words=["gore"], allowed_channel_ids=[123],
+        order_store.update_guild_settings(s, 99, paused=True, blocked_words=["gore"], allowed_channel_ids=[123],
                                      admin_role_id=77)
     with read_session(engine) as s:
-        g = orders.get_guild_settings(s, 99)
+        g = order_store.get_guild_settings(s, 99)
         assert (g.paused, g.blocked_words, g.allowed_channel_ids, g.admin_role_id) == (True, ["gore"], ["123"], "77")
     with pytest.raises(OrderStoreError, match="unknown guild setting"), transaction(engine) as s:
-        orders.update_guild_settings(s, 99, owner="me")
+        order_store.update_guild_settings(s, 99, owner="me")

@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import func
 from sqlmodel import select
 
-from storage import Order, migrate, open_engine, orders, read_session, standing, transaction
+from storage import Order, migrate, open_engine, order_store, read_session, standing, transaction
 
 ORDERS_PER_WRITER = 60
 
@@ -27,14 +27,14 @@ def _writer(url: str, user: int, start: object, errors: object) -> None:
             # limits, then writes the order) and also credits one shared member, so the two processes contend
             # for the write lock on every iteration; a deferred BEGIN would fail here with "database is locked".
             with transaction(engine) as s:
-                orders.active_order_count(s, user)
-                orders.get_user(s, "shared")
-                order = orders.create_order(s, user_id=user, kind="render", charge=1, starting_credits=1000)
-                orders.mark_queued(s, order.id)
-                orders.grant_credits(s, "shared", 1)
+                order_store.active_order_count(s, user)
+                order_store.get_user(s, "shared")
+                order = order_store.create_order(s, user_id=user, kind="render", charge=1, starting_credits=1000)
+                order_store.mark_queued(s, order.id)
+                order_store.grant_credits(s, "shared", 1)
             if n % 10 == 0:
                 with read_session(engine) as s:
-                    orders.orders_of_user(s, user, limit=5)
+                    order_store.orders_of_user(s, user, limit=5)
     except Exception:  # reported to the parent, which fails the test with it (the traceback says which statement)
         errors.put(traceback.format_exc(limit=-12))  # type: ignore[attr-defined]
         raise
@@ -63,7 +63,7 @@ def test_two_processes_migrate_and_write_one_file(tmp_path: Path) -> None:
             assert s.exec(select(func.count()).select_from(Order)).one() == 2 * ORDERS_PER_WRITER
             assert standing.credits_of(s, None, "shared") == 2 * ORDERS_PER_WRITER
             assert standing.credits_of(s, None, 1) == 1000 - ORDERS_PER_WRITER
-            assert orders.active_order_count(s, 2) == ORDERS_PER_WRITER
+            assert order_store.active_order_count(s, 2) == ORDERS_PER_WRITER
     finally:
         engine.dispose()
 

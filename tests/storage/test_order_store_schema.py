@@ -65,14 +65,14 @@ def test_open_engine_refuses_non_file_urls(url: str) -> None:
 def test_foreign_keys_are_enforced(tmp_path: Path) -> None:
     from sqlalchemy.exc import IntegrityError
 
-    from storage import orders, transaction
+    from storage import order_store, transaction
 
     url = f"sqlite:///{tmp_path / 'fk.db'}"
     migrate(url)
     engine = open_engine(url)
     try:
         with pytest.raises(IntegrityError), transaction(engine) as s:
-            orders.add_job(s, "no-such-order", "train", {})
+            order_store.add_job(s, "no-such-order", "train", {})
     finally:
         engine.dispose()
     assert os.path.exists(tmp_path / "fk.db")

@@ -14,11 +14,10 @@ from agent_testkit import AgentThread, EventLog, png, render_job
 
 from bot.backends import Backends, open_backends
 from bot.checks import GuildRules
-from bot.services import deletion, delivery, orders, store
+from bot.services import deletion, delivery, member_orders
 from cloud.messages import Event, RenderJob, TrainJob, TrainParams, decode, encode
 from cloud.queues import Queues
-from storage import keys, read_session, standing, tombstones
-from storage import orders as order_store
+from storage import keys, lifecycle, order_store, read_session, standing, tombstones
 from storage.blobs import open_blob_store
 from storage.blobs.base import BlobStore
 from storage.settings import Settings
@@ -109,8 +108,8 @@ def b(studio_settings: Settings) -> Iterator[Backends]:
     backends.close()
 
 
-def place_training(b: Backends, user_id: int = MEMBER) -> orders.Placed:
-    return orders.place_train_order(b, guild_id=1, channel_id=2, user_id=user_id, name="me",
+def place_training(b: Backends, user_id: int = MEMBER) -> member_orders.Placed:
+    return member_orders.place_train_order(b, guild_id=1, channel_id=2, user_id=user_id, name="me",
                                     class_word="person", crops=[png(n) for n in range(3)],
                                     rules=GuildRules(guild_id=1))
 
@@ -149,10 +148,10 @@ def test_cancel_mid_training_stops_the_agent_within_seconds_and_refunds_once(
     assert credits(b) == 50 - charged
     agent, watched = start_agent(run_agent_thread, studio_settings)
     wait_for_checkpoint(bot, b, placed.job_id)
-    assert store.get_order(b, placed.order_id).status == "training"
+    assert lifecycle.get_order(b.engine, placed.order_id).status == "training"
 
     cancelled_at = time.monotonic()
-    result = orders.cancel_order(b, placed.order_id, actor_id=MEMBER, as_admin=False)
+    result = member_orders.cancel_order(b, placed.order_id, actor_id=MEMBER, as_admin=False)
     cancel_returned = time.monotonic()
     assert result.refunded == charged
 
@@ -169,10 +168,10 @@ def test_cancel_mid_training_stops_the_agent_within_seconds_and_refunds_once(
     progress = [e.progress.step for e in bot.of(placed.job_id, "progress") if e.progress]
     assert max(progress) < studio_settings.train_steps  # it did stop: the training never ran to its end
     # The order stays cancelled, refunded exactly once, and the member is told nothing more.
-    order = store.get_order(b, placed.order_id)
+    order = lifecycle.get_order(b.engine, placed.order_id)
     assert order.status == "cancelled"
     assert credits(b) == 50
-    assert store.pending_outbox(b) == []
+    assert lifecycle.pending_outbox(b.engine) == []
     with read_session(b.engine) as s:
         row = order_store.get_order(s, placed.order_id)
         assert row.credits_refunded == charged
@@ -186,13 +185,13 @@ def test_deleting_a_model_in_training_stops_the_job_and_nothing_of_it_comes_back
 ) -> None:
     bot = BotSide(b)
     placed = place_training(b)
-    (model,) = orders.list_models(b, MEMBER)
+    (model,) = lifecycle.list_models(b.engine, MEMBER)
     agent, watched = start_agent(run_agent_thread, studio_settings)
     wait_for_checkpoint(bot, b, placed.job_id)
 
-    assert orders.delete_model(b, MEMBER, model.id) == "me"
+    assert member_orders.delete_model(b, MEMBER, model.id) == "me"
     deleted_at = time.monotonic()
-    assert store.get_order(b, placed.order_id).status == "cancelled"  # refunded: the model never came
+    assert lifecycle.get_order(b.engine, placed.order_id).status == "cancelled"  # refunded: the model never came
     assert credits(b) == 50
     stopped = bot.wait_for(lambda e: e.job_id == placed.job_id and e.kind == "failed", STOP_WITHIN_S,
                            "the agent's terminal event")
@@ -200,8 +199,8 @@ def test_deleting_a_model_in_training_stops_the_job_and_nothing_of_it_comes_back
     bot.until(lambda: queue_empty(b), 10, "the job to be acknowledged")
     assert [key for at, key in watched.puts if at > deleted_at] == []
     assert member_keys(b.blobs) == []
-    assert orders.list_models(b, MEMBER) == []
-    assert credits(b) == 50 and store.pending_outbox(b) == []
+    assert lifecycle.list_models(b.engine, MEMBER) == []
+    assert credits(b) == 50 and lifecycle.pending_outbox(b.engine) == []
     agent.stop()
 
 
@@ -245,7 +244,7 @@ def test_forget_me_during_training_leaves_nothing_of_the_member_in_the_store_or_
     waiting = _quick_training(b.blobs, MEMBER).model_copy(update={"job_id": "jwait", "order_id": "owait"})
     b.queues.train.send(encode(waiting))
 
-    receipt = orders.forget_user(b, MEMBER)
+    receipt = member_orders.forget_user(b, MEMBER)
     forgotten_at = time.monotonic()
     assert receipt["orders"] >= 1
     stopped = bot.wait_for(lambda e: e.job_id == placed.job_id and e.kind == "failed", STOP_WITHIN_S,
@@ -267,7 +266,7 @@ def test_forget_me_during_training_leaves_nothing_of_the_member_in_the_store_or_
     assert [p for p in cache.rglob("*") if p.is_file()] == []
     assert renderer.resident_models == []  # nor held in the GPU's memory
     assert list((Path(studio_settings.agent_work_dir) / "jobs").glob("*")) == []
-    assert orders.list_orders(b, MEMBER) == []
+    assert lifecycle.list_orders(b.engine, MEMBER) == []
     agent.stop()
 
 
@@ -277,7 +276,7 @@ def test_cancelled_orders_waiting_in_the_queue_are_dropped_without_work(
 ) -> None:
     bot = BotSide(b)
     placed = place_training(b)
-    assert orders.cancel_order(b, placed.order_id, actor_id=MEMBER, as_admin=False).refunded > 0
+    assert member_orders.cancel_order(b, placed.order_id, actor_id=MEMBER, as_admin=False).refunded > 0
     assert tombstones.is_cancelled(b.blobs, placed.order_id)
     other = RenderJob(job_id="rother", order_id="oother", user_id="77", base_model="tiny-sd", prompt="a cat",
                       width=64, height=64, steps=2)
@@ -290,7 +289,7 @@ def test_cancelled_orders_waiting_in_the_queue_are_dropped_without_work(
     assert not bot.of(placed.job_id, "started")
     bot.until(lambda: queue_empty(b), 10, "the dropped job to be acknowledged")
     assert [key for _, key in watched.puts if key.startswith(keys.user_prefix(MEMBER))] == []
-    assert credits(b) == 50 and store.get_order(b, placed.order_id).status == "cancelled"
+    assert credits(b) == 50 and lifecycle.get_order(b.engine, placed.order_id).status == "cancelled"
     agent.stop()
 
 
@@ -304,7 +303,7 @@ def test_an_idle_agent_drops_and_unloads_the_lora_of_a_deleted_model(
     cache = _seed_model_and_render(bot, b)
     renderer = agent.agent.runner.renderer("tiny-sd")  # type: ignore[attr-defined]
     assert renderer.resident_models == ["mseed"]
-    b.blobs.delete_prefix(keys.model_prefix(MEMBER, "mseed"))  # what orders.delete_model does to the files
+    b.blobs.delete_prefix(keys.model_prefix(MEMBER, "mseed"))  # what member_orders.delete_model does to the files
     bot.until(lambda: not [p for p in cache.rglob("*") if p.is_file()], 10, "the local copy to be dropped")
     assert renderer.resident_models == []
     agent.stop()
@@ -370,7 +369,7 @@ def test_a_member_who_comes_back_after_forget_me_gets_their_new_orders_served(b:
     old = place_training(b)
     old_job = decode(b.queues.train.receive(1, wait_s=0, lease_s=30)[0].body, TrainJob)
     assert old_job.issued_at is not None
-    orders.forget_user(b, MEMBER)
+    member_orders.forget_user(b, MEMBER)
     # Until the second deletion has run, a new order would lose its photos to it: refused, nothing charged.
     with pytest.raises(Busy, match="still being deleted"):
         place_training(b)

@@ -27,13 +27,18 @@ def test_class_images_are_rendered_once_then_shared_by_the_next_order(
     make_settings: Callable[..., Settings], queues: Queues, blobs: BlobStore, events: EventLog,
     run_agent_thread: Callable[..., AgentThread],
 ) -> None:
-    first, second = with_prior(train_job(blobs)), with_prior(train_job(blobs))
+    first, second = with_prior(train_job(blobs, renders=1)), with_prior(train_job(blobs))
     assert first.user_id != second.user_id
 
     agent = run_agent_thread(make_settings(), queues=queues, blobs=blobs)
     queues.train.send(encode(first))
-    events.wait_for(lambda e: e.job_id == first.job_id and e.kind == "done", 240, "the first training")
+    done = events.wait_for(lambda e: e.job_id == first.job_id and e.kind == "done", 240, "the first training")
     agent.stop()
+    # The done event says which file is the model and which are the pictures to post (typed outputs).
+    assert done.model_key == keys.model_key(first.user_id, first.model_id)
+    assert done.render_keys == [keys.render_key(first.user_id, first.job_id, 0)]  # its first picture
+    assert set(done.output_keys) == {done.model_key, keys.model_meta_key(first.user_id, first.model_id),
+                                     *done.render_keys}
     shared = sorted(blobs.list("shared/class-images/"))
     assert len(shared) == 2 and all(k.endswith(".png") and "/woman/" in k for k in shared), shared
     stored = {k: blobs.get(k) for k in shared}

@@ -98,6 +98,7 @@ def test_render_then_a_duplicate_delivery_does_no_new_work(
     queues.render.send(encode(job))
     done = events.wait_for(lambda e: e.job_id == job.job_id and e.kind == "done", 90, "done")
     assert done.output_keys == [keys.render_key(job.user_id, job.job_id, n) for n in range(2)]
+    assert done.render_keys == done.output_keys and done.model_key is None  # typed: nobody parses the keys
     for key in done.output_keys:
         assert blobs.get(key)[:8] == b"\x89PNG\r\n\x1a\n"
     marker = json.loads(blobs.get(keys.done_marker_key(job.user_id, job.job_id)))

@@ -167,3 +167,15 @@ def test_health_server_serves_health_and_metrics() -> None:
         assert err.value.code == 503
     finally:
         server.stop()
+
+
+def test_the_renderer_keys_a_lora_by_the_model_the_job_names() -> None:
+    """Render jobs carry their model's id; a job queued before they did is still recognised by its key."""
+    from gpu_agent.agent.engine_runner import _model_id
+
+    key = keys.model_key("42", "m-from-key")
+    local = Path("/tmp/loras/42/0123abcd.safetensors")
+    named = render_job().model_copy(update={"model_id": "m-named", "model_keys": [key]})
+    assert _model_id(named, local) == "m-named"
+    old = render_job().model_copy(update={"model_id": None, "model_keys": [key]})
+    assert _model_id(old, local) == "m-from-key"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot.services.event_checks import forged_reason
 from cloud.messages import Event, Progress
 from storage import keys
+from storage.lifecycle import forged_reason
 
 
 def _progress(preview_key: str) -> Event:

@@ -162,7 +162,7 @@ def create_order(
     member's first order in a server grants ``starting_credits`` there, once ever; every order counts towards
     the daily quota (storage.standing)."""
     if kind not in ORDER_KINDS:
-        raise OrderStoreError(f"order kind must be one of {ORDER_KINDS}, got {kind!r}")
+        raise OrderStoreError(f"order kind must be one of {', '.join(ORDER_KINDS)}, got {kind!r}")
     uid = _sid(user_id)
     get_or_create_user(session, uid)
     if starting_credits:
@@ -410,7 +410,7 @@ def add_job(
     attempt: int = 1,
 ) -> Job:
     if kind not in ORDER_KINDS:
-        raise OrderStoreError(f"job kind must be one of {ORDER_KINDS}, got {kind!r}")
+        raise OrderStoreError(f"job kind must be one of {', '.join(ORDER_KINDS)}, got {kind!r}")
     job = Job(id=job_id or new_id(), order_id=order_id, kind=kind, attempt=attempt, payload=dict(payload))
     session.add(job)
     session.flush()

@@ -10,7 +10,8 @@ from __future__ import annotations
 import io
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -19,13 +20,15 @@ from bot.backends import Backends
 from bot.checks import GuildRules, check_channel, check_not_paused, find_blocked_word, require_guild
 from bot.embeds import clip, order_status_embed
 from bot.errors import Busy, NotAllowed, NotFound, Refused
-from bot.services import deletion, store
+from bot.services import admin, deletion
 from bot.services.purge import purge_member
-from bot.services.records import CancelResult, ModelView, OrderView, Placed, QueueOverview, QueuePosition
+from bot.services.records import CancelResult, Placed, QueueOverview, QueuePosition
 from bot.wording import neutralise
 from cloud.messages import RenderJob, RenderSpec, TrainJob, encode, new_id
 from cloud.recipes import train_params
-from storage import FINAL_STATUSES, keys
+from storage import FINAL_STATUSES, keys, lifecycle
+from storage.contracts import JobKind
+from storage.lifecycle import LimitReached, Limits, ModelView, NewModel, OrderView
 from storage.standing import ALL_GUILDS
 
 if TYPE_CHECKING:
@@ -48,7 +51,7 @@ async def load_rules(bot: PhotogenBot, guild_id: int | None) -> GuildRules:
     hit = bot.rules_cache.get(guild_id)
     if hit is not None and time.monotonic() - hit[0] < _RULES_TTL_S:
         return hit[1]
-    rules = await bot.run_blocking(store.guild_rules, bot.b, guild_id)
+    rules = await bot.run_blocking(admin.guild_rules, bot.backends, guild_id)
     bot.rules_cache[guild_id] = (time.monotonic(), rules)
     return rules
 
@@ -66,7 +69,7 @@ async def gate_member(bot: PhotogenBot, interaction: discord.Interaction) -> Gui
     wait = bot.limiter.hit(interaction.user.id)
     if wait:
         raise Busy(f"Slow down a little: try again in {int(wait) + 1} s.")
-    banned = await bot.run_blocking(store.ban_reason, bot.b, guild_id, interaction.user.id)
+    banned = await bot.run_blocking(admin.ban_reason, bot.backends, guild_id, interaction.user.id)
     if banned is not None:
         raise NotAllowed(
             "You are banned from using Photogen here." + (f" Reason: {clip(banned, 200)}" if banned else "")
@@ -94,9 +97,21 @@ def refuse_blocked_words(text: str, rules: GuildRules) -> None:
         )
 
 
-def _limits(b: Backends, rules: GuildRules) -> store.Limits:
+AGENT_FRESH_S = 600.0  # an agent heard from this recently counts as online
+
+
+@contextmanager
+def _limits_refused() -> Iterator[None]:
+    """The order store's limit refusals as the member sees them."""
+    try:
+        yield
+    except LimitReached as err:
+        raise (NotAllowed if err.banned else Busy)(err.message) from None
+
+
+def _limits(b: Backends, rules: GuildRules) -> Limits:
     s = b.settings
-    return store.Limits(
+    return Limits(
         max_concurrent=rules.max_concurrent_orders or s.bot_max_concurrent_orders,
         daily_quota=rules.daily_quota or s.bot_daily_order_quota,
         starting_credits=s.starting_credits,
@@ -104,7 +119,9 @@ def _limits(b: Backends, rules: GuildRules) -> store.Limits:
 
 
 def precheck_train(b: Backends, user_id: int, rules: GuildRules) -> None:
-    store.precheck_order(b, rules.guild_id, user_id, _limits(b, rules), b.settings.train_credit_cost)
+    with _limits_refused():
+        lifecycle.precheck_order(
+            b.engine, rules.guild_id, user_id, _limits(b, rules), b.settings.train_credit_cost)
 
 
 # --- placing orders -----------------------------------------------------------------------------------------
@@ -127,7 +144,8 @@ def place_train_order(
     s = b.settings
     order_id, job_id, model_id = new_id(), new_id(), new_id()
     photo_keys = [keys.photo_key(user_id, order_id, n) for n in range(len(crops))]
-    token = store.new_subject_token(b)  # each model its own word, so two members' models can share a picture
+    # Each model its own word, so two members' models can share a picture.
+    token = lifecycle.new_subject_token(b.engine)
     job = TrainJob(
         job_id=job_id,
         order_id=order_id,
@@ -142,23 +160,24 @@ def place_train_order(
         held_out_photo=len(crops) - 1 if len(crops) >= 3 else None,  # the likeness reference (not trained on)
         issued_at=time.time(),
     )
-    credits_left = store.create_order(
-        b,
-        order_id=order_id,
-        job_id=job_id,
-        user_id=user_id,
-        guild_id=guild_id,
-        channel_id=channel_id,
-        kind="train",
-        cost=s.train_credit_cost,
-        params={"title": f"Training: {neutralise(name, 100)}", "name": name, "class_word": class_word,
-                "photos": len(crops)},
-        payload=encode(job),
-        limits=_limits(b, rules),
-        model=store.NewModel(
-            model_id, name, class_word, token, s.base_model, keys.model_key(user_id, model_id)
-        ),
-    )
+    with _limits_refused():
+        credits_left = lifecycle.create_order(
+            b.engine,
+            order_id=order_id,
+            job_id=job_id,
+            user_id=user_id,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            kind=JobKind.TRAIN,
+            cost=s.train_credit_cost,
+            params={"title": f"Training: {neutralise(name, 100)}", "name": name, "class_word": class_word,
+                    "photos": len(crops)},
+            job=job.model_dump(mode="json"),
+            limits=_limits(b, rules),
+            model=NewModel(
+                model_id, name, class_word, token, s.base_model, keys.model_key(user_id, model_id)
+            ),
+        )
 
     def send() -> None:
         for key, data in zip(photo_keys, crops, strict=True):
@@ -180,10 +199,11 @@ def _enqueue(
     except Exception:
         if undo is not None:
             undo()
-        store.fail_order(b, order_id, "enqueue_failed", "We could not queue your order; credits refunded.")
+        lifecycle.fail_order(
+            b.engine, order_id, "enqueue_failed", "We could not queue your order; credits refunded.")
         raise
-    store.mark_queued(b, order_id)
-    position, eta = store.queue_position(b, order_id)
+    lifecycle.mark_queued(b.engine, order_id)
+    position, eta = lifecycle.queue_position(b.engine, order_id)
     return Placed(order_id, job_id, position, eta, credits_left)
 
 
@@ -221,6 +241,7 @@ def place_render_order(
         job_id=job_id,
         order_id=order_id,
         user_id=str(user_id),
+        model_id=model.id,
         model_keys=[model.lora_key] if model.lora_key else [],
         subject=f"{model.subject_token} {model.class_word}",
         base_model=model.base_model,
@@ -254,20 +275,21 @@ def place_render_order(
         "parent_order_id": parent_order_id,
         "face_detail": face_detail,
     }
-    credits_left = store.create_order(
-        b,
-        order_id=order_id,
-        job_id=job_id,
-        user_id=user_id,
-        guild_id=guild_id,
-        channel_id=channel_id,
-        kind="render",
-        cost=s.render_credit_cost * count,
-        params=params,
-        payload=encode(job),
-        limits=_limits(b, rules),
-        model_id=model.id,
-    )
+    with _limits_refused():
+        credits_left = lifecycle.create_order(
+            b.engine,
+            order_id=order_id,
+            job_id=job_id,
+            user_id=user_id,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            kind=JobKind.RENDER,
+            cost=s.render_credit_cost * count,
+            params=params,
+            job=job.model_dump(mode="json"),
+            limits=_limits(b, rules),
+            model_id=model.id,
+        )
     return _enqueue(b, order_id, job_id, credits_left, lambda: b.queues.render.send(encode(job)))
 
 
@@ -318,7 +340,7 @@ def place_followup_render(
             **redraw,
             words=words,
         )
-    image_keys = store.image_keys(b, parent_id)
+    image_keys = lifecycle.image_keys(b.engine, parent_id)
     if n >= len(image_keys):
         raise NotFound(f"There is no picture {n + 1} in that result.")
     if action == "up" and p.get("mode") == "upscale":
@@ -362,7 +384,7 @@ def result_title(words: str) -> str:
 
 
 def _own_order(b: Backends, order_id: str, user_id: int) -> OrderView:
-    order = store.get_order(b, order_id)
+    order = lifecycle.get_order(b.engine, order_id)
     # Another member's order reads as "not found": ids are not secrets, but nothing about it is shown either.
     if order is None or str(order.user_id) != str(user_id):
         raise NotFound(f"No order `{clip(order_id, 64)}` of yours.")
@@ -370,7 +392,7 @@ def _own_order(b: Backends, order_id: str, user_id: int) -> OrderView:
 
 
 def _own_ready_model(b: Backends, user_id: int, model_id: str | None) -> ModelView:
-    models = [m for m in store.list_models(b, user_id) if m.status == "ready"]
+    models = [m for m in lifecycle.list_models(b.engine, user_id) if m.status == "ready"]
     if model_id is None:
         if not models:
             raise Refused("You have no trained model yet: start with /train.")
@@ -384,26 +406,10 @@ def _own_ready_model(b: Backends, user_id: int, model_id: str | None) -> ModelVi
 # --- reading, cancelling, forgetting ---------------------------------------------------------------------------
 
 
-def get_order(b: Backends, order_id: str) -> OrderView | None:
-    return store.get_order(b, order_id)
-
-
-def list_orders(b: Backends, user_id: int, limit: int = 15, active_only: bool = False) -> list[OrderView]:
-    return store.list_orders(b, user_id, limit=limit, active_only=active_only)
-
-
-def list_models(b: Backends, user_id: int) -> list[ModelView]:
-    return store.list_models(b, user_id)
-
-
-def set_status_message(b: Backends, order_id: str, message_id: int) -> None:
-    store.set_status_message(b, order_id, message_id)
-
-
 def cancel_order(
     b: Backends, order_id: str, *, actor_id: int, as_admin: bool, guild_id: int | None = None
 ) -> CancelResult:
-    order = store.get_order(b, order_id)
+    order = lifecycle.get_order(b.engine, order_id)
     if order is None:
         raise NotFound(f"No order `{clip(order_id, 64)}`.")
     if as_admin:
@@ -414,7 +420,7 @@ def cancel_order(
         raise NotAllowed("That order is not yours to cancel.")
     if order.status in FINAL:
         raise Refused(f"That order is already {order.status}.")
-    refunded = store.cancel_order(b, order_id, by=str(actor_id))
+    refunded = lifecycle.cancel_order(b.engine, order_id, by=str(actor_id))
     if refunded is None:
         raise Refused("That order just finished; it can no longer be cancelled.")
     deletion.order_cancelled(b, order)  # the agent working on it stops and uploads nothing more
@@ -424,7 +430,7 @@ def cancel_order(
 
 
 def delete_model(b: Backends, user_id: int, model_id: str) -> str:
-    name = store.delete_model(b, user_id, model_id)
+    name = lifecycle.delete_model(b.engine, user_id, model_id)
     if name is None:
         raise NotFound("That is not one of your models (see /models list).")
     deletion.model_deleted(b, user_id, model_id)  # stops (and refunds) a training of it in flight
@@ -437,8 +443,8 @@ def delete_model(b: Backends, user_id: int, model_id: str) -> str:
 
 def delete_render(b: Backends, order_id: str, user_id: int) -> int:
     order = _own_order(b, order_id, user_id)
-    deleted = store.delete_images(b, order.id)
-    job_id = store.job_id_of(b, order.id)
+    deleted = lifecycle.delete_images(b.engine, order.id)
+    job_id = lifecycle.job_id_of(b.engine, order.id)
     if job_id:
         b.blobs.delete_prefix(keys.render_prefix(user_id, job_id))
     return deleted
@@ -447,12 +453,18 @@ def delete_render(b: Backends, order_id: str, user_id: int) -> int:
 def queue_overview(b: Backends, user_id: int) -> QueueOverview:
     train, render = b.queues.train.depth(), b.queues.render.depth()
     mine = []
-    for o in store.list_orders(b, user_id, limit=10, active_only=True):
-        position, eta = store.queue_position(b, o.id)
+    for o in lifecycle.list_orders(b.engine, user_id, limit=10, active_only=True):
+        position, eta = lifecycle.queue_position(b.engine, o.id)
         mine.append(QueuePosition(o.id, o.status, position, eta))
     return QueueOverview(
-        train.visible + train.delayed, render.visible + render.delayed, store.agents_online(b), mine
+        train.visible + train.delayed, render.visible + render.delayed, agents_online(b), mine
     )
+
+
+def agents_online(b: Backends) -> int:
+    """Agents whose events arrived in the last AGENT_FRESH_S (the delivery service notes them)."""
+    cutoff = time.time() - AGENT_FRESH_S
+    return sum(1 for seen in b.agents_seen.values() if seen >= cutoff)
 
 
 def forget_user(b: Backends, user_id: int) -> dict[str, int]:
@@ -473,21 +485,21 @@ async def refresh_status_message(bot: PhotogenBot, order_id: str) -> None:
     """Edit the order's status message to its current state (bot token: works after the interaction expired)."""
     from bot.views import status_view
 
-    order = await bot.run_blocking(store.get_order, bot.b, order_id)
+    order = await bot.run_blocking(lifecycle.get_order, bot.backends.engine, order_id)
     if order is None or not order.status_message_id or not order.channel_id:
         return
     files: list[discord.File] = []
     preview_url = None
     if order.preview_key and order.status not in FINAL:
         try:
-            data = await bot.run_blocking(bot.b.blobs.get, order.preview_key)
+            data = await bot.run_blocking(bot.backends.blobs.get, order.preview_key)
             files.append(discord.File(io.BytesIO(data), filename="preview.jpg"))
             preview_url = "attachment://preview.jpg"
         except Exception:  # noqa: BLE001 - a missing preview must not block the progress edit
             log.debug("preview %s not available", order.preview_key)
     position = None
     if order.status in ("created", "queued"):
-        position, _ = await bot.run_blocking(store.queue_position, bot.b, order_id)
+        position, _ = await bot.run_blocking(lifecycle.queue_position, bot.backends.engine, order_id)
     embed = order_status_embed(
         title=order.params.get("title", "Order"),
         order_id=order.id,

@@ -8,7 +8,8 @@ from discord.ext import commands
 
 from bot.app import PhotogenBot
 from bot.embeds import BLUE, STATUS_LABEL, human_eta
-from bot.services import actions, group_privacy, orders
+from bot.services import actions, group_privacy, member_orders
+from storage import lifecycle
 
 
 class Orders(commands.Cog):
@@ -19,7 +20,7 @@ class Orders(commands.Cog):
     @app_commands.guild_only()
     async def orders_cmd(self, interaction: discord.Interaction) -> None:
         # The member's own orders and the group pictures others made of them (bot/services/group_privacy.py).
-        rows = await self.bot.run_blocking(group_privacy.orders_seen_by, self.bot.b, interaction.user.id, 15)
+        rows = await self.bot.run_blocking(group_privacy.orders_seen_by, self.bot.backends, interaction.user.id, 15)
         embed = discord.Embed(title="Your orders", colour=BLUE)
         if not rows:
             embed.description = "No orders yet. Start with /train."
@@ -43,7 +44,8 @@ class Orders(commands.Cog):
     async def cancel_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        rows = await self.bot.run_blocking(orders.list_orders, self.bot.b, interaction.user.id, 25, True)
+        rows = await self.bot.run_blocking(
+            lifecycle.list_orders, self.bot.backends.engine, interaction.user.id, limit=25, active_only=True)
         return [
             app_commands.Choice(name=f"{o.id} · {o.kind} · {o.status}", value=o.id)
             for o in rows
@@ -53,7 +55,7 @@ class Orders(commands.Cog):
     @app_commands.command(name="queue", description="Where your orders stand in the queue, and the fleet")
     @app_commands.guild_only()
     async def queue(self, interaction: discord.Interaction) -> None:
-        view = await self.bot.run_blocking(orders.queue_overview, self.bot.b, interaction.user.id)
+        view = await self.bot.run_blocking(member_orders.queue_overview, self.bot.backends, interaction.user.id)
         embed = discord.Embed(title="Queue", colour=BLUE)
         embed.add_field(name="Training jobs waiting", value=str(view.train_waiting), inline=True)
         embed.add_field(name="Render jobs waiting", value=str(view.render_waiting), inline=True)
@@ -65,7 +67,7 @@ class Orders(commands.Cog):
                 inline=False,
             )
         if not view.mine:
-            embed.description = "You have no open orders."
+            embed.description = "You have no open member_orders."
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
 

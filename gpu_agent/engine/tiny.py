@@ -404,3 +404,23 @@ def build_tiny_clipseg(*, seed: int = 0) -> tuple[Any, Any]:
                                   image_mean=[0.481, 0.458, 0.408], image_std=[0.269, 0.261, 0.276])
     model.is_test_model = True
     return model, CLIPSegProcessor(image_processor=images, tokenizer=tiny_tokenizer())
+
+
+def save_tiny_lora(base: str, path: str | os.PathLike[str], *, seed: int, rank: int = 4) -> Path:
+    """A random LoRA for the tiny base ``base`` (attention layers of its UNet), saved in the trainer's file
+    format at ``path`` (a .safetensors file): A TEST MODEL, a stand-in for a member's trained LoRA in tests and
+    benchmarks. Its A and B matrices are random (from ``seed``), so it visibly changes what it touches."""
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
+
+    path = Path(path)
+    pipe = build_tiny_pipeline(base)  # a fresh UNet: LoRA layers go into a throwaway copy
+    config = LoraConfig(r=rank, lora_alpha=rank, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+                        init_lora_weights=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = inject_adapter_in_model(config, pipe.unet)
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    type(pipe).save_lora_weights(str(path.parent), weight_name=path.name, unet_lora_layers=layers)
+    return path

@@ -382,7 +382,12 @@ def build_tiny_clipseg(*, seed: int = 0) -> tuple[Any, Any]:
     """A tiny ``CLIPSegForImageSegmentation`` (CLIP text and vision towers, the FiLM decoder) and its
     ``CLIPSegProcessor`` (the tiny CLIP tokenizer above, a ViT image processor at CLIPSEG_SIZE): A TEST MODEL,
     built offline. Returns (model, processor)."""
-    from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor, ViTImageProcessorPil
+    from transformers import (
+        CLIPSegConfig,
+        CLIPSegForImageSegmentation,
+        CLIPSegProcessor,
+        ViTImageProcessorPil,
+    )
 
     text = _text_config().to_dict()
     config = CLIPSegConfig(

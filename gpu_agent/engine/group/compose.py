@@ -155,14 +155,19 @@ def img2img_steps(steps: int, strength: float) -> int:
 class GroupComposer:
     """Group pictures on a Renderer's loaded base model, with its adapter slots and its checks."""
 
-    def __init__(self, renderer: Renderer, config: GroupConfig | None = None, *, cache_dir: Any = None) -> None:
+    def __init__(self, renderer: Renderer, config: GroupConfig | None = None, *, cache_dir: Any = None,
+                 controlnet: Any = None, segmenter: Segmenter | None = None) -> None:
+        """``controlnet`` and ``segmenter``, when given, are used instead of the models the config names
+        (the benchmark's randomly initialised full-size ones)."""
         from diffusers import AutoPipelineForInpainting, AutoPipelineForText2Image
 
         self.renderer = renderer
         self.config = config or GroupConfig()
         txt2img, img2img = renderer.pipelines
-        self.controlnet = load_controlnet(self.config.controlnet_model, txt2img.unet, cache_dir=cache_dir)
-        self.segmenter = Segmenter.load(self.config.segmenter_model, device=renderer.device, cache_dir=cache_dir)
+        self.controlnet = controlnet or load_controlnet(self.config.controlnet_model, txt2img.unet,
+                                                        cache_dir=cache_dir)
+        self.segmenter = segmenter or Segmenter.load(self.config.segmenter_model, device=renderer.device,
+                                                     cache_dir=cache_dir)
         # from_pipe shares every module (and the scheduler) with the Renderer's pipelines: no weight twice, and
         # the adapters loaded into the UNet are there for all of them.
         self._posed = AutoPipelineForText2Image.from_pipe(txt2img, controlnet=self.controlnet)

@@ -26,7 +26,7 @@ def text_width(path: Path) -> int | None:
 
     try:
         with safe_open(str(path), framework="pt") as f:
-            for key in f.keys():
+            for key in f.keys():  # noqa: SIM118 - safe_open is no mapping
                 flat = key.replace("_", ".")
                 if "attn2.to.k" in flat and any(tag in flat for tag in ("lora.A", "lora.down")):
                     shape = f.get_slice(key).get_shape()

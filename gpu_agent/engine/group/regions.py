@@ -103,7 +103,7 @@ def _fit(low: int, high: int, limit: int, min_side: int) -> tuple[int, int]:
     side = min(max(high - low, min_side), limit)
     side = min(-(-side // 8) * 8, limit // 8 * 8)
     centre = (low + high) / 2
-    start = int(round(centre - side / 2))
+    start = round(centre - side / 2)
     start = max(0, min(start, limit - side))
     return start, start + side
 

@@ -18,7 +18,7 @@ from gpu_agent.agent.engine_runner import EngineRunner
 from gpu_agent.agent.group_likeness import FaceScore, score_faces, weakest
 from gpu_agent.engine.pngmeta import read_png_params
 from gpu_agent.engine.tiny import save_tiny_lora
-from gpu_agent.photos.likeness import Reference, SAME_PERSON_MAX_DISTANCE, build_reference, open_image
+from gpu_agent.photos.likeness import SAME_PERSON_MAX_DISTANCE, Reference, build_reference, open_image
 from photogen.assets import OTHER_PERSON_PHOTO, demo_photos
 from storage import keys
 from storage.blobs.base import BlobStore

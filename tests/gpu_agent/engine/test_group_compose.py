@@ -14,8 +14,8 @@ from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, Stable
 from PIL import Image
 from transformers import CLIPSegForImageSegmentation
 
-from gpu_agent.engine.group.compose import GroupComposer, GroupConfig, GroupMemberLora, GroupRequest
 from gpu_agent.engine.group.components import Segmenter, load_controlnet
+from gpu_agent.engine.group.compose import GroupComposer, GroupConfig, GroupMemberLora, GroupRequest
 from gpu_agent.engine.models import BaseModelError
 from gpu_agent.engine.render import Renderer
 from gpu_agent.engine.render_types import BadRenderRequest, LoraLoadError, LoraRef

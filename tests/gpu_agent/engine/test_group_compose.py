@@ -127,3 +127,15 @@ def test_hub_models_missing_offline_name_the_download(tmp_path: Path, monkeypatc
         load_controlnet("lllyasviel/sd-controlnet-openpose", unet, cache_dir=tmp_path)
     with pytest.raises(BaseModelError, match="hf download CIDAS/clipseg-rd64-refined"):
         Segmenter.load("CIDAS/clipseg-rd64-refined", device=torch.device("cpu"), cache_dir=tmp_path)
+
+
+def test_an_sdxl_base_composes_with_its_own_controlnet_and_inpainting(tmp_path: Path) -> None:
+    from diffusers import StableDiffusionXLControlNetPipeline, StableDiffusionXLInpaintPipeline
+
+    composer = GroupComposer(Renderer("tiny-sdxl", device="cpu"), TINY)
+    assert isinstance(composer._posed, StableDiffusionXLControlNetPipeline)
+    assert isinstance(composer._inpaint, StableDiffusionXLInpaintPipeline)
+    members = tuple(GroupMemberLora(LoraRef(f"xl-{i}", save_tiny_lora("tiny-sdxl", tmp_path / f"{i}.safetensors",
+                                                                      seed=i)), "sks man") for i in (1, 2))
+    (picture,) = composer.render(GroupRequest("photo of {subject}", members, width=128, height=64, steps=2))
+    assert picture.rendered.image.size == (128, 64) and picture.rendered.params.lora == "xl-1,xl-2"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cloud.messages import RenderJob
 from gpu_agent.agent.engine_runner import _base_model_error, _render_code, _stopper
@@ -16,6 +16,7 @@ from gpu_agent.agent.runner import JobError, RenderOutcome, ShouldStop, StepProg
 
 if TYPE_CHECKING:
     from gpu_agent.agent.engine_runner import EngineRunner
+    from gpu_agent.engine.render import Renderer
 
 _composers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
@@ -24,7 +25,7 @@ def composer_for(runner: EngineRunner, base_model: str) -> Any:
     """The GroupComposer of the runner's Renderer for ``base_model`` (made on first use)."""
     from gpu_agent.engine.group.compose import GroupComposer, GroupConfig
 
-    renderer = runner.renderer(base_model)
+    renderer = cast("Renderer", runner.renderer(base_model))
     composer = _composers.get(renderer)
     if composer is None:
         composer = GroupComposer(renderer, GroupConfig.from_settings(runner.settings),

@@ -60,7 +60,8 @@ class Segmenter:
             return (CLIPSegForImageSegmentation.from_pretrained(where, **kw),
                     CLIPSegProcessor.from_pretrained(where, **kw))
 
-        return cls(*_pretrained("CLIPSeg segmenter", setting, cache_dir, both), device)
+        model, processor = _pretrained("CLIPSeg segmenter", setting, cache_dir, both)
+        return cls(model, processor, device)
 
     def heat(self, image: Image.Image, text: str) -> np.ndarray:
         """Per pixel of ``image`` (height × width), the probability in [0, 1] that it shows ``text``."""
@@ -98,6 +99,6 @@ def _pretrained(what: str, setting: str, cache_dir: CacheDir, load: Callable[...
         raise BaseModelError(
             f"{what} {setting!r} is not in {where}"
             + (" and this machine is offline (HF_HUB_OFFLINE=1)" if offline else " and could not be fetched")
-            + f": download it on a machine with internet (`{download_command(setting, cache_dir or '<cache>')}`)"
+            + f": download it on a machine with internet (`{download_command(setting, str(cache_dir or '<cache>'))}`)"
             " and copy the cache here"
         ) from exc

@@ -208,6 +208,22 @@ class Settings(BaseSettings):
     upscale_refine: bool = Field(
         False, description="After the learned upscaler, also re-denoise lightly with the base model (slower)."
     )
+    # --- group pictures (gpu_agent/engine/group) ---------------------------------------------------------
+    group_controlnet_model: str = Field(
+        "lllyasviel/sd-controlnet-openpose", description="Pose ControlNet of group pictures, for the base model's "
+        "family (hub id in MODEL_CACHE_DIR, local folder, or tiny-controlnet for tests)."
+    )
+    group_segmenter_model: str = Field(
+        "CIDAS/clipseg-rd64-refined", description="CLIPSeg model that refines each person's region of a group "
+        "picture (hub id in MODEL_CACHE_DIR, local folder, or tiny-clipseg for tests)."
+    )
+    group_member_strength: float = Field(
+        0.55, gt=0, le=1, description="Denoising strength of each member's region, drawn with only their LoRA."
+    )
+    group_harmonise_strength: float = Field(
+        0.2, ge=0, le=1, description="Denoising strength of the last pass over a whole group picture, without any "
+        "member's LoRA (0: none)."
+    )
 
     # --- the AWS fleet (photogen aws …, photogen autoscaler) ------------------------------------
     fleet_name: str = Field("photogen", description="Name prefix of the AWS resources (role, template, groups).")

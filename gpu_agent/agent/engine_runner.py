@@ -131,6 +131,10 @@ class EngineRunner:
         from gpu_agent.engine.render_hooks import PromptRefused
         from gpu_agent.engine.render_types import LoraRef, RenderError, RenderRequest
 
+        if job.mode == "group":
+            from gpu_agent.agent.engine_group import render_group
+
+            return render_group(self, job, loras, progress=progress, should_stop=should_stop)
         if len(loras) > 1:
             raise JobError("unsupported", "Pictures with several trained models at once are not supported yet.")
         try:

@@ -276,6 +276,10 @@ class Handlers:
     # --- rendering -----------------------------------------------------------------------------------------
 
     def render(self, ctx: JobContext, job: RenderJob) -> Outcome:
+        if job.mode == "group":
+            from gpu_agent.agent.group_job import render_group
+
+            return render_group(self, ctx, job)
         ctx.total = job.steps
         loras = [self._fetch_lora(key) for key in job.model_keys]
         source = None

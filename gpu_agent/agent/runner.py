@@ -67,6 +67,8 @@ class TrainOutcome:
 class RenderOutcome:
     pngs: list[bytes] = field(repr=False)
     flagged: list[str | None] = field(default_factory=list)
+    member_boxes: list[list[tuple[int, int, int, int]]] = field(default_factory=list)
+    """Mode "group": per picture, per member (left to right), the box where their face is (likeness)."""
 
 
 class JobRunner(Protocol):

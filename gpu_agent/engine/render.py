@@ -149,6 +149,20 @@ class Renderer:
         """(txt2img, img2img), sharing their modules."""
         return self._txt2img, self._img2img
 
+    @property
+    def lock(self) -> threading.Lock:
+        """Held while the pipelines work (the group composer, engine/group, holds it for a whole picture)."""
+        return self._lock
+
+    def check_prompt(self, prompt: str) -> None:
+        """The prompt check every render passes (raises PromptRefused)."""
+        self._prompt_check(prompt)
+
+    def image_refusal(self, image: Image.Image) -> str | None:
+        """Why the image check refuses ``image``; None when it passes."""
+        verdict = self._image_check(image)
+        return None if verdict.safe else (verdict.reason or "the image check refused it")
+
     def render(
         self,
         request: RenderRequest,

@@ -346,3 +346,86 @@ def build_tiny_upscaler(*, seed: int = 0) -> Any:
         if isinstance(component, torch.nn.Module):
             component.eval()
     return _mark(pipe, TINY_UPSCALER)
+
+
+TINY_CONTROLNET = "tiny-controlnet"
+TINY_CLIPSEG = "tiny-clipseg"
+CLIPSEG_SIZE = 64
+"""The tiny CLIPSeg's input side (the real one reads 352 px)."""
+
+
+def build_tiny_controlnet(unet: Any, *, seed: int = 0) -> Any:
+    """A ``ControlNetModel`` for the tiny base whose UNet is ``unet``: A TEST MODEL.
+
+    Built as real ControlNets start, from the base UNet's own encoder (``from_unet``: same blocks, copied
+    weights) with a conditioning encoder that brings the pose map down to the latents' size (the tiny VAE
+    halves a picture; the real one divides by 8). A real ControlNet's output convolutions start at zero and
+    learn; here they are drawn at random (from ``seed``) so that the pose map visibly changes a render.
+    """
+    from diffusers import ControlNetModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16))
+        zero_init = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block,
+                     controlnet.controlnet_cond_embedding.conv_out]
+        with torch.no_grad():
+            for conv in zero_init:
+                conv.weight.normal_(0.0, 0.05)
+    controlnet.to(device=unet.device, dtype=unet.dtype)
+    controlnet.eval()
+    controlnet.is_test_model = True
+    return controlnet
+
+
+def build_tiny_clipseg(*, seed: int = 0) -> tuple[Any, Any]:
+    """A tiny ``CLIPSegForImageSegmentation`` (CLIP text and vision towers, the FiLM decoder) and its
+    ``CLIPSegProcessor`` (the tiny CLIP tokenizer above, a ViT image processor at CLIPSEG_SIZE): A TEST MODEL,
+    built offline. Returns (model, processor)."""
+    from transformers import (
+        CLIPSegConfig,
+        CLIPSegForImageSegmentation,
+        CLIPSegProcessor,
+        ViTImageProcessorPil,
+    )
+
+    text = _text_config().to_dict()
+    config = CLIPSegConfig(
+        text_config={key: text[key] for key in (
+            "vocab_size", "hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers",
+            "max_position_embeddings", "bos_token_id", "eos_token_id", "pad_token_id")},
+        vision_config={"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2,
+                       "image_size": CLIPSEG_SIZE, "patch_size": 16},
+        projection_dim=32,
+        reduce_dim=16,
+        extract_layers=[0, 1],
+        decoder_num_attention_heads=4,
+        decoder_intermediate_size=37,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = CLIPSegForImageSegmentation(config).eval()
+    images = ViTImageProcessorPil(size={"height": CLIPSEG_SIZE, "width": CLIPSEG_SIZE},
+                                  image_mean=[0.481, 0.458, 0.408], image_std=[0.269, 0.261, 0.276])
+    model.is_test_model = True
+    return model, CLIPSegProcessor(image_processor=images, tokenizer=tiny_tokenizer())
+
+
+def save_tiny_lora(base: str, path: str | os.PathLike[str], *, seed: int, rank: int = 4) -> Path:
+    """A random LoRA for the tiny base ``base`` (attention layers of its UNet), saved in the trainer's file
+    format at ``path`` (a .safetensors file): A TEST MODEL, a stand-in for a member's trained LoRA in tests and
+    benchmarks. Its A and B matrices are random (from ``seed``), so it visibly changes what it touches."""
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
+
+    path = Path(path)
+    pipe = build_tiny_pipeline(base)  # a fresh UNet: LoRA layers go into a throwaway copy
+    config = LoraConfig(r=rank, lora_alpha=rank, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+                        init_lora_weights=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = inject_adapter_in_model(config, pipe.unet)
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    type(pipe).save_lora_weights(str(path.parent), weight_name=path.name, unet_lora_layers=layers)
+    return path

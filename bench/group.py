@@ -1,0 +1,245 @@
+"""Group pictures: time and peak memory of a 2-, 3- and 4-person picture against a single render.
+
+    python bench/group.py [--quick] [--runs N] [--size WxH] [--steps N] [--device cpu|cuda] [--threads N]
+
+One warm Renderer (the base model loaded once) and one GroupComposer on it; the members' LoRAs go through the
+Renderer's adapter slots (swapped in, then resident), never a reload of the base. Per run, in alternating
+order so a busy machine slows all alike: a single render of one member (txt2img with their LoRA) and a group
+picture of n members (pose ControlNet base render, CLIPSeg regions, one masked re-denoise per member on a crop
+around their region, harmonisation), both at the same size and steps. Figures are medians. Peak memory:
+torch.cuda.max_memory_allocated on CUDA; on the CPU the process's resident set sampled every 2 ms during the
+call (the peak above the resident set before the call, and the absolute peak). Time: wall seconds on CUDA,
+process CPU seconds on the CPU (a shared machine's load does not inflate them).
+
+Goal: a group picture of n people takes <= (1 + 0.6 n) x a single render, with the base model loaded once and
+LoRAs swapped, not reloaded (lora_loads after the first picture of a group: 0; base_loads: 1).
+
+--quick: the tiny random SD-1.x model with the tiny ControlNet and CLIPSeg (under two minutes on 2 CPU cores).
+Without it: randomly initialised full-size SD-1.5 shapes (UNet, VAE, CLIP-L text encoder from bench/render.py),
+a full-size ControlNet built from that UNet and a CLIPSeg of rd64's shapes, nothing downloaded. The tiny models
+draw noise, so the face pass finds no face there: its cost is not in these figures (see docs/BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import _paths  # noqa: F401 - first: takes bench/ off sys.path (see bench/_paths.py)
+import torch
+from _args import count, device
+from render import save_loras
+
+from gpu_agent.engine.group.compose import GroupComposer, GroupConfig, GroupMemberLora, GroupRequest
+from gpu_agent.engine.models import load_base_pipeline
+from gpu_agent.engine.render import Renderer
+from gpu_agent.engine.render_types import LoraRef, RenderRequest
+
+PROMPT = "photo of {subject} at the eiffel tower"
+SUBJECTS = ["sks man", "ohwx woman", "zwx man", "sks woman"]
+
+
+def goal_ratio(n: int) -> float:
+    return 1 + 0.6 * n
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def measured(call: Callable[[], Any], device: str) -> tuple[float, int, int]:
+    """(seconds, peak bytes above the start, absolute peak bytes) of ``call()``. Seconds: wall time on CUDA;
+    on the CPU the process's CPU time, which a machine shared with other work does not inflate (torch runs
+    --threads threads; with 1 it is the work itself)."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        start_bytes = torch.cuda.memory_allocated()
+        started = time.perf_counter()
+        call()
+        torch.cuda.synchronize()
+        seconds = time.perf_counter() - started
+        peak = torch.cuda.max_memory_allocated()
+        return seconds, peak - start_bytes, peak
+    start_bytes = _rss()
+    peak = [start_bytes]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.002):
+            peak[0] = max(peak[0], _rss())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.process_time()
+    try:
+        call()
+    finally:
+        seconds = time.process_time() - started
+        done.set()
+        sampler.join()
+    peak[0] = max(peak[0], _rss())
+    return seconds, peak[0] - start_bytes, peak[0]
+
+
+def count_lora_loads(renderer: Renderer) -> Counter[str]:
+    """Counts how the renderer's adapter slots bring LoRAs in (inject / hotswap / resident)."""
+    paths: Counter[str] = Counter()
+    activate = renderer.adapters.activate
+
+    def counted(lora: LoraRef | None) -> Any:
+        path = activate(lora)
+        if path is not None:
+            paths[path] += 1
+        return path
+
+    renderer.adapters.activate = counted  # type: ignore[method-assign]
+    return paths
+
+
+def full_size_parts(device: str, folder: Path) -> tuple[Renderer, Any, Any, list[LoraRef]]:
+    """SD-1.5-shaped random models (bench/render.py's), saved once; a ControlNet from its UNet; a CLIPSeg of
+    rd64's shapes (CLIP ViT-B/16 towers, reduce_dim 64) with the tiny tokenizer."""
+    from diffusers import ControlNetModel
+    from render import full_size_sd15  # bench/render.py
+    from transformers import (
+        CLIPSegConfig,
+        CLIPSegForImageSegmentation,
+        CLIPSegProcessor,
+        ViTImageProcessorPil,
+    )
+
+    from gpu_agent.engine.group.components import Segmenter
+    from gpu_agent.engine.tiny import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    pipe = full_size_sd15(tokenizer)
+    model_dir = folder / "sd15-random"
+    pipe.save_pretrained(str(model_dir))
+    loras = save_loras(pipe, folder, 4, 16, text_encoder=True)
+    renderer = Renderer(str(model_dir), device=device, max_resident=4)
+    unet = renderer.pipelines[0].unet
+    controlnet = ControlNetModel.from_unet(unet).to(device=unet.device, dtype=unet.dtype).eval()
+    config = CLIPSegConfig(text_config={"vocab_size": len(tokenizer), "bos_token_id": 0, "eos_token_id": 1,
+                                        "pad_token_id": 1},
+                           vision_config={"patch_size": 16}, reduce_dim=64)
+    processor = CLIPSegProcessor(image_processor=ViTImageProcessorPil(size={"height": 352, "width": 352}),
+                                 tokenizer=tokenizer)
+    segmenter = Segmenter(CLIPSegForImageSegmentation(config), processor, torch.device(device))
+    return renderer, controlnet, segmenter, loras
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tiny models only (under two minutes on 2 CPU cores)")
+    ap.add_argument("--runs", type=count(1), default=None, help="timed runs per group size")
+    ap.add_argument("--size", default=None, help="WxH of the pictures (default 128x64 quick, 384x256 full)")
+    ap.add_argument("--steps", type=count(1), default=None, help="denoising steps (default 4 quick, 6 full)")
+    ap.add_argument("--device", type=device, default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=count(1), default=1, help="torch CPU threads (1: steadiest when shared)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    width, height = (int(v) for v in (args.size or ("128x64" if args.quick else "384x256")).split("x"))
+    steps = args.steps or (4 if args.quick else 6)
+    runs = args.runs or (1 if args.quick else 2)
+    config = GroupConfig(controlnet_model="tiny-controlnet", segmenter_model="tiny-clipseg")
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-group-") as tmp:
+        folder = Path(tmp)
+        if args.quick:
+            model = "tiny-sd"
+            renderer = Renderer(model, device=args.device, max_resident=4)
+            composer = GroupComposer(renderer, config)
+            # bench/render.py's LoRAs (the trainer's format and targets), injected into a throwaway copy
+            loras = save_loras(load_base_pipeline(model, device=torch.device("cpu")), folder, 4, 4,
+                               text_encoder=True)
+        else:
+            model = "random full-size SD-1.5 shapes"
+            renderer, controlnet, segmenter, loras = full_size_parts(args.device, folder)
+            composer = GroupComposer(renderer, config, controlnet=controlnet, segmenter=segmenter)
+        setup_s = time.perf_counter() - started
+        print(f"set up in {setup_s:.1f}s", file=sys.stderr, flush=True)
+        base_unet = renderer.pipelines[0].unet
+        loads = count_lora_loads(renderer)
+
+        def single() -> None:
+            renderer.render(RenderRequest(PROMPT, subject=SUBJECTS[0], width=width, height=height, steps=steps,
+                                          seed=1), loras[0])
+
+        def group_of(n: int) -> Callable[[], None]:
+            members = tuple(GroupMemberLora(loras[i], SUBJECTS[i]) for i in range(n))
+            request = GroupRequest(PROMPT, members, "row", width=width, height=height, steps=steps, seed=1)
+            return lambda: composer.render(request)
+
+        single()  # warm-up: first-call costs (kernels, allocator, lazy imports) are not a render's
+        for lora in loras[:2]:
+            renderer.load(lora)
+        group_of(2)()
+        results = []
+        for n in (2, 3, 4):
+            for lora in loras[:n]:
+                renderer.load(lora)  # the new members' LoRAs come in (as while an order's inputs download)
+            before = sum(v for k, v in loads.items() if k != "resident")
+            singles, groups = [], []
+            for run in range(runs):
+                order = [("single", single), ("group", group_of(n))]
+                for name, call in order if run % 2 == 0 else order[::-1]:
+                    (singles if name == "single" else groups).append(measured(call, args.device))
+            single_s = statistics.median(s for s, _, _ in singles)
+            group_s = statistics.median(s for s, _, _ in groups)
+            print(f"{n} people: group {group_s:.3f}s, single {single_s:.3f}s ({time.perf_counter() - started:.0f}s "
+                  "so far)", file=sys.stderr, flush=True)
+            results.append({
+                "people": n,
+                "single_s": round(single_s, 3),
+                "group_s": round(group_s, 3),
+                "ratio": round(group_s / single_s, 2),
+                "goal_ratio": round(goal_ratio(n), 2),
+                "single_peak_mb": round(max(p for _, p, _ in singles) / 2**20, 1),
+                "group_peak_mb": round(max(p for _, p, _ in groups) / 2**20, 1),
+                "single_peak_abs_mb": round(max(a for _, _, a in singles) / 2**20, 1),
+                "group_peak_abs_mb": round(max(a for _, _, a in groups) / 2**20, 1),
+                "lora_loads_after_first": sum(v for k, v in loads.items() if k != "resident") - before,
+            })
+        assert renderer.pipelines[0].unet is base_unet  # the base model was never reloaded
+    for r in results:
+        print(f"{r['people']} people: group {r['group_s']:.3f}s vs single {r['single_s']:.3f}s = {r['ratio']}x "
+              f"(goal <= {r['goal_ratio']}x); peak +{r['group_peak_mb']} MB vs +{r['single_peak_mb']} MB; "
+              f"LoRA loads after the first picture: {r['lora_loads_after_first']}")
+    summary = {
+        "bench": "group",
+        "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, "
+                   f"device {args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else ""),
+        "model": model,
+        "size": f"{width}x{height}",
+        "steps": steps,
+        "runs": runs,
+        "timed_as": "wall seconds" if args.device.startswith("cuda") else "process CPU seconds",
+        "member_strength": config.member_strength,
+        "harmonise_strength": config.harmonise_strength,
+        "base_loads": 1,
+        "lora_loads": dict(loads),
+        "setup_s": round(setup_s, 1),
+        "results": results,
+        "goal": "group picture of n people <= (1 + 0.6 n) x a single render at the same size and steps; base "
+                "loaded once, LoRAs swapped not reloaded",
+        "goal_met": all(r["ratio"] <= r["goal_ratio"] and r["lora_loads_after_first"] == 0 for r in results),
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The agent's handling of a RenderJob in mode "group": every member's LoRA fetched and checked to be theirs,
+the pictures rendered by the runner (engine/group), each face scored against its own member, each picture
+safety-checked and stored under the job's keys, as a single render's are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cloud.messages import GroupMember, RenderJob
+from gpu_agent.agent.group_likeness import group_likeness
+from gpu_agent.agent.runner import Interrupted, JobError
+from storage import keys
+from storage.blobs.base import BlobNotFound
+
+if TYPE_CHECKING:
+    from gpu_agent.agent.jobs import Handlers, JobContext, Outcome
+
+NOT_THEIRS = "This group picture's order names a model that does not belong to the person it pictures."
+MISSING = ("The trained model of someone in this group picture could not be found (it may have been deleted), "
+           "so nothing was rendered.")
+
+
+def member_lora(handlers: Handlers, member: GroupMember) -> Path:
+    """The member's LoRA as a local file (the agent's LoRA cache); only their own model's key is accepted."""
+    if member.model_key != keys.model_key(member.user_id, member.model_id):
+        raise JobError("bad_job", NOT_THEIRS)
+    try:
+        data = handlers.blobs.get(member.model_key)
+    except (BlobNotFound, ValueError):
+        raise JobError("model_missing", MISSING) from None
+    return handlers.lora_cache.path_for(member.model_key, data)
+
+
+def render_group(handlers: Handlers, ctx: JobContext, job: RenderJob) -> Outcome:
+    from gpu_agent.agent.jobs import Outcome
+
+    ctx.total = job.steps
+    loras = [member_lora(handlers, member) for member in job.members]
+    ctx.reporter.started(step=0, total=job.steps)
+
+    def progress(step: int, total: int, loss: float | None = None) -> None:
+        ctx.step, ctx.total = step, total
+        ctx.reporter.progress(step, total)
+
+    try:
+        rendered = handlers._with_oom_retry(ctx, lambda low: handlers.runner.render(
+            job, loras, None, progress=progress, should_stop=ctx.should_stop, low_memory=low))
+    except Interrupted:
+        return Outcome("lease_lost" if ctx.lease_lost else "preempted", step=ctx.step, total=ctx.total)
+    pngs: list[bytes] = list(rendered.pngs)  # type: ignore[attr-defined]
+    scores = group_likeness(handlers.blobs, job, pngs, rendered.member_boxes)  # type: ignore[attr-defined]
+    outputs, verdicts = [], []
+    for n, png in enumerate(pngs):
+        if ctx.lease_lost:
+            return Outcome("lease_lost", step=ctx.step, total=ctx.total)
+        ctx.guard_upload()
+        key = keys.render_key(job.user_id, job.job_id, n)
+        verdicts.append(handlers._checked(key, png, rendered, n))
+        handlers.blobs.put(key, png, content_type="image/png")
+        outputs.append(key)
+    return Outcome("done", output_keys=outputs, step=ctx.total, total=ctx.total, likeness=scores, safety=verdicts)

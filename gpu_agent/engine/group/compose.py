@@ -1,0 +1,326 @@
+"""The group picture: several members, each drawn by their own LoRA only, on one loaded base model.
+
+Stages, for each of the request's pictures (picture i from seed + i):
+
+1. **layout**: the preset's OpenPose keypoints (layouts.py) drawn as a pose map at the render's size;
+2. **base render**: the pose ControlNet over the base model, no member LoRA, ``{subject}`` filled with generic
+   people ("three people"): the scene, the people where the layout puts them;
+3. **regions**: each person's layout box refined by CLIPSeg ("a person") on the base render, disjoint;
+4. **member passes**, left to right: with *only that member's* adapter active (AdapterSlots.activate: one
+   adapter, the others contribute nothing) and ``{subject}`` their own identifier, their region is redrawn by
+   masked re-denoising (the base model's own UNet through diffusers' StableDiffusionInpaintPipeline, which
+   with a 4-channel UNet blends the unmasked latents back at every step) on a crop around the region, at the
+   picture's resolution; then the face pass for their face (face_detail's crop, redrawn with their adapter);
+   their layer enters the picture through a weight that is 0 outside their region;
+5. **harmonisation**: a low-strength img2img of the whole picture with every LoRA bypassed, which evens out the
+   seams and the light.
+
+No leakage: a member's pixels before harmonisation depend only on the base render (no LoRA), the regions (from
+the base render) and their own pass; ``GroupPicture.before_harmonise`` keeps them for the tests. The base model
+is loaded once (the Renderer's); members' LoRAs go through the Renderer's adapter slots, so they are swapped in
+and stay resident like any member's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from gpu_agent.engine.face_detail import FACE_PROMPT, FaceRegion, find_faces, paste_back
+from gpu_agent.engine.group.components import Segmenter, load_controlnet
+from gpu_agent.engine.group.families import check_families
+from gpu_agent.engine.group.layouts import Box, layout_poses, person_boxes, pose_map
+from gpu_agent.engine.group.regions import bounding_box, composite, feathered, member_regions, work_box
+from gpu_agent.engine.pngmeta import GenerationParams, png_bytes
+from gpu_agent.engine.render import SAMPLER
+from gpu_agent.engine.render_hooks import placeholder
+from gpu_agent.engine.render_prompt import fill_prompt
+from gpu_agent.engine.render_types import BadRenderRequest, LoraRef, RenderedImage, RenderRequest
+
+if TYPE_CHECKING:
+    from gpu_agent.engine.render import Renderer
+    from storage.settings import Settings
+
+GENERIC_PEOPLE = {2: "two people", 3: "three people", 4: "four people"}
+"""``{subject}`` of the base render and the harmonisation: nobody in particular."""
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class GroupConfig:
+    """The group pipeline's models and strengths (settings GROUP_*)."""
+
+    controlnet_model: str = "lllyasviel/sd-controlnet-openpose"
+    segmenter_model: str = "CIDAS/clipseg-rd64-refined"
+    member_strength: float = 0.55
+    """Denoising strength of a member's region: enough to make the generic person them, keeping the pose."""
+    harmonise_strength: float = 0.2
+    """Denoising strength of the final pass over the whole picture (0: none)."""
+    pose_scale: float = 1.0
+    """How strongly the pose map steers the base render (controlnet_conditioning_scale)."""
+    segment_prompt: str = "a person"
+    segment_threshold: float = 0.35
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GroupConfig:
+        return cls(
+            controlnet_model=settings.group_controlnet_model,
+            segmenter_model=settings.group_segmenter_model,
+            member_strength=settings.group_member_strength,
+            harmonise_strength=settings.group_harmonise_strength,
+        )
+
+
+@dataclass(frozen=True)
+class GroupMemberLora:
+    """One pictured member: their LoRA (fetched) and their identifier (``{subject}`` of their region)."""
+
+    lora: LoraRef
+    subject: str
+
+
+@dataclass(frozen=True)
+class GroupRequest:
+    """``n`` group pictures of ``prompt`` (a template with ``{subject}``), members left to right."""
+
+    prompt: str
+    members: tuple[GroupMemberLora, ...]
+    layout: str | None = None
+    negative_prompt: str = ""
+    seed: int = 0
+    n: int = 1
+    width: int = 768
+    height: int = 512
+    steps: int = 30
+    guidance: float = 7.0
+    face_detail: bool = True
+
+    def __post_init__(self) -> None:
+        if not 2 <= len(self.members) <= 4:
+            raise BadRenderRequest(f"a group picture has 2 to 4 people, not {len(self.members)}")
+        if len({m.lora.model_id for m in self.members}) != len(self.members):
+            raise BadRenderRequest("each person in a group picture needs their own model")
+        for member in self.members:
+            self.as_render_request(member.subject)  # the single render's checks: prompt, sizes, steps, seed
+
+    def as_render_request(self, subject: str) -> RenderRequest:
+        return RenderRequest(self.prompt, subject=subject, negative_prompt=self.negative_prompt, seed=self.seed,
+                             n=self.n, width=self.width, height=self.height, steps=self.steps,
+                             guidance=self.guidance)
+
+
+@dataclass(frozen=True)
+class GroupPicture:
+    """One finished group picture and what the tests and the likeness check need to see of it."""
+
+    rendered: RenderedImage
+    base: Image.Image = field(repr=False)
+    before_harmonise: Image.Image = field(repr=False)
+    regions: list[np.ndarray] = field(repr=False)
+    """Per member, left to right: the pixels only their pass may change (boolean, height × width)."""
+    boxes: list[Box]
+    """Per member: where to look for their face (their face pass's box, else their region's bounding box)."""
+    faces: list[bool]
+    """Per member: whether the face pass found and redrew their face."""
+
+
+class _Steps:
+    def __init__(self, total: int, progress: Progress | None) -> None:
+        self.done, self.total, self.progress = 0, total, progress
+
+    def callback(self) -> dict[str, Any]:
+        if self.progress is None:
+            return {}
+
+        def on_step(_pipe: Any, _step: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            self.done = min(self.done + 1, self.total)
+            self.progress(self.done, self.total)  # type: ignore[misc]
+            return kwargs
+
+        return {"callback_on_step_end": on_step}
+
+
+def img2img_steps(steps: int, strength: float) -> int:
+    """Steps to ask an img2img pass for so that ``steps`` × ``strength`` (at least one) of them run."""
+    return max(steps, math.ceil(1 / strength))
+
+
+class GroupComposer:
+    """Group pictures on a Renderer's loaded base model, with its adapter slots and its checks."""
+
+    def __init__(self, renderer: Renderer, config: GroupConfig | None = None, *, cache_dir: Any = None,
+                 controlnet: Any = None, segmenter: Segmenter | None = None) -> None:
+        """``controlnet`` and ``segmenter``, when given, are used instead of the models the config names
+        (the benchmark's randomly initialised full-size ones)."""
+        from diffusers import AutoPipelineForInpainting, AutoPipelineForText2Image
+
+        self.renderer = renderer
+        self.config = config or GroupConfig()
+        txt2img, img2img = renderer.pipelines
+        self.controlnet = controlnet or load_controlnet(self.config.controlnet_model, txt2img.unet,
+                                                        cache_dir=cache_dir)
+        self.segmenter = segmenter or Segmenter.load(self.config.segmenter_model, device=renderer.device,
+                                                     cache_dir=cache_dir)
+        # from_pipe shares every module (and the scheduler) with the Renderer's pipelines: no weight twice, and
+        # the adapters loaded into the UNet are there for all of them.
+        self._posed = AutoPipelineForText2Image.from_pipe(txt2img, controlnet=self.controlnet)
+        self._inpaint = AutoPipelineForInpainting.from_pipe(txt2img)
+        self._img2img = img2img
+        for pipe in (self._posed, self._inpaint):
+            pipe.set_progress_bar_config(disable=True)
+
+    def render(self, request: GroupRequest, *, progress: Progress | None = None) -> list[GroupPicture]:
+        """The request's pictures. Raises BadRenderRequest (unknown layout, mixed base families, over the pixel
+        cap), PromptRefused or LoraLoadError before any denoising."""
+        renderer = self.renderer
+        size = (request.width, request.height)
+        if request.width * request.height > renderer.max_pixels:
+            raise BadRenderRequest(f"{request.width}x{request.height} is more than this renderer's "
+                                   f"{renderer.max_pixels:,} pixel limit")
+        poses = layout_poses(request.layout, len(request.members))
+        check_families([m.lora for m in request.members], self._posed.unet.config.cross_attention_dim)
+        generic = fill_prompt(request.prompt, GENERIC_PEOPLE[len(request.members)])
+        prompts = [fill_prompt(request.prompt, m.subject) for m in request.members]
+        for prompt in (generic, *prompts):
+            renderer.check_prompt(prompt)
+        config = self.config
+        member_steps = int(img2img_steps(request.steps, config.member_strength) * config.member_strength)
+        harmonise = config.harmonise_strength
+        total = request.steps + request.n * len(request.members) * max(1, member_steps)
+        if harmonise > 0:
+            total += max(1, int(img2img_steps(request.steps, harmonise) * harmonise))
+        steps = _Steps(total, progress)
+        boxes = person_boxes(poses, size)
+        with renderer.lock:
+            renderer.adapters.activate(None)
+            bases = self._base(request, generic, pose_map(poses, size), steps)
+            regions = [member_regions(boxes, size, self.segmenter.heat(b, config.segment_prompt),
+                                      threshold=config.segment_threshold) for b in bases]
+            weights = [[feathered(mask, _feather_radius(mask)) for mask in masks] for masks in regions]
+            layers: list[list[Image.Image]] = [[] for _ in bases]
+            face_boxes: list[list[Box | None]] = [[] for _ in bases]
+            for k, member in enumerate(request.members):
+                renderer.adapters.activate(member.lora)
+                for i, base in enumerate(bases):
+                    layer, face = self._member_pass(request, k, i, prompts[k], base, regions[i][k], steps)
+                    layers[i].append(layer)
+                    face_boxes[i].append(face)
+            before = [composite(base, layers[i], weights[i]) for i, base in enumerate(bases)]
+            renderer.adapters.activate(None)
+            final = self._harmonise(request, generic, before, steps) if harmonise > 0 else before
+        pictures = []
+        for i, image in enumerate(final):
+            found = [f is not None for f in face_boxes[i]]
+            where = [f if f is not None else (bounding_box(m) or (0, 0, *size)) for f, m in zip(
+                face_boxes[i], regions[i], strict=True)]
+            pictures.append(GroupPicture(
+                rendered=self._finish(request, generic, image, request.seed + i, sum(found)),
+                base=bases[i], before_harmonise=before[i], regions=regions[i], boxes=where, faces=found))
+        return pictures
+
+    # --- stages ---------------------------------------------------------------------------------------------
+
+    def _base(self, request: GroupRequest, prompt: str, pose: Image.Image, steps: _Steps) -> list[Image.Image]:
+        generators = [torch.Generator("cpu").manual_seed(request.seed + i) for i in range(request.n)]
+        with torch.inference_mode():
+            out = self._posed(
+                prompt=prompt, negative_prompt=request.negative_prompt or None, image=pose,
+                num_images_per_prompt=request.n, width=request.width, height=request.height,
+                num_inference_steps=request.steps, guidance_scale=request.guidance, generator=generators,
+                controlnet_conditioning_scale=self.config.pose_scale, output_type="pil", **steps.callback())
+        return list(out.images)
+
+    def _member_pass(self, request: GroupRequest, k: int, i: int, prompt: str, base: Image.Image,
+                     mask: np.ndarray, steps: _Steps) -> tuple[Image.Image, Box | None]:
+        """Member ``k``'s layer of picture ``i`` (their adapter is the active one): the base with their region's
+        crop redrawn, then their face redrawn; and the box of the face it redrew, if any."""
+        box = work_box(mask, base.size)
+        left, top, right, bottom = box
+        crop_mask = Image.fromarray(mask[top:bottom, left:right].astype(np.uint8) * 255, mode="L")
+        strength = self.config.member_strength
+        with torch.inference_mode():
+            (redrawn,) = self._inpaint(
+                prompt=prompt, negative_prompt=request.negative_prompt or None, image=base.crop(box),
+                mask_image=crop_mask, width=right - left, height=bottom - top, strength=strength,
+                num_inference_steps=img2img_steps(request.steps, strength), guidance_scale=request.guidance,
+                generator=torch.Generator("cpu").manual_seed(_member_seed(request.seed + i, k)),
+                output_type="pil", **steps.callback()).images
+        layer = base.copy()
+        layer.paste(redrawn, (left, top))
+        if not request.face_detail:
+            return layer, None
+        face = self._their_face(layer, mask)
+        if face is None:
+            return layer, None
+        return self._redraw_face(request, k, i, layer, face), face.box
+
+    def _their_face(self, layer: Image.Image, mask: np.ndarray) -> FaceRegion | None:
+        """The largest face the detector finds in the member's layer whose centre lies in their region."""
+        config = self.renderer.face_detail
+        for region in find_faces(layer, config):
+            face = region.face
+            cx, cy = int(face.left + face.width / 2), int(face.top + face.height / 2)
+            if 0 <= cy < mask.shape[0] and 0 <= cx < mask.shape[1] and mask[cy, cx]:
+                return region
+        return None
+
+    def _redraw_face(self, request: GroupRequest, k: int, i: int, layer: Image.Image,
+                     region: FaceRegion) -> Image.Image:
+        """The face pass of one member's face, as the single render's (face_detail) with their adapter."""
+        config = self.renderer.face_detail
+        native = self._img2img.unet.config.sample_size * self._img2img.vae_scale_factor
+        side = max(native, -(-region.side // 8) * 8)
+        crop = layer.crop(region.box).resize((side, side), Image.Resampling.LANCZOS)
+        subject = request.members[k].subject
+        with torch.inference_mode():
+            (redone,) = self._img2img(
+                prompt=fill_prompt(FACE_PROMPT, subject), negative_prompt=request.negative_prompt or None,
+                image=crop, strength=config.strength, guidance_scale=request.guidance,
+                num_inference_steps=img2img_steps(request.steps, config.strength),
+                generator=torch.Generator("cpu").manual_seed(_member_seed(request.seed + i, k)),
+                output_type="pil").images
+        return paste_back(layer, region.box, redone, config.feather)
+
+    def _harmonise(self, request: GroupRequest, prompt: str, pictures: list[Image.Image],
+                   steps: _Steps) -> list[Image.Image]:
+        strength = self.config.harmonise_strength
+        generators = [torch.Generator("cpu").manual_seed(request.seed + i) for i in range(len(pictures))]
+        with torch.inference_mode():
+            out = self._img2img(
+                prompt=[prompt] * len(pictures), negative_prompt=[request.negative_prompt] * len(pictures)
+                if request.negative_prompt else None, image=pictures, strength=strength,
+                num_inference_steps=img2img_steps(request.steps, strength), guidance_scale=request.guidance,
+                generator=generators, output_type="pil", **steps.callback())
+        return list(out.images)
+
+    def _finish(self, request: GroupRequest, prompt: str, image: Image.Image, seed: int,
+                faces: int) -> RenderedImage:
+        flagged = self.renderer.image_refusal(image)
+        if flagged is not None:
+            image = placeholder(image.size)
+        params = GenerationParams(
+            prompt=prompt, negative_prompt=request.negative_prompt, seed=seed, steps=request.steps,
+            guidance=request.guidance, sampler=SAMPLER, width=image.width, height=image.height,
+            base_model=self.renderer.base_model, mode="group",
+            lora=",".join(m.lora.model_id for m in request.members), strength=None, flagged=flagged,
+            face_detail=faces if request.face_detail else None)
+        return RenderedImage(image=image, seed=seed, png=png_bytes(image, params), params=params, flagged=flagged)
+
+
+def _member_seed(seed: int, k: int) -> int:
+    """Member ``k``'s noise for the picture of ``seed``: their own, whoever else is pictured."""
+    return (seed + 7919 * (k + 1)) % 2**63
+
+
+def _feather_radius(mask: np.ndarray) -> int:
+    box = bounding_box(mask)
+    if box is None:
+        return 0
+    return max(1, round(0.03 * min(box[2] - box[0], box[3] - box[1])))

@@ -1,0 +1,141 @@
+"""Group pictures on the tiny random models (CPU): the pose ControlNet, CLIPSeg and the masked re-denoising
+(diffusers' StableDiffusionInpaintPipeline over the base's own 4-channel UNet) really run, and no member's LoRA
+reaches another member's region, to the exact pixel."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, StableDiffusionInpaintPipeline
+from PIL import Image
+from transformers import CLIPSegForImageSegmentation
+
+from gpu_agent.engine.group.components import Segmenter, load_controlnet
+from gpu_agent.engine.group.compose import GroupComposer, GroupConfig, GroupMemberLora, GroupRequest
+from gpu_agent.engine.models import BaseModelError
+from gpu_agent.engine.render import Renderer
+from gpu_agent.engine.render_types import BadRenderRequest, LoraLoadError, LoraRef
+from gpu_agent.engine.tiny import save_tiny_lora
+
+TINY = GroupConfig(controlnet_model="tiny-controlnet", segmenter_model="tiny-clipseg")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def composer() -> GroupComposer:
+    return GroupComposer(Renderer("tiny-sd", device="cpu", max_resident=4), TINY)
+
+
+@pytest.fixture(scope="module")
+def loras(tmp_path_factory: pytest.TempPathFactory) -> dict[str, LoraRef]:
+    root = tmp_path_factory.mktemp("group-loras")
+    out = {name: LoraRef(f"model-{name}", save_tiny_lora("tiny-sd", root / name / "lora.safetensors", seed=seed))
+           for name, seed in (("a", 1), ("b", 2), ("c", 3), ("d", 4))}
+    out["xl"] = LoraRef("model-xl", save_tiny_lora("tiny-sdxl", root / "xl" / "lora.safetensors", seed=5))
+    return out
+
+
+def group(loras: dict[str, LoraRef], *names: str, layout: str | None = None, **fields: object) -> GroupRequest:
+    subjects = ["sks man", "ohwx woman", "zwx person", "sks woman"]
+    members = tuple(GroupMemberLora(loras[n], subjects[i]) for i, n in enumerate(names))
+    values: dict[str, object] = {"width": 128, "height": 64, "steps": 4, "seed": 7, "guidance": 5.0}
+    values.update(fields)
+    return GroupRequest("photo of {subject} at the eiffel tower", members, layout, **values)  # type: ignore[arg-type]
+
+
+def test_the_stages_run_on_the_real_architectures(composer: GroupComposer) -> None:
+    assert isinstance(composer.controlnet, ControlNetModel)
+    assert isinstance(composer.segmenter.model, CLIPSegForImageSegmentation)
+    assert isinstance(composer._posed, StableDiffusionControlNetPipeline)
+    assert isinstance(composer._inpaint, StableDiffusionInpaintPipeline)
+    txt2img, _ = composer.renderer.pipelines
+    assert composer._inpaint.unet is txt2img.unet and composer._posed.unet is txt2img.unet  # loaded once
+    heat = composer.segmenter.heat(Image.new("RGB", (96, 64), (120, 80, 40)), "a person")
+    assert heat.shape == (64, 96) and 0 <= heat.min() and heat.max() <= 1
+
+
+def test_replacing_member_b_lora_leaves_member_a_region_unchanged(
+    composer: GroupComposer, loras: dict[str, LoraRef]
+) -> None:
+    (with_b,) = composer.render(group(loras, "a", "b"))
+    (with_c,) = composer.render(group(loras, "a", "c"))
+    a_region, b_region = with_b.regions
+    assert [r.sum() for r in with_b.regions] == [r.sum() for r in with_c.regions]
+    before_b, before_c = np.asarray(with_b.before_harmonise), np.asarray(with_c.before_harmonise)
+    assert (before_b[a_region] == before_c[a_region]).all()  # A's region: the exact same pixels
+    assert (before_b[b_region] != before_c[b_region]).any()  # B's region: drawn by the other LoRA
+    nobody = ~(a_region | b_region)
+    assert (before_b[nobody] == before_c[nobody]).all()  # the rest: the base render, no LoRA at all
+    assert np.asarray(with_b.base).tobytes() == np.asarray(with_c.base).tobytes()
+    # ... and A's region is A's LoRA's work: with another LoRA in A's place it changes.
+    (other_a,) = composer.render(group(loras, "d", "b"))
+    assert (np.asarray(other_a.before_harmonise)[a_region] != before_b[a_region]).any()
+    assert with_b.rendered.params.lora == "model-a,model-b" and with_b.rendered.params.mode == "group"
+
+
+def test_the_pose_layout_steers_the_base_render(composer: GroupComposer, loras: dict[str, LoraRef]) -> None:
+    (row,) = composer.render(group(loras, "a", "b", layout="row", n=1))
+    (stage,) = composer.render(group(loras, "a", "b", layout="stage", n=1))
+    assert row.base.tobytes() != stage.base.tobytes()
+
+
+def test_several_pictures_and_four_members(composer: GroupComposer, loras: dict[str, LoraRef]) -> None:
+    steps: list[tuple[int, int]] = []
+    pictures = composer.render(group(loras, "a", "b", "c", "d", layout="table", n=2),
+                               progress=lambda done, total: steps.append((done, total)))
+    assert [p.rendered.seed for p in pictures] == [7, 8]
+    assert all(len(p.regions) == 4 and len(p.boxes) == 4 for p in pictures)
+    assert steps[-1][0] == steps[-1][1] and [d for d, _ in steps] == sorted(d for d, _ in steps)
+    assert sorted(composer.renderer.resident_models) == ["model-a", "model-b", "model-c", "model-d"]
+
+
+def test_members_of_different_base_families_are_refused(composer: GroupComposer, loras: dict[str, LoraRef]) -> None:
+    with pytest.raises(BadRenderRequest, match="trained on different base models"):
+        composer.render(group(loras, "a", "xl"))
+    assert "model-xl" not in composer.renderer.resident_models  # refused before any LoRA was loaded
+    with pytest.raises(BadRenderRequest, match="not available"):
+        composer.render(group(loras, "a", "b", layout="beach"))
+
+
+def test_a_group_of_another_family_than_the_base_is_refused(tmp_path: Path, loras: dict[str, LoraRef]) -> None:
+    other = LoraRef("model-xl2", save_tiny_lora("tiny-sdxl", tmp_path / "xl2.safetensors", seed=6))
+    renderer = Renderer("tiny-sd", device="cpu")
+    composer = GroupComposer(renderer, TINY)
+    with pytest.raises(LoraLoadError, match="not on this server's base model"):
+        composer.render(GroupRequest("photo of {subject}", (GroupMemberLora(loras["xl"], "sks man"),
+                                                             GroupMemberLora(other, "ohwx man")),
+                                     width=128, height=64, steps=2))
+
+
+def test_hub_models_missing_offline_name_the_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    unet = Renderer("tiny-sd", device="cpu").pipelines[0].unet
+    with pytest.raises(BaseModelError, match="hf download lllyasviel/sd-controlnet-openpose"):
+        load_controlnet("lllyasviel/sd-controlnet-openpose", unet, cache_dir=tmp_path)
+    with pytest.raises(BaseModelError, match="hf download CIDAS/clipseg-rd64-refined"):
+        Segmenter.load("CIDAS/clipseg-rd64-refined", device=torch.device("cpu"), cache_dir=tmp_path)
+
+
+def test_an_sdxl_base_composes_with_its_own_controlnet_and_inpainting(tmp_path: Path) -> None:
+    from diffusers import StableDiffusionXLControlNetPipeline, StableDiffusionXLInpaintPipeline
+
+    composer = GroupComposer(Renderer("tiny-sdxl", device="cpu"), TINY)
+    assert isinstance(composer._posed, StableDiffusionXLControlNetPipeline)
+    assert isinstance(composer._inpaint, StableDiffusionXLInpaintPipeline)
+    members = tuple(GroupMemberLora(LoraRef(f"xl-{i}", save_tiny_lora("tiny-sdxl", tmp_path / f"{i}.safetensors",
+                                                                      seed=i)), "sks man") for i in (1, 2))
+    (picture,) = composer.render(GroupRequest("photo of {subject}", members, width=128, height=64, steps=2))
+    assert picture.rendered.image.size == (128, 64) and picture.rendered.params.lora == "xl-1,xl-2"

@@ -59,4 +59,5 @@ def render_group(handlers: Handlers, ctx: JobContext, job: RenderJob) -> Outcome
         verdicts.append(handlers._checked(key, png, rendered, n))
         handlers.blobs.put(key, png, content_type="image/png")
         outputs.append(key)
-    return Outcome("done", output_keys=outputs, step=ctx.total, total=ctx.total, likeness=scores, safety=verdicts)
+    return Outcome("done", output_keys=outputs, render_keys=outputs, step=ctx.total, total=ctx.total,
+                   likeness=scores, safety=verdicts)

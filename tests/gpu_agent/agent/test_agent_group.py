@@ -97,7 +97,7 @@ def test_a_group_job_renders_scores_checks_and_stores_and_bad_orders_fail_cleanl
 
     done = events.wait_for(lambda e: e.job_id == good.job_id and e.kind == "done", 240, "done")
     assert done.output_keys == [keys.render_key("ualice", good.job_id, n) for n in range(2)]
-    assert [v.key for v in done.safety] == done.output_keys
+    assert [v.key for v in done.safety] == done.output_keys == done.render_keys  # typed: the pictures to post
     stored = blobs.get(done.output_keys[0])
     with Image.open(io.BytesIO(stored)) as img:
         assert img.size == (128, 64)

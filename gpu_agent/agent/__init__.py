@@ -34,14 +34,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def run_agent(settings: Settings, *, stop_event: threading.Event | None = None) -> None:
+def run_agent(settings: Settings, *, stop_event: threading.Event | None = None,
+              runner: JobRunner | None = None) -> None:
     """Run an agent until it is stopped; blocks. SIGTERM and SIGINT drain it like a spot notice: training
     checkpoints and releases its job, a render finishes if it can within AGENT_DRAIN_S. Without the ML stack
-    it stops at once with one line (MissingMLStack) rather than take jobs it can only fail."""
+    it stops at once with one line (MissingMLStack) rather than take jobs it can only fail. ``runner``: the
+    engine seam (default: the real EngineRunner); the end-to-end test's launcher passes a stand-in there."""
     from gpu_agent.agent.stack import require_ml_stack
 
     require_ml_stack()
-    agent = Agent(settings)
+    agent = Agent(settings, runner=runner)
     if threading.current_thread() is threading.main_thread():
 
         def on_signal(signum: int, _frame: object) -> None:

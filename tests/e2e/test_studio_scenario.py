@@ -196,7 +196,8 @@ async def test_train_then_imagine_the_member_sees_the_whole_studio(studio: Syste
         result = await sim.wait_for_message(channel, lambda m: m.id not in before and m.author.bot
                                             and any(c.startswith("pg:up:") for c in m.custom_ids()), timeout=180)
         assert "Looks like you: 1: strong" in result.content and "2: strong" in result.content, result.content
-        assert "re-rendered" in result.content and "no charge" in result.content, result.content
+        assert "re-rendered 1× automatically" in result.content and "no charge" in result.content, result.content
+        assert "3: " not in result.content.split("Looks like you: ")[1].splitlines()[0]  # not posted: no words
         assert "Picture 3 was not posted" in _member_view(system), _member_view(system)
         assert not any(c.endswith(":2") for c in result.custom_ids() if c.startswith("pg:up:"))
         assert "picture 0 re-rendered (weak → strong)" in successor.text()
@@ -211,7 +212,14 @@ async def test_train_then_imagine_the_member_sees_the_whole_studio(studio: Syste
         big = Image.open(io.BytesIO(upscaled.attachments[0].data))
         assert big.size == (4 * source.size[0], 4 * source.size[1]), (source.size, big.size)
         assert not any(c.startswith("pg:up:") for c in upscaled.custom_ids()), upscaled.custom_ids()
-        assert "x4 upscaler tiny-upscaler" in big.info.get("parameters", "") + str(big.info), big.info
+        assert "x4 upscaler tiny-upscaler" in str(big.info), big.info
+        # Its own likeness line: the tiny random upscaler draws noise, and the member is told so, plainly.
+        assert "Looks like you: no face found" in upscaled.content, upscaled.content
+
+        # Every picture the member was given came with a likeness line in plain words.
+        posts = [m for m in sim.messages(channel) if m.author.bot and any(a.filename != "preview.jpg"
+                                                                           for a in m.attachments)]
+        assert len(posts) == 3 and all("Looks like you: " in m.content for m in posts), _member_view(system)
         watch.task.cancel()
     finally:
         for imds in metadata.values():

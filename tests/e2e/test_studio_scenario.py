@@ -49,9 +49,9 @@ from storage.settings import load_settings
 from tests.gpu_agent.fake_imds import FakeImds
 from tests.recipe_doc import FAMILY_COLUMN, PER_ORDER, cell_value, documented_recipe
 
-STEPS = 8
+STEPS = 12  # the spot notice (polled every 0.2 s) lands mid-training even on a fast machine
 AGENTS = ("agent-1", "agent-2")
-SPEED = {"steps": STEPS, "resolution": 64, "num_class_images": 2}
+SPEED = {"steps": STEPS, "resolution": 128, "num_class_images": 2}
 """The recipe fields this test's settings override (TRAIN_*), so that a CPU trains in seconds; every other field is
 the documented recipe."""
 TRANSCRIPT = "transcript.txt"
@@ -142,6 +142,7 @@ def _member_view(system: System) -> str:
     return "\n".join(lines)
 
 
+@pytest.mark.timeout(600)  # ~3 minutes on a busy 2-core machine
 async def test_train_then_imagine_the_member_sees_the_whole_studio(studio: System) -> None:
     system, sim, channel = studio, studio.sim, studio.channel
     alice = system.members["alice"]
@@ -159,6 +160,7 @@ async def test_train_then_imagine_the_member_sees_the_whole_studio(studio: Syste
         await inter.wait_response()
         status = await inter.wait_original(lambda m: not m.loading, timeout=60)
         assert status.embeds and status.embeds[0]["title"] == "Training order accepted", status.embeds
+        assert "Rejected" not in str(status.embeds), status.embeds  # all eight demo photos are good
         watch = StatusWatch(sim, channel, status.id)
         await sim.wait_until(lambda: bool(watch.previews), timeout=180)
         preview = Image.open(io.BytesIO(watch.previews[0]))

@@ -200,7 +200,8 @@ async def test_train_then_imagine_the_member_sees_the_whole_studio(studio: Syste
         assert "Looks like you: 1: strong" in result.content and "2: strong" in result.content, result.content
         assert "re-rendered 1× automatically" in result.content and "no charge" in result.content, result.content
         assert "3: " not in result.content.split("Looks like you: ")[1].splitlines()[0]  # not posted: no words
-        assert "Picture 3 was not posted" in _member_view(system), _member_view(system)
+        assert "Picture 3 was not posted: the safety check flagged it" in result.content, result.content
+        assert Image.open(io.BytesIO(result.files["grid.jpg"])).size == (1024, 512)  # two pictures, not three
         assert not any(c.endswith(":2") for c in result.custom_ids() if c.startswith("pg:up:"))
         assert "picture 0 re-rendered (weak → strong)" in successor.text()
 
@@ -222,8 +223,9 @@ async def test_train_then_imagine_the_member_sees_the_whole_studio(studio: Syste
         posts = [m for m in sim.messages(channel) if m.author.bot and any(a.filename != "preview.jpg"
                                                                            for a in m.attachments)]
         assert len(posts) == 3 and all("Looks like you: " in m.content for m in posts), _member_view(system)
-        watch.task.cancel()
     finally:
+        if "watch" in locals():
+            watch.task.cancel()
         for imds in metadata.values():
             imds.stop()
         (system.tmp / TRANSCRIPT).write_text(_member_view(system) + "\n\n" + "\n".join(

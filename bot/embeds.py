@@ -80,7 +80,8 @@ def order_status_embed(
     if eta_s is not None and status not in ("delivered", "failed", "cancelled", "trained"):
         embed.add_field(name="ETA", value=human_eta(eta_s), inline=True)
     if notice and status not in ("delivered", "failed", "cancelled"):
-        embed.add_field(name="⏸️ Paused", value=clip(notice, 1024), inline=False)
+        text = notice.removeprefix("Paused: ")  # the field says it already ("⏸️ Paused: Paused: …" read badly)
+        embed.add_field(name="⏸️ Paused", value=clip(text[:1].upper() + text[1:], 1024), inline=False)
     if detail:
         embed.add_field(name="Details", value=clip(detail, 1024), inline=False)
     if error:

@@ -156,7 +156,7 @@ def build_message(
                 everyone=False, roles=False, replied_user=False, users=[discord.Object(int(u)) for u in pictured]
             )
         if p.get("likeness"):
-            msg.content += "\n" + likeness.words(p["likeness"])
+            msg.content += "\n" + likeness.words(p["likeness"], shown)
         if len(images) > 1:
             msg.attachments.append(("grid.jpg", media.grid([data for _, data in images])))
             images = []
@@ -175,7 +175,7 @@ def build_message(
     else:
         msg.content = f"<@{user_id}> your model **{neutralise(p.get('model_name', ''), 100)}** is trained and ready for /imagine."
         if p.get("likeness"):
-            msg.content += "\n" + likeness.words(p["likeness"])
+            msg.content += "\n" + likeness.words(p["likeness"], shown)
         msg.embed = discord.Embed(title="Model ready", colour=GREEN)
         msg.embed.add_field(name="Order", value=f"`{row.order_id}`")
     if screened.notices:

@@ -18,18 +18,21 @@ _WORDS = {"strong": "strong", "fair": "fair", "weak": "weak", "copy": "too close
           "no_face": "no face found"}
 
 
-def words(scores: list[dict[str, Any]]) -> str:
-    """'Looks like you: strong (0.71)' for one picture, numbered for several; '' when nothing was scored."""
-    if not scores:
+def words(scores: list[dict[str, Any]], shown: list[int] | None = None) -> str:
+    """'Looks like you: strong (0.71)' for one picture, numbered for several; '' when nothing was scored.
+    ``shown``: the indices of the pictures posted (default all); a picture that was not posted gets no words."""
+    indices = [i for i in (range(len(scores)) if shown is None else shown) if i < len(scores)]
+    if not indices:
         return ""
     parts = []
-    for n, s in enumerate(scores, 1):
+    for i in indices:
+        s = scores[i]
         text = _WORDS.get(s.get("verdict", ""), "unknown")
         if s.get("score") is not None and s.get("verdict") != "no_face":
             text += f" ({s['score']:.2f})"
-        parts.append(text if len(scores) == 1 else f"{n}: {text}")
+        parts.append(text if len(scores) == 1 else f"{i + 1}: {text}")
     line = "Looks like you: " + " · ".join(parts)
-    rerolled = sum(max(0, int(s.get("tries", 1)) - 1) for s in scores)
+    rerolled = sum(max(0, int(scores[i].get("tries", 1)) - 1) for i in indices)
     if rerolled:
         line += f" — re-rendered {rerolled}× automatically to get closer, at no charge"
     return line

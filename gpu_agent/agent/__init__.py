@@ -42,17 +42,18 @@ told, or released for a retry): AWS Batch retries a non-zero attempt (see cloud/
 
 
 def run_agent(settings: Settings, *, stop_event: threading.Event | None = None,
-              once_wait_s: float | None = None) -> int:
+              runner: JobRunner | None = None, once_wait_s: float | None = None) -> int:
     """Run an agent until it is stopped; blocks. SIGTERM and SIGINT drain it like a spot notice: training
     checkpoints and releases its job, a render finishes if it can within AGENT_DRAIN_S. Without the ML stack
     it stops at once with one line (MissingMLStack) rather than take jobs it can only fail.
 
-    ``once_wait_s``: take one job (waiting at most that long for one), settle it, and return the exit status
+    ``runner``: the engine seam (default: the real EngineRunner); the end-to-end test's launcher passes a
+    stand-in there. ``once_wait_s``: take one job (waiting at most that long for one), settle it, and return the exit status
     (ONCE_EXIT_CODES); otherwise 0 once stopped."""
     from gpu_agent.agent.stack import require_ml_stack
 
     require_ml_stack()
-    agent = Agent(settings)
+    agent = Agent(settings, runner=runner)
     if threading.current_thread() is threading.main_thread():
 
         def on_signal(signum: int, _frame: object) -> None:

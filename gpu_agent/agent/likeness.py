@@ -19,8 +19,9 @@ from storage.blobs.base import BlobNotFound, BlobStore
 log = logging.getLogger(__name__)
 
 SCORED_MODES = ("txt2img", "variation")
-"""Renders of the member from text (or another render): upscales keep the picture, edits and groups are not
-portraits of one person."""
+"""Renders of the member from text (or another render); edits and groups are not portraits of one person."""
+KEPT_MODES = ("upscale",)
+"""Scored but never re-rendered: the member chose this picture; its enlargement is shown with its own score."""
 
 
 def split_held_out(job: TrainJob, photos: list[Path]) -> tuple[list[Path], Path | None]:
@@ -75,8 +76,10 @@ class Judge:
     def for_render(cls, blobs: BlobStore, job: RenderJob, retries: int) -> Judge | None:
         """A judge for this job, or None when it is not scored (not a portrait mode, not one model of the
         standard layout, no reference stored, no face models here)."""
-        if job.mode not in SCORED_MODES or len(job.model_keys) != 1:
+        if job.mode not in SCORED_MODES + KEPT_MODES or len(job.model_keys) != 1:
             return None
+        if job.mode in KEPT_MODES:
+            retries = 0
         key = keys.likeness_key_beside(job.model_keys[0])
         if key is None:
             return None

@@ -28,7 +28,8 @@ async def test_a_reclaimed_gpu_is_shown_then_cleared_and_progress_ends_at_100(st
     reporter.preempted(7, 20)  # the spot notice: the agent released the job
     paused = await st.sim.wait_for_message(st.channel, lambda m: m.id == status.id and "Paused" in str(m.embeds))
     text = str(paused.embeds)
-    assert "the GPU was reclaimed" in text and "another machine" in text
+    assert "The GPU was reclaimed" in text and "another machine" in text
+    assert "Paused: Paused" not in text  # the field's name says "Paused" once
 
     again = Reporter(st.b.queues.events, st.b.blobs, job, agent_id="spot-2", progress_every_s=0)
     again.started(0, 20)  # another machine took it over

@@ -39,11 +39,13 @@ class System:
     members: dict[str, object]
     procs: list[Proc] = field(default_factory=list)
 
-    def spawn(self, name: str, *args: str, **env_extra: str) -> Proc:
+    def spawn(self, name: str, *args: str, program: tuple[str, ...] = ("-m", "photogen.cli"),
+              **env_extra: str) -> Proc:
+        """``photogen ARGS`` (or ``python PROGRAM ARGS``) as a process with the system's settings."""
         log = self.tmp / f"{name}.log"
         env = {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **env_extra}
         with open(log, "wb") as out:
-            popen = subprocess.Popen([sys.executable, "-m", "photogen.cli", *args], env=env, stdout=out,
+            popen = subprocess.Popen([sys.executable, *program, *args], env=env, stdout=out,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         proc = Proc(name, popen, log)
         self.procs.append(proc)

@@ -14,6 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """An agent that exits (drained) mid-poll closes its socket; that is not the fake's error."""
+
+
 class FakeImds:
     def __init__(self, instance_type: str = "g5.xlarge", instance_id: str | None = None) -> None:
         self.instance_type = instance_type
@@ -67,7 +72,7 @@ class FakeImds:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -1,0 +1,42 @@
+"""Which tests are slow: a rule over folders, files and fixtures, applied by tests/conftest.py.
+
+Slow tests train or render tiny models, run the agent, start processes, servers or a browser. CI
+(./scripts/test, .ci/run) runs everything; ``./scripts/test --fast`` (``pytest -m "not slow"``) runs the rest in
+under a minute. A new test that takes more than about a second belongs here: add its file or fixture.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+
+# Folders whose every test is slow: the engine trains and renders tiny models; the agent runs them; e2e runs all.
+SLOW_FOLDERS = ("e2e", "gpu_agent/engine", "gpu_agent/agent")
+
+# Files whose every test is slow (paths under tests/).
+SLOW_FILES: tuple[str, ...] = ()
+
+# Fixtures that make any test using them slow.
+SLOW_FIXTURES = frozenset[str]()
+
+
+def _relative(path: Path) -> str | None:
+    try:
+        return path.resolve().relative_to(TESTS).as_posix()
+    except ValueError:
+        return None
+
+
+def is_slow_file(path: Path) -> bool:
+    """True for a folder or file under tests/ whose every test is slow."""
+    rel = _relative(path)
+    if rel is None:
+        return False
+    return rel in SLOW_FILES or any(rel == f or rel.startswith(f + "/") for f in SLOW_FOLDERS)
+
+
+def is_slow_item(item: pytest.Item) -> bool:
+    return is_slow_file(item.path) or bool(SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())))

@@ -22,10 +22,6 @@ blobs, 0 stuck, 0 credit mismatches.
 
 from __future__ import annotations
 
-import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
-from _args import count  # noqa: I001 - after _paths, which puts bench/ last on sys.path
-from _system import FaultProxy, Processes, SpotImds, start_moto
-
 import argparse
 import asyncio
 import json
@@ -39,7 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import _paths  # noqa: F401 - first: takes bench/ off sys.path (see bench/_paths.py)
 import boto3
+from _args import count
+from _system import FaultProxy, Processes, SpotImds, start_moto
 from pydantic import SecretStr
 from sqlmodel import select
 
@@ -95,7 +94,7 @@ async def _command(run: Run, member: Any, name: str, options: dict[str, Any], **
         try:
             inter = await run.sim.invoke_command(member, run.channel, name, options, **kw)
             await inter.wait_response(timeout=ACK_TIMEOUT)
-        except Exception:  # noqa: BLE001 - never acknowledged
+        except Exception:
             run.unanswered_commands += 1
             await asyncio.sleep(1)
             continue
@@ -103,7 +102,7 @@ async def _command(run: Run, member: Any, name: str, options: dict[str, Any], **
             await run.sim.wait_until(
                 lambda i=inter, g=generation: _answered(i) or run.chaos["bot_restarts"] != g, ANSWER_TIMEOUT
             )
-        except Exception:  # noqa: BLE001 - acknowledged, never answered by a live bot: the audit judges it
+        except Exception:
             run.late_answers += 1
             return None
         if _answered(inter):
@@ -177,7 +176,7 @@ async def _follow_up(run: Run, member: Any, order_id: str) -> None:
             lambda m: any(c.startswith(f"pg:up:{order_id}:") for c in m.custom_ids()),
             timeout=120,
         )
-    except Exception:  # noqa: BLE001 - no result (yet): the audit will say why
+    except Exception:
         return
     action = run.rng.choice(("var", "up"))
     for _ in range(3):
@@ -186,7 +185,7 @@ async def _follow_up(run: Run, member: Any, order_id: str) -> None:
             inter = await run.sim.click(member, result, f"pg:{action}:{order_id}:0")
             await inter.wait_response(timeout=ACK_TIMEOUT)
             return
-        except Exception:  # noqa: BLE001
+        except Exception:
             run.unanswered_commands += 1
             await asyncio.sleep(1)
 

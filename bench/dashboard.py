@@ -8,18 +8,15 @@ that refresh), on the 2-core CPU box.
 
 from __future__ import annotations
 
-import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
-
-from pathlib import Path
-
-
 import argparse
 import json
 import random
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
+import _paths  # noqa: F401 - first: takes bench/ off sys.path (see bench/_paths.py)
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import insert
 

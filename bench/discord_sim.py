@@ -9,8 +9,6 @@ Last line: one JSON object with the figures, the goal and goal_met.
 
 from __future__ import annotations
 
-import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
-
 import argparse
 import asyncio
 import json
@@ -19,6 +17,7 @@ import os
 import statistics
 import time
 
+import _paths  # noqa: F401 - first: takes bench/ off sys.path (see bench/_paths.py)
 import discord
 import discord.gateway
 import discord.http

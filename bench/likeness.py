@@ -17,13 +17,12 @@ The last line printed is one JSON object.
 
 from __future__ import annotations
 
-import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
-
 import argparse
 import io
 import json
 import time
 
+import _paths  # noqa: F401 - first: takes bench/ off sys.path (see bench/_paths.py)
 from PIL import Image, ImageEnhance, ImageOps
 
 from gpu_agent.agent.likeness import Judge
@@ -90,14 +89,22 @@ def people(quick: bool) -> dict[str, tuple[Reference, list[tuple[str, bytes]]]]:
     w, h = hopper.size
     # Grace Hopper has one portrait: her "training photos" are reframings, relit and mirrored copies of it.
     hopper_photos = [
-        (f"h{n}.jpg", _jpeg(v)) for n, v in enumerate([
-            hopper, ImageOps.mirror(hopper), hopper.crop((40, 40, w - 20, h - 60)),
-            ImageEnhance.Brightness(hopper).enhance(0.8), hopper.rotate(5, resample=Image.Resampling.BICUBIC),
-        ])
+        (f"h{n}.jpg", _jpeg(v))
+        for n, v in enumerate(
+            [
+                hopper,
+                ImageOps.mirror(hopper),
+                hopper.crop((40, 40, w - 20, h - 60)),
+                ImageEnhance.Brightness(hopper).enhance(0.8),
+                hopper.rotate(5, resample=Image.Resampling.BICUBIC),
+            ]
+        )
     ]
     sets = {"eileen-collins": demo_photos(), "grace-hopper": hopper_photos}
     base_probes = {
-        "eileen-collins": [Image.open(io.BytesIO(d)).convert("RGB") for _, d in demo_photos()[:: 3 if quick else 1]],
+        "eileen-collins": [
+            Image.open(io.BytesIO(d)).convert("RGB") for _, d in demo_photos()[:: 3 if quick else 1]
+        ],
         "grace-hopper": [hopper, ImageOps.mirror(hopper)] if not quick else [hopper],
     }
     out = {}
@@ -105,8 +112,11 @@ def people(quick: bool) -> dict[str, tuple[Reference, list[tuple[str, bytes]]]]:
         crops = [r.crop for r in check_photos(photos, config).good]
         reference = build_reference(crops[:-1], crops[-1])
         assert reference is not None, f"no face described in {person}'s photos"
-        probes = [(f"{person} #{n} {name}", data) for n, img in enumerate(base_probes[person])
-                  for name, data in augmentations(img, quick)]
+        probes = [
+            (f"{person} #{n} {name}", data)
+            for n, img in enumerate(base_probes[person])
+            for name, data in augmentations(img, quick)
+        ]
         out[person] = (reference, probes)
     return out
 
@@ -155,9 +165,11 @@ def main() -> None:
 
     for miss in misses:
         print("miss:", miss)
-    print(f"same person accepted {same_ok}/{same_n}, other person rejected {other_ok}/{other_n}, "
-          f"no face found {no_face}; {cpu_per_render:.3f} s CPU per 512 px render; "
-          f"extra renders for {len(passing)} passing pictures: {extra}")
+    print(
+        f"same person accepted {same_ok}/{same_n}, other person rejected {other_ok}/{other_n}, "
+        f"no face found {no_face}; {cpu_per_render:.3f} s CPU per 512 px render; "
+        f"extra renders for {len(passing)} passing pictures: {extra}"
+    )
     result = {
         "bench": "likeness",
         "quick": args.quick,
@@ -169,7 +181,7 @@ def main() -> None:
         "cpu_s_per_512px_render": round(cpu_per_render, 3),
         "extra_renders_when_first_passes": extra,
         "goal": f">= {GOAL_CORRECT:.0%} correct, <= {GOAL_CPU_S} s CPU per 512 px render, "
-                "0 extra renders when the first passes",
+        "0 extra renders when the first passes",
         "goal_met": correct >= GOAL_CORRECT and cpu_per_render <= GOAL_CPU_S and extra == 0 and bool(passing),
     }
     print(json.dumps(result))

@@ -13,10 +13,6 @@ that counts is the worse of the thread and process consumers. The last line prin
 
 from __future__ import annotations
 
-import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
-
-
-
 import argparse
 import json
 import multiprocessing
@@ -26,6 +22,8 @@ import statistics
 import tempfile
 import threading
 import time
+
+import _paths  # noqa: F401 - first: takes bench/ off sys.path (see bench/_paths.py)
 
 from cloud.queues.base import JobQueue
 from cloud.queues.sqlite import SqliteQueue

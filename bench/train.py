@@ -22,21 +22,19 @@ comparison; met_per_comparison gives the verdict of each).
 
 from __future__ import annotations
 
-import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
-from _args import count, device  # noqa: I001 - after _paths, which puts bench/ last on sys.path
-
-import sys
-from pathlib import Path
-
-
 import argparse
 import json
 import os
 import resource
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
+
+import _paths  # noqa: F401 - first: takes bench/ off sys.path (see bench/_paths.py)
+from _args import count, device
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL = {"time_per_step_ratio_max": 0.6, "peak_memory_ratio_max": 0.8}

@@ -179,7 +179,7 @@ def _oldest_age(
         try:
             value = reader()
             return None if value is None else float(value)
-        except Exception:  # noqa: BLE001 - fall back to the sampled estimate
+        except Exception:
             log.warning("queue %s: oldest message age unavailable, using sampled history", name)
     since = nonempty_since(samples.get(metrics.labels_key({"queue": name}), []))
     return None if since is None else now - since

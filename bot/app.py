@@ -70,7 +70,9 @@ class PhotogenBot(commands.Bot):
         self.http_side = None
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="photogen-bot")
         # /train photo checks (seconds of CPU each) get their own pool, so other commands never queue behind them.
-        self.intake_executor = ThreadPoolExecutor(max_workers=settings.intake_workers, thread_name_prefix="intake")
+        self.intake_executor = ThreadPoolExecutor(
+            max_workers=settings.intake_workers, thread_name_prefix="intake"
+        )
         self.sync_record = SyncRecord(settings.database_path.parent / "command_sync.json")
         self.synced_scopes: list[str] = []
         self.rules_cache: dict[int, tuple[float, GuildRules]] = {}
@@ -126,7 +128,9 @@ class PhotogenBot(commands.Bot):
             await reply_error(interaction, original.message)
             return
         if isinstance(error, app_commands.TransformerError):  # a value outside an option's choices
-            await reply_error(interaction, f"{clip(str(error.value), 40)!r} is not one of the choices offered.")
+            await reply_error(
+                interaction, f"{clip(str(error.value), 40)!r} is not one of the choices offered."
+            )
             return
         if isinstance(error, app_commands.CheckFailure):
             await reply_error(interaction, str(error) or "You can't use this command here.")

@@ -84,7 +84,10 @@ class ImageButton(
             )
         elif action == "one":
             button = discord.ui.Button(
-                label="Singles", emoji=IMAGE_ACTIONS[action], style=discord.ButtonStyle.secondary, row=2,
+                label="Singles",
+                emoji=IMAGE_ACTIONS[action],
+                style=discord.ButtonStyle.secondary,
+                row=2,
                 custom_id=f"pg:{action}:{order_id}:{n}",
             )
         else:

@@ -72,8 +72,9 @@ def forgotten_at(blobs: BlobStore, user_id: object) -> float | None:
 Withdrawal = Literal["forgotten", "cancelled"]
 
 
-def withdrawn(blobs: BlobStore, *, user_id: object, order_id: str, issued_at: float | None = None
-              ) -> Withdrawal | None:
+def withdrawn(
+    blobs: BlobStore, *, user_id: object, order_id: str, issued_at: float | None = None
+) -> Withdrawal | None:
     """Why a job of this member and order (placed at ``issued_at``, if known) must not run or be redriven:
     "forgotten", "cancelled" or None."""
     if is_forgotten(blobs, user_id, issued_at):

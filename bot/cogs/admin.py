@@ -334,7 +334,6 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
         shown = ", ".join(f"<#{c}>" for c in sorted(rules.allowed_channel_ids)) or "any channel"
         await interaction.response.send_message(f"Photogen may be used in: {shown}", ephemeral=True)
 
-
     # --- dead letters: this server's (bot owners: every server's) --------------------------------------
     async def _deadletters_caller(
         self, interaction: discord.Interaction, command: str

@@ -16,7 +16,6 @@ from bot.embeds import order_status_embed
 from bot.errors import NotAllowed
 from bot.services import delivery, orders
 from bot.views import model_choices, status_view
-from bot.wording import neutralise
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +165,8 @@ class Imagine(commands.Cog):
             await interaction.followup.send("These pictures were deleted.", ephemeral=True)
             return
         await interaction.followup.send(
-            f"Your {len(pictures)} pictures, one by one.", ephemeral=True,
+            f"Your {len(pictures)} pictures, one by one.",
+            ephemeral=True,
             files=[discord.File(io.BytesIO(data), filename=name) for name, data in pictures],
         )
 

@@ -94,11 +94,32 @@ class Train(commands.Cog):
         metrics.COMMANDS.labels(command="train").inc()
         if not self.intakes.claim(interaction.user.id):
             await interaction.response.send_message(
-                "Your photos are still being checked; wait for that answer before sending more.", ephemeral=True
+                "Your photos are still being checked; wait for that answer before sending more.",
+                ephemeral=True,
             )
             return
-        given = [photo1, photo2, photo3, photo4, photo5, photo6, photo7, photo8, photo9, photo10, photo11,
-                 photo12, photo13, photo14, photo15, photo16, photo17, photo18, photo19, photo20]
+        given = [
+            photo1,
+            photo2,
+            photo3,
+            photo4,
+            photo5,
+            photo6,
+            photo7,
+            photo8,
+            photo9,
+            photo10,
+            photo11,
+            photo12,
+            photo13,
+            photo14,
+            photo15,
+            photo16,
+            photo17,
+            photo18,
+            photo19,
+            photo20,
+        ]
         try:  # released as soon as the photos are checked, and in any case when the command ends
             # Too many files or bytes, by what Discord announces: an ephemeral refusal before the public defer.
             intake.check_declared(self.bot.settings, [a for a in given if a is not None])
@@ -127,7 +148,8 @@ class Train(commands.Cog):
         if not report.accepted:
             # What is wrong with a member's photos is theirs to see, not the channel's.
             await reply_private(
-                interaction, photo_report_embed(accepted=False, summary=report.summary, lines=report.lines),
+                interaction,
+                photo_report_embed(accepted=False, summary=report.summary, lines=report.lines),
                 content=CONSENT,
             )
             return

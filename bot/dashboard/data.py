@@ -87,8 +87,16 @@ def dashboard_data(engine: Engine, *, window_s: float, now: float | None = None)
                 f"{k}/{st}": n for (k, st), n in sorted(metrics.orders_by_status(s).items())
             },
             "likeness": {
-                group: [{"key": d.key, "label": d.label, "total": d.total, "verdicts": d.verdicts,
-                         "quartiles": d.quartiles} for d in rows]
+                group: [
+                    {
+                        "key": d.key,
+                        "label": d.label,
+                        "total": d.total,
+                        "verdicts": d.verdicts,
+                        "quartiles": d.quartiles,
+                    }
+                    for d in rows
+                ]
                 for group, rows in likeness.distributions(s, since).items()
             },
         }

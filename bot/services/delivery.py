@@ -188,11 +188,15 @@ def build_message(
             images = []
         msg.view = (
             result_view(row.order_id or "", count, shown=shown, upscaled=p.get("mode") == "upscale")
-            if shown else None
+            if shown
+            else None
         )
         msg.embed = result_embed(
-            title=params.get("title") or "Your pictures", seed=params.get("seed"), count=count,
-            model=params.get("model_name"), style=params.get("style"),
+            title=params.get("title") or "Your pictures",
+            seed=params.get("seed"),
+            count=count,
+            model=params.get("model_name"),
+            style=params.get("style"),
         )
     else:
         msg.content = f"<@{user_id}> your model **{neutralise(p.get('model_name', ''), 100)}** is trained and ready for /imagine."

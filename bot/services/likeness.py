@@ -15,8 +15,13 @@ from storage import orders
 from storage.models import Image, Order, TrainedModel
 
 FAILING = ("weak", "copy", "no_face")
-_WORDS = {"strong": "strong", "fair": "fair", "weak": "weak", "copy": "too close to one of your photos",
-          "no_face": "no face found"}
+_WORDS = {
+    "strong": "strong",
+    "fair": "fair",
+    "weak": "weak",
+    "copy": "too close to one of your photos",
+    "no_face": "no face found",
+}
 
 
 def score_of(event: Event, index: int) -> LikenessScore | None:
@@ -64,24 +69,38 @@ def advice(session: Session, order: Order, event: Event, after: int) -> orders.N
         return None
     model = session.get(TrainedModel, order.model_id)
     copies = sum(1 for v in failing_now if v == "copy") * 2 > len(failing_now)
-    return orders.NewDelivery("likeness_advice", {
-        "channel_id": order.channel_id, "user_id": order.user_id, "model_name": model.name if model else "",
-        "failing": before + len(failing_now), "copies": copies,
-    })
+    return orders.NewDelivery(
+        "likeness_advice",
+        {
+            "channel_id": order.channel_id,
+            "user_id": order.user_id,
+            "model_name": model.name if model else "",
+            "failing": before + len(failing_now),
+            "copies": copies,
+        },
+    )
 
 
 def advice_text(p: dict[str, Any]) -> str:
     name = p.get("model_name") or "your model"
     if p.get("copies"):
-        return (f"{p.get('failing')} pictures of **{name}** came out as near-copies of your training photos. "
-                "Train again with more varied photos: different days, places, clothes and angles.")
-    return (f"{p.get('failing')} pictures of **{name}** did not look much like you. What helps: train again with "
-            "more photos (10-20), in good even light, face clearly visible, and only you in each photo.")
+        return (
+            f"{p.get('failing')} pictures of **{name}** came out as near-copies of your training photos. "
+            "Train again with more varied photos: different days, places, clothes and angles."
+        )
+    return (
+        f"{p.get('failing')} pictures of **{name}** did not look much like you. What helps: train again with "
+        "more photos (10-20), in good even light, face clearly visible, and only you in each photo."
+    )
 
 
 def _failing_count(session: Session, model_id: str) -> int:
-    query = (select(func.count()).select_from(Image).join(Order, col(Order.id) == col(Image.order_id))
-             .where(Order.model_id == model_id, col(Image.likeness_verdict).in_(FAILING)))
+    query = (
+        select(func.count())
+        .select_from(Image)
+        .join(Order, col(Order.id) == col(Image.order_id))
+        .where(Order.model_id == model_id, col(Image.likeness_verdict).in_(FAILING))
+    )
     return int(session.exec(query).one())
 
 
@@ -102,12 +121,18 @@ class Distribution:
         return sum(self.verdicts.values())
 
 
-def distributions(session: Session, since: float, guild_id: str | None = None) -> dict[str, list[Distribution]]:
+def distributions(
+    session: Session, since: float, guild_id: str | None = None
+) -> dict[str, list[Distribution]]:
     """Likeness per server and per model since ``since`` (one server's only, when ``guild_id`` is given)."""
-    query = (select(Order.guild_id, Order.model_id, TrainedModel.name, Image.likeness_verdict, Image.likeness_score)
-             .join(Order, col(Order.id) == col(Image.order_id))
-             .join(TrainedModel, col(TrainedModel.id) == col(Order.model_id), isouter=True)
-             .where(col(Image.likeness_verdict).is_not(None), Image.created_at >= since))
+    query = (
+        select(
+            Order.guild_id, Order.model_id, TrainedModel.name, Image.likeness_verdict, Image.likeness_score
+        )
+        .join(Order, col(Order.id) == col(Image.order_id))
+        .join(TrainedModel, col(TrainedModel.id) == col(Order.model_id), isouter=True)
+        .where(col(Image.likeness_verdict).is_not(None), Image.created_at >= since)
+    )
     if guild_id is not None:
         query = query.where(Order.guild_id == guild_id)
     rows = list(session.exec(query))
@@ -128,6 +153,7 @@ def _summary(key: str, label: str, rows: list[tuple[str, float | None]]) -> Dist
     scores = sorted(s for _, s in rows if s is not None)
     quartiles = None
     if scores:
+
         def at(q: float) -> float:
             return round(scores[min(len(scores) - 1, int(q * len(scores)))], 2)
 

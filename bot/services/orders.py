@@ -151,8 +151,12 @@ def place_train_order(
         channel_id=channel_id,
         kind="train",
         cost=s.train_credit_cost,
-        params={"title": f"Training: {neutralise(name, 100)}", "name": name, "class_word": class_word,
-                "photos": len(crops)},
+        params={
+            "title": f"Training: {neutralise(name, 100)}",
+            "name": name,
+            "class_word": class_word,
+            "photos": len(crops),
+        },
         payload=encode(job),
         limits=_limits(b, rules),
         model=store.NewModel(
@@ -165,12 +169,22 @@ def place_train_order(
             b.blobs.put(key, data, content_type="image/jpeg")
         b.queues.train.send(encode(job))
 
-    return _enqueue(b, order_id, job_id, credits_left, send,
-                    undo=lambda: b.blobs.delete_prefix(keys.photos_prefix(user_id, order_id)))
+    return _enqueue(
+        b,
+        order_id,
+        job_id,
+        credits_left,
+        send,
+        undo=lambda: b.blobs.delete_prefix(keys.photos_prefix(user_id, order_id)),
+    )
 
 
 def _enqueue(
-    b: Backends, order_id: str, job_id: str, credits_left: int, send: Callable[[], object],
+    b: Backends,
+    order_id: str,
+    job_id: str,
+    credits_left: int,
+    send: Callable[[], object],
     undo: Callable[[], object] | None = None,
 ) -> Placed:
     """Store and queue a recorded order; on failure undo what was stored, fail the order (refunding it) and
@@ -480,7 +494,7 @@ async def refresh_status_message(bot: PhotogenBot, order_id: str) -> None:
             data = await bot.run_blocking(bot.b.blobs.get, order.preview_key)
             files.append(discord.File(io.BytesIO(data), filename="preview.jpg"))
             preview_url = "attachment://preview.jpg"
-        except Exception:  # noqa: BLE001 - a missing preview must not block the progress edit
+        except Exception:
             log.debug("preview %s not available", order.preview_key)
     position = None
     if order.status in ("created", "queued"):

@@ -17,7 +17,9 @@ def purge_member(b: Backends, user_id: int, guild_id: int | str, *, by: str) -> 
     """``guild_id`` ALL_GUILDS: everything of the member everywhere, their member row included."""
     everywhere = guild_id == ALL_GUILDS
     for o in store.list_orders(b, user_id, limit=1000, active_only=True):
-        if (everywhere or str(o.guild_id) == str(guild_id)) and store.cancel_order(b, o.id, by=by) is not None:
+        if (everywhere or str(o.guild_id) == str(guild_id)) and store.cancel_order(
+            b, o.id, by=by
+        ) is not None:
             deletion.order_cancelled(b, o)  # the agent working on it stops and uploads nothing more
     data = store.member_data(b, user_id, guild_id)
     prefixes = [keys.preview_prefix(user_id, j) for j in data.job_ids] + [

@@ -15,8 +15,8 @@ from bot import costs, metrics
 from bot.backends import Backends
 from bot.checks import GuildRules
 from bot.errors import Busy, NotAllowed
-from bot.services.event_checks import forged_reason
 from bot.services import likeness
+from bot.services.event_checks import forged_reason
 from bot.services.records import ModelView, OrderView, OutboxItem
 from cloud.messages import Event
 from storage import FINAL_STATUSES, Delivery, Order, orders, purge, read_session, standing, transaction
@@ -396,7 +396,9 @@ def apply_event(b: Backends, event: Event) -> Applied:
         images: list[orders.NewImage] = []
         render_keys = [k for k in event.output_keys if "/renders/" in k]
         if event.kind == "preempted":
-            kw["notice"] = event.error.message if event.error else "Paused: the GPU was reclaimed; resuming soon."
+            kw["notice"] = (
+                event.error.message if event.error else "Paused: the GPU was reclaimed; resuming soon."
+            )
         elif event.kind != "checkpoint":
             kw["notice"] = None  # the work goes on (or ended): the pause is over
         # The agent's safety verdicts, and the guild whose policy the post applies (bot/services/safety.py).
@@ -420,8 +422,13 @@ def apply_event(b: Backends, event: Event) -> Applied:
                 deliveries = [
                     orders.NewDelivery(
                         "render_result",
-                        {**base, "prompt": order.prompt or "", "image_keys": render_keys,
-                         "likeness": likeness.payload(event), "mode": order.params.get("mode", "txt2img")},
+                        {
+                            **base,
+                            "prompt": order.prompt or "",
+                            "image_keys": render_keys,
+                            "likeness": likeness.payload(event),
+                            "mode": order.params.get("mode", "txt2img"),
+                        },
                     )
                 ]
                 advice = likeness.advice(s, order, event, b.settings.likeness_advice_after)
@@ -432,8 +439,12 @@ def apply_event(b: Backends, event: Event) -> Applied:
                 deliveries = [
                     orders.NewDelivery(
                         "train_result",
-                        {**base, "model_name": order.params.get("name", ""), "image_keys": render_keys,
-                         "likeness": likeness.payload(event)},
+                        {
+                            **base,
+                            "model_name": order.params.get("name", ""),
+                            "image_keys": render_keys,
+                            "likeness": likeness.payload(event),
+                        },
                     )
                 ]
         elif event.kind == "failed":

@@ -27,8 +27,16 @@ if TYPE_CHECKING:
     from storage.settings import Settings
 
 __all__ = [
-    "Agent", "Drain", "Interrupted", "JobError", "JobRunner", "RenderOutcome", "SpotWatcher", "TrainOutcome",
-    "TrainRequest", "run_agent",
+    "Agent",
+    "Drain",
+    "Interrupted",
+    "JobError",
+    "JobRunner",
+    "RenderOutcome",
+    "SpotWatcher",
+    "TrainOutcome",
+    "TrainRequest",
+    "run_agent",
 ]
 
 log = logging.getLogger(__name__)

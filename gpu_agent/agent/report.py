@@ -83,8 +83,13 @@ class Reporter:
         if self._bar is None:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, initial=step, desc=f"{self.job_kind} {self.job.job_id[:8]}", unit="step",
-                             leave=False)
+            self._bar = tqdm(
+                total=total,
+                initial=step,
+                desc=f"{self.job_kind} {self.job.job_id[:8]}",
+                unit="step",
+                leave=False,
+            )
         self._bar.update(max(0, step - self._bar.n))
         if loss is not None:
             self._bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
@@ -92,8 +97,15 @@ class Reporter:
             self._bar.close()
             self._bar = None
 
-    def progress(self, step: int, total: int, loss: float | None = None, preview_jpeg: bytes | None = None,
-                 *, force: bool = False) -> Event | None:
+    def progress(
+        self,
+        step: int,
+        total: int,
+        loss: float | None = None,
+        preview_jpeg: bytes | None = None,
+        *,
+        force: bool = False,
+    ) -> Event | None:
         """A progress event, unless one went out less than ``progress_every_s`` ago."""
         self._terminal(step, total, loss)
         now = time.monotonic()
@@ -109,8 +121,16 @@ class Reporter:
             except Exception:
                 log.warning("could not store preview %s", preview_key, exc_info=True)
                 preview_key = None
-        return self.emit("progress", progress=Progress(
-            step=step, total=total, eta_s=self.eta(step, total, now), loss=_finite(loss), preview_key=preview_key))
+        return self.emit(
+            "progress",
+            progress=Progress(
+                step=step,
+                total=total,
+                eta_s=self.eta(step, total, now),
+                loss=_finite(loss),
+                preview_key=preview_key,
+            ),
+        )
 
     def preview_due(self) -> bool:
         """True when a preview may go out now: the last one is ``preview_min_interval_s`` old (each preview is a
@@ -142,16 +162,22 @@ class Reporter:
         return self.emit("checkpoint", progress=Progress(step=step, total=total))
 
     def failed(self, code: str, message: str, gpu_seconds: float | None = None) -> Event:
-        return self.emit("failed", error=ErrorInfo(code=code[:64], message=message[:500] or "The job failed."),
-                         gpu_seconds=gpu_seconds)
+        return self.emit(
+            "failed",
+            error=ErrorInfo(code=code[:64], message=message[:500] or "The job failed."),
+            gpu_seconds=gpu_seconds,
+        )
 
     def preempted(self, step: int, total: int) -> Event:
         if self.job_kind == "train":
             text = f"Paused: the GPU was reclaimed — resuming from step {step} of {total} on another machine."
         else:
             text = "Paused: the GPU was reclaimed — another machine will pick your picture up and render it."
-        return self.emit("preempted", progress=Progress(step=step, total=total),
-                         error=ErrorInfo(code="preempted", message=text))
+        return self.emit(
+            "preempted",
+            progress=Progress(step=step, total=total),
+            error=ErrorInfo(code="preempted", message=text),
+        )
 
 
 def _finite(value: float | None) -> float | None:

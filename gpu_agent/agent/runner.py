@@ -74,8 +74,14 @@ class JobRunner(Protocol):
     def warm(self) -> bool:
         """True while a render pipeline is loaded (the agent then takes renders first)."""
 
-    def train(self, request: TrainRequest, *, progress: StepProgress, should_stop: ShouldStop,
-              preview: PreviewPlan | None = None) -> TrainOutcome:
+    def train(
+        self,
+        request: TrainRequest,
+        *,
+        progress: StepProgress,
+        should_stop: ShouldStop,
+        preview: PreviewPlan | None = None,
+    ) -> TrainOutcome:
         """Train a LoRA, resuming from the newest checkpoint in ``request.checkpoint_dir`` if there is one;
         ``preview`` receives a small sample of the model so far every ``preview.every_steps`` steps.
 

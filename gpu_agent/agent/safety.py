@@ -74,7 +74,7 @@ class SafetyGate:
         bgr = np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
         try:
             detector = _detector(self.model_path)
-        except Exception as err:  # noqa: BLE001 - ImportError (no nudenet/onnxruntime), a bad model file …
+        except Exception as err:
             log.error("the picture safety classifier cannot be loaded: %s", err)
             raise JobError("safety_unavailable", UNAVAILABLE, permanent=False) from None
         return list(detector.detect(bgr))

@@ -175,7 +175,11 @@ class SpotWatcher:
             except (OSError, ValueError) as err:
                 failures += 1
                 if failures == _BACKOFF_AFTER:
-                    log.info("instance metadata at %s unreachable (%s); polling less often", self.client.base_url, err)  # type: ignore[union-attr]
+                    log.info(
+                        "instance metadata at %s unreachable (%s); polling less often",
+                        self.client.base_url,
+                        err,
+                    )  # type: ignore[union-attr]
                 reason = None
             if reason is not None:
                 if self.drain.request(reason) and callable(self._on_notice):

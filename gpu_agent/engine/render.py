@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
-from gpu_agent.engine.models import model_family
 from gpu_agent.engine.face_detail import FACE_PROMPT, FaceDetailConfig, find_faces, paste_back
+from gpu_agent.engine.models import model_family
 from gpu_agent.engine.pngmeta import GenerationParams, png_bytes
 from gpu_agent.engine.preview import PreviewPlan, latents_to_image
 from gpu_agent.engine.render_adapters import AdapterSlots, LoadPath
@@ -193,7 +193,13 @@ class Renderer:
             images, faces = self._detail_faces(request, images)
         return [
             self._finish(
-                request, prompt, lora, image, request.seed + i, faces[i], blanked=blanked[i],
+                request,
+                prompt,
+                lora,
+                image,
+                request.seed + i,
+                faces[i],
+                blanked=blanked[i],
                 strength=request.effective_strength,
             )
             for i, image in enumerate(images)
@@ -230,8 +236,14 @@ class Renderer:
         assert request.source is not None and self.upscaler is not None
         with self._lock:
             image, blanked = self.upscaler.upscale(
-                request.source, prompt=prompt, negative_prompt=request.negative_prompt, seed=request.seed,
-                steps=request.steps, guidance=request.guidance, progress=progress)
+                request.source,
+                prompt=prompt,
+                negative_prompt=request.negative_prompt,
+                seed=request.seed,
+                steps=request.steps,
+                guidance=request.guidance,
+                progress=progress,
+            )
             image = fit_within(image, MAX_SIDE, self.max_pixels)
             refined: float | None = None
             if self.upscale_refine and not blanked:
@@ -241,8 +253,16 @@ class Renderer:
                 self.adapters.activate(lora)
                 images, flags = self._denoise(again, prompt, image.width, image.height, progress)
                 image, blanked = images[0], flags[0]
-        return self._finish(request, prompt, lora, image, request.seed, blanked=blanked,
-                            sampler=f"x4 upscaler {self.upscaler.model}", strength=refined)
+        return self._finish(
+            request,
+            prompt,
+            lora,
+            image,
+            request.seed,
+            blanked=blanked,
+            sampler=f"x4 upscaler {self.upscaler.model}",
+            strength=refined,
+        )
 
     def _denoise(
         self,

@@ -337,7 +337,10 @@ def build_tiny_upscaler(*, seed: int = 0) -> Any:
         unet=unet,
         low_res_scheduler=DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear"),
         scheduler=DDIMScheduler(
-            num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="scaled_linear",
+            num_train_timesteps=1000,
+            beta_start=0.0001,
+            beta_end=0.02,
+            beta_schedule="scaled_linear",
             prediction_type="v_prediction",
         ),
         max_noise_level=350,

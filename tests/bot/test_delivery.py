@@ -6,9 +6,9 @@ import asyncio
 import io
 import os
 
-from studio import Studio, bot_settings
 from PIL import Image
 from sqlmodel import select
+from studio import Studio, bot_settings
 
 from bot.services import delivery as svc
 from bot.services import media, store
@@ -112,9 +112,7 @@ async def test_result_that_cannot_be_built_never_blocks_other_deliveries(studio:
     every other row is posted."""
     st = studio
     admin_log = st.sim.add_channel(st.guild, "admin-log")
-    st.settings = bot_settings(
-        st.sim, st.tmp, bot_sync_guild_ids=[st.guild.id], delivery_max_attempts=2
-    )
+    st.settings = bot_settings(st.sim, st.tmp, bot_sync_guild_ids=[st.guild.id], delivery_max_attempts=2)
     await st.restart()
     store.update_guild(st.b, st.guild.id, admin_log_channel_id=admin_log.id)
     st.seed_model(st.alice)
@@ -155,7 +153,9 @@ async def test_result_that_cannot_be_built_never_blocks_other_deliveries(studio:
     # Given up means given up: no further attempts, no second notice, nothing of alice's posted as a result.
     await asyncio.sleep(0.6)
     assert len([m for m in st.sim.messages(st.channel) if "could not post the result" in m.content]) == 1
-    assert not [m for m in st.sim.messages(st.channel) if "pg:up:" in str(m.custom_ids()) and "broken" in m.content]
+    assert not [
+        m for m in st.sim.messages(st.channel) if "pg:up:" in str(m.custom_ids()) and "broken" in m.content
+    ]
     with read_session(st.b.engine) as s:
         assert s.get(Delivery, rows["render_result"].id).attempts == 2
 

@@ -8,8 +8,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-from studio import Studio
 from pydantic import SecretStr
+from studio import Studio
 
 from storage import orders, read_session
 
@@ -79,11 +79,15 @@ async def test_http_side(studio: Studio) -> None:
     # The operators' dashboard (bot/dashboard) is served here: off without DASHBOARD_TOKEN, then token-only.
     status, _ = await asyncio.to_thread(_get, f"{base}/admin/dashboard")
     assert status == 404
-    st.settings = st.settings.model_copy(update={"dashboard_token": SecretStr("let-me-in-0123456789abcdef0123456789")})
+    st.settings = st.settings.model_copy(
+        update={"dashboard_token": SecretStr("let-me-in-0123456789abcdef0123456789")}
+    )
     await st.restart()
     status, _ = await asyncio.to_thread(_get, f"{base}/admin/dashboard.json")
     assert status in (401, 403)
-    status, body = await asyncio.to_thread(_get, f"{base}/admin/dashboard.json", "let-me-in-0123456789abcdef0123456789")
+    status, body = await asyncio.to_thread(
+        _get, f"{base}/admin/dashboard.json", "let-me-in-0123456789abcdef0123456789"
+    )
     assert status == 200 and body.startswith(b"{")  # type: ignore[union-attr]
 
 

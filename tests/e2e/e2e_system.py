@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from photogen.discord_sim import DiscordSim
 from storage.settings import Settings
 
@@ -41,10 +40,21 @@ class System:
 
     def spawn(self, name: str, *args: str, **env_extra: str) -> Proc:
         log = self.tmp / f"{name}.log"
-        env = {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **env_extra}
+        env = {
+            **os.environ,
+            **self.settings.to_env(),
+            "PYTHONUNBUFFERED": "1",
+            "OMP_NUM_THREADS": "1",
+            **env_extra,
+        }
         with open(log, "wb") as out:
-            popen = subprocess.Popen([sys.executable, "-m", "photogen.cli", *args], env=env, stdout=out,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "photogen.cli", *args],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         proc = Proc(name, popen, log)
         self.procs.append(proc)
         return proc

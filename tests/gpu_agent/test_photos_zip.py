@@ -26,21 +26,32 @@ def make_zip(entries: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> b
 
 
 def test_reads_photos_skipping_folders_macos_junk_and_dotfiles() -> None:
-    data = make_zip({
-        "holiday/": b"",
-        "holiday/IMG_1.jpg": b"one",
-        "__MACOSX/holiday/._IMG_1.jpg": b"apple double",
-        "holiday/.DS_Store": b"finder",
-        ".hidden/IMG_9.jpg": b"hidden",
-        "Thumbs.db": b"windows",
-        "IMG_2.heic": b"two",
-    })
-    assert read_zip(data, max_entries=5, max_entry_bytes=MB) == [("IMG_1.jpg", b"one"), ("IMG_2.heic", b"two")]
+    data = make_zip(
+        {
+            "holiday/": b"",
+            "holiday/IMG_1.jpg": b"one",
+            "__MACOSX/holiday/._IMG_1.jpg": b"apple double",
+            "holiday/.DS_Store": b"finder",
+            ".hidden/IMG_9.jpg": b"hidden",
+            "Thumbs.db": b"windows",
+            "IMG_2.heic": b"two",
+        }
+    )
+    assert read_zip(data, max_entries=5, max_entry_bytes=MB) == [
+        ("IMG_1.jpg", b"one"),
+        ("IMG_2.heic", b"two"),
+    ]
 
 
 def test_path_tricks_are_only_labels() -> None:
-    data = make_zip({"../../etc/passwd.jpg": b"a", "/abs/root.png": b"b", "C:\\win\\evil.jpg": b"c",
-                     "bell\x07\u202etxt.jpg": b"d"})
+    data = make_zip(
+        {
+            "../../etc/passwd.jpg": b"a",
+            "/abs/root.png": b"b",
+            "C:\\win\\evil.jpg": b"c",
+            "bell\x07\u202etxt.jpg": b"d",
+        }
+    )
     names = [name for name, _ in read_zip(data, max_entries=5, max_entry_bytes=MB)]
     assert names == ["passwd.jpg", "root.png", "evil.jpg", "belltxt.jpg"]
 

@@ -12,17 +12,42 @@ from photogen.report import PostedMessage, Report, render_html, write_report
 def _report() -> Report:
     msgs = [
         PostedMessage(1, "t1", "", [{"title": "Training order accepted"}], ["Cancel"], [], 3, False),
-        PostedMessage(2, "t2", "", [{"title": "Your pictures"}], ["U1", "V1"],
-                      ["outputs/2-grid.jpg", "outputs/2-a.png"], 0, False),
+        PostedMessage(
+            2,
+            "t2",
+            "",
+            [{"title": "Your pictures"}],
+            ["U1", "V1"],
+            ["outputs/2-grid.jpg", "outputs/2-a.png"],
+            0,
+            False,
+        ),
         PostedMessage(3, "t3", "Here is a preview", [], [], ["outputs/3-preview.png"], 0, False),
     ]
-    return Report("tiny-sd", True, ["inputs/a.jpg"], ["outputs/2-grid.jpg", "outputs/2-a.png", "outputs/3-preview.png"],
-                  [(0.0, "start")], [{"id": "o1", "kind": "train", "status": "delivered", "created": 0.0,
-                                      "updated": 5.0, "error": "", "step": 40, "total": 40}],
-                  msgs, {"outputs/2-grid.jpg": b"x"},
-                  scenario=["eileen runs /train", "eileen runs /imagine"],
-                  captions={2: "/imagine “a photo of {subject}” · style headshot"},
-                  progress=[(0, 40), (10, 40), (10, 40), (40, 40)])
+    return Report(
+        "tiny-sd",
+        True,
+        ["inputs/a.jpg"],
+        ["outputs/2-grid.jpg", "outputs/2-a.png", "outputs/3-preview.png"],
+        [(0.0, "start")],
+        [
+            {
+                "id": "o1",
+                "kind": "train",
+                "status": "delivered",
+                "created": 0.0,
+                "updated": 5.0,
+                "error": "",
+                "step": 40,
+                "total": 40,
+            }
+        ],
+        msgs,
+        {"outputs/2-grid.jpg": b"x"},
+        scenario=["eileen runs /train", "eileen runs /imagine"],
+        captions={2: "/imagine “a photo of {subject}” · style headshot"},
+        progress=[(0, 40), (10, 40), (10, 40), (40, 40)],
+    )
 
 
 def test_results_carry_the_members_words_and_show_at_a_visible_size() -> None:

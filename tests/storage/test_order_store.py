@@ -22,7 +22,9 @@ from storage import (
 )
 
 
-def _order(engine: Engine, *, kind: str = "render", user: object = 7, charge: int = 0, credits: int = 10) -> str:
+def _order(
+    engine: Engine, *, kind: str = "render", user: object = 7, charge: int = 0, credits: int = 10
+) -> str:
     with transaction(engine) as s:
         return orders.create_order(s, user_id=user, kind=kind, charge=charge, starting_credits=credits).id
 
@@ -36,7 +38,13 @@ def _status(engine: Engine, order_id: str) -> str:
 
 def test_train_order_walks_the_whole_flow_forward(engine: Engine) -> None:
     oid = _order(engine, kind="train")
-    steps = [orders.mark_queued, orders.mark_training, orders.mark_trained, orders.mark_rendering, orders.mark_delivered]
+    steps = [
+        orders.mark_queued,
+        orders.mark_training,
+        orders.mark_trained,
+        orders.mark_rendering,
+        orders.mark_delivered,
+    ]
     for step in steps:
         with transaction(engine) as s:
             assert step(s, oid) is True
@@ -67,7 +75,16 @@ def test_final_states_are_final(engine: Engine, final: str) -> None:
     with transaction(engine) as s:
         assert orders.transition(s, oid, final, error_code="x", error_message="y")
     with transaction(engine) as s:
-        for to in ("created", "queued", "training", "trained", "rendering", "delivered", "failed", "cancelled"):
+        for to in (
+            "created",
+            "queued",
+            "training",
+            "trained",
+            "rendering",
+            "delivered",
+            "failed",
+            "cancelled",
+        ):
             assert orders.transition(s, oid, to) is False, f"{final} -> {to} must be refused"
     assert _status(engine, oid) == final
 
@@ -159,7 +176,9 @@ def test_failure_event_refunds_once(engine: Engine) -> None:
         assert standing.credits_of(s, None, 7) == 7
     for event_id in ("ev-fail", "ev-fail", "ev-fail-again"):
         with transaction(engine) as s:
-            orders.apply_event(s, event_id, oid, status="failed", error_code="oom", error_message="out of memory")
+            orders.apply_event(
+                s, event_id, oid, status="failed", error_code="oom", error_message="out of memory"
+            )
     with transaction(engine) as s:
         assert orders.refund_order(s, oid) == 0
     with read_session(engine) as s:
@@ -210,8 +229,15 @@ def test_queries_position_counts_and_models(engine: Engine) -> None:
     with transaction(engine) as s:
         orders.mark_training(s, first)
         orders.mark_cancelled(s, second, "changed my mind")
-        model = orders.add_model(s, user_id=1, name="me", class_word="person", subject_token="sks",
-                                 base_model="tiny-sd", order_id=first)
+        model = orders.add_model(
+            s,
+            user_id=1,
+            name="me",
+            class_word="person",
+            subject_token="sks",
+            base_model="tiny-sd",
+            order_id=first,
+        )
         assert orders.mark_model_ready(s, model.id, "users/1/models/m/lora.safetensors")
         assert orders.mark_model_failed(s, model.id) is False
     with read_session(engine) as s:
@@ -225,15 +251,24 @@ def test_delete_user_data_returns_receipt_and_keeps_standing(engine: Engine) -> 
     keep = _order(engine, kind="render", user=6)
     with transaction(engine) as s:
         orders.add_job(s, oid, "train", {"job": 1})
-        orders.add_model(s, user_id=5, name="me", class_word="person", subject_token="sks", base_model="tiny-sd")
+        orders.add_model(
+            s, user_id=5, name="me", class_word="person", subject_token="sks", base_model="tiny-sd"
+        )
         orders.apply_event(s, "e1", oid, status="training")
         orders.add_image(s, oid, NewImage(blob_key="users/5/renders/j/0.png", index=0))
         orders.add_delivery(s, oid, "train_result", {})
         orders.audit(s, guild_id=1, actor_id=9, action="ban", target=5, detail="spam")
     with transaction(engine) as s:
         receipt = orders.delete_user_data(s, 5)
-    assert (receipt.orders, receipt.jobs, receipt.images, receipt.models, receipt.deliveries, receipt.events,
-            receipt.user) == (1, 1, 1, 1, 1, 1, 1)
+    assert (
+        receipt.orders,
+        receipt.jobs,
+        receipt.images,
+        receipt.models,
+        receipt.deliveries,
+        receipt.events,
+        receipt.user,
+    ) == (1, 1, 1, 1, 1, 1, 1)
     with read_session(engine) as s:
         assert orders.get_user(s, 5) is None
         assert [o.id for o in s.exec(select(Order))] == [keep]
@@ -254,10 +289,16 @@ def test_guild_settings_defaults_and_updates(engine: Engine) -> None:
     with read_session(engine) as s:
         assert orders.get_guild_settings(s, 99).paused is False
     with transaction(engine) as s:
-        orders.update_guild_settings(s, 99, paused=True, blocked_words=["gore"], allowed_channel_ids=[123],
-                                     admin_role_id=77)
+        orders.update_guild_settings(
+            s, 99, paused=True, blocked_words=["gore"], allowed_channel_ids=[123], admin_role_id=77
+        )
     with read_session(engine) as s:
         g = orders.get_guild_settings(s, 99)
-        assert (g.paused, g.blocked_words, g.allowed_channel_ids, g.admin_role_id) == (True, ["gore"], ["123"], "77")
+        assert (g.paused, g.blocked_words, g.allowed_channel_ids, g.admin_role_id) == (
+            True,
+            ["gore"],
+            ["123"],
+            "77",
+        )
     with pytest.raises(OrderStoreError, match="unknown guild setting"), transaction(engine) as s:
         orders.update_guild_settings(s, 99, owner="me")

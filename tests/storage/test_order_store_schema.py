@@ -29,15 +29,29 @@ def test_migrations_from_empty_equal_the_models(tmp_path: Path, monkeypatch: pyt
         with engine.connect() as conn:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
             diff = compare_metadata(ctx, SQLModel.metadata)
-            tables = {row[0] for row in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")}
+            tables = {
+                row[0] for row in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")
+            }
         assert diff == [], f"migrations and models differ: {diff}"
-        assert {"users", "guild_settings", "orders", "jobs", "trained_models", "images", "applied_events",
-                "delivery_outbox", "audit_log", "alembic_version"} <= tables
+        assert {
+            "users",
+            "guild_settings",
+            "orders",
+            "jobs",
+            "trained_models",
+            "images",
+            "applied_events",
+            "delivery_outbox",
+            "audit_log",
+            "alembic_version",
+        } <= tables
     finally:
         engine.dispose()
 
 
-def test_migrate_is_idempotent_and_relative_paths_follow_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_migrate_is_idempotent_and_relative_paths_follow_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     migrate("sqlite:///data/photogen.db")
     migrate("sqlite:///data/photogen.db")  # a second start changes nothing and does not fail

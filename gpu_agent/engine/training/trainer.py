@@ -29,6 +29,7 @@ from gpu_agent.engine.models import (
     model_family,
     pick_device,
 )
+from gpu_agent.engine.preview import PreviewPlan, latents_to_image
 from gpu_agent.engine.training.artifact import LoraArtifact, write_artifact
 from gpu_agent.engine.training.checkpoint import (
     Checkpoint,
@@ -44,7 +45,6 @@ from gpu_agent.engine.training.conditioning import (
     encode_prompts,
     photo_sha256,
 )
-from gpu_agent.engine.preview import PreviewPlan, latents_to_image
 from gpu_agent.engine.training.config import TrainConfig
 from gpu_agent.engine.training.prior import class_images
 
@@ -124,8 +124,11 @@ def train_lora(
 
     with tempfile.TemporaryDirectory(prefix="photogen-class-") as scratch:
         run = _Run(config, pipe, device, weight_dtype, precision, sdxl)
-        run.cache_conditioning(photos, Path(cache_dir) if cache_dir else Path(scratch),
-                               Path(class_image_dir) if class_image_dir is not None else None)
+        run.cache_conditioning(
+            photos,
+            Path(cache_dir) if cache_dir else Path(scratch),
+            Path(class_image_dir) if class_image_dir is not None else None,
+        )
     run.add_lora()
     run.make_optimizer()
 
@@ -240,7 +243,9 @@ class _Run:
 
     # conditioning, once per run
 
-    def cache_conditioning(self, photos: list[Image.Image], cache_root: Path, folder: Path | None = None) -> None:
+    def cache_conditioning(
+        self, photos: list[Image.Image], cache_root: Path, folder: Path | None = None
+    ) -> None:
         cfg, pipe = self.config, self.pipe
         if cfg.prior_preservation:
             images, self.class_images_rendered = class_images(
@@ -496,8 +501,10 @@ class _Run:
                 if self.sdxl:
                     px = edge * self.pipe.vae_scale_factor
                     time_ids = torch.tensor([[px, px, 0, 0, px, px]], dtype=prompts.pooled.dtype)
-                    kwargs["added_cond_kwargs"] = {"text_embeds": prompts.pooled[:1],
-                                                   "time_ids": time_ids.to(self.device)}
+                    kwargs["added_cond_kwargs"] = {
+                        "text_embeds": prompts.pooled[:1],
+                        "time_ids": time_ids.to(self.device),
+                    }
                 for t in scheduler.timesteps:
                     sample = scheduler.scale_model_input(latents, t).to(self.weight_dtype)
                     noise = unet(sample, t, prompts.hidden[:1], **kwargs).sample

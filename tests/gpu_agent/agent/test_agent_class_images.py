@@ -17,14 +17,23 @@ from storage.settings import Settings
 
 
 def with_prior(job: TrainJob) -> TrainJob:
-    params = job.params.model_copy(update={
-        "prior_preservation": True, "train_text_encoder": True, "num_class_images": 2, "class_image_steps": 2,
-        "steps": 2})
+    params = job.params.model_copy(
+        update={
+            "prior_preservation": True,
+            "train_text_encoder": True,
+            "num_class_images": 2,
+            "class_image_steps": 2,
+            "steps": 2,
+        }
+    )
     return job.model_copy(update={"params": params, "class_word": "woman"})
 
 
 def test_class_images_are_rendered_once_then_shared_by_the_next_order(
-    make_settings: Callable[..., Settings], queues: Queues, blobs: BlobStore, events: EventLog,
+    make_settings: Callable[..., Settings],
+    queues: Queues,
+    blobs: BlobStore,
+    events: EventLog,
     run_agent_thread: Callable[..., AgentThread],
 ) -> None:
     first, second = with_prior(train_job(blobs)), with_prior(train_job(blobs))

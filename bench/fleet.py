@@ -62,7 +62,7 @@ class Pool:
     queue: list[Job] = field(default_factory=list)
     instances: list[Instance] = field(default_factory=list)
     desired: int = 0
-    state: PoolState = PoolState()
+    state: PoolState = field(default_factory=PoolState)
     decisions: int = 0
     max_desired: int = 0
 

@@ -23,6 +23,7 @@ comparison; met_per_comparison gives the verdict of each).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -166,7 +167,7 @@ def run_ours(model: str, resolution: int, steps: int, rank: int, device: str, pr
             progress=lambda *_: stamps.append(time.perf_counter()),
         )
     # Step 1's time includes encoding the photos once (ours' set-up); the reference pays that every step.
-    return [b - a for a, b in zip([start] + stamps, stamps)]
+    return [b - a for a, b in itertools.pairwise([start, *stamps])]
 
 
 def run_reference(
@@ -295,7 +296,9 @@ def measure(
 ) -> dict:
     results: dict[str, list[dict]] = {"ours": [], "ref": []}
     for _ in range(rounds):
-        for impl, precision in zip(("ours", "ref"), precisions):  # alternate: other work hits both alike
+        for impl, precision in zip(
+            ("ours", "ref"), precisions, strict=True
+        ):  # alternate: other work hits both alike
             done = subprocess.run(
                 [
                     sys.executable,

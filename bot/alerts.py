@@ -11,6 +11,7 @@ keeps firing, and a short "resolved" line is posted when it clears. ``run_alerts
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
@@ -103,7 +104,8 @@ def evaluate(snapshot: Snapshot, thresholds: Thresholds) -> list[Alert]:
                     f"wait:{q.name}",
                     "warning",
                     f"the oldest message in the {q.name} queue has waited {_minutes(q.oldest_age_s)} "
-                    f"(objective {_minutes(thresholds.wait_objective_s)}); {q.visible} waiting, {q.in_flight} in flight",
+                    f"(objective {_minutes(thresholds.wait_objective_s)}); "
+                    f"{q.visible} waiting, {q.in_flight} in flight",
                 )
             )
     if snapshot.finished_jobs >= thresholds.failure_min_jobs and snapshot.finished_jobs > 0:
@@ -147,10 +149,10 @@ def under_capacity_since(
         have = running_at.get(at)
         if have is None:
             continue
-        if want > have:
-            since = at if since is None else since
-        else:
+        if want <= have:
             since = None
+        elif since is None:
+            since = at
     return since
 
 
@@ -162,10 +164,10 @@ def nonempty_since(visible: Sequence[tuple[float, float]]) -> float | None:
     """
     since = None
     for at, value in visible:
-        if value > 0:
-            since = at if since is None else since
-        else:
+        if value <= 0:
             since = None
+        elif since is None:
+            since = at
     return since
 
 
@@ -300,7 +302,5 @@ async def run_alerts(
             await runner.process(evaluate(snapshot, thresholds), channels, snapshot.now)
         except Exception:
             log.exception("alert round failed; trying again next round")
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop_event.wait(), timeout=period)
-        except TimeoutError:
-            pass

@@ -103,7 +103,7 @@ def queue_waiting_text(queues: Queues) -> str:
         f"{name}: {queue.depth().visible} waiting"
         for name, queue in (("train", queues.train), ("render", queues.render))
     ]
-    return "\n".join(lines + ["(fleet figures and cost are for the bot's operators)"])
+    return "\n".join([*lines, "(fleet figures and cost are for the bot's operators)"])
 
 
 def queue_status_text(

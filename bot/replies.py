@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import discord
@@ -29,10 +30,8 @@ async def reply_private(
             await interaction.response.send_message(content=content, embed=embed, ephemeral=True)
             return
         if interaction.response.type is discord.InteractionResponseType.deferred_channel_message:
-            try:
+            with contextlib.suppress(discord.NotFound):  # already gone
                 await interaction.delete_original_response()
-            except discord.NotFound:
-                pass  # already gone
         await interaction.followup.send(content=content, embed=embed, ephemeral=True)
     except discord.HTTPException:
         # The interaction token may be gone (15 minutes): nothing left to tell the member through it.

@@ -147,8 +147,9 @@ async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report
 
     log_path = out / "agent.log"
     env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "wb") as agent_log:
-        agent = subprocess.Popen(
+    # Starting the child blocks for a moment only; a plain Popen lets the finally block below stop it synchronously.
+    with open(log_path, "wb") as agent_log:  # noqa: ASYNC230 - see above
+        agent = subprocess.Popen(  # noqa: ASYNC220 - see above
             [sys.executable, "-m", "gpu_agent"], env=env, stdout=agent_log, stderr=subprocess.STDOUT
         )
     bot = None
@@ -203,7 +204,9 @@ async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report
             await inter.wait_response()
             result = await sim.wait_for_message(
                 channel,
-                lambda m: m.id not in before and any(c.startswith("pg:up:") for c in m.custom_ids()),
+                lambda m, seen=before: (
+                    m.id not in seen and any(c.startswith("pg:up:") for c in m.custom_ids())
+                ),
                 timeout=600,
             )
             results.append(result)
@@ -222,7 +225,9 @@ async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report
             before = {m.id for m in sim.messages(channel)}
             await sim.click(eileen, first, custom_id)
             done = await sim.wait_for_message(
-                channel, lambda m: m.id not in before and m.author.bot and bool(m.attachments), timeout=600
+                channel,
+                lambda m, seen=before: m.id not in seen and m.author.bot and bool(m.attachments),
+                timeout=600,
             )
             label = "U1 (upscale)" if action == "up" else "V1 (variations)"
             await _settled(sim, channel, settings)  # the click's order is final: what it brought is all here

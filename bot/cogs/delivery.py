@@ -9,6 +9,7 @@ nonce and Discord returns the message it already has instead of posting a second
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -136,10 +137,8 @@ class Delivery(commands.Cog):
                 raise
             except Exception:
                 log.exception("outbox round failed")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._outbox_wake.wait(), timeout=OUTBOX_SWEEP_S)
-            except TimeoutError:
-                pass
             self._outbox_wake.clear()
 
     async def flush_outbox(self) -> int:
@@ -271,10 +270,8 @@ class Delivery(commands.Cog):
                 raise
             except Exception:
                 log.exception("reconciler round failed; trying again next round")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=self.bot.settings.reconcile_interval_s)
-            except TimeoutError:
-                pass
 
     # --- loop lag probe ---------------------------------------------------------------------------
     async def _probe_lag(self) -> None:

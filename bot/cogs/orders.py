@@ -80,7 +80,8 @@ class Orders(commands.Cog):
         for pos in view.mine:
             embed.add_field(
                 name=f"`{pos.order_id}`",
-                value=f"position {pos.position} · ETA {human_eta(pos.eta_s)} · {STATUS_LABEL.get(pos.status, pos.status)}",
+                value=f"position {pos.position} · ETA {human_eta(pos.eta_s)} · "
+                f"{STATUS_LABEL.get(pos.status, pos.status)}",
                 inline=False,
             )
         if not view.mine:

@@ -42,7 +42,7 @@ def dashboard_data(engine: Engine, *, window_s: float, now: float | None = None)
                 name = metrics.parse_labels(labels).get("queue", labels or "?")
                 queue_depth.setdefault(name, {})[field] = _points(series)
         fleet: dict[str, list[list[float]]] = {}
-        for labels, series in metrics.series(s, "fleet_agents", since, at, max_points=MAX_POINTS).items():
+        for series in metrics.series(s, "fleet_agents", since, at, max_points=MAX_POINTS).values():
             fleet["agents"] = _points(series)
         for metric in ("fleet_desired", "fleet_running"):
             for labels, series in metrics.series(s, metric, since, at, max_points=MAX_POINTS).items():

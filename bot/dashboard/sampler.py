@@ -4,6 +4,7 @@ so the dashboard can chart them over time and the alerts can see how long a cond
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -102,7 +103,5 @@ async def run_sampler(
                 await asyncio.to_thread(collector.refresh)
         except Exception:
             log.exception("metrics sampling failed; trying again next round")
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=period)
-        except TimeoutError:
-            pass

@@ -199,7 +199,10 @@ def build_message(
             style=params.get("style"),
         )
     else:
-        msg.content = f"<@{user_id}> your model **{neutralise(p.get('model_name', ''), 100)}** is trained and ready for /imagine."
+        msg.content = (
+            f"<@{user_id}> your model **{neutralise(p.get('model_name', ''), 100)}** "
+            "is trained and ready for /imagine."
+        )
         if p.get("likeness"):
             msg.content += "\n" + likeness.words(p["likeness"])
         msg.embed = discord.Embed(title="Model ready", colour=GREEN)

@@ -2,7 +2,8 @@
 
 bootstrap creates or updates: the S3 bucket (encryption, public access blocked, TLS-only bucket policy, lifecycle
 rules), the SQS queues with dead-letter queues and redrive, the agents' IAM role + instance profile with least
-privilege, the launch template (IMDSv2 required, encrypted root volume; user data starts the agent container) and one auto scaling group per pool: training on spot with a
+privilege, the launch template (IMDSv2 required, encrypted root volume; user data starts the agent container)
+and one auto scaling group per pool: training on spot with a
 mixed-instances policy (price-capacity-optimized, capacity rebalance), renders on spot — or on-demand with a warm
 pool, since AWS refuses warm pools on groups with spot instances.
 """

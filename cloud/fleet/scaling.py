@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cloud.fleet.autoscaler import Decision, PoolObservation, PoolPolicy, PoolState, decide
@@ -21,7 +21,7 @@ class Pool:
     policy: PoolPolicy
     group: str
     queue: JobQueue
-    state: PoolState = PoolState()
+    state: PoolState = field(default_factory=PoolState)
 
 
 def policies(settings: Settings) -> dict[str, PoolPolicy]:

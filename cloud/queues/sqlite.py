@@ -26,6 +26,7 @@ last commits (the bot re-queues orders that stay queued). ``FULL`` would fsync t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -93,10 +94,9 @@ def _checkpoint_until(path: str, stop: threading.Event) -> None:
     conn = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
     try:
         while not stop.wait(CHECKPOINT_EVERY_S):
-            try:
+            # locked or busy this time: the next round (or the backstop) does it
+            with contextlib.suppress(sqlite3.Error):
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            except sqlite3.Error:
-                pass  # locked or busy this time: the next round (or the backstop) does it
     finally:
         conn.close()
 

@@ -29,6 +29,7 @@ from gpu_agent.agent.runner import (
 from storage.settings import Settings
 
 if TYPE_CHECKING:
+    from gpu_agent.engine.preview import PreviewPlan
     from gpu_agent.engine.training import TrainConfig
 
 log = logging.getLogger(__name__)

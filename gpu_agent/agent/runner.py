@@ -99,7 +99,8 @@ class JobRunner(Protocol):
         low_memory: bool = False,
         preview: PreviewPlan | None = None,
     ) -> RenderOutcome:
-        """Render ``job.count`` PNGs (``preview`` receives thumbnails of the first while it denoises). Raises Interrupted when should_stop() turns true, JobError for bad input."""
+        """Render ``job.count`` PNGs (``preview`` receives thumbnails of the first while it denoises). Raises
+        Interrupted when should_stop() turns true, JobError for bad input."""
 
 
 def is_out_of_memory(err: BaseException) -> bool:

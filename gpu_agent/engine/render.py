@@ -68,7 +68,8 @@ class Renderer:
     """Renders RenderRequests on one loaded base model, with members' LoRAs swapped in per call.
 
     ``device`` is "auto", "cpu", "cuda[:N]" or "mps"; ``dtype`` None picks the device's (bf16/fp16 on GPUs,
-    bf16 on CPUs with native bf16, else fp32: models.pick_dtype). ``render`` is safe to call from several threads; calls run one at a time (one GPU, one
+    bf16 on CPUs with native bf16, else fp32: models.pick_dtype). ``render`` is safe to call from several
+    threads; calls run one at a time (one GPU, one
     pipeline). ``hotswap`` False makes every new LoRA a new adapter (the slower path; see render_adapters).
     """
 

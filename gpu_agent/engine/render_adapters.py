@@ -11,7 +11,8 @@ resident costs nothing but ``set_adapters``; a new member's LoRA gets in one of 
 - **hotswap** — when every slot is taken, the least recently used one is reused: diffusers'
   ``load_lora_into_unet(..., hotswap=True)`` (peft's ``hotswap_adapter_from_state_dict``) copies the new
   tensors into the slot's existing LoRA layers in place, with no layers added or removed (0.07-0.08 s in
-  all on the same model, set_adapters included). Diffusers refuses hotswap for text encoders; there peft's ``set_peft_model_state_dict`` loads
+  all on the same model, set_adapters included). Diffusers refuses hotswap for text encoders; there peft's
+  ``set_peft_model_state_dict`` loads
   the new weights into the slot's existing layers, which is the same in-place copy.
 
 A hotswap is only done into a slot whose file had the same *layout* (same tensor names, shapes and dtypes,

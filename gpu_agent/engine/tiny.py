@@ -84,7 +84,7 @@ def _vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
     merges: list[tuple[str, str]] = []
     for word in _WORDS:
         # Merge left to right: "p"+"h" -> "ph", "ph"+"o" -> "pho", ... the last merge takes the "</w>" piece.
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        pieces = [*word[:-1], word[-1] + "</w>"]
         left = pieces[0]
         for right in pieces[1:]:
             pair = (left, right)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from PIL import Image
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     OK = "ok"
     UNREADABLE = "unreadable"
     TOO_LARGE = "too_large"

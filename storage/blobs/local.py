@@ -6,6 +6,7 @@ new one. Temp files carry a '~', a character no valid key has, so they can never
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import io
@@ -49,11 +50,9 @@ def load_or_create_secret(root: Path) -> bytes:
             fh.write(secrets.token_hex(32))
             fh.flush()
             os.fsync(fh.fileno())
-        try:
-            # link() never replaces: the first process to link wins and every other one reads its key.
+        # link() never replaces: the first process to link wins and every other one reads its key.
+        with contextlib.suppress(FileExistsError):
             os.link(tmp, path)
-        except FileExistsError:
-            pass
     finally:
         tmp.unlink(missing_ok=True)
     return _read_secret(path)

@@ -1,4 +1,5 @@
-"""Pieces of the end-to-end rig (imported by the test and by conftest.py). The whole system across processes: the Discord-compatible sim (in the test), `photogen bot` and two
+"""Pieces of the end-to-end rig (imported by the test and by conftest.py). The whole system across processes:
+the Discord-compatible sim (in the test), `photogen bot` and two
 `photogen agent` processes, on the embedded backends or on SQS + S3 through moto's server."""
 
 from __future__ import annotations

@@ -124,7 +124,7 @@ async def test_photogen_all_connects_to_discord_and_stops_on_sigterm(tmp_path: P
             agent_work_dir=str(tmp_path / "agent"),
             model_cache_dir=str(tmp_path / "models"),
         )
-        proc = subprocess.Popen(
+        proc = subprocess.Popen(  # noqa: ASYNC220 - starts `photogen all` and returns; the test stops it
             [sys.executable, "-m", "photogen.cli", "all"],
             env={**os.environ, **settings.to_env()},
             cwd=ROOT,

@@ -74,7 +74,7 @@ async def test_a_killed_child_comes_back_and_healthz_is_unhealthy_meanwhile(tmp_
             model_cache_dir=str(tmp_path / "models"),
         )
         state_file = tmp_path / "photogen-all.json"
-        proc = subprocess.Popen(
+        proc = subprocess.Popen(  # noqa: ASYNC220 - starts `photogen all` and returns; the test stops it
             [sys.executable, "-m", "photogen.cli", "all"],
             env={**os.environ, **settings.to_env()},
             cwd=ROOT,

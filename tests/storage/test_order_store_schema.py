@@ -62,7 +62,10 @@ def test_wal_busy_timeout_and_foreign_keys(tmp_path: Path) -> None:
     engine = open_engine(f"sqlite:///{tmp_path / 'x.db'}")
     try:
         with engine.connect() as conn:
-            pragma = lambda name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+
+            def pragma(name: str) -> object:
+                return conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+
             assert pragma("journal_mode") == "wal"
             assert pragma("busy_timeout") == 30000
             assert pragma("foreign_keys") == 1
@@ -101,5 +104,5 @@ def test_unknown_newer_schema_is_a_clear_error(tmp_path: Path) -> None:
     with engine.begin() as conn:
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999_from_the_future'")
     engine.dispose()
-    with pytest.raises(SchemaError, match="9999_from_the_future.*newer Photogen"):
+    with pytest.raises(SchemaError, match=r"9999_from_the_future.*newer Photogen"):
         migrate(url)

@@ -334,7 +334,7 @@ class _Run:
         names = ["unet", "text_encoder", "text_encoder_2"]
         self.params: dict[str, torch.nn.Parameter] = {
             f"{name}.{key}": p
-            for name, model in zip(names, models)
+            for name, model in zip(names, models, strict=False)  # SD 1.x/2.x: one text encoder
             for key, p in model.named_parameters()
             if p.requires_grad
         }
@@ -484,7 +484,7 @@ class _Run:
         from diffusers import DDIMScheduler
 
         cfg, unet = self.config, self.pipe.unet
-        models = [unet] + self.text_encoders
+        models = [unet, *self.text_encoders]
         modes = [m.training for m in models]
         for model in models:
             model.eval()
@@ -528,11 +528,11 @@ class _Run:
         index = torch.arange(photos).repeat_interleave(len(EVAL_TIMESTEPS))
         timesteps = torch.tensor([int(total * t) for t in EVAL_TIMESTEPS]).repeat(photos)
         noise = torch.randn((len(index), *self.photos.mean.shape[1:]), generator=generator)
-        for model in [self.pipe.unet] + self.text_encoders:
+        for model in [self.pipe.unet, *self.text_encoders]:
             model.eval()
         results = []
         for enabled in (False, True):
-            _enable_lora([self.pipe.unet] + self.text_encoders, enabled)
+            _enable_lora([self.pipe.unet, *self.text_encoders], enabled)
             losses = []
             with torch.autocast(self.device.type, dtype=self.weight_dtype, enabled=self.precision != "no"):
                 prompts = self.prompts if self.prompts is not None else self._embed()
@@ -556,14 +556,14 @@ class _Run:
 
         layers = {"unet": convert_state_dict_to_diffusers(get_peft_model_state_dict(self.pipe.unet))}
         if self.config.train_text_encoder:
-            for name, te in zip(("text_encoder", "text_encoder_2"), self.text_encoders):
+            for name, te in zip(("text_encoder", "text_encoder_2"), self.text_encoders, strict=False):
                 layers[name] = convert_state_dict_to_diffusers(get_peft_model_state_dict(te))
         return layers
 
     def adapter_metadata(self) -> dict[str, dict[str, Any]]:
         models = {"unet": self.pipe.unet}
         if self.config.train_text_encoder:
-            models.update(zip(("text_encoder", "text_encoder_2"), self.text_encoders))
+            models.update(zip(("text_encoder", "text_encoder_2"), self.text_encoders, strict=False))
         return {name: model.peft_config[ADAPTER].to_dict() for name, model in models.items()}
 
 

@@ -156,7 +156,7 @@ def test_teardown_removes_compute_and_keeps_data(fleet_settings, capsys) -> None
     assert run_aws(fleet_settings, "teardown", yes=True) == 0
     out = capsys.readouterr().out
     assert "deleted  iam role" in out and "kept" in out
-    s3, _, iam, _, asg = _clients(fleet_settings)
+    s3, _, _iam, _, asg = _clients(fleet_settings)
     names = aws.names_from(fleet_settings)
     assert not asg.describe_auto_scaling_groups(AutoScalingGroupNames=[names.group("train")])[
         "AutoScalingGroups"

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from cloud.queues import Queues
+from cloud.queues.base import JobQueue
 from storage import metrics, read_session
 from storage.settings import Settings
 
@@ -172,7 +173,7 @@ def nonempty_since(visible: Sequence[tuple[float, float]]) -> float | None:
 
 
 def _oldest_age(
-    queue: object, name: str, samples: dict[str, list[tuple[float, float]]], now: float
+    queue: JobQueue, name: str, samples: dict[str, list[tuple[float, float]]], now: float
 ) -> float | None:
     reader = getattr(
         queue, "oldest_age_s", None

@@ -7,7 +7,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import discord
 import yarl
@@ -20,6 +20,9 @@ from bot.checks import GuildRules
 from bot.embeds import clip
 from bot.errors import UserFacingError
 from bot.http_side import require_link_base
+
+if TYPE_CHECKING:
+    from bot.http_side import HttpSide
 from bot.ratelimit import RateLimiter
 from bot.replies import reply_error
 from bot.sync import SyncRecord, sync_if_changed
@@ -67,7 +70,8 @@ class PhotogenBot(commands.Bot):
         self.settings = settings
         self._given_backends = backends
         self.backends: Backends | None = backends
-        self.http_side = None
+        self.http_side: HttpSide | None = None
+        self._connect_task: asyncio.Task[None] | None = None  # start_bot's gateway connection
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="photogen-bot")
         # /train photo checks (seconds of CPU each) get their own pool, so other commands never queue behind them.
         self.intake_executor = ThreadPoolExecutor(
@@ -172,18 +176,15 @@ async def start_bot(
     require_link_base(settings)
     bot = PhotogenBot(settings, backends=backends, **client_options)
     await bot.login(_token(settings))
-    bot._connect_task = asyncio.create_task(bot.connect(reconnect=True), name="photogen-bot-gateway")  # type: ignore[attr-defined]
+    connect = asyncio.create_task(bot.connect(reconnect=True), name="photogen-bot-gateway")
+    bot._connect_task = connect
     ready = asyncio.create_task(bot.wait_until_ready())
-    done, _ = await asyncio.wait(
-        {ready, bot._connect_task},
-        timeout=ready_timeout,  # type: ignore[attr-defined]
-        return_when=asyncio.FIRST_COMPLETED,
-    )
+    done, _ = await asyncio.wait({ready, connect}, timeout=ready_timeout, return_when=asyncio.FIRST_COMPLETED)
     if ready not in done:
         ready.cancel()
         await bot.close()
-        if bot._connect_task in done:  # type: ignore[attr-defined]
-            bot._connect_task.result()  # type: ignore[attr-defined]  # re-raise the gateway's failure
+        if connect in done:
+            connect.result()  # re-raise the gateway's failure
         raise TimeoutError(f"bot not ready after {ready_timeout}s")
     return bot
 

@@ -57,7 +57,7 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button], template=rf"pg:can
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> CancelButton:
         return cls(match["order_id"])
 
@@ -75,6 +75,7 @@ class ImageButton(
     template=rf"pg:(?P<action>up|var|rr|del|one):(?P<order_id>{ID}):(?P<n>[0-9])",
 ):
     def __init__(self, action: str, order_id: str, n: int) -> None:
+        button: discord.ui.Button[discord.ui.View]
         if action in ("up", "var"):
             button = discord.ui.Button(
                 label=f"{IMAGE_ACTIONS[action]}{n + 1}",
@@ -102,7 +103,7 @@ class ImageButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> ImageButton:
         return cls(match["action"], match["order_id"], int(match["n"]))
 
@@ -128,7 +129,7 @@ class ForgetConfirmButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> ForgetConfirmButton:
         return cls(int(match["user_id"]))
 

@@ -16,11 +16,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
 from photogen.report import Report, write_report
 from storage.settings import Settings
+
+if TYPE_CHECKING:
+    from photogen.discord_sim import DiscordSim
+    from photogen.discord_sim.models import SimChannel
 
 DEMO_PHOTOS = Path(__file__).resolve().parent / "assets" / "demo_photos"
 MARKER = ".photogen-demo"
@@ -204,9 +209,8 @@ async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report
             await inter.wait_response()
             result = await sim.wait_for_message(
                 channel,
-                lambda m, seen=before: (
-                    m.id not in seen and any(c.startswith("pg:up:") for c in m.custom_ids())
-                ),
+                # awaited within this iteration: `before` is this iteration's
+                lambda m: m.id not in before and any(c.startswith("pg:up:") for c in m.custom_ids()),  # noqa: B023
                 timeout=600,
             )
             results.append(result)
@@ -226,7 +230,7 @@ async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report
             await sim.click(eileen, first, custom_id)
             done = await sim.wait_for_message(
                 channel,
-                lambda m, seen=before: m.id not in seen and m.author.bot and bool(m.attachments),
+                lambda m: m.id not in before and m.author.bot and bool(m.attachments),  # noqa: B023 - awaited here
                 timeout=600,
             )
             label = "U1 (upscale)" if action == "up" else "V1 (variations)"
@@ -261,8 +265,8 @@ async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report
 
 
 async def _settled(
-    sim: object,
-    channel: object,
+    sim: DiscordSim,
+    channel: SimChannel,
     settings: Settings,
     *,
     order_ids: list[str] | None = None,
@@ -284,7 +288,7 @@ async def _settled(
             with read_session(engine) as s:
                 rows = s.exec(select(Order)).all()
             final = all(o.status in FINAL_STATUSES for o in rows if order_ids is None or o.id in order_ids)
-            look = [(m.id, m.edits, len(m.attachments)) for m in sim.messages(channel)]  # type: ignore[attr-defined]
+            look = [(m.id, m.edits, len(m.attachments)) for m in sim.messages(channel)]
             if look != last:
                 last, quiet_since = look, time.monotonic()
             if final and time.monotonic() - quiet_since >= quiet_s:

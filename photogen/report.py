@@ -206,10 +206,10 @@ def render_html(r: Report) -> str:
         out.append("</ol>")
     if r.progress:
         last_step, last_total = r.progress[-1]
-        pct = _percent(last_step, last_total) or 0
+        trained_pct = _percent(last_step, last_total) or 0
         seen = " → ".join(f"{_percent(s_, t)} %" for s_, t in _thinned(r.progress))
         out.append(
-            f"<h2>Training progress</h2><p>{_bar(pct)} ({last_step}/{last_total} steps; seen: {esc(seen)})</p>"
+            f"<h2>Training progress</h2><p>{_bar(trained_pct)} ({last_step}/{last_total} steps; seen: {esc(seen)})</p>"
         )
     out.append(f"<h2>Inputs ({len(r.inputs)} photos)</h2><div class='sheet'>")
     out += [f"<img src='{esc(p)}' alt='input'>" for p in r.inputs]

@@ -56,7 +56,7 @@ def open_engine(database_url: str) -> Engine:
     )
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_connection, _record) -> None:
         # Hand transaction control to SQLAlchemy's "begin" hook below (pysqlite's legacy mode skips BEGIN
         # for SELECT and DDL, which breaks transactional migrations and repeatable reads).
         dbapi_connection.isolation_level = None

@@ -234,7 +234,7 @@ def cost_per_order(
     if order_ids is not None:
         query = query.where(Order.id.in_(list(order_ids)))  # type: ignore[attr-defined]
     return [
-        OrderCost(*row[:4], int(row[4]), float(row[5] or 0), float(row[6] or 0))
+        OrderCost(row[0], row[1], row[2], row[3], int(row[4]), float(row[5] or 0), float(row[6] or 0))
         for row in session.exec(query)
     ]
 

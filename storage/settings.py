@@ -129,7 +129,8 @@ class Settings(BaseSettings):
         "data/agent", description="The agent's scratch folder (downloads, checkpoints)."
     )
     agent_kinds: list[Literal["render", "train"]] = Field(
-        default_factory=lambda: ["render", "train"],
+        # mypy reads the lambda as list[str], not the field's list of literals
+        default_factory=lambda: ["render", "train"],  # type: ignore[arg-type]
         description='Which queues this agent serves (a render-only pool: ["render"]).',
     )
     agent_poll_wait_s: float = Field(

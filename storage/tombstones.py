@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,9 +29,9 @@ def _mark(blobs: BlobStore, key: str) -> None:
     blobs.put(key, json.dumps({"at": round(time.time(), 3)}).encode(), content_type="application/json")
 
 
-def _exists(blobs: BlobStore, make_key: object, value: object) -> bool:
+def _exists(blobs: BlobStore, make_key: Callable[[object], str], value: object) -> bool:
     try:
-        key = make_key(value)  # type: ignore[operator]
+        key = make_key(value)
     except ValueError:
         return False  # not a valid id: nothing can carry that tombstone
     return blobs.exists(key)

@@ -257,7 +257,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Photogen a
         from bot.services import safety as safety_svc
 
         rules = await self._admin(interaction, "safety")
-        gid = interaction.guild_id
+        gid = require_guild(interaction)
         if policy is not None:
             await self.bot.run_blocking(safety_svc.set_policy, self.bot.b, gid, policy)
         current = await self.bot.run_blocking(safety_svc.policy_of, self.bot.b, gid)

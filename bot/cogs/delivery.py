@@ -222,9 +222,10 @@ class Delivery(commands.Cog):
         channel = self.bot.get_partial_messageable(message.channel_id)
         sent = await channel.send(
             content=message.content,
-            embed=message.embed,
+            # discord.py takes None for "no embed" and "no view"; its overloads name only Embed and View
+            embed=message.embed,  # type: ignore[arg-type]
             files=message.files(),
-            view=message.view,
+            view=message.view,  # type: ignore[arg-type]
             nonce=svc.nonce_for(row.id),
             allowed_mentions=message.allowed_mentions,
         )

@@ -246,7 +246,7 @@ def place_render_order(
         height=height,
         steps=s.render_steps,
         guidance=guidance,
-        mode=mode,  # type: ignore[arg-type]
+        mode=mode,
         source_key=source_key,
         face_detail=face_detail and s.render_face_detail,
         issued_at=time.time(),
@@ -317,7 +317,7 @@ def place_followup_render(
         "style": p.get("style"),
     }
     # A new seed or a variation is a new picture, finished like its parent; an upscale keeps its faces.
-    redraw = {"face_detail": bool(p.get("face_detail", False))}
+    redraw: dict[str, Any] = {"face_detail": bool(p.get("face_detail", False))}
     words = p.get("words") or p.get("title") or "your pictures"
     if action == "rr":
         return place_render_order(

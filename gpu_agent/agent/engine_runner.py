@@ -10,6 +10,7 @@ import io
 import logging
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,11 @@ from gpu_agent.agent.runner import (
 from storage.settings import Settings
 
 if TYPE_CHECKING:
+    import torch
+
     from gpu_agent.engine.preview import PreviewPlan
+    from gpu_agent.engine.render import Renderer
+    from gpu_agent.engine.render_types import LoraRef, RenderRequest
     from gpu_agent.engine.training import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -40,7 +45,7 @@ _MODEL_ID = re.compile(r"(?:^|/)models/([A-Za-z0-9_-]{1,64})/")
 class EngineRunner:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._renderer = None  # gpu_agent.engine.render.Renderer, loaded on the first render
+        self._renderer: Renderer | None = None  # loaded on the first render
 
     @property
     def warm(self) -> bool:
@@ -119,7 +124,7 @@ class EngineRunner:
 
     # --- rendering -----------------------------------------------------------------------------------------
 
-    def renderer(self, base_model: str) -> object:
+    def renderer(self, base_model: str) -> Renderer:
         from gpu_agent.engine.face_detail import FaceDetailConfig
         from gpu_agent.engine.render import Renderer
 
@@ -141,7 +146,7 @@ class EngineRunner:
         """Unload these models' adapters from the warm renderer (deleted models, forgotten members)."""
         if self._renderer is not None:
             for model_id in model_ids:
-                self._renderer.evict(model_id)  # type: ignore[attr-defined]
+                self._renderer.evict(model_id)
 
     def render(
         self,
@@ -178,7 +183,7 @@ class EngineRunner:
             images = renderer.render(
                 request,
                 lora,
-                progress=_stopper(progress, should_stop),  # type: ignore[attr-defined]
+                progress=_stopper(progress, should_stop),
                 preview=preview,
             )
         except (RenderError, PromptRefused) as err:
@@ -189,8 +194,8 @@ class EngineRunner:
 
     def _render_one_by_one(
         self,
-        request: object,
-        lora: object,
+        request: RenderRequest,
+        lora: LoraRef | None,
         base_model: str,
         progress: StepProgress,
         should_stop: ShouldStop,
@@ -200,12 +205,12 @@ class EngineRunner:
 
         renderer = self.renderer(base_model)
         pngs, flagged = [], []
-        for i in range(request.n):  # type: ignore[attr-defined]
-            one = dataclasses.replace(request, n=1, seed=request.seed + i)  # type: ignore[call-overload,attr-defined]
+        for i in range(request.n):
+            one = dataclasses.replace(request, n=1, seed=request.seed + i)
             (image,) = renderer.render(
                 one,
                 lora,
-                progress=_stopper(progress, should_stop),  # type: ignore[attr-defined]
+                progress=_stopper(progress, should_stop),
                 preview=preview if i == 0 else None,
             )
             pngs.append(image.png)
@@ -229,7 +234,7 @@ def train_config(job: TrainJob, *, checkpoint_every: int, low_memory: bool = Fal
     )
 
 
-def _stopper(progress: StepProgress, should_stop: ShouldStop):
+def _stopper(progress: StepProgress, should_stop: ShouldStop) -> Callable[[int, int], None]:
     def on_step(step: int, total: int) -> None:
         progress(step, total, None)
         if should_stop():
@@ -239,7 +244,7 @@ def _stopper(progress: StepProgress, should_stop: ShouldStop):
     return on_step
 
 
-def _device(setting: str) -> object:
+def _device(setting: str) -> torch.device:
     from gpu_agent.engine.models import pick_device
 
     return pick_device(setting)

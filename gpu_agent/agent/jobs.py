@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from cloud.messages import ImageSafety, LikenessScore, RenderJob, TrainJob
 from cloud.queues.base import Lease
@@ -26,12 +26,21 @@ from gpu_agent.agent.likeness import Judge, reroll_seed, split_held_out, store_r
 from gpu_agent.agent.lora_cache import LoraCache
 from gpu_agent.agent.metrics import AgentMetrics
 from gpu_agent.agent.report import Reporter
-from gpu_agent.agent.runner import Interrupted, JobError, JobRunner, TrainRequest, is_out_of_memory
+from gpu_agent.agent.runner import (
+    Interrupted,
+    JobError,
+    JobRunner,
+    RenderOutcome,
+    TrainOutcome,
+    TrainRequest,
+    is_out_of_memory,
+)
 from gpu_agent.agent.safety import SafetyGate
 from storage import keys
 from storage.blobs.base import BlobNotFound, BlobStore
 from storage.settings import Settings
 
+_T = TypeVar("_T")
 log = logging.getLogger(__name__)
 
 Result = Literal["done", "preempted", "lease_lost", "failed", "cancelled"]
@@ -134,7 +143,7 @@ class Handlers:
         every = self.settings.agent_preview_every_steps
         preview = ctx.reporter.preview_plan(every) if every else None
 
-        def attempt(low_memory: bool) -> object:
+        def attempt(low_memory: bool) -> TrainOutcome:
             request = TrainRequest(
                 job=job,
                 photos=photos,
@@ -158,13 +167,13 @@ class Handlers:
         if job.params.prior_preservation:
             shared.upload_new()
         ctx.guard_upload()
-        outputs = self._upload_model(job, trained, ctx.guard_upload)  # type: ignore[arg-type]
+        outputs = self._upload_model(job, trained, ctx.guard_upload)
         ctx.guard_upload()
         reference = store_reference(self.blobs, job, photos, held_out)
         judge = None if reference is None else Judge(reference, self.settings.likeness_retries)
         scores: list[LikenessScore] = []
         verdicts: list[ImageSafety] = []
-        weights = Path(trained.weights_path)  # type: ignore[attr-defined]
+        weights = Path(trained.weights_path)
         try:
             outputs += self._first_renders(ctx, job, weights, verdicts, judge, scores)
         except Interrupted:
@@ -249,10 +258,10 @@ class Handlers:
         return [paths[result.index - 1] for result in report.good]
 
     def _upload_model(
-        self, job: TrainJob, trained: object, guard: Callable[[], None] = lambda: None
+        self, job: TrainJob, trained: TrainOutcome, guard: Callable[[], None] = lambda: None
     ) -> list[str]:
-        weights = Path(trained.weights_path)  # type: ignore[attr-defined]
-        meta = Path(trained.meta_path)  # type: ignore[attr-defined]
+        weights = Path(trained.weights_path)
+        meta = Path(trained.meta_path)
         model_key = keys.model_key(job.user_id, job.model_id)
         meta_key = keys.model_meta_key(job.user_id, job.model_id)
         with weights.open("rb") as fh:
@@ -288,13 +297,14 @@ class Handlers:
                 height=size,
                 steps=self.settings.render_steps,
             )
-            rendered = self._with_oom_retry(
-                ctx,
-                lambda low, rj=render_job: self.runner.render(
+
+            def attempt(low: bool, rj: RenderJob = render_job) -> RenderOutcome:
+                return self.runner.render(
                     rj, [weights], None, progress=lambda *_: None, should_stop=ctx.should_stop, low_memory=low
-                ),
-            )
-            pngs, judged = self._judged(ctx, judge, render_job, [weights], None, list(rendered.pngs))  # type: ignore[attr-defined]
+                )
+
+            rendered = self._with_oom_retry(ctx, attempt)
+            pngs, judged = self._judged(ctx, judge, render_job, [weights], None, list(rendered.pngs))
             if judged and scores is not None:
                 scores.extend(judged)
             for i, png in enumerate(pngs):
@@ -339,7 +349,7 @@ class Handlers:
                     preview=ctx.reporter.preview_plan() if self.settings.agent_preview_every_steps else None,
                 ),
             )
-            pngs, scores = self._judged(ctx, judge, job, loras, source, list(rendered.pngs))  # type: ignore[attr-defined]
+            pngs, scores = self._judged(ctx, judge, job, loras, source, list(rendered.pngs))
         except Interrupted:
             return Outcome("lease_lost" if ctx.lease_lost else "preempted", step=ctx.step, total=ctx.total)
         outputs, verdicts = [], []
@@ -376,13 +386,13 @@ class Handlers:
                     one, loras, source, progress=lambda *_: None, should_stop=ctx.should_stop, low_memory=low
                 ),
             )
-            return again.pngs[0]  # type: ignore[attr-defined]
+            return again.pngs[0]
 
         return judge.improve(pngs, rerender)
 
-    def _checked(self, key: str, png: bytes, rendered: object, n: int) -> ImageSafety:
+    def _checked(self, key: str, png: bytes, rendered: RenderOutcome, n: int) -> ImageSafety:
         """The safety verdict of picture ``n`` of a render, taken before it is stored (agent/safety.py)."""
-        flagged = list(getattr(rendered, "flagged", None) or [])
+        flagged = rendered.flagged
         return self.safety.verdict(key, png, withheld=flagged[n] if n < len(flagged) else None)
 
     def _fetch_lora(self, key: str) -> Path:
@@ -400,11 +410,11 @@ class Handlers:
 
     # --- shared --------------------------------------------------------------------------------------------
 
-    def _with_oom_retry(self, ctx: JobContext, call: object) -> object:
+    def _with_oom_retry(self, ctx: JobContext, call: Callable[[bool], _T]) -> _T:
         """Run ``call(low_memory)``; on a GPU out-of-memory error, once more with memory-saving settings."""
         started = time.monotonic()
         try:
-            return call(False)  # type: ignore[operator]
+            return call(False)
         except Exception as err:
             if not is_out_of_memory(err):
                 raise
@@ -417,7 +427,7 @@ class Handlers:
             ctx.gpu_seconds += time.monotonic() - started
         started = time.monotonic()
         try:
-            return call(True)  # type: ignore[operator]
+            return call(True)
         except Exception as err:
             if is_out_of_memory(err):
                 raise JobError("out_of_memory", OOM_MESSAGE) from err

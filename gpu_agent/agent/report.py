@@ -54,11 +54,11 @@ class Reporter:
         return Event(
             job_id=self.job.job_id,
             order_id=self.job.order_id,
-            job_kind=self.job_kind,  # type: ignore[arg-type]
+            job_kind=self.job_kind,
             kind=kind,
             agent_id=self.agent_id,
             instance_type=self.instance_type,
-            **fields,  # type: ignore[arg-type]
+            **fields,
         )
 
     def send(self, event: Event) -> Event:

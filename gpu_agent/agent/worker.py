@@ -146,7 +146,7 @@ class Agent:
         return self.queues.train if kind == "train" else self.queues.render
 
     def _order(self) -> list[Kind]:
-        kinds: list[Kind] = list(dict.fromkeys(self.settings.agent_kinds))  # type: ignore[arg-type]
+        kinds: list[Kind] = list(dict.fromkeys(self.settings.agent_kinds))
         # Renders first while the render pipeline is warm: a member is waiting for a picture.
         if self.runner.warm and "render" in kinds:
             kinds.remove("render")
@@ -181,9 +181,10 @@ class Agent:
         if self.drain.requested:
             self._release(queue, lease, 0)
             return
-        model = TrainJob if kind == "train" else RenderJob
         try:
-            job = decode(lease.body, model)
+            job: TrainJob | RenderJob = (
+                decode(lease.body, TrainJob) if kind == "train" else decode(lease.body, RenderJob)
+            )
         except MessageError as err:
             self._malformed(kind, queue, lease, str(err))
             return
@@ -460,7 +461,7 @@ class Agent:
                 kind="failed",
                 agent_id=self.agent_id,
                 error={"code": "bad_job", "message": BAD_JOB_MESSAGE},
-            )  # type: ignore[arg-type]
+            )
             self.queues.events.send(encode(event))
         except Exception:
             log.exception("could not send the failed event of malformed message %s", lease.message_id)

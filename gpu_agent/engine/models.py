@@ -157,7 +157,7 @@ def _from_pretrained(base_model: str, *, dtype: torch.dtype, cache_dir: str | os
                 f"base model {base_model!r} is not in {where} and this machine is offline "
                 "(HF_HUB_OFFLINE=1): "
                 "it must be downloaded on a machine with internet "
-                f"(`{download_command(base_model, cache_dir or '<cache>')}`) "
+                f"(`{download_command(base_model, str(cache_dir or '<cache>'))}`) "
                 "and the cache copied here"
             ) from exc
         raise BaseModelError(

@@ -288,6 +288,7 @@ class Renderer:
             "generator": generators,
             "output_type": "pil",
         }
+        extra: dict[str, Any]
         if request.mode == "txt2img":
             steps = request.steps
             pipe, extra = self._txt2img, {"width": width, "height": height}

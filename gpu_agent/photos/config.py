@@ -127,4 +127,4 @@ class PhotoCheckConfig(BaseModel):
             ).resolution,  # the recipe's training size: face-centred squares
         }
         values.update(overrides)
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)

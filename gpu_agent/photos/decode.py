@@ -147,7 +147,9 @@ def to_rgb(img: Image.Image) -> Image.Image:
     if icc and img.mode in ("RGB", "CMYK", "L"):
         try:
             source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            return ImageCms.profileToProfile(img, source, _SRGB, outputMode="RGB")
+            converted = ImageCms.profileToProfile(img, source, _SRGB, outputMode="RGB")
+            if converted is not None:  # None only for inPlace=True
+                return converted
         except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
             pass  # a broken or exotic profile: the plain conversion below is close enough to train on
     return img.convert("RGB")

@@ -133,6 +133,18 @@ def test_sdxl_with_512_sizes_is_warned(tmp_path: Path) -> None:
     assert size_mismatch("tiny-sdxl", cache, 64, 64) is None
 
 
+def test_sizes_check_with_the_recipes_own_train_resolution(tmp_path: Path) -> None:
+    """TRAIN_RESOLUTION unset (the recipe picks the family's size): only RENDER_SIZE is judged."""
+    cache = tmp_path / "cache"
+    _hub_cache(cache, "acme/big", class_name="StableDiffusionXLPipeline")
+    fine = doctor.check_sizes(
+        load_settings(model_cache_dir=str(cache), base_model="acme/big", render_size=1024)
+    )
+    assert fine.ok and not fine.warning
+    small = size_mismatch("acme/big", cache, None, 512)
+    assert small is not None and "RENDER_SIZE=512" in small
+
+
 def test_the_agent_warns_at_start_up_when_sizes_do_not_suit_the_model(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     _hub_cache(cache, "acme/big", class_name="StableDiffusionXLPipeline")

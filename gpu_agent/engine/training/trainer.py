@@ -259,7 +259,7 @@ class _Run:
                 seed=cfg.seed,
                 folder=folder,
             )
-        encode = {"resolution": cfg.resolution, "sdxl": self.sdxl, "device": self.device}
+        encode: dict[str, Any] = {"resolution": cfg.resolution, "sdxl": self.sdxl, "device": self.device}
         self.photos = encode_images(pipe.vae, pipe.image_processor, photos, **encode)
         if cfg.prior_preservation:
             self.classes = encode_images(pipe.vae, pipe.image_processor, images, **encode)
@@ -376,6 +376,7 @@ class _Run:
 
     def step(self, step: int) -> float:
         cfg = self.config
+        assert self.photos is not None, "the photos are encoded when the run is set up"
         generator = torch.Generator("cpu").manual_seed(_derive_seed(cfg.seed, "step", step))
         photo_index = _batch_indices(cfg.seed, "photos", step, cfg.batch_size, len(self.photos))
         batches = [(self.photos, photo_index, 0)]
@@ -434,7 +435,9 @@ class _Run:
         rows = prompt_rows.to(device)
         kwargs: dict[str, Any] = {}
         if self.sdxl:
-            time_ids = torch.cat([src.time_ids[idx] for src, idx, _ in batches])
+            assert prompts.pooled is not None  # SDXL's second text encoder gives it
+            # SDXL latents always carry their size conditioning
+            time_ids = torch.cat([src.time_ids[idx] for src, idx, _ in batches if src.time_ids is not None])
             kwargs["added_cond_kwargs"] = {"text_embeds": prompts.pooled[rows], "time_ids": time_ids}
         prediction = self.pipe.unet(
             noisy.to(self.weight_dtype), timesteps, prompts.hidden[rows], **kwargs
@@ -499,6 +502,7 @@ class _Run:
             with torch.autocast(self.device.type, dtype=self.weight_dtype, enabled=self.precision != "no"):
                 prompts = self.prompts if self.prompts is not None else self._embed()
                 if self.sdxl:
+                    assert prompts.pooled is not None  # SDXL's second text encoder gives it
                     px = edge * self.pipe.vae_scale_factor
                     time_ids = torch.tensor([[px, px, 0, 0, px, px]], dtype=prompts.pooled.dtype)
                     kwargs["added_cond_kwargs"] = {
@@ -522,6 +526,7 @@ class _Run:
         Costs about a dozen training steps' worth of forward passes, run in small chunks so it never sets
         the run's memory peak.
         """
+        assert self.photos is not None, "the photos are encoded when the run is set up"
         photos = min(len(self.photos), EVAL_PHOTOS)
         generator = torch.Generator("cpu").manual_seed(_derive_seed(self.config.seed, "eval", 0))
         total = self.noise_scheduler.config.num_train_timesteps

@@ -10,7 +10,7 @@ Each delivered picture's likeness to its member (verdict, score, renders made): 
 from __future__ import annotations
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision = "0009"

@@ -13,14 +13,23 @@ import pytest
 
 TESTS = Path(__file__).resolve().parent
 
-# Folders whose every test is slow: the engine trains and renders tiny models; the agent runs them; e2e runs all.
-SLOW_FOLDERS = ("e2e", "gpu_agent/engine", "gpu_agent/agent")
+# Folders whose every test is slow: the engine trains and renders tiny models; the agent runs them; e2e runs all;
+# the fleet tests drive moto's EC2 and auto scaling; the bench tests run a faulty proxy under load.
+SLOW_FOLDERS = ("e2e", "gpu_agent/engine", "gpu_agent/agent", "cloud/fleet", "bench")
 
-# Files whose every test is slow (paths under tests/).
-SLOW_FILES: tuple[str, ...] = ()
+# Files whose every test is slow (paths under tests/), each measured at 8 s or more for a test (--durations).
+SLOW_FILES = (
+    "bot/test_likeness.py",  # an agent thread scores and re-rolls renders
+    "bot/test_dashboard_aws.py",  # the sampler against moto's SQS and auto scaling
+    "bot/test_dashboard_browser.py",  # headless Chromium
+    "photogen/test_supervisor.py",  # `photogen all` processes, killed and restarted
+    "photogen/test_readme_commands.py",  # the README's commands as processes
+    "gpu_agent/test_photos_agreement.py",  # door and agent checks over whole photo sets
+    "storage/test_order_store_processes.py",  # several processes on one database
+)
 
-# Fixtures that make any test using them slow.
-SLOW_FIXTURES = frozenset[str]()
+# Fixtures that make any test using them slow: they start the bot against the Discord sim.
+SLOW_FIXTURES = frozenset({"studio", "run_bot"})
 
 
 def _relative(path: Path) -> str | None:

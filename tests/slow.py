@@ -1,8 +1,8 @@
 """Which tests are slow: a rule over folders, files and fixtures, applied by tests/conftest.py.
 
-Slow tests train or render tiny models, run the agent, start processes, servers or a browser. CI
-(./scripts/test, .ci/run) runs everything; ``./scripts/test --fast`` (``pytest -m "not slow"``) runs the rest in
-under a minute. A new test that takes more than about a second belongs here: add its file or fixture.
+Slow tests train or render tiny models, run the agent, start processes, a browser or the bot against the
+Discord sim. CI (./scripts/test, .ci/run) runs everything; ``./scripts/test --fast`` (``pytest -m "not slow"``)
+runs the rest in about a minute. A new test that takes more than about a second belongs here: add its file or fixture.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ TESTS = Path(__file__).resolve().parent
 # the fleet tests drive moto's EC2 and auto scaling; the bench tests run a faulty proxy under load.
 SLOW_FOLDERS = ("e2e", "gpu_agent/engine", "gpu_agent/agent", "cloud/fleet", "bench")
 
-# Files whose every test is slow (paths under tests/), each measured at 8 s or more for a test (--durations).
+# Files whose every test is slow (paths under tests/): measured with --durations, seconds a test.
 SLOW_FILES = (
     "bot/test_likeness.py",  # an agent thread scores and re-rolls renders
     "bot/test_dashboard_aws.py",  # the sampler against moto's SQS and auto scaling
@@ -26,10 +26,14 @@ SLOW_FILES = (
     "photogen/test_readme_commands.py",  # the README's commands as processes
     "gpu_agent/test_photos_agreement.py",  # door and agent checks over whole photo sets
     "storage/test_order_store_processes.py",  # several processes on one database
+    "photogen/test_doctor.py",  # `photogen doctor|bot|agent|migrate` as processes
+    "cloud/test_queue_contract.py",  # waits out leases, delays and long polls, on SQLite and moto's SQS
+    "cloud/test_queue_sqlite.py",  # several processes on one queue file, long polls
 )
 
-# Fixtures that make any test using them slow: they start the bot against the Discord sim.
-SLOW_FIXTURES = frozenset({"studio", "run_bot"})
+# Fixtures that make any test using them slow: they start the bot against the Discord sim, or hand over the real
+# test photos that the face detector then reads (one to three seconds a test).
+SLOW_FIXTURES = frozenset({"studio", "run_bot", "faces_dir"})
 
 
 def _relative(path: Path) -> str | None:

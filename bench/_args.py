@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def count(minimum: int):  # noqa: ANN201 - an argparse type
+def count(minimum: int):
     """An int of at least ``minimum``."""
 
     def parse(text: str) -> int:

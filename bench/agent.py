@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
+import _paths  # noqa: F401 - first: takes bench/ off sys.path (see bench/_paths.py)
 from PIL import Image
 
 from cloud.messages import Event, RenderJob, TrainJob, TrainParams, decode, encode, new_id
@@ -72,14 +72,28 @@ def _wait_events(queues: Any, check: Any, timeout: float) -> list[Event]:
 
 
 def _render_job() -> RenderJob:
-    return RenderJob(job_id=f"r{new_id()[:12]}", order_id=f"o{new_id()[:8]}", user_id=f"u{new_id()[:8]}",
-                     base_model="tiny-sd", prompt="a photo of {subject}", subject="sks person", width=64, height=64)
+    return RenderJob(
+        job_id=f"r{new_id()[:12]}",
+        order_id=f"o{new_id()[:8]}",
+        user_id=f"u{new_id()[:8]}",
+        base_model="tiny-sd",
+        prompt="a photo of {subject}",
+        subject="sks person",
+        width=64,
+        height=64,
+    )
 
 
 def overhead(root: Path, jobs: int) -> dict[str, float]:
-    settings = load_settings(queue_url=f"sqlite:///{root / 'q1.db'}", blob_url=f"file://{root / 'b1'}",
-                             agent_work_dir=str(root / "w1"), imds_url="", agent_metrics_port=0,
-                             agent_poll_wait_s=0.2, agent_progress_every_s=0)
+    settings = load_settings(
+        queue_url=f"sqlite:///{root / 'q1.db'}",
+        blob_url=f"file://{root / 'b1'}",
+        agent_work_dir=str(root / "w1"),
+        imds_url="",
+        agent_metrics_port=0,
+        agent_poll_wait_s=0.2,
+        agent_progress_every_s=0,
+    )
     queues, blobs = open_queues(settings), open_blob_store(settings)
     runner = InstantRunner()
     started = time.perf_counter()
@@ -101,15 +115,27 @@ def overhead(root: Path, jobs: int) -> dict[str, float]:
     through_agent = time.perf_counter() - started
     stop.set()
     thread.join(30)
-    return {"jobs": jobs, "runner_alone_s": round(alone, 4), "through_agent_s": round(through_agent, 3),
-            "agent_overhead_per_job_s": round((through_agent - alone) / jobs, 4)}
+    return {
+        "jobs": jobs,
+        "runner_alone_s": round(alone, 4),
+        "through_agent_s": round(through_agent, 3),
+        "agent_overhead_per_job_s": round((through_agent - alone) / jobs, 4),
+    }
 
 
 def drain(root: Path, steps: int) -> dict[str, float]:
-    settings = load_settings(queue_url=f"sqlite:///{root / 'q2.db'}", blob_url=f"file://{root / 'b2'}",
-                             agent_work_dir=str(root / "w2"), model_cache_dir=str(root / "models"), device="cpu",
-                             imds_url="", agent_metrics_port=0, agent_poll_wait_s=0.2, checkpoint_every_steps=2,
-                             agent_check_photos=False)
+    settings = load_settings(
+        queue_url=f"sqlite:///{root / 'q2.db'}",
+        blob_url=f"file://{root / 'b2'}",
+        agent_work_dir=str(root / "w2"),
+        model_cache_dir=str(root / "models"),
+        device="cpu",
+        imds_url="",
+        agent_metrics_port=0,
+        agent_poll_wait_s=0.2,
+        checkpoint_every_steps=2,
+        agent_check_photos=False,
+    )
     queues, blobs = open_queues(settings), open_blob_store(settings)
     user, order = f"u{new_id()[:8]}", f"o{new_id()[:8]}"
     photo_keys = []
@@ -117,10 +143,19 @@ def drain(root: Path, steps: int) -> dict[str, float]:
         key = keys.photo_key(user, order, n)
         blobs.put(key, _png())
         photo_keys.append(key)
-    job = TrainJob(job_id=f"j{new_id()[:12]}", order_id=order, user_id=user, model_id=f"m{new_id()[:8]}",
-                   photo_keys=photo_keys, subject_token="sks", class_word="person", base_model="tiny-sd",
-                   params=TrainParams(steps=steps, resolution=64, rank=4, prior_preservation=False,
-                                      train_text_encoder=False))
+    job = TrainJob(
+        job_id=f"j{new_id()[:12]}",
+        order_id=order,
+        user_id=user,
+        model_id=f"m{new_id()[:8]}",
+        photo_keys=photo_keys,
+        subject_token="sks",
+        class_word="person",
+        base_model="tiny-sd",
+        params=TrainParams(
+            steps=steps, resolution=64, rank=4, prior_preservation=False, train_text_encoder=False
+        ),
+    )
     agent = Agent(settings, queues=queues, blobs=blobs)
     thread = threading.Thread(target=agent.run, daemon=True)
     thread.start()
@@ -133,8 +168,11 @@ def drain(root: Path, steps: int) -> dict[str, float]:
     thread.join(30)
     visible = queues.train.depth().visible
     paused = next(e for e in got if e.kind == "preempted").progress
-    return {"checkpoint_and_release_s": round(released, 3), "paused_at_step": paused.step if paused else -1,
-            "message_visible_again": visible}
+    return {
+        "checkpoint_and_release_s": round(released, 3),
+        "paused_at_step": paused.step if paused else -1,
+        "message_visible_again": visible,
+    }
 
 
 def main() -> None:
@@ -149,11 +187,14 @@ def main() -> None:
         over = overhead(root, 20 if args.quick else 100)
         drained = drain(root, 40 if args.quick else 200)
     result = {
-        "bench": "agent", **over, **drained,
+        "bench": "agent",
+        **over,
+        **drained,
         "goal": f"agent overhead < {GOAL_OVERHEAD_S} s a job; checkpoint + release < {GOAL_DRAIN_S} s of "
-                "the 120 s spot budget",
+        "the 120 s spot budget",
         "goal_met": over["agent_overhead_per_job_s"] < GOAL_OVERHEAD_S
-        and drained["checkpoint_and_release_s"] < GOAL_DRAIN_S and drained["message_visible_again"] == 1,
+        and drained["checkpoint_and_release_s"] < GOAL_DRAIN_S
+        and drained["message_visible_again"] == 1,
     }
     print(json.dumps(result))
 

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
+import _paths  # noqa: F401 - first: takes bench/ off sys.path (see bench/_paths.py)
 
 GOAL_COMMANDS_S = 100.0
 GOAL_LAG_P99_MS = 50.0
@@ -93,7 +93,7 @@ async def _load(
         while time.monotonic() < stop_at:
             try:
                 await one(rng)
-            except Exception as err:  # noqa: BLE001 - counted and reported, the load goes on
+            except Exception as err:
                 failures[type(err).__name__] = failures.get(type(err).__name__, 0) + 1
 
     load_started = time.monotonic()

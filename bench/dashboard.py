@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
+import _paths  # noqa: F401 - first: takes bench/ off sys.path (see bench/_paths.py)
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import insert
 

@@ -17,7 +17,7 @@ import os
 import statistics
 import time
 
-import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
+import _paths  # noqa: F401 - first: takes bench/ off sys.path (see bench/_paths.py)
 import discord
 import discord.gateway
 import discord.http

@@ -16,10 +16,10 @@ import math
 import random
 from dataclasses import dataclass, field
 
-import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
+import _paths  # noqa: F401 - first: takes bench/ off sys.path (see bench/_paths.py)
 
-from cloud.fleet.autoscaler import PoolObservation, PoolPolicy, PoolState, decide  # noqa: E402
-from cloud.fleet.pricing import load_prices  # noqa: E402
+from cloud.fleet.autoscaler import PoolObservation, PoolPolicy, PoolState, decide
+from cloud.fleet.pricing import load_prices
 
 DAY = 24 * 3600
 TICK = 5.0
@@ -62,7 +62,7 @@ class Pool:
     queue: list[Job] = field(default_factory=list)
     instances: list[Instance] = field(default_factory=list)
     desired: int = 0
-    state: PoolState = PoolState()
+    state: PoolState = field(default_factory=PoolState)
     decisions: int = 0
     max_desired: int = 0
 
@@ -101,7 +101,9 @@ def make_trace(rng: random.Random, trainings: int, renders: int) -> list[Job]:
     return jobs
 
 
-def simulate(pools: list[Pool], jobs: list[Job], rng: random.Random, hazard_per_s: float, boot_s: float) -> None:
+def simulate(
+    pools: list[Pool], jobs: list[Job], rng: random.Random, hazard_per_s: float, boot_s: float
+) -> None:
     pending = list(jobs)
     pending.reverse()  # pop() from the end = earliest arrival
     by_kind = {k: p for p in pools for k in p.kinds}
@@ -164,7 +166,12 @@ def simulate(pools: list[Pool], jobs: list[Job], rng: random.Random, hazard_per_
                 live = [i for i in p.instances if i.terminated is None and i.doomed_at is None]
                 busy = sum(1 for i in live if i.job is not None)
                 obs = PoolObservation(
-                    now=t, visible=len(p.queue), in_flight=busy, desired=p.desired, running=len(live), busy=busy
+                    now=t,
+                    visible=len(p.queue),
+                    in_flight=busy,
+                    desired=p.desired,
+                    running=len(live),
+                    busy=busy,
                 )
                 d = decide(p.policy, obs, p.state)
                 p.state = d.state
@@ -174,7 +181,9 @@ def simulate(pools: list[Pool], jobs: list[Job], rng: random.Random, hazard_per_
                 if d.desired > len(live):
                     for _ in range(d.desired - len(live)):
                         boot = rng.gauss(boot_s, boot_s * 0.15)
-                        p.instances.append(Instance(launched=t, ready_at=t + max(30.0, boot), market=p.market))
+                        p.instances.append(
+                            Instance(launched=t, ready_at=t + max(30.0, boot), market=p.market)
+                        )
                 elif d.desired < len(live):
                     idle = [i for i in live if i.job is None]
                     for inst in idle[: len(live) - d.desired]:  # busy ones are scale-in protected
@@ -211,7 +220,9 @@ def pool_report(p: Pool, jobs: list[Job], horizon: float) -> dict:
     }
 
 
-def run(seed: int, hazard_month: float, trainings: int, renders: int, hazard_per_s: float | None = None) -> dict:
+def run(
+    seed: int, hazard_month: float, trainings: int, renders: int, hazard_per_s: float | None = None
+) -> dict:
     prices = load_prices()
     g5 = prices["g5.xlarge"]
     if hazard_per_s is None:
@@ -224,14 +235,25 @@ def run(seed: int, hazard_month: float, trainings: int, renders: int, hazard_per
 
     # autoscaled spot pools
     jobs = fresh()
-    train = Pool("train", ("train",), g5.per_second("spot"), "spot",
-                 PoolPolicy("train", acceptable_wait_s=180, mean_job_s=420, max_size=40, scale_in_after_s=240))
-    render = Pool("render", ("render",), g5.per_second("spot"), "spot",
-                  PoolPolicy("render", acceptable_wait_s=60, mean_job_s=8, max_size=10, scale_in_after_s=300))
+    train = Pool(
+        "train",
+        ("train",),
+        g5.per_second("spot"),
+        "spot",
+        PoolPolicy("train", acceptable_wait_s=180, mean_job_s=420, max_size=40, scale_in_after_s=240),
+    )
+    render = Pool(
+        "render",
+        ("render",),
+        g5.per_second("spot"),
+        "spot",
+        PoolPolicy("render", acceptable_wait_s=60, mean_job_s=8, max_size=10, scale_in_after_s=300),
+    )
     simulate([train, render], jobs, random.Random(seed + 1), hazard_per_s, boot_s)
     tr, rr = pool_report(train, jobs, DAY + 6 * 3600), pool_report(render, jobs, DAY + 6 * 3600)
     results["autoscaled_spot"] = {
-        "train": tr, "render": rr,
+        "train": tr,
+        "render": rr,
         "cost_per_trained_model_usd": round(tr["cost_usd"] / trainings, 4),
         "cost_per_render_usd": round(rr["cost_usd"] / renders, 5),
         "total_usd": round(tr["cost_usd"] + rr["cost_usd"], 2),
@@ -262,7 +284,8 @@ def run(seed: int, hazard_month: float, trainings: int, renders: int, hazard_per
     ft["cost_usd"] = round(DAY * ftrain.fixed_size * ftrain.price_per_s, 2)
     fr["cost_usd"] = round(DAY * frender.fixed_size * frender.price_per_s, 2)
     results["fixed_peak_spot"] = {
-        "train": ft, "render": fr,
+        "train": ft,
+        "render": fr,
         "cost_per_trained_model_usd": round(ft["cost_usd"] / trainings, 4),
         "total_usd": round(ft["cost_usd"] + fr["cost_usd"], 2),
     }
@@ -271,7 +294,9 @@ def run(seed: int, hazard_month: float, trainings: int, renders: int, hazard_per
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="one seed at 10 %/month (default: three seeds × 5/10/15 %)")
+    ap.add_argument(
+        "--quick", action="store_true", help="one seed at 10 %/month (default: three seeds × 5/10/15 %)"
+    )
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--trainings", type=int, default=500)
     ap.add_argument("--renders", type=int, default=5000)
@@ -303,7 +328,8 @@ def main() -> None:
     )
     worst_cost = max(x["autoscaled_spot"]["cost_per_trained_model_usd"] for x in runs)
     worst_p95 = max(
-        max(x["autoscaled_spot"]["train"]["p95_start_s"], x["autoscaled_spot"]["render"]["p95_start_s"]) for x in runs
+        max(x["autoscaled_spot"]["train"]["p95_start_s"], x["autoscaled_spot"]["render"]["p95_start_s"])
+        for x in runs
     )
     lost = sum(x["autoscaled_spot"]["train"]["lost"] + x["autoscaled_spot"]["render"]["lost"] for x in runs)
     summary = {
@@ -320,8 +346,10 @@ def main() -> None:
         "one_on_demand_train_p95_start_s": runs[0]["one_on_demand"]["train_p95_start_s"],
         "fixed_peak_total_usd": runs[0]["fixed_peak_spot"]["total_usd"],
         "fixed_peak_cost_per_trained_model_usd": runs[0]["fixed_peak_spot"]["cost_per_trained_model_usd"],
-        "fixed_peak_instances": [runs[0]["fixed_peak_spot"]["train"]["peak_desired"],
-                                 runs[0]["fixed_peak_spot"]["render"]["peak_desired"]],
+        "fixed_peak_instances": [
+            runs[0]["fixed_peak_spot"]["train"]["peak_desired"],
+            runs[0]["fixed_peak_spot"]["render"]["peak_desired"],
+        ],
         "autoscaled_total_usd": runs[0]["autoscaled_spot"]["total_usd"],
         "goal": "cost per trained model <= $0.20 at g5 spot prices, p95 time-to-start <= 300 s, no job lost",
         "goal_met": worst_cost <= 0.20 and worst_p95 <= 300 and lost == 0 and stress_lost == 0,

@@ -132,23 +132,30 @@ def full_size_parts(device: str, folder: Path) -> tuple[Renderer, Any, Any, list
     renderer = Renderer(str(model_dir), device=device, max_resident=4)
     unet = renderer.pipelines[0].unet
     controlnet = ControlNetModel.from_unet(unet).to(device=unet.device, dtype=unet.dtype).eval()
-    config = CLIPSegConfig(text_config={"vocab_size": len(tokenizer), "bos_token_id": 0, "eos_token_id": 1,
-                                        "pad_token_id": 1},
-                           vision_config={"patch_size": 16}, reduce_dim=64)
-    processor = CLIPSegProcessor(image_processor=ViTImageProcessorPil(size={"height": 352, "width": 352}),
-                                 tokenizer=tokenizer)
+    config = CLIPSegConfig(
+        text_config={"vocab_size": len(tokenizer), "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1},
+        vision_config={"patch_size": 16},
+        reduce_dim=64,
+    )
+    processor = CLIPSegProcessor(
+        image_processor=ViTImageProcessorPil(size={"height": 352, "width": 352}), tokenizer=tokenizer
+    )
     segmenter = Segmenter(CLIPSegForImageSegmentation(config), processor, torch.device(device))
     return renderer, controlnet, segmenter, loras
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="tiny models only (under two minutes on 2 CPU cores)")
+    ap.add_argument(
+        "--quick", action="store_true", help="tiny models only (under two minutes on 2 CPU cores)"
+    )
     ap.add_argument("--runs", type=count(1), default=None, help="timed runs per group size")
     ap.add_argument("--size", default=None, help="WxH of the pictures (default 128x64 quick, 384x256 full)")
     ap.add_argument("--steps", type=count(1), default=None, help="denoising steps (default 4 quick, 6 full)")
     ap.add_argument("--device", type=device, default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--threads", type=count(1), default=1, help="torch CPU threads (1: steadiest when shared)")
+    ap.add_argument(
+        "--threads", type=count(1), default=1, help="torch CPU threads (1: steadiest when shared)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     width, height = (int(v) for v in (args.size or ("128x64" if args.quick else "384x256")).split("x"))
@@ -164,8 +171,9 @@ def main() -> None:
             renderer = Renderer(model, device=args.device, max_resident=4)
             composer = GroupComposer(renderer, config)
             # bench/render.py's LoRAs (the trainer's format and targets), injected into a throwaway copy
-            loras = save_loras(load_base_pipeline(model, device=torch.device("cpu")), folder, 4, 4,
-                               text_encoder=True)
+            loras = save_loras(
+                load_base_pipeline(model, device=torch.device("cpu")), folder, 4, 4, text_encoder=True
+            )
         else:
             model = "random full-size SD-1.5 shapes"
             renderer, controlnet, segmenter, loras = full_size_parts(args.device, folder)
@@ -176,8 +184,10 @@ def main() -> None:
         loads = count_lora_loads(renderer)
 
         def single() -> None:
-            renderer.render(RenderRequest(PROMPT, subject=SUBJECTS[0], width=width, height=height, steps=steps,
-                                          seed=1), loras[0])
+            renderer.render(
+                RenderRequest(PROMPT, subject=SUBJECTS[0], width=width, height=height, steps=steps, seed=1),
+                loras[0],
+            )
 
         def group_of(n: int) -> Callable[[], None]:
             members = tuple(GroupMemberLora(loras[i], SUBJECTS[i]) for i in range(n))
@@ -200,29 +210,37 @@ def main() -> None:
                     (singles if name == "single" else groups).append(measured(call, args.device))
             single_s = statistics.median(s for s, _, _ in singles)
             group_s = statistics.median(s for s, _, _ in groups)
-            print(f"{n} people: group {group_s:.3f}s, single {single_s:.3f}s ({time.perf_counter() - started:.0f}s "
-                  "so far)", file=sys.stderr, flush=True)
-            results.append({
-                "people": n,
-                "single_s": round(single_s, 3),
-                "group_s": round(group_s, 3),
-                "ratio": round(group_s / single_s, 2),
-                "goal_ratio": round(goal_ratio(n), 2),
-                "single_peak_mb": round(max(p for _, p, _ in singles) / 2**20, 1),
-                "group_peak_mb": round(max(p for _, p, _ in groups) / 2**20, 1),
-                "single_peak_abs_mb": round(max(a for _, _, a in singles) / 2**20, 1),
-                "group_peak_abs_mb": round(max(a for _, _, a in groups) / 2**20, 1),
-                "lora_loads_after_first": sum(v for k, v in loads.items() if k != "resident") - before,
-            })
+            print(
+                f"{n} people: group {group_s:.3f}s, single {single_s:.3f}s ({time.perf_counter() - started:.0f}s "
+                "so far)",
+                file=sys.stderr,
+                flush=True,
+            )
+            results.append(
+                {
+                    "people": n,
+                    "single_s": round(single_s, 3),
+                    "group_s": round(group_s, 3),
+                    "ratio": round(group_s / single_s, 2),
+                    "goal_ratio": round(goal_ratio(n), 2),
+                    "single_peak_mb": round(max(p for _, p, _ in singles) / 2**20, 1),
+                    "group_peak_mb": round(max(p for _, p, _ in groups) / 2**20, 1),
+                    "single_peak_abs_mb": round(max(a for _, _, a in singles) / 2**20, 1),
+                    "group_peak_abs_mb": round(max(a for _, _, a in groups) / 2**20, 1),
+                    "lora_loads_after_first": sum(v for k, v in loads.items() if k != "resident") - before,
+                }
+            )
         assert renderer.pipelines[0].unet is base_unet  # the base model was never reloaded
     for r in results:
-        print(f"{r['people']} people: group {r['group_s']:.3f}s vs single {r['single_s']:.3f}s = {r['ratio']}x "
-              f"(goal <= {r['goal_ratio']}x); peak +{r['group_peak_mb']} MB vs +{r['single_peak_mb']} MB; "
-              f"LoRA loads after the first picture: {r['lora_loads_after_first']}")
+        print(
+            f"{r['people']} people: group {r['group_s']:.3f}s vs single {r['single_s']:.3f}s = {r['ratio']}x "
+            f"(goal <= {r['goal_ratio']}x); peak +{r['group_peak_mb']} MB vs +{r['single_peak_mb']} MB; "
+            f"LoRA loads after the first picture: {r['lora_loads_after_first']}"
+        )
     summary = {
         "bench": "group",
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, "
-                   f"device {args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else ""),
+        f"device {args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else ""),
         "model": model,
         "size": f"{width}x{height}",
         "steps": steps,
@@ -235,7 +253,7 @@ def main() -> None:
         "setup_s": round(setup_s, 1),
         "results": results,
         "goal": "group picture of n people <= (1 + 0.6 n) x a single render at the same size and steps; base "
-                "loaded once, LoRAs swapped not reloaded",
+        "loaded once, LoRAs swapped not reloaded",
         "goal_met": all(r["ratio"] <= r["goal_ratio"] and r["lora_loads_after_first"] == 0 for r in results),
     }
     print(json.dumps(summary))

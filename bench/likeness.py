@@ -91,14 +91,22 @@ def people(quick: bool) -> dict[str, tuple[Reference, list[tuple[str, bytes]]]]:
     w, h = hopper.size
     # Grace Hopper has one portrait: her "training photos" are reframings, relit and mirrored copies of it.
     hopper_photos = [
-        (f"h{n}.jpg", _jpeg(v)) for n, v in enumerate([
-            hopper, ImageOps.mirror(hopper), hopper.crop((40, 40, w - 20, h - 60)),
-            ImageEnhance.Brightness(hopper).enhance(0.8), hopper.rotate(5, resample=Image.Resampling.BICUBIC),
-        ])
+        (f"h{n}.jpg", _jpeg(v))
+        for n, v in enumerate(
+            [
+                hopper,
+                ImageOps.mirror(hopper),
+                hopper.crop((40, 40, w - 20, h - 60)),
+                ImageEnhance.Brightness(hopper).enhance(0.8),
+                hopper.rotate(5, resample=Image.Resampling.BICUBIC),
+            ]
+        )
     ]
     sets = {"eileen-collins": demo_photos(), "grace-hopper": hopper_photos}
     base_probes = {
-        "eileen-collins": [Image.open(io.BytesIO(d)).convert("RGB") for _, d in demo_photos()[:: 3 if quick else 1]],
+        "eileen-collins": [
+            Image.open(io.BytesIO(d)).convert("RGB") for _, d in demo_photos()[:: 3 if quick else 1]
+        ],
         "grace-hopper": [hopper, ImageOps.mirror(hopper)] if not quick else [hopper],
     }
     out = {}
@@ -106,8 +114,11 @@ def people(quick: bool) -> dict[str, tuple[Reference, list[tuple[str, bytes]]]]:
         crops = [r.crop for r in check_photos(photos, config).good]
         reference = build_reference(crops[:-1], crops[-1])
         assert reference is not None, f"no face described in {person}'s photos"
-        probes = [(f"{person} #{n} {name}", data) for n, img in enumerate(base_probes[person])
-                  for name, data in augmentations(img, quick)]
+        probes = [
+            (f"{person} #{n} {name}", data)
+            for n, img in enumerate(base_probes[person])
+            for name, data in augmentations(img, quick)
+        ]
         out[person] = (reference, probes)
     return out
 
@@ -137,10 +148,14 @@ def main() -> None:
     dlib_results, dlib_cpu = score_all(cases)
     import torch  # noqa: F401 - the agent's process: descriptors on torch's convolutions
 
-    score_picture(cases["grace-hopper"][0], cases["grace-hopper"][1][0][1])  # loads the net, as an agent's first
+    score_picture(
+        cases["grace-hopper"][0], cases["grace-hopper"][1][0][1]
+    )  # loads the net, as an agent's first
     results, cpu_per_render = score_all(cases)
-    agree = max(abs((a.distance or 0) - (b.distance or 0)) for (*_, a), (*_, b) in zip(dlib_results, results,
-                                                                                          strict=True))
+    agree = max(
+        abs((a.distance or 0) - (b.distance or 0))
+        for (*_, a), (*_, b) in zip(dlib_results, results, strict=True)
+    )
     same_ok = same_n = other_ok = other_n = no_face = 0
     misses: list[str] = []
     scored = len(results)
@@ -171,10 +186,12 @@ def main() -> None:
 
     for miss in misses:
         print("miss:", miss)
-    print(f"same person accepted {same_ok}/{same_n}, other person rejected {other_ok}/{other_n}, "
-          f"no face found {no_face}; {cpu_per_render:.3f} s CPU per 512 px render in the agent "
-          f"({dlib_cpu:.3f} s with dlib's own network, distances (4 places) differ by at most {agree:.1e}); "
-          f"extra renders for {len(passing)} passing pictures: {extra}")
+    print(
+        f"same person accepted {same_ok}/{same_n}, other person rejected {other_ok}/{other_n}, "
+        f"no face found {no_face}; {cpu_per_render:.3f} s CPU per 512 px render in the agent "
+        f"({dlib_cpu:.3f} s with dlib's own network, distances (4 places) differ by at most {agree:.1e}); "
+        f"extra renders for {len(passing)} passing pictures: {extra}"
+    )
     result = {
         "bench": "likeness",
         "quick": args.quick,
@@ -188,7 +205,7 @@ def main() -> None:
         "distance_max_difference": float(f"{agree:.1e}"),
         "extra_renders_when_first_passes": extra,
         "goal": f">= {GOAL_CORRECT:.0%} correct, <= {GOAL_CPU_S} s CPU per 512 px render, "
-                "0 extra renders when the first passes",
+        "0 extra renders when the first passes",
         "goal_met": correct >= GOAL_CORRECT and cpu_per_render <= GOAL_CPU_S and extra == 0 and bool(passing),
     }
     print(json.dumps(result))

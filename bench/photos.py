@@ -17,7 +17,7 @@ import io
 import json
 import time
 
-import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
+import _paths  # noqa: F401 - first: takes bench/ off sys.path (see bench/_paths.py)
 from PIL import Image, ImageOps
 
 from gpu_agent.photos import PhotoCheckConfig, check_photos
@@ -34,14 +34,18 @@ def phone_photos(count: int) -> list[tuple[str, bytes]]:
     out = []
     for i in range(count):
         variant = ImageOps.mirror(base) if i % 2 else base
-        variant = variant.crop((i * 12, i * 6, 512, 390 + i * 6)).resize((4000, 3000), Image.Resampling.BICUBIC)
+        variant = variant.crop((i * 12, i * 6, 512, 390 + i * 6)).resize(
+            (4000, 3000), Image.Resampling.BICUBIC
+        )
         buf = io.BytesIO()
         variant.save(buf, "JPEG", quality=90)
         out.append((f"phone-{i}.jpg", buf.getvalue()))
     return out
 
 
-def cpu_per_photo(photos: list[tuple[str, bytes]], config: PhotoCheckConfig, repeat: int) -> tuple[float, int]:
+def cpu_per_photo(
+    photos: list[tuple[str, bytes]], config: PhotoCheckConfig, repeat: int
+) -> tuple[float, int]:
     start = time.process_time()
     for _ in range(repeat):
         report = check_photos(photos, config)
@@ -73,8 +77,10 @@ def main() -> None:
         "goal_met": phone_s <= GOAL_PHONE_S and small_s <= GOAL_SMALL_S,
     }
     print(f"demo photos: {small_s:.3f} s CPU each ({small_good}/{len(small)} good)")
-    print(f"12 MP phone JPEGs: {phone_s:.3f} s CPU each ({phone_good}/{len(phone)} good); "
-          f"naive full-size pass {naive_phone_s:.3f} s")
+    print(
+        f"12 MP phone JPEGs: {phone_s:.3f} s CPU each ({phone_good}/{len(phone)} good); "
+        f"naive full-size pass {naive_phone_s:.3f} s"
+    )
     print(json.dumps(result))
 
 

@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 
-import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
+import _paths  # noqa: F401 - first: takes bench/ off sys.path (see bench/_paths.py)
 
 from cloud.queues.base import JobQueue
 from cloud.queues.sqlite import SqliteQueue

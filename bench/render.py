@@ -35,9 +35,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
+import _paths  # noqa: F401 - first: takes bench/ off sys.path (see bench/_paths.py)
 import torch
-from _args import count, device  # noqa: I001 - after _paths, which puts bench/ last on sys.path
+from _args import count, device
 from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
 
 from gpu_agent.engine.models import load_base_pipeline

@@ -33,8 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import _paths  # noqa: F401,I001 - first: takes bench/ off sys.path (see bench/_paths.py)
-from _args import count, device  # noqa: I001 - after _paths, which puts bench/ last on sys.path
+import _paths  # noqa: F401 - first: takes bench/ off sys.path (see bench/_paths.py)
+from _args import count, device
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL = {"time_per_step_ratio_max": 0.6, "peak_memory_ratio_max": 0.8}
@@ -166,7 +166,7 @@ def run_ours(model: str, resolution: int, steps: int, rank: int, device: str, pr
             progress=lambda *_: stamps.append(time.perf_counter()),
         )
     # Step 1's time includes encoding the photos once (ours' set-up); the reference pays that every step.
-    return [b - a for a, b in zip([start] + stamps, stamps)]
+    return [b - a for a, b in zip([start, *stamps], stamps, strict=False)]
 
 
 def run_reference(
@@ -295,7 +295,9 @@ def measure(
 ) -> dict:
     results: dict[str, list[dict]] = {"ours": [], "ref": []}
     for _ in range(rounds):
-        for impl, precision in zip(("ours", "ref"), precisions):  # alternate: other work hits both alike
+        for impl, precision in zip(
+            ("ours", "ref"), precisions, strict=True
+        ):  # alternate: other work hits both alike
             done = subprocess.run(
                 [
                     sys.executable,

@@ -103,7 +103,8 @@ def evaluate(snapshot: Snapshot, thresholds: Thresholds) -> list[Alert]:
                     f"wait:{q.name}",
                     "warning",
                     f"the oldest message in the {q.name} queue has waited {_minutes(q.oldest_age_s)} "
-                    f"(objective {_minutes(thresholds.wait_objective_s)}); {q.visible} waiting, {q.in_flight} in flight",
+                    f"(objective {_minutes(thresholds.wait_objective_s)}); {q.visible} waiting, "
+                    f"{q.in_flight} in flight",
                 )
             )
     if snapshot.finished_jobs >= thresholds.failure_min_jobs and snapshot.finished_jobs > 0:
@@ -147,10 +148,7 @@ def under_capacity_since(
         have = running_at.get(at)
         if have is None:
             continue
-        if want > have:
-            since = at if since is None else since
-        else:
-            since = None
+        since = (at if since is None else since) if want > have else None
     return since
 
 
@@ -162,10 +160,7 @@ def nonempty_since(visible: Sequence[tuple[float, float]]) -> float | None:
     """
     since = None
     for at, value in visible:
-        if value > 0:
-            since = at if since is None else since
-        else:
-            since = None
+        since = (at if since is None else since) if value > 0 else None
     return since
 
 
@@ -179,7 +174,7 @@ def _oldest_age(
         try:
             value = reader()
             return None if value is None else float(value)
-        except Exception:  # noqa: BLE001 - fall back to the sampled estimate
+        except Exception:
             log.warning("queue %s: oldest message age unavailable, using sampled history", name)
     since = nonempty_since(samples.get(metrics.labels_key({"queue": name}), []))
     return None if since is None else now - since
@@ -280,9 +275,7 @@ class AlertRunner:
         return sent
 
 
-async def alert_round(
-    settings: Settings, engine: Engine, queues: Queues, runner: AlertRunner
-) -> list[str]:
+async def alert_round(settings: Settings, engine: Engine, queues: Queues, runner: AlertRunner) -> list[str]:
     """One round: read (off the event loop), evaluate, post what is due; returns the texts posted. The bot
     runs it every ALERT_INTERVAL_S (bot/cogs/periodic.py) with one AlertRunner, which remembers what was
     posted."""

@@ -30,7 +30,18 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
-EXTENSIONS = ("train", "imagine", "group", "tracking", "models", "privacy", "admin", "owner", "delivery", "periodic")
+EXTENSIONS = (
+    "train",
+    "imagine",
+    "group",
+    "tracking",
+    "models",
+    "privacy",
+    "admin",
+    "owner",
+    "delivery",
+    "periodic",
+)
 
 
 def point_discord_at(settings: Settings) -> None:
@@ -70,9 +81,12 @@ class PhotogenBot(commands.Bot):
         self._given_backends = backends
         self._backends: Backends | None = backends
         self.http_side: HttpSide | None = None
+        self._connect_task: asyncio.Task[None] | None = None  # start_bot's gateway connection
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="photogen-bot")
         # /train photo checks (seconds of CPU each) get their own pool, so other commands never queue behind them.
-        self.intake_executor = ThreadPoolExecutor(max_workers=settings.intake_workers, thread_name_prefix="intake")
+        self.intake_executor = ThreadPoolExecutor(
+            max_workers=settings.intake_workers, thread_name_prefix="intake"
+        )
         self.sync_record = SyncRecord(settings.database_path.parent / "command_sync.json")
         self.synced_scopes: list[str] = []
         self.rules_cache: dict[int, tuple[float, GuildRules]] = {}
@@ -132,7 +146,9 @@ class PhotogenBot(commands.Bot):
             await reply_error(interaction, original.message)
             return
         if isinstance(error, app_commands.TransformerError):  # a value outside an option's choices
-            await reply_error(interaction, f"{clip(str(error.value), 40)!r} is not one of the choices offered.")
+            await reply_error(
+                interaction, f"{clip(str(error.value), 40)!r} is not one of the choices offered."
+            )
             return
         if isinstance(error, app_commands.CheckFailure):
             await reply_error(interaction, str(error) or "You can't use this command here.")
@@ -174,18 +190,15 @@ async def start_bot(
     require_link_base(settings)
     bot = PhotogenBot(settings, backends=backends, **client_options)
     await bot.login(_token(settings))
-    bot._connect_task = asyncio.create_task(bot.connect(reconnect=True), name="photogen-bot-gateway")  # type: ignore[attr-defined]
+    connect = asyncio.create_task(bot.connect(reconnect=True), name="photogen-bot-gateway")
+    bot._connect_task = connect
     ready = asyncio.create_task(bot.wait_until_ready())
-    done, _ = await asyncio.wait(
-        {ready, bot._connect_task},
-        timeout=ready_timeout,  # type: ignore[attr-defined]
-        return_when=asyncio.FIRST_COMPLETED,
-    )
+    done, _ = await asyncio.wait({ready, connect}, timeout=ready_timeout, return_when=asyncio.FIRST_COMPLETED)
     if ready not in done:
         ready.cancel()
         await bot.close()
-        if bot._connect_task in done:  # type: ignore[attr-defined]
-            bot._connect_task.result()  # type: ignore[attr-defined]  # re-raise the gateway's failure
+        if connect in done:
+            connect.result()  # re-raise the gateway's failure
         raise TimeoutError(f"bot not ready after {ready_timeout}s")
     return bot
 

@@ -85,9 +85,11 @@ def start_of_day(at: float) -> float:
 
 def queue_waiting_text(queues: Queues) -> str:
     """What a server's admins may see of the shared fleet: how many jobs wait (as members see in /queue)."""
-    lines = [f"{name}: {queue.depth().visible} waiting" for name, queue in (("train", queues.train),
-                                                                          ("render", queues.render))]
-    return "\n".join(lines + ["(fleet figures and cost are for the bot's operators)"])
+    lines = [
+        f"{name}: {queue.depth().visible} waiting"
+        for name, queue in (("train", queues.train), ("render", queues.render))
+    ]
+    return "\n".join([*lines, "(fleet figures and cost are for the bot's operators)"])
 
 
 def queue_status_text(

@@ -8,6 +8,7 @@ custom_id layout (≤ 100 characters):
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import discord
 
@@ -33,12 +34,14 @@ class ConsentButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> ConsentButton:
         return cls(match["order_id"], int(match["user_id"]), match["answer"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        answered = group_actions.consent(_bot(interaction), interaction, self.order_id, self.user_id, self.answer)
+        answered = group_actions.consent(
+            _bot(interaction), interaction, self.order_id, self.user_id, self.answer
+        )
         await _guarded(interaction, "consent", answered)
 
 
@@ -48,6 +51,7 @@ class GroupImageButton(
 ):
     def __init__(self, action: str, order_id: str, n: int) -> None:
         custom_id = f"pg:g{action}:{order_id}:{n}"
+        button: discord.ui.Button[Any]
         if action == "var":
             button = discord.ui.Button(
                 label=f"V{n + 1}", style=discord.ButtonStyle.secondary, row=0, custom_id=custom_id
@@ -72,12 +76,14 @@ class GroupImageButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> GroupImageButton:
         return cls(match["action"], match["order_id"], int(match["n"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        clicked = group_actions.image_button(_bot(interaction), interaction, self.action, self.order_id, self.n)
+        clicked = group_actions.image_button(
+            _bot(interaction), interaction, self.action, self.order_id, self.n
+        )
         await _guarded(interaction, f"g{self.action}", clicked)
 
 

@@ -79,7 +79,8 @@ class HttpSide:
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.settings.bot_http_host, self.settings.bot_http_port)
         await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        # AbstractServer does not declare .sockets; asyncio's and uvloop's servers have it
+        sockets = getattr(site._server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.settings.bot_http_port
         log.info("HTTP side on %s:%s", self.settings.bot_http_host, self.port)
 

@@ -16,13 +16,16 @@ DELIVERY_FAILURES = Counter(
     "photogen_bot_delivery_failures_total", "Outbox posts that failed and will be retried"
 )
 DELIVERIES_GIVEN_UP = Counter(
-    "photogen_bot_deliveries_given_up_total", "Outbox posts given up after DELIVERY_MAX_ATTEMPTS (member told)"
+    "photogen_bot_deliveries_given_up_total",
+    "Outbox posts given up after DELIVERY_MAX_ATTEMPTS (member told)",
 )
 EVENTS_FORGED = Counter(
     "photogen_bot_events_forged_total", "Agent events dropped: a job or blob key that is not the order's"
 )
 ORDERS_RECONCILED = Counter(
-    "photogen_bot_orders_reconciled_total", "Orders found without a live job: sent again or failed", ["action"]
+    "photogen_bot_orders_reconciled_total",
+    "Orders found without a live job: sent again or failed",
+    ["action"],
 )
 OUTBOX_PENDING = Gauge("photogen_bot_outbox_pending", "Outbox rows not yet posted")
 LOOP_LAG = Histogram(

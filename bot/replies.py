@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import discord
@@ -29,11 +30,10 @@ async def reply_private(
             await interaction.response.send_message(content=content, embed=embed, ephemeral=True)
             return
         if interaction.response.type is discord.InteractionResponseType.deferred_channel_message:
-            try:
+            with contextlib.suppress(discord.NotFound):  # already gone
                 await interaction.delete_original_response()
-            except discord.NotFound:
-                pass  # already gone
-        await interaction.followup.send(content=content, embed=embed, ephemeral=True)
+        # discord.py takes None for "no text" and "no embed"; its overloads name only str and Embed
+        await interaction.followup.send(content=content, embed=embed, ephemeral=True)  # type: ignore[arg-type]
     except discord.HTTPException:
         # The interaction token may be gone (15 minutes): nothing left to tell the member through it.
         log.warning("could not deliver a private reply for interaction %s", interaction.id)

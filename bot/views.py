@@ -60,7 +60,7 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button], template=rf"pg:can
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> CancelButton:
         return cls(match["order_id"])
 
@@ -77,6 +77,7 @@ class ImageButton(
     template=rf"pg:(?P<action>up|var|rr|del|one):(?P<order_id>{ID}):(?P<n>[0-9])",
 ):
     def __init__(self, action: str, order_id: str, n: int) -> None:
+        button: discord.ui.Button[discord.ui.View]
         if action in ("up", "var"):
             button = discord.ui.Button(
                 label=f"{IMAGE_ACTIONS[action]}{n + 1}",
@@ -86,7 +87,10 @@ class ImageButton(
             )
         elif action == "one":
             button = discord.ui.Button(
-                label="Singles", emoji=IMAGE_ACTIONS[action], style=discord.ButtonStyle.secondary, row=2,
+                label="Singles",
+                emoji=IMAGE_ACTIONS[action],
+                style=discord.ButtonStyle.secondary,
+                row=2,
                 custom_id=f"pg:{action}:{order_id}:{n}",
             )
         else:
@@ -101,7 +105,7 @@ class ImageButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> ImageButton:
         return cls(match["action"], match["order_id"], int(match["n"]))
 
@@ -125,7 +129,7 @@ class ForgetConfirmButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> ForgetConfirmButton:
         return cls(int(match["user_id"]))
 

@@ -34,7 +34,7 @@ def receive(
             log.warning("dead-lettering message %s from %s: %s", lease.message_id, queue.name, reason)
             try:
                 queue.dead_letter(lease, reason)
-            except Exception as dl_err:  # noqa: BLE001 - a bad body must never stop the consumer
+            except Exception as dl_err:
                 # Lease lost or the queue hiccuped: the message comes back and is dead-lettered next time.
                 log.warning(
                     "could not dead-letter message %s from %s: %s", lease.message_id, queue.name, dl_err

@@ -91,16 +91,26 @@ class TrainJob(_Message):
     renders: list[RenderSpec] = Field(default_factory=list, max_length=8)
     attempt: int = Field(1, ge=1)
     held_out_photo: int | None = Field(
-        None, ge=0, lt=50, description="Index in photo_keys of the photo kept out of training: the likeness "
-        "reference a render is compared with. None: every photo is trained on.")
+        None,
+        ge=0,
+        lt=50,
+        description="Index in photo_keys of the photo kept out of training: the likeness "
+        "reference a render is compared with. None: every photo is trained on.",
+    )
 
-    issued_at: float | None = Field(None, ge=0, description="When the bot placed the order (epoch s): a member "
-                                    "forgotten later has this job dropped, one who came back after does not.")
+    issued_at: float | None = Field(
+        None,
+        ge=0,
+        description="When the bot placed the order (epoch s): a member "
+        "forgotten later has this job dropped, one who came back after does not.",
+    )
 
     @model_validator(mode="after")
     def _held_out_is_a_photo(self) -> TrainJob:
         if self.held_out_photo is not None and self.held_out_photo >= len(self.photo_keys):
-            raise ValueError(f"held_out_photo {self.held_out_photo} is not one of the {len(self.photo_keys)} photos")
+            raise ValueError(
+                f"held_out_photo {self.held_out_photo} is not one of the {len(self.photo_keys)} photos"
+            )
         return self
 
 
@@ -115,7 +125,9 @@ class GroupMember(_Message):
     user_id: Id
     model_id: Id
     model_key: BlobKey
-    subject: str = Field(min_length=1, max_length=64, description="Their '{token} {class_word}', e.g. 'ohwx man'.")
+    subject: str = Field(
+        min_length=1, max_length=64, description="Their '{token} {class_word}', e.g. 'ohwx man'."
+    )
 
 
 class RenderJob(_Message):
@@ -123,8 +135,11 @@ class RenderJob(_Message):
     job_id: Id
     order_id: Id
     user_id: Id
-    model_id: Id | None = Field(None, description="The model whose LoRA (model_keys[0]) draws the subject; None: "
-                                "the base model alone, or a job queued before render jobs named their model.")
+    model_id: Id | None = Field(
+        None,
+        description="The model whose LoRA (model_keys[0]) draws the subject; None: "
+        "the base model alone, or a job queued before render jobs named their model.",
+    )
     model_keys: list[BlobKey] = Field(default_factory=list, max_length=4)
     subject: str = Field("", max_length=64, description="Text for {subject} in the prompt, e.g. 'sks man'.")
     base_model: str = Field(min_length=1, max_length=512)
@@ -138,16 +153,28 @@ class RenderJob(_Message):
     guidance: float = Field(7.0, ge=0, le=30)
     mode: RenderMode = "txt2img"
     source_key: BlobKey | None = None
-    strength: float | None = Field(None, gt=0, le=1, description="img2img strength; None: the mode's default.")
+    strength: float | None = Field(
+        None, gt=0, le=1, description="img2img strength; None: the mode's default."
+    )
     attempt: int = Field(1, ge=1)
     face_detail: bool = Field(False, description="Redraw small faces at full resolution after the render.")
-    issued_at: float | None = Field(None, ge=0, description="When the bot placed the order (epoch s): a member "
-                                    "forgotten later has this job dropped, one who came back after does not.")
+    issued_at: float | None = Field(
+        None,
+        ge=0,
+        description="When the bot placed the order (epoch s): a member "
+        "forgotten later has this job dropped, one who came back after does not.",
+    )
     members: list[GroupMember] = Field(
-        default_factory=list, max_length=4, description="mode 'group': the 2-4 people pictured, left to right "
-        "(each region is re-drawn with only that member's LoRA); empty for every other mode.")
-    layout: LayoutId | None = Field(None, description="mode 'group': the preset pose layout (engine data, one "
-                                    "pose map per person count); None: the engine's default layout.")
+        default_factory=list,
+        max_length=4,
+        description="mode 'group': the 2-4 people pictured, left to right "
+        "(each region is re-drawn with only that member's LoRA); empty for every other mode.",
+    )
+    layout: LayoutId | None = Field(
+        None,
+        description="mode 'group': the preset pose layout (engine data, one "
+        "pose map per person count); None: the engine's default layout.",
+    )
 
     @model_validator(mode="after")
     def _group_has_members(self) -> RenderJob:
@@ -181,7 +208,9 @@ class LikenessScore(_Message):
     """How much one delivered picture looks like the member (gpu_agent.photos.likeness)."""
 
     verdict: LikenessVerdict
-    score: float | None = Field(None, ge=0, le=1, description="1 - face distance to the member; None: no face.")
+    score: float | None = Field(
+        None, ge=0, le=1, description="1 - face distance to the member; None: no face."
+    )
     tries: int = Field(1, ge=1, le=10, description="Renders made for this picture (1 + automatic re-rolls).")
 
 
@@ -209,14 +238,22 @@ class Event(_Message):
     output_keys: list[BlobKey] = Field(default_factory=list, description="Every file the job stored.")
     model_key: BlobKey | None = Field(None, description="A training's LoRA (among output_keys).")
     render_keys: list[BlobKey] = Field(
-        default_factory=list, max_length=8, description="The pictures to deliver, in order (among output_keys).")
+        default_factory=list,
+        max_length=8,
+        description="The pictures to deliver, in order (among output_keys).",
+    )
     error: ErrorInfo | None = None
     agent_id: str = Field("", max_length=128)
     gpu_seconds: float | None = Field(None, ge=0, description="Accelerator time the job used (done/failed).")
-    instance_type: str | None = Field(None, max_length=64, description="EC2 instance type, for cost per order.")
+    instance_type: str | None = Field(
+        None, max_length=64, description="EC2 instance type, for cost per order."
+    )
     likeness: list[LikenessScore] | None = Field(
-        None, max_length=8, description="One per picture of render_keys, in order; "
-        "done events of scored renders and of trainings' first pictures.")
+        None,
+        max_length=8,
+        description="One per picture of render_keys, in order; "
+        "done events of scored renders and of trainings' first pictures.",
+    )
     safety: list[ImageSafety] = Field(default_factory=list, description="One per picture in output_keys.")
     at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
@@ -227,8 +264,11 @@ class Event(_Message):
         sorted into model_key and render_keys here, once, by the key layout (storage/keys.py)."""
         if isinstance(data, dict) and "model_key" not in data and "render_keys" not in data:
             outputs = [k for k in data.get("output_keys") or () if isinstance(k, str)]
-            data = {**data, "model_key": next((k for k in outputs if keys.is_model_key(k)), None),
-                    "render_keys": [k for k in outputs if keys.is_render_key(k)]}
+            data = {
+                **data,
+                "model_key": next((k for k in outputs if keys.is_model_key(k)), None),
+                "render_keys": [k for k in outputs if keys.is_render_key(k)],
+            }
         return data
 
 
@@ -249,5 +289,5 @@ def decode(body: str | bytes, model: type[M]) -> M:
         if first["loc"] and first["loc"][0] == "v":
             raise MessageError(f"unknown {model.__name__} version: {first['msg']}") from None
         raise MessageError(f"malformed {model.__name__}: {where}: {first['msg']}") from None
-    except Exception as err:  # noqa: BLE001 - bytes that are not even text
+    except Exception as err:
         raise MessageError(f"malformed {model.__name__}: {err}") from None

@@ -1,6 +1,6 @@
 """`photogen` — one command for every process of the system.
 
-    photogen bot | agent | all | demo | migrate | doctor | healthcheck URL | autoscaler | aws {bootstrap,status,teardown}
+photogen bot | agent | all | demo | migrate | doctor | healthcheck URL | autoscaler | aws {bootstrap,status,teardown}
 """
 
 from __future__ import annotations
@@ -33,8 +33,10 @@ def cmd_bot(settings: Settings, args: argparse.Namespace) -> int:
     try:
         run_bot(settings)
     except discord.LoginFailure:
-        raise SystemExit("photogen bot: Discord refused DISCORD_TOKEN — fix: developer portal → your application "
-                         "→ Bot → Reset Token; put the new one in .env") from None
+        raise SystemExit(
+            "photogen bot: Discord refused DISCORD_TOKEN — fix: developer portal → your application "
+            "→ Bot → Reset Token; put the new one in .env"
+        ) from None
     return 0
 
 
@@ -54,7 +56,9 @@ def cmd_all(settings: Settings, args: argparse.Namespace) -> int:
     from storage.db import database_path
 
     cmd_migrate(settings, args)
-    state = Path(settings.supervisor_state_file or database_path(settings.database_url).parent / "photogen-all.json")
+    state = Path(
+        settings.supervisor_state_file or database_path(settings.database_url).parent / "photogen-all.json"
+    )
     children = [Child(name, [sys.executable, "-m", "photogen.cli", name]) for name in ("bot", "agent")]
     return Supervisor(children, state, env={"SUPERVISOR_STATE_FILE": str(state.absolute())}).run()
 
@@ -75,9 +79,11 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
         raise SystemExit(f"photogen migrate: {problem.detail} — fix: {problem.fix}")
     try:
         migrate(settings.database_url)
-    except Exception as err:  # noqa: BLE001 - one line naming the setting, never a traceback
-        raise SystemExit(f"photogen migrate: DATABASE_URL {settings.database_url}: {type(err).__name__}: "
-                         f"{str(err).splitlines()[0]}") from None
+    except Exception as err:
+        raise SystemExit(
+            f"photogen migrate: DATABASE_URL {settings.database_url}: {type(err).__name__}: "
+            f"{str(err).splitlines()[0]}"
+        ) from None
     print(f"database schema is up to date: {settings.database_url}")
     return 0
 
@@ -93,7 +99,7 @@ def cmd_healthcheck(settings: Settings | None, args: argparse.Namespace) -> int:
     import urllib.request
 
     try:
-        with urllib.request.urlopen(args.url, timeout=args.timeout) as resp:  # noqa: S310 - local health URL
+        with urllib.request.urlopen(args.url, timeout=args.timeout) as resp:
             ok = 200 <= resp.status < 300
     except (urllib.error.URLError, OSError, ValueError) as err:  # ValueError: not a URL at all
         print(f"unhealthy: {args.url}: {err}", file=sys.stderr)
@@ -119,29 +125,58 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     bot = sub.add_parser("bot", help="run the Discord bot")
-    bot.add_argument("--migrate", action="store_true",
-                     help="create or upgrade the order store's schema first (the bot image does)")
+    bot.add_argument(
+        "--migrate",
+        action="store_true",
+        help="create or upgrade the order store's schema first (the bot image does)",
+    )
     bot.set_defaults(func=cmd_bot)
     agent = sub.add_parser("agent", help="run a GPU agent")
-    agent.add_argument("--once", action="store_true",
-                       help="take one job, finish it and exit: 0 done (or no job), 75 handed back, 1 failed "
-                            "(an AWS Batch job; Batch retries a non-zero exit)")
-    agent.add_argument("--wait", type=float, default=120.0, metavar="S",
-                       help="with --once: how long to wait for a job before exiting 0 (default 120)")
+    agent.add_argument(
+        "--once",
+        action="store_true",
+        help="take one job, finish it and exit: 0 done (or no job), 75 handed back, 1 failed "
+        "(an AWS Batch job; Batch retries a non-zero exit)",
+    )
+    agent.add_argument(
+        "--wait",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="with --once: how long to wait for a job before exiting 0 (default 120)",
+    )
     agent.set_defaults(func=cmd_agent)
-    sub.add_parser("all", help="bot and one agent on this host (embedded backends)").set_defaults(func=cmd_all)
+    sub.add_parser("all", help="bot and one agent on this host (embedded backends)").set_defaults(
+        func=cmd_all
+    )
 
-    demo = sub.add_parser("demo", help="offline end-to-end demo: local Discord server, bot, agent, HTML report")
-    demo.add_argument("--out", default="demo-out", help="folder for report.html and the images (default demo-out)")
-    demo.add_argument("--base-model", default=None, help="hub id or local path of a real base model (default: tiny test model)")
+    demo = sub.add_parser(
+        "demo", help="offline end-to-end demo: local Discord server, bot, agent, HTML report"
+    )
+    demo.add_argument(
+        "--out", default="demo-out", help="folder for report.html and the images (default demo-out)"
+    )
+    demo.add_argument(
+        "--base-model",
+        default=None,
+        help="hub id or local path of a real base model (default: tiny test model)",
+    )
     demo.set_defaults(func=cmd_demo)
 
-    sub.add_parser("migrate", help="create or upgrade the order store's schema").set_defaults(func=cmd_migrate)
+    sub.add_parser("migrate", help="create or upgrade the order store's schema").set_defaults(
+        func=cmd_migrate
+    )
 
-    doctor = sub.add_parser("doctor", help="check settings, database, queues, blobs, Discord, GPU and base model")
+    doctor = sub.add_parser(
+        "doctor", help="check settings, database, queues, blobs, Discord, GPU and base model"
+    )
     doctor.add_argument("--offline", action="store_true", help="skip the checks that need the internet")
-    doctor.add_argument("--role", choices=["bot", "agent", "all"], default=None,
-                        help="what this host runs (default: all where torch is installed, else bot)")
+    doctor.add_argument(
+        "--role",
+        choices=["bot", "agent", "all"],
+        default=None,
+        help="what this host runs (default: all where torch is installed, else bot)",
+    )
     doctor.set_defaults(func=cmd_doctor)
 
     health = sub.add_parser("healthcheck", help="exit 0 if URL answers 2xx (container healthchecks)")
@@ -157,9 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     aws = sub.add_parser("aws", help="create, inspect or remove the AWS infrastructure")
     aws.add_argument("action", choices=["bootstrap", "status", "teardown"])
     aws.add_argument("--yes", action="store_true", help="teardown without asking")
-    aws.add_argument("--batch", action="store_true",
-                     help="bootstrap: also AWS Batch for training (spot compute environment, job queue, job "
-                          "definition running `photogen agent --once`); see FLEET_TRAIN_BACKEND")
+    aws.add_argument(
+        "--batch",
+        action="store_true",
+        help="bootstrap: also AWS Batch for training (spot compute environment, job queue, job "
+        "definition running `photogen agent --once`); see FLEET_TRAIN_BACKEND",
+    )
     aws.set_defaults(func=cmd_aws)
     return parser
 

@@ -16,19 +16,30 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
 from photogen.report import Report, write_report
 from storage.settings import Settings
 
+if TYPE_CHECKING:
+    from photogen.discord_sim import DiscordSim
+    from photogen.discord_sim.models import SimChannel
+
 DEMO_PHOTOS = Path(__file__).resolve().parent / "assets" / "demo_photos"
 MARKER = ".photogen-demo"
 MANAGE_GUILD = 1 << 5
 
 # The tiny test model works at 64 px and trains in seconds; a real base model gets the product's defaults.
-TINY_OVERRIDES = dict(train_steps=40, train_resolution=128, train_class_images=4, render_steps=8, render_size=128,
-                      checkpoint_every_steps=20)
+TINY_OVERRIDES = dict(
+    train_steps=40,
+    train_resolution=128,
+    train_class_images=4,
+    render_steps=8,
+    render_size=128,
+    checkpoint_every_steps=20,
+)
 
 
 @dataclass
@@ -46,7 +57,9 @@ def _fresh_data_dir(out: Path) -> Path:
     data = out / "data"
     if data.exists():
         if not (data / MARKER).exists():
-            raise SystemExit(f"photogen demo: {data} exists and was not made by the demo; choose another --out")
+            raise SystemExit(
+                f"photogen demo: {data} exists and was not made by the demo; choose another --out"
+            )
         shutil.rmtree(data)
     data.mkdir(parents=True)
     (data / MARKER).write_text("made by photogen demo; deleted by the next run\n")
@@ -101,8 +114,12 @@ async def _training_bar(settings: Settings, order_id: str, seen: list[tuple[int,
             if seen is not None and total and (not seen or seen[-1] != (step, total)):
                 seen.append((step, total))
             if total and bar is None:
-                bar = tqdm(total=total, desc="training (tiny test model)" if "tiny" in settings.base_model
-                           else "training", unit="step", leave=False)
+                bar = tqdm(
+                    total=total,
+                    desc="training (tiny test model)" if "tiny" in settings.base_model else "training",
+                    unit="step",
+                    leave=False,
+                )
             if bar is not None:
                 bar.update(max(0, step - bar.n))
             await asyncio.sleep(0.5)
@@ -123,15 +140,22 @@ async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report
     channel = sim.add_channel(guild, "studio")
     eileen = sim.add_member(guild, "eileen")
     sim.add_member(guild, "ada", roles=[admin_role])
-    settings = settings.model_copy(update=dict(
-        discord_api_base=sim.api_base, discord_gateway_url=sim.gateway_url, discord_token=SecretStr(sim.token),
-    ))
+    settings = settings.model_copy(
+        update=dict(
+            discord_api_base=sim.api_base,
+            discord_gateway_url=sim.gateway_url,
+            discord_token=SecretStr(sim.token),
+        )
+    )
     timeline.add(f"local Discord-compatible server on {sim.base_url}")
 
     log_path = out / "agent.log"
     env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "wb") as agent_log:
-        agent = subprocess.Popen([sys.executable, "-m", "gpu_agent"], env=env, stdout=agent_log, stderr=subprocess.STDOUT)
+    # Starting the child blocks for a moment only; a plain Popen lets the finally block below stop it synchronously.
+    with open(log_path, "wb") as agent_log:  # noqa: ASYNC230 - see above
+        agent = subprocess.Popen(  # noqa: ASYNC220 - see above
+            [sys.executable, "-m", "gpu_agent"], env=env, stdout=agent_log, stderr=subprocess.STDOUT
+        )
     bot = None
     try:
         bot = await start_bot(settings, guild_ready_timeout=0.05)
@@ -139,7 +163,10 @@ async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report
 
         photos = sorted(DEMO_PHOTOS.glob("*.jpg"))
         inter = await sim.invoke_command(
-            eileen, channel, "train", {"name": "eileen", "class_word": "woman"},
+            eileen,
+            channel,
+            "train",
+            {"name": "eileen", "class_word": "woman"},
             attachments=[(p.name, p.read_bytes()) for p in photos],
         )
         await inter.wait_response()
@@ -147,13 +174,17 @@ async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report
         title = status.embeds[0].get("title", "") if status.embeds else status.content
         timeline.add(f"/train with {len(photos)} photos → {title}")
         if "accepted" not in title.lower():
-            raise SystemExit(f"photogen demo: the demo photos were refused: {status.embeds or status.content}")
+            raise SystemExit(
+                f"photogen demo: the demo photos were refused: {status.embeds or status.content}"
+            )
 
         order_id = next(c for c in status.custom_ids() if c.startswith("pg:cancel:")).split(":")[2]
         progress: list[tuple[int, int]] = []
         bar = asyncio.create_task(_training_bar(settings, order_id, progress))
         try:
-            ready = await sim.wait_for_message(channel, lambda m: "trained and ready" in m.content, timeout=900)
+            ready = await sim.wait_for_message(
+                channel, lambda m: "trained and ready" in m.content, timeout=900
+            )
             await _settled(sim, channel, settings, order_ids=[order_id])
             await asyncio.sleep(0.6)  # one more look at the store
         finally:
@@ -164,8 +195,11 @@ async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report
         choices = await sim.autocomplete(eileen, channel, "imagine", {"prompt": "x", "model": ""}, "model")
         model_id = choices[0]["value"]
         results = []
-        for prompt, style in [("a photo of {subject}", "headshot"), ("a photo of {subject}", "eiffel-tower"),
-                              ("portrait of {subject} at dusk @everyone", None)]:
+        for prompt, style in [
+            ("a photo of {subject}", "headshot"),
+            ("a photo of {subject}", "eiffel-tower"),
+            ("portrait of {subject} at dusk @everyone", None),
+        ]:
             options: dict[str, object] = {"prompt": prompt, "model": model_id, "count": 2, "seed": 7}
             if style:
                 options["style"] = style
@@ -173,22 +207,30 @@ async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report
             inter = await sim.invoke_command(eileen, channel, "imagine", options)
             await inter.wait_response()
             result = await sim.wait_for_message(
-                channel, lambda m: m.id not in before and any(c.startswith("pg:up:") for c in m.custom_ids()),
+                channel,
+                # awaited within this iteration: `before` is this iteration's
+                lambda m: m.id not in before and any(c.startswith("pg:up:") for c in m.custom_ids()),  # noqa: B023
                 timeout=600,
             )
             results.append(result)
             pictures = sum(c.startswith("pg:up:") for c in result.custom_ids())
             words = prompt.replace("{subject}", "you")  # as the member would say it
             captions[result.id] = f"/imagine “{words}”" + (f" · style {style}" if style else "")
-            timeline.add(f"/imagine {prompt!r} style={style or '-'} → {pictures} pictures in {len(result.files)} file(s)")
+            timeline.add(
+                f"/imagine {prompt!r} style={style or '-'} → {pictures} pictures in {len(result.files)} file(s)"
+            )
 
         first = results[0]
         for action in ("up", "var"):
-            custom_id = next(c for c in first.custom_ids() if c.startswith(f"pg:{action}:") and c.endswith(":0"))
+            custom_id = next(
+                c for c in first.custom_ids() if c.startswith(f"pg:{action}:") and c.endswith(":0")
+            )
             before = {m.id for m in sim.messages(channel)}
             await sim.click(eileen, first, custom_id)
             done = await sim.wait_for_message(
-                channel, lambda m: m.id not in before and m.author.bot and bool(m.attachments), timeout=600
+                channel,
+                lambda m: m.id not in before and m.author.bot and bool(m.attachments),  # noqa: B023 - awaited here
+                timeout=600,
             )
             label = "U1 (upscale)" if action == "up" else "V1 (variations)"
             await _settled(sim, channel, settings)  # the click's order is final: what it brought is all here
@@ -200,8 +242,16 @@ async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report
         await _settled(sim, channel, settings)
         timeline.add("every order final and every message settled: report captured")
         scenario = [line.format(photos=len(photos)) for line in SCENARIO]
-        return Report.collect(sim, channel, settings, timeline.rows, photos, scenario=scenario, captions=captions,
-                              progress=progress)
+        return Report.collect(
+            sim,
+            channel,
+            settings,
+            timeline.rows,
+            photos,
+            scenario=scenario,
+            captions=captions,
+            progress=progress,
+        )
     finally:
         if bot is not None:
             await bot.close()
@@ -213,8 +263,15 @@ async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report
         await sim.stop()
 
 
-async def _settled(sim: object, channel: object, settings: Settings, *, order_ids: list[str] | None = None,
-                   quiet_s: float = 8.0, timeout: float = 300) -> None:
+async def _settled(
+    sim: DiscordSim,
+    channel: SimChannel,
+    settings: Settings,
+    *,
+    order_ids: list[str] | None = None,
+    quiet_s: float = 8.0,
+    timeout: float = 300,
+) -> None:
     """Until the orders (``order_ids``, else all) are final and the bot has not posted or edited a message in
     ``quiet_s`` (the bot spaces its status edits a few seconds apart): the report shows what a member sees at the
     end, not a snapshot mid-edit."""
@@ -230,7 +287,7 @@ async def _settled(sim: object, channel: object, settings: Settings, *, order_id
             with read_session(engine) as s:
                 rows = s.exec(select(Order)).all()
             final = all(o.status in FINAL_STATUSES for o in rows if order_ids is None or o.id in order_ids)
-            look = [(m.id, m.edits, len(m.attachments)) for m in sim.messages(channel)]  # type: ignore[attr-defined]
+            look = [(m.id, m.edits, len(m.attachments)) for m in sim.messages(channel)]
             if look != last:
                 last, quiet_since = look, time.monotonic()
             if final and time.monotonic() - quiet_since >= quiet_s:
@@ -250,12 +307,18 @@ def run_demo(out_dir: str, base_model: str | None, settings: Settings) -> int:
     settings = demo_settings(settings, data, base_model)
     timeline = Timeline()
     if settings.base_model in ("tiny-sd", "tiny-sdxl"):
-        print("photogen demo: using the built-in TINY RANDOM TEST MODEL — it draws noise, not people. "
-              "Pass --base-model (a hub id or local path) on a GPU machine for real pictures.", flush=True)
+        print(
+            "photogen demo: using the built-in TINY RANDOM TEST MODEL — it draws noise, not people. "
+            "Pass --base-model (a hub id or local path) on a GPU machine for real pictures.",
+            flush=True,
+        )
     migrate(settings.database_url)
     report = asyncio.run(_scenario(settings, out, timeline))
     path = write_report(report, out)
     total = time.monotonic() - timeline.started
-    print(f"photogen demo: done in {total:.0f}s — {len(report.messages)} bot messages, "
-          f"{len(report.outputs)} images; report: {path}", flush=True)
+    print(
+        f"photogen demo: done in {total:.0f}s — {len(report.messages)} bot messages, "
+        f"{len(report.outputs)} images; report: {path}",
+        flush=True,
+    )
     return 0

@@ -38,13 +38,24 @@ class Report:
     messages: list[PostedMessage]
     _files: dict[str, bytes]
     scenario: list[str] = field(default_factory=list)  # what the scripted member did, in a few lines
-    captions: dict[int, str] = field(default_factory=dict)  # message id -> the member's words that asked for it
+    captions: dict[int, str] = field(
+        default_factory=dict
+    )  # message id -> the member's words that asked for it
     progress: list[tuple[int, int]] = field(default_factory=list)  # training steps seen (step, total)
 
     @classmethod
-    def collect(cls, sim: Any, channel: Any, settings: Settings, timeline: list[tuple[float, str]],
-                photos: list[Path], *, scenario: list[str] | None = None, captions: dict[int, str] | None = None,
-                progress: list[tuple[int, int]] | None = None) -> Report:
+    def collect(
+        cls,
+        sim: Any,
+        channel: Any,
+        settings: Settings,
+        timeline: list[tuple[float, str]],
+        photos: list[Path],
+        *,
+        scenario: list[str] | None = None,
+        captions: dict[int, str] | None = None,
+        progress: list[tuple[int, int]] | None = None,
+    ) -> Report:
         from sqlmodel import select
 
         from storage import Order, open_engine, read_session
@@ -64,28 +75,58 @@ class Report:
                 rel = f"outputs/{m.id}-{a.filename}"
                 files[rel] = a.data
                 names.append(rel)
-                if (a.content_type or "").startswith("image/") or a.filename.lower().endswith(_IMAGE_SUFFIXES):
+                if (a.content_type or "").startswith("image/") or a.filename.lower().endswith(
+                    _IMAGE_SUFFIXES
+                ):
                     outputs.append(rel)
-            buttons = [c.get("label") or c.get("emoji", {}).get("name", "") for row in m.components
-                       for c in row.get("components", [])]
-            messages.append(PostedMessage(m.id, m.timestamp, m.content, m.embeds, buttons, names, m.edits,
-                                          m.ephemeral))
+            buttons = [
+                c.get("label") or c.get("emoji", {}).get("name", "")
+                for row in m.components
+                for c in row.get("components", [])
+            ]
+            messages.append(
+                PostedMessage(m.id, m.timestamp, m.content, m.embeds, buttons, names, m.edits, m.ephemeral)
+            )
         engine = open_engine(settings.database_url)
         with read_session(engine) as s:
             orders = [
-                {"id": o.id, "kind": o.kind, "status": o.status, "created": o.created_at, "updated": o.updated_at,
-                 "error": o.error_message or "", "step": o.progress_step, "total": o.progress_total}
+                {
+                    "id": o.id,
+                    "kind": o.kind,
+                    "status": o.status,
+                    "created": o.created_at,
+                    "updated": o.updated_at,
+                    "error": o.error_message or "",
+                    "step": o.progress_step,
+                    "total": o.progress_total,
+                }
                 for o in s.exec(select(Order).order_by(Order.created_at)).all()
             ]
         engine.dispose()
         test_model = settings.base_model in ("tiny-sd", "tiny-sdxl")
-        return cls(settings.base_model, test_model, inputs, outputs, timeline, orders, messages, files,
-                   list(scenario or []), dict(captions or {}), list(progress or []))
+        return cls(
+            settings.base_model,
+            test_model,
+            inputs,
+            outputs,
+            timeline,
+            orders,
+            messages,
+            files,
+            list(scenario or []),
+            dict(captions or {}),
+            list(progress or []),
+        )
 
 
 # Autoescaped, so a member's words (titles, prompts, captions) can never become markup; undefined names fail.
-_TEMPLATES = Environment(loader=PackageLoader("photogen", "templates"), autoescape=True,
-                         undefined=StrictUndefined, trim_blocks=True, keep_trailing_newline=True)
+_TEMPLATES = Environment(
+    loader=PackageLoader("photogen", "templates"),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    keep_trailing_newline=True,
+)
 _TEMPLATES.filters["lines"] = lambda text: Markup("<br>").join(str(text).split("\n"))  # escaped, <br> between
 _TEMPLATES.globals.update(BR=Markup("<br>"), is_image=lambda name: name.lower().endswith(_IMAGE_SUFFIXES))
 
@@ -115,8 +156,10 @@ def render_html(r: Report) -> str:
         images = [f for f in m.files if f.lower().endswith(_IMAGE_SUFFIXES)]
         if images:
             results.append({"title": _title(r, m), "images": images})
-    orders = [{**o, "pct": _percent(o.get("step"), o.get("total")), "took": o["updated"] - o["created"]}
-              for o in r.orders]
+    orders = [
+        {**o, "pct": _percent(o.get("step"), o.get("total")), "took": o["updated"] - o["created"]}
+        for o in r.orders
+    ]
     page = _TEMPLATES.get_template("report.html.j2")
     return page.render(r=r, progress=progress, results=results, orders=orders)
 
@@ -131,15 +174,27 @@ def _thinned(progress: list[tuple[int, int]], most: int = 8) -> list[tuple[int, 
 
 
 def write_report(r: Report, out: Path) -> Path:
-    for rel, data in r._files.items():  # noqa: SLF001
+    for rel, data in r._files.items():
         path = out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-    (out / "report.json").write_text(json.dumps({
-        "base_model": r.base_model, "test_model": r.test_model, "inputs": r.inputs, "outputs": r.outputs,
-        "timeline": r.timeline, "orders": r.orders, "messages": len(r.messages), "scenario": r.scenario,
-        "progress": r.progress,
-    }, indent=1, default=str))
+    (out / "report.json").write_text(
+        json.dumps(
+            {
+                "base_model": r.base_model,
+                "test_model": r.test_model,
+                "inputs": r.inputs,
+                "outputs": r.outputs,
+                "timeline": r.timeline,
+                "orders": r.orders,
+                "messages": len(r.messages),
+                "scenario": r.scenario,
+                "progress": r.progress,
+            },
+            indent=1,
+            default=str,
+        )
+    )
     path = out / "report.html"
     path.write_text(render_html(r), encoding="utf-8")
     return path

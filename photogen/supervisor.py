@@ -49,8 +49,17 @@ class Supervisor:
         log.info("started %s (pid %s)", child.name, child.proc.pid)
 
     def write_state(self) -> None:
-        state = {"children": {c.name: {"up": c.up, "pid": c.proc.pid if c.up and c.proc else None,
-                                       "restarts": c.restarts, "last_exit": c.last_exit} for c in self.children}}
+        state = {
+            "children": {
+                c.name: {
+                    "up": c.up,
+                    "pid": c.proc.pid if c.up and c.proc else None,
+                    "restarts": c.restarts,
+                    "last_exit": c.last_exit,
+                }
+                for c in self.children
+            }
+        }
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(state))

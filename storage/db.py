@@ -25,7 +25,6 @@ BUSY_TIMEOUT_MS = 30_000
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
-
 class SchemaError(RuntimeError):
     """The database's schema cannot be brought to this code's version (e.g. it was made by a newer Photogen)."""
 
@@ -57,14 +56,16 @@ def open_engine(database_url: str) -> Engine:
     )
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_connection, _record) -> None:
         # Hand transaction control to SQLAlchemy's "begin" hook below (pysqlite's legacy mode skips BEGIN
         # for SELECT and DDL, which breaks transactional migrations and repeatable reads).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         _use_wal(cursor)
-        cursor.execute("PRAGMA synchronous = NORMAL")  # durable in WAL mode except for the last commit on power loss
+        cursor.execute(
+            "PRAGMA synchronous = NORMAL"
+        )  # durable in WAL mode except for the last commit on power loss
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 

@@ -49,7 +49,9 @@ def likeness_key(user_id: object, model_id: object) -> str:
 def likeness_key_beside(model_key_: str) -> str | None:
     """The likeness reference beside a LoRA stored at ``model_key(...)``; None for a key of another layout."""
     head, sep, tail = model_key_.rpartition("/")
-    return f"{head}/likeness.json" if sep and tail == "lora.safetensors" and "/models/" in f"/{head}" else None
+    return (
+        f"{head}/likeness.json" if sep and tail == "lora.safetensors" and "/models/" in f"/{head}" else None
+    )
 
 
 def render_prefix(user_id: object, job_id: object) -> str:
@@ -91,8 +93,12 @@ def is_render_key(key: str) -> bool:
     """True for a picture stored at ``render_key(...)``: only for reading events of agents older than typed
     outputs."""
     parts = key.split("/")
-    return (owner_of(key) is not None and len(parts) == 5 and parts[2] == "renders"
-            and _ID.fullmatch(parts[3]) is not None)
+    return (
+        owner_of(key) is not None
+        and len(parts) == 5
+        and parts[2] == "renders"
+        and _ID.fullmatch(parts[3]) is not None
+    )
 
 
 def owner_of(key: str) -> str | None:

@@ -234,7 +234,7 @@ def cost_per_order(
     if order_ids is not None:
         query = query.where(Order.id.in_(list(order_ids)))  # type: ignore[attr-defined]
     return [
-        OrderCost(*row[:4], int(row[4]), float(row[5] or 0), float(row[6] or 0))
+        OrderCost(row[0], row[1], row[2], row[3], int(row[4]), float(row[5] or 0), float(row[6] or 0))
         for row in session.exec(query)
     ]
 
@@ -372,8 +372,11 @@ def orders_by_status(session: Session) -> dict[tuple[str, str], int]:
 
 def outbox_sent_by_kind(session: Session) -> dict[str, int]:
     """Outbox posts delivered to Discord, by kind, all time."""
-    query = (select(Delivery.kind, func.count(Delivery.id))
-             .where(Delivery.status == "sent").group_by(Delivery.kind))
+    query = (
+        select(Delivery.kind, func.count(Delivery.id))
+        .where(Delivery.status == "sent")
+        .group_by(Delivery.kind)
+    )
     return {kind: int(n) for kind, n in session.exec(query)}  # type: ignore[arg-type]
 
 
@@ -383,10 +386,12 @@ def likeness_scores(
     """(server, model id, model name, verdict, score) of every scored picture since ``since`` (one server's
     only, when ``guild_id`` is given)."""
     picture = (Image.likeness_verdict, Image.likeness_score)
-    query = (select(Order.guild_id, Order.model_id, TrainedModel.name, *picture)
-             .join(Order, col(Order.id) == col(Image.order_id))
-             .join(TrainedModel, col(TrainedModel.id) == col(Order.model_id), isouter=True)
-             .where(col(Image.likeness_verdict).is_not(None), Image.created_at >= since))
+    query = (
+        select(Order.guild_id, Order.model_id, TrainedModel.name, *picture)
+        .join(Order, col(Order.id) == col(Image.order_id))
+        .join(TrainedModel, col(TrainedModel.id) == col(Order.model_id), isouter=True)
+        .where(col(Image.likeness_verdict).is_not(None), Image.created_at >= since)
+    )
     if guild_id is not None:
         query = query.where(Order.guild_id == guild_id)
     return list(session.exec(query))  # type: ignore[arg-type]

@@ -107,7 +107,9 @@ class Order(SQLModel, table=True):
     progress_total: int | None = None
     progress_eta_s: float | None = None
     preview_key: str | None = None
-    notice: str | None = None  # passing news on the status message (a reclaimed GPU); cleared when work goes on
+    notice: str | None = (
+        None  # passing news on the status message (a reclaimed GPU); cleared when work goes on
+    )
     error_code: str | None = None
     error_message: str | None = None
     created_at: float = Field(default_factory=now)

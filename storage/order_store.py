@@ -361,7 +361,7 @@ def apply_event(
     deliveries: Sequence[NewDelivery] = (),
     images: Sequence[NewImage] = (),
     refund_on_failure: bool = True,
-    notice: str | None | EllipsisType = ...,
+    notice: str | EllipsisType | None = ...,
 ) -> EventOutcome:
     """Apply one agent event to its order exactly once.
 
@@ -607,16 +607,23 @@ def quiet_active_orders(session: Session, before: float, *, limit: int = 200) ->
 
 
 def active_order_count(session: Session, user_id: object) -> int:
-    query = select(func.count()).select_from(Order).where(
-        Order.user_id == _sid(user_id), Order.status.in_(ACTIVE_STATUSES)  # type: ignore[attr-defined]
+    query = (
+        select(func.count())
+        .select_from(Order)
+        .where(
+            Order.user_id == _sid(user_id),
+            Order.status.in_(ACTIVE_STATUSES),  # type: ignore[attr-defined]
+        )
     )
     return int(session.exec(query).one())
 
 
 def order_count_since(session: Session, user_id: object, since: float) -> int:
     """Orders the member placed since ``since`` (Unix seconds): the daily quota's count."""
-    query = select(func.count()).select_from(Order).where(
-        Order.user_id == _sid(user_id), Order.created_at >= since
+    query = (
+        select(func.count())
+        .select_from(Order)
+        .where(Order.user_id == _sid(user_id), Order.created_at >= since)
     )
     return int(session.exec(query).one())
 
@@ -628,21 +635,30 @@ def queue_position(session: Session, order_id: str) -> int | None:
         return None
     if order.status not in ("created", "queued"):
         return 0
-    ahead = select(func.count()).select_from(Order).where(
-        Order.kind == order.kind,
-        Order.status.in_(("created", "queued")),  # type: ignore[attr-defined]
-        or_(
-            Order.created_at < order.created_at,
-            (Order.created_at == order.created_at) & (Order.id < order.id),  # type: ignore[operator]
-        ),
+    ahead = (
+        select(func.count())
+        .select_from(Order)
+        .where(
+            Order.kind == order.kind,
+            Order.status.in_(("created", "queued")),  # type: ignore[attr-defined]
+            or_(
+                Order.created_at < order.created_at,
+                (Order.created_at == order.created_at) & (Order.id < order.id),  # type: ignore[operator]
+            ),
+        )
     )
     return int(session.exec(ahead).one()) + 1
 
 
 def waiting_count(session: Session, kind: str) -> int:
     """Orders of ``kind`` not started yet."""
-    query = select(func.count()).select_from(Order).where(
-        Order.kind == kind, Order.status.in_(("created", "queued"))  # type: ignore[attr-defined]
+    query = (
+        select(func.count())
+        .select_from(Order)
+        .where(
+            Order.kind == kind,
+            Order.status.in_(("created", "queued")),  # type: ignore[attr-defined]
+        )
     )
     return int(session.exec(query).one())
 

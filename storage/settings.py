@@ -32,8 +32,12 @@ class Settings(BaseSettings):
         "sqlite:///data/queue.db",
         description="Job queues: sqlite:///PATH (one host) or sqs:// (Amazon SQS in AWS_REGION).",
     )
-    queue_prefix: str = Field("photogen", description="Queue names are PREFIX-train, PREFIX-render, PREFIX-events.")
-    queue_max_receives: int = Field(5, ge=1, le=1000, description="Deliveries before a message is dead-lettered.")
+    queue_prefix: str = Field(
+        "photogen", description="Queue names are PREFIX-train, PREFIX-render, PREFIX-events."
+    )
+    queue_max_receives: int = Field(
+        5, ge=1, le=1000, description="Deliveries before a message is dead-lettered."
+    )
     blob_url: str = Field(
         "file://data/blobs", description="Blob store: file://DIR (local folder) or s3://BUCKET[/PREFIX]."
     )
@@ -42,7 +46,9 @@ class Settings(BaseSettings):
         None, description="Endpoint for an S3/SQS-compatible server (MinIO, SeaweedFS, ElasticMQ, moto)."
     )
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint, overrides AWS_ENDPOINT_URL for S3.")
-    sqs_endpoint_url: str | None = Field(None, description="SQS endpoint, overrides AWS_ENDPOINT_URL for SQS.")
+    sqs_endpoint_url: str | None = Field(
+        None, description="SQS endpoint, overrides AWS_ENDPOINT_URL for SQS."
+    )
     blob_url_expiry_s: int = Field(86400, ge=60, le=604800, description="Lifetime of presigned/served links.")
     blob_public_base_url: str | None = Field(
         None, description="Base URL under which the bot serves local blobs as expiring links."
@@ -64,12 +70,15 @@ class Settings(BaseSettings):
         "dead letters; command sync).",
     )
     bot_http_host: str = Field("127.0.0.1", description="Bind address of the bot's HTTP side.")
-    bot_http_port: int = Field(8080, ge=0, le=65535, description="Port of the bot's HTTP side (health, metrics).")
+    bot_http_port: int = Field(
+        8080, ge=0, le=65535, description="Port of the bot's HTTP side (health, metrics)."
+    )
     dashboard_token: SecretStr | None = Field(
         None, description="Bearer token for the admin dashboard and /metrics (at least 32 characters)."
     )
     supervisor_state_file: str | None = Field(
-        None, description="Set by `photogen all` for its bot: where the supervisor records its children; "
+        None,
+        description="Set by `photogen all` for its bot: where the supervisor records its children; "
         "/healthz answers 503 while one is down.",
     )
 
@@ -77,12 +86,17 @@ class Settings(BaseSettings):
     min_good_photos: int = Field(5, ge=1, le=20, description="Good photos needed to accept a training set.")
     max_photos: int = Field(20, ge=1, le=50, description="Most photos one /train accepts.")
     max_photo_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest photo file accepted.")
-    max_photo_pixels: int = Field(40_000_000, ge=10_000, description="Largest decoded photo (decompression bombs).")
+    max_photo_pixels: int = Field(
+        40_000_000, ge=10_000, description="Largest decoded photo (decompression bombs)."
+    )
     intake_max_total_bytes: int = Field(
-        160 * 1024 * 1024, ge=1024,
+        160 * 1024 * 1024,
+        ge=1024,
         description="Most bytes one /train may download and unpack in all (photos and the insides of .zip files).",
     )
-    intake_workers: int = Field(2, ge=1, le=32, description="Threads checking /train photos (their own pool).")
+    intake_workers: int = Field(
+        2, ge=1, le=32, description="Threads checking /train photos (their own pool)."
+    )
     train_credit_cost: int = Field(10, ge=0, description="Credits one training costs.")
     render_credit_cost: int = Field(1, ge=0, description="Credits one render costs.")
     starting_credits: int = Field(50, ge=0, description="Credits a new member starts with.")
@@ -98,8 +112,12 @@ class Settings(BaseSettings):
     agent_id: str | None = Field(None, description="Name of this agent in events (default: host name + pid).")
     agent_lease_s: int = Field(120, ge=5, le=43200, description="Visibility lease the agent takes on a job.")
     agent_heartbeat_s: int = Field(60, ge=1, le=43200, description="How often the agent renews its lease.")
-    agent_metrics_port: int = Field(9100, ge=0, le=65535, description="Port of the agent's /healthz and /metrics.")
-    imds_url: str = Field("http://169.254.169.254", description="EC2 instance metadata base URL (spot notices).")
+    agent_metrics_port: int = Field(
+        9100, ge=0, le=65535, description="Port of the agent's /healthz and /metrics."
+    )
+    imds_url: str = Field(
+        "http://169.254.169.254", description="EC2 instance metadata base URL (spot notices)."
+    )
     imds_mode: Literal["auto", "on", "off"] = Field(
         "auto",
         description="When the agent polls IMDS: auto = EC2's address only on EC2 (detected from /sys), any other "
@@ -107,39 +125,60 @@ class Settings(BaseSettings):
     )
     imds_poll_s: float = Field(5.0, gt=0, le=300, description="How often the spot-notice watcher polls IMDS.")
     checkpoint_every_steps: int = Field(100, ge=1, description="Training checkpoint period in steps.")
-    agent_work_dir: str = Field("data/agent", description="The agent's scratch folder (downloads, checkpoints).")
-    agent_kinds: list[Literal["render", "train"]] = Field(
-        default_factory=lambda: ["render", "train"],
-        description="Which queues this agent serves (a render-only pool: [\"render\"]).",
+    agent_work_dir: str = Field(
+        "data/agent", description="The agent's scratch folder (downloads, checkpoints)."
     )
-    agent_poll_wait_s: float = Field(10.0, ge=0, le=20, description="Long-poll wait of the agent on an idle queue.")
-    agent_progress_every_s: float = Field(5.0, ge=0, le=600, description="Least time between two progress events.")
+    agent_kinds: list[Literal["render", "train"]] = Field(
+        # mypy reads the lambda as list[str], not the field's list of literals
+        default_factory=lambda: ["render", "train"],  # type: ignore[arg-type]
+        description='Which queues this agent serves (a render-only pool: ["render"]).',
+    )
+    agent_poll_wait_s: float = Field(
+        10.0, ge=0, le=20, description="Long-poll wait of the agent on an idle queue."
+    )
+    agent_progress_every_s: float = Field(
+        5.0, ge=0, le=600, description="Least time between two progress events."
+    )
     agent_preview_every_steps: int = Field(
         100, ge=0, le=10_000, description="Training: a small preview render every N steps (0: no previews)."
     )
     agent_preview_min_interval_s: float = Field(
-        10.0, ge=0, le=3600,
+        10.0,
+        ge=0,
+        le=3600,
         description="Least time between two previews of one job (Discord allows a message a few edits a minute).",
     )
     agent_drain_s: float = Field(
-        60.0, ge=0, le=110,
+        60.0,
+        ge=0,
+        le=110,
         description="After a spot notice or SIGTERM, how long a running render may finish before it is released "
         "(training checkpoints at once; AWS gives two minutes).",
     )
-    agent_retry_delay_s: int = Field(30, ge=0, le=900, description="Delay before a job that failed is retried.")
+    agent_retry_delay_s: int = Field(
+        30, ge=0, le=900, description="Delay before a job that failed is retried."
+    )
     agent_scale_in_protection: bool = Field(
         True, description="On EC2 in an auto scaling group, a busy agent protects its instance from scale-in."
     )
-    agent_metrics_host: str = Field("127.0.0.1", description="Bind address of the agent's /healthz and /metrics.")
+    agent_metrics_host: str = Field(
+        "127.0.0.1", description="Bind address of the agent's /healthz and /metrics."
+    )
     agent_check_photos: bool = Field(
-        True, description="Re-check the stored face crops (one face, no identical crops, one person) before training."
+        True,
+        description="Re-check the stored face crops (one face, no identical crops, one person) before training.",
     )
 
     # --- what an order asks of the engine (the demo and tests shrink these for the tiny models) ---------
     # train_*: unset means the photoreal recipe of the base model's family (cloud/recipes.py, docs/TRAINING.md)
-    train_steps: int | None = Field(None, ge=1, le=20000, description="Training steps per model (unset: recipe).")
+    train_steps: int | None = Field(
+        None, ge=1, le=20000, description="Training steps per model (unset: recipe)."
+    )
     train_resolution: int | None = Field(
-        None, ge=32, le=2048, multiple_of=8,
+        None,
+        ge=32,
+        le=2048,
+        multiple_of=8,
         description="Training resolution in pixels, square face crops, a multiple of 8 (unset: recipe).",
     )
     train_rank: int | None = Field(None, ge=1, le=256, description="LoRA rank (unset: recipe).")
@@ -149,91 +188,134 @@ class Settings(BaseSettings):
     train_prior_preservation: bool | None = Field(
         None, description="Regularise with class images of the base model (unset: recipe, on)."
     )
-    train_text_encoder: bool | None = Field(None, description="Also train text-encoder LoRAs (unset: recipe, on).")
+    train_text_encoder: bool | None = Field(
+        None, description="Also train text-encoder LoRAs (unset: recipe, on)."
+    )
     train_class_images: int | None = Field(
-        None, ge=1, le=2000, description="Class images for prior preservation, shared by all orders (unset: recipe)."
+        None,
+        ge=1,
+        le=2000,
+        description="Class images for prior preservation, shared by all orders (unset: recipe).",
     )
     render_default_count: int = Field(
         4, ge=1, le=4, description="Pictures per /imagine when the member gives no count (4: a full grid)."
     )
     render_steps: int = Field(30, ge=1, le=150, description="Denoising steps per render.")
     group_consent_timeout_s: float = Field(
-        600.0, ge=0.5, le=86400, description="How long each member asked into a /group picture has to accept; "
+        600.0,
+        ge=0.5,
+        le=86400,
+        description="How long each member asked into a /group picture has to accept; "
         "then the order ends, nothing rendered or charged.",
     )
-    render_size: int = Field(512, ge=64, le=2048, description="Long side of a render in pixels (multiple of 64).")
+    render_size: int = Field(
+        512, ge=64, le=2048, description="Long side of a render in pixels (multiple of 64)."
+    )
     render_max_pixels: int = Field(
-        2048 * 2048, ge=64 * 64, description="Largest render (width x height, upscales included) an agent accepts."
+        2048 * 2048,
+        ge=64 * 64,
+        description="Largest render (width x height, upscales included) an agent accepts.",
     )
     render_resident_loras: int = Field(
         4, ge=1, le=64, description="Members' LoRAs a render agent keeps loaded beside the base model (LRU)."
     )
     likeness_retries: int = Field(
-        2, ge=0, le=5, description="Extra renders (new seed, never charged) of a picture that does not look like "
+        2,
+        ge=0,
+        le=5,
+        description="Extra renders (new seed, never charged) of a picture that does not look like "
         "the member or copies a training photo; the best one is delivered.",
     )
     likeness_advice_after: int = Field(
-        3, ge=1, le=1000, description="Weak pictures of one model after which its owner is told what to change.",
+        3,
+        ge=1,
+        le=1000,
+        description="Weak pictures of one model after which its owner is told what to change.",
     )
     render_face_detail: bool = Field(
-        True, description="Redraw small faces of a render at full resolution (presets with face_detail, free prompts)."
+        True,
+        description="Redraw small faces of a render at full resolution (presets with face_detail, free prompts).",
     )
     render_face_detail_max_share: float = Field(
-        0.05, gt=0, le=1, description="Face detail redoes a face only when it covers less than this share of the picture."
+        0.05,
+        gt=0,
+        le=1,
+        description="Face detail redoes a face only when it covers less than this share of the picture.",
     )
-    render_face_detail_max_faces: int = Field(3, ge=0, le=16, description="Most faces face detail redoes per picture.")
+    render_face_detail_max_faces: int = Field(
+        3, ge=0, le=16, description="Most faces face detail redoes per picture."
+    )
     render_face_detail_strength: float = Field(
         0.4, gt=0, le=1, description="Denoising strength of face detail's redraw of each face crop."
     )
 
     # --- safe to post (gpu_agent/agent/safety.py) and the upscaler (gpu_agent/engine/upscale.py) ------------
     safety_model_path: str = Field(
-        "", description="NudeNet-format ONNX detector every picture is checked with; empty: the 320n model "
-        "shipped inside the nudenet package."
+        "",
+        description="NudeNet-format ONNX detector every picture is checked with; empty: the 320n model "
+        "shipped inside the nudenet package.",
     )
     safety_threshold: float = Field(
         0.5, gt=0, le=1, description="A detection of a blocked label at this score or above flags a picture."
     )
     safety_blocked_labels: list[str] = Field(
         default_factory=lambda: [
-            "FEMALE_BREAST_EXPOSED", "FEMALE_GENITALIA_EXPOSED", "MALE_GENITALIA_EXPOSED", "BUTTOCKS_EXPOSED",
+            "FEMALE_BREAST_EXPOSED",
+            "FEMALE_GENITALIA_EXPOSED",
+            "MALE_GENITALIA_EXPOSED",
+            "BUTTOCKS_EXPOSED",
             "ANUS_EXPOSED",
         ],
         description="Detector labels that flag a picture (NudeNet's label names).",
     )
     upscaler_model: str = Field(
-        "", description="Learned x4 upscaler for the U button: a diffusers StableDiffusionUpscalePipeline "
-        "(hub id, local folder, or tiny-upscaler for tests); empty: Lanczos 2x and a light re-denoise."
+        "",
+        description="Learned x4 upscaler for the U button: a diffusers StableDiffusionUpscalePipeline "
+        "(hub id, local folder, or tiny-upscaler for tests); empty: Lanczos 2x and a light re-denoise.",
     )
     upscale_refine: bool = Field(
         False, description="After the learned upscaler, also re-denoise lightly with the base model (slower)."
     )
     # --- group pictures (gpu_agent/engine/group) ---------------------------------------------------------
     group_controlnet_model: str = Field(
-        "lllyasviel/sd-controlnet-openpose", description="Pose ControlNet of group pictures, for the base model's "
-        "family (hub id in MODEL_CACHE_DIR, local folder, or tiny-controlnet for tests)."
+        "lllyasviel/sd-controlnet-openpose",
+        description="Pose ControlNet of group pictures, for the base model's "
+        "family (hub id in MODEL_CACHE_DIR, local folder, or tiny-controlnet for tests).",
     )
     group_segmenter_model: str = Field(
-        "CIDAS/clipseg-rd64-refined", description="CLIPSeg model that refines each person's region of a group "
-        "picture (hub id in MODEL_CACHE_DIR, local folder, or tiny-clipseg for tests)."
+        "CIDAS/clipseg-rd64-refined",
+        description="CLIPSeg model that refines each person's region of a group "
+        "picture (hub id in MODEL_CACHE_DIR, local folder, or tiny-clipseg for tests).",
     )
     group_member_strength: float = Field(
-        0.55, gt=0, le=1, description="Denoising strength of each member's region, drawn with only their LoRA."
+        0.55,
+        gt=0,
+        le=1,
+        description="Denoising strength of each member's region, drawn with only their LoRA.",
     )
     group_harmonise_strength: float = Field(
-        0.2, ge=0, le=1, description="Denoising strength of the last pass over a whole group picture, without any "
-        "member's LoRA (0: none)."
+        0.2,
+        ge=0,
+        le=1,
+        description="Denoising strength of the last pass over a whole group picture, without any "
+        "member's LoRA (0: none).",
     )
 
     # --- the AWS fleet (photogen aws …, photogen autoscaler) ------------------------------------
-    fleet_name: str = Field("photogen", description="Name prefix of the AWS resources (role, template, groups).")
+    fleet_name: str = Field(
+        "photogen", description="Name prefix of the AWS resources (role, template, groups)."
+    )
     fleet_ami_id: str | None = Field(
-        None, description="AMI for agents: Docker, the NVIDIA container toolkit, the AWS CLI and an NVIDIA "
+        None,
+        description="AMI for agents: Docker, the NVIDIA container toolkit, the AWS CLI and an NVIDIA "
         "driver >= 580 (the AWS Deep Learning Base GPU AMI; docs/SELF_HOSTING.md).",
     )
-    fleet_subnet_ids: list[str] = Field(default_factory=list, description="Subnets the agent groups launch into.")
+    fleet_subnet_ids: list[str] = Field(
+        default_factory=list, description="Subnets the agent groups launch into."
+    )
     fleet_agent_image: str | None = Field(
-        None, description="Agent container image the fleet runs: build and push docker/agent.Dockerfile "
+        None,
+        description="Agent container image the fleet runs: build and push docker/agent.Dockerfile "
         "(docs/SELF_HOSTING.md), e.g. ACCOUNT.dkr.ecr.REGION.amazonaws.com/photogen-agent:TAG; an ECR image "
         "is pulled with the agents' role.",
     )
@@ -248,60 +330,85 @@ class Settings(BaseSettings):
     fleet_train_max: int = Field(10, ge=0, le=1000, description="Most training instances.")
     fleet_render_max: int = Field(4, ge=0, le=1000, description="Most render instances.")
     fleet_render_on_demand: bool = Field(
-        False, description="Render pool on on-demand with a warm pool (AWS refuses warm pools on spot groups)."
+        False,
+        description="Render pool on on-demand with a warm pool (AWS refuses warm pools on spot groups).",
     )
     fleet_train_backend: Literal["autoscaling", "batch"] = Field(
-        "autoscaling", description="Where trainings run: the train auto scaling group scaled on queue depth, or "
-        "AWS Batch jobs (`photogen agent --once`) submitted for the backlog (`photogen aws bootstrap --batch`).")
+        "autoscaling",
+        description="Where trainings run: the train auto scaling group scaled on queue depth, or "
+        "AWS Batch jobs (`photogen agent --once`) submitted for the backlog (`photogen aws bootstrap --batch`).",
+    )
     fleet_security_group_ids: list[str] = Field(
-        default_factory=list, description="Security groups of AWS Batch's instances (egress only is needed).")
-    fleet_batch_max_vcpus: int = Field(64, ge=1, le=100_000, description="Most vCPUs AWS Batch may run at once.")
+        default_factory=list, description="Security groups of AWS Batch's instances (egress only is needed)."
+    )
+    fleet_batch_max_vcpus: int = Field(
+        64, ge=1, le=100_000, description="Most vCPUs AWS Batch may run at once."
+    )
     fleet_batch_attempts: int = Field(
-        5, ge=1, le=10, description="Attempts of a Batch training job (spot reclaims and failures retry).")
+        5, ge=1, le=10, description="Attempts of a Batch training job (spot reclaims and failures retry)."
+    )
     fleet_batch_attempt_timeout_s: int = Field(
-        4 * 3600, ge=60, description="A Batch attempt running longer than this is stopped (and retried).")
+        4 * 3600, ge=60, description="A Batch attempt running longer than this is stopped (and retried)."
+    )
     fleet_train_wait_s: float = Field(180, gt=0, description="Acceptable wait before a training starts.")
     fleet_render_wait_s: float = Field(60, gt=0, description="Acceptable wait before a render starts.")
     fleet_scale_in_after_s: float = Field(600, ge=0, description="Idle time before a pool scales in.")
-    photo_retention_days: int = Field(30, ge=1, le=3650, description="S3 lifecycle: training photos expire after.")
+    photo_retention_days: int = Field(
+        30, ge=1, le=3650, description="S3 lifecycle: training photos expire after."
+    )
 
     # --- the bot's limits and behaviour --------------------------------------------------------
     bot_sync_guild_ids: list[int] = Field(
         default_factory=list,
         description="Sync slash commands into these guilds (instant) instead of globally; empty = global.",
     )
-    bot_rate_limit_per_minute: int = Field(20, ge=1, le=10000, description="Commands one member may run a minute.")
+    bot_rate_limit_per_minute: int = Field(
+        20, ge=1, le=10000, description="Commands one member may run a minute."
+    )
     bot_max_concurrent_orders: int = Field(
         2, ge=1, le=100, description="Open orders one member may have, unless the guild sets its own limit."
     )
     bot_daily_order_quota: int = Field(
-        50, ge=1, le=100000, description="Orders one member may place a day, unless the guild or admin sets one."
+        50,
+        ge=1,
+        le=100000,
+        description="Orders one member may place a day, unless the guild or admin sets one.",
     )
     bot_progress_edit_interval_s: float = Field(
         5.0, ge=0, le=600, description="Least time between two progress edits of one status message."
     )
-    bot_event_wait_s: float = Field(2.0, ge=0, le=20, description="Long-poll wait of the bot's event consumer.")
+    bot_event_wait_s: float = Field(
+        2.0, ge=0, le=20, description="Long-poll wait of the bot's event consumer."
+    )
     delivery_max_attempts: int = Field(
-        5, ge=1, le=100,
+        5,
+        ge=1,
+        le=100,
         description="Attempts to post one result before it is given up (the member is told, admins alerted).",
     )
     reconcile_interval_s: float = Field(
         60.0, ge=0.05, le=3600, description="How often the bot looks for orders left without a live job."
     )
     reconcile_stuck_after_s: float = Field(
-        1800.0, ge=0.1, le=7 * 86400,
+        1800.0,
+        ge=0.1,
+        le=7 * 86400,
         description="An active order without news for this long and without a live job (dead-lettered, never "
         "queued, or gone from an empty queue) is sent again once, then failed and refunded.",
     )
     deletion_resweep_s: float = Field(
-        180.0, ge=0, le=86400,
+        180.0,
+        ge=0,
+        le=86400,
         description="After a cancel, a model deletion or /forget-me, the bot deletes the member's files again this "
         "long after, catching uploads of work that was in flight. Keep it above AGENT_LEASE_S.",
     )
 
     # --- monitoring: dashboard samples, alerts, cost accounting -------------------------------------
     self_hosted_gpu_price_per_hour: float = Field(
-        0.0, ge=0, le=1000,
+        0.0,
+        ge=0,
+        le=1000,
         description="USD per GPU-hour charged for jobs from an agent with no EC2 instance type (a self-hosted "
         "box: electricity, amortised card). 0 shows self-hosted jobs as free.",
     )
@@ -309,33 +416,58 @@ class Settings(BaseSettings):
         None, description="Instance price table (JSON like cloud/fleet/prices.json); unset: the shipped one."
     )
     metrics_sample_interval_s: float = Field(
-        30.0, ge=1, le=3600, description="How often the bot samples queue depths and fleet size for the dashboard."
+        30.0,
+        ge=1,
+        le=3600,
+        description="How often the bot samples queue depths and fleet size for the dashboard.",
     )
-    metrics_retention_days: float = Field(14.0, gt=0, le=3650, description="Dashboard samples older than this are deleted.")
-    dashboard_window_h: float = Field(24.0, gt=0, le=24 * 90, description="Time span the admin dashboard shows.")
+    metrics_retention_days: float = Field(
+        14.0, gt=0, le=3650, description="Dashboard samples older than this are deleted."
+    )
+    dashboard_window_h: float = Field(
+        24.0, gt=0, le=24 * 90, description="Time span the admin dashboard shows."
+    )
     alert_channel_id: int | None = Field(
-        None, description="The operators' channel for fleet alerts; unset: alerts are only logged (never posted "
-        "to the servers' admin log channels)."
+        None,
+        description="The operators' channel for fleet alerts; unset: alerts are only logged (never posted "
+        "to the servers' admin log channels).",
     )
     alert_interval_s: float = Field(60.0, ge=1, le=3600, description="How often alerts are evaluated.")
     alert_cooldown_s: float = Field(
-        3600.0, ge=0, le=7 * 86400, description="A firing alert is posted again only after this long (or once cleared)."
+        3600.0,
+        ge=0,
+        le=7 * 86400,
+        description="A firing alert is posted again only after this long (or once cleared).",
     )
     alert_failure_ratio: float = Field(
-        0.25, gt=0, le=1, description="Alert when failed jobs / finished jobs over ALERT_FAILURE_WINDOW_S reaches this."
+        0.25,
+        gt=0,
+        le=1,
+        description="Alert when failed jobs / finished jobs over ALERT_FAILURE_WINDOW_S reaches this.",
     )
-    alert_failure_window_s: float = Field(3600.0, ge=60, le=7 * 86400, description="Window of the failure-ratio alert.")
+    alert_failure_window_s: float = Field(
+        3600.0, ge=60, le=7 * 86400, description="Window of the failure-ratio alert."
+    )
     alert_failure_min_jobs: int = Field(
-        4, ge=1, le=100000, description="Finished jobs needed in the window before the failure ratio can alert."
+        4,
+        ge=1,
+        le=100000,
+        description="Finished jobs needed in the window before the failure ratio can alert.",
     )
     alert_wait_objective_s: float = Field(
         900.0, gt=0, le=86400, description="Alert when a queue's oldest waiting message is older than this."
     )
     alert_capacity_after_s: float = Field(
-        600.0, ge=0, le=86400, description="Alert when a pool's desired capacity exceeds its running instances this long."
+        600.0,
+        ge=0,
+        le=86400,
+        description="Alert when a pool's desired capacity exceeds its running instances this long.",
     )
     agent_seen_window_s: float = Field(
-        300.0, ge=10, le=86400, description="An agent counts in the fleet size if it sent an event this recently."
+        300.0,
+        ge=10,
+        le=86400,
+        description="An agent counts in the fleet size if it sent an event this recently.",
     )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
@@ -425,7 +557,7 @@ def _source_error_line(err: Exception) -> str:
     # pydantic-settings fails before validation when an environment value of a list setting is not JSON.
     match = re.search(r'field "([a-z0-9_]+)"', str(err))
     name = match.group(1).upper() if match else "settings"
-    return f"photogen: bad setting {name}: not valid JSON (write a list as JSON, e.g. [\"a\", \"b\"] or [1, 2])"
+    return f'photogen: bad setting {name}: not valid JSON (write a list as JSON, e.g. ["a", "b"] or [1, 2])'
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -104,7 +104,13 @@ def render_markdown() -> str:
         "This file is generated: `python -m storage.settings_docs` rewrites it after a setting changes.",
     ]
     for title, names in sections():
-        out += ["", f"## {title[:1].upper()}{title[1:]}", "", "| Setting | Type | Default | Meaning |", "|---|---|---|---|"]
+        out += [
+            "",
+            f"## {title[:1].upper()}{title[1:]}",
+            "",
+            "| Setting | Type | Default | Meaning |",
+            "|---|---|---|---|",
+        ]
         for name in names:
             info = Settings.model_fields[name]
             default = env_value(_default(name))
@@ -117,7 +123,9 @@ def render_markdown() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if a file is out of date instead of writing")
+    parser.add_argument(
+        "--check", action="store_true", help="fail if a file is out of date instead of writing"
+    )
     args = parser.parse_args(argv)
     stale = []
     for path, text in ((ENV_EXAMPLE, render_env_example()), (SETTINGS_MD, render_markdown())):

@@ -1,7 +1,8 @@
 """Each trained model's own rare identifier token (DreamBooth's "[V]"), recorded in trained_models.subject_token.
 
 One token for everyone ('sks') was enough while a picture held one member's LoRA; two members' LoRAs in one picture
-need two different words, or both LoRAs answer to the same one. A token is four consonants ('vqzk', never h or w): CLIP's BPE
+need two different words, or both LoRAs answer to the same one. A token is four consonants ('vqzk', never h
+or w): CLIP's BPE
 splits such a string into rare sub-word pieces with no meaning of their own, which is what DreamBooth asks of an
 identifier (Ruiz et al. 2022 §3.2: rare, short, weak prior). It is unique among the models in training or ready.
 Models trained before keep their 'sks': the token is read from the model's row, never assumed.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,9 +29,9 @@ def _mark(blobs: BlobStore, key: str) -> None:
     blobs.put(key, json.dumps({"at": round(time.time(), 3)}).encode(), content_type="application/json")
 
 
-def _exists(blobs: BlobStore, make_key: object, value: object) -> bool:
+def _exists(blobs: BlobStore, make_key: Callable[[object], str], value: object) -> bool:
     try:
-        key = make_key(value)  # type: ignore[operator]
+        key = make_key(value)
     except ValueError:
         return False  # not a valid id: nothing can carry that tombstone
     return blobs.exists(key)
@@ -72,8 +73,9 @@ def forgotten_at(blobs: BlobStore, user_id: object) -> float | None:
 Withdrawal = Literal["forgotten", "cancelled"]
 
 
-def withdrawn(blobs: BlobStore, *, user_id: object, order_id: str, issued_at: float | None = None
-              ) -> Withdrawal | None:
+def withdrawn(
+    blobs: BlobStore, *, user_id: object, order_id: str, issued_at: float | None = None
+) -> Withdrawal | None:
     """Why a job of this member and order (placed at ``issued_at``, if known) must not run or be redriven:
     "forgotten", "cancelled" or None."""
     if is_forgotten(blobs, user_id, issued_at):

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.slow import is_slow_file, is_slow_item
+
 # boto3 needs credentials to sign requests, even against moto's server. These are dummies; nothing here
 # ever talks to AWS.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -20,6 +22,21 @@ os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
 
 # Real face photos, in the repository with their sources (tests/data/faces/SOURCES.md).
 FACES_DIR = Path(__file__).resolve().parent / "data" / "faces"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With ``-m "not slow"`` (./scripts/test --fast) a file or folder that is slow by rule is not even imported:
+    importing torch and diffusers alone would take a good part of the minute the fast run has."""
+    if config.getoption("markexpr", "").strip() == "not slow" and is_slow_file(collection_path):
+        return True
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the slow tests by the rule in tests/slow.py, so no test file has to carry the marker by hand."""
+    for item in items:
+        if is_slow_item(item):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -27,5 +27,8 @@ def cell_value(cell: str, like: object) -> object:
         return tuple(part.strip() for part in cell.split(","))
     if isinstance(like, str):
         return cell
-    return {"True": True, "False": False, "None": None}.get(cell) if cell in ("True", "False", "None") else (
-        float(cell) if isinstance(like, float) else int(cell))
+    return (
+        {"True": True, "False": False, "None": None}.get(cell)
+        if cell in ("True", "False", "None")
+        else (float(cell) if isinstance(like, float) else int(cell))
+    )

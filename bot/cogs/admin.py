@@ -55,7 +55,12 @@ class Admin(
     ) -> None:
         """Audit row first (the record must exist even if Discord is down), then the answer and the log post."""
         await self.bot.run_blocking(
-            admin_svc.audit, self.bot.backends, interaction.guild_id, interaction.user.id, action, target,
+            admin_svc.audit,
+            self.bot.backends,
+            interaction.guild_id,
+            interaction.user.id,
+            action,
+            target,
             detail,
         )
         member_orders.forget_cached_rules(self.bot, interaction.guild_id)
@@ -215,13 +220,17 @@ class Admin(
     @app_commands.command(name="pause", description="Stop taking new orders (running ones carry on)")
     async def pause(self, interaction: discord.Interaction) -> None:
         rules = rules_of(interaction)
-        await self.bot.run_blocking(admin_svc.update_guild, self.bot.backends, interaction.guild_id, paused=True)
+        await self.bot.run_blocking(
+            admin_svc.update_guild, self.bot.backends, interaction.guild_id, paused=True
+        )
         await self._done(interaction, rules, "pause", "studio", "", "New orders are paused.")
 
     @app_commands.command(name="resume", description="Take new orders again")
     async def resume(self, interaction: discord.Interaction) -> None:
         rules = rules_of(interaction)
-        await self.bot.run_blocking(admin_svc.update_guild, self.bot.backends, interaction.guild_id, paused=False)
+        await self.bot.run_blocking(
+            admin_svc.update_guild, self.bot.backends, interaction.guild_id, paused=False
+        )
         await self._done(interaction, rules, "resume", "studio", "", "New orders are open again.")
 
     @app_commands.command(name="status", description="Queue depths, dead letters, agents and cost")
@@ -263,6 +272,7 @@ class Admin(
 
         rules = rules_of(interaction)
         gid = interaction.guild_id
+        assert gid is not None  # a guild-only command
         if policy is not None:
             await self.bot.run_blocking(safety_svc.set_policy, self.bot.backends, gid, policy)
         current = await self.bot.run_blocking(safety_svc.policy_of, self.bot.backends, gid)
@@ -282,7 +292,9 @@ class Admin(
         self, interaction: discord.Interaction, word: app_commands.Range[str, 1, 64]
     ) -> None:
         rules = rules_of(interaction)
-        await self.bot.run_blocking(admin_svc.edit_blocked_words, self.bot.backends, interaction.guild_id, add=word)
+        await self.bot.run_blocking(
+            admin_svc.edit_blocked_words, self.bot.backends, interaction.guild_id, add=word
+        )
         await self._done(
             interaction, rules, "blocked add", "word", "(hidden)", "Word added to the blocked list."
         )
@@ -313,7 +325,9 @@ class Admin(
     )
     async def channels_allow(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
         rules = rules_of(interaction)
-        await self.bot.run_blocking(admin_svc.edit_channels, self.bot.backends, interaction.guild_id, add=channel.id)
+        await self.bot.run_blocking(
+            admin_svc.edit_channels, self.bot.backends, interaction.guild_id, add=channel.id
+        )
         await self._done(
             interaction, rules, "channels allow", f"<#{channel.id}>", "", f"Allowed in <#{channel.id}>."
         )
@@ -338,7 +352,6 @@ class Admin(
         rules = rules_of(interaction)
         shown = ", ".join(f"<#{c}>" for c in sorted(rules.allowed_channel_ids)) or "any channel"
         await interaction.response.send_message(f"Photogen may be used in: {shown}", ephemeral=True)
-
 
     # --- dead letters: this server's (bot owners: every server's) --------------------------------------
     def _deadletters_caller(self, interaction: discord.Interaction) -> tuple[GuildRules, bool]:
@@ -374,7 +387,10 @@ class Admin(
         rules, everyone = self._deadletters_caller(interaction)
         await interaction.response.defer(ephemeral=True, thinking=True)
         view = await self.bot.run_blocking(
-            deadletters_svc.redrive_dead_letter, self.bot.backends, message, interaction.guild_id,
+            deadletters_svc.redrive_dead_letter,
+            self.bot.backends,
+            message,
+            interaction.guild_id,
             everyone=everyone,
         )
         await self._done(

@@ -10,6 +10,7 @@ nonce and Discord returns the message it already has instead of posting a second
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -139,10 +140,8 @@ class Delivery(commands.Cog):
                 raise
             except Exception:
                 log.exception("outbox round failed")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._outbox_wake.wait(), timeout=OUTBOX_SWEEP_S)
-            except TimeoutError:
-                pass
             self._outbox_wake.clear()
 
     async def flush_outbox(self) -> int:
@@ -186,8 +185,12 @@ class Delivery(commands.Cog):
         the admins are alerted. Never raises: the round goes on with the next row."""
         try:
             gave_up = await self.bot.run_blocking(
-                lifecycle.give_up_outbox, self.bot.backends.engine, row, error,
-                self.bot.settings.delivery_max_attempts)
+                lifecycle.give_up_outbox,
+                self.bot.backends.engine,
+                row,
+                error,
+                self.bot.settings.delivery_max_attempts,
+            )
             if gave_up is None:
                 return
             metrics.DELIVERIES_GIVEN_UP.inc()
@@ -234,9 +237,9 @@ class Delivery(commands.Cog):
         channel = self.bot.get_partial_messageable(message.channel_id)
         sent = await channel.send(
             content=message.content,
-            embed=message.embed,
+            embed=message.embed,  # type: ignore[arg-type]  # discord.py accepts None; its types do not say so
             files=message.files(),
-            view=message.view,
+            view=message.view,  # type: ignore[arg-type]
             nonce=svc.nonce_for(row.id),
             allowed_mentions=message.allowed_mentions,
         )

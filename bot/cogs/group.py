@@ -83,7 +83,9 @@ class Group(commands.Cog):
         count: app_commands.Range[int, 1, 4] | None = None,
         seed: app_commands.Range[int, 0, group.MAX_SEED] | None = None,
     ) -> None:
-        rules = gate.order_rules(interaction, text=prompt)  # the member gate itself ran in the tree (bot/gate.py)
+        rules = gate.order_rules(
+            interaction, text=prompt
+        )  # the member gate itself ran in the tree (bot/gate.py)
         await interaction.response.defer(thinking=True)
         picked = [_picked(interaction, u) for u in (member2, member3, member4) if u is not None]
         group.check_picked(interaction.user.id, picked)
@@ -111,7 +113,9 @@ class Group(commands.Cog):
         )
         embed.add_field(name="Order", value=f"`{req.order_id}`")
         message = await interaction.edit_original_response(embed=embed, view=status_view(req.order_id))
-        await self.bot.run_blocking(lifecycle.set_status_message, self.bot.backends.engine, req.order_id, message.id)
+        await self.bot.run_blocking(
+            lifecycle.set_status_message, self.bot.backends.engine, req.order_id, message.id
+        )
         channel = self.bot.get_partial_messageable(interaction.channel_id or 0)
         for user_id in req.asked:
             sent = await channel.send(
@@ -119,7 +123,9 @@ class Group(commands.Cog):
                 view=consent_view(req.order_id, user_id),
                 allowed_mentions=_ping(user_id),
             )
-            await self.bot.run_blocking(group.set_request_message, self.bot.backends, req.order_id, user_id, sent.id)
+            await self.bot.run_blocking(
+                group.set_request_message, self.bot.backends, req.order_id, user_id, sent.id
+            )
 
     @group_cmd.autocomplete("model")
     async def model_autocomplete(
@@ -127,7 +133,9 @@ class Group(commands.Cog):
     ) -> list[app_commands.Choice[str]]:
         from bot.views import model_choices
 
-        models = await self.bot.run_blocking(lifecycle.list_models, self.bot.backends.engine, interaction.user.id)
+        models = await self.bot.run_blocking(
+            lifecycle.list_models, self.bot.backends.engine, interaction.user.id
+        )
         return model_choices(models, current, ready_only=True)
 
     @app_commands.command(

@@ -98,7 +98,8 @@ class Imagine(commands.Cog):
     ) -> list[app_commands.Choice[str]]:
         # Only the caller's own trained models: another member's model id is never offered.
         models = await self.bot.run_blocking(
-            lifecycle.list_models, self.bot.backends.engine, interaction.user.id)
+            lifecycle.list_models, self.bot.backends.engine, interaction.user.id
+        )
         return model_choices(models, current, ready_only=True)
 
 

@@ -21,7 +21,9 @@ class Models(commands.GroupCog, group_name="models", group_description="Your tra
     @app_commands.command(name="list", description="List your trained models")
     @app_commands.guild_only()
     async def list_cmd(self, interaction: discord.Interaction) -> None:
-        models = await self.bot.run_blocking(lifecycle.list_models, self.bot.backends.engine, interaction.user.id)
+        models = await self.bot.run_blocking(
+            lifecycle.list_models, self.bot.backends.engine, interaction.user.id
+        )
         embed = discord.Embed(title="Your models", colour=BLUE)
         if not models:
             embed.description = "No models yet. Train one with /train."
@@ -49,7 +51,8 @@ class Models(commands.GroupCog, group_name="models", group_description="Your tra
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         models = await self.bot.run_blocking(
-            lifecycle.list_models, self.bot.backends.engine, interaction.user.id)
+            lifecycle.list_models, self.bot.backends.engine, interaction.user.id
+        )
         return model_choices(models, current, ready_only=False)
 
 

@@ -57,7 +57,9 @@ class Owner(
         member: discord.User,
         reason: app_commands.Range[str, 0, 200] = "",
     ) -> None:
-        await self.bot.run_blocking(admin_svc.set_banned, self.bot.backends, ALL_GUILDS, member.id, True, reason)
+        await self.bot.run_blocking(
+            admin_svc.set_banned, self.bot.backends, ALL_GUILDS, member.id, True, reason
+        )
         await self._done(interaction, "ban", member, reason, f"<@{member.id}> is banned in every server.")
 
     @app_commands.command(name="unban", description="Lift a ban everywhere (a server's own ban stays)")

@@ -20,7 +20,9 @@ class Orders(commands.Cog):
     @app_commands.guild_only()
     async def orders_cmd(self, interaction: discord.Interaction) -> None:
         # The member's own orders and the group pictures others made of them (bot/services/group_privacy.py).
-        rows = await self.bot.run_blocking(group_privacy.orders_seen_by, self.bot.backends, interaction.user.id, 15)
+        rows = await self.bot.run_blocking(
+            group_privacy.orders_seen_by, self.bot.backends, interaction.user.id, 15
+        )
         embed = discord.Embed(title="Your orders", colour=BLUE)
         if not rows:
             embed.description = "No orders yet. Start with /train."
@@ -45,7 +47,8 @@ class Orders(commands.Cog):
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         rows = await self.bot.run_blocking(
-            lifecycle.list_orders, self.bot.backends.engine, interaction.user.id, limit=25, active_only=True)
+            lifecycle.list_orders, self.bot.backends.engine, interaction.user.id, limit=25, active_only=True
+        )
         return [
             app_commands.Choice(name=f"{o.id} · {o.kind} · {o.status}", value=o.id)
             for o in rows
@@ -55,7 +58,9 @@ class Orders(commands.Cog):
     @app_commands.command(name="queue", description="Where your orders stand in the queue, and the fleet")
     @app_commands.guild_only()
     async def queue(self, interaction: discord.Interaction) -> None:
-        view = await self.bot.run_blocking(member_orders.queue_overview, self.bot.backends, interaction.user.id)
+        view = await self.bot.run_blocking(
+            member_orders.queue_overview, self.bot.backends, interaction.user.id
+        )
         embed = discord.Embed(title="Queue", colour=BLUE)
         embed.add_field(name="Training jobs waiting", value=str(view.train_waiting), inline=True)
         embed.add_field(name="Render jobs waiting", value=str(view.render_waiting), inline=True)
@@ -63,7 +68,8 @@ class Orders(commands.Cog):
         for pos in view.mine:
             embed.add_field(
                 name=f"`{pos.order_id}`",
-                value=f"position {pos.position} · ETA {human_eta(pos.eta_s)} · {STATUS_LABEL.get(pos.status, pos.status)}",
+                value=f"position {pos.position} · ETA {human_eta(pos.eta_s)} · "
+                f"{STATUS_LABEL.get(pos.status, pos.status)}",
                 inline=False,
             )
         if not view.mine:

@@ -65,7 +65,8 @@ class Train(commands.Cog):
     ) -> None:
         if not self.intakes.claim(interaction.user.id):
             await interaction.response.send_message(
-                "Your photos are still being checked; wait for that answer before sending more.", ephemeral=True
+                "Your photos are still being checked; wait for that answer before sending more.",
+                ephemeral=True,
             )
             return
         given = [photos.get(option) for option in PHOTO_OPTIONS]
@@ -99,7 +100,8 @@ class Train(commands.Cog):
         if not report.accepted:
             # What is wrong with a member's photos is theirs to see, not the channel's.
             await reply_private(
-                interaction, photo_report_embed(accepted=False, summary=report.summary, lines=report.lines),
+                interaction,
+                photo_report_embed(accepted=False, summary=report.summary, lines=report.lines),
                 content=CONSENT,
             )
             return
@@ -127,7 +129,8 @@ class Train(commands.Cog):
             view=status_view(placed.order_id),
         )
         await self.bot.run_blocking(
-            lifecycle.set_status_message, self.bot.backends.engine, placed.order_id, message.id)
+            lifecycle.set_status_message, self.bot.backends.engine, placed.order_id, message.id
+        )
         # The order is the channel's to follow; the member's balance is theirs alone.
         await interaction.followup.send(f"{placed.credits_left} credit(s) left.", ephemeral=True)
 

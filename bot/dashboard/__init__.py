@@ -14,6 +14,10 @@ from bot.dashboard.routes import add_routes
 from bot.dashboard.sampler import sample_once, sample_round
 
 __all__ = [
-    "StoreCollector", "add_routes", "process_store_metrics", "register_store_metrics", "sample_once",
+    "StoreCollector",
+    "add_routes",
+    "process_store_metrics",
+    "register_store_metrics",
+    "sample_once",
     "sample_round",
 ]

@@ -87,7 +87,12 @@ class OperatorAuth:
         clean = request.rel_url.with_query([(k, v) for k, v in request.rel_url.query.items() if k != "token"])
         redirect = web.HTTPSeeOther(location=str(clean))
         redirect.set_cookie(
-            COOKIE, session_id, httponly=True, samesite="Strict", path="/admin", secure=request.secure,
+            COOKIE,
+            session_id,
+            httponly=True,
+            samesite="Strict",
+            path="/admin",
+            secure=request.secure,
             max_age=int(SESSION_TTL_S),
         )
         return redirect

@@ -79,7 +79,8 @@ def _grid(y_max: float, unit: str, prefix: str) -> list[tuple[float, str]]:
 
 
 def _legend(labels: Sequence[str]) -> list[tuple[float, str, str]]:
-    items, x = [], LEFT
+    items: list[tuple[float, str, str]] = []
+    x: float = LEFT
     for i, label in enumerate(labels):
         items.append((x, PALETTE[i % len(PALETTE)], label))
         x += 22 + 7 * len(label)
@@ -108,14 +109,18 @@ def line_chart(
     plot_w, plot_h = W - LEFT - RIGHT, H - TOP - BOTTOM
     lines = []
     for i, (label, pts) in enumerate(series.items()):
-        xy = [(f"{LEFT + plot_w * (t - t0) / span:.1f}", f"{TOP + plot_h * (1 - v / y_max):.1f}") for t, v in pts]
+        xy = [
+            (f"{LEFT + plot_w * (t - t0) / span:.1f}", f"{TOP + plot_h * (1 - v / y_max):.1f}")
+            for t, v in pts
+        ]
         lines.append(Line(label, PALETTE[i % len(PALETTE)], xy, len(pts) <= MARKERS_UP_TO))
     stamps = [
         (LEFT + plot_w * frac, anchor, time.strftime("%m-%d %H:%M", time.gmtime(t0 + span * frac)) + " UTC")
         for frac, anchor in ((0.0, "start"), (0.5, "middle"), (1.0, "end"))
     ]
-    return Chart(name, title, grid=_grid(y_max, unit, ""), lines=lines, x_labels=stamps,
-                 legend=_legend(list(series)))
+    return Chart(
+        name, title, grid=_grid(y_max, unit, ""), lines=lines, x_labels=stamps, legend=_legend(list(series))
+    )
 
 
 def bar_chart(
@@ -138,14 +143,33 @@ def bar_chart(
     slot = plot_w / len(labels)
     bar_w = max(1.0, slot * 0.8 / len(groups))
     series = [
-        BarSeries(series_name, PALETTE[gi % len(PALETTE)], [
-            Bar(LEFT + slot * li + slot * 0.1 + bar_w * gi, TOP + plot_h - plot_h * value / y_max, bar_w,
-                plot_h * value / y_max, value, f"{labels[li]}: {prefix}{value:g}{unit}")
-            for li, value in enumerate(vals)
-        ])
+        BarSeries(
+            series_name,
+            PALETTE[gi % len(PALETTE)],
+            [
+                Bar(
+                    LEFT + slot * li + slot * 0.1 + bar_w * gi,
+                    TOP + plot_h - plot_h * value / y_max,
+                    bar_w,
+                    plot_h * value / y_max,
+                    value,
+                    f"{labels[li]}: {prefix}{value:g}{unit}",
+                )
+                for li, value in enumerate(vals)
+            ],
+        )
         for gi, (series_name, vals) in enumerate(groups.items())
     ]
-    ticks = [(LEFT + slot * (li + 0.5), "middle", label[:14])
-             for li, label in enumerate(labels) if li % label_every == 0]
-    return Chart(name, title, grid=_grid(y_max, unit, prefix), bar_series=series, x_labels=ticks,
-                 legend=_legend(list(groups)))
+    ticks = [
+        (LEFT + slot * (li + 0.5), "middle", label[:14])
+        for li, label in enumerate(labels)
+        if li % label_every == 0
+    ]
+    return Chart(
+        name,
+        title,
+        grid=_grid(y_max, unit, prefix),
+        bar_series=series,
+        x_labels=ticks,
+        legend=_legend(list(groups)),
+    )

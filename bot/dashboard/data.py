@@ -42,7 +42,7 @@ def dashboard_data(engine: Engine, *, window_s: float, now: float | None = None)
                 name = metrics.parse_labels(labels).get("queue", labels or "?")
                 queue_depth.setdefault(name, {})[field] = _points(series)
         fleet: dict[str, list[list[float]]] = {}
-        for labels, series in metrics.series(s, "fleet_agents", since, at, max_points=MAX_POINTS).items():
+        for series in metrics.series(s, "fleet_agents", since, at, max_points=MAX_POINTS).values():
             fleet["agents"] = _points(series)
         for metric in ("fleet_desired", "fleet_running"):
             for labels, series in metrics.series(s, metric, since, at, max_points=MAX_POINTS).items():
@@ -87,8 +87,16 @@ def dashboard_data(engine: Engine, *, window_s: float, now: float | None = None)
                 f"{k}/{st}": n for (k, st), n in sorted(metrics.orders_by_status(s).items())
             },
             "likeness": {
-                group: [{"key": d.key, "label": d.label, "total": d.total, "verdicts": d.verdicts,
-                         "quartiles": d.quartiles} for d in rows]
+                group: [
+                    {
+                        "key": d.key,
+                        "label": d.label,
+                        "total": d.total,
+                        "verdicts": d.verdicts,
+                        "quartiles": d.quartiles,
+                    }
+                    for d in rows
+                ]
                 for group, rows in likeness.distributions(s, since).items()
             },
         }

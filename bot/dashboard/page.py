@@ -10,8 +10,13 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from bot.dashboard.charts import BOTTOM, LEFT, RIGHT, TOP, Chart, H, W, bar_chart, line_chart
 
 # Autoescaped: server names, model names and error codes come from members and admins; undefined names fail.
-_TEMPLATES = Environment(loader=PackageLoader("bot.dashboard", "templates"), autoescape=True,
-                         undefined=StrictUndefined, trim_blocks=True, keep_trailing_newline=True)
+_TEMPLATES = Environment(
+    loader=PackageLoader("bot.dashboard", "templates"),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    keep_trailing_newline=True,
+)
 _TEMPLATES.globals.update(W=W, H=H, LEFT=LEFT, RIGHT=RIGHT, TOP=TOP, BOTTOM=BOTTOM)  # the charts' frame
 
 
@@ -25,14 +30,22 @@ def _dur(seconds: float | None) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
 
 
-_VERDICTS = (("strong", "strong"), ("fair", "fair"), ("weak", "weak"), ("copy", "copy"), ("no_face", "no face"))
+_VERDICTS = (
+    ("strong", "strong"),
+    ("fair", "fair"),
+    ("weak", "weak"),
+    ("copy", "copy"),
+    ("no_face", "no face"),
+)
 
 
 def _likeness_chart(chart_id: str, title: str, rows: list[dict[str, Any]]) -> Chart:
     """Pictures per verdict for each server or model, labelled with the median score (the quartiles are in the
     JSON)."""
-    labels = [f"{r['label'][:18]} (median {r['quartiles'][1]:.2f})" if r.get("quartiles") else r["label"][:18]
-              for r in rows]
+    labels = [
+        f"{r['label'][:18]} (median {r['quartiles'][1]:.2f})" if r.get("quartiles") else r["label"][:18]
+        for r in rows
+    ]
     series = {name: [r["verdicts"].get(key, 0) for r in rows] for key, name in _VERDICTS}
     return bar_chart(chart_id, title, labels, series, label_every=max(1, len(labels) // 6))
 
@@ -117,7 +130,9 @@ def render_page(data: dict[str, Any]) -> str:
     )
 
     for group, title in (("servers", "Likeness per server"), ("models", "Likeness per model")):
-        charts.append((title, _likeness_chart(f"likeness-{group}", title, data.get("likeness", {}).get(group, []))))
+        charts.append(
+            (title, _likeness_chart(f"likeness-{group}", title, data.get("likeness", {}).get(group, [])))
+        )
 
     cost = data["cost"]
     means = ", ".join(f"{k} ${v:.3f}" for k, v in cost["mean_per_order_usd"].items()) or "–"

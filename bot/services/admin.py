@@ -28,8 +28,9 @@ def guild_rules(b: Backends, guild_id: int) -> GuildRules:
 
 def audit(b: Backends, guild_id: int | None, actor_id: int, action: str, target: str, detail: str) -> None:
     with transaction(b.engine) as s:
-        order_store.audit(s, action=action, guild_id=guild_id, actor_id=actor_id, target=target,
-                          detail=detail or None)
+        order_store.audit(
+            s, action=action, guild_id=guild_id, actor_id=actor_id, target=target, detail=detail or None
+        )
 
 
 def update_guild(b: Backends, guild_id: int | None, **changes: Any) -> None:

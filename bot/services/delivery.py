@@ -56,8 +56,9 @@ def apply_event(b: Backends, event: Event) -> lifecycle.Applied:
     price = 0.0  # only finished jobs record their GPU time
     if event.kind in JOB_OUTCOMES:
         price = costs.price_of(s, event.instance_type, costs.market_of(s, event.job_kind)).per_hour
-    applied = lifecycle.apply_event(b.engine, event, price_per_hour=price,
-                                    advice_after=s.likeness_advice_after)
+    applied = lifecycle.apply_event(
+        b.engine, event, price_per_hour=price, advice_after=s.likeness_advice_after
+    )
     if applied.forged is not None:
         log.warning("dropped event %s for order %s: %s", event.event_id, event.order_id, applied.forged)
         metrics.EVENTS_FORGED.inc()
@@ -153,7 +154,10 @@ def build_message(
         if pictured:  # a group picture (bot/services/group.py): everyone in it is told
             msg.content = " ".join(f"<@{int(u)}>" for u in pictured)
             msg.allowed_mentions = discord.AllowedMentions(
-                everyone=False, roles=False, replied_user=False, users=[discord.Object(int(u)) for u in pictured]
+                everyone=False,
+                roles=False,
+                replied_user=False,
+                users=[discord.Object(int(u)) for u in pictured],
             )
         if p.get("likeness"):
             msg.content += "\n" + likeness.words(p["likeness"], shown)
@@ -162,18 +166,25 @@ def build_message(
             images = []
         msg.view = (
             result_view(row.order_id or "", count, shown=shown, upscaled=p.get("mode") == "upscale")
-            if shown else None
+            if shown
+            else None
         )
         if pictured and shown:
             from bot.group_views import group_result_view
 
             msg.view = group_result_view(row.order_id or "", count, shown=shown)
         msg.embed = result_embed(
-            title=params.get("title") or "Your pictures", seed=params.get("seed"), count=count,
-            model=params.get("model_name"), style=params.get("style"),
+            title=params.get("title") or "Your pictures",
+            seed=params.get("seed"),
+            count=count,
+            model=params.get("model_name"),
+            style=params.get("style"),
         )
     else:
-        msg.content = f"<@{user_id}> your model **{neutralise(p.get('model_name', ''), 100)}** is trained and ready for /imagine."
+        msg.content = (
+            f"<@{user_id}> your model **{neutralise(p.get('model_name', ''), 100)}** "
+            "is trained and ready for /imagine."
+        )
         if p.get("likeness"):
             msg.content += "\n" + likeness.words(p["likeness"], shown)
         msg.embed = discord.Embed(title="Model ready", colour=GREEN)

@@ -74,7 +74,9 @@ async def image_button(
     bot: PhotogenBot, interaction: discord.Interaction, action: str, order_id: str, n: int
 ) -> None:
     if action == "del":
-        deleted = await bot.run_blocking(group_privacy.delete_post, bot.backends, order_id, interaction.user.id)
+        deleted = await bot.run_blocking(
+            group_privacy.delete_post, bot.backends, order_id, interaction.user.id
+        )
         await interaction.response.send_message(f"Deleted {deleted} picture(s).", ephemeral=True)
         if interaction.message is not None:
             try:

@@ -4,6 +4,7 @@ Blocking, except ``delete_posts``."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,10 +114,9 @@ async def delete_posts(bot: Any, posts: list[Post]) -> None:
     import discord
 
     for post in posts:
-        try:
+        # deleted already, or the channel is gone: nothing left to show
+        with contextlib.suppress(discord.HTTPException):
             await bot.get_partial_messageable(post.channel_id).get_partial_message(post.message_id).delete()
-        except discord.HTTPException:
-            pass  # deleted already, or the channel is gone: nothing left to show
 
 
 def _scrub_member(s: Any, order_id: str, user_id: str) -> None:

@@ -53,8 +53,10 @@ def _over_budget(settings: Settings) -> Refused:
     from gpu_agent.photos import size_words
 
     cap = size_words(settings.intake_max_total_bytes)
-    return Refused(f"Your files come to more than {cap} in all (counting what .zip files unpack to); one /train "
-                   f"takes at most {cap}. Send fewer or smaller photos. Nothing was stored or charged.")
+    return Refused(
+        f"Your files come to more than {cap} in all (counting what .zip files unpack to); one /train "
+        f"takes at most {cap}. Send fewer or smaller photos. Nothing was stored or charged."
+    )
 
 
 def _is_zip(att: discord.Attachment) -> bool:
@@ -70,7 +72,9 @@ def check_declared(settings: Settings, attachments: Sequence[discord.Attachment]
     can answer with it before deferring (the refusal is then ephemeral)."""
     if len(attachments) > settings.max_photos:
         raise Refused(f"{len(attachments)} files: at most {settings.max_photos} photos per training.")
-    wanted = [a for a in attachments if a.size <= (_zip_cap(settings) if _is_zip(a) else settings.max_photo_bytes)]
+    wanted = [
+        a for a in attachments if a.size <= (_zip_cap(settings) if _is_zip(a) else settings.max_photo_bytes)
+    ]
     if sum(a.size for a in wanted) > settings.intake_max_total_bytes:
         raise _over_budget(settings)
 

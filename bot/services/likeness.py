@@ -14,8 +14,13 @@ from storage import metrics
 from storage.lifecycle.events import FAILING
 
 __all__ = ["FAILING", "Distribution", "advice_text", "distributions", "words"]
-_WORDS = {"strong": "strong", "fair": "fair", "weak": "weak", "copy": "too close to one of your photos",
-          "no_face": "no face found"}
+_WORDS = {
+    "strong": "strong",
+    "fair": "fair",
+    "weak": "weak",
+    "copy": "too close to one of your photos",
+    "no_face": "no face found",
+}
 
 
 def words(scores: list[dict[str, Any]], shown: list[int] | None = None) -> str:
@@ -41,10 +46,14 @@ def words(scores: list[dict[str, Any]], shown: list[int] | None = None) -> str:
 def advice_text(p: dict[str, Any]) -> str:
     name = p.get("model_name") or "your model"
     if p.get("copies"):
-        return (f"{p.get('failing')} pictures of **{name}** came out as near-copies of your training photos. "
-                "Train again with more varied photos: different days, places, clothes and angles.")
-    return (f"{p.get('failing')} pictures of **{name}** did not look much like you. What helps: train again with "
-            "more photos (10-20), in good even light, face clearly visible, and only you in each photo.")
+        return (
+            f"{p.get('failing')} pictures of **{name}** came out as near-copies of your training photos. "
+            "Train again with more varied photos: different days, places, clothes and angles."
+        )
+    return (
+        f"{p.get('failing')} pictures of **{name}** did not look much like you. What helps: train again with "
+        "more photos (10-20), in good even light, face clearly visible, and only you in each photo."
+    )
 
 
 # --- the admin dashboard --------------------------------------------------------------------------------------
@@ -64,7 +73,9 @@ class Distribution:
         return sum(self.verdicts.values())
 
 
-def distributions(session: Session, since: float, guild_id: str | None = None) -> dict[str, list[Distribution]]:
+def distributions(
+    session: Session, since: float, guild_id: str | None = None
+) -> dict[str, list[Distribution]]:
     """Likeness per server and per model since ``since`` (one server's only, when ``guild_id`` is given)."""
     rows = metrics.likeness_scores(session, since, guild_id)
     by_guild: dict[str, list[tuple[str, float | None]]] = {}
@@ -84,6 +95,7 @@ def _summary(key: str, label: str, rows: list[tuple[str, float | None]]) -> Dist
     scores = sorted(s for _, s in rows if s is not None)
     quartiles = None
     if scores:
+
         def at(q: float) -> float:
             return round(scores[min(len(scores) - 1, int(q * len(scores)))], 2)
 

@@ -121,7 +121,8 @@ def _limits(b: Backends, rules: GuildRules) -> Limits:
 def precheck_train(b: Backends, user_id: int, rules: GuildRules) -> None:
     with _limits_refused():
         lifecycle.precheck_order(
-            b.engine, rules.guild_id, user_id, _limits(b, rules), b.settings.train_credit_cost)
+            b.engine, rules.guild_id, user_id, _limits(b, rules), b.settings.train_credit_cost
+        )
 
 
 # --- placing orders -----------------------------------------------------------------------------------------
@@ -170,8 +171,12 @@ def place_train_order(
             channel_id=channel_id,
             kind=JobKind.TRAIN,
             cost=s.train_credit_cost,
-            params={"title": f"Training: {neutralise(name, 100)}", "name": name, "class_word": class_word,
-                    "photos": len(crops)},
+            params={
+                "title": f"Training: {neutralise(name, 100)}",
+                "name": name,
+                "class_word": class_word,
+                "photos": len(crops),
+            },
             job=job.model_dump(mode="json"),
             limits=_limits(b, rules),
             model=NewModel(
@@ -184,12 +189,22 @@ def place_train_order(
             b.blobs.put(key, data, content_type="image/jpeg")
         b.queues.train.send(encode(job))
 
-    return _enqueue(b, order_id, job_id, credits_left, send,
-                    undo=lambda: b.blobs.delete_prefix(keys.photos_prefix(user_id, order_id)))
+    return _enqueue(
+        b,
+        order_id,
+        job_id,
+        credits_left,
+        send,
+        undo=lambda: b.blobs.delete_prefix(keys.photos_prefix(user_id, order_id)),
+    )
 
 
 def _enqueue(
-    b: Backends, order_id: str, job_id: str, credits_left: int, send: Callable[[], object],
+    b: Backends,
+    order_id: str,
+    job_id: str,
+    credits_left: int,
+    send: Callable[[], object],
     undo: Callable[[], object] | None = None,
 ) -> Placed:
     """Store and queue a recorded order; on failure undo what was stored, fail the order (refunding it) and
@@ -200,7 +215,8 @@ def _enqueue(
         if undo is not None:
             undo()
         lifecycle.fail_order(
-            b.engine, order_id, "enqueue_failed", "We could not queue your order; credits refunded.")
+            b.engine, order_id, "enqueue_failed", "We could not queue your order; credits refunded."
+        )
         raise
     lifecycle.mark_queued(b.engine, order_id)
     position, eta = lifecycle.queue_position(b.engine, order_id)
@@ -253,7 +269,7 @@ def place_render_order(
         height=height,
         steps=s.render_steps,
         guidance=guidance,
-        mode=mode,  # type: ignore[arg-type]
+        mode=mode,
         source_key=source_key,
         face_detail=face_detail and s.render_face_detail,
         issued_at=time.time(),
@@ -325,7 +341,7 @@ def place_followup_render(
         "style": p.get("style"),
     }
     # A new seed or a variation is a new picture, finished like its parent; an upscale keeps its faces.
-    redraw = {"face_detail": bool(p.get("face_detail", False))}
+    face_detail = bool(p.get("face_detail", False))
     words = p.get("words") or p.get("title") or "your pictures"
     if action == "rr":
         return place_render_order(
@@ -337,7 +353,7 @@ def place_followup_render(
             seed=secrets.randbelow(2**31 - 1),
             mode="txt2img",
             source_key=None,
-            **redraw,
+            face_detail=face_detail,
             words=words,
         )
     image_keys = lifecycle.image_keys(b.engine, parent_id)
@@ -370,7 +386,7 @@ def place_followup_render(
         seed=secrets.randbelow(2**31 - 1),
         mode="variation",
         source_key=image_keys[n],
-        **redraw,
+        face_detail=face_detail,
         words=words,
         label=f"Variations of picture {n + 1}",
     )
@@ -495,7 +511,7 @@ async def refresh_status_message(bot: PhotogenBot, order_id: str) -> None:
             data = await bot.run_blocking(bot.backends.blobs.get, order.preview_key)
             files.append(discord.File(io.BytesIO(data), filename="preview.jpg"))
             preview_url = "attachment://preview.jpg"
-        except Exception:  # noqa: BLE001 - a missing preview must not block the progress edit
+        except Exception:
             log.debug("preview %s not available", order.preview_key)
     position = None
     if order.status in ("created", "queued"):

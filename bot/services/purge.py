@@ -33,6 +33,9 @@ def purge_member(b: Backends, user_id: int, guild_id: int | str, *, by: str) -> 
     files = sum(b.blobs.delete_prefix(prefix) for prefix in prefixes)
     if not everywhere:  # (forgetting schedules its own sweep of the whole prefix: services/member_orders.py)
         deletion.resweep(b, f"purge-{guild_id}-{user_id}", prefixes)
-    receipt = (lifecycle.forget_member(b.engine, user_id) if everywhere
-               else lifecycle.delete_member_data(b.engine, user_id, guild_id))
+    receipt = (
+        lifecycle.forget_member(b.engine, user_id)
+        if everywhere
+        else lifecycle.delete_member_data(b.engine, user_id, guild_id)
+    )
     return {"files": files, **receipt}

@@ -85,9 +85,7 @@ def decide(policy: PoolPolicy, obs: PoolObservation, state: PoolState = PoolStat
     target = min(policy.max_size, max(need, floor))
     current = obs.desired
 
-    if need >= current and need > 0:
-        state = replace(state, last_demand_at=obs.now)
-    elif state.last_demand_at is None:
+    if (need >= current and need > 0) or state.last_demand_at is None:
         state = replace(state, last_demand_at=obs.now)
 
     if target > current:

@@ -2,9 +2,10 @@
 
 bootstrap creates or updates: the S3 bucket (encryption, public access blocked, TLS-only bucket policy, lifecycle
 rules), the SQS queues with dead-letter queues and redrive, the agents' IAM role + instance profile with least
-privilege, the launch template (IMDSv2 required, encrypted root volume; user data starts the agent container) and one auto scaling group per pool: training on spot with a
-mixed-instances policy (price-capacity-optimized, capacity rebalance), renders on spot — or on-demand with a warm
-pool, since AWS refuses warm pools on groups with spot instances.
+privilege, the launch template (IMDSv2 required, encrypted root volume; user data starts the agent container)
+and one auto scaling group per pool: training on spot with a mixed-instances policy (price-capacity-optimized,
+capacity rebalance), renders on spot — or on-demand with a warm pool, since AWS refuses warm pools on groups with
+spot instances. With --batch, AWS Batch for training too (cloud/fleet/batch.py).
 """
 
 from __future__ import annotations
@@ -23,12 +24,17 @@ from storage.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PHOTO_TAG = {"Key": "photogen-kind", "Value": "training-photo"}  # set by the S3 blob store on users/*/photos/*
+PHOTO_TAG = {
+    "Key": "photogen-kind",
+    "Value": "training-photo",
+}  # set by the S3 blob store on users/*/photos/*
 CHECKPOINT_TAG = {"Key": "photogen-kind", "Value": "checkpoint"}  # on users/*/checkpoints/* (same reason)
 PREVIEW_TAG = {"Key": "photogen-kind", "Value": "preview"}  # on users/*/previews/* (same reason)
 AGENT_TRUST = {
     "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+    "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ],
 }
 
 
@@ -77,7 +83,9 @@ def names_from(settings: Settings) -> Names:
 
 
 def client(settings: Settings, service: str, endpoint: str | None = None) -> Any:
-    return boto3.client(service, region_name=settings.aws_region, endpoint_url=endpoint or settings.aws_endpoint_url)
+    return boto3.client(
+        service, region_name=settings.aws_region, endpoint_url=endpoint or settings.aws_endpoint_url
+    )
 
 
 def _prefixed(names: Names, path: str) -> str:
@@ -91,13 +99,25 @@ def lifecycle_rules(names: Names, settings: Settings) -> list[dict]:
     """Training photos expire after the retention period, previews after a day, checkpoints after a week (all
     matched by tag: S3 filters cannot wildcard users/*/); half-finished multipart uploads are cleaned up."""
     return [
-        {"ID": "training-photos", "Status": "Enabled", "Filter": {"Tag": PHOTO_TAG},
-         "Expiration": {"Days": settings.photo_retention_days}},
+        {
+            "ID": "training-photos",
+            "Status": "Enabled",
+            "Filter": {"Tag": PHOTO_TAG},
+            "Expiration": {"Days": settings.photo_retention_days},
+        },
         {"ID": "previews", "Status": "Enabled", "Filter": {"Tag": PREVIEW_TAG}, "Expiration": {"Days": 1}},
-        {"ID": "checkpoints", "Status": "Enabled", "Filter": {"Tag": CHECKPOINT_TAG},
-         "Expiration": {"Days": 7}},
-        {"ID": "abort-multipart", "Status": "Enabled", "Filter": {"Prefix": ""},
-         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}},
+        {
+            "ID": "checkpoints",
+            "Status": "Enabled",
+            "Filter": {"Tag": CHECKPOINT_TAG},
+            "Expiration": {"Days": 7},
+        },
+        {
+            "ID": "abort-multipart",
+            "Status": "Enabled",
+            "Filter": {"Prefix": ""},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+        },
     ]
 
 
@@ -115,12 +135,17 @@ def ensure_bucket(settings: Settings, names: Names, report: Report) -> None:
     s3.put_public_access_block(
         Bucket=names.bucket,
         PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True,
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
         },
     )
     s3.put_bucket_encryption(
         Bucket=names.bucket,
-        ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
     )
     s3.put_bucket_lifecycle_configuration(
         Bucket=names.bucket, LifecycleConfiguration={"Rules": lifecycle_rules(names, settings)}
@@ -144,7 +169,9 @@ def ensure_queues(settings: Settings, report: Report) -> dict[str, str]:
         for url in ensure_queue(sqs, name, settings.queue_max_receives):
             attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
             arns[attrs["QueueArn"].rsplit(":", 1)[1]] = attrs["QueueArn"]
-        report.add(f"sqs {name} (+ {name}-dlq, redrive after {settings.queue_max_receives} receives)", "updated")
+        report.add(
+            f"sqs {name} (+ {name}-dlq, redrive after {settings.queue_max_receives} receives)", "updated"
+        )
     return arns
 
 
@@ -165,34 +192,86 @@ def agent_policy(names: Names, arns: dict[str, str], group_arns: list[str], imag
     return {
         "Version": "2012-10-17",
         "Statement": [
-            {"Sid": "ConsumeJobs", "Effect": "Allow", "Resource": consume,
-             "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
-                        "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]},
-            {"Sid": "PublishEvents", "Effect": "Allow", "Resource": [arns[names.queue("events")]],
-             "Action": ["sqs:SendMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"]},
-            {"Sid": "DeadLetterPoisonJobs", "Effect": "Allow",
-             "Resource": [arns[f"{names.queue('train')}-dlq"], arns[f"{names.queue('render')}-dlq"]],
-             "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"]},
+            {
+                "Sid": "ConsumeJobs",
+                "Effect": "Allow",
+                "Resource": consume,
+                "Action": [
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:ChangeMessageVisibility",
+                    "sqs:GetQueueAttributes",
+                    "sqs:GetQueueUrl",
+                ],
+            },
+            {
+                "Sid": "PublishEvents",
+                "Effect": "Allow",
+                "Resource": [arns[names.queue("events")]],
+                "Action": ["sqs:SendMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"],
+            },
+            {
+                "Sid": "DeadLetterPoisonJobs",
+                "Effect": "Allow",
+                "Resource": [arns[f"{names.queue('train')}-dlq"], arns[f"{names.queue('render')}-dlq"]],
+                "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"],
+            },
             # Everything of a member lives under users/{id}/ (photos, LoRAs, renders, previews, checkpoints, done
             # markers: storage/keys.py), so forgetting a member is one prefix. Agents never delete there but
             # their own checkpoints (a cancelled job's outputs are deleted by the bot's sweep).
-            {"Sid": "MemberFiles", "Effect": "Allow", "Resource": objects("users/"),
-             "Action": ["s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"]},
-            {"Sid": "Checkpoints", "Effect": "Allow", "Resource": objects("users/*/checkpoints/"),
-             "Action": ["s3:DeleteObject"]},
+            {
+                "Sid": "MemberFiles",
+                "Effect": "Allow",
+                "Resource": objects("users/"),
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"],
+            },
+            {
+                "Sid": "Checkpoints",
+                "Effect": "Allow",
+                "Resource": objects("users/*/checkpoints/"),
+                "Action": ["s3:DeleteObject"],
+            },
             # Prior-preservation images: the base model's, nobody's data, shared by every member.
-            {"Sid": "ClassImages", "Effect": "Allow", "Resource": objects("shared/class-images/"),
-             "Action": ["s3:GetObject", "s3:PutObject"]},
+            {
+                "Sid": "ClassImages",
+                "Effect": "Allow",
+                "Resource": objects("shared/class-images/"),
+                "Action": ["s3:GetObject", "s3:PutObject"],
+            },
             # Cancel/forget tombstones (storage/tombstones.py): read-only; the list right below makes a missing
             # one a 404 rather than a 403.
-            {"Sid": "ReadTombstones", "Effect": "Allow", "Resource": objects("control/"), "Action": ["s3:GetObject"]},
-            {"Sid": "ListOwnPrefixes", "Effect": "Allow", "Resource": [bucket_arn], "Action": ["s3:ListBucket"],
-             "Condition": {"StringLike": {"s3:prefix": [
-                 _prefixed(names, p) + "*" for p in ("users/*/checkpoints/", "control/", "shared/class-images/")]}}},
-            {"Sid": "FindOwnGroup", "Effect": "Allow", "Resource": ["*"],  # Describe* has no resource level
-             "Action": ["autoscaling:DescribeAutoScalingInstances"]},
-            {"Sid": "ScaleInProtection", "Effect": "Allow", "Resource": group_arns or ["*"],
-             "Action": ["autoscaling:SetInstanceProtection"]},
+            {
+                "Sid": "ReadTombstones",
+                "Effect": "Allow",
+                "Resource": objects("control/"),
+                "Action": ["s3:GetObject"],
+            },
+            {
+                "Sid": "ListOwnPrefixes",
+                "Effect": "Allow",
+                "Resource": [bucket_arn],
+                "Action": ["s3:ListBucket"],
+                "Condition": {
+                    "StringLike": {
+                        "s3:prefix": [
+                            _prefixed(names, p) + "*"
+                            for p in ("users/*/checkpoints/", "control/", "shared/class-images/")
+                        ]
+                    }
+                },
+            },
+            {
+                "Sid": "FindOwnGroup",
+                "Effect": "Allow",
+                "Resource": ["*"],  # Describe* has no resource level
+                "Action": ["autoscaling:DescribeAutoScalingInstances"],
+            },
+            {
+                "Sid": "ScaleInProtection",
+                "Effect": "Allow",
+                "Resource": group_arns or ["*"],
+                "Action": ["autoscaling:SetInstanceProtection"],
+            },
             *ecr_pull_statements(image),
         ],
     }
@@ -212,8 +291,12 @@ def ecr_pull_statements(image: str | None) -> list[dict]:
     repository = f"arn:aws:ecr:{match['region']}:{match['account']}:repository/{match['repository']}"
     return [
         {"Sid": "EcrLogin", "Effect": "Allow", "Resource": ["*"], "Action": ["ecr:GetAuthorizationToken"]},
-        {"Sid": "PullAgentImage", "Effect": "Allow", "Resource": [repository],
-         "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]},
+        {
+            "Sid": "PullAgentImage",
+            "Effect": "Allow",
+            "Resource": [repository],
+            "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+        },
     ]
 
 
@@ -223,9 +306,14 @@ def tls_only_bucket_policy(names: Names) -> dict:
     return {
         "Version": "2012-10-17",
         "Statement": [
-            {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-             "Resource": [bucket_arn, f"{bucket_arn}/*"],
-             "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [bucket_arn, f"{bucket_arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            },
         ],
     }
 
@@ -236,10 +324,15 @@ def ensure_role(settings: Settings, names: Names, policy: dict, report: Report) 
         iam.get_role(RoleName=names.role)
         report.add(f"iam role {names.role}", "exists")
     except ClientError:
-        iam.create_role(RoleName=names.role, AssumeRolePolicyDocument=json.dumps(AGENT_TRUST),
-                        Description="Photogen GPU agent")
+        iam.create_role(
+            RoleName=names.role,
+            AssumeRolePolicyDocument=json.dumps(AGENT_TRUST),
+            Description="Photogen GPU agent",
+        )
         report.add(f"iam role {names.role}", "created")
-    iam.put_role_policy(RoleName=names.role, PolicyName=f"{names.fleet}-agent", PolicyDocument=json.dumps(policy))
+    iam.put_role_policy(
+        RoleName=names.role, PolicyName=f"{names.fleet}-agent", PolicyDocument=json.dumps(policy)
+    )
     report.add(f"iam policy {names.fleet}-agent", "updated")
     try:
         profile = iam.get_instance_profile(InstanceProfileName=names.instance_profile)["InstanceProfile"]
@@ -254,8 +347,16 @@ def ensure_role(settings: Settings, names: Names, policy: dict, report: Report) 
 
 # --- EC2 + Auto Scaling ----------------------------------------------------------------------------------------
 
-AGENT_ENV = ("QUEUE_URL", "QUEUE_PREFIX", "BLOB_URL", "AWS_REGION", "BASE_MODEL", "AGENT_LEASE_S",
-              "AGENT_HEARTBEAT_S", "QUEUE_MAX_RECEIVES")
+AGENT_ENV = (
+    "QUEUE_URL",
+    "QUEUE_PREFIX",
+    "BLOB_URL",
+    "AWS_REGION",
+    "BASE_MODEL",
+    "AGENT_LEASE_S",
+    "AGENT_HEARTBEAT_S",
+    "QUEUE_MAX_RECEIVES",
+)
 
 
 def user_data(settings: Settings) -> str:
@@ -265,17 +366,21 @@ def user_data(settings: Settings) -> str:
     ecr = _ECR_IMAGE.match(settings.fleet_agent_image or "")
     login: list[str] = []
     if ecr:  # an ECR image: log in with the instance's role first (the AMI has the AWS CLI)
-        login.append(f"aws ecr get-login-password --region {ecr['region']} | docker login --username AWS "
-                     f"--password-stdin {ecr['registry']}")
-    return "\n".join([
-        "#!/bin/bash",
-        "set -euo pipefail",
-        *login,
-        f"docker pull {settings.fleet_agent_image}",
-        f"docker run -d --restart unless-stopped --gpus all --name photogen-agent {env} "
-        f"-e DEVICE=cuda -v /opt/photogen:/data {settings.fleet_agent_image} photogen agent",
-        "",
-    ])
+        login.append(
+            f"aws ecr get-login-password --region {ecr['region']} | docker login --username AWS "
+            f"--password-stdin {ecr['registry']}"
+        )
+    return "\n".join(
+        [
+            "#!/bin/bash",
+            "set -euo pipefail",
+            *login,
+            f"docker pull {settings.fleet_agent_image}",
+            f"docker run -d --restart unless-stopped --gpus all --name photogen-agent {env} "
+            f"-e DEVICE=cuda -v /opt/photogen:/data {settings.fleet_agent_image} photogen agent",
+            "",
+        ]
+    )
 
 
 def encrypted_root_volume(ec2: Any, ami_id: str) -> dict:
@@ -284,7 +389,9 @@ def encrypted_root_volume(ec2: Any, ami_id: str) -> dict:
     try:
         image = ec2.describe_images(ImageIds=[ami_id])["Images"][0]
     except (ClientError, IndexError):
-        raise SystemExit(f"photogen aws: FLEET_AMI_ID {ami_id} is not an image this account can launch") from None
+        raise SystemExit(
+            f"photogen aws: FLEET_AMI_ID {ami_id} is not an image this account can launch"
+        ) from None
     device = image.get("RootDeviceName") or "/dev/sda1"
     ebs: dict[str, Any] = {"Encrypted": True, "DeleteOnTermination": True, "VolumeType": "gp3"}
     for mapping in image.get("BlockDeviceMappings", []):
@@ -295,15 +402,23 @@ def encrypted_root_volume(ec2: Any, ami_id: str) -> dict:
 
 def ensure_launch_template(settings: Settings, names: Names, profile_arn: str, report: Report) -> None:
     if not settings.fleet_ami_id:
-        raise SystemExit("photogen aws: set FLEET_AMI_ID to a GPU AMI with Docker and the NVIDIA container runtime")
+        raise SystemExit(
+            "photogen aws: set FLEET_AMI_ID to a GPU AMI with Docker and the NVIDIA container runtime"
+        )
     ec2 = client(settings, "ec2")
     data = {
         "ImageId": settings.fleet_ami_id,
         "BlockDeviceMappings": [encrypted_root_volume(ec2, settings.fleet_ami_id)],
         "IamInstanceProfile": {"Arn": profile_arn},
         "UserData": base64.b64encode(user_data(settings).encode()).decode(),
-        "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 2},
-        "TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": "photogen-fleet", "Value": names.fleet}]}],
+        "MetadataOptions": {
+            "HttpTokens": "required",
+            "HttpEndpoint": "enabled",
+            "HttpPutResponseHopLimit": 2,
+        },
+        "TagSpecifications": [
+            {"ResourceType": "instance", "Tags": [{"Key": "photogen-fleet", "Value": names.fleet}]}
+        ],
     }
     try:
         ec2.describe_launch_templates(LaunchTemplateNames=[names.launch_template])
@@ -311,7 +426,9 @@ def ensure_launch_template(settings: Settings, names: Names, profile_arn: str, r
         ec2.create_launch_template(LaunchTemplateName=names.launch_template, LaunchTemplateData=data)
         report.add(f"launch template {names.launch_template}", "created")
         return
-    version = ec2.create_launch_template_version(LaunchTemplateName=names.launch_template, LaunchTemplateData=data)
+    version = ec2.create_launch_template_version(
+        LaunchTemplateName=names.launch_template, LaunchTemplateData=data
+    )
     number = str(version["LaunchTemplateVersion"]["VersionNumber"])
     ec2.modify_launch_template(LaunchTemplateName=names.launch_template, DefaultVersion=number)
     report.add(f"launch template {names.launch_template} (version {number})", "updated")
@@ -329,7 +446,10 @@ def group_spec(settings: Settings, names: Names, pool: str) -> dict:
         "CapacityRebalance": not on_demand,
         "MixedInstancesPolicy": {
             "LaunchTemplate": {
-                "LaunchTemplateSpecification": {"LaunchTemplateName": names.launch_template, "Version": "$Latest"},
+                "LaunchTemplateSpecification": {
+                    "LaunchTemplateName": names.launch_template,
+                    "Version": "$Latest",
+                },
                 "Overrides": [{"InstanceType": t} for t in types],
             },
             "InstancesDistribution": {
@@ -359,12 +479,16 @@ def ensure_groups(settings: Settings, names: Names, report: Report) -> None:
             report.add(f"auto scaling group {spec['AutoScalingGroupName']}", "created")
         # a terminating agent gets time to checkpoint and release its job (same budget as a spot notice)
         asg.put_lifecycle_hook(
-            LifecycleHookName=f"{names.fleet}-{pool}-drain", AutoScalingGroupName=spec["AutoScalingGroupName"],
-            LifecycleTransition="autoscaling:EC2_INSTANCE_TERMINATING", HeartbeatTimeout=120,
+            LifecycleHookName=f"{names.fleet}-{pool}-drain",
+            AutoScalingGroupName=spec["AutoScalingGroupName"],
+            LifecycleTransition="autoscaling:EC2_INSTANCE_TERMINATING",
+            HeartbeatTimeout=120,
             DefaultResult="CONTINUE",
         )
         if pool == "render" and settings.fleet_render_on_demand:
-            asg.put_warm_pool(AutoScalingGroupName=spec["AutoScalingGroupName"], PoolState="Stopped", MinSize=1)
+            asg.put_warm_pool(
+                AutoScalingGroupName=spec["AutoScalingGroupName"], PoolState="Stopped", MinSize=1
+            )
             report.add(f"warm pool for {spec['AutoScalingGroupName']}", "updated")
 
 
@@ -372,8 +496,10 @@ def bootstrap(settings: Settings, *, batch: bool = False) -> Report:
     """Everything a fleet needs; with ``batch`` (or FLEET_TRAIN_BACKEND=batch) also AWS Batch for training."""
     names = names_from(settings)
     if not settings.fleet_agent_image:  # before anything is created: nothing half-built
-        raise SystemExit("photogen aws: set FLEET_AGENT_IMAGE to the agent image you pushed "
-                         "(docs/SELF_HOSTING.md, 'The agent image the AWS fleet runs')")
+        raise SystemExit(
+            "photogen aws: set FLEET_AGENT_IMAGE to the agent image you pushed "
+            "(docs/SELF_HOSTING.md, 'The agent image the AWS fleet runs')"
+        )
     report = Report()
     ensure_bucket(settings, names, report)
     arns = ensure_queues(settings, report)

@@ -40,8 +40,12 @@ BATCH_SERVICE_POLICY = "arn:aws:iam::aws:policy/service-role/AWSBatchServiceRole
 
 
 def _trust(service: str) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]})
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,10 @@ def retry_strategy(settings: Settings) -> dict[str, Any]:
         "attempts": settings.fleet_batch_attempts,
         "evaluateOnExit": [
             {"onStatusReason": "Host EC2*", "action": "RETRY"},  # the spot instance was reclaimed
-            {"onReason": "CannotPullContainerError*", "action": "EXIT"},  # a wrong image: retrying cannot help
+            {
+                "onReason": "CannotPullContainerError*",
+                "action": "EXIT",
+            },  # a wrong image: retrying cannot help
         ],
     }
 
@@ -91,14 +98,22 @@ def job_environment(settings: Settings) -> list[dict[str, str]]:
     return [{"name": k, "value": v} for k, v in sorted(values.items())]
 
 
-def _ensure_role(iam: Any, name: str, trust: str, report: aws.Report, *, managed: str | None = None,
-                 inline: dict | None = None) -> str:
+def _ensure_role(
+    iam: Any,
+    name: str,
+    trust: str,
+    report: aws.Report,
+    *,
+    managed: str | None = None,
+    inline: dict | None = None,
+) -> str:
     try:
         arn = iam.get_role(RoleName=name)["Role"]["Arn"]
         report.add(f"iam role {name}", "exists")
     except ClientError:
-        arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust, Description="Photogen on AWS Batch")[
-            "Role"]["Arn"]
+        arn = iam.create_role(
+            RoleName=name, AssumeRolePolicyDocument=trust, Description="Photogen on AWS Batch"
+        )["Role"]["Arn"]
         report.add(f"iam role {name}", "created")
     if managed:
         iam.attach_role_policy(RoleName=name, PolicyArn=managed)
@@ -136,11 +151,14 @@ def compute_resources(settings: Settings, instance_profile_arn: str) -> dict[str
 def ensure_batch(settings: Settings, names: aws.Names, policy: dict, report: aws.Report) -> BatchNames:
     """The compute environment, job queue and job definition (see the module docstring)."""
     if not settings.fleet_subnet_ids or not settings.fleet_security_group_ids:
-        raise SystemExit("photogen aws: AWS Batch needs FLEET_SUBNET_IDS and FLEET_SECURITY_GROUP_IDS (egress only)")
+        raise SystemExit(
+            "photogen aws: AWS Batch needs FLEET_SUBNET_IDS and FLEET_SECURITY_GROUP_IDS (egress only)"
+        )
     bn = BatchNames(names.fleet)
     iam = aws.client(settings, "iam")
-    service_arn = _ensure_role(iam, bn.service_role, _trust("batch.amazonaws.com"), report,
-                               managed=BATCH_SERVICE_POLICY)
+    service_arn = _ensure_role(
+        iam, bn.service_role, _trust("batch.amazonaws.com"), report, managed=BATCH_SERVICE_POLICY
+    )
     _ensure_role(iam, bn.instance_role, _trust("ec2.amazonaws.com"), report, managed=ECS_INSTANCE_POLICY)
     profile_arn = _ensure_instance_profile(iam, bn.instance_role, report)
     job_role_arn = _ensure_role(iam, bn.job_role, _trust("ecs-tasks.amazonaws.com"), report, inline=policy)
@@ -150,23 +168,37 @@ def ensure_batch(settings: Settings, names: aws.Names, policy: dict, report: aws
     found = batch.describe_compute_environments(computeEnvironments=[bn.compute_environment])
     if found["computeEnvironments"]:
         # What an existing environment lets one change in place; the rest needs a new environment.
-        batch.update_compute_environment(computeEnvironment=bn.compute_environment, state="ENABLED",
-                                         computeResources={"maxvCpus": resources["maxvCpus"]})
+        batch.update_compute_environment(
+            computeEnvironment=bn.compute_environment,
+            state="ENABLED",
+            computeResources={"maxvCpus": resources["maxvCpus"]},
+        )
         report.add(f"batch compute environment {bn.compute_environment}", "updated")
     else:
-        batch.create_compute_environment(computeEnvironmentName=bn.compute_environment, type="MANAGED",
-                                         state="ENABLED", computeResources=resources, serviceRole=service_arn)
+        batch.create_compute_environment(
+            computeEnvironmentName=bn.compute_environment,
+            type="MANAGED",
+            state="ENABLED",
+            computeResources=resources,
+            serviceRole=service_arn,
+        )
         report.add(f"batch compute environment {bn.compute_environment}", "created")
 
     if batch.describe_job_queues(jobQueues=[bn.job_queue])["jobQueues"]:
         report.add(f"batch job queue {bn.job_queue}", "exists")
     else:
-        batch.create_job_queue(jobQueueName=bn.job_queue, state="ENABLED", priority=1,
-                               computeEnvironmentOrder=[{"order": 1, "computeEnvironment": bn.compute_environment}])
+        batch.create_job_queue(
+            jobQueueName=bn.job_queue,
+            state="ENABLED",
+            priority=1,
+            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": bn.compute_environment}],
+        )
         report.add(f"batch job queue {bn.job_queue}", "created")
 
     revision = batch.register_job_definition(
-        jobDefinitionName=bn.job_definition, type="container", platformCapabilities=["EC2"],
+        jobDefinitionName=bn.job_definition,
+        type="container",
+        platformCapabilities=["EC2"],
         containerProperties={
             "image": settings.fleet_agent_image,
             "command": ONCE_COMMAND,
@@ -193,21 +225,29 @@ def teardown_batch(settings: Settings, report: aws.Report, wait_s: float = 120.0
     batch = aws.client(settings, "batch")
     if batch.describe_job_queues(jobQueues=[bn.job_queue])["jobQueues"]:
         batch.update_job_queue(jobQueue=bn.job_queue, state="DISABLED")
-        _wait(lambda: _status(batch.describe_job_queues(jobQueues=[bn.job_queue])["jobQueues"]) != "UPDATING",
-              wait_s)
+        _wait(
+            lambda: _status(batch.describe_job_queues(jobQueues=[bn.job_queue])["jobQueues"]) != "UPDATING",
+            wait_s,
+        )
         batch.delete_job_queue(jobQueue=bn.job_queue)
         _wait(lambda: not batch.describe_job_queues(jobQueues=[bn.job_queue])["jobQueues"], wait_s)
         report.add(f"batch job queue {bn.job_queue}", "deleted")
-    if batch.describe_compute_environments(computeEnvironments=[bn.compute_environment])["computeEnvironments"]:
+    if batch.describe_compute_environments(computeEnvironments=[bn.compute_environment])[
+        "computeEnvironments"
+    ]:
         batch.update_compute_environment(computeEnvironment=bn.compute_environment, state="DISABLED")
         batch.delete_compute_environment(computeEnvironment=bn.compute_environment)
         report.add(f"batch compute environment {bn.compute_environment}", "deleted")
-    for definition in batch.describe_job_definitions(jobDefinitionName=bn.job_definition,
-                                                     status="ACTIVE")["jobDefinitions"]:
+    for definition in batch.describe_job_definitions(jobDefinitionName=bn.job_definition, status="ACTIVE")[
+        "jobDefinitions"
+    ]:
         batch.deregister_job_definition(jobDefinition=definition["jobDefinitionArn"])
     iam = aws.client(settings, "iam")
-    for role, managed in ((bn.service_role, BATCH_SERVICE_POLICY), (bn.instance_role, ECS_INSTANCE_POLICY),
-                          (bn.job_role, None)):
+    for role, managed in (
+        (bn.service_role, BATCH_SERVICE_POLICY),
+        (bn.instance_role, ECS_INSTANCE_POLICY),
+        (bn.job_role, None),
+    ):
         try:
             if managed:
                 iam.detach_role_policy(RoleName=role, PolicyArn=managed)
@@ -246,7 +286,9 @@ def active_jobs(batch: Any, job_queue: str) -> int:
     for state in ACTIVE_STATES:
         token: str | None = None
         while True:
-            page = batch.list_jobs(jobQueue=job_queue, jobStatus=state, **({"nextToken": token} if token else {}))
+            page = batch.list_jobs(
+                jobQueue=job_queue, jobStatus=state, **({"nextToken": token} if token else {})
+            )
             total += len(page.get("jobSummaryList", []))
             token = page.get("nextToken")
             if not token:
@@ -263,7 +305,10 @@ def submit_backlog(batch: Any, settings: Settings, queue: JobQueue) -> int:
     count = jobs_to_submit(backlog, active, settings.fleet_train_max)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     for n in range(count):
-        batch.submit_job(jobName=f"{bn.fleet}-train-{stamp}-{n}", jobQueue=bn.job_queue,
-                         jobDefinition=bn.job_definition)
-    log.info("autoscaler train (batch): backlog %d, active batch jobs %d, submitted %d", backlog, active, count)
+        batch.submit_job(
+            jobName=f"{bn.fleet}-train-{stamp}-{n}", jobQueue=bn.job_queue, jobDefinition=bn.job_definition
+        )
+    log.info(
+        "autoscaler train (batch): backlog %d, active batch jobs %d, submitted %d", backlog, active, count
+    )
     return count

@@ -18,7 +18,9 @@ ROUND_S = 30.0
 
 
 def _asg(settings: Settings) -> Any:
-    return boto3.client("autoscaling", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
+    return boto3.client(
+        "autoscaling", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url
+    )
 
 
 def build_pools(settings: Settings) -> list[Pool]:
@@ -51,7 +53,7 @@ def run_autoscaler(settings: Settings, once: bool = False, dry_run: bool = False
                 from cloud.fleet.batch import submit_backlog
 
                 submit_backlog(batch, settings, train_queue)
-        except Exception:  # noqa: BLE001 - one bad round (throttling, a network blip) must not stop scaling
+        except Exception:
             log.exception("autoscaler round failed; trying again next round")
             if once:
                 return 1
@@ -69,11 +71,15 @@ def status_lines(settings: Settings) -> list[str]:
     lines = []
     for q in (queues.train, queues.render, queues.events):
         d = q.depth()
-        lines.append(f"queue {q.name}: {d.visible} waiting, {d.in_flight} in flight, {q.dead_letter_depth()} dead letters")
+        lines.append(
+            f"queue {q.name}: {d.visible} waiting, {d.in_flight} in flight, {q.dead_letter_depth()} dead letters"
+        )
     asg = _asg(settings)
     hourly = 0.0
     for pool in ("train", "render"):
-        groups = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[names.group(pool)])["AutoScalingGroups"]
+        groups = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[names.group(pool)])[
+            "AutoScalingGroups"
+        ]
         if not groups:
             lines.append(f"pool {pool}: no auto scaling group (run `photogen aws bootstrap`)")
             continue
@@ -86,7 +92,8 @@ def status_lines(settings: Settings) -> list[str]:
                 hourly += price.on_demand if market == "on_demand" else price.spot
         activities = asg.describe_scaling_activities(AutoScalingGroupName=names.group(pool), MaxRecords=100)
         interruptions = sum(
-            1 for a in activities.get("Activities", [])
+            1
+            for a in activities.get("Activities", [])
             if "spot" in (a.get("Cause", "") + a.get("Description", "")).lower()
             and "terminat" in (a.get("Cause", "") + a.get("Description", "")).lower()
         )
@@ -94,7 +101,9 @@ def status_lines(settings: Settings) -> list[str]:
             f"pool {pool}: desired {g['DesiredCapacity']}, running {len(live)}, busy "
             f"{sum(1 for i in live if i.get('ProtectedFromScaleIn'))}, spot interruptions (recent) {interruptions}"
         )
-    lines.append(f"spend estimate: ${hourly:.2f}/hour now, ${hourly * 24:.2f}/day at this size (prices: cloud/fleet/prices.json)")
+    lines.append(
+        f"spend estimate: ${hourly:.2f}/hour now, ${hourly * 24:.2f}/day at this size (prices: cloud/fleet/prices.json)"
+    )
     return lines
 
 
@@ -104,7 +113,9 @@ def run_aws(settings: Settings, action: str, yes: bool = False, batch: bool = Fa
     elif action == "teardown":
         if not yes:
             try:
-                answer = input(f"Delete the {settings.fleet_name} agent groups, launch template and IAM role? [y/N] ")
+                answer = input(
+                    f"Delete the {settings.fleet_name} agent groups, launch template and IAM role? [y/N] "
+                )
             except EOFError:  # no terminal to ask: never delete without a yes
                 answer = ""
             if answer.strip().lower() not in ("y", "yes"):

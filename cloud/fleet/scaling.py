@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cloud.fleet.autoscaler import Decision, PoolObservation, PoolPolicy, PoolState, decide
@@ -21,16 +21,28 @@ class Pool:
     policy: PoolPolicy
     group: str
     queue: JobQueue
-    state: PoolState = PoolState()
+    state: PoolState = field(default_factory=PoolState)
 
 
 def policies(settings: Settings) -> dict[str, PoolPolicy]:
     # Mean job times: an SD-1.5 LoRA of 800 steps on an A10G takes ~7 minutes; 4 renders ~8 s (docs/FLEET.md).
     return {
-        "train": PoolPolicy("train", settings.fleet_train_wait_s, 420.0, 0, settings.fleet_train_max,
-                            settings.fleet_scale_in_after_s),
-        "render": PoolPolicy("render", settings.fleet_render_wait_s, 8.0, 0, settings.fleet_render_max,
-                             settings.fleet_scale_in_after_s),
+        "train": PoolPolicy(
+            "train",
+            settings.fleet_train_wait_s,
+            420.0,
+            0,
+            settings.fleet_train_max,
+            settings.fleet_scale_in_after_s,
+        ),
+        "render": PoolPolicy(
+            "render",
+            settings.fleet_render_wait_s,
+            8.0,
+            0,
+            settings.fleet_render_max,
+            settings.fleet_scale_in_after_s,
+        ),
     }
 
 
@@ -51,7 +63,9 @@ def observe(asg: Any, pool: Pool, now: float) -> PoolObservation:
     )
 
 
-def autoscale_once(asg: Any, pools: list[Pool], now: float | None = None, dry_run: bool = False) -> list[Decision]:
+def autoscale_once(
+    asg: Any, pools: list[Pool], now: float | None = None, dry_run: bool = False
+) -> list[Decision]:
     now = time.monotonic() if now is None else now
     decisions = []
     for pool in pools:

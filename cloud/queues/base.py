@@ -106,5 +106,5 @@ class JobQueue(ABC):
     def purge(self) -> None:
         """Delete everything in the queue and its dead-letter queue (tests, admin)."""
 
-    def close(self) -> None:  # not abstract: a backend with nothing to close needs nothing here
+    def close(self) -> None:  # noqa: B027 - not abstract: a backend with nothing to close needs nothing here
         """Release connections; the queue is unusable afterwards."""

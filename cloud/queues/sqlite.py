@@ -26,6 +26,7 @@ last commits (the bot re-queues orders that stay queued). ``FULL`` would fsync t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -93,10 +94,9 @@ def _checkpoint_until(path: str, stop: threading.Event) -> None:
     conn = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
     try:
         while not stop.wait(CHECKPOINT_EVERY_S):
-            try:
+            # locked or busy this time: the next round (or the backstop) does it
+            with contextlib.suppress(sqlite3.Error):
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            except sqlite3.Error:
-                pass  # locked or busy this time: the next round (or the backstop) does it
     finally:
         conn.close()
 
@@ -219,6 +219,13 @@ class SqliteQueue(JobQueue):
     def _read(self, sql: str, params: tuple | dict = ()) -> tuple | None:
         return _run(self._conn(), sql, params).fetchone()
 
+    def _aggregate(self, sql: str, params: tuple | dict = ()) -> tuple:
+        """The row of an aggregate query or a PRAGMA, which SQLite always returns."""
+        row = self._read(sql, params)
+        if row is None:
+            raise QueueError(f"SQLite returned no row for {sql!r}")
+        return row
+
     def _write(self, sql: str, params: tuple | dict) -> sqlite3.Cursor:
         conn = self._conn()
         with self._hub.write_lock:
@@ -296,7 +303,7 @@ class SqliteQueue(JobQueue):
         )
 
     def depth(self) -> QueueDepth:
-        row = self._read(
+        row = self._aggregate(
             "SELECT COALESCE(SUM(visible_at <= :now), 0),"
             " COALESCE(SUM(visible_at > :now AND receipt IS NOT NULL), 0),"
             " COALESCE(SUM(visible_at > :now AND receipt IS NULL), 0)"
@@ -306,7 +313,7 @@ class SqliteQueue(JobQueue):
         return QueueDepth(visible=row[0], in_flight=row[1], delayed=row[2])
 
     def dead_letter_depth(self) -> int:
-        return self._read("SELECT COUNT(*) FROM messages WHERE queue = ?", (self.dlq_name,))[0]
+        return self._aggregate("SELECT COUNT(*) FROM messages WHERE queue = ?", (self.dlq_name,))[0]
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         rows = _run(
@@ -332,11 +339,11 @@ class SqliteQueue(JobQueue):
 
     # --- the parts ------------------------------------------------------------------------------------------
     def _data_version(self) -> int:
-        return self._read("PRAGMA data_version")[0]
+        return self._aggregate("PRAGMA data_version")[0]
 
     def _next_due_in(self) -> float:
         """Seconds until the earliest invisible message of this queue becomes visible (inf if none)."""
-        row = self._read(
+        row = self._aggregate(
             "SELECT MIN(visible_at) FROM messages WHERE queue = ? AND visible_at > ?",
             (self.name, time.time()),
         )

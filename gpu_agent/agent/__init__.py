@@ -28,8 +28,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ONCE_EXIT_CODES",
-    "Agent", "Drain", "Interrupted", "JobError", "JobRunner", "RenderOutcome", "SpotWatcher", "TrainOutcome",
-    "TrainRequest", "run_agent",
+    "Agent",
+    "Drain",
+    "Interrupted",
+    "JobError",
+    "JobRunner",
+    "RenderOutcome",
+    "SpotWatcher",
+    "TrainOutcome",
+    "TrainRequest",
+    "run_agent",
 ]
 
 log = logging.getLogger(__name__)
@@ -41,15 +49,20 @@ ONCE_EXIT_CODES = {None: 0, "done": 0, "skipped": 0, "cancelled": 0, "preempted"
 told, or released for a retry): AWS Batch retries a non-zero attempt (see cloud/fleet/batch.py)."""
 
 
-def run_agent(settings: Settings, *, stop_event: threading.Event | None = None,
-              runner: JobRunner | None = None, once_wait_s: float | None = None) -> int:
+def run_agent(
+    settings: Settings,
+    *,
+    stop_event: threading.Event | None = None,
+    runner: JobRunner | None = None,
+    once_wait_s: float | None = None,
+) -> int:
     """Run an agent until it is stopped; blocks. SIGTERM and SIGINT drain it like a spot notice: training
     checkpoints and releases its job, a render finishes if it can within AGENT_DRAIN_S. Without the ML stack
     it stops at once with one line (MissingMLStack) rather than take jobs it can only fail.
 
     ``runner``: the engine seam (default: the real EngineRunner); the end-to-end test's launcher passes a
-    stand-in there. ``once_wait_s``: take one job (waiting at most that long for one), settle it, and return the exit status
-    (ONCE_EXIT_CODES); otherwise 0 once stopped."""
+    stand-in there. ``once_wait_s``: take one job (waiting at most that long for one), settle it, and return the
+    exit status (ONCE_EXIT_CODES); otherwise 0 once stopped."""
     from gpu_agent.agent.stack import require_ml_stack
 
     require_ml_stack()

@@ -54,8 +54,12 @@ class StopCheck:
                 return None
             self._checked_at = now
             try:
-                self._reason = tombstones.withdrawn(self.blobs, user_id=self.job.user_id,
-                                                    order_id=self.job.order_id, issued_at=self.job.issued_at)
+                self._reason = tombstones.withdrawn(
+                    self.blobs,
+                    user_id=self.job.user_id,
+                    order_id=self.job.order_id,
+                    issued_at=self.job.issued_at,
+                )
             except Exception:
                 # The store is unreachable: the job goes on (its uploads will fail the same way, and the next
                 # check asks again); a store outage must not cancel everyone's work.

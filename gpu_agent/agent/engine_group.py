@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from cloud.messages import RenderJob
 from gpu_agent.agent.engine_runner import _base_model_error, _render_code, _stopper
@@ -16,7 +16,6 @@ from gpu_agent.agent.runner import JobError, RenderOutcome, ShouldStop, StepProg
 
 if TYPE_CHECKING:
     from gpu_agent.agent.engine_runner import EngineRunner
-    from gpu_agent.engine.render import Renderer
 
 _composers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
@@ -25,17 +24,24 @@ def composer_for(runner: EngineRunner, base_model: str) -> Any:
     """The GroupComposer of the runner's Renderer for ``base_model`` (made on first use)."""
     from gpu_agent.engine.group.compose import GroupComposer, GroupConfig
 
-    renderer = cast("Renderer", runner.renderer(base_model))
+    renderer = runner.renderer(base_model)
     composer = _composers.get(renderer)
     if composer is None:
-        composer = GroupComposer(renderer, GroupConfig.from_settings(runner.settings),
-                                 cache_dir=runner.settings.model_cache_dir)
+        composer = GroupComposer(
+            renderer, GroupConfig.from_settings(runner.settings), cache_dir=runner.settings.model_cache_dir
+        )
         _composers[renderer] = composer
     return composer
 
 
-def render_group(runner: EngineRunner, job: RenderJob, loras: list[Path], *, progress: StepProgress,
-                 should_stop: ShouldStop) -> RenderOutcome:
+def render_group(
+    runner: EngineRunner,
+    job: RenderJob,
+    loras: list[Path],
+    *,
+    progress: StepProgress,
+    should_stop: ShouldStop,
+) -> RenderOutcome:
     """The job's ``count`` group pictures; ``loras`` are the members' files, in ``job.members``' order."""
     from gpu_agent.engine.group.compose import GroupMemberLora, GroupRequest
     from gpu_agent.engine.models import BaseModelError
@@ -45,16 +51,31 @@ def render_group(runner: EngineRunner, job: RenderJob, loras: list[Path], *, pro
     if len(loras) != len(job.members):
         raise JobError("bad_job", "This group picture's order does not match its members.")
     try:
-        members = tuple(GroupMemberLora(LoraRef(model_id=m.model_id, path=path), m.subject)
-                        for m, path in zip(job.members, loras, strict=True))
+        members = tuple(
+            GroupMemberLora(LoraRef(model_id=m.model_id, path=path), m.subject)
+            for m, path in zip(job.members, loras, strict=True)
+        )
         request = GroupRequest(
-            prompt=job.prompt, members=members, layout=job.layout, negative_prompt=job.negative_prompt,
-            seed=job.seed, n=job.count, width=job.width, height=job.height, steps=job.steps,
-            guidance=job.guidance)
-        pictures = composer_for(runner, job.base_model).render(request, progress=_stopper(progress, should_stop))
+            prompt=job.prompt,
+            members=members,
+            layout=job.layout,
+            negative_prompt=job.negative_prompt,
+            seed=job.seed,
+            n=job.count,
+            width=job.width,
+            height=job.height,
+            steps=job.steps,
+            guidance=job.guidance,
+        )
+        pictures = composer_for(runner, job.base_model).render(
+            request, progress=_stopper(progress, should_stop)
+        )
     except (RenderError, PromptRefused) as err:
         raise JobError(_render_code(err), str(err)[:500] or "The render was refused.") from None
     except BaseModelError as err:
         raise _base_model_error(err) from None
-    return RenderOutcome(pngs=[p.rendered.png for p in pictures], flagged=[p.rendered.flagged for p in pictures],
-                         member_boxes=[list(p.boxes) for p in pictures])
+    return RenderOutcome(
+        pngs=[p.rendered.png for p in pictures],
+        flagged=[p.rendered.flagged for p in pictures],
+        member_boxes=[list(p.boxes) for p in pictures],
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,16 +30,20 @@ from storage import keys
 from storage.settings import Settings
 
 if TYPE_CHECKING:
+    import torch
+
+    from gpu_agent.engine.preview import PreviewPlan
+    from gpu_agent.engine.render import Renderer
+    from gpu_agent.engine.render_types import LoraRef, RenderRequest
     from gpu_agent.engine.training import TrainConfig
 
 log = logging.getLogger(__name__)
 
 
-
 class EngineRunner:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._renderer = None  # gpu_agent.engine.render.Renderer, loaded on the first render
+        self._renderer: Renderer | None = None  # loaded on the first render
 
     @property
     def warm(self) -> bool:
@@ -46,8 +51,14 @@ class EngineRunner:
 
     # --- training ------------------------------------------------------------------------------------------
 
-    def train(self, request: TrainRequest, *, progress: StepProgress, should_stop: ShouldStop,
-              preview: PreviewPlan | None = None) -> TrainOutcome:
+    def train(
+        self,
+        request: TrainRequest,
+        *,
+        progress: StepProgress,
+        should_stop: ShouldStop,
+        preview: PreviewPlan | None = None,
+    ) -> TrainOutcome:
         from gpu_agent.engine.models import BaseModelError
         from gpu_agent.engine.training import (
             CheckpointError,
@@ -58,11 +69,15 @@ class EngineRunner:
 
         job = request.job
         try:
-            config = train_config(job, checkpoint_every=request.checkpoint_every, low_memory=request.low_memory)
+            config = train_config(
+                job, checkpoint_every=request.checkpoint_every, low_memory=request.low_memory
+            )
         except ValidationError as err:
             first = err.errors()[0]
             where = ".".join(str(x) for x in first["loc"])
-            raise JobError("bad_job", f"The training settings were refused: {where}: {first['msg']}"[:500]) from None
+            raise JobError(
+                "bad_job", f"The training settings were refused: {where}: {first['msg']}"[:500]
+            ) from None
         photos = [_open_photo(path, n) for n, path in enumerate(request.photos)]
 
         def on_step(step: int, total: int, loss: float, _eta: float) -> None:
@@ -70,12 +85,24 @@ class EngineRunner:
 
         def run() -> TrainOutcome:
             artifact = train_lora(
-                config, photos, output_dir=request.output_dir, progress=on_step,
-                checkpoint_dir=request.checkpoint_dir, should_stop=should_stop, device=self.settings.device,
-                cache_dir=self.settings.model_cache_dir, preview=preview, class_image_dir=request.class_image_dir)
+                config,
+                photos,
+                output_dir=request.output_dir,
+                progress=on_step,
+                checkpoint_dir=request.checkpoint_dir,
+                should_stop=should_stop,
+                device=self.settings.device,
+                cache_dir=self.settings.model_cache_dir,
+                preview=preview,
+                class_image_dir=request.class_image_dir,
+            )
             return TrainOutcome(
-                weights_path=artifact.weights_path, meta_path=artifact.meta_path, steps=artifact.steps,
-                resumed_from=int(artifact.meta.get("resumed_from_step") or 0), meta=artifact.meta)
+                weights_path=artifact.weights_path,
+                meta_path=artifact.meta_path,
+                steps=artifact.steps,
+                resumed_from=int(artifact.meta.get("resumed_from_step") or 0),
+                meta=artifact.meta,
+            )
 
         try:
             try:
@@ -95,26 +122,29 @@ class EngineRunner:
 
     # --- rendering -----------------------------------------------------------------------------------------
 
-    def renderer(self, base_model: str) -> object:
+    def renderer(self, base_model: str) -> Renderer:
         from gpu_agent.engine.face_detail import FaceDetailConfig
         from gpu_agent.engine.render import Renderer
 
         if self._renderer is None or self._renderer.base_model != base_model:
             self._renderer = None  # free the old base before loading another
-            self._renderer = Renderer(base_model, device=_device(self.settings.device),
-                                      cache_dir=self.settings.model_cache_dir,
-                                      max_resident=self.settings.render_resident_loras,
-                                      max_pixels=self.settings.render_max_pixels,
-                                      face_detail=FaceDetailConfig.from_settings(self.settings),
-                                      upscaler_model=self.settings.upscaler_model,
-                                      upscale_refine=self.settings.upscale_refine)
+            self._renderer = Renderer(
+                base_model,
+                device=_device(self.settings.device),
+                cache_dir=self.settings.model_cache_dir,
+                max_resident=self.settings.render_resident_loras,
+                max_pixels=self.settings.render_max_pixels,
+                face_detail=FaceDetailConfig.from_settings(self.settings),
+                upscaler_model=self.settings.upscaler_model,
+                upscale_refine=self.settings.upscale_refine,
+            )
         return self._renderer
 
     def evict_models(self, model_ids: list[str]) -> None:
         """Unload these models' adapters from the warm renderer (deleted models, forgotten members)."""
         if self._renderer is not None:
             for model_id in model_ids:
-                self._renderer.evict(model_id)  # type: ignore[attr-defined]
+                self._renderer.evict(model_id)
 
     def render(
         self,
@@ -136,11 +166,15 @@ class EngineRunner:
 
             return render_group(self, job, loras, progress=progress, should_stop=should_stop)
         if len(loras) > 1:
-            raise JobError("unsupported", "Pictures with several trained models at once are not supported yet.")
+            raise JobError(
+                "unsupported", "Pictures with several trained models at once are not supported yet."
+            )
         try:
             image = Image.open(io.BytesIO(source)) if source is not None else None
         except (UnidentifiedImageError, OSError):
-            raise JobError("source_unreadable", "The picture this render starts from cannot be read.") from None
+            raise JobError(
+                "source_unreadable", "The picture this render starts from cannot be read."
+            ) from None
         try:
             request = RenderRequest.from_job(job, image)
             lora = LoraRef(model_id=_model_id(job, loras[0]), path=loras[0]) if loras else None
@@ -148,24 +182,39 @@ class EngineRunner:
                 # One image at a time halves the activations of the batch; the seeds stay the same.
                 return self._render_one_by_one(request, lora, job.base_model, progress, should_stop, preview)
             renderer = self.renderer(job.base_model)
-            images = renderer.render(request, lora, progress=_stopper(progress, should_stop),  # type: ignore[attr-defined]
-                                     preview=preview)
+            images = renderer.render(
+                request,
+                lora,
+                progress=_stopper(progress, should_stop),
+                preview=preview,
+            )
         except (RenderError, PromptRefused) as err:
             raise JobError(_render_code(err), str(err)[:500] or "The render was refused.") from None
         except BaseModelError as err:
             raise _base_model_error(err) from None
         return RenderOutcome(pngs=[i.png for i in images], flagged=[i.flagged for i in images])
 
-    def _render_one_by_one(self, request: object, lora: object, base_model: str, progress: StepProgress,
-                           should_stop: ShouldStop, preview: PreviewPlan | None = None) -> RenderOutcome:
+    def _render_one_by_one(
+        self,
+        request: RenderRequest,
+        lora: LoraRef | None,
+        base_model: str,
+        progress: StepProgress,
+        should_stop: ShouldStop,
+        preview: PreviewPlan | None = None,
+    ) -> RenderOutcome:
         import dataclasses
 
         renderer = self.renderer(base_model)
         pngs, flagged = [], []
-        for i in range(request.n):  # type: ignore[attr-defined]
-            one = dataclasses.replace(request, n=1, seed=request.seed + i)  # type: ignore[call-overload,attr-defined]
-            (image,) = renderer.render(one, lora, progress=_stopper(progress, should_stop),  # type: ignore[attr-defined]
-                                       preview=preview if i == 0 else None)
+        for i in range(request.n):
+            one = dataclasses.replace(request, n=1, seed=request.seed + i)
+            (image,) = renderer.render(
+                one,
+                lora,
+                progress=_stopper(progress, should_stop),
+                preview=preview if i == 0 else None,
+            )
             pngs.append(image.png)
             flagged.append(image.flagged)
         return RenderOutcome(pngs=pngs, flagged=flagged)
@@ -177,14 +226,17 @@ def train_config(job: TrainJob, *, checkpoint_every: int, low_memory: bool = Fal
     from gpu_agent.engine.training import TrainConfig
 
     return TrainConfig(
-        base_model=job.base_model, token=job.subject_token, class_word=job.class_word, **job.params.model_dump(),
+        base_model=job.base_model,
+        token=job.subject_token,
+        class_word=job.class_word,
+        **job.params.model_dump(),
         checkpoint_every=checkpoint_every,
         # Memory-saving retry after an out-of-memory error: recompute activations instead of keeping them.
         gradient_checkpointing=low_memory,
     )
 
 
-def _stopper(progress: StepProgress, should_stop: ShouldStop):
+def _stopper(progress: StepProgress, should_stop: ShouldStop) -> Callable[[int, int], None]:
     def on_step(step: int, total: int) -> None:
         progress(step, total, None)
         if should_stop():
@@ -194,7 +246,7 @@ def _stopper(progress: StepProgress, should_stop: ShouldStop):
     return on_step
 
 
-def _device(setting: str) -> object:
+def _device(setting: str) -> torch.device:
     from gpu_agent.engine.models import pick_device
 
     return pick_device(setting)
@@ -208,8 +260,11 @@ def _model_id(job: RenderJob, path: Path) -> str:
 
 def _render_code(err: Exception) -> str:
     name = type(err).__name__
-    return {"BadRenderRequest": "bad_request", "LoraLoadError": "model_unusable",
-            "PromptRefused": "prompt_refused"}.get(name, "render_refused")
+    return {
+        "BadRenderRequest": "bad_request",
+        "LoraLoadError": "model_unusable",
+        "PromptRefused": "prompt_refused",
+    }.get(name, "render_refused")
 
 
 def _open_photo(path: Path, n: int) -> Image.Image:
@@ -218,8 +273,10 @@ def _open_photo(path: Path, n: int) -> Image.Image:
             img.load()
             return ImageOps.exif_transpose(img).convert("RGB")
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
-        raise JobError("photos_unreadable", f"Photo {n + 1} cannot be read as an image. Please run /train "
-                       "again with JPEG or PNG photos.") from None
+        raise JobError(
+            "photos_unreadable",
+            f"Photo {n + 1} cannot be read as an image. Please run /train again with JPEG or PNG photos.",
+        ) from None
 
 
 BASE_MODEL_MESSAGE = (

@@ -17,8 +17,10 @@ if TYPE_CHECKING:
     from gpu_agent.agent.jobs import Handlers, JobContext, Outcome
 
 NOT_THEIRS = "This group picture's order names a model that does not belong to the person it pictures."
-MISSING = ("The trained model of someone in this group picture could not be found (it may have been deleted), "
-           "so nothing was rendered.")
+MISSING = (
+    "The trained model of someone in this group picture could not be found (it may have been deleted), "
+    "so nothing was rendered."
+)
 
 
 def member_lora(handlers: Handlers, member: GroupMember) -> Path:
@@ -44,8 +46,12 @@ def render_group(handlers: Handlers, ctx: JobContext, job: RenderJob) -> Outcome
         ctx.reporter.progress(step, total)
 
     try:
-        rendered = handlers._with_oom_retry(ctx, lambda low: handlers.runner.render(
-            job, loras, None, progress=progress, should_stop=ctx.should_stop, low_memory=low))
+        rendered = handlers._with_oom_retry(
+            ctx,
+            lambda low: handlers.runner.render(
+                job, loras, None, progress=progress, should_stop=ctx.should_stop, low_memory=low
+            ),
+        )
     except Interrupted:
         return Outcome("lease_lost" if ctx.lease_lost else "preempted", step=ctx.step, total=ctx.total)
     pngs: list[bytes] = list(rendered.pngs)  # type: ignore[attr-defined]
@@ -59,5 +65,12 @@ def render_group(handlers: Handlers, ctx: JobContext, job: RenderJob) -> Outcome
         verdicts.append(handlers._checked(key, png, rendered, n))
         handlers.blobs.put(key, png, content_type="image/png")
         outputs.append(key)
-    return Outcome("done", output_keys=outputs, render_keys=outputs, step=ctx.total, total=ctx.total,
-                   likeness=scores, safety=verdicts)
+    return Outcome(
+        "done",
+        output_keys=outputs,
+        render_keys=outputs,
+        step=ctx.total,
+        total=ctx.total,
+        likeness=scores,
+        safety=verdicts,
+    )

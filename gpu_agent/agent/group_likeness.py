@@ -43,7 +43,9 @@ def member_references(blobs: BlobStore, members: list[GroupMember]) -> list[obje
     references: list[object | None] = []
     for member in members:
         try:
-            references.append(Reference.from_json(blobs.get(keys.likeness_key(member.user_id, member.model_id))))
+            references.append(
+                Reference.from_json(blobs.get(keys.likeness_key(member.user_id, member.model_id)))
+            )
         except (BlobNotFound, ValueError, BadReference):  # ValueError: a key the store refuses
             references.append(None)
     return references
@@ -72,11 +74,14 @@ def weakest(scores: list[FaceScore]) -> LikenessScore | None:
     return LikenessScore(verdict=worst.verdict, score=worst.score, tries=1)  # type: ignore[attr-defined]
 
 
-def group_likeness(blobs: BlobStore, job: RenderJob, pngs: list[bytes],
-                   member_boxes: list[list[Box]]) -> list[LikenessScore] | None:
+def group_likeness(
+    blobs: BlobStore, job: RenderJob, pngs: list[bytes], member_boxes: list[list[Box]]
+) -> list[LikenessScore] | None:
     """One score per picture (its weakest face), or None when no member of the group can be scored."""
     references = member_references(blobs, job.members)
     if all(r is None for r in references) or len(member_boxes) != len(pngs):
         return None
-    scores = [weakest(score_faces(png, boxes, references)) for png, boxes in zip(pngs, member_boxes, strict=True)]
+    scores = [
+        weakest(score_faces(png, boxes, references)) for png, boxes in zip(pngs, member_boxes, strict=True)
+    ]
     return [s for s in scores if s is not None] or None

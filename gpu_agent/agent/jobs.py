@@ -21,8 +21,8 @@ from cloud.messages import ImageSafety, LikenessScore, RenderJob, TrainJob
 from cloud.queues.base import Lease
 from gpu_agent.agent.cancellation import JobCancelled, StopCheck
 from gpu_agent.agent.checkpoints import CheckpointSync
-from gpu_agent.agent.likeness import Judge, reroll_seed, split_held_out, store_reference
 from gpu_agent.agent.class_images import ClassImageSync
+from gpu_agent.agent.likeness import Judge, reroll_seed, split_held_out, store_reference
 from gpu_agent.agent.lora_cache import LoraCache
 from gpu_agent.agent.metrics import AgentMetrics
 from gpu_agent.agent.report import Reporter
@@ -97,7 +97,9 @@ class JobContext:
 
 
 class Handlers:
-    def __init__(self, settings: Settings, runner: JobRunner, blobs: BlobStore, metrics: AgentMetrics) -> None:
+    def __init__(
+        self, settings: Settings, runner: JobRunner, blobs: BlobStore, metrics: AgentMetrics
+    ) -> None:
         self.settings = settings
         self.runner = runner
         self.blobs = blobs
@@ -111,8 +113,9 @@ class Handlers:
         total = job.params.steps
         ctx.total = total
         photos, held_out = split_held_out(job, self._download_photos(ctx.workdir / "photos", job))
-        sync = CheckpointSync(self.blobs, keys.checkpoint_prefix(job.user_id, job.job_id),
-                              ctx.workdir / "checkpoints")
+        sync = CheckpointSync(
+            self.blobs, keys.checkpoint_prefix(job.user_id, job.job_id), ctx.workdir / "checkpoints"
+        )
         resumed = sync.download()
         ctx.step = resumed
         if resumed:
@@ -135,9 +138,14 @@ class Handlers:
 
         def attempt(low_memory: bool) -> object:
             request = TrainRequest(
-                job=job, photos=photos, output_dir=ctx.workdir / "output", checkpoint_dir=sync.local_dir,
-                checkpoint_every=self.settings.checkpoint_every_steps, low_memory=low_memory,
-                class_image_dir=shared.folder if job.params.prior_preservation else None)
+                job=job,
+                photos=photos,
+                output_dir=ctx.workdir / "output",
+                checkpoint_dir=sync.local_dir,
+                checkpoint_every=self.settings.checkpoint_every_steps,
+                low_memory=low_memory,
+                class_image_dir=shared.folder if job.params.prior_preservation else None,
+            )
             return self.runner.train(request, progress=progress, should_stop=ctx.should_stop, preview=preview)
 
         try:
@@ -152,7 +160,7 @@ class Handlers:
         if job.params.prior_preservation:
             shared.upload_new()
         ctx.guard_upload()
-        model_files = self._upload_model(job, trained, ctx.guard_upload)  # type: ignore[arg-type]
+        model_files = self._upload_model(job, trained, ctx.guard_upload)
         ctx.guard_upload()
         reference = store_reference(self.blobs, job, photos, held_out)
         judge = None if reference is None else Judge(reference, self.settings.likeness_retries)
@@ -167,8 +175,16 @@ class Handlers:
             return self._interrupted(ctx, sync)
         if ctx.lease_lost:
             return Outcome("lease_lost", step=ctx.step, total=total)
-        return Outcome("done", output_keys=model_files + renders, model_key=model_files[0], render_keys=renders,
-                       step=total, total=total, likeness=scores or None, safety=verdicts)
+        return Outcome(
+            "done",
+            output_keys=model_files + renders,
+            model_key=model_files[0],
+            render_keys=renders,
+            step=total,
+            total=total,
+            likeness=scores or None,
+            safety=verdicts,
+        )
 
     def _interrupted(self, ctx: JobContext, sync: CheckpointSync) -> Outcome:
         if ctx.lease_lost:
@@ -201,7 +217,11 @@ class Handlers:
             except (BlobNotFound, ValueError):  # ValueError: a key the store refuses (InvalidKey)
                 missing += 1
                 continue
-            suffix = Path(key).suffix.lower() if Path(key).suffix.lower() in (".jpg", ".jpeg", ".png", ".webp") else ".jpg"
+            suffix = (
+                Path(key).suffix.lower()
+                if Path(key).suffix.lower() in (".jpg", ".jpeg", ".png", ".webp")
+                else ".jpg"
+            )
             path = folder / f"{n:02d}{suffix}"
             path.write_bytes(data)
             paths.append(path)
@@ -225,16 +245,21 @@ class Handlers:
         try:
             report = check_crops([(f"photo {n + 1}", p.read_bytes()) for n, p in enumerate(paths)], config)
         except FaceModelsMissing:
-            log.warning("face models are not installed on this agent; training without re-checking the photos")
+            log.warning(
+                "face models are not installed on this agent; training without re-checking the photos"
+            )
             return paths
         if not report.accepted:
             # The crops are stored in the order of the ✅ lines of the member's /train report.
-            lead = "Your photos were checked again before training (numbered as the ✅ photos of your report):\n"
+            lead = (
+                "Your photos were checked again before training (numbered as the ✅ photos of your report):\n"
+            )
             raise JobError("photos_rejected", lead + report.text(max_chars=500 - len(lead)))
         return [paths[result.index - 1] for result in report.good]
 
-    def _upload_model(self, job: TrainJob, trained: object,
-                      guard: Callable[[], None] = lambda: None) -> list[str]:
+    def _upload_model(
+        self, job: TrainJob, trained: object, guard: Callable[[], None] = lambda: None
+    ) -> list[str]:
         """Store the LoRA and its meta; returns their keys, the LoRA's first."""
         weights = Path(trained.weights_path)  # type: ignore[attr-defined]
         meta = Path(trained.meta_path)  # type: ignore[attr-defined]
@@ -246,19 +271,40 @@ class Handlers:
         self.blobs.put(meta_key, meta.read_bytes(), content_type="application/json")
         return [model_key, meta_key]
 
-    def _first_renders(self, ctx: JobContext, job: TrainJob, weights: Path, verdicts: list[ImageSafety],
-                       judge: Judge | None = None, scores: list[LikenessScore] | None = None) -> list[str]:
+    def _first_renders(
+        self,
+        ctx: JobContext,
+        job: TrainJob,
+        weights: Path,
+        verdicts: list[ImageSafety],
+        judge: Judge | None = None,
+        scores: list[LikenessScore] | None = None,
+    ) -> list[str]:
         outputs: list[str] = []
         n = 0
         size = self.settings.render_size // 8 * 8
         for spec in job.renders:
             render_job = RenderJob(
-                job_id=job.job_id, order_id=job.order_id, user_id=job.user_id, model_id=job.model_id,
-                base_model=job.base_model, subject=f"{job.subject_token} {job.class_word}", prompt=spec.prompt,
-                negative_prompt=spec.negative_prompt, seed=spec.seed, count=spec.count, width=size, height=size,
-                steps=self.settings.render_steps)
-            rendered = self._with_oom_retry(ctx, lambda low, rj=render_job: self.runner.render(
-                rj, [weights], None, progress=lambda *_: None, should_stop=ctx.should_stop, low_memory=low))
+                job_id=job.job_id,
+                order_id=job.order_id,
+                user_id=job.user_id,
+                model_id=job.model_id,
+                base_model=job.base_model,
+                subject=f"{job.subject_token} {job.class_word}",
+                prompt=spec.prompt,
+                negative_prompt=spec.negative_prompt,
+                seed=spec.seed,
+                count=spec.count,
+                width=size,
+                height=size,
+                steps=self.settings.render_steps,
+            )
+            rendered = self._with_oom_retry(
+                ctx,
+                lambda low, rj=render_job: self.runner.render(
+                    rj, [weights], None, progress=lambda *_: None, should_stop=ctx.should_stop, low_memory=low
+                ),
+            )
             pngs, judged = self._judged(ctx, judge, render_job, [weights], None, list(rendered.pngs))  # type: ignore[attr-defined]
             if judged and scores is not None:
                 scores.extend(judged)
@@ -296,9 +342,18 @@ class Handlers:
 
         judge = Judge.for_render(self.blobs, job, self.settings.likeness_retries)
         try:
-            rendered = self._with_oom_retry(ctx, lambda low: self.runner.render(
-                job, loras, source, progress=progress, should_stop=ctx.should_stop, low_memory=low,
-                preview=ctx.reporter.preview_plan() if self.settings.agent_preview_every_steps else None))
+            rendered = self._with_oom_retry(
+                ctx,
+                lambda low: self.runner.render(
+                    job,
+                    loras,
+                    source,
+                    progress=progress,
+                    should_stop=ctx.should_stop,
+                    low_memory=low,
+                    preview=ctx.reporter.preview_plan() if self.settings.agent_preview_every_steps else None,
+                ),
+            )
             pngs, scores = self._judged(ctx, judge, job, loras, source, list(rendered.pngs))  # type: ignore[attr-defined]
         except Interrupted:
             return Outcome("lease_lost" if ctx.lease_lost else "preempted", step=ctx.step, total=ctx.total)
@@ -311,19 +366,37 @@ class Handlers:
             verdicts.append(self._checked(key, png, rendered, n))
             self.blobs.put(key, png, content_type="image/png")
             outputs.append(key)
-        return Outcome("done", output_keys=outputs, render_keys=outputs, step=ctx.total, total=ctx.total,
-                       likeness=scores, safety=verdicts)
+        return Outcome(
+            "done",
+            output_keys=outputs,
+            render_keys=outputs,
+            step=ctx.total,
+            total=ctx.total,
+            likeness=scores,
+            safety=verdicts,
+        )
 
-    def _judged(self, ctx: JobContext, judge: Judge | None, job: RenderJob, loras: list[Path], source: bytes | None,
-                pngs: list[bytes]) -> tuple[list[bytes], list[LikenessScore] | None]:
+    def _judged(
+        self,
+        ctx: JobContext,
+        judge: Judge | None,
+        job: RenderJob,
+        loras: list[Path],
+        source: bytes | None,
+        pngs: list[bytes],
+    ) -> tuple[list[bytes], list[LikenessScore] | None]:
         """The pictures to deliver and their likeness: weak ones re-rendered one at a time with new seeds."""
         if judge is None:
             return pngs, None
 
         def rerender(index: int, attempt: int) -> bytes:
             one = job.model_copy(update={"count": 1, "seed": reroll_seed(job, index, attempt)})
-            again = self._with_oom_retry(ctx, lambda low: self.runner.render(
-                one, loras, source, progress=lambda *_: None, should_stop=ctx.should_stop, low_memory=low))
+            again = self._with_oom_retry(
+                ctx,
+                lambda low: self.runner.render(
+                    one, loras, source, progress=lambda *_: None, should_stop=ctx.should_stop, low_memory=low
+                ),
+            )
             return again.pngs[0]  # type: ignore[attr-defined]
 
         return judge.improve(pngs, rerender)
@@ -339,8 +412,11 @@ class Handlers:
         try:
             data = self.blobs.get(key)
         except (BlobNotFound, ValueError):
-            raise JobError("model_missing", "Your trained model could not be found; it may have been "
-                           "deleted. Train a new one with /train.") from None
+            raise JobError(
+                "model_missing",
+                "Your trained model could not be found; it may have been "
+                "deleted. Train a new one with /train.",
+            ) from None
         return self.lora_cache.path_for(key, data)
 
     # --- shared --------------------------------------------------------------------------------------------
@@ -353,8 +429,10 @@ class Handlers:
         except Exception as err:
             if not is_out_of_memory(err):
                 raise
-            log.warning("job %s ran out of GPU memory; retrying once with memory-saving settings",
-                        ctx.reporter.job.job_id)
+            log.warning(
+                "job %s ran out of GPU memory; retrying once with memory-saving settings",
+                ctx.reporter.job.job_id,
+            )
             _free_gpu_memory()
         finally:
             ctx.gpu_seconds += time.monotonic() - started

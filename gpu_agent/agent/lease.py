@@ -68,4 +68,6 @@ class LeaseKeeper:
                 self._on_lost()
                 return
             except Exception:
-                log.warning("lease renewal on %s failed; retrying at the next beat", self.queue.name, exc_info=True)
+                log.warning(
+                    "lease renewal on %s failed; retrying at the next beat", self.queue.name, exc_info=True
+                )

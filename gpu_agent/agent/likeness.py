@@ -11,10 +11,16 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cloud.messages import LikenessScore, RenderJob, TrainJob
 from storage import keys
 from storage.blobs.base import BlobNotFound, BlobStore
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from gpu_agent.photos.likeness import Likeness, Reference
 
 log = logging.getLogger(__name__)
 
@@ -35,40 +41,45 @@ def split_held_out(job: TrainJob, photos: list[Path]) -> tuple[list[Path], Path 
     return [p for p in photos if p != held], held
 
 
-def store_reference(blobs: BlobStore, job: TrainJob, training: list[Path], held_out: Path | None) -> object | None:
-    """Describe the photos and store the reference beside the LoRA (returned: a likeness.Reference); None when no
+def store_reference(
+    blobs: BlobStore, job: TrainJob, training: list[Path], held_out: Path | None
+) -> Reference | None:
+    """Describe the photos and store the reference beside the LoRA (and return it); None when no
     face could be described (or the face models are missing on this agent): the model's renders are not scored."""
     from gpu_agent.photos import FaceModelsMissing
     from gpu_agent.photos.likeness import build_reference, open_image
 
-    def load(path: Path):
+    def load(path: Path) -> Image.Image | None:
         return open_image(path.read_bytes())
 
     try:
         images = [img for img in (load(p) for p in training) if img is not None]
         reference = build_reference(images, load(held_out) if held_out is not None else None)
     except FaceModelsMissing:
-        log.warning("face models are not installed on this agent; model %s gets no likeness reference",
-                    job.model_id)
+        log.warning(
+            "face models are not installed on this agent; model %s gets no likeness reference", job.model_id
+        )
         return None
     if reference is None:
         log.info("no face found in the photos of model %s; its renders will not be scored", job.model_id)
         return None
-    blobs.put(keys.likeness_key(job.user_id, job.model_id), reference.to_json(), content_type="application/json")
+    blobs.put(
+        keys.likeness_key(job.user_id, job.model_id), reference.to_json(), content_type="application/json"
+    )
     return reference
 
 
 @dataclass
 class _Pick:
     png: bytes
-    likeness: object  # gpu_agent.photos.likeness.Likeness
+    likeness: Likeness
     tries: int
 
 
 class Judge:
     """Scores a render job's pictures against its model's reference and re-renders the weak ones."""
 
-    def __init__(self, reference: object, retries: int) -> None:
+    def __init__(self, reference: Reference, retries: int) -> None:
         self.reference = reference
         self.retries = retries
 
@@ -99,29 +110,35 @@ class Judge:
             log.warning("face models are not installed on this agent; renders are not scored")
         return None
 
-    def improve(self, pngs: list[bytes], rerender: Callable[[int, int], bytes]) -> tuple[list[bytes],
-                                                                                      list[LikenessScore]]:
+    def improve(
+        self, pngs: list[bytes], rerender: Callable[[int, int], bytes]
+    ) -> tuple[list[bytes], list[LikenessScore]]:
         """Score each picture; while one fails and tries are left, ``rerender(index, attempt)`` makes another
         (attempt 1, 2 …). Returns the best picture of each slot and its score."""
         from gpu_agent.photos.likeness import score_picture
 
         picks: list[_Pick] = []
         for index, png in enumerate(pngs):
-            best = _Pick(png, score_picture(self.reference, png), 1)  # type: ignore[arg-type]
+            best = _Pick(png, score_picture(self.reference, png), 1)
             attempt = 0
-            while not best.likeness.passes and attempt < self.retries:  # type: ignore[attr-defined]
+            while not best.likeness.passes and attempt < self.retries:
                 attempt += 1
                 again = rerender(index, attempt)
-                scored = score_picture(self.reference, again)  # type: ignore[arg-type]
-                log.info("picture %d re-rendered (%s → %s)", index, best.likeness.verdict,  # type: ignore[attr-defined]
-                         scored.verdict)
-                if scored.rank() > best.likeness.rank():  # type: ignore[attr-defined]
+                scored = score_picture(self.reference, again)
+                log.info(
+                    "picture %d re-rendered (%s → %s)",
+                    index,
+                    best.likeness.verdict,
+                    scored.verdict,
+                )
+                if scored.rank() > best.likeness.rank():
                     best = _Pick(again, scored, attempt + 1)
                 else:
                     best.tries = attempt + 1
             picks.append(best)
-        scores = [LikenessScore(verdict=p.likeness.verdict, score=p.likeness.score, tries=p.tries)  # type: ignore[attr-defined]
-                  for p in picks]
+        scores = [
+            LikenessScore(verdict=p.likeness.verdict, score=p.likeness.score, tries=p.tries) for p in picks
+        ]
         return [p.png for p in picks], scores
 
 

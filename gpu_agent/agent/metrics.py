@@ -27,33 +27,59 @@ class AgentMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.jobs = Counter(
-            "photogen_agent_jobs", "Jobs handled, by kind and result "
-            "(done, failed, retry, preempted, lease_lost, duplicate, malformed, cancelled).", ["kind", "result"],
-            registry=r)
+            "photogen_agent_jobs",
+            "Jobs handled, by kind and result "
+            "(done, failed, retry, preempted, lease_lost, duplicate, malformed, cancelled).",
+            ["kind", "result"],
+            registry=r,
+        )
         self.job_seconds = Histogram(
-            "photogen_agent_job_duration_seconds", "Wall time from receiving a job to its outcome.", ["kind"],
-            buckets=_DURATION_BUCKETS, registry=r)
+            "photogen_agent_job_duration_seconds",
+            "Wall time from receiving a job to its outcome.",
+            ["kind"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
         self.queue_wait = Histogram(
-            "photogen_agent_queue_wait_seconds", "Time a job waited in the queue before this agent took it.",
-            ["kind"], buckets=_WAIT_BUCKETS, registry=r)
+            "photogen_agent_queue_wait_seconds",
+            "Time a job waited in the queue before this agent took it.",
+            ["kind"],
+            buckets=_WAIT_BUCKETS,
+            registry=r,
+        )
         self.spot_interruptions = Counter(
-            "photogen_agent_spot_interruptions", "Spot interruption/rebalance notices and SIGTERMs seen.",
-            registry=r)
+            "photogen_agent_spot_interruptions",
+            "Spot interruption/rebalance notices and SIGTERMs seen.",
+            registry=r,
+        )
         self.checkpoint_seconds = Histogram(
-            "photogen_agent_checkpoint_seconds", "Time to copy a training checkpoint to the blob store.",
-            buckets=_CHECKPOINT_BUCKETS, registry=r)
+            "photogen_agent_checkpoint_seconds",
+            "Time to copy a training checkpoint to the blob store.",
+            buckets=_CHECKPOINT_BUCKETS,
+            registry=r,
+        )
         self.gpu_seconds = Counter(
-            "photogen_agent_gpu_seconds", "Accelerator time spent in the engine, by job kind.", ["kind"], registry=r)
+            "photogen_agent_gpu_seconds",
+            "Accelerator time spent in the engine, by job kind.",
+            ["kind"],
+            registry=r,
+        )
         self.busy = Gauge("photogen_agent_busy", "1 while the agent works on a job.", registry=r)
-        self.draining = Gauge("photogen_agent_draining", "1 once the agent winds down (spot notice, SIGTERM).",
-                              registry=r)
+        self.draining = Gauge(
+            "photogen_agent_draining", "1 once the agent winds down (spot notice, SIGTERM).", registry=r
+        )
 
 
 class HealthServer:
     """/healthz (JSON, 200 while serving, 503 once draining) and /metrics (Prometheus text format)."""
 
-    def __init__(self, metrics: AgentMetrics, health: Callable[[], tuple[bool, dict[str, Any]]],
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        metrics: AgentMetrics,
+        health: Callable[[], tuple[bool, dict[str, Any]]],
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
         registry = metrics.registry
 
         class Handler(BaseHTTPRequestHandler):

@@ -30,8 +30,11 @@ class ScaleInProtection:
         if self._client is None:
             import boto3
 
-            self._client = boto3.client("autoscaling", region_name=self.settings.aws_region,
-                                        endpoint_url=self.settings.aws_endpoint_url)
+            self._client = boto3.client(
+                "autoscaling",
+                region_name=self.settings.aws_region,
+                endpoint_url=self.settings.aws_endpoint_url,
+            )
         return self._client
 
     def target(self) -> tuple[str, str] | None:
@@ -43,16 +46,19 @@ class ScaleInProtection:
             return None
         try:
             instance_id = self.imds.get("instance-id")
-        except Exception:  # noqa: BLE001 - no instance metadata: not on EC2
+        except Exception:
             log.info("no instance metadata at %s: scale-in protection off", self.settings.imds_url)
             return None
         if not instance_id:
             return None
         try:
             found = self._autoscaling().describe_auto_scaling_instances(InstanceIds=[instance_id])
-        except Exception:  # noqa: BLE001
-            log.warning("could not look up the auto scaling group of %s; scale-in protection off", instance_id,
-                        exc_info=True)
+        except Exception:
+            log.warning(
+                "could not look up the auto scaling group of %s; scale-in protection off",
+                instance_id,
+                exc_info=True,
+            )
             return None
         groups = found.get("AutoScalingInstances", [])
         if groups:
@@ -72,6 +78,10 @@ class ScaleInProtection:
                 InstanceIds=[instance_id], AutoScalingGroupName=group, ProtectedFromScaleIn=busy
             )
             self.protected = busy
-        except Exception:  # noqa: BLE001 - retried at the next change of state
-            log.warning("could not %s scale-in protection of %s", "set" if busy else "clear", instance_id,
-                        exc_info=True)
+        except Exception:
+            log.warning(
+                "could not %s scale-in protection of %s",
+                "set" if busy else "clear",
+                instance_id,
+                exc_info=True,
+            )

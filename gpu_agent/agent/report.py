@@ -54,11 +54,11 @@ class Reporter:
         return Event(
             job_id=self.job.job_id,
             order_id=self.job.order_id,
-            job_kind=self.job_kind,  # type: ignore[arg-type]
+            job_kind=self.job_kind,
             kind=kind,
             agent_id=self.agent_id,
             instance_type=self.instance_type,
-            **fields,  # type: ignore[arg-type]
+            **fields,
         )
 
     def send(self, event: Event) -> Event:
@@ -75,7 +75,7 @@ class Reporter:
 
     def started(self, step: int = 0, total: int = 0) -> Event:
         self._first_step = (step, time.monotonic())
-        return self.emit("started", progress=Progress(step=step, total=total))
+        return self.emit(EventKind.STARTED, progress=Progress(step=step, total=total))
 
     def _terminal(self, step: int, total: int, loss: float | None) -> None:
         if total <= 0 or not sys.stderr.isatty():
@@ -83,8 +83,13 @@ class Reporter:
         if self._bar is None:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, initial=step, desc=f"{self.job_kind} {self.job.job_id[:8]}", unit="step",
-                             leave=False)
+            self._bar = tqdm(
+                total=total,
+                initial=step,
+                desc=f"{self.job_kind} {self.job.job_id[:8]}",
+                unit="step",
+                leave=False,
+            )
         self._bar.update(max(0, step - self._bar.n))
         if loss is not None:
             self._bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
@@ -92,8 +97,15 @@ class Reporter:
             self._bar.close()
             self._bar = None
 
-    def progress(self, step: int, total: int, loss: float | None = None, preview_jpeg: bytes | None = None,
-                 *, force: bool = False) -> Event | None:
+    def progress(
+        self,
+        step: int,
+        total: int,
+        loss: float | None = None,
+        preview_jpeg: bytes | None = None,
+        *,
+        force: bool = False,
+    ) -> Event | None:
         """A progress event, unless one went out less than ``progress_every_s`` ago."""
         self._terminal(step, total, loss)
         now = time.monotonic()
@@ -109,8 +121,16 @@ class Reporter:
             except Exception:
                 log.warning("could not store preview %s", preview_key, exc_info=True)
                 preview_key = None
-        return self.emit("progress", progress=Progress(
-            step=step, total=total, eta_s=self.eta(step, total, now), loss=_finite(loss), preview_key=preview_key))
+        return self.emit(
+            EventKind.PROGRESS,
+            progress=Progress(
+                step=step,
+                total=total,
+                eta_s=self.eta(step, total, now),
+                loss=_finite(loss),
+                preview_key=preview_key,
+            ),
+        )
 
     def preview_due(self) -> bool:
         """True when a preview may go out now: the last one is ``preview_min_interval_s`` old (each preview is a
@@ -139,19 +159,25 @@ class Reporter:
         return round(max(0.0, (total - step) * rate), 1)
 
     def checkpoint(self, step: int, total: int) -> Event:
-        return self.emit("checkpoint", progress=Progress(step=step, total=total))
+        return self.emit(EventKind.CHECKPOINT, progress=Progress(step=step, total=total))
 
     def failed(self, code: str, message: str, gpu_seconds: float | None = None) -> Event:
-        return self.emit("failed", error=ErrorInfo(code=code[:64], message=message[:500] or "The job failed."),
-                         gpu_seconds=gpu_seconds)
+        return self.emit(
+            EventKind.FAILED,
+            error=ErrorInfo(code=code[:64], message=message[:500] or "The job failed."),
+            gpu_seconds=gpu_seconds,
+        )
 
     def preempted(self, step: int, total: int) -> Event:
         if self.job_kind == "train":
             text = f"Paused: the GPU was reclaimed — resuming from step {step} of {total} on another machine."
         else:
             text = "Paused: the GPU was reclaimed — another machine will pick your picture up and render it."
-        return self.emit("preempted", progress=Progress(step=step, total=total),
-                         error=ErrorInfo(code="preempted", message=text))
+        return self.emit(
+            EventKind.PREEMPTED,
+            progress=Progress(step=step, total=total),
+            error=ErrorInfo(code="preempted", message=text),
+        )
 
 
 def _finite(value: float | None) -> float | None:

@@ -76,8 +76,14 @@ class JobRunner(Protocol):
     def warm(self) -> bool:
         """True while a render pipeline is loaded (the agent then takes renders first)."""
 
-    def train(self, request: TrainRequest, *, progress: StepProgress, should_stop: ShouldStop,
-              preview: PreviewPlan | None = None) -> TrainOutcome:
+    def train(
+        self,
+        request: TrainRequest,
+        *,
+        progress: StepProgress,
+        should_stop: ShouldStop,
+        preview: PreviewPlan | None = None,
+    ) -> TrainOutcome:
         """Train a LoRA, resuming from the newest checkpoint in ``request.checkpoint_dir`` if there is one;
         ``preview`` receives a small sample of the model so far every ``preview.every_steps`` steps.
 
@@ -95,7 +101,8 @@ class JobRunner(Protocol):
         low_memory: bool = False,
         preview: PreviewPlan | None = None,
     ) -> RenderOutcome:
-        """Render ``job.count`` PNGs (``preview`` receives thumbnails of the first while it denoises). Raises Interrupted when should_stop() turns true, JobError for bad input."""
+        """Render ``job.count`` PNGs (``preview`` receives thumbnails of the first while it denoises). Raises
+        Interrupted when should_stop() turns true, JobError for bad input."""
 
 
 def is_out_of_memory(err: BaseException) -> bool:

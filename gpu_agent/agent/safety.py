@@ -2,7 +2,8 @@
 
 The classifier is NudeNet's 320n detector: a YOLOv8n network trained on nudity classes, shipped as an ONNX
 file inside the ``nudenet`` wheel (nothing is downloaded) and run by onnxruntime on the CPU (0.3 s a picture
-on a busy 2-core test machine, docs/SAFETY.md). It was picked because it is the one maintained NSFW model whose weights come inside a pip package, so
+on a busy 2-core test machine, docs/SAFETY.md). It was picked because it is the one maintained NSFW model
+whose weights come inside a pip package, so
 an offline agent has it; diffusers' CLIP-based safety checker needs a hub download and only answers yes/no,
 and Falconsai-style ViT classifiers need one too. Licence note: the wheel's metadata says MIT but its LICENSE
 file is the AGPL-3.0 text (see docs/SAFETY.md); ``SAFETY_MODEL_PATH`` takes any detector of the same format.
@@ -74,7 +75,7 @@ class SafetyGate:
         bgr = np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
         try:
             detector = _detector(self.model_path)
-        except Exception as err:  # noqa: BLE001 - ImportError (no nudenet/onnxruntime), a bad model file …
+        except Exception as err:
             log.error("the picture safety classifier cannot be loaded: %s", err)
             raise JobError("safety_unavailable", UNAVAILABLE, permanent=False) from None
         return list(detector.detect(bgr))

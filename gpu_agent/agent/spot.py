@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -138,7 +139,9 @@ class ImdsClient:
 class SpotWatcher:
     """Polls IMDS every ``poll_s`` and requests a drain on a spot interruption or rebalance notice."""
 
-    def __init__(self, imds_url: str, drain: Drain, *, poll_s: float = 5.0, on_notice: object = None) -> None:
+    def __init__(
+        self, imds_url: str, drain: Drain, *, poll_s: float = 5.0, on_notice: Callable[[], None] | None = None
+    ) -> None:
         self.client = ImdsClient(imds_url) if imds_url else None
         self.drain = drain
         self.poll_s = poll_s
@@ -172,20 +175,26 @@ class SpotWatcher:
         return None
 
     def _run(self) -> None:
+        client = self.client
+        assert client is not None  # start() runs this thread only with a client
         failures = 0
         while not self._stop.is_set() and not self.drain.requested:
             try:
                 if self.instance_type is None:
-                    self.instance_type = (self.client.get("instance-type") or "").strip()[:64] or None  # type: ignore[union-attr]
+                    self.instance_type = (client.get("instance-type") or "").strip()[:64] or None
                 reason = self.check_once()
                 failures = 0
             except (OSError, ValueError) as err:
                 failures += 1
                 if failures == _BACKOFF_AFTER:
-                    log.info("instance metadata at %s unreachable (%s); polling less often", self.client.base_url, err)  # type: ignore[union-attr]
+                    log.info(
+                        "instance metadata at %s unreachable (%s); polling less often",
+                        client.base_url,
+                        err,
+                    )
                 reason = None
             if reason is not None:
-                if self.drain.request(reason) and callable(self._on_notice):
+                if self.drain.request(reason) and self._on_notice is not None:
                     self._on_notice()
                 return
             self._stop.wait(_BACKOFF_S if failures >= _BACKOFF_AFTER else self.poll_s)

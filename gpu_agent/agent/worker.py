@@ -17,7 +17,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
-from cloud.messages import Event, MessageError, Progress, RenderJob, TrainJob, decode, encode
+from cloud.messages import (
+    ErrorInfo,
+    Event,
+    EventKind,
+    MessageError,
+    Progress,
+    RenderJob,
+    TrainJob,
+    decode,
+    encode,
+)
 from cloud.queues.base import JobQueue, Lease, LeaseExpired
 from gpu_agent.agent.cancellation import MESSAGES, JobCancelled, StopCheck, job_prefixes
 from gpu_agent.agent.jobs import Handlers, JobContext, Outcome, clean_workdir
@@ -74,8 +84,12 @@ class Agent:
         self.handlers = Handlers(settings, runner, blobs, self.metrics)
         self.work_dir = Path(settings.agent_work_dir)
         self.protection = ScaleInProtection(settings)
-        self.spot = SpotWatcher(imds_url_for(settings), self.drain, poll_s=settings.imds_poll_s,
-                                on_notice=self.metrics.spot_interruptions.inc)
+        self.spot = SpotWatcher(
+            imds_url_for(settings),
+            self.drain,
+            poll_s=settings.imds_poll_s,
+            on_notice=self.metrics.spot_interruptions.inc,
+        )
         self.health: HealthServer | None = None
         self.state = "starting"
         self.current_job: str | None = None
@@ -95,12 +109,15 @@ class Agent:
 
     def start_services(self) -> None:
         if self.health is None:
-            self.health = HealthServer(self.metrics, self._health, self.settings.agent_metrics_host,
-                                       self.settings.agent_metrics_port).start()
+            self.health = HealthServer(
+                self.metrics, self._health, self.settings.agent_metrics_host, self.settings.agent_metrics_port
+            ).start()
             log.info("agent %s: /healthz and /metrics on port %d", self.agent_id, self.health.port)
         self.spot.start()
 
-    def run(self, stop_event: threading.Event | None = None, *, once_wait_s: float | None = None) -> str | None:
+    def run(
+        self, stop_event: threading.Event | None = None, *, once_wait_s: float | None = None
+    ) -> str | None:
         """Take jobs until stopped. With ``once_wait_s`` (``photogen agent --once``, an AWS Batch job): wait that
         long for one job, settle it and return how it ended (``done``, ``failed``, ``preempted``, ``retry`` …),
         or None when none came."""
@@ -138,8 +155,13 @@ class Agent:
 
     def _health(self) -> tuple[bool, dict[str, Any]]:
         ok = not self.drain.requested and self.state != "stopped"
-        return ok, {"status": "ok" if ok else "draining", "agent_id": self.agent_id, "state": self.state,
-                    "job_id": self.current_job, "drain_reason": self.drain.reason}
+        return ok, {
+            "status": "ok" if ok else "draining",
+            "agent_id": self.agent_id,
+            "state": self.state,
+            "job_id": self.current_job,
+            "drain_reason": self.drain.reason,
+        }
 
     # --- receiving --------------------------------------------------------------------------------------------
 
@@ -147,7 +169,7 @@ class Agent:
         return self.queues.train if kind == "train" else self.queues.render
 
     def _order(self) -> list[Kind]:
-        kinds: list[Kind] = list(dict.fromkeys(self.settings.agent_kinds))  # type: ignore[arg-type]
+        kinds: list[Kind] = list(dict.fromkeys(self.settings.agent_kinds))
         # Renders first while the render pipeline is warm: a member is waiting for a picture.
         if self.runner.warm and "render" in kinds:
             kinds.remove("render")
@@ -166,8 +188,9 @@ class Agent:
             # Nothing anywhere: long-poll one queue per turn, alternating, so neither waits forever.
             kind = order[self._turn % len(order)]
             self._turn += 1
-            leases = self._queue(kind).receive(1, wait_s=self.settings.agent_poll_wait_s,
-                                               lease_s=self.settings.agent_lease_s)
+            leases = self._queue(kind).receive(
+                1, wait_s=self.settings.agent_poll_wait_s, lease_s=self.settings.agent_lease_s
+            )
         except Exception:
             log.exception("receiving from the queues failed; retrying in 5 s")
             self.drain.wait(5)
@@ -183,9 +206,10 @@ class Agent:
         if self.drain.requested:
             self._release(queue, lease, 0)
             return "preempted"
-        model = TrainJob if kind == "train" else RenderJob
         try:
-            job = decode(lease.body, model)
+            job: TrainJob | RenderJob = (
+                decode(lease.body, TrainJob) if kind == "train" else decode(lease.body, RenderJob)
+            )
         except MessageError as err:
             self._malformed(kind, queue, lease, str(err))
             return "malformed"
@@ -197,10 +221,15 @@ class Agent:
         if self._drop_cancelled(kind, queue, lease, job, stop_check):
             return "skipped"
         started = time.monotonic()
-        reporter = Reporter(self.queues.events, self.blobs, job, agent_id=self.agent_id,
-                            instance_type=self.spot.instance_type,
-                            progress_every_s=self.settings.agent_progress_every_s,
-                            preview_min_interval_s=self.settings.agent_preview_min_interval_s)
+        reporter = Reporter(
+            self.queues.events,
+            self.blobs,
+            job,
+            agent_id=self.agent_id,
+            instance_type=self.spot.instance_type,
+            progress_every_s=self.settings.agent_progress_every_s,
+            preview_min_interval_s=self.settings.agent_preview_min_interval_s,
+        )
         workdir = self.work_dir / "jobs" / job.job_id
         clean_workdir(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -210,8 +239,13 @@ class Agent:
         self.metrics.busy.set(1)
         log.info("job %s (%s, delivery %d) started", job.job_id, kind, lease.receive_count)
         try:
-            with LeaseKeeper(queue, lease, lease_s=self.settings.agent_lease_s, heartbeat_s=self.heartbeat_s,
-                             on_lost=lambda: ctx.halt("lease_lost")):
+            with LeaseKeeper(
+                queue,
+                lease,
+                lease_s=self.settings.agent_lease_s,
+                heartbeat_s=self.heartbeat_s,
+                on_lost=lambda: ctx.halt("lease_lost"),
+            ):
                 outcome = self._work(kind, ctx, job, stop_event)
             return self._settle(kind, queue, lease, job, ctx, outcome)
         finally:
@@ -221,7 +255,9 @@ class Agent:
             self.state, self.current_job = "idle", None
             clean_workdir(workdir)
 
-    def _work(self, kind: Kind, ctx: JobContext, job: TrainJob | RenderJob, stop_event: threading.Event) -> Outcome:
+    def _work(
+        self, kind: Kind, ctx: JobContext, job: TrainJob | RenderJob, stop_event: threading.Event
+    ) -> Outcome:
         handler = self.handlers.train if kind == "train" else self.handlers.render
         future: Future[Outcome] = self._executor.submit(handler, ctx, job)  # type: ignore[arg-type]
         while True:
@@ -250,17 +286,30 @@ class Agent:
             return Outcome("failed", error=err, step=ctx.step, total=ctx.total)
         except Exception as err:
             log.error("job %s failed", ctx.reporter.job.job_id, exc_info=err)
-            return Outcome("failed", error=JobError("internal", INTERNAL_MESSAGE, permanent=False),
-                           step=ctx.step, total=ctx.total)
+            return Outcome(
+                "failed",
+                error=JobError("internal", INTERNAL_MESSAGE, permanent=False),
+                step=ctx.step,
+                total=ctx.total,
+            )
 
     # --- settling the message -----------------------------------------------------------------------------------
 
-    def _settle(self, kind: Kind, queue: JobQueue, lease: Lease, job: TrainJob | RenderJob, ctx: JobContext,
-                outcome: Outcome) -> str:
+    def _settle(
+        self,
+        kind: Kind,
+        queue: JobQueue,
+        lease: Lease,
+        job: TrainJob | RenderJob,
+        ctx: JobContext,
+        outcome: Outcome,
+    ) -> str:
         gpu = round(ctx.gpu_seconds, 3)
         if outcome.result == "lease_lost" or ctx.lease_lost:
             # Another agent owns the message now: no result, no event, no ack.
-            log.warning("job %s: lease lost at step %d; left to the agent that holds it", job.job_id, ctx.step)
+            log.warning(
+                "job %s: lease lost at step %d; left to the agent that holds it", job.job_id, ctx.step
+            )
             self.metrics.jobs.labels(kind, "lease_lost").inc()
             return "lease_lost"
         if outcome.result == "cancelled" or ctx.poll_cancel(fresh=True):
@@ -269,9 +318,16 @@ class Agent:
         if outcome.result == "done":
             # The done event carries the last step too, so the member's progress bar ends at 100 %.
             finished = Progress(step=outcome.total, total=outcome.total) if outcome.total > 0 else None
-            done = ctx.reporter.event("done", output_keys=outcome.output_keys, model_key=outcome.model_key,
-                                      render_keys=outcome.render_keys, gpu_seconds=gpu, progress=finished,
-                                      likeness=outcome.likeness, safety=outcome.safety)
+            done = ctx.reporter.event(
+                EventKind.DONE,
+                output_keys=outcome.output_keys,
+                model_key=outcome.model_key,
+                render_keys=outcome.render_keys,
+                gpu_seconds=gpu,
+                progress=finished,
+                likeness=outcome.likeness,
+                safety=outcome.safety,
+            )
             self._write_marker(job, done, sent=False)
             ctx.reporter.send(done)
             self._write_marker(job, done, sent=True)
@@ -303,8 +359,12 @@ class Agent:
         else:
             self._release(queue, lease, self.settings.agent_retry_delay_s)
             self.metrics.jobs.labels(kind, "retry").inc()
-            log.warning("job %s failed on delivery %d (%s); released for a retry", job.job_id,
-                        lease.receive_count, error.code)
+            log.warning(
+                "job %s failed on delivery %d (%s); released for a retry",
+                job.job_id,
+                lease.receive_count,
+                error.code,
+            )
             return "retry"
         return "failed"
 
@@ -332,10 +392,17 @@ class Agent:
         return True
 
     def _write_marker(self, job: TrainJob | RenderJob, done: Event, *, sent: bool) -> None:
-        body = {"job_id": job.job_id, "agent_id": self.agent_id, "event_sent": sent,
-                "event": json.loads(encode(done))}
-        self.blobs.put(keys.done_marker_key(job.user_id, job.job_id), json.dumps(body).encode(),
-                       content_type="application/json")
+        body = {
+            "job_id": job.job_id,
+            "agent_id": self.agent_id,
+            "event_sent": sent,
+            "event": json.loads(encode(done)),
+        }
+        self.blobs.put(
+            keys.done_marker_key(job.user_id, job.job_id),
+            json.dumps(body).encode(),
+            content_type="application/json",
+        )
 
     def _forget_checkpoints(self, job: TrainJob | RenderJob) -> None:
         try:
@@ -345,15 +412,17 @@ class Agent:
 
     # --- cancelled orders, forgotten members -------------------------------------------------------------------
 
-    def _drop_cancelled(self, kind: Kind, queue: JobQueue, lease: Lease, job: TrainJob | RenderJob,
-                        stop_check: StopCheck) -> bool:
+    def _drop_cancelled(
+        self, kind: Kind, queue: JobQueue, lease: Lease, job: TrainJob | RenderJob, stop_check: StopCheck
+    ) -> bool:
         """A job whose order was cancelled, or whose member was forgotten, while it waited in the queue (or
         the dead-letter queue, redriven): acknowledged without any work."""
         reason = stop_check.check(fresh=True)
         if reason is None:
             return False
-        reporter = Reporter(self.queues.events, self.blobs, job, agent_id=self.agent_id,
-                            instance_type=self.spot.instance_type)
+        reporter = Reporter(
+            self.queues.events, self.blobs, job, agent_id=self.agent_id, instance_type=self.spot.instance_type
+        )
         self._purge(job, reason)
         reporter.failed(reason, MESSAGES[reason], gpu_seconds=0.0)
         self._ack(queue, lease, job.job_id)
@@ -361,8 +430,9 @@ class Agent:
         log.info("job %s dropped on receipt: %s", job.job_id, reason)
         return True
 
-    def _settle_cancelled(self, kind: Kind, queue: JobQueue, lease: Lease, job: TrainJob | RenderJob,
-                          ctx: JobContext) -> None:
+    def _settle_cancelled(
+        self, kind: Kind, queue: JobQueue, lease: Lease, job: TrainJob | RenderJob, ctx: JobContext
+    ) -> None:
         """Stopped because its order was cancelled or its member forgotten: delete what it stored, tell the
         bot (a cancelled order stays cancelled there, refunded once), acknowledge: never retried."""
         reason = ctx.cancelled or "cancelled"
@@ -379,8 +449,9 @@ class Agent:
             for prefix in prefixes:
                 self.blobs.delete_prefix(prefix)
         except Exception:
-            log.warning("could not delete the outputs of job %s (the bot's re-sweep will)", job.job_id,
-                        exc_info=True)
+            log.warning(
+                "could not delete the outputs of job %s (the bot's re-sweep will)", job.job_id, exc_info=True
+            )
         if reason == "forgotten":
             self._evict(self.handlers.lora_cache.purge_member(job.user_id))
 
@@ -412,8 +483,14 @@ class Agent:
         if ids is None:
             return  # nothing names the order: the dead-letter queue and the log are all there is
         try:
-            event = Event(job_id=ids[0], order_id=ids[1], job_kind=kind, kind="failed", agent_id=self.agent_id,
-                          error={"code": "bad_job", "message": BAD_JOB_MESSAGE})  # type: ignore[arg-type]
+            event = Event(
+                job_id=ids[0],
+                order_id=ids[1],
+                job_kind=kind,
+                kind="failed",
+                agent_id=self.agent_id,
+                error=ErrorInfo(code="bad_job", message=BAD_JOB_MESSAGE),
+            )
             self.queues.events.send(encode(event))
         except Exception:
             log.exception("could not send the failed event of malformed message %s", lease.message_id)
@@ -447,6 +524,6 @@ def _ids_of(body: str) -> tuple[str, str] | None:
     if not isinstance(data, dict):
         return None
     job_id, order_id = data.get("job_id"), data.get("order_id")
-    if is_id(job_id) and is_id(order_id):
+    if isinstance(job_id, str) and isinstance(order_id, str) and is_id(job_id) and is_id(order_id):
         return job_id, order_id
     return None

@@ -92,16 +92,24 @@ def is_sdxl(base_model: str, cache_dir: str | Path) -> bool | None:
     return "xl" in base_model.lower()
 
 
-def size_mismatch(base_model: str, cache_dir: str | Path, train_resolution: int, render_size: int) -> str | None:
+def size_mismatch(
+    base_model: str, cache_dir: str | Path, train_resolution: int | None, render_size: int
+) -> str | None:
     """A warning when the sizes do not suit the model: SDXL learned 1024 px pictures and draws broken ones at
-    512; SD 1.x/2.x learned 512/768 and repeats itself (two heads, tiled bodies) at 1024."""
+    512; SD 1.x/2.x learned 512/768 and repeats itself (two heads, tiled bodies) at 1024. ``train_resolution``
+    None is the recipe's own for the model's family, which suits it."""
     sdxl = is_sdxl(base_model, cache_dir)
     if sdxl is None:
         return None
-    if sdxl and min(train_resolution, render_size) < 1024:
-        return (f"{base_model} is an SDXL model but TRAIN_RESOLUTION={train_resolution} and "
-                f"RENDER_SIZE={render_size}: SDXL needs 1024")
-    if not sdxl and max(train_resolution, render_size) > 768:
-        return (f"{base_model} is an SD 1.x/2.x model but TRAIN_RESOLUTION={train_resolution} and "
-                f"RENDER_SIZE={render_size}: it works at 512 (768 for SD 2.x)")
+    sizes = [render_size] if train_resolution is None else [train_resolution, render_size]
+    if sdxl and min(sizes) < 1024:
+        return (
+            f"{base_model} is an SDXL model but TRAIN_RESOLUTION={train_resolution} and "
+            f"RENDER_SIZE={render_size}: SDXL needs 1024"
+        )
+    if not sdxl and max(sizes) > 768:
+        return (
+            f"{base_model} is an SD 1.x/2.x model but TRAIN_RESOLUTION={train_resolution} and "
+            f"RENDER_SIZE={render_size}: it works at 512 (768 for SD 2.x)"
+        )
     return None

@@ -156,7 +156,8 @@ def _from_pretrained(base_model: str, *, dtype: torch.dtype, cache_dir: str | os
             raise BaseModelError(
                 f"base model {base_model!r} is not in {where} and this machine is offline "
                 "(HF_HUB_OFFLINE=1): "
-                f"it must be downloaded on a machine with internet (`{download_command(base_model, cache_dir or '<cache>')}`) "
+                "it must be downloaded on a machine with internet "
+                f"(`{download_command(base_model, str(cache_dir or '<cache>'))}`) "
                 "and the cache copied here"
             ) from exc
         raise BaseModelError(

@@ -42,7 +42,8 @@ class StylePreset(BaseModel):
     aspect: str = Field(description="Width:height, e.g. 4:5 for a portrait headshot.")
     launch: bool = Field(False, description="One of the styles the product launched with.")
     face_detail: bool = Field(
-        False, description="Redraw small faces at full resolution (full-body and landmark styles, not close-ups)."
+        False,
+        description="Redraw small faces at full resolution (full-body and landmark styles, not close-ups).",
     )
 
     @field_validator("prompt")

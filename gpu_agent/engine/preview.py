@@ -37,7 +37,9 @@ _SDXL_FACTORS = (
 )
 _FACTORS = {"sd1": _SD1_FACTORS, "sd2": _SD1_FACTORS, "sdxl": _SDXL_FACTORS}
 
-PREVIEW_EDGE = 256  # pixels on the long side: small enough to upload every few seconds, big enough to see a face
+PREVIEW_EDGE = (
+    256  # pixels on the long side: small enough to upload every few seconds, big enough to see a face
+)
 
 
 def latents_to_image(latents: torch.Tensor, family: Family, *, edge: int = PREVIEW_EDGE) -> Image.Image:

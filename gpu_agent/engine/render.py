@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
-from gpu_agent.engine.models import model_family
 from gpu_agent.engine.face_detail import FACE_PROMPT, FaceDetailConfig, find_faces, paste_back
+from gpu_agent.engine.models import model_family
 from gpu_agent.engine.pngmeta import GenerationParams, png_bytes
 from gpu_agent.engine.preview import PreviewPlan, latents_to_image
 from gpu_agent.engine.render_adapters import AdapterSlots, LoadPath
@@ -68,7 +68,8 @@ class Renderer:
     """Renders RenderRequests on one loaded base model, with members' LoRAs swapped in per call.
 
     ``device`` is "auto", "cpu", "cuda[:N]" or "mps"; ``dtype`` None picks the device's (bf16/fp16 on GPUs,
-    bf16 on CPUs with native bf16, else fp32: models.pick_dtype). ``render`` is safe to call from several threads; calls run one at a time (one GPU, one
+    bf16 on CPUs with native bf16, else fp32: models.pick_dtype). ``render`` is safe to call from several
+    threads; calls run one at a time (one GPU, one
     pipeline). ``hotswap`` False makes every new LoRA a new adapter (the slower path; see render_adapters).
     """
 
@@ -207,7 +208,13 @@ class Renderer:
             images, faces = self._detail_faces(request, images)
         return [
             self._finish(
-                request, prompt, lora, image, request.seed + i, faces[i], blanked=blanked[i],
+                request,
+                prompt,
+                lora,
+                image,
+                request.seed + i,
+                faces[i],
+                blanked=blanked[i],
                 strength=request.effective_strength,
             )
             for i, image in enumerate(images)
@@ -244,8 +251,14 @@ class Renderer:
         assert request.source is not None and self.upscaler is not None
         with self._lock:
             image, blanked = self.upscaler.upscale(
-                request.source, prompt=prompt, negative_prompt=request.negative_prompt, seed=request.seed,
-                steps=request.steps, guidance=request.guidance, progress=progress)
+                request.source,
+                prompt=prompt,
+                negative_prompt=request.negative_prompt,
+                seed=request.seed,
+                steps=request.steps,
+                guidance=request.guidance,
+                progress=progress,
+            )
             image = fit_within(image, MAX_SIDE, self.max_pixels)
             refined: float | None = None
             if self.upscale_refine and not blanked:
@@ -255,8 +268,16 @@ class Renderer:
                 self.adapters.activate(lora)
                 images, flags = self._denoise(again, prompt, image.width, image.height, progress)
                 image, blanked = images[0], flags[0]
-        return self._finish(request, prompt, lora, image, request.seed, blanked=blanked,
-                            sampler=f"x4 upscaler {self.upscaler.model}", strength=refined)
+        return self._finish(
+            request,
+            prompt,
+            lora,
+            image,
+            request.seed,
+            blanked=blanked,
+            sampler=f"x4 upscaler {self.upscaler.model}",
+            strength=refined,
+        )
 
     def _denoise(
         self,
@@ -281,6 +302,7 @@ class Renderer:
             "generator": generators,
             "output_type": "pil",
         }
+        extra: dict[str, Any]
         if request.mode == "txt2img":
             steps = request.steps
             pipe, extra = self._txt2img, {"width": width, "height": height}

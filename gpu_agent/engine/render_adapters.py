@@ -11,7 +11,8 @@ resident costs nothing but ``set_adapters``; a new member's LoRA gets in one of 
 - **hotswap** — when every slot is taken, the least recently used one is reused: diffusers'
   ``load_lora_into_unet(..., hotswap=True)`` (peft's ``hotswap_adapter_from_state_dict``) copies the new
   tensors into the slot's existing LoRA layers in place, with no layers added or removed (0.07-0.08 s in
-  all on the same model, set_adapters included). Diffusers refuses hotswap for text encoders; there peft's ``set_peft_model_state_dict`` loads
+  all on the same model, set_adapters included). Diffusers refuses hotswap for text encoders; there peft's
+  ``set_peft_model_state_dict`` loads
   the new weights into the slot's existing layers, which is the same in-place copy.
 
 A hotswap is only done into a slot whose file had the same *layout* (same tensor names, shapes and dtypes,
@@ -143,7 +144,7 @@ class AdapterSlots:
         self._next_slot = 0
         # (slot, scale) that set_adapters last activated; None: LoRA layers bypassed (or none exist).
         # Any change to the adapters makes it unknown, so the next render sets it again.
-        self._active: tuple[str, float] | None | Literal["unknown"] = None
+        self._active: tuple[str, float] | Literal["unknown"] | None = None
         # disable_lora was called and enable_lora not since (layers injected meanwhile are on, the rest off)
         self._bypassed = False
 
@@ -229,7 +230,7 @@ class AdapterSlots:
             state_dict, alphas, metadata = pipe.lora_state_dict(
                 str(path), return_lora_metadata=True, local_files_only=True, unet_config=pipe.unet.config
             )
-        except Exception:  # noqa: BLE001 - nothing is touched yet; the inject path reports the file
+        except Exception:
             return False
         self._active = "unknown"
         try:
@@ -244,7 +245,7 @@ class AdapterSlots:
                     metadata=metadata,
                 )
                 self._reload_text_encoders(state_dict, slot)
-        except Exception as err:  # noqa: BLE001 - the slot is in an unknown state whatever went wrong
+        except Exception as err:
             log.warning("hotswap into %s failed (%s); injecting instead", slot, _short(err))
             self._forget_slot(slot)
             del self._resident[lru_member]
@@ -296,7 +297,7 @@ class AdapterSlots:
                 pipe.load_lora_weights(
                     str(path), adapter_name=slot, local_files_only=True, low_cpu_mem_usage=True
                 )
-        except Exception as err:  # noqa: BLE001 - any failure in a member's file is the file's fault
+        except Exception as err:
             self._forget_slot(slot)
             log.warning("LoRA file %s failed to load: %s", path.name, _short(err))
             raise LoraLoadError(

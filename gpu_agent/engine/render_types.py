@@ -34,7 +34,6 @@ UPSCALE_FACTOR = 2
 DEFAULT_STRENGTH: dict[str, float] = {"variation": 0.6, "upscale": 0.3}
 
 
-
 class RenderError(Exception):
     """Base of the renderer's errors; messages are safe to show to the member."""
 
@@ -102,7 +101,9 @@ class RenderRequest:
         if len(self.subject) > 64:
             raise BadRenderRequest("the subject is limited to 64 characters")
         if self.mode not in MODES:
-            raise BadRenderRequest(f"mode {str(self.mode)[:20]!r} is not supported; use one of {', '.join(MODES)}")
+            raise BadRenderRequest(
+                f"mode {str(self.mode)[:20]!r} is not supported; use one of {', '.join(MODES)}"
+            )
         if not 1 <= self.n <= MAX_IMAGES:
             raise BadRenderRequest(f"count must be between 1 and {MAX_IMAGES}, got {self.n}")
         if not 0 <= self.seed <= MAX_SEED - self.n:
@@ -130,7 +131,9 @@ class RenderRequest:
     def _check_size(width: int, height: int, what: str) -> None:
         for name, side in (("width", width), ("height", height)):
             if not MIN_SIDE <= side <= MAX_SIDE:
-                raise BadRenderRequest(f"{what}: {name} must be between {MIN_SIDE} and {MAX_SIDE}, got {side}")
+                raise BadRenderRequest(
+                    f"{what}: {name} must be between {MIN_SIDE} and {MAX_SIDE}, got {side}"
+                )
             if side % 8:
                 raise BadRenderRequest(f"{what}: {name} must be a multiple of 8, got {side}")
 

@@ -84,7 +84,7 @@ def _vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
     merges: list[tuple[str, str]] = []
     for word in _WORDS:
         # Merge left to right: "p"+"h" -> "ph", "ph"+"o" -> "pho", ... the last merge takes the "</w>" piece.
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        pieces = [*word[:-1], word[-1] + "</w>"]
         left = pieces[0]
         for right in pieces[1:]:
             pair = (left, right)
@@ -337,7 +337,10 @@ def build_tiny_upscaler(*, seed: int = 0) -> Any:
         unet=unet,
         low_res_scheduler=DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear"),
         scheduler=DDIMScheduler(
-            num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="scaled_linear",
+            num_train_timesteps=1000,
+            beta_start=0.0001,
+            beta_end=0.02,
+            beta_schedule="scaled_linear",
             prediction_type="v_prediction",
         ),
         max_noise_level=350,
@@ -367,8 +370,11 @@ def build_tiny_controlnet(unet: Any, *, seed: int = 0) -> Any:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16))
-        zero_init = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block,
-                     controlnet.controlnet_cond_embedding.conv_out]
+        zero_init = [
+            *controlnet.controlnet_down_blocks,
+            controlnet.controlnet_mid_block,
+            controlnet.controlnet_cond_embedding.conv_out,
+        ]
         with torch.no_grad():
             for conv in zero_init:
                 conv.weight.normal_(0.0, 0.05)
@@ -391,11 +397,28 @@ def build_tiny_clipseg(*, seed: int = 0) -> tuple[Any, Any]:
 
     text = _text_config().to_dict()
     config = CLIPSegConfig(
-        text_config={key: text[key] for key in (
-            "vocab_size", "hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers",
-            "max_position_embeddings", "bos_token_id", "eos_token_id", "pad_token_id")},
-        vision_config={"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2,
-                       "image_size": CLIPSEG_SIZE, "patch_size": 16},
+        text_config={
+            key: text[key]
+            for key in (
+                "vocab_size",
+                "hidden_size",
+                "intermediate_size",
+                "num_attention_heads",
+                "num_hidden_layers",
+                "max_position_embeddings",
+                "bos_token_id",
+                "eos_token_id",
+                "pad_token_id",
+            )
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_attention_heads": 4,
+            "num_hidden_layers": 2,
+            "image_size": CLIPSEG_SIZE,
+            "patch_size": 16,
+        },
         projection_dim=32,
         reduce_dim=16,
         extract_layers=[0, 1],
@@ -405,8 +428,11 @@ def build_tiny_clipseg(*, seed: int = 0) -> tuple[Any, Any]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = CLIPSegForImageSegmentation(config).eval()
-    images = ViTImageProcessorPil(size={"height": CLIPSEG_SIZE, "width": CLIPSEG_SIZE},
-                                  image_mean=[0.481, 0.458, 0.408], image_std=[0.269, 0.261, 0.276])
+    images = ViTImageProcessorPil(
+        size={"height": CLIPSEG_SIZE, "width": CLIPSEG_SIZE},
+        image_mean=[0.481, 0.458, 0.408],
+        image_std=[0.269, 0.261, 0.276],
+    )
     model.is_test_model = True
     return model, CLIPSegProcessor(image_processor=images, tokenizer=tiny_tokenizer())
 
@@ -420,8 +446,9 @@ def save_tiny_lora(base: str, path: str | os.PathLike[str], *, seed: int, rank: 
 
     path = Path(path)
     pipe = build_tiny_pipeline(base)  # a fresh UNet: LoRA layers go into a throwaway copy
-    config = LoraConfig(r=rank, lora_alpha=rank, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
-                        init_lora_weights=False)
+    config = LoraConfig(
+        r=rank, lora_alpha=rank, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         unet = inject_adapter_in_model(config, pipe.unet)

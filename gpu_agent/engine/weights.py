@@ -42,7 +42,7 @@ def load_unet(folder: Path, dtype: torch.dtype) -> Any | None:
     files = weight_files(component)
     index = json.loads((folder / "model_index.json").read_text())
     library, class_name = (index.get("unet") or (None, None))[:2]
-    if files is None or library != "diffusers" or not hasattr(diffusers, class_name):
+    if files is None or library != "diffusers" or class_name is None or not hasattr(diffusers, class_name):
         return None
     if not _narrows(files[0], dtype):
         return None  # nothing to save: diffusers' own loader maps the file without copying it

@@ -3,7 +3,8 @@
 ``check_photos(photos, config) -> PhotoSetReport`` decodes each upload safely, finds one clear face, measures
 sharpness, crops a face-centred square at training resolution, and across the set drops near-duplicates and other
 people. ``check_crops(crops, config)`` is the agent's re-check of the stored crops, which the door also runs on
-the crops it keeps (so the two agree). ``read_zip`` unpacks a /train .zip safely; ``decode_photo`` is the safe decoder alone.
+the crops it keeps (so the two agree). ``read_zip`` unpacks a /train .zip safely; ``decode_photo`` is the
+safe decoder alone.
 """
 
 from gpu_agent.photos.archive import ByteBudget, count_entries, read_zip

@@ -78,7 +78,9 @@ def read_zip(
     With ``budget`` (one upload's allowance across all its files), the inflated bytes are charged to it too and
     reading stops the moment it is spent, whatever the headers declared.
     """
-    total_cap = max_total_bytes if max_total_bytes is not None else min(max_entries * max_entry_bytes, _MAX_TOTAL_CAP)
+    total_cap = (
+        max_total_bytes if max_total_bytes is not None else min(max_entries * max_entry_bytes, _MAX_TOTAL_CAP)
+    )
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, ValueError, OSError):
@@ -94,18 +96,31 @@ def read_zip(
             if info.flag_bits & 0x1:
                 raise ZipRefused(label, f"{name} is password-protected; send a zip without a password")
             if info.file_size > max_entry_bytes:
-                raise ZipRefused(label, f"{name} is {info.file_size / 1_048_576:.1f} MB unpacked; the limit is "
-                                 f"{max_entry_bytes / 1_048_576:.0f} MB a photo")
-            room = min(max_entry_bytes, total_cap - total, budget.left if budget is not None else max_entry_bytes)
+                raise ZipRefused(
+                    label,
+                    f"{name} is {info.file_size / 1_048_576:.1f} MB unpacked; the limit is "
+                    f"{max_entry_bytes / 1_048_576:.0f} MB a photo",
+                )
+            room = min(
+                max_entry_bytes, total_cap - total, budget.left if budget is not None else max_entry_bytes
+            )
             body = _inflate(archive, info, name, label, room)
             if body is None and budget is not None and budget.left < min(max_entry_bytes, total_cap - total):
-                raise ZipRefused(label, f"your files unpack to more than {size_words(budget.max_bytes)} in all; "
-                                 "send fewer or smaller photos")
+                raise ZipRefused(
+                    label,
+                    f"your files unpack to more than {size_words(budget.max_bytes)} in all; "
+                    "send fewer or smaller photos",
+                )
             if body is None and total_cap - total < max_entry_bytes:
-                raise ZipRefused(label, f"its files unpack to more than {total_cap / 1_048_576:.0f} MB in all")
+                raise ZipRefused(
+                    label, f"its files unpack to more than {total_cap / 1_048_576:.0f} MB in all"
+                )
             if body is None:
-                raise ZipRefused(label, f"{name} unpacks to more than {max_entry_bytes / 1_048_576:.0f} MB; "
-                                 "that is the limit a photo")
+                raise ZipRefused(
+                    label,
+                    f"{name} unpacks to more than {max_entry_bytes / 1_048_576:.0f} MB; "
+                    "that is the limit a photo",
+                )
             total += len(body)
             if budget is not None:
                 budget.charge(len(body))
@@ -113,7 +128,9 @@ def read_zip(
         return out
 
 
-def _inflate(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, label: str, cap: int) -> bytes | None:
+def _inflate(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, label: str, cap: int
+) -> bytes | None:
     """The entry's bytes, or None once more than ``cap`` came out (reading stops there: a bomb never inflates)."""
     buf = bytearray()
     try:

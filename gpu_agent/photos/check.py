@@ -35,7 +35,9 @@ class _Candidate:
     embedding: np.ndarray
 
 
-def check_photos(photos: Sequence[tuple[str, bytes]], config: PhotoCheckConfig | None = None) -> PhotoSetReport:
+def check_photos(
+    photos: Sequence[tuple[str, bytes]], config: PhotoCheckConfig | None = None
+) -> PhotoSetReport:
     """Check a member's photos (label, file bytes) for training; good ones come back with their face crops.
 
     Per photo: readable, one clear face, large enough, sharp. Across the set: no near-duplicates (the later copy
@@ -96,11 +98,18 @@ def _forget_rejected_crops(candidates: list[_Candidate]) -> None:
             candidate.result.crop_sha256 = ""
 
 
-def _examine(index: int, name: str, data: bytes, config: PhotoCheckConfig) -> tuple[PhotoResult, _Candidate | None]:
+def _examine(
+    index: int, name: str, data: bytes, config: PhotoCheckConfig
+) -> tuple[PhotoResult, _Candidate | None]:
     result = PhotoResult(index, name, Verdict.OK, sha256=hashlib.sha256(data).hexdigest())
     try:
-        decoded = decode_photo(data, name, max_bytes=config.max_photo_bytes, max_pixels=config.max_photo_pixels,
-                               min_side=2 * config.crop_size)
+        decoded = decode_photo(
+            data,
+            name,
+            max_bytes=config.max_photo_bytes,
+            max_pixels=config.max_photo_pixels,
+            min_side=2 * config.crop_size,
+        )
     except PhotoTooLarge as err:
         return _reject(result, Verdict.TOO_LARGE, err.reason), None
     except UnreadablePhoto as err:
@@ -111,20 +120,33 @@ def _examine(index: int, name: str, data: bytes, config: PhotoCheckConfig) -> tu
     faces, rects = detect_faces(array, back, config.detect_upsample)
     face, _rect, others = _main_face(faces, rects, config)
     if face is None:
-        return _reject(result, Verdict.NO_FACE, "we could not find a face. Use a photo where your face is "
-                       "clearly visible, facing the camera, not covered and not too small"), None
+        return _reject(
+            result,
+            Verdict.NO_FACE,
+            "we could not find a face. Use a photo where your face is "
+            "clearly visible, facing the camera, not covered and not too small",
+        ), None
     result.face_box = _box(face)
     if others:
-        return _reject(result, Verdict.SEVERAL_FACES, f"there are {others + 1} faces of about the same size; "
-                       "we cannot tell which one is you. Use photos of you alone"), None
+        return _reject(
+            result,
+            Verdict.SEVERAL_FACES,
+            f"there are {others + 1} faces of about the same size; "
+            "we cannot tell which one is you. Use photos of you alone",
+        ), None
     if face.size * decoded.scale < config.min_face_px:
-        return _reject(result, Verdict.FACE_TOO_SMALL, f"your face is only {face.size * decoded.scale:.0f} pixels "
-                       f"wide (at least "
-                       f"{config.min_face_px} needed). Use a closer or higher-resolution photo"), None
+        return _reject(
+            result,
+            Verdict.FACE_TOO_SMALL,
+            f"your face is only {face.size * decoded.scale:.0f} pixels "
+            f"wide (at least "
+            f"{config.min_face_px} needed). Use a closer or higher-resolution photo",
+        ), None
     result.sharpness = sharpness(image, face, config.blur_size)
     if result.sharpness < config.min_sharpness:
-        return _reject(result, Verdict.BLURRY, "your face is blurry (out of focus or moving). Use a sharp "
-                       "photo"), None
+        return _reject(
+            result, Verdict.BLURRY, "your face is blurry (out of focus or moving). Use a sharp photo"
+        ), None
 
     crop = image.crop(crop_box(face, image.size, config.crop_scale)).resize(
         (config.crop_size, config.crop_size), Image.Resampling.LANCZOS
@@ -143,8 +165,13 @@ def _examine(index: int, name: str, data: bytes, config: PhotoCheckConfig) -> tu
 def _examine_crop(result: PhotoResult, config: PhotoCheckConfig) -> np.ndarray | None:
     """The per-crop step of ``check_crops`` on ``result.crop_jpeg``: the face's embedding, or None (rejected)."""
     try:
-        decoded = decode_photo(result.crop_jpeg, result.name, max_bytes=config.max_photo_bytes,
-                               max_pixels=config.max_photo_pixels, min_side=config.crop_detect_side)
+        decoded = decode_photo(
+            result.crop_jpeg,
+            result.name,
+            max_bytes=config.max_photo_bytes,
+            max_pixels=config.max_photo_pixels,
+            min_side=config.crop_detect_side,
+        )
     except PhotoTooLarge as err:
         _reject(result, Verdict.TOO_LARGE, err.reason)
         return None
@@ -155,12 +182,20 @@ def _examine_crop(result: PhotoResult, config: PhotoCheckConfig) -> np.ndarray |
     faces, rects = detect_faces(array, 1.0, config.crop_detect_upsample)
     face, rect, others = _main_face(faces, rects, config)
     if face is None:
-        _reject(result, Verdict.NO_FACE, "once cropped to your face for training, the face is not clear "
-                "enough to recognise. Use a photo where your face is clearly visible, facing the camera")
+        _reject(
+            result,
+            Verdict.NO_FACE,
+            "once cropped to your face for training, the face is not clear "
+            "enough to recognise. Use a photo where your face is clearly visible, facing the camera",
+        )
         return None
     if others:
-        _reject(result, Verdict.SEVERAL_FACES, "once cropped to your face for training, another face of about "
-                "the same size is in the picture. Use photos of you alone")
+        _reject(
+            result,
+            Verdict.SEVERAL_FACES,
+            "once cropped to your face for training, another face of about "
+            "the same size is in the picture. Use photos of you alone",
+        )
         return None
     return embed_face(array, rect)
 
@@ -171,8 +206,11 @@ def _main_face(faces: list[Face], rects: list[Any], config: PhotoCheckConfig) ->
     if main is None:
         return None, None, 0
     rivals = sum(
-        1 for i, f in enumerate(faces)
-        if i != main and f.score >= config.rival_min_score and f.size >= config.similar_face_ratio * faces[main].size
+        1
+        for i, f in enumerate(faces)
+        if i != main
+        and f.score >= config.rival_min_score
+        and f.size >= config.similar_face_ratio * faces[main].size
     )
     return faces[main], rects[main], rivals
 
@@ -180,13 +218,25 @@ def _main_face(faces: list[Face], rects: list[Any], config: PhotoCheckConfig) ->
 def _drop_duplicates(candidates: list[_Candidate], max_distance: int) -> list[_Candidate]:
     kept: list[_Candidate] = []
     for candidate in candidates:
-        twin = next((k for k in kept if k.phash is not None and candidate.phash is not None
-                     and candidate.phash - k.phash <= max_distance), None)
+        twin = next(
+            (
+                k
+                for k in kept
+                if k.phash is not None
+                and candidate.phash is not None
+                and candidate.phash - k.phash <= max_distance
+            ),
+            None,
+        )
         if twin is None:
             kept.append(candidate)
         else:
-            _reject(candidate.result, Verdict.DUPLICATE, f"it is (nearly) the same picture as {twin.result.name}. "
-                    "Use photos taken at different moments, angles or places")
+            _reject(
+                candidate.result,
+                Verdict.DUPLICATE,
+                f"it is (nearly) the same picture as {twin.result.name}. "
+                "Use photos taken at different moments, angles or places",
+            )
     return kept
 
 
@@ -200,8 +250,12 @@ def _drop_same_crops_and_other_people(candidates: list[_Candidate], config: Phot
         if twin is None:
             kept.append(candidate)
         else:
-            _reject(candidate.result, Verdict.DUPLICATE, f"it is the same picture as {twin.result.name}. "
-                    "Use photos taken at different moments, angles or places")
+            _reject(
+                candidate.result,
+                Verdict.DUPLICATE,
+                f"it is the same picture as {twin.result.name}. "
+                "Use photos taken at different moments, angles or places",
+            )
     while _drop_other_people(kept, config.same_person_max_distance):
         kept = [c for c in kept if c.result.ok]
 
@@ -218,8 +272,12 @@ def _drop_other_people(candidates: list[_Candidate], max_distance: float) -> boo
         candidate.result.identity_distance = float(distance)
         if distance > max_distance:
             dropped = True
-            _reject(candidate.result, Verdict.OTHER_PERSON, "this looks like a different person from the one in "
-                    "most of your photos. Send photos of one person only")
+            _reject(
+                candidate.result,
+                Verdict.OTHER_PERSON,
+                "this looks like a different person from the one in "
+                "most of your photos. Send photos of one person only",
+            )
     return dropped
 
 

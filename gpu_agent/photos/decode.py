@@ -33,7 +33,9 @@ class DecodedPhoto:
 
     image: Image.Image
     format: str  # JPEG, PNG, WEBP, HEIF
-    scale: float = 1.0  # pixels of the file per pixel of ``image`` (> 1 when a large JPEG was decoded reduced)
+    scale: float = (
+        1.0  # pixels of the file per pixel of ``image`` (> 1 when a large JPEG was decoded reduced)
+    )
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -86,8 +88,9 @@ def decode_photo(
     if not data:
         raise EmptyPhoto(label, "the file is empty")
     if len(data) > max_bytes:
-        raise FileTooLarge(label, f"the file is {len(data) / 1_048_576:.1f} MB; the limit is "
-                           f"{max_bytes / 1_048_576:.0f} MB")
+        raise FileTooLarge(
+            label, f"the file is {len(data) / 1_048_576:.1f} MB; the limit is {max_bytes / 1_048_576:.0f} MB"
+        )
     fmt = sniff_format(data)
     if fmt is None:
         raise UnsupportedFormat(label, _what_it_is(data))
@@ -99,13 +102,14 @@ def decode_photo(
         img = Image.open(io.BytesIO(data), formats=[fmt])
     except Image.DecompressionBombError:
         raise TooManyPixels(label, "the picture claims more pixels than we accept") from None
-    except Exception:  # noqa: BLE001 - any parser failure on hostile bytes is the same answer to the member
+    except Exception:
         raise UnreadablePhoto(label, f"the {fmt} data is damaged") from None
     with img:
         width, height = img.size
         if width * height > max_pixels or width <= 0 or height <= 0:
-            raise TooManyPixels(label, f"{width}×{height} pixels is over the limit of "
-                                f"{max_pixels / 1e6:.0f} megapixels")
+            raise TooManyPixels(
+                label, f"{width}×{height} pixels is over the limit of {max_pixels / 1e6:.0f} megapixels"
+            )
         if fmt != "HEIF" and getattr(img, "is_animated", False):
             raise AnimatedPhoto(label, "it is animated; send a still photo")
         if fmt == "JPEG" and min_side:
@@ -116,11 +120,11 @@ def decode_photo(
             if "truncated" in str(err) or "broken data stream" in str(err):
                 raise TruncatedPhoto(label, "the file is cut short (was the upload interrupted?)") from None
             raise UnreadablePhoto(label, f"the {fmt} data is damaged") from None
-        except Exception:  # noqa: BLE001 - as above: a decoder tripping on hostile bytes
+        except Exception:
             raise UnreadablePhoto(label, f"the {fmt} data is damaged") from None
         try:
             upright = ImageOps.exif_transpose(img)
-        except Exception:  # noqa: BLE001 - broken EXIF (editing apps write some): keep the pixels as stored
+        except Exception:
             upright = img.copy()
         rgb = to_rgb(upright)
     return DecodedPhoto(_without_metadata(rgb), fmt, max(width, height) / max(img.size))
@@ -143,7 +147,9 @@ def to_rgb(img: Image.Image) -> Image.Image:
     if icc and img.mode in ("RGB", "CMYK", "L"):
         try:
             source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            return ImageCms.profileToProfile(img, source, _SRGB, outputMode="RGB")
+            converted = ImageCms.profileToProfile(img, source, _SRGB, outputMode="RGB")
+            if converted is not None:  # None only for inPlace=True
+                return converted
         except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
             pass  # a broken or exotic profile: the plain conversion below is close enough to train on
     return img.convert("RGB")

@@ -65,7 +65,9 @@ def models_folder() -> Path:
     """face_recognition_models' ``models/`` folder, located without importing the package."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise FaceModelsMissing("face_recognition_models is not installed: pip install face_recognition_models")
+        raise FaceModelsMissing(
+            "face_recognition_models is not installed: pip install face_recognition_models"
+        )
     folder = Path(next(iter(spec.submodule_search_locations))) / "models"
     for name in (_LANDMARKS, _EMBEDDER):
         if not (folder / name).is_file():
@@ -86,9 +88,14 @@ def models() -> _Models:
 def detection_copy(image: Image.Image, max_side: int) -> tuple[np.ndarray, float]:
     """An RGB uint8 array of ``image`` with its long side at most ``max_side``, and the factor back to ``image``."""
     scale = min(1.0, max_side / max(image.size))
-    small = image if scale >= 1.0 else image.resize(
-        (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR,
-        reducing_gap=2.0,
+    small = (
+        image
+        if scale >= 1.0
+        else image.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+            Image.Resampling.BILINEAR,
+            reducing_gap=2.0,
+        )
     )
     return np.ascontiguousarray(np.asarray(small, dtype=np.uint8)), 1.0 / scale
 

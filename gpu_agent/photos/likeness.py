@@ -22,7 +22,14 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from gpu_agent.photos.faces import CHIP_PADDING, CHIP_SIZE, describe_chip, detect_faces, detection_copy, models
+from gpu_agent.photos.faces import (
+    CHIP_PADDING,
+    CHIP_SIZE,
+    describe_chip,
+    detect_faces,
+    detection_copy,
+    models,
+)
 
 Verdict = Literal["strong", "fair", "weak", "copy", "no_face"]
 PASSING: frozenset[str] = frozenset({"strong", "fair"})
@@ -111,11 +118,14 @@ class Reference:
         return Likeness(verdict, round(distance, 4), round(nearest, 4))
 
     def to_json(self) -> bytes:
-        return json.dumps({
-            "v": _VERSION, "model": MODEL_NAME,
-            "training": [[round(float(x), 6) for x in row] for row in self.training],
-            "held_out": None if self.held_out is None else [round(float(x), 6) for x in self.held_out],
-        }).encode()
+        return json.dumps(
+            {
+                "v": _VERSION,
+                "model": MODEL_NAME,
+                "training": [[round(float(x), 6) for x in row] for row in self.training],
+                "held_out": None if self.held_out is None else [round(float(x), 6) for x in self.held_out],
+            }
+        ).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> Reference:
@@ -127,8 +137,12 @@ class Reference:
             held_out = None if raw["held_out"] is None else np.asarray(raw["held_out"], dtype=np.float64)
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise BadReference(f"unreadable likeness reference: {err}") from None
-        if training.ndim != 2 or training.shape[1:] != (128,) or len(training) == 0 or (
-                held_out is not None and held_out.shape != (128,)):
+        if (
+            training.ndim != 2
+            or training.shape[1:] != (128,)
+            or len(training) == 0
+            or (held_out is not None and held_out.shape != (128,))
+        ):
             raise BadReference("likeness reference has the wrong shape")
         return cls(training, held_out)
 
@@ -143,7 +157,9 @@ def open_image(data: bytes) -> Image.Image | None:
         return None
 
 
-def describe(image: Image.Image, *, detect_side: int = RENDER_DETECT_SIDE, upsample: int = 0) -> np.ndarray | None:
+def describe(
+    image: Image.Image, *, detect_side: int = RENDER_DETECT_SIDE, upsample: int = 0
+) -> np.ndarray | None:
     """The descriptor of the largest face in ``image`` (None if none is found). The face is searched on a small
     copy, with one upsampling pass as a fallback; landmarks and the descriptor use the full-size pixels."""
     full = np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
@@ -155,8 +171,9 @@ def describe(image: Image.Image, *, detect_side: int = RENDER_DETECT_SIDE, upsam
         return None
     m = models()
     r = rects[0]
-    rect = m.dlib.rectangle(round(r.left() * back), round(r.top() * back), round(r.right() * back),
-                            round(r.bottom() * back))
+    rect = m.dlib.rectangle(
+        round(r.left() * back), round(r.top() * back), round(r.right() * back), round(r.bottom() * back)
+    )
     with m.embed_lock:
         chip = m.dlib.get_face_chip(full, m.landmarks(full, rect), CHIP_SIZE, CHIP_PADDING)
     return describe_chip(chip)
@@ -167,7 +184,9 @@ def describe_crop(image: Image.Image) -> np.ndarray | None:
     window (40 px with one upsampling pass) fits the face. Only a face the detector finds is described."""
     if max(image.size) < CROP_MIN_SIDE:
         factor = CROP_MIN_SIDE / max(image.size)
-        image = image.resize((round(image.width * factor), round(image.height * factor)), Image.Resampling.BICUBIC)
+        image = image.resize(
+            (round(image.width * factor), round(image.height * factor)), Image.Resampling.BICUBIC
+        )
     return describe(image)  # as renders are described, so that a copy of a crop lies at ~0 from it
 
 

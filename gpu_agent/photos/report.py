@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from PIL import Image
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     OK = "ok"
     UNREADABLE = "unreadable"
     TOO_LARGE = "too_large"
@@ -69,8 +69,10 @@ class PhotoSetReport:
             dropped = f" {total - good} will be left out (see below)." if good < total else ""
             return f"{good} of {total} photos are good — enough to train.{dropped}"
         more = need - good
-        return (f"Only {good} of {total} photos can be used; training needs at least {need} good photos of you. "
-                f"Replace the ones below or add {more} more.")
+        return (
+            f"Only {good} of {total} photos can be used; training needs at least {need} good photos of you. "
+            f"Replace the ones below or add {more} more."
+        )
 
     def text(self, max_chars: int = 1900) -> str:
         """The summary and one line per rejected photo, cut to fit a Discord message (2,000 characters)."""

@@ -40,7 +40,9 @@ VARIATIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
     "04-off-centre.jpg": lambda a: a.crop((40, 0, 440, 330)),
     "05-tilted.jpg": lambda a: _tilt(a, 9, (60, 10, 420, 420)),
     "06-tilted-other-way.jpg": lambda a: _tilt(ImageOps.mirror(a), -8, (0, 0, 380, 300)),
-    "07-black-and-white.jpg": lambda a: ImageOps.grayscale(ImageOps.mirror(a.crop((0, 40, 400, 512)))).convert("RGB"),
+    "07-black-and-white.jpg": lambda a: ImageOps.grayscale(
+        ImageOps.mirror(a.crop((0, 40, 400, 512)))
+    ).convert("RGB"),
     "08-warm-closer.jpg": lambda a: ImageEnhance.Color(ImageOps.mirror(_closer(a))).enhance(1.4),
 }
 
@@ -59,7 +61,9 @@ def build(source: Path) -> dict[str, bytes]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="astronaut.png (NASA, public domain)")
+    parser.add_argument(
+        "--source", type=Path, default=DEFAULT_SOURCE, help="astronaut.png (NASA, public domain)"
+    )
     parser.add_argument("--out", type=Path, default=OUT_DIR, help="folder to write the JPEGs into")
     args = parser.parse_args(argv)
     photos = build(args.source)

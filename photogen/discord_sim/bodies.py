@@ -86,7 +86,7 @@ async def read_body(request: web.Request, *, upload_limit: int) -> MessageBody:
             if len(data) > upload_limit or total > upload_limit:
                 raise DiscordError(413, 40005, "Request entity too large")
             filename = part.filename or f"file{match.group(1)}"  # type: ignore[union-attr]
-            content_type = part.headers.get("Content-Type") or mimetypes.guess_type(filename)[0]  # type: ignore[union-attr]
+            content_type = part.headers.get("Content-Type") or mimetypes.guess_type(filename)[0]
             files[int(match.group(1))] = UploadedFile(int(match.group(1)), filename, data, content_type)
         if len(files) > MAX_FILES:
             raise invalid_form("files", f"Must be {MAX_FILES} or fewer in length.")

@@ -185,7 +185,7 @@ def build_command_data(
             slots = [f"photo{i + 1}" for i in range(len(pending))]
         if len(pending) > len(slots):
             raise SimError(f"/{name} has {len(slots)} free attachment options, got {len(pending)} files")
-        values.update(zip(slots, pending))
+        values.update(zip(slots, pending, strict=False))  # more slots than files: the first ones
     for option_name in values:
         if schema is not None and option_name not in by_name:
             raise SimError(f"/{name} has no option {option_name!r}; it has {sorted(by_name)}")

@@ -7,6 +7,7 @@ Python API below: build a guild, invoke slash commands as a member, click button
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import mimetypes
 import secrets
@@ -173,10 +174,8 @@ class DiscordSim(MessageStore):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise SimTimeout(f"condition not met within {timeout:.1f} s")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(left, poll))
-            except TimeoutError:
-                pass
 
     async def wait_for_bot(self, timeout: float = 10.0) -> None:
         """Until a bot has identified on the gateway and received its guilds."""

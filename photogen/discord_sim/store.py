@@ -28,13 +28,17 @@ INTENT_DIRECT_MESSAGES = 1 << 12
 class MessageStore:
     """Mixed into DiscordSim; the annotations name what it uses of the sim."""
 
-    base_url: str
+    application_id: int
     bot_user: SimUser
     guilds: dict[int, SimGuild]
     channels: dict[int, SimChannel]
     nonce_window_s: float
     notify: Callable[[], None]
     _emit: Callable[..., None]
+
+    @property
+    def base_url(self) -> str:  # DiscordSim's, where it listens
+        raise NotImplementedError
 
     def _init_store(self) -> None:
         self.all_messages: dict[int, SimMessage] = {}

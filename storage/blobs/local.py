@@ -6,6 +6,7 @@ new one. Temp files carry a '~', a character no valid key has, so they can never
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import io
@@ -49,11 +50,9 @@ def load_or_create_secret(root: Path) -> bytes:
             fh.write(secrets.token_hex(32))
             fh.flush()
             os.fsync(fh.fileno())
-        try:
-            # link() never replaces: the first process to link wins and every other one reads its key.
+        # link() never replaces: the first process to link wins and every other one reads its key.
+        with contextlib.suppress(FileExistsError):
             os.link(tmp, path)
-        except FileExistsError:
-            pass
     finally:
         tmp.unlink(missing_ok=True)
     return _read_secret(path)
@@ -70,7 +69,9 @@ def sign(secret: bytes, key: str, expires: int) -> str:
     return hmac.new(secret, f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
 
 
-def check_signature(secret: bytes, key: str, expires: str | int, sig: str, *, at: float | None = None) -> bool:
+def check_signature(
+    secret: bytes, key: str, expires: str | int, sig: str, *, at: float | None = None
+) -> bool:
     """True for an unexpired link to ``key`` signed with ``secret``. Malformed input is simply not valid."""
     try:
         expires_at = int(expires)
@@ -108,7 +109,9 @@ def _cached_secret(root: str) -> bytes:
 class LocalBlobStore(BlobStore):
     """Blobs as files under ``root``; ``url()`` links go through the bot's HTTP side at ``public_base_url``."""
 
-    def __init__(self, root: str | Path, *, public_base_url: str | None = None, secret: bytes | None = None) -> None:
+    def __init__(
+        self, root: str | Path, *, public_base_url: str | None = None, secret: bytes | None = None
+    ) -> None:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.public_base_url = public_base_url.rstrip("/") if public_base_url else None
@@ -157,7 +160,9 @@ class LocalBlobStore(BlobStore):
             try:
                 tmp.parent.mkdir(parents=True, exist_ok=True)
             except (FileExistsError, NotADirectoryError):
-                raise BlobError(f"cannot write {key!r}: a blob already exists at one of its parent keys") from None
+                raise BlobError(
+                    f"cannot write {key!r}: a blob already exists at one of its parent keys"
+                ) from None
             try:
                 return open(tmp, "xb")
             except FileNotFoundError:

@@ -119,7 +119,9 @@ class S3BlobStore(BlobStore):
         try:
             # A multipart upload only becomes an object when completed, and a failed one is aborted by the
             # transfer manager: a failed put leaves no object behind.
-            self.client.upload_fileobj(source, self.bucket, full, ExtraArgs=extra, Config=self.transfer_config)
+            self.client.upload_fileobj(
+                source, self.bucket, full, ExtraArgs=extra, Config=self.transfer_config
+            )
         except S3UploadFailedError as err:
             cause = err.__cause__ if isinstance(err.__cause__, ClientError) else err
             if "NoSuchBucket" in str(err):
@@ -154,7 +156,9 @@ class S3BlobStore(BlobStore):
         paginator = self.client.get_paginator("list_objects_v2")
         try:
             for page in paginator.paginate(
-                Bucket=self.bucket, Prefix=self.prefix + prefix, PaginationConfig={"PageSize": self.list_page_size}
+                Bucket=self.bucket,
+                Prefix=self.prefix + prefix,
+                PaginationConfig={"PageSize": self.list_page_size},
             ):
                 for item in page.get("Contents", []):
                     yield item["Key"][len(self.prefix) :]

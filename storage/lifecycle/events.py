@@ -138,8 +138,12 @@ def likeness_payload(event: AgentEvent) -> list[dict[str, Any]]:
 
 def failing_count(session: Session, model_id: str) -> int:
     """Pictures of the model whose likeness failed so far."""
-    query = (select(func.count()).select_from(Image).join(Order, col(Order.id) == col(Image.order_id))
-             .where(Order.model_id == model_id, col(Image.likeness_verdict).in_(FAILING)))
+    query = (
+        select(func.count())
+        .select_from(Image)
+        .join(Order, col(Order.id) == col(Image.order_id))
+        .where(Order.model_id == model_id, col(Image.likeness_verdict).in_(FAILING))
+    )
     return int(session.exec(query).one())
 
 
@@ -153,10 +157,16 @@ def _advice(session: Session, order: Order, event: AgentEvent, after: int) -> Ne
         return None
     model = session.get(TrainedModel, order.model_id)
     copies = sum(1 for v in failing_now if v == "copy") * 2 > len(failing_now)
-    return NewDelivery("likeness_advice", {
-        "channel_id": order.channel_id, "user_id": order.user_id, "model_name": model.name if model else "",
-        "failing": before + len(failing_now), "copies": copies,
-    })
+    return NewDelivery(
+        "likeness_advice",
+        {
+            "channel_id": order.channel_id,
+            "user_id": order.user_id,
+            "model_name": model.name if model else "",
+            "failing": before + len(failing_now),
+            "copies": copies,
+        },
+    )
 
 
 def record_usage(session: Session, event: AgentEvent, price_per_hour: float) -> bool:
@@ -199,14 +209,16 @@ def apply_event(engine: Engine, event: AgentEvent, *, price_per_hour: float, adv
             return Applied(duplicate=False, order_id=None, final=False, outbox=False, forged=forged)
         kw, images, deliveries = _changes(s, order, event, advice_after)
         outcome = rows.apply_event(
-            s, event.event_id, event.order_id, deliveries=deliveries, images=images, **kw)
+            s, event.event_id, event.order_id, deliveries=deliveries, images=images, **kw
+        )
         if not outcome.applied:
             return Applied(duplicate=True, order_id=event.order_id, final=False, outbox=False)
         record_usage(s, event, price_per_hour)
         if outcome.moved and order.kind == JobKind.TRAIN and order.model_id:
             if kw.get("status") == OrderStatus.TRAINED:
                 rows.mark_model_ready(
-                    s, order.model_id, event.model_key or keys.model_key(order.user_id, order.model_id))
+                    s, order.model_id, event.model_key or keys.model_key(order.user_id, order.model_id)
+                )
                 # A trained model is the train order's delivery: the order is done.
                 rows.mark_delivered(s, event.order_id)
             elif kw.get("status") == OrderStatus.FAILED:
@@ -220,8 +232,9 @@ def apply_event(engine: Engine, event: AgentEvent, *, price_per_hour: float, adv
         )
 
 
-def _changes(s: Session, order: Order, event: AgentEvent, advice_after: int
-             ) -> tuple[dict[str, Any], list[NewImage], list[NewDelivery]]:
+def _changes(
+    s: Session, order: Order, event: AgentEvent, advice_after: int
+) -> tuple[dict[str, Any], list[NewImage], list[NewDelivery]]:
     """The event-to-status mapping: the order's changes, picture rows and posts one event makes."""
     kw: dict[str, Any] = {}
     images: list[NewImage] = []
@@ -235,33 +248,66 @@ def _changes(s: Session, order: Order, event: AgentEvent, advice_after: int
         kw["notice"] = None  # the work goes on (or ended): the pause is over
     # The agent's safety verdicts, and the guild whose policy the post applies (bot/services/safety.py).
     base: dict[str, Any] = {
-        "channel_id": order.channel_id, "user_id": order.user_id, "guild_id": order.guild_id,
-        "safety": [v.model_dump() for v in event.safety]}
+        "channel_id": order.channel_id,
+        "user_id": order.user_id,
+        "guild_id": order.guild_id,
+        "safety": [v.model_dump() for v in event.safety],
+    }
     render_keys = list(event.render_keys)
     if event.kind == EventKind.STARTED:
         kw["status"] = _STARTED[JobKind(order.kind)]
     elif event.kind == EventKind.DONE and order.kind == JobKind.RENDER:
         kw["status"] = OrderStatus.DELIVERED
         images = [
-            NewImage(blob_key=k, index=i, job_id=event.job_id, seed=order.params.get("seed", 0) + i,
-                     prompt=order.prompt, **image_fields(event, i))
+            NewImage(
+                blob_key=k,
+                index=i,
+                job_id=event.job_id,
+                seed=order.params.get("seed", 0) + i,
+                prompt=order.prompt,
+                **image_fields(event, i),
+            )
             for i, k in enumerate(render_keys)
         ]
-        deliveries = [NewDelivery("render_result", {
-            **base, "prompt": order.prompt or "", "image_keys": render_keys,
-            "likeness": likeness_payload(event), "mode": order.params.get("mode", "txt2img")})]
+        deliveries = [
+            NewDelivery(
+                "render_result",
+                {
+                    **base,
+                    "prompt": order.prompt or "",
+                    "image_keys": render_keys,
+                    "likeness": likeness_payload(event),
+                    "mode": order.params.get("mode", "txt2img"),
+                },
+            )
+        ]
         advice = _advice(s, order, event, advice_after)
         if advice is not None:
             deliveries.append(advice)
     elif event.kind == EventKind.DONE:
         kw["status"] = OrderStatus.TRAINED
-        deliveries = [NewDelivery("train_result", {
-            **base, "model_name": order.params.get("name", ""), "image_keys": render_keys,
-            "likeness": likeness_payload(event)})]
+        deliveries = [
+            NewDelivery(
+                "train_result",
+                {
+                    **base,
+                    "model_name": order.params.get("name", ""),
+                    "image_keys": render_keys,
+                    "likeness": likeness_payload(event),
+                },
+            )
+        ]
     elif event.kind == EventKind.FAILED:
         message = event.error.message if event.error else "The job failed."
-        kw.update(status=OrderStatus.FAILED, error_code=event.error.code if event.error else "failed",
-                  error_message=message)
-        deliveries = [NewDelivery("failed", {
-            **base, "message": message, "refunded": order.credits_charged - order.credits_refunded})]
+        kw.update(
+            status=OrderStatus.FAILED,
+            error_code=event.error.code if event.error else "failed",
+            error_message=message,
+        )
+        deliveries = [
+            NewDelivery(
+                "failed",
+                {**base, "message": message, "refunded": order.credits_charged - order.credits_refunded},
+            )
+        ]
     return kw, images, deliveries

@@ -17,15 +17,20 @@ NOTICE_KIND = "delivery_failed"
 def pending_outbox(engine: Engine, limit: int = 50) -> list[OutboxItem]:
     """Posts not made yet, oldest first."""
     with read_session(engine) as s:
-        return [OutboxItem(d.id, d.order_id, d.kind, dict(d.payload), d.attempts)
-                for d in rows.pending_deliveries(s, limit)]
+        return [
+            OutboxItem(d.id, d.order_id, d.kind, dict(d.payload), d.attempts)
+            for d in rows.pending_deliveries(s, limit)
+        ]
 
 
 def claim_outbox(engine: Engine, outbox_id: str) -> None:
     """Count the attempt before posting: a row that keeps failing shows it in ``attempts``."""
     with transaction(engine) as s:
-        s.execute(update(Delivery).where(Delivery.id == outbox_id)  # type: ignore[arg-type]
-                  .values(attempts=Delivery.attempts + 1, updated_at=now()))
+        s.execute(
+            update(Delivery)
+            .where(Delivery.id == outbox_id)  # type: ignore[arg-type]
+            .values(attempts=Delivery.attempts + 1, updated_at=now())
+        )
 
 
 def mark_outbox_sent(engine: Engine, outbox_id: str, message_id: int | None) -> bool:

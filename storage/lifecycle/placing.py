@@ -140,8 +140,10 @@ def quiet_orders(engine: Engine, before: float) -> list[QuietOrder]:
     """Active orders unchanged since ``before``, oldest first, each as (order id, status, its first job's id,
     kind, sends so far, body): the reconciler's candidates."""
     with read_session(engine) as s:
-        return [(o.id, OrderStatus(o.status), j.id, JobKind(j.kind), j.attempt, dict(j.payload))
-                for o, j in rows.quiet_active_orders(s, before)]
+        return [
+            (o.id, OrderStatus(o.status), j.id, JobKind(j.kind), j.attempt, dict(j.payload))
+            for o, j in rows.quiet_active_orders(s, before)
+        ]
 
 
 def still_quiet(engine: Engine, order_id: str, before: float) -> bool:
@@ -167,6 +169,15 @@ def fail_stuck_order(engine: Engine, order_id: str, before: float, code: str, me
         refunded = _end(s, order_id, OrderStatus.FAILED, code, message)
         if refunded is None:
             return False
-        rows.add_delivery(s, order_id, "failed", {"channel_id": order.channel_id, "user_id": order.user_id,
-                                                   "message": message, "refunded": refunded})
+        rows.add_delivery(
+            s,
+            order_id,
+            "failed",
+            {
+                "channel_id": order.channel_id,
+                "user_id": order.user_id,
+                "message": message,
+                "refunded": refunded,
+            },
+        )
         return True

@@ -33,11 +33,23 @@ class OrderView:
     @classmethod
     def of(cls, o: Order) -> OrderView:
         return cls(
-            id=o.id, user_id=o.user_id, guild_id=o.guild_id, channel_id=o.channel_id, kind=JobKind(o.kind),
-            status=OrderStatus(o.status), model_id=o.model_id, params=dict(o.params or {}),
-            status_message_id=o.status_message_id, credits_charged=o.credits_charged, step=o.progress_step,
-            total=o.progress_total, eta_s=o.progress_eta_s, preview_key=o.preview_key, notice=o.notice,
-            error_message=o.error_message, created_ts=o.created_at,
+            id=o.id,
+            user_id=o.user_id,
+            guild_id=o.guild_id,
+            channel_id=o.channel_id,
+            kind=JobKind(o.kind),
+            status=OrderStatus(o.status),
+            model_id=o.model_id,
+            params=dict(o.params or {}),
+            status_message_id=o.status_message_id,
+            credits_charged=o.credits_charged,
+            step=o.progress_step,
+            total=o.progress_total,
+            eta_s=o.progress_eta_s,
+            preview_key=o.preview_key,
+            notice=o.notice,
+            error_message=o.error_message,
+            created_ts=o.created_at,
         )
 
 
@@ -55,8 +67,17 @@ class ModelView:
 
     @classmethod
     def of(cls, m: TrainedModel) -> ModelView:
-        return cls(m.id, m.user_id, m.name, m.class_word, m.subject_token, m.base_model, m.lora_key, m.status,
-                   m.created_at)
+        return cls(
+            m.id,
+            m.user_id,
+            m.name,
+            m.class_word,
+            m.subject_token,
+            m.base_model,
+            m.lora_key,
+            m.status,
+            m.created_at,
+        )
 
 
 @dataclass(frozen=True)

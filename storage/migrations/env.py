@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import Connection
 from sqlmodel import SQLModel
 
 from storage import models  # noqa: F401 - registers the tables on SQLModel.metadata
@@ -11,7 +12,7 @@ from storage.db import open_engine
 target_metadata = SQLModel.metadata
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(connection: Connection) -> None:
     # render_as_batch: SQLite cannot ALTER most things; batch mode rebuilds the table instead.
     context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
     with context.begin_transaction():
@@ -23,7 +24,10 @@ def run() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = open_engine(context.config.get_main_option("sqlalchemy.url"))
+    url = context.config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("no sqlalchemy.url in the Alembic configuration and no connection given")
+    engine = open_engine(url)
     try:
         with engine.connect() as conn:
             _run(conn)

@@ -59,9 +59,7 @@ def test_the_products_clients_get_through_a_faulty_proxy(
 def test_every_fault_is_an_aws_error_the_sdk_retries(moto_endpoint: str, unique_name: str) -> None:
     boto3.client("s3", region_name="us-east-1", endpoint_url=moto_endpoint).create_bucket(Bucket=unique_name)
     proxy = _system.FaultProxy(moto_endpoint, share=1.0, seed=1).start()
-    config = Config(
-        retries={"mode": "standard", "max_attempts": 2}
-    )  # 2 retries after the try
+    config = Config(retries={"mode": "standard", "max_attempts": 2})  # 2 retries after the try
     try:
         s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=proxy.url, config=config)
         sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=proxy.url, config=config)

@@ -49,7 +49,9 @@ class AgentPart:
     def emit(self, job: TrainJob | RenderJob, kind: str, **fields: object) -> Event:
         if kind == "done" and "safety" not in fields:
             outputs: list[str] = fields.get("output_keys", [])  # type: ignore[assignment]
-            stored = fields.get("render_keys") or [k for k in outputs if "/renders/" in k]  # an old agent's event
+            stored = fields.get("render_keys") or [
+                k for k in outputs if "/renders/" in k
+            ]  # an old agent's event
             fields["safety"] = [self.gate.verdict(k, self.blobs.get(k)) for k in stored]
         event = Event(
             job_id=job.job_id,

@@ -164,6 +164,12 @@ def order_rows(b: Backends) -> int:
 
 
 __all__ = [
-    "Studio", "answer", "bot_settings", "open_backends", "order_rows", "private_answer", "queued_messages",
+    "Studio",
+    "answer",
+    "bot_settings",
+    "open_backends",
+    "order_rows",
+    "private_answer",
+    "queued_messages",
     "stored_user_blobs",
 ]

@@ -15,9 +15,9 @@ from bot.alerts import (
     Snapshot,
     Thresholds,
     alert_channels,
+    alert_round,
     evaluate,
     nonempty_since,
-    alert_round,
     take_snapshot,
     under_capacity_since,
 )

@@ -84,8 +84,18 @@ async def test_a_banned_member_is_refused_by_every_member_command_even_a_new_one
         if isinstance(c, app_commands.Command) and access_of(c) is Access.MEMBER
     ]
     names = {c.qualified_name for c in member_commands}
-    expected = {"train", "imagine", "group", "group-requests", "orders", "cancel", "queue", "models list",
-                "models delete", "newthing"}
+    expected = {
+        "train",
+        "imagine",
+        "group",
+        "group-requests",
+        "orders",
+        "cancel",
+        "queue",
+        "models list",
+        "models delete",
+        "newthing",
+    }
     assert expected <= names
     refused_before = _count("photogen_bot_commands_refused_total", kind="NotAllowed")
     for command in member_commands:

@@ -333,12 +333,21 @@ async def test_hostile_error_codes_and_model_names_are_escaped_in_the_page(
     with transaction(engine) as s:
         order = order_store.create_order(s, user_id=3, kind="render")
         order_store.mark_failed(s, order.id, hostile_code, "nope")
-        model = order_store.add_model(s, user_id=3, name=hostile_name, class_word="man", subject_token="sks",
-                                 base_model="tiny-sd")
+        model = order_store.add_model(
+            s, user_id=3, name=hostile_name, class_word="man", subject_token="sks", base_model="tiny-sd"
+        )
         scored = order_store.create_order(s, user_id=3, kind="render", guild_id="7", model_id=model.id)
-        order_store.add_image(s, scored.id, order_store.NewImage(blob_key=f"users/3/renders/{scored.id}/0.png", index=0,
-                                                        likeness_verdict="fair", likeness_score=0.5,
-                                                        likeness_tries=1))
+        order_store.add_image(
+            s,
+            scored.id,
+            order_store.NewImage(
+                blob_key=f"users/3/renders/{scored.id}/0.png",
+                index=0,
+                likeness_verdict="fair",
+                likeness_score=0.5,
+                likeness_tries=1,
+            ),
+        )
     c = await _client(settings, engine)
     try:
         html = await (await c.get("/admin/dashboard", headers={"Authorization": f"Bearer {TOKEN}"})).text()
@@ -350,7 +359,9 @@ async def test_hostile_error_codes_and_model_names_are_escaped_in_the_page(
     assert f"{escape(hostile_name[:18])} (median 0.50)" in html  # the likeness chart's label
 
 
-async def test_a_sample_round_samples_and_refreshes_the_scrape_copy(engine: Engine, settings: Settings) -> None:
+async def test_a_sample_round_samples_and_refreshes_the_scrape_copy(
+    engine: Engine, settings: Settings
+) -> None:
     from bot.dashboard import sample_round
 
     registry = CollectorRegistry()

@@ -84,7 +84,9 @@ async def test_dead_letters_are_listed_and_redriven_per_server(studio: Studio) -
     assert ephemeral and theirs in text and mine not in text and cancelled not in text
     inter = await st.sim.invoke_command(operator, st.channel, listing, check_permissions=False)
     text, ephemeral = await _answer(st.sim, inter)
-    assert ephemeral and all(order in text for order in (mine, cancelled, theirs)) and "Dead letters: 3" in text
+    assert (
+        ephemeral and all(order in text for order in (mine, cancelled, theirs)) and "Dead letters: 3" in text
+    )
     inter = await st.sim.invoke_command(st.alice, st.channel, listing, check_permissions=False)
     text, ephemeral = await _answer(st.sim, inter)
     assert ephemeral and "only this server's photogen admins" in text.lower() and mine not in text

@@ -111,9 +111,7 @@ async def test_result_that_cannot_be_built_never_blocks_other_deliveries(studio:
     every other row is posted."""
     st = studio
     admin_log = st.sim.add_channel(st.guild, "admin-log")
-    st.settings = bot_settings(
-        st.sim, st.tmp, bot_sync_guild_ids=[st.guild.id], delivery_max_attempts=2
-    )
+    st.settings = bot_settings(st.sim, st.tmp, bot_sync_guild_ids=[st.guild.id], delivery_max_attempts=2)
     await st.restart()
     admin.update_guild(st.b, st.guild.id, admin_log_channel_id=admin_log.id)
     st.seed_model(st.alice)
@@ -150,11 +148,15 @@ async def test_result_that_cannot_be_built_never_blocks_other_deliveries(studio:
         rows = {r.kind: r for r in s.exec(select(Delivery).where(Delivery.order_id == broken.order_id))}
     assert rows["render_result"].status == "failed" and rows["render_result"].attempts == 2
     assert rows["render_result"].last_error and "UnidentifiedImageError" in rows["render_result"].last_error
-    await st.sim.wait_until(lambda: not lifecycle.pending_outbox(st.b.engine), 5)  # the notice was posted, then marked
+    await st.sim.wait_until(
+        lambda: not lifecycle.pending_outbox(st.b.engine), 5
+    )  # the notice was posted, then marked
     # Given up means given up: no further attempts, no second notice, nothing of alice's posted as a result.
     await asyncio.sleep(0.6)
     assert len([m for m in st.sim.messages(st.channel) if "could not post the result" in m.content]) == 1
-    assert not [m for m in st.sim.messages(st.channel) if "pg:up:" in str(m.custom_ids()) and "broken" in m.content]
+    assert not [
+        m for m in st.sim.messages(st.channel) if "pg:up:" in str(m.custom_ids()) and "broken" in m.content
+    ]
     with read_session(st.b.engine) as s:
         assert s.get(Delivery, rows["render_result"].id).attempts == 2
 
@@ -231,7 +233,9 @@ async def test_post_that_reached_discord_is_never_given_up(studio: Studio) -> No
     try:
         await asyncio.to_thread(st.agent.finish_render, job)
         await asyncio.wait_for(failed_once.wait(), 10)
-        await st.sim.wait_until(lambda: not lifecycle.pending_outbox(st.b.engine), 15)  # the next sweep marks it
+        await st.sim.wait_until(
+            lambda: not lifecycle.pending_outbox(st.b.engine), 15
+        )  # the next sweep marks it
     finally:
         lifecycle.mark_outbox_sent = real_mark
     posted = [m for m in st.sim.messages(st.channel) if "pg:up:" in str(m.custom_ids())]
@@ -250,8 +254,16 @@ async def test_the_model_is_the_file_the_done_event_names(studio: Studio) -> Non
 
     st = studio
     placed = await asyncio.to_thread(
-        order_svc.place_train_order, st.b, guild_id=st.guild.id, channel_id=st.channel.id, user_id=st.alice.id,
-        name="typed", class_word="woman", crops=[b"a", b"b"], rules=GuildRules(guild_id=st.guild.id))
+        order_svc.place_train_order,
+        st.b,
+        guild_id=st.guild.id,
+        channel_id=st.channel.id,
+        user_id=st.alice.id,
+        name="typed",
+        class_word="woman",
+        crops=[b"a", b"b"],
+        rules=GuildRules(guild_id=st.guild.id),
+    )
     job = await asyncio.to_thread(st.agent.take_train)
     assert job.order_id == placed.order_id
     lora = f"{keys.model_prefix(st.alice.id, job.model_id)}lora-v2.safetensors"

@@ -38,7 +38,9 @@ async def test_imagine_results_buttons_after_restart(studio: Studio) -> None:
         result.custom_ids()
     )
     # The prompt is echoed, but nothing in it may ping: only the owner is allowed as a mention.
-    assert "@\u200beveryone" in result.embeds[0]["title"]  # escaped, as Discord shows it, and allowed_mentions besides
+    assert (
+        "@\u200beveryone" in result.embeds[0]["title"]
+    )  # escaped, as Discord shows it, and allowed_mentions besides
     am = result.allowed_mentions or {}
     assert am.get("parse") == [] and [int(u) for u in am.get("users", [])] == [st.alice.id], am
     for m in st.sim.messages(st.channel):

@@ -68,7 +68,7 @@ def test_photos_are_counted_from_the_zip_directories_before_anything_is_unpacked
     good = zip_of([(f"{n}.jpg", b"x" * 1000) for n in range(8)])
     damaged = bytearray(good)
     payload = damaged.find(b"PK\x03\x04") + 30 + len("0.jpg")
-    damaged[payload: payload + 8] = b"\xff" * 8  # breaks the deflate stream of entry 0
+    damaged[payload : payload + 8] = b"\xff" * 8  # breaks the deflate stream of entry 0
     with pytest.raises(Refused, match="24 photos: at most 20"):
         intake.check(settings, downloaded(("a.zip", bytes(damaged)), ("b.zip", good), ("c.zip", good)), [])
 
@@ -95,6 +95,6 @@ def test_a_damaged_deflate_stream_is_a_plain_refusal() -> None:
     # It used to escape as zlib.error: an internal error instead of a reason.
     data = bytearray(zip_of([(f"{n}.jpg", b"x" * 1000) for n in range(3)]))
     payload = data.find(b"PK\x03\x04") + 30 + len("0.jpg")
-    data[payload: payload + 8] = b"\xff" * 8
-    with pytest.raises(Refused, match="0.jpg is damaged inside the archive"):
+    data[payload : payload + 8] = b"\xff" * 8
+    with pytest.raises(Refused, match=r"0\.jpg is damaged inside the archive"):
         intake.check(load_settings(), downloaded(("a.zip", bytes(data))), [])

@@ -39,11 +39,17 @@ def _png(img: Image.Image) -> bytes:
 
 
 SOMEONE_ELSE = _png(Image.open(OTHER_PERSON_PHOTO).convert("RGB").resize((512, 600)))
-SOMEONE_ELSE_DARKER = _png(ImageEnhance.Brightness(Image.open(OTHER_PERSON_PHOTO).convert("RGB")).enhance(0.8))
+SOMEONE_ELSE_DARKER = _png(
+    ImageEnhance.Brightness(Image.open(OTHER_PERSON_PHOTO).convert("RGB")).enhance(0.8)
+)
 # The member, in a picture that is none of the training photos (mirrored, brighter, reframed).
 _portrait = Image.open(io.BytesIO(demo_photos()[0][1])).convert("RGB")
-MEMBER = _png(ImageEnhance.Brightness(ImageOps.mirror(_portrait)).enhance(1.15).crop((30, 0, 512, 482))
-              .resize((512, 512)))
+MEMBER = _png(
+    ImageEnhance.Brightness(ImageOps.mirror(_portrait))
+    .enhance(1.15)
+    .crop((30, 0, 512, 482))
+    .resize((512, 512))
+)
 
 
 class StandInRenderer(EngineRunner):
@@ -69,11 +75,24 @@ async def studio(sim: DiscordSim, tmp_path: Path) -> AsyncIterator[Studio]:
     channel = sim.add_channel(guild, "studio")
     admin_role = sim.add_role(guild, "Photogen Admin", permissions=MANAGE_GUILD)
     st = Studio(
-        sim=sim, guild=guild, channel=channel, admin_role=admin_role, tmp=tmp_path,
-        settings=bot_settings(sim, tmp_path, bot_sync_guild_ids=[guild.id], base_model="tiny-sd",
-                              train_resolution=64, train_steps=4, train_class_images=2, likeness_retries=2,
-                              likeness_advice_after=1),
-        alice=sim.add_member(guild, "alice"), bob=sim.add_member(guild, "bob"),
+        sim=sim,
+        guild=guild,
+        channel=channel,
+        admin_role=admin_role,
+        tmp=tmp_path,
+        settings=bot_settings(
+            sim,
+            tmp_path,
+            bot_sync_guild_ids=[guild.id],
+            base_model="tiny-sd",
+            train_resolution=64,
+            train_steps=4,
+            train_class_images=2,
+            likeness_retries=2,
+            likeness_advice_after=1,
+        ),
+        alice=sim.add_member(guild, "alice"),
+        bob=sim.add_member(guild, "bob"),
         admin=sim.add_member(guild, "ada", roles=[admin_role]),
     )
     await st.start()
@@ -85,23 +104,33 @@ async def studio(sim: DiscordSim, tmp_path: Path) -> AsyncIterator[Studio]:
 
 
 def _agent(st: Studio, tmp_path: Path, script: dict[int, bytes]) -> tuple[AgentThread, StandInRenderer]:
-    settings = st.settings.model_copy(update={
-        "agent_work_dir": str(tmp_path / "agent"), "model_cache_dir": str(tmp_path / "models"), "device": "cpu",
-        "imds_url": "", "agent_metrics_port": 0, "agent_poll_wait_s": 0.3, "agent_progress_every_s": 0,
-        "checkpoint_every_steps": 2,
-    })
+    settings = st.settings.model_copy(
+        update={
+            "agent_work_dir": str(tmp_path / "agent"),
+            "model_cache_dir": str(tmp_path / "models"),
+            "device": "cpu",
+            "imds_url": "",
+            "agent_metrics_port": 0,
+            "agent_poll_wait_s": 0.3,
+            "agent_progress_every_s": 0,
+            "checkpoint_every_steps": 2,
+        }
+    )
     runner = StandInRenderer(settings, script)
     return AgentThread(Agent(settings, runner=runner)).start(), runner
 
 
 async def _imagine(st: Studio, seed: int, count: int):
     before = {m.id for m in st.sim.messages(st.channel)}
-    inter = await st.sim.invoke_command(st.alice, st.channel, "imagine",
-                                        {"prompt": "portrait of {subject}", "count": count, "seed": seed})
+    inter = await st.sim.invoke_command(
+        st.alice, st.channel, "imagine", {"prompt": "portrait of {subject}", "count": count, "seed": seed}
+    )
     await inter.wait_response()
     return await st.sim.wait_for_message(
-        st.channel, lambda m: m.id not in before and any(c.startswith("pg:up:") for c in m.custom_ids()),
-        timeout=120)
+        st.channel,
+        lambda m: m.id not in before and any(c.startswith("pg:up:") for c in m.custom_ids()),
+        timeout=120,
+    )
 
 
 def _credits(st: Studio) -> int:
@@ -109,20 +138,28 @@ def _credits(st: Studio) -> int:
         return standing.credits_of(s, st.guild.id, st.alice.id)
 
 
-async def test_weak_renders_are_rerolled_free_the_best_delivered_scores_stored(studio: Studio,
-                                                                              tmp_path: Path) -> None:
+async def test_weak_renders_are_rerolled_free_the_best_delivered_scores_stored(
+    studio: Studio, tmp_path: Path
+) -> None:
     st = studio
     script = {
-        7: SOMEONE_ELSE, 8: MEMBER,  # the job's own two pictures: the first is someone else
-        9: SOMEONE_ELSE_DARKER, 11: MEMBER,  # picture 1's re-rolls (seed 7 + 2 × attempt + 0)
-        20: SOMEONE_ELSE, 21: SOMEONE_ELSE_DARKER, 22: SOMEONE_ELSE,  # a render that never looks like her
+        7: SOMEONE_ELSE,
+        8: MEMBER,  # the job's own two pictures: the first is someone else
+        9: SOMEONE_ELSE_DARKER,
+        11: MEMBER,  # picture 1's re-rolls (seed 7 + 2 × attempt + 0)
+        20: SOMEONE_ELSE,
+        21: SOMEONE_ELSE_DARKER,
+        22: SOMEONE_ELSE,  # a render that never looks like her
     }
     agent, runner = _agent(st, tmp_path, script)
     try:
-        inter = await st.sim.invoke_command(st.alice, st.channel, "train", {"name": "me", "class_word": "woman"},
-                                            attachments=demo_photos())
+        inter = await st.sim.invoke_command(
+            st.alice, st.channel, "train", {"name": "me", "class_word": "woman"}, attachments=demo_photos()
+        )
         await inter.wait_response()
-        ready = await st.sim.wait_for_message(st.channel, lambda m: "trained and ready" in m.content, timeout=240)
+        ready = await st.sim.wait_for_message(
+            st.channel, lambda m: "trained and ready" in m.content, timeout=240
+        )
         with read_session(st.b.engine) as s:
             (model,) = order_store.models_of_user(s, st.alice.id)
         # The reference beside the LoRA: the accepted photos but one trained on, the last one held out.
@@ -134,7 +171,11 @@ async def test_weak_renders_are_rerolled_free_the_best_delivered_scores_stored(s
         assert reference.held_out is not None and len(reference.training) == len(sent.photo_keys) - 1
         # The order's first picture, made right after training, is the tiny model's noise: no face, so it was
         # re-rendered twice (seeds 1 and 2) and the member is told.
-        assert [(seed, count) for j, seed, count in runner.calls if j == train_job.id] == [(0, 1), (1, 1), (2, 1)]
+        assert [(seed, count) for j, seed, count in runner.calls if j == train_job.id] == [
+            (0, 1),
+            (1, 1),
+            (2, 1),
+        ]
         assert "Looks like you: no face found — re-rendered 2×" in ready.content, ready.content
 
         credits = _credits(st)
@@ -154,15 +195,25 @@ async def test_weak_renders_are_rerolled_free_the_best_delivered_scores_stored(s
         job2 = runner.calls[-1][0]
         assert [(seed, count) for j, seed, count in runner.calls if j == job2] == [(20, 1), (21, 1), (22, 1)]
         assert "Looks like you: weak (0." in result.content, result.content
-        advice = await st.sim.wait_for_message(st.channel, lambda m: "Tips for better likeness" in str(m.embeds),
-                                               timeout=20)
+        advice = await st.sim.wait_for_message(
+            st.channel, lambda m: "Tips for better likeness" in str(m.embeds), timeout=20
+        )
         assert "more photos" in str(advice.embeds) and "only you" in str(advice.embeds)
         assert _credits(st) == credits - 3 * st.settings.render_credit_cost
 
         with read_session(st.b.engine) as s:
-            rows = list(s.exec(select(ImageRow).where(ImageRow.user_id == str(st.alice.id))
-                               .order_by(ImageRow.created_at, ImageRow.index)))
-        scored = [(r.job_id, r.index, r.likeness_verdict, r.likeness_tries) for r in rows if r.job_id in (job_id, job2)]
+            rows = list(
+                s.exec(
+                    select(ImageRow)
+                    .where(ImageRow.user_id == str(st.alice.id))
+                    .order_by(ImageRow.created_at, ImageRow.index)
+                )
+            )
+        scored = [
+            (r.job_id, r.index, r.likeness_verdict, r.likeness_tries)
+            for r in rows
+            if r.job_id in (job_id, job2)
+        ]
         assert scored == [(job_id, 0, "strong", 3), (job_id, 1, "strong", 1), (job2, 0, "weak", 3)]
         assert all(0 <= (r.likeness_score or 0) <= 1 for r in rows if r.likeness_verdict)
 

@@ -53,7 +53,9 @@ async def test_forget_me_deletes_blobs_and_rows_with_receipt(studio: Studio) -> 
         f"users/{st.bob.id}/models/m{st.bob.id}/lora.safetensors"
     ]
     with read_session(st.b.engine) as s:
-        assert order_store.get_user(s, st.alice.id) is None and order_store.orders_of_user(s, st.alice.id) == []
+        assert (
+            order_store.get_user(s, st.alice.id) is None and order_store.orders_of_user(s, st.alice.id) == []
+        )
         assert order_store.get_user(s, st.bob.id) is not None
 
 
@@ -79,11 +81,15 @@ async def test_http_side(studio: Studio) -> None:
     # The operators' dashboard (bot/dashboard) is served here: off without DASHBOARD_TOKEN, then token-only.
     status, _ = await asyncio.to_thread(_get, f"{base}/admin/dashboard")
     assert status == 404
-    st.settings = st.settings.model_copy(update={"dashboard_token": SecretStr("let-me-in-0123456789abcdef0123456789")})
+    st.settings = st.settings.model_copy(
+        update={"dashboard_token": SecretStr("let-me-in-0123456789abcdef0123456789")}
+    )
     await st.restart()
     status, _ = await asyncio.to_thread(_get, f"{base}/admin/dashboard.json")
     assert status in (401, 403)
-    status, body = await asyncio.to_thread(_get, f"{base}/admin/dashboard.json", "let-me-in-0123456789abcdef0123456789")
+    status, body = await asyncio.to_thread(
+        _get, f"{base}/admin/dashboard.json", "let-me-in-0123456789abcdef0123456789"
+    )
     assert status == 200 and body.startswith(b"{")  # type: ignore[union-attr]
 
 

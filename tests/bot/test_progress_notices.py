@@ -26,7 +26,9 @@ async def test_a_reclaimed_gpu_is_shown_then_cleared_and_progress_ends_at_100(st
     reporter.started(0, 20)
     reporter.progress(7, 20)
     reporter.preempted(7, 20)  # the spot notice: the agent released the job
-    paused = await st.sim.wait_for_message(st.channel, lambda m: m.id == status.id and "Paused" in str(m.embeds))
+    paused = await st.sim.wait_for_message(
+        st.channel, lambda m: m.id == status.id and "Paused" in str(m.embeds)
+    )
     text = str(paused.embeds)
     assert "The GPU was reclaimed" in text and "another machine" in text
     assert "Paused: Paused" not in text  # the field's name says "Paused" once
@@ -35,7 +37,8 @@ async def test_a_reclaimed_gpu_is_shown_then_cleared_and_progress_ends_at_100(st
     again.started(0, 20)  # another machine took it over
     again.progress(12, 20)
     resumed = await st.sim.wait_for_message(
-        st.channel, lambda m: m.id == status.id and "step 12/20" in str(m.embeds))
+        st.channel, lambda m: m.id == status.id and "step 12/20" in str(m.embeds)
+    )
     assert "Paused" not in str(resumed.embeds)
 
     picture = keys.render_key(job.user_id, job.job_id, 0)
@@ -43,5 +46,6 @@ async def test_a_reclaimed_gpu_is_shown_then_cleared_and_progress_ends_at_100(st
     # the real agent's done event carries the last step (gpu_agent.agent.worker), so the bar ends full
     again.emit("done", output_keys=[picture], progress=Progress(step=20, total=20))
     final = await st.sim.wait_for_message(
-        st.channel, lambda m: m.id == status.id and "step 20/20" in str(m.embeds))
+        st.channel, lambda m: m.id == status.id and "step 20/20" in str(m.embeds)
+    )
     assert "Paused" not in str(final.embeds)

@@ -59,7 +59,9 @@ def _commit_unsent_order(
         cost=1,
         params={"title": f"Imagine: {job.prompt}", "prompt": job.prompt, "count": 1, "seed": 0},
         job=job.model_dump(mode="json"),
-        limits=lifecycle.Limits(max_concurrent=2, daily_quota=50, starting_credits=b.settings.starting_credits),
+        limits=lifecycle.Limits(
+            max_concurrent=2, daily_quota=50, starting_credits=b.settings.starting_credits
+        ),
         model_id=model_id,
     )
 

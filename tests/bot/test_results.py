@@ -36,10 +36,16 @@ async def test_a_styled_result_reads_well(studio: Studio) -> None:
     assert embed["title"] == "in a navy suit"
     assert embed["image"]["url"] == "attachment://grid.jpg"
     fields = {f["name"]: f["value"] for f in embed["fields"]}
-    assert fields == {"Seed": "42 (pictures 1–4: 42–45)", "Model": "holiday", "Style": "Professional headshot"}
+    assert fields == {
+        "Seed": "42 (pictures 1–4: 42–45)",
+        "Model": "holiday",
+        "Style": "Professional headshot",
+    }
     assert "{subject}" not in _seen(result) and "headshot photo of" not in _seen(result)
     oid = job.order_id
-    assert {f"pg:up:{oid}:3", f"pg:var:{oid}:0", f"pg:one:{oid}:0", f"pg:del:{oid}:0"} <= set(result.custom_ids())
+    assert {f"pg:up:{oid}:3", f"pg:var:{oid}:0", f"pg:one:{oid}:0", f"pg:del:{oid}:0"} <= set(
+        result.custom_ids()
+    )
 
     # The singles on request, for the member alone.
     click = await st.sim.click(st.alice, result, f"pg:one:{oid}:0")
@@ -73,7 +79,9 @@ async def test_a_styled_result_reads_well(studio: Studio) -> None:
 async def test_a_plain_prompt_with_subject_never_shows_the_placeholder(studio: Studio) -> None:
     st = studio
     st.seed_model(st.alice, name="me")
-    inter = await st.sim.invoke_command(st.alice, st.channel, "imagine", {"prompt": "{subject} on a bike", "count": 2})
+    inter = await st.sim.invoke_command(
+        st.alice, st.channel, "imagine", {"prompt": "{subject} on a bike", "count": 2}
+    )
     await inter.wait_original(lambda m: not m.loading and bool(m.embeds))
     job = await asyncio.to_thread(st.agent.take_render)
     await asyncio.to_thread(st.agent.finish_render, job)
@@ -87,10 +95,18 @@ async def test_train_offers_people_only(studio: Studio) -> None:
     st = studio
     commands = {c["name"]: c for c in st.sim.commands_for(st.guild.id)}
     option = next(o for o in commands["train"]["options"] if o["name"] == "class_word")
-    assert {c["value"] for c in option["choices"]} == {"man", "woman", "person"}  # adults: no pets, no children
+    assert {c["value"] for c in option["choices"]} == {
+        "man",
+        "woman",
+        "person",
+    }  # adults: no pets, no children
     for word in ("dog", "child"):
         inter = await st.sim.invoke_command(
-            st.alice, st.channel, "train", {"name": "rex", "class_word": word}, attachments=[("rex.jpg", b"woof")]
+            st.alice,
+            st.channel,
+            "train",
+            {"name": "rex", "class_word": word},
+            attachments=[("rex.jpg", b"woof")],
         )
         response = await inter.wait_response()
         assert response.ephemeral and "not one of the choices" in str(response.embeds), response

@@ -95,7 +95,7 @@ async def test_default_policy_blocks_a_flagged_picture_with_a_notice_and_counts_
     assert PICTURES_BLOCKED.labels(reason="flagged")._value.get() == before + 1
     dashboard = dashboard_data(st.b.engine, window_s=3600)
     assert dashboard["pictures_blocked"] == 1
-    assert ">Pictures blocked</div><div class=\"v\">1<" in render_page(dashboard)
+    assert '>Pictures blocked</div><div class="v">1<' in render_page(dashboard)
 
     # Admins see the count; members cannot run the command.
     inter = await st.sim.invoke_command(st.admin, st.channel, "admin safety", {})

@@ -179,7 +179,9 @@ async def test_forget_me_is_not_a_refill(studio: Studio) -> None:
     receipt = await (await st.sim.click(st.alice, confirm, f"pg:forget:{st.alice.id}")).wait_followup()
     assert "orders" in str(receipt.embeds)
     with read_session(st.b.engine) as s:
-        assert order_store.get_user(s, st.alice.id) is None and order_store.orders_of_user(s, st.alice.id) == []
+        assert (
+            order_store.get_user(s, st.alice.id) is None and order_store.orders_of_user(s, st.alice.id) == []
+        )
         kept = standing.get_standing(s, st.guild.id, st.alice.id)
     # What stays holds no personal data: numbers keyed by the member's id.
     assert kept is not None and kept.credits == start - 4 and kept.credits_granted == start

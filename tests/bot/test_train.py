@@ -129,7 +129,7 @@ async def test_bad_uploads_get_clear_replies_and_leave_nothing(studio: Studio, f
     good = good_photos(faces_dir)
     truncated = good[0][1][: len(good[0][1]) // 2]
     messi = Image.open(faces_dir / "messi5.jpg")
-    two_people = good[:4] + [("messi.jpg", _jpeg(messi)), ("messi2.jpg", _jpeg(ImageOps.mirror(messi)))]
+    two_people = [*good[:4], ("messi.jpg", _jpeg(messi)), ("messi2.jpg", _jpeg(ImageOps.mirror(messi)))]
     cases: list[tuple[str, list[tuple[str, bytes]], str]] = [
         ("text named .jpg", [("face.jpg", b"this is not a picture at all\n" * 20)], "not a picture"),
         ("0 bytes", [("empty.jpg", b"")], "not a picture"),

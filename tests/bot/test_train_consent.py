@@ -23,7 +23,9 @@ async def test_train_says_photos_must_be_of_yourself(studio: Studio) -> None:
     inter = await st.sim.invoke_command(
         st.alice, st.channel, "train", {"name": "me", "class_word": "woman"}, attachments=[("1.jpg", one)]
     )
-    reply = await private_answer(inter, timeout=60)  # a refusal is the member's alone, the consent line with it
+    reply = await private_answer(
+        inter, timeout=60
+    )  # a refusal is the member's alone, the consent line with it
     assert reply.content == CONSENT and "of **you**" in reply.content and "anyone else" in reply.content
     assert reply.embeds and "accepted" not in reply.embeds[0]["title"].lower()
 

@@ -47,11 +47,14 @@ def held(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldIntake]:
 
 
 async def _start_train(st: Studio, member, files: list[tuple[str, bytes]]):
-    return await st.sim.invoke_command(member, st.channel, "train", {"name": "me", "class_word": "woman"},
-                                       attachments=files)
+    return await st.sim.invoke_command(
+        member, st.channel, "train", {"name": "me", "class_word": "woman"}, attachments=files
+    )
 
 
-async def test_other_commands_answer_while_many_intakes_are_in_flight(studio: Studio, held: HeldIntake) -> None:
+async def test_other_commands_answer_while_many_intakes_are_in_flight(
+    studio: Studio, held: HeldIntake
+) -> None:
     st = studio
     # Nine intakes at once (one of them a zip of eight photos): before, their checks filled the 8 threads every
     # command shares, and /queue — answered within Discord's 3 seconds — waited behind them.
@@ -78,7 +81,9 @@ async def test_other_commands_answer_while_many_intakes_are_in_flight(studio: St
     assert "8 of 8 photos are good" in str((await trains[0].wait_original(lambda m: not m.loading)).embeds)
 
 
-async def test_a_second_train_by_the_same_member_waits_for_the_first(studio: Studio, held: HeldIntake) -> None:
+async def test_a_second_train_by_the_same_member_waits_for_the_first(
+    studio: Studio, held: HeldIntake
+) -> None:
     st = studio
     photos = demo_photos()
     first = await _start_train(st, st.alice, photos[:5])
@@ -106,7 +111,9 @@ async def test_an_upload_over_the_byte_budget_is_refused_before_any_download(stu
     photos = demo_photos()
     st.settings = st.settings.model_copy(update={"intake_max_total_bytes": 200 * 1024})
     await st.restart()
-    inter = await _start_train(st, st.alice, [(f"part{n}.zip", zip_of(photos[n: n + 2])) for n in range(0, 8, 2)])
+    inter = await _start_train(
+        st, st.alice, [(f"part{n}.zip", zip_of(photos[n : n + 2])) for n in range(0, 8, 2)]
+    )
     refused = await inter.wait_response()
     assert refused.ephemeral, "a refusal says nothing to the channel"
     text = str(refused.embeds) + refused.content

@@ -35,8 +35,14 @@ def backends(tmp: Path, **overrides: object) -> Backends:
 
 def place_train(b: Backends, user_id: int = 11, name: str = "me") -> TrainJob:
     order_service.place_train_order(
-        b, guild_id=1, channel_id=2, user_id=user_id, name=name, class_word="woman",
-        crops=[picture(n) for n in range(5)], rules=GuildRules(guild_id=1),
+        b,
+        guild_id=1,
+        channel_id=2,
+        user_id=user_id,
+        name=name,
+        class_word="woman",
+        crops=[picture(n) for n in range(5)],
+        rules=GuildRules(guild_id=1),
     )
     return AgentPart(b.queues, b.blobs).take_train()
 
@@ -58,8 +64,9 @@ def test_a_train_order_runs_exactly_the_documented_recipe(tmp_path: Path, base_m
 
 
 def test_settings_override_the_recipe_and_the_rest_stays(tmp_path: Path) -> None:
-    b = backends(tmp_path, base_model="tiny-sdxl", train_steps=12, train_class_images=3,
-                 train_text_encoder=False)
+    b = backends(
+        tmp_path, base_model="tiny-sdxl", train_steps=12, train_class_images=3, train_text_encoder=False
+    )
     config = train_config(place_train(b), checkpoint_every=4)
     assert (config.steps, config.num_class_images, config.train_text_encoder) == (12, 3, False)
     assert (config.resolution, config.prior_preservation, config.checkpoint_every) == (1024, True, 4)
@@ -72,8 +79,15 @@ def test_each_model_gets_its_own_rare_token_and_old_models_keep_theirs(tmp_path:
 
     with transaction(b.engine) as s:  # a model trained before tokens were per model
         store_orders.get_or_create_user(s, 11)
-        store_orders.add_model(s, user_id=11, name="old", class_word="man", subject_token="sks",
-                               base_model="tiny-sd", model_id="old1")
+        store_orders.add_model(
+            s,
+            user_id=11,
+            name="old",
+            class_word="man",
+            subject_token="sks",
+            base_model="tiny-sd",
+            model_id="old1",
+        )
         store_orders.mark_model_ready(s, "old1", "users/11/models/old1/lora.safetensors")
     jobs = [place_train(b, user_id=uid, name=f"m{uid}") for uid in (11, 12, 13)]
     tokens = [job.subject_token for job in jobs]
@@ -83,11 +97,26 @@ def test_each_model_gets_its_own_rare_token_and_old_models_keep_theirs(tmp_path:
         TrainConfig(base_model="tiny-sd", token=job.subject_token)  # a token the trainer accepts
     with read_session(b.engine) as s:
         recorded = {m.id: m.subject_token for m in s.exec(select(TrainedModel))}
-    assert {job.model_id: recorded[job.model_id] for job in jobs} == {j.model_id: j.subject_token for j in jobs}
+    assert {job.model_id: recorded[job.model_id] for job in jobs} == {
+        j.model_id: j.subject_token for j in jobs
+    }
 
     # Renders read the token from the model: the old model still answers to 'sks'.
     order_service.place_render_order(
-        b, guild_id=1, channel_id=2, user_id=11, model_id="old1", prompt="a photo of {subject}",
-        negative_prompt="", count=1, width=64, height=64, seed=1, guidance=7.0, mode="txt2img",
-        source_key=None, rules=GuildRules(guild_id=1))
+        b,
+        guild_id=1,
+        channel_id=2,
+        user_id=11,
+        model_id="old1",
+        prompt="a photo of {subject}",
+        negative_prompt="",
+        count=1,
+        width=64,
+        height=64,
+        seed=1,
+        guidance=7.0,
+        mode="txt2img",
+        source_key=None,
+        rules=GuildRules(guild_id=1),
+    )
     assert AgentPart(b.queues, b.blobs).take_render().subject == "sks man"

@@ -69,8 +69,14 @@ async def test_metrics_off_loopback_need_the_token(sim: DiscordSim, tmp_path) ->
     guild = sim.add_guild("Club")
     sim.add_channel(guild, "studio")
     port = free_port()
-    settings = bot_settings(sim, tmp_path, bot_http_host="0.0.0.0", bot_http_port=port,
-                            blob_public_base_url="https://photos.example.org", dashboard_token=TOKEN)
+    settings = bot_settings(
+        sim,
+        tmp_path,
+        bot_http_host="0.0.0.0",
+        bot_http_port=port,
+        blob_public_base_url="https://photos.example.org",
+        dashboard_token=TOKEN,
+    )
     bot = await start_bot(settings, guild_ready_timeout=0.05)
     try:
         base = f"http://127.0.0.1:{port}"

@@ -18,8 +18,18 @@ PICTURE = keys.render_key("42", "j1", 0)
 
 def test_an_old_agents_done_event_gets_its_outputs_sorted_once() -> None:
     # The body an agent of the previous version sent: output_keys only.
-    old = json.dumps({"v": 1, "event_id": "e1", "job_id": "j1", "order_id": "o1", "job_kind": "train",
-                      "kind": "done", "output_keys": [LORA, META, PICTURE], "at": "2026-11-01T00:00:00Z"})
+    old = json.dumps(
+        {
+            "v": 1,
+            "event_id": "e1",
+            "job_id": "j1",
+            "order_id": "o1",
+            "job_kind": "train",
+            "kind": "done",
+            "output_keys": [LORA, META, PICTURE],
+            "at": "2026-11-01T00:00:00Z",
+        }
+    )
     event = decode(old, Event)
     assert event.kind is EventKind.DONE and event.job_kind is JobKind.TRAIN
     assert event.model_key == LORA
@@ -28,8 +38,15 @@ def test_an_old_agents_done_event_gets_its_outputs_sorted_once() -> None:
 
 
 def test_typed_outputs_are_what_the_agent_says_not_what_the_keys_look_like() -> None:
-    event = Event(job_id="j1", order_id="o1", job_kind="train", kind="done", output_keys=[LORA, META],
-                  model_key=LORA, render_keys=[])
+    event = Event(
+        job_id="j1",
+        order_id="o1",
+        job_kind="train",
+        kind="done",
+        output_keys=[LORA, META],
+        model_key=LORA,
+        render_keys=[],
+    )
     again = decode(encode(event), Event)
     assert again == event
     assert again.render_keys == [] and again.model_key == LORA
@@ -37,8 +54,15 @@ def test_typed_outputs_are_what_the_agent_says_not_what_the_keys_look_like() -> 
 
 
 def test_an_old_render_job_without_a_model_id_still_decodes() -> None:
-    job = RenderJob(job_id="j1", order_id="o1", user_id="42", model_id="m1", model_keys=[LORA],
-                    base_model="tiny-sd", prompt="a photo of {subject}")
+    job = RenderJob(
+        job_id="j1",
+        order_id="o1",
+        user_id="42",
+        model_id="m1",
+        model_keys=[LORA],
+        base_model="tiny-sd",
+        prompt="a photo of {subject}",
+    )
     body = json.loads(encode(job))
     assert body["model_id"] == "m1"
     del body["model_id"]
@@ -55,5 +79,16 @@ def test_an_unknown_kind_is_refused_naming_the_field(field: str, value: str) -> 
 
 def test_ids_follow_the_one_pattern() -> None:
     with pytest.raises(MessageError, match="malformed RenderJob: model_id"):
-        decode(json.dumps({"job_id": "j1", "order_id": "o1", "user_id": "42", "model_id": "../m",
-                           "base_model": "b", "prompt": "p"}), RenderJob)
+        decode(
+            json.dumps(
+                {
+                    "job_id": "j1",
+                    "order_id": "o1",
+                    "user_id": "42",
+                    "model_id": "../m",
+                    "base_model": "b",
+                    "prompt": "p",
+                }
+            ),
+            RenderJob,
+        )

@@ -6,8 +6,12 @@ from cloud.messages import GroupMember, MessageError, RenderJob, decode, encode
 
 
 def _member(n: int) -> GroupMember:
-    return GroupMember(user_id=str(n), model_id=f"m{n}", model_key=f"users/{n}/models/m{n}/lora.safetensors",
-                       subject=f"tok{n} person")
+    return GroupMember(
+        user_id=str(n),
+        model_id=f"m{n}",
+        model_key=f"users/{n}/models/m{n}/lora.safetensors",
+        subject=f"tok{n} person",
+    )
 
 
 def _job(**kw) -> RenderJob:
@@ -23,7 +27,10 @@ def test_a_group_job_round_trips_with_its_members_in_order():
 @pytest.mark.parametrize("count", [0, 1, 5])
 def test_a_group_job_needs_two_to_four_members(count):
     with pytest.raises(ValueError):
-        _job(mode="group", members=[_member(n) for n in range(count)][:4] + ([_member(9)] if count == 5 else []))
+        _job(
+            mode="group",
+            members=[_member(n) for n in range(count)][:4] + ([_member(9)] if count == 5 else []),
+        )
 
 
 def test_one_member_twice_is_refused():

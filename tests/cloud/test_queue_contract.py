@@ -5,7 +5,8 @@ Leases here are whole seconds because SQS visibility timeouts are; each wait is 
 Where moto's SQS (moto/sqs/models.py, 5.2) differs from Amazon SQS, and why these tests still mean something:
 - moto accepts *any* earlier receipt handle of a message for DeleteMessage and ChangeMessageVisibility, and
   changes the visibility of a message whose lease already ran out; Amazon SQS answers a stale delete with
-  success but "might not" delete (DeleteMessage docs) and refuses the visibility change. SqsQueue checks the lease deadline on the
+  success but "might not" delete (DeleteMessage docs) and refuses the visibility change. SqsQueue checks the
+  lease deadline on the
   client before ack/extend/release, so both servers behave the same (test_lease_lost_to_another_consumer).
 - moto's long poll wakes at once on a send (a Condition), but notices a message whose lease ran out only on
   its once-a-second re-check; Amazon SQS has no such step. The waits below allow for it.

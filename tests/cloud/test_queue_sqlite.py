@@ -187,7 +187,7 @@ def test_open_queue_refuses_bad_names(tmp_path: Path) -> None:
         open_queue(settings, "../etc/passwd")
 
 
-def test_close_leaves_other_threads_connections_to_them(tmp_path) -> None:  # noqa: ANN001
+def test_close_leaves_other_threads_connections_to_them(tmp_path) -> None:
     """Closing a queue while another thread reads it must not close that thread's connection under it (CPython's
     sqlite3 can crash); that thread's next call is refused instead."""
     import threading

@@ -25,5 +25,5 @@ def test_the_family_comes_from_a_local_folders_pipeline_class_or_the_name(tmp_pa
 
 
 def test_a_training_resolution_the_trainer_would_refuse_stops_start_up() -> None:
-    with pytest.raises(SettingsError, match="TRAIN_RESOLUTION.*multiple of 8"):
+    with pytest.raises(SettingsError, match=r"TRAIN_RESOLUTION.*multiple of 8"):
         load_settings(train_resolution=500)

@@ -81,7 +81,7 @@ def test_profiles_for_multihost_and_aws(compose: dict) -> None:
 
 
 def test_healthcheck_commands_exist(compose: dict) -> None:
-    subcommands = set(build_parser()._subparsers._group_actions[0].choices)  # noqa: SLF001
+    subcommands = set(build_parser()._subparsers._group_actions[0].choices)
     checked = 0
     for name, service in compose["services"].items():
         test = service.get("healthcheck", {}).get("test")
@@ -99,7 +99,7 @@ def test_healthcheck_commands_exist(compose: dict) -> None:
 
 def test_healthcheck_subcommand_against_a_real_server(capsys: pytest.CaptureFixture[str]) -> None:
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.send_response(200 if self.path == "/healthz" else 503)
             self.end_headers()
 
@@ -153,7 +153,10 @@ def test_the_s3_server_takes_the_keys_from_the_settings_with_no_default(compose:
     env = compose["services"]["seaweedfs"]["environment"]
     for key, variable in (("S3_ACCESS_KEY", "AWS_ACCESS_KEY_ID"), ("S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY")):
         match = _VAR.fullmatch(env[key])
-        assert match and match["name"] == variable and match["op"] == ":-" and match["arg"] == "", (key, env[key])
+        assert match and match["name"] == variable and match["op"] == ":-" and match["arg"] == "", (
+            key,
+            env[key],
+        )
     assert "-s3.config=" in compose["services"]["seaweedfs"]["command"][0]
 
 
@@ -164,8 +167,11 @@ def _seaweed_script(compose: dict, config: Path) -> str:
 
 @pytest.mark.parametrize(
     ("secret", "why"),
-    [("", "at least 32 characters"), ("short-secret", "at least 32 characters"),
-     ('x' * 32 + '","actions":["Admin"]}', "letters, digits")],  # a key must not write its own JSON
+    [
+        ("", "at least 32 characters"),
+        ("short-secret", "at least 32 characters"),
+        ("x" * 32 + '","actions":["Admin"]}', "letters, digits"),
+    ],  # a key must not write its own JSON
 )
 def test_the_s3_server_refuses_to_start_with_a_weak_secret(
     compose: dict, tmp_path: Path, secret: str, why: str
@@ -174,8 +180,12 @@ def test_the_s3_server_refuses_to_start_with_a_weak_secret(
 
     config = tmp_path / "s3.json"
     done = subprocess.run(
-        ["/bin/sh", "-c", _seaweed_script(compose, config)], check=False, capture_output=True, text=True,
-        env={"PATH": "/usr/bin:/bin", "S3_ACCESS_KEY": "photogen", "S3_SECRET_KEY": secret}, timeout=30,
+        ["/bin/sh", "-c", _seaweed_script(compose, config)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "S3_ACCESS_KEY": "photogen", "S3_SECRET_KEY": secret},
+        timeout=30,
     )
     assert done.returncode != 0 and why in done.stderr
     assert not config.exists()
@@ -193,7 +203,10 @@ def test_the_s3_server_gets_exactly_one_identity_from_the_keys(compose: dict, tm
     (fake_bin / "weed").chmod(0o755)
     secret = "k" * 20 + "-not/so+simple=" + "z" * 12
     done = subprocess.run(
-        ["/bin/sh", "-c", _seaweed_script(compose, config)], check=False, capture_output=True, text=True,
+        ["/bin/sh", "-c", _seaweed_script(compose, config)],
+        check=False,
+        capture_output=True,
+        text=True,
         env={"PATH": f"{fake_bin}:/usr/bin:/bin", "S3_ACCESS_KEY": "photogen-agent", "S3_SECRET_KEY": secret},
         timeout=30,
     )

@@ -1,4 +1,5 @@
-"""Pieces of the end-to-end rig (imported by the test and by conftest.py). The whole system across processes: the Discord-compatible sim (in the test), `photogen bot` and two
+"""Pieces of the end-to-end rig (imported by the test and by conftest.py). The whole system across processes:
+the Discord-compatible sim (in the test), `photogen bot` and two
 `photogen agent` processes, on the embedded backends or on SQS + S3 through moto's server."""
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
 
 from photogen.discord_sim import DiscordSim
 from storage.settings import Settings
@@ -39,14 +39,26 @@ class System:
     members: dict[str, object]
     procs: list[Proc] = field(default_factory=list)
 
-    def spawn(self, name: str, *args: str, program: tuple[str, ...] = ("-m", "photogen.cli"),
-              **env_extra: str) -> Proc:
+    def spawn(
+        self, name: str, *args: str, program: tuple[str, ...] = ("-m", "photogen.cli"), **env_extra: str
+    ) -> Proc:
         """``photogen ARGS`` (or ``python PROGRAM ARGS``) as a process with the system's settings."""
         log = self.tmp / f"{name}.log"
-        env = {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **env_extra}
+        env = {
+            **os.environ,
+            **self.settings.to_env(),
+            "PYTHONUNBUFFERED": "1",
+            "OMP_NUM_THREADS": "1",
+            **env_extra,
+        }
         with open(log, "wb") as out:
-            popen = subprocess.Popen([sys.executable, *program, *args], env=env, stdout=out,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+            popen = subprocess.Popen(
+                [sys.executable, *program, *args],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         proc = Proc(name, popen, log)
         self.procs.append(proc)
         return proc

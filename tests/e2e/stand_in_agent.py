@@ -53,12 +53,22 @@ def _sized(img: Image.Image) -> Image.Image:
 
 
 # The member in a picture that is none of her training photos: mirrored, brighter, reframed.
-MEMBER = _png(_sized(ImageEnhance.Brightness(ImageOps.mirror(_demo("01-portrait.jpg"))).enhance(1.15)
-                      .crop((30, 0, 512, 482))))
+MEMBER = _png(
+    _sized(
+        ImageEnhance.Brightness(ImageOps.mirror(_demo("01-portrait.jpg")))
+        .enhance(1.15)
+        .crop((30, 0, 512, 482))
+    )
+)
 # Someone else: Lionel Messi (tests/data/faces, with its source), his face cropped to fill the picture.
 SOMEONE_ELSE = _png(_sized(Image.open(FACES / "messi5.jpg").convert("RGB").crop((190, 20, 310, 140))))
-FLAGGED = _png(_sized(ImageEnhance.Brightness(ImageOps.mirror(
-    _demo("05-tilted.jpg").rotate(-10, resample=Image.Resampling.BICUBIC))).enhance(0.8)))
+FLAGGED = _png(
+    _sized(
+        ImageEnhance.Brightness(
+            ImageOps.mirror(_demo("05-tilted.jpg").rotate(-10, resample=Image.Resampling.BICUBIC))
+        ).enhance(0.8)
+    )
+)
 
 
 def picture_for(job: RenderJob, seed: int) -> bytes | None:
@@ -72,21 +82,32 @@ def picture_for(job: RenderJob, seed: int) -> bytes | None:
 
 class StandInEngine(EngineRunner):
     def train(self, request: TrainRequest, **kwargs: object) -> TrainOutcome:  # type: ignore[override]
-        config = train_config(request.job, checkpoint_every=request.checkpoint_every, low_memory=request.low_memory)
-        record = {"job_id": request.job.job_id, "photos": len(request.photos),
-                  "config": config.model_dump(mode="json")}
+        config = train_config(
+            request.job, checkpoint_every=request.checkpoint_every, low_memory=request.low_memory
+        )
+        record = {
+            "job_id": request.job.job_id,
+            "photos": len(request.photos),
+            "config": config.model_dump(mode="json"),
+        }
         with (Path(self.settings.agent_work_dir) / CONFIGS_FILE).open("a", encoding="utf-8") as out:
             out.write(json.dumps(record) + "\n")
         return super().train(request, **kwargs)  # type: ignore[arg-type]
 
-    def render(self, job: RenderJob, loras: list[Path], source: bytes | None,  # type: ignore[override]
-               **kwargs: object) -> RenderOutcome:
+    def render(
+        self,
+        job: RenderJob,
+        loras: list[Path],
+        source: bytes | None,  # type: ignore[override]
+        **kwargs: object,
+    ) -> RenderOutcome:
         real = super().render(job, loras, source, **kwargs)  # type: ignore[arg-type]
         pictures = [picture_for(job, job.seed + i) for i in range(job.count)]
         if all(p is None for p in pictures):
             return real
-        return RenderOutcome(pngs=[p or real.pngs[i] for i, p in enumerate(pictures)],
-                             flagged=[None] * job.count)
+        return RenderOutcome(
+            pngs=[p or real.pngs[i] for i, p in enumerate(pictures)], flagged=[None] * job.count
+        )
 
 
 def main() -> None:

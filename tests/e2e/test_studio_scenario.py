@@ -66,16 +66,33 @@ async def studio(tmp_path: Path) -> AsyncIterator[System]:
     channel = sim.add_channel(guild, "studio")
     members = {"alice": sim.add_member(guild, "alice"), "ada": sim.add_member(guild, "ada", roles=[admin])}
     settings = load_settings(
-        database_url=f"sqlite:///{tmp_path / 'photogen.db'}", queue_url=f"sqlite:///{tmp_path / 'queue.db'}",
+        database_url=f"sqlite:///{tmp_path / 'photogen.db'}",
+        queue_url=f"sqlite:///{tmp_path / 'queue.db'}",
         blob_url=f"file://{tmp_path / 'blobs'}",
-        discord_api_base=sim.api_base, discord_gateway_url=sim.gateway_url, discord_token=SecretStr(sim.token),
-        base_model="tiny-sd", model_cache_dir=str(tmp_path.parent / "models"),
-        train_steps=SPEED["steps"], train_resolution=SPEED["resolution"], train_class_images=SPEED["num_class_images"],
-        render_steps=2, render_size=64, checkpoint_every_steps=2, agent_preview_every_steps=2,
-        agent_preview_min_interval_s=0, upscaler_model="tiny-upscaler",
-        safety_blocked_labels=[stand_in.FLAGGED_LABEL], likeness_retries=2,
-        agent_lease_s=20, agent_heartbeat_s=2, agent_poll_wait_s=1, agent_progress_every_s=0.5,
-        agent_metrics_port=0, bot_http_port=0, bot_event_wait_s=0.3, bot_progress_edit_interval_s=0.5,
+        discord_api_base=sim.api_base,
+        discord_gateway_url=sim.gateway_url,
+        discord_token=SecretStr(sim.token),
+        base_model="tiny-sd",
+        model_cache_dir=str(tmp_path.parent / "models"),
+        train_steps=SPEED["steps"],
+        train_resolution=SPEED["resolution"],
+        train_class_images=SPEED["num_class_images"],
+        render_steps=2,
+        render_size=64,
+        checkpoint_every_steps=2,
+        agent_preview_every_steps=2,
+        agent_preview_min_interval_s=0,
+        upscaler_model="tiny-upscaler",
+        safety_blocked_labels=[stand_in.FLAGGED_LABEL],
+        likeness_retries=2,
+        agent_lease_s=20,
+        agent_heartbeat_s=2,
+        agent_poll_wait_s=1,
+        agent_progress_every_s=0.5,
+        agent_metrics_port=0,
+        bot_http_port=0,
+        bot_event_wait_s=0.3,
+        bot_progress_edit_interval_s=0.5,
         starting_credits=100,
     )
     migrate(settings.database_url)
@@ -88,7 +105,9 @@ async def studio(tmp_path: Path) -> AsyncIterator[System]:
 
 
 def _agent(system: System, name: str, **env: str) -> Proc:
-    return system.spawn(name, program=(str(Path(stand_in.__file__)),), AGENT_WORK_DIR=str(system.tmp / name), **env)
+    return system.spawn(
+        name, program=(str(Path(stand_in.__file__)),), AGENT_WORK_DIR=str(system.tmp / name), **env
+    )
 
 
 class StatusWatch:
@@ -134,9 +153,15 @@ def _member_view(system: System) -> str:
             lines.append(f"[embed] {e.get('title', '')} {e.get('description', '') or ''}".rstrip())
             lines += [f"  {f['name']}: {f['value']}" for f in e.get("fields", [])]
         if m.attachments:
-            lines.append("[files] " + ", ".join(f"{a.filename} {Image.open(io.BytesIO(a.data)).size}"
-                                                 if a.filename.endswith((".png", ".jpg")) else a.filename
-                                                 for a in m.attachments))
+            lines.append(
+                "[files] "
+                + ", ".join(
+                    f"{a.filename} {Image.open(io.BytesIO(a.data)).size}"
+                    if a.filename.endswith((".png", ".jpg"))
+                    else a.filename
+                    for a in m.attachments
+                )
+            )
         if m.custom_ids():
             lines.append("[buttons] " + " ".join(m.custom_ids()))
     return "\n".join(lines)
@@ -150,13 +175,16 @@ async def test_train_then_imagine_the_member_sees_the_whole_studio(studio: Syste
     metadata = {name: FakeImds().start() for name in AGENTS}  # each agent's own EC2 instance metadata
     try:
         system.spawn("bot", "bot")
-        agents = {name: _agent(system, name, IMDS_URL=imds.url, IMDS_MODE="on", IMDS_POLL_S="0.2")
-                  for name, imds in metadata.items()}
+        agents = {
+            name: _agent(system, name, IMDS_URL=imds.url, IMDS_MODE="on", IMDS_POLL_S="0.2")
+            for name, imds in metadata.items()
+        }
         await sim.wait_for_bot(timeout=60)
 
         # /train: the status message shows progress and a preview while training.
-        inter = await sim.invoke_command(alice, channel, "train", {"name": "me", "class_word": "woman"},
-                                         attachments=demo_photos())
+        inter = await sim.invoke_command(
+            alice, channel, "train", {"name": "me", "class_word": "woman"}, attachments=demo_photos()
+        )
         await inter.wait_response()
         status = await inter.wait_original(lambda m: not m.loading, timeout=60)
         assert status.embeds and status.embeds[0]["title"] == "Training order accepted", status.embeds
@@ -172,7 +200,9 @@ async def test_train_then_imagine_the_member_sees_the_whole_studio(studio: Syste
         metadata[trainer.name].terminate()
         await sim.wait_until(lambda: watch.first("Paused") >= 0, timeout=60)
         paused = watch.states[watch.first("Paused")]
-        k, total = map(int, re.search(r"resuming from step (\d+) of (\d+) on another machine\.", paused).groups())
+        k, total = map(
+            int, re.search(r"resuming from step (\d+) of (\d+) on another machine\.", paused).groups()
+        )
         assert 0 < k < total == STEPS, paused
         assert "Paused: The GPU was reclaimed — resuming" in paused and "Paused: Paused" not in paused, paused
         assert trainer.popen.wait(60) == 0, trainer.text()[-3000:]
@@ -185,21 +215,41 @@ async def test_train_then_imagine_the_member_sees_the_whole_studio(studio: Syste
         assert resumed >= 0 and "Paused" not in watch.states[resumed], watch.states
         await sim.wait_until(lambda: "Status: ✅" in watch.states[-1], timeout=30)
         final = watch.states[-1]
-        assert f"100% (step {STEPS}/{STEPS})" in final and "Paused" not in final and "[image" not in final, final
+        assert f"100% (step {STEPS}/{STEPS})" in final and "Paused" not in final and "[image" not in final, (
+            final
+        )
         assert "Looks like you: strong" in ready.content, ready.content
 
         _assert_the_photoreal_recipe_ran(system)
 
         # /imagine: three pictures; the first came back as someone else and is re-rolled, the third is blocked.
         before = {m.id for m in sim.messages(channel)}
-        await (await sim.invoke_command(alice, channel, "imagine", {
-            "prompt": "portrait of {subject} in a garden", "count": 3,
-            "seed": stand_in.SOMEONE_ELSE_SEED})).wait_response()
-        result = await sim.wait_for_message(channel, lambda m: m.id not in before and m.author.bot
-                                            and any(c.startswith("pg:up:") for c in m.custom_ids()), timeout=180)
+        await (
+            await sim.invoke_command(
+                alice,
+                channel,
+                "imagine",
+                {
+                    "prompt": "portrait of {subject} in a garden",
+                    "count": 3,
+                    "seed": stand_in.SOMEONE_ELSE_SEED,
+                },
+            )
+        ).wait_response()
+        result = await sim.wait_for_message(
+            channel,
+            lambda m: (
+                m.id not in before and m.author.bot and any(c.startswith("pg:up:") for c in m.custom_ids())
+            ),
+            timeout=180,
+        )
         assert "Looks like you: 1: strong" in result.content and "2: strong" in result.content, result.content
-        assert "re-rendered 1× automatically" in result.content and "no charge" in result.content, result.content
-        assert "3: " not in result.content.split("Looks like you: ")[1].splitlines()[0]  # not posted: no words
+        assert "re-rendered 1× automatically" in result.content and "no charge" in result.content, (
+            result.content
+        )
+        assert (
+            "3: " not in result.content.split("Looks like you: ")[1].splitlines()[0]
+        )  # not posted: no words
         assert "Picture 3 was not posted: the safety check flagged it" in result.content, result.content
         assert Image.open(io.BytesIO(result.files["grid.jpg"])).size == (1024, 512)  # two pictures, not three
         assert not any(c.endswith(":2") for c in result.custom_ids() if c.startswith("pg:up:"))
@@ -210,8 +260,9 @@ async def test_train_then_imagine_the_member_sees_the_whole_studio(studio: Syste
         source = Image.open(io.BytesIO(_stored_picture(system, up.split(":")[2], 0)))
         before = {m.id for m in sim.messages(channel)}
         await sim.click(alice, result, up)
-        upscaled = await sim.wait_for_message(channel, lambda m: m.id not in before and m.author.bot
-                                              and bool(m.attachments), timeout=180)
+        upscaled = await sim.wait_for_message(
+            channel, lambda m: m.id not in before and m.author.bot and bool(m.attachments), timeout=180
+        )
         big = Image.open(io.BytesIO(upscaled.attachments[0].data))
         assert big.size == (4 * source.size[0], 4 * source.size[1]), (source.size, big.size)
         assert not any(c.startswith("pg:up:") for c in upscaled.custom_ids()), upscaled.custom_ids()
@@ -220,16 +271,20 @@ async def test_train_then_imagine_the_member_sees_the_whole_studio(studio: Syste
         assert "Looks like you: no face found" in upscaled.content, upscaled.content
 
         # Every picture the member was given came with a likeness line in plain words.
-        posts = [m for m in sim.messages(channel) if m.author.bot and any(a.filename != "preview.jpg"
-                                                                           for a in m.attachments)]
+        posts = [
+            m
+            for m in sim.messages(channel)
+            if m.author.bot and any(a.filename != "preview.jpg" for a in m.attachments)
+        ]
         assert len(posts) == 3 and all("Looks like you: " in m.content for m in posts), _member_view(system)
     finally:
         if "watch" in locals():
             watch.task.cancel()
         for imds in metadata.values():
             imds.stop()
-        (system.tmp / TRANSCRIPT).write_text(_member_view(system) + "\n\n" + "\n".join(
-            watch.states if "watch" in locals() else []))
+        (system.tmp / TRANSCRIPT).write_text(
+            _member_view(system) + "\n\n" + "\n".join(watch.states if "watch" in locals() else [])
+        )
         print(_member_view(system))
         print(f"scenario took {time.monotonic() - started:.0f} s")
 
@@ -246,16 +301,23 @@ def _stored_picture(system: System, order_id: str, index: int) -> bytes:
 def _assert_the_photoreal_recipe_ran(system: System) -> None:
     """The trainer configuration both agents built from the TrainJob is the documented SD 1.x recipe (but the
     settings' speed fields), and the photos it trained on are face-centred crops."""
-    runs = [json.loads(line) for name in AGENTS
-            for line in (system.tmp / name / stand_in.CONFIGS_FILE).read_text().splitlines()]
+    runs = [
+        json.loads(line)
+        for name in AGENTS
+        for line in (system.tmp / name / stand_in.CONFIGS_FILE).read_text().splitlines()
+    ]
     assert len(runs) == 2 and runs[0] == runs[1], runs  # the resumed run is the same configuration
     config = TrainConfig.model_validate(runs[0]["config"])
     documented = documented_recipe(FAMILY_COLUMN["tiny-sd"])
     assert set(documented) == set(TrainConfig.model_fields) - PER_ORDER
     for name, cell in sorted(documented.items()):
         actual = getattr(config, name)
-        expected = SPEED.get(name, system.settings.checkpoint_every_steps if name == "checkpoint_every"
-                             else cell_value(cell, actual))
+        expected = SPEED.get(
+            name,
+            system.settings.checkpoint_every_steps
+            if name == "checkpoint_every"
+            else cell_value(cell, actual),
+        )
         assert actual == expected, f"{name}: the agent trained with {actual!r}, expected {expected!r}"
     assert config.prior_preservation and config.train_text_encoder and config.rank == PHOTOREAL["sd1"].rank
     assert config.learning_rate == PHOTOREAL["sd1"].learning_rate
@@ -266,7 +328,9 @@ def _assert_the_photoreal_recipe_ran(system: System) -> None:
     engine.dispose()
     job = TrainJob.model_validate(row.payload)
     blobs = open_blob_store(system.settings)
-    assert runs[0]["photos"] == len(job.photo_keys) - 1  # one accepted photo held out as the likeness reference
+    assert (
+        runs[0]["photos"] == len(job.photo_keys) - 1
+    )  # one accepted photo held out as the likeness reference
     for key in job.photo_keys:
         crop = Image.open(io.BytesIO(blobs.get(key))).convert("RGB")
         assert crop.size == (SPEED["resolution"],) * 2

@@ -112,6 +112,7 @@ def truncated_jpeg(faces_dir: Path) -> bytes:
 
 def png_bomb_header(width: int = 50_000, height: int = 50_000) -> bytes:
     """A tiny valid-looking PNG whose header claims width×height pixels (a decompression bomb)."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 

@@ -71,6 +71,8 @@ def test_the_agent_still_refuses_what_the_door_would_refuse() -> None:
     crops = [(f"photo {n}", data) for n, data in enumerate([*good, good[1], flag.getvalue()], 1)]
     report = check_crops(crops, config)
     assert [(p.name, p.verdict) for p in report.rejected] == [
-        ("photo 6", Verdict.DUPLICATE), ("photo 7", Verdict.NO_FACE)]
+        ("photo 6", Verdict.DUPLICATE),
+        ("photo 7", Verdict.NO_FACE),
+    ]
     assert "same picture as photo 2" in report.rejected[0].reason
     assert report.accepted and len(report.good) == 5

@@ -88,7 +88,11 @@ def test_a_set_mixing_two_people_is_refused_naming_the_odd_one(faces_dir: Path, 
     report = check_photos(photos, CONFIG)
     assert not report.accepted
     odd = report.photos[4]
-    assert odd.verdict is Verdict.OTHER_PERSON and odd.identity_distance is not None and odd.identity_distance > 0.6
+    assert (
+        odd.verdict is Verdict.OTHER_PERSON
+        and odd.identity_distance is not None
+        and odd.identity_distance > 0.6
+    )
     assert [p.name for p in report.rejected] == ["photo 5 (leo.jpg)"]
     assert "❌ photo 5 (leo.jpg): this looks like a different person" in report.text()
     assert "at least 5 good photos" in report.summary
@@ -116,10 +120,17 @@ def test_bad_photos_each_get_a_plain_reason(faces_dir: Path) -> None:
     ]
     report = check_photos(photos, CONFIG)
     assert verdicts(report) == {
-        "blurry.jpg": Verdict.BLURRY, "tiny.jpg": Verdict.FACE_TOO_SMALL, "flag.jpg": Verdict.NO_FACE,
-        "both.jpg": Verdict.SEVERAL_FACES, "cut.jpg": Verdict.UNREADABLE, "empty.jpg": Verdict.UNREADABLE,
-        "notes.jpg": Verdict.UNREADABLE, "bomb.png": Verdict.TOO_LARGE, "party.gif": Verdict.UNREADABLE,
-        "huge.jpg": Verdict.TOO_LARGE, "iphone.heic": Verdict.OK,
+        "blurry.jpg": Verdict.BLURRY,
+        "tiny.jpg": Verdict.FACE_TOO_SMALL,
+        "flag.jpg": Verdict.NO_FACE,
+        "both.jpg": Verdict.SEVERAL_FACES,
+        "cut.jpg": Verdict.UNREADABLE,
+        "empty.jpg": Verdict.UNREADABLE,
+        "notes.jpg": Verdict.UNREADABLE,
+        "bomb.png": Verdict.TOO_LARGE,
+        "party.gif": Verdict.UNREADABLE,
+        "huge.jpg": Verdict.TOO_LARGE,
+        "iphone.heic": Verdict.OK,
     }
     reasons = {p.name: p.reason for p in report.photos}
     assert "blurry" in reasons["blurry.jpg"] and "could not find a face" in reasons["flag.jpg"]
@@ -140,7 +151,9 @@ def test_gps_and_other_metadata_never_reach_the_crop(faces_dir: Path) -> None:
 
 
 def test_long_reports_fit_one_discord_message() -> None:
-    photos = [(f"photo {i} (a-rather-long-file-name-{i:02d}-from-the-camera-roll.jpg)", b"") for i in range(50)]
+    photos = [
+        (f"photo {i} (a-rather-long-file-name-{i:02d}-from-the-camera-roll.jpg)", b"") for i in range(50)
+    ]
     text = check_photos(photos, CONFIG).text()
     assert len(text) <= 1900 and text.endswith("more.")
 
@@ -163,6 +176,10 @@ def test_config_takes_the_deployments_limits() -> None:
     settings = load_settings(min_good_photos=7, max_photo_bytes=5 * 1024 * 1024, train_resolution=768)
     config = PhotoCheckConfig.from_settings(settings, min_sharpness=10.0)
     assert (config.min_good_photos, config.max_photo_bytes, config.crop_size, config.min_sharpness) == (
-        7, 5 * 1024 * 1024, 768, 10.0)
+        7,
+        5 * 1024 * 1024,
+        768,
+        10.0,
+    )
     with pytest.raises(ValueError):
         PhotoCheckConfig(no_such_knob=1)  # type: ignore[call-arg]

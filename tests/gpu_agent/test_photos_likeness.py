@@ -45,7 +45,9 @@ def test_reference_holds_every_training_photo_and_the_held_out_one(reference: Re
 
 def test_someone_else_is_weak_and_the_member_is_not(member: list[Image.Image], reference: Reference) -> None:
     other = score_picture(reference, OTHER_PERSON_PHOTO.read_bytes())
-    assert other.verdict == "weak" and not other.passes and other.distance is not None and other.distance > 0.6
+    assert (
+        other.verdict == "weak" and not other.passes and other.distance is not None and other.distance > 0.6
+    )
     held_out = score_picture(reference, _png(member[-1]))  # a real photo that was not trained on
     assert held_out.passes, held_out
     assert held_out.score is not None and other.score is not None and held_out.score > other.score + 0.2
@@ -72,8 +74,14 @@ def test_reference_round_trips_and_refuses_garbage(reference: Reference) -> None
     assert np.allclose(again.training, reference.training, atol=1e-5)
     assert again.held_out is not None and reference.held_out is not None
     assert np.allclose(again.held_out, reference.held_out, atol=1e-5)
-    for bad in (b"{", b'{"v": 2, "model": "x"}', (b'{"v": 1, "model": "dlib_face_recognition_resnet_model_v1", '
-                b'"training": [[1, 2]], "held_out": null}')):
+    for bad in (
+        b"{",
+        b'{"v": 2, "model": "x"}',
+        (
+            b'{"v": 1, "model": "dlib_face_recognition_resnet_model_v1", '
+            b'"training": [[1, 2]], "held_out": null}'
+        ),
+    ):
         with pytest.raises(BadReference):
             Reference.from_json(bad)
 
@@ -89,8 +97,9 @@ def test_photos_without_faces_give_no_reference() -> None:
     assert build_reference([Image.new("RGB", (64, 64), (200, 10, 10))], None) is None
 
 
-def test_judge_rerolls_copies_and_weak_pictures_and_keeps_the_best(member: list[Image.Image],
-                                                                   reference: Reference) -> None:
+def test_judge_rerolls_copies_and_weak_pictures_and_keeps_the_best(
+    member: list[Image.Image], reference: Reference
+) -> None:
     from gpu_agent.agent.likeness import Judge
 
     other, blank = OTHER_PERSON_PHOTO.read_bytes(), _png(Image.new("RGB", (512, 512), (90, 90, 90)))
@@ -107,6 +116,10 @@ def test_judge_rerolls_copies_and_weak_pictures_and_keeps_the_best(member: list[
     # Picture 2: a copy, then the member: kept at once. Picture 3 passed: nothing asked.
     assert asked == [(0, 1), (0, 2), (1, 1)]
     assert pngs == [other, held_out, held_out]
-    assert [(s.verdict, s.tries) for s in scores] == [("weak", 3), (scores[1].verdict, 2), (scores[2].verdict, 1)]
+    assert [(s.verdict, s.tries) for s in scores] == [
+        ("weak", 3),
+        (scores[1].verdict, 2),
+        (scores[2].verdict, 1),
+    ]
     assert scores[1].verdict in ("strong", "fair") and scores[2].verdict in ("strong", "fair")
     assert Judge(reference, retries=0).improve([copy], rerender)[1][0].verdict == "copy" and len(asked) == 3

@@ -24,25 +24,42 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/data/p.db", "QUEUE_URL": f"sqlite:///{tmp_path}/data/q.db",
-           "BLOB_URL": f"file://{tmp_path}/data/blobs", "MODEL_CACHE_DIR": str(tmp_path / "data/models"),
-           "AGENT_WORK_DIR": str(tmp_path / "data/agent"), "BOT_HTTP_PORT": "0", "AGENT_METRICS_PORT": "0",
-           "HF_HUB_OFFLINE": "1", **extra}
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path}/data/p.db",
+        "QUEUE_URL": f"sqlite:///{tmp_path}/data/q.db",
+        "BLOB_URL": f"file://{tmp_path}/data/blobs",
+        "MODEL_CACHE_DIR": str(tmp_path / "data/models"),
+        "AGENT_WORK_DIR": str(tmp_path / "data/agent"),
+        "BOT_HTTP_PORT": "0",
+        "AGENT_METRICS_PORT": "0",
+        "HF_HUB_OFFLINE": "1",
+        **extra,
+    }
     return env
 
 
-def _run(argv: list[str], env: dict[str, str], *, as_nobody: bool = False, timeout: float = 120,
-         cwd: Path = ROOT) -> subprocess.CompletedProcess:
+def _run(
+    argv: list[str], env: dict[str, str], *, as_nobody: bool = False, timeout: float = 120, cwd: Path = ROOT
+) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k != "DISCORD_TOKEN"}
     prefix: list[str] = []
     if as_nobody and os.geteuid() == 0:  # root writes anywhere: the check runs as an ordinary user
         for path in (ROOT, Path(sys.prefix)):
             for folder in (path, *path.parents):
                 if not folder.stat().st_mode & 0o001:
-                    pytest.skip(f"{folder} is closed to other users (a mktemp clone): the check cannot run as one")
+                    pytest.skip(
+                        f"{folder} is closed to other users (a mktemp clone): the check cannot run as one"
+                    )
         prefix = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
-    return subprocess.run([*prefix, sys.executable, "-m", "photogen.cli", *argv], env={**base, **env}, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "photogen.cli", *argv],
+        env={**base, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _files(root: Path) -> list[str]:
@@ -82,8 +99,9 @@ def test_doctor_finds_a_hub_model_in_the_model_cache_setting(tmp_path: Path) -> 
     settings = load_settings(model_cache_dir=str(cache), base_model="acme/portrait-v1")
     check = doctor.check_base_model(settings, offline=True)
     assert check.ok and not check.warning and str(cache) in check.detail
-    missing = doctor.check_base_model(load_settings(model_cache_dir=str(cache), base_model="acme/other"),
-                                      offline=True)
+    missing = doctor.check_base_model(
+        load_settings(model_cache_dir=str(cache), base_model="acme/other"), offline=True
+    )
     assert not missing.ok
     assert f"hf download acme/other --cache-dir {cache}" in missing.fix  # puts it where the agent reads
 
@@ -106,10 +124,25 @@ def test_sdxl_with_512_sizes_is_warned(tmp_path: Path) -> None:
     assert size_mismatch("acme/big", cache, 1024, 1024) is None
     warning = size_mismatch("acme/big", cache, 512, 512)
     assert warning is not None and "SDXL needs 1024" in warning
-    check = doctor.check_sizes(load_settings(model_cache_dir=str(cache), base_model="acme/big",
-                                             train_resolution=512, render_size=512))
+    check = doctor.check_sizes(
+        load_settings(
+            model_cache_dir=str(cache), base_model="acme/big", train_resolution=512, render_size=512
+        )
+    )
     assert check.ok and check.warning and "TRAIN_RESOLUTION" in check.fix
     assert size_mismatch("tiny-sdxl", cache, 64, 64) is None
+
+
+def test_sizes_check_with_the_recipes_own_train_resolution(tmp_path: Path) -> None:
+    """TRAIN_RESOLUTION unset (the recipe picks the family's size): only RENDER_SIZE is judged."""
+    cache = tmp_path / "cache"
+    _hub_cache(cache, "acme/big", class_name="StableDiffusionXLPipeline")
+    fine = doctor.check_sizes(
+        load_settings(model_cache_dir=str(cache), base_model="acme/big", render_size=1024)
+    )
+    assert fine.ok and not fine.warning
+    small = size_mismatch("acme/big", cache, None, 512)
+    assert small is not None and "RENDER_SIZE=512" in small
 
 
 def test_the_agent_warns_at_start_up_when_sizes_do_not_suit_the_model(tmp_path: Path) -> None:
@@ -117,8 +150,14 @@ def test_the_agent_warns_at_start_up_when_sizes_do_not_suit_the_model(tmp_path: 
     _hub_cache(cache, "acme/big", class_name="StableDiffusionXLPipeline")
     # BLOB_URL names a folder inside a file: the agent stops right after the model check, and says why
     (tmp_path / "blocker").write_text("")
-    env = _env(tmp_path, BASE_MODEL="acme/big", MODEL_CACHE_DIR=str(cache), TRAIN_RESOLUTION="512",
-               RENDER_SIZE="512", BLOB_URL=f"file://{tmp_path}/blocker/blobs")
+    env = _env(
+        tmp_path,
+        BASE_MODEL="acme/big",
+        MODEL_CACHE_DIR=str(cache),
+        TRAIN_RESOLUTION="512",
+        RENDER_SIZE="512",
+        BLOB_URL=f"file://{tmp_path}/blocker/blobs",
+    )
     result = _run(["agent"], env)
     assert "SDXL needs 1024" in result.stderr
     assert "BLOB_URL" in _one_line(result)
@@ -127,10 +166,16 @@ def test_the_agent_warns_at_start_up_when_sizes_do_not_suit_the_model(tmp_path: 
 def test_a_bot_only_host_is_not_told_to_install_the_ml_stack(tmp_path: Path, monkeypatch, capsys) -> None:
     # Stand-in: torch is installed in this environment, so its absence is what find_spec reports here.
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
+    )
     assert doctor.host_role() == "bot"
-    settings = load_settings(database_url=f"sqlite:///{tmp_path}/p.db", queue_url=f"sqlite:///{tmp_path}/q.db",
-                             blob_url=f"file://{tmp_path}/b", discord_token=SecretStr("abc.def.ghi"))
+    settings = load_settings(
+        database_url=f"sqlite:///{tmp_path}/p.db",
+        queue_url=f"sqlite:///{tmp_path}/q.db",
+        blob_url=f"file://{tmp_path}/b",
+        discord_token=SecretStr("abc.def.ghi"),
+    )
     doctor.run_doctor(settings, offline=True)
     out = capsys.readouterr().out
     assert "checking this host as: bot" in out
@@ -167,8 +212,14 @@ def test_agent_with_a_missing_model_is_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("setting", ["QUEUE_URL", "BLOB_URL"])
 def test_unreachable_queue_or_bucket_is_one_line(tmp_path: Path, setting: str) -> None:
-    env = _env(tmp_path, BASE_MODEL="tiny-sd", AWS_ENDPOINT_URL="http://127.0.0.1:9", AWS_ACCESS_KEY_ID="x",
-               AWS_SECRET_ACCESS_KEY="x", AWS_MAX_ATTEMPTS="1")
+    env = _env(
+        tmp_path,
+        BASE_MODEL="tiny-sd",
+        AWS_ENDPOINT_URL="http://127.0.0.1:9",
+        AWS_ACCESS_KEY_ID="x",
+        AWS_SECRET_ACCESS_KEY="x",
+        AWS_MAX_ATTEMPTS="1",
+    )
     env.update({"QUEUE_URL": "sqs://"} if setting == "QUEUE_URL" else {"BLOB_URL": "s3://nowhere"})
     line = _one_line(_run(["agent"], env))
     assert setting in line and "cannot reach" in line
@@ -185,8 +236,12 @@ async def test_bot_with_a_refused_token_is_one_line(tmp_path: Path) -> None:
     from photogen.discord_sim import DiscordSim
 
     async with DiscordSim() as sim:
-        env = _env(tmp_path, DISCORD_TOKEN="wrong.token.here", DISCORD_API_BASE=sim.api_base,
-                   DISCORD_GATEWAY_URL=sim.gateway_url)
+        env = _env(
+            tmp_path,
+            DISCORD_TOKEN="wrong.token.here",
+            DISCORD_API_BASE=sim.api_base,
+            DISCORD_GATEWAY_URL=sim.gateway_url,
+        )
         assert (await asyncio.to_thread(_run, ["migrate"], env)).returncode == 0
         line = _one_line(await asyncio.to_thread(_run, ["bot"], env))
     assert "DISCORD_TOKEN" in line and "Reset Token" in line
@@ -200,10 +255,17 @@ def test_the_bot_creates_missing_sqs_queues_but_the_agent_is_told_to_bootstrap(
     from photogen.doctor import preflight
     from storage.settings import load_settings
 
-    values = {"queue_url": "sqs://", "queue_prefix": unique_name, "aws_endpoint_url": moto_endpoint,
-              "database_url": f"sqlite:///{tmp_path}/p.db", "blob_url": f"file://{tmp_path}/blobs",
-              "agent_work_dir": str(tmp_path / "agent"), "model_cache_dir": str(tmp_path / "models"),
-              "base_model": "tiny-sd", "discord_token": "abc.def.ghi"}
+    values = {
+        "queue_url": "sqs://",
+        "queue_prefix": unique_name,
+        "aws_endpoint_url": moto_endpoint,
+        "database_url": f"sqlite:///{tmp_path}/p.db",
+        "blob_url": f"file://{tmp_path}/blobs",
+        "agent_work_dir": str(tmp_path / "agent"),
+        "model_cache_dir": str(tmp_path / "models"),
+        "base_model": "tiny-sd",
+        "discord_token": "abc.def.ghi",
+    }
     settings = load_settings(**values)
     with pytest.raises(SystemExit, match=f"SQS queue {unique_name}-train does not exist"):
         preflight(settings, "agent")

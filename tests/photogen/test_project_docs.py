@@ -9,7 +9,13 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-NEW_DOCS = ["CONTRIBUTING.md", "CHANGELOG.md", "docs/SELF_HOSTING.md", "docs/MEMBER_GUIDE.md", "docs/ADMIN_GUIDE.md"]
+NEW_DOCS = [
+    "CONTRIBUTING.md",
+    "CHANGELOG.md",
+    "docs/SELF_HOSTING.md",
+    "docs/MEMBER_GUIDE.md",
+    "docs/ADMIN_GUIDE.md",
+]
 # md5 of the Apache Software Foundation's LICENSE-2.0.txt, the text projects ship unchanged
 APACHE_2_MD5 = "3b83ef96387f14655fc854ddc3c6bd57"
 
@@ -39,8 +45,21 @@ def test_contributing_covers_setup_tests_style_and_layout() -> None:
 
 def test_self_hosting_names_hardware_model_backups_and_upgrades() -> None:
     text = (ROOT / "docs/SELF_HOSTING.md").read_text()
-    for needle in ("VRAM", "driver", "GB", "MODEL_CACHE_DIR", "hf download", "1024", "WAL", ".backup",
-                   "BLOB_URL_SECRET", "url-secret", "## Upgrades", "photogen migrate", "/admin/dashboard"):
+    for needle in (
+        "VRAM",
+        "driver",
+        "GB",
+        "MODEL_CACHE_DIR",
+        "hf download",
+        "1024",
+        "WAL",
+        ".backup",
+        "BLOB_URL_SECRET",
+        "url-secret",
+        "## Upgrades",
+        "photogen migrate",
+        "/admin/dashboard",
+    ):
         assert needle in text, needle
     readme = (ROOT / "README.md").read_text()
     assert "/admin/dashboard" in readme and "docs/SELF_HOSTING.md" in readme
@@ -51,7 +70,12 @@ def test_docs_name_only_files_in_the_repository() -> None:
         text = (ROOT / name).read_text()
         if name != "README.md":  # the README keeps Discord's invite address, which the reader needs
             assert not re.search(r"https?://(?!127\.0\.0\.1)", text), name
-        named = set(re.findall(r"\]\(([^)#]+)\)", text)) | set(re.findall(r"\b((?:docs|bot|photogen|gpu_agent|"
-                                                                      r"storage|cloud|tests)/[\w./-]+\.\w+)", text))
+        named = set(re.findall(r"\]\(([^)#]+)\)", text)) | set(
+            re.findall(
+                r"\b((?:docs|bot|photogen|gpu_agent|"
+                r"storage|cloud|tests)/[\w./-]+\.\w+)",
+                text,
+            )
+        )
         for ref in named:
             assert (ROOT / ref).exists(), f"{name} names {ref}, which is not in the repository"

@@ -59,20 +59,33 @@ def test_every_readme_command_is_known() -> None:
                     assert argv[i + 1] in profiles, argv
             assert argv[-2:] == ["up", "-d"], argv
         else:
-            assert argv[0] in ("./scripts/demo", "./scripts/test"), f"README command not covered by a test: {argv}"
+            assert argv[0] in ("./scripts/demo", "./scripts/test"), (
+                f"README command not covered by a test: {argv}"
+            )
     assert {"doctor", "migrate", "all", "aws", "autoscaler"} <= seen
     order = [argv[1] for argv in readme_commands() if argv[0] == "photogen"]
     assert order.index("migrate") < order.index("doctor")  # a first doctor run is not a false failure
 
 
 def _run(argv: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "photogen.cli", *argv], env={**os.environ, **env}, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "photogen.cli", *argv],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_doctor_then_migrate_then_doctor(tmp_path: Path) -> None:
-    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/p.db", "QUEUE_URL": f"sqlite:///{tmp_path}/q.db",
-           "BLOB_URL": f"file://{tmp_path}/blobs", "DISCORD_TOKEN": "", "BASE_MODEL": str(tmp_path / "no-model")}
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path}/p.db",
+        "QUEUE_URL": f"sqlite:///{tmp_path}/q.db",
+        "BLOB_URL": f"file://{tmp_path}/blobs",
+        "DISCORD_TOKEN": "",
+        "BASE_MODEL": str(tmp_path / "no-model"),
+    }
     env.pop("DISCORD_TOKEN")
     first = _run(["doctor", "--offline"], env)
     assert first.returncode == 1
@@ -100,13 +113,25 @@ async def test_photogen_all_connects_to_discord_and_stops_on_sigterm(tmp_path: P
     async with DiscordSim() as sim:
         sim.add_channel(sim.add_guild("Readme"), "studio")
         settings = load_settings(
-            database_url=f"sqlite:///{tmp_path}/p.db", queue_url=f"sqlite:///{tmp_path}/q.db",
-            blob_url=f"file://{tmp_path}/blobs", discord_api_base=sim.api_base, discord_gateway_url=sim.gateway_url,
-            discord_token=SecretStr(sim.token), bot_http_port=0, agent_metrics_port=0,
-            agent_work_dir=str(tmp_path / "agent"), model_cache_dir=str(tmp_path / "models"),
+            database_url=f"sqlite:///{tmp_path}/p.db",
+            queue_url=f"sqlite:///{tmp_path}/q.db",
+            blob_url=f"file://{tmp_path}/blobs",
+            discord_api_base=sim.api_base,
+            discord_gateway_url=sim.gateway_url,
+            discord_token=SecretStr(sim.token),
+            bot_http_port=0,
+            agent_metrics_port=0,
+            agent_work_dir=str(tmp_path / "agent"),
+            model_cache_dir=str(tmp_path / "models"),
         )
-        proc = subprocess.Popen([sys.executable, "-m", "photogen.cli", "all"], env={**os.environ, **settings.to_env()},
-                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(  # noqa: ASYNC220 - starts `photogen all` and returns; the test stops it
+            [sys.executable, "-m", "photogen.cli", "all"],
+            env={**os.environ, **settings.to_env()},
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             await sim.wait_for_bot(timeout=60)
             await sim.wait_until(lambda: sim.sync_count >= 1, timeout=30)
@@ -127,10 +152,16 @@ def test_aws_commands_against_moto(moto_endpoint: str, unique_name: str) -> None
     ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=moto_endpoint)
     vpc = ec2.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.7.1.0/24")["Subnet"]["SubnetId"]
-    env = {"BLOB_URL": f"s3://{unique_name}", "QUEUE_URL": "sqs://", "QUEUE_PREFIX": unique_name,
-           "AWS_ENDPOINT_URL": moto_endpoint, "FLEET_NAME": unique_name,
-           "FLEET_AMI_ID": ec2.describe_images()["Images"][0]["ImageId"], "FLEET_SUBNET_IDS": f'["{subnet}"]',
-           "FLEET_AGENT_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/photogen-agent:0.1.0"}
+    env = {
+        "BLOB_URL": f"s3://{unique_name}",
+        "QUEUE_URL": "sqs://",
+        "QUEUE_PREFIX": unique_name,
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "FLEET_NAME": unique_name,
+        "FLEET_AMI_ID": ec2.describe_images()["Images"][0]["ImageId"],
+        "FLEET_SUBNET_IDS": f'["{subnet}"]',
+        "FLEET_AGENT_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/photogen-agent:0.1.0",
+    }
     boot = _run(["aws", "bootstrap"], env)
     assert boot.returncode == 0, boot.stderr
     assert f"auto scaling group {unique_name}-train" in boot.stdout
@@ -149,9 +180,15 @@ def test_aws_commands_refuse_without_s3(argv: list[str], tmp_path: Path) -> None
 
 
 def test_teardown_without_yes_and_without_a_terminal_deletes_nothing(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "photogen.cli", "aws", "teardown"], cwd=ROOT,
-                            env={**os.environ, "BLOB_URL": "s3://nothing-here", "QUEUE_URL": "sqs://"},
-                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [sys.executable, "-m", "photogen.cli", "aws", "teardown"],
+        cwd=ROOT,
+        env={**os.environ, "BLOB_URL": "s3://nothing-here", "QUEUE_URL": "sqs://"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 1
     assert "nothing deleted" in result.stdout
 

@@ -12,17 +12,42 @@ from photogen.report import PostedMessage, Report, render_html, write_report
 def _report() -> Report:
     msgs = [
         PostedMessage(1, "t1", "", [{"title": "Training order accepted"}], ["Cancel"], [], 3, False),
-        PostedMessage(2, "t2", "", [{"title": "Your pictures"}], ["U1", "V1"],
-                      ["outputs/2-grid.jpg", "outputs/2-a.png"], 0, False),
+        PostedMessage(
+            2,
+            "t2",
+            "",
+            [{"title": "Your pictures"}],
+            ["U1", "V1"],
+            ["outputs/2-grid.jpg", "outputs/2-a.png"],
+            0,
+            False,
+        ),
         PostedMessage(3, "t3", "Here is a preview", [], [], ["outputs/3-preview.png"], 0, False),
     ]
-    return Report("tiny-sd", True, ["inputs/a.jpg"], ["outputs/2-grid.jpg", "outputs/2-a.png", "outputs/3-preview.png"],
-                  [(0.0, "start")], [{"id": "o1", "kind": "train", "status": "delivered", "created": 0.0,
-                                      "updated": 5.0, "error": "", "step": 40, "total": 40}],
-                  msgs, {"outputs/2-grid.jpg": b"x"},
-                  scenario=["eileen runs /train", "eileen runs /imagine"],
-                  captions={2: "/imagine “a photo of {subject}” · style headshot"},
-                  progress=[(0, 40), (10, 40), (10, 40), (40, 40)])
+    return Report(
+        "tiny-sd",
+        True,
+        ["inputs/a.jpg"],
+        ["outputs/2-grid.jpg", "outputs/2-a.png", "outputs/3-preview.png"],
+        [(0.0, "start")],
+        [
+            {
+                "id": "o1",
+                "kind": "train",
+                "status": "delivered",
+                "created": 0.0,
+                "updated": 5.0,
+                "error": "",
+                "step": 40,
+                "total": 40,
+            }
+        ],
+        msgs,
+        {"outputs/2-grid.jpg": b"x"},
+        scenario=["eileen runs /train", "eileen runs /imagine"],
+        captions={2: "/imagine “a photo of {subject}” · style headshot"},
+        progress=[(0, 40), (10, 40), (10, 40), (40, 40)],
+    )
 
 
 def test_results_carry_the_members_words_and_show_at_a_visible_size() -> None:
@@ -59,10 +84,24 @@ def test_member_words_are_text_in_the_report_never_markup() -> None:
     r.scenario.append(hostile)
     r.timeline.append((1.0, hostile))
     r.orders[0]["error"] = hostile
-    r.messages.append(PostedMessage(
-        4, "t4", f"{hostile}\nmore", [{"title": hostile, "description": "line one\n<b>line two</b>",
-                                       "fields": [{"name": "n<i>", "value": "v\n" + hostile}]}],
-        [hostile], ["outputs/4-a.png' onerror='alert(1)"], 0, False))
+    r.messages.append(
+        PostedMessage(
+            4,
+            "t4",
+            f"{hostile}\nmore",
+            [
+                {
+                    "title": hostile,
+                    "description": "line one\n<b>line two</b>",
+                    "fields": [{"name": "n<i>", "value": "v\n" + hostile}],
+                }
+            ],
+            [hostile],
+            ["outputs/4-a.png' onerror='alert(1)"],
+            0,
+            False,
+        )
+    )
     page = render_html(r)
     assert "<script" not in page and "<b>line two" not in page and "<i>n<i>" not in page
     assert "onerror='alert" not in page  # a file name cannot close the quoted src attribute

@@ -62,14 +62,26 @@ async def test_a_killed_child_comes_back_and_healthz_is_unhealthy_meanwhile(tmp_
         sim.add_channel(sim.add_guild("Supervised"), "studio")
         port = _free_port()
         settings = load_settings(
-            database_url=f"sqlite:///{tmp_path}/p.db", queue_url=f"sqlite:///{tmp_path}/q.db",
-            blob_url=f"file://{tmp_path}/blobs", discord_api_base=sim.api_base, discord_gateway_url=sim.gateway_url,
-            discord_token=SecretStr(sim.token), bot_http_port=port, agent_metrics_port=0,
-            agent_work_dir=str(tmp_path / "agent"), model_cache_dir=str(tmp_path / "models"),
+            database_url=f"sqlite:///{tmp_path}/p.db",
+            queue_url=f"sqlite:///{tmp_path}/q.db",
+            blob_url=f"file://{tmp_path}/blobs",
+            discord_api_base=sim.api_base,
+            discord_gateway_url=sim.gateway_url,
+            discord_token=SecretStr(sim.token),
+            bot_http_port=port,
+            agent_metrics_port=0,
+            agent_work_dir=str(tmp_path / "agent"),
+            model_cache_dir=str(tmp_path / "models"),
         )
         state_file = tmp_path / "photogen-all.json"
-        proc = subprocess.Popen([sys.executable, "-m", "photogen.cli", "all"], env={**os.environ, **settings.to_env()},
-                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(  # noqa: ASYNC220 - starts `photogen all` and returns; the test stops it
+            [sys.executable, "-m", "photogen.cli", "all"],
+            env={**os.environ, **settings.to_env()},
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             await _until(lambda: _healthz(port)[0] == 200, timeout=90)
             agent_pid = _state(state_file)["agent"]["pid"]
@@ -78,11 +90,15 @@ async def test_a_killed_child_comes_back_and_healthz_is_unhealthy_meanwhile(tmp_
             assert body["children"]["agent"]["up"] is False and body["discord"] is True
             await _until(lambda: _healthz(port)[0] == 200, timeout=30)
             agent = _state(state_file)["agent"]
-            assert agent["restarts"] == 1 and agent["pid"] != agent_pid and agent["last_exit"] == -signal.SIGKILL
+            assert (
+                agent["restarts"] == 1 and agent["pid"] != agent_pid and agent["last_exit"] == -signal.SIGKILL
+            )
 
             bot_pid = _state(state_file)["bot"]["pid"]
             os.kill(bot_pid, signal.SIGKILL)
-            await _until(lambda: _healthz(port)[0] != 200, timeout=10)  # nothing answers while the bot is down
+            await _until(
+                lambda: _healthz(port)[0] != 200, timeout=10
+            )  # nothing answers while the bot is down
             await _until(lambda: _healthz(port)[0] == 200, timeout=90)
             assert _state(state_file)["bot"]["restarts"] == 1
             assert proc.poll() is None

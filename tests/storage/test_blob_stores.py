@@ -48,7 +48,7 @@ def test_put_get_exists_delete(store: BlobStore) -> None:
     store.delete("users/1/photos/o/0.jpg")
     store.delete("users/1/photos/o/0.jpg")  # deleting a missing key is fine
     assert not store.exists("users/1/photos/o/0.jpg")
-    with pytest.raises(BlobNotFound, match="no blob at 'users/1/photos/o/0.jpg'"):
+    with pytest.raises(BlobNotFound, match=r"no blob at 'users/1/photos/o/0\.jpg'"):
         store.get("users/1/photos/o/0.jpg")
 
 
@@ -74,8 +74,13 @@ def test_delete_prefix_counts_and_spares_neighbours(store: BlobStore) -> None:
 
 @pytest.mark.parametrize("key", TRAVERSAL_KEYS)
 def test_traversal_and_malformed_keys_are_refused(store: BlobStore, key: str, tmp_path: Path) -> None:
-    for call in (lambda: store.put(key, b"evil"), lambda: store.get(key), lambda: store.exists(key),
-                 lambda: store.delete(key), lambda: store.url(key)):
+    for call in (
+        lambda: store.put(key, b"evil"),
+        lambda: store.get(key),
+        lambda: store.exists(key),
+        lambda: store.delete(key),
+        lambda: store.url(key),
+    ):
         with pytest.raises(InvalidKey):
             call()
     assert list(store.list()) == []
@@ -135,7 +140,9 @@ def test_20_mb_round_trip(store: BlobStore) -> None:
     data = os.urandom(20 * 1024 * 1024)
     calls: Counter[str] = Counter()
     if isinstance(store, S3BlobStore):
-        store.client.meta.events.register("after-call.s3.*", lambda event_name, **_: calls.update([event_name]))
+        store.client.meta.events.register(
+            "after-call.s3.*", lambda event_name, **_: calls.update([event_name])
+        )
     store.put("users/1/models/m/lora.safetensors", data)
     assert store.get("users/1/models/m/lora.safetensors") == data
     if isinstance(store, S3BlobStore):
@@ -175,11 +182,15 @@ def test_s3_unreachable_endpoint_is_a_blob_error() -> None:
     from botocore.config import Config
 
     # Port 1 on loopback refuses connections; one attempt keeps the test fast.
-    client = boto3.client("s3", endpoint_url="http://127.0.0.1:1", region_name="us-east-1",
-                          config=Config(retries={"max_attempts": 1}, connect_timeout=2))
+    client = boto3.client(
+        "s3",
+        endpoint_url="http://127.0.0.1:1",
+        region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}, connect_timeout=2),
+    )
     store = S3BlobStore("bucket", client=client)
     for call in (lambda: store.get("a"), lambda: store.put("a", b"x"), lambda: list(store.list())):
-        with pytest.raises(BlobError, match="S3 .* in bucket 'bucket' failed"):
+        with pytest.raises(BlobError, match=r"S3 .* in bucket 'bucket' failed"):
             call()
 
 
@@ -200,13 +211,17 @@ def test_s3_presigned_url_is_fetchable(moto_endpoint: str, unique_name: str) -> 
 
 
 def test_local_signed_link_accept_reject_expire(tmp_path: Path) -> None:
-    settings = load_settings(blob_url=f"file://{tmp_path / 'blobs'}", blob_public_base_url="https://pics.example/")
+    settings = load_settings(
+        blob_url=f"file://{tmp_path / 'blobs'}", blob_public_base_url="https://pics.example/"
+    )
     store = open_blob_store(settings)
     assert isinstance(store, LocalBlobStore)
     store.put("users/1/renders/j/0.png", b"png")
     url = store.url("users/1/renders/j/0.png", expires_s=300)
     parts = urlsplit(url)
-    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == "https://pics.example/blobs/users/1/renders/j/0.png"
+    assert (
+        f"{parts.scheme}://{parts.netloc}{parts.path}" == "https://pics.example/blobs/users/1/renders/j/0.png"
+    )
     q = {k: v[0] for k, v in parse_qs(parts.query).items()}
     expires, sig = q["expires"], q["sig"]
     assert int(expires) - time.time() == pytest.approx(300, abs=5)
@@ -214,7 +229,9 @@ def test_local_signed_link_accept_reject_expire(tmp_path: Path) -> None:
     # The bot's HTTP side verifies with the settings alone: the generated secret was persisted beside the folder.
     assert verify_blob_signature(settings, "users/1/renders/j/0.png", expires, sig)
     assert not verify_blob_signature(settings, "users/1/renders/j/1.png", expires, sig)  # another key
-    assert not verify_blob_signature(settings, "users/1/renders/j/0.png", str(int(expires) + 60), sig)  # stretched
+    assert not verify_blob_signature(
+        settings, "users/1/renders/j/0.png", str(int(expires) + 60), sig
+    )  # stretched
     # one hex digit changed (always to another digit: a signature ending in "0" once made this a no-op)
     tampered = sig[:-1] + ("1" if sig.endswith("0") else "0")
     assert not verify_blob_signature(settings, "users/1/renders/j/0.png", expires, tampered)
@@ -226,7 +243,9 @@ def test_local_signed_link_accept_reject_expire(tmp_path: Path) -> None:
     assert verify_blob_signature(settings, "users/1/renders/j/0.png", q["expires"], q["sig"])
     from storage.blobs.local import check_signature
 
-    assert not check_signature(store.secret, "users/1/renders/j/0.png", q["expires"], q["sig"], at=time.time() + 5)
+    assert not check_signature(
+        store.secret, "users/1/renders/j/0.png", q["expires"], q["sig"], at=time.time() + 5
+    )
 
     # Another process (a fresh store on the same folder) signs with the same persisted secret.
     again = LocalBlobStore(tmp_path / "blobs", public_base_url="https://pics.example")
@@ -254,7 +273,9 @@ def test_local_symlink_cannot_escape_root(tmp_path: Path) -> None:
 
 def test_open_blob_store_picks_s3(moto_endpoint: str, unique_name: str) -> None:
     _s3_client(moto_endpoint).create_bucket(Bucket=unique_name)
-    store = open_blob_store(load_settings(blob_url=f"s3://{unique_name}/photogen", s3_endpoint_url=moto_endpoint))
+    store = open_blob_store(
+        load_settings(blob_url=f"s3://{unique_name}/photogen", s3_endpoint_url=moto_endpoint)
+    )
     assert isinstance(store, S3BlobStore) and store.prefix == "photogen/"
     store.put("x/y", b"z")
     assert _s3_client(moto_endpoint).get_object(Bucket=unique_name, Key="photogen/x/y")["Body"].read() == b"z"

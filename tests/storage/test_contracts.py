@@ -12,10 +12,24 @@ from storage.contracts import EventKind, JobKind, OrderStatus, is_id
 
 def test_enum_values_are_the_literals_older_rows_and_messages_hold() -> None:
     assert [s.value for s in OrderStatus] == [
-        "created", "queued", "training", "trained", "rendering", "delivered", "failed", "cancelled"]
+        "created",
+        "queued",
+        "training",
+        "trained",
+        "rendering",
+        "delivered",
+        "failed",
+        "cancelled",
+    ]
     assert [k.value for k in JobKind] == ["train", "render"]
     assert [k.value for k in EventKind] == [
-        "started", "progress", "checkpoint", "done", "failed", "preempted"]
+        "started",
+        "progress",
+        "checkpoint",
+        "done",
+        "failed",
+        "preempted",
+    ]
     # A member is its string: compared, hashed, stored and dumped as one.
     assert OrderStatus("queued") is OrderStatus.QUEUED and OrderStatus.QUEUED == "queued"
     assert {"train": 1}[JobKind.TRAIN] == 1
@@ -24,7 +38,8 @@ def test_enum_values_are_the_literals_older_rows_and_messages_hold() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["a", "0123456789abcdef0123456789abcdef", "123456789012345678", "a_b-C", "x" * 64])
+    "value", ["a", "0123456789abcdef0123456789abcdef", "123456789012345678", "a_b-C", "x" * 64]
+)
 def test_the_one_id_pattern_accepts_ids(value: str) -> None:
     assert is_id(value)
     assert keys.user_prefix(value) == f"users/{value}/"

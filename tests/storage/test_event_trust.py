@@ -8,8 +8,13 @@ from storage.lifecycle import forged_reason
 
 
 def _progress(preview_key: str) -> Event:
-    return Event(job_id="job1", order_id="order1", job_kind="train", kind="progress",
-                 progress=Progress(step=2, total=8, preview_key=preview_key))
+    return Event(
+        job_id="job1",
+        order_id="order1",
+        job_kind="train",
+        kind="progress",
+        progress=Progress(step=2, total=8, preview_key=preview_key),
+    )
 
 
 def test_a_preview_under_the_owners_prefix_is_accepted() -> None:

@@ -14,12 +14,28 @@ LIMITS = lifecycle.Limits(max_concurrent=2, daily_quota=10, starting_credits=5)
 
 
 def _render(engine: Engine, *, user: int = 7, order_id: str = "o1", cost: int = 2) -> RenderJob:
-    job = RenderJob(job_id=f"j-{order_id}", order_id=order_id, user_id=str(user), model_id="m1",
-                    base_model="tiny-sd", prompt="a photo of {subject}", count=2)
+    job = RenderJob(
+        job_id=f"j-{order_id}",
+        order_id=order_id,
+        user_id=str(user),
+        model_id="m1",
+        base_model="tiny-sd",
+        prompt="a photo of {subject}",
+        count=2,
+    )
     lifecycle.create_order(
-        engine, order_id=order_id, job_id=job.job_id, user_id=user, guild_id=1, channel_id=2,
-        kind=JobKind.RENDER, cost=cost, params={"title": "t", "prompt": job.prompt, "seed": 4},
-        job=job.model_dump(mode="json"), limits=LIMITS)
+        engine,
+        order_id=order_id,
+        job_id=job.job_id,
+        user_id=user,
+        guild_id=1,
+        channel_id=2,
+        kind=JobKind.RENDER,
+        cost=cost,
+        params={"title": "t", "prompt": job.prompt, "seed": 4},
+        job=job.model_dump(mode="json"),
+        limits=LIMITS,
+    )
     return job
 
 
@@ -34,13 +50,19 @@ def test_a_render_order_from_creation_to_its_delivered_pictures(engine: Engine) 
     assert lifecycle.get_order(engine, "o1").status is OrderStatus.CREATED
     assert lifecycle.mark_queued(engine, "o1")
     assert lifecycle.queue_position(engine, "o1") == (1, None)
-    started = lifecycle.apply_event(engine, _event(job, "started", progress=Progress(step=0, total=4)),
-                                    price_per_hour=0.0, advice_after=3)
+    started = lifecycle.apply_event(
+        engine, _event(job, "started", progress=Progress(step=0, total=4)), price_per_hour=0.0, advice_after=3
+    )
     assert not started.final and lifecycle.get_order(engine, "o1").status == OrderStatus.RENDERING
     pictures = [keys.render_key(7, job.job_id, n) for n in range(2)]
-    done = _event(job, "done", output_keys=pictures, render_keys=pictures, gpu_seconds=3.0,
-                  likeness=[LikenessScore(verdict="strong", score=0.8),
-                            LikenessScore(verdict="fair", score=0.6)])
+    done = _event(
+        job,
+        "done",
+        output_keys=pictures,
+        render_keys=pictures,
+        gpu_seconds=3.0,
+        likeness=[LikenessScore(verdict="strong", score=0.8), LikenessScore(verdict="fair", score=0.6)],
+    )
     applied = lifecycle.apply_event(engine, done, price_per_hour=3.6, advice_after=3)
     assert applied.final and applied.outbox and not applied.duplicate
     assert lifecycle.get_order(engine, "o1").status == OrderStatus.DELIVERED
@@ -75,8 +97,12 @@ def test_a_failed_job_refunds_once_and_tells_the_member(engine: Engine) -> None:
 def test_an_event_naming_another_members_files_changes_nothing(engine: Engine) -> None:
     job = _render(engine)
     stolen = keys.photo_key(8, "their-order", 0)
-    applied = lifecycle.apply_event(engine, _event(job, "done", output_keys=[stolen], render_keys=[stolen]),
-                                    price_per_hour=0.0, advice_after=3)
+    applied = lifecycle.apply_event(
+        engine,
+        _event(job, "done", output_keys=[stolen], render_keys=[stolen]),
+        price_per_hour=0.0,
+        advice_after=3,
+    )
     assert applied.forged is not None and "outside the owner's prefix" in applied.forged
     assert applied.order_id is None and not applied.outbox
     assert lifecycle.get_order(engine, "o1").status == OrderStatus.CREATED

@@ -22,9 +22,13 @@ from storage import (
 )
 
 
-def _order(engine: Engine, *, kind: str = "render", user: object = 7, charge: int = 0, credits: int = 10) -> str:
+def _order(
+    engine: Engine, *, kind: str = "render", user: object = 7, charge: int = 0, credits: int = 10
+) -> str:
     with transaction(engine) as s:
-        return order_store.create_order(s, user_id=user, kind=kind, charge=charge, starting_credits=credits).id
+        return order_store.create_order(
+            s, user_id=user, kind=kind, charge=charge, starting_credits=credits
+        ).id
 
 
 def _status(engine: Engine, order_id: str) -> str:
@@ -36,7 +40,13 @@ def _status(engine: Engine, order_id: str) -> str:
 
 def test_train_order_walks_the_whole_flow_forward(engine: Engine) -> None:
     oid = _order(engine, kind="train")
-    steps = [order_store.mark_queued, order_store.mark_training, order_store.mark_trained, order_store.mark_rendering, order_store.mark_delivered]
+    steps = [
+        order_store.mark_queued,
+        order_store.mark_training,
+        order_store.mark_trained,
+        order_store.mark_rendering,
+        order_store.mark_delivered,
+    ]
     for step in steps:
         with transaction(engine) as s:
             assert step(s, oid) is True
@@ -67,7 +77,16 @@ def test_final_states_are_final(engine: Engine, final: str) -> None:
     with transaction(engine) as s:
         assert order_store.transition(s, oid, final, error_code="x", error_message="y")
     with transaction(engine) as s:
-        for to in ("created", "queued", "training", "trained", "rendering", "delivered", "failed", "cancelled"):
+        for to in (
+            "created",
+            "queued",
+            "training",
+            "trained",
+            "rendering",
+            "delivered",
+            "failed",
+            "cancelled",
+        ):
             assert order_store.transition(s, oid, to) is False, f"{final} -> {to} must be refused"
     assert _status(engine, oid) == final
 
@@ -85,7 +104,9 @@ def test_unknown_status_and_unknown_order(engine: Engine) -> None:
 def test_failed_keeps_user_safe_error(engine: Engine) -> None:
     oid = _order(engine)
     with transaction(engine) as s:
-        assert order_store.mark_failed(s, oid, "oom", "The GPU ran out of memory; your credits were refunded.")
+        assert order_store.mark_failed(
+            s, oid, "oom", "The GPU ran out of memory; your credits were refunded."
+        )
     with read_session(engine) as s:
         order = order_store.get_order(s, oid)
         assert order is not None
@@ -123,7 +144,9 @@ def test_stale_event_records_id_but_posts_nothing(engine: Engine) -> None:
     with transaction(engine) as s:
         order_store.mark_failed(s, oid, "x", "y")
     with transaction(engine) as s:
-        out = order_store.apply_event(s, "late-done", oid, status="delivered", deliveries=[NewDelivery("k", {})])
+        out = order_store.apply_event(
+            s, "late-done", oid, status="delivered", deliveries=[NewDelivery("k", {})]
+        )
     assert (out.applied, out.moved, out.status) == (True, False, "failed")
     with read_session(engine) as s:
         assert order_store.pending_deliveries(s) == []
@@ -144,7 +167,9 @@ def test_progress_ignores_stale_steps(engine: Engine) -> None:
     oid = _order(engine, kind="train")
     with transaction(engine) as s:
         order_store.mark_training(s, oid)
-        assert order_store.record_progress(s, oid, step=50, total=100, eta_s=30, preview_key="previews/j/50.jpg")
+        assert order_store.record_progress(
+            s, oid, step=50, total=100, eta_s=30, preview_key="previews/j/50.jpg"
+        )
         assert order_store.record_progress(s, oid, step=20, total=100) is False
         assert order_store.record_progress(s, oid, step=1, total=4)  # a new phase (the first renders)
     with read_session(engine) as s:
@@ -159,7 +184,9 @@ def test_failure_event_refunds_once(engine: Engine) -> None:
         assert standing.credits_of(s, None, 7) == 7
     for event_id in ("ev-fail", "ev-fail", "ev-fail-again"):
         with transaction(engine) as s:
-            order_store.apply_event(s, event_id, oid, status="failed", error_code="oom", error_message="out of memory")
+            order_store.apply_event(
+                s, event_id, oid, status="failed", error_code="oom", error_message="out of memory"
+            )
     with transaction(engine) as s:
         assert order_store.refund_order(s, oid) == 0
     with read_session(engine) as s:
@@ -210,8 +237,15 @@ def test_queries_position_counts_and_models(engine: Engine) -> None:
     with transaction(engine) as s:
         order_store.mark_training(s, first)
         order_store.mark_cancelled(s, second, "changed my mind")
-        model = order_store.add_model(s, user_id=1, name="me", class_word="person", subject_token="sks",
-                                 base_model="tiny-sd", order_id=first)
+        model = order_store.add_model(
+            s,
+            user_id=1,
+            name="me",
+            class_word="person",
+            subject_token="sks",
+            base_model="tiny-sd",
+            order_id=first,
+        )
         assert order_store.mark_model_ready(s, model.id, "users/1/models/m/lora.safetensors")
         assert order_store.mark_model_failed(s, model.id) is False
     with read_session(engine) as s:
@@ -225,15 +259,24 @@ def test_delete_user_data_returns_receipt_and_keeps_standing(engine: Engine) -> 
     keep = _order(engine, kind="render", user=6)
     with transaction(engine) as s:
         order_store.add_job(s, oid, "train", {"job": 1})
-        order_store.add_model(s, user_id=5, name="me", class_word="person", subject_token="sks", base_model="tiny-sd")
+        order_store.add_model(
+            s, user_id=5, name="me", class_word="person", subject_token="sks", base_model="tiny-sd"
+        )
         order_store.apply_event(s, "e1", oid, status="training")
         order_store.add_image(s, oid, NewImage(blob_key="users/5/renders/j/0.png", index=0))
         order_store.add_delivery(s, oid, "train_result", {})
         order_store.audit(s, guild_id=1, actor_id=9, action="ban", target=5, detail="spam")
     with transaction(engine) as s:
         receipt = order_store.delete_user_data(s, 5)
-    assert (receipt.orders, receipt.jobs, receipt.images, receipt.models, receipt.deliveries, receipt.events,
-            receipt.user) == (1, 1, 1, 1, 1, 1, 1)
+    assert (
+        receipt.orders,
+        receipt.jobs,
+        receipt.images,
+        receipt.models,
+        receipt.deliveries,
+        receipt.events,
+        receipt.user,
+    ) == (1, 1, 1, 1, 1, 1, 1)
     with read_session(engine) as s:
         assert order_store.get_user(s, 5) is None
         assert [o.id for o in s.exec(select(Order))] == [keep]
@@ -254,10 +297,16 @@ def test_guild_settings_defaults_and_updates(engine: Engine) -> None:
     with read_session(engine) as s:
         assert order_store.get_guild_settings(s, 99).paused is False
     with transaction(engine) as s:
-        order_store.update_guild_settings(s, 99, paused=True, blocked_words=["gore"], allowed_channel_ids=[123],
-                                     admin_role_id=77)
+        order_store.update_guild_settings(
+            s, 99, paused=True, blocked_words=["gore"], allowed_channel_ids=[123], admin_role_id=77
+        )
     with read_session(engine) as s:
         g = order_store.get_guild_settings(s, 99)
-        assert (g.paused, g.blocked_words, g.allowed_channel_ids, g.admin_role_id) == (True, ["gore"], ["123"], "77")
+        assert (g.paused, g.blocked_words, g.allowed_channel_ids, g.admin_role_id) == (
+            True,
+            ["gore"],
+            ["123"],
+            "77",
+        )
     with pytest.raises(OrderStoreError, match="unknown guild setting"), transaction(engine) as s:
         order_store.update_guild_settings(s, 99, owner="me")

@@ -29,13 +29,17 @@ def _writer(url: str, user: int, start: object, errors: object) -> None:
             with transaction(engine) as s:
                 order_store.active_order_count(s, user)
                 order_store.get_user(s, "shared")
-                order = order_store.create_order(s, user_id=user, kind="render", charge=1, starting_credits=1000)
+                order = order_store.create_order(
+                    s, user_id=user, kind="render", charge=1, starting_credits=1000
+                )
                 order_store.mark_queued(s, order.id)
                 order_store.grant_credits(s, "shared", 1)
             if n % 10 == 0:
                 with read_session(engine) as s:
                     order_store.orders_of_user(s, user, limit=5)
-    except Exception:  # reported to the parent, which fails the test with it (the traceback says which statement)
+    except (
+        Exception
+    ):  # reported to the parent, which fails the test with it (the traceback says which statement)
         errors.put(traceback.format_exc(limit=-12))  # type: ignore[attr-defined]
         raise
     finally:
@@ -74,7 +78,7 @@ def _open_fresh(url: str, start: object, errors: object) -> None:
     try:
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
-    except Exception:  # noqa: BLE001 - any failure is reported to the parent
+    except Exception:
         errors.put(traceback.format_exc(limit=-6))  # type: ignore[attr-defined]
     finally:
         engine.dispose()

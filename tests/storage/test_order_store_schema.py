@@ -29,15 +29,29 @@ def test_migrations_from_empty_equal_the_models(tmp_path: Path, monkeypatch: pyt
         with engine.connect() as conn:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
             diff = compare_metadata(ctx, SQLModel.metadata)
-            tables = {row[0] for row in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")}
+            tables = {
+                row[0] for row in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")
+            }
         assert diff == [], f"migrations and models differ: {diff}"
-        assert {"users", "guild_settings", "orders", "jobs", "trained_models", "images", "applied_events",
-                "delivery_outbox", "audit_log", "alembic_version"} <= tables
+        assert {
+            "users",
+            "guild_settings",
+            "orders",
+            "jobs",
+            "trained_models",
+            "images",
+            "applied_events",
+            "delivery_outbox",
+            "audit_log",
+            "alembic_version",
+        } <= tables
     finally:
         engine.dispose()
 
 
-def test_migrate_is_idempotent_and_relative_paths_follow_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_migrate_is_idempotent_and_relative_paths_follow_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     migrate("sqlite:///data/photogen.db")
     migrate("sqlite:///data/photogen.db")  # a second start changes nothing and does not fail
@@ -48,7 +62,10 @@ def test_wal_busy_timeout_and_foreign_keys(tmp_path: Path) -> None:
     engine = open_engine(f"sqlite:///{tmp_path / 'x.db'}")
     try:
         with engine.connect() as conn:
-            pragma = lambda name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+
+            def pragma(name: str) -> object:
+                return conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+
             assert pragma("journal_mode") == "wal"
             assert pragma("busy_timeout") == 30000
             assert pragma("foreign_keys") == 1
@@ -87,5 +104,5 @@ def test_unknown_newer_schema_is_a_clear_error(tmp_path: Path) -> None:
     with engine.begin() as conn:
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999_from_the_future'")
     engine.dispose()
-    with pytest.raises(SchemaError, match="9999_from_the_future.*newer Photogen"):
+    with pytest.raises(SchemaError, match=r"9999_from_the_future.*newer Photogen"):
         migrate(url)

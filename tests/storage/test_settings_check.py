@@ -60,8 +60,15 @@ def test_start_up_exits_with_only_that_line(tmp_path: Path) -> None:
     # A real process: SettingsError is a SystemExit, so start-up prints the one line and no traceback.
     code = "from storage.settings import load_settings; load_settings()"
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "QUEUE_URL": "redis://x", "DISCORD_TOKEN": TOKEN}
-    proc = subprocess.run([sys.executable, "-c", code], check=False, cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1
     assert proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [
@@ -72,7 +79,10 @@ def test_start_up_exits_with_only_that_line(tmp_path: Path) -> None:
 def test_defaults_load() -> None:
     s = load_settings()
     assert (s.database_url, s.queue_url, s.blob_url) == (
-        "sqlite:///data/photogen.db", "sqlite:///data/queue.db", "file://data/blobs")
+        "sqlite:///data/photogen.db",
+        "sqlite:///data/queue.db",
+        "file://data/blobs",
+    )
 
 
 def _documented(text: str, pattern: str) -> set[str]:

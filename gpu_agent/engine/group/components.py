@@ -31,8 +31,11 @@ def load_controlnet(setting: str, unet: Any, *, cache_dir: CacheDir = None) -> A
     from diffusers import ControlNetModel
 
     controlnet = _pretrained(
-        "pose ControlNet", setting, cache_dir,
-        lambda where, **kw: ControlNetModel.from_pretrained(where, torch_dtype=unet.dtype, **kw))
+        "pose ControlNet",
+        setting,
+        cache_dir,
+        lambda where, **kw: ControlNetModel.from_pretrained(where, torch_dtype=unet.dtype, **kw),
+    )
     mine, theirs = controlnet.config.cross_attention_dim, unet.config.cross_attention_dim
     if mine != theirs:
         raise BaseModelError(
@@ -57,16 +60,19 @@ class Segmenter:
         from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
         def both(where: str, **kw: Any) -> tuple[Any, Any]:
-            return (CLIPSegForImageSegmentation.from_pretrained(where, **kw),
-                    CLIPSegProcessor.from_pretrained(where, **kw))
+            return (
+                CLIPSegForImageSegmentation.from_pretrained(where, **kw),
+                CLIPSegProcessor.from_pretrained(where, **kw),
+            )
 
         model, processor = _pretrained("CLIPSeg segmenter", setting, cache_dir, both)
         return cls(model, processor, device)
 
     def heat(self, image: Image.Image, text: str) -> np.ndarray:
         """Per pixel of ``image`` (height × width), the probability in [0, 1] that it shows ``text``."""
-        inputs = self.processor(text=[text], images=[image.convert("RGB")], padding="max_length",
-                                return_tensors="pt")
+        inputs = self.processor(
+            text=[text], images=[image.convert("RGB")], padding="max_length", return_tensors="pt"
+        )
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
         with torch.inference_mode():
             logits = self.model(**inputs).logits
@@ -88,12 +94,16 @@ def _pretrained(what: str, setting: str, cache_dir: CacheDir, load: Callable[...
         except (OSError, ValueError) as exc:
             raise BaseModelError(f"{what} {setting!r} could not be loaded from disk: {exc}") from exc
     if source.kind != "hub":
-        raise BaseModelError(f"{what} {setting!r} is neither a built-in test model, a local folder, nor a hub id")
+        raise BaseModelError(
+            f"{what} {setting!r} is neither a built-in test model, a local folder, nor a hub id"
+        )
     from huggingface_hub import constants
 
     offline = bool(constants.HF_HUB_OFFLINE)
     try:
-        return load(setting, cache_dir=None if cache_dir is None else str(cache_dir), local_files_only=offline)
+        return load(
+            setting, cache_dir=None if cache_dir is None else str(cache_dir), local_files_only=offline
+        )
     except (OSError, ValueError) as exc:
         where = f"the model cache {cache_dir}" if cache_dir else "the Hugging Face cache"
         raise BaseModelError(

@@ -111,9 +111,17 @@ class GroupRequest:
             self.as_render_request(member.subject)  # the single render's checks: prompt, sizes, steps, seed
 
     def as_render_request(self, subject: str) -> RenderRequest:
-        return RenderRequest(self.prompt, subject=subject, negative_prompt=self.negative_prompt, seed=self.seed,
-                             n=self.n, width=self.width, height=self.height, steps=self.steps,
-                             guidance=self.guidance)
+        return RenderRequest(
+            self.prompt,
+            subject=subject,
+            negative_prompt=self.negative_prompt,
+            seed=self.seed,
+            n=self.n,
+            width=self.width,
+            height=self.height,
+            steps=self.steps,
+            guidance=self.guidance,
+        )
 
 
 @dataclass(frozen=True)
@@ -155,8 +163,15 @@ def img2img_steps(steps: int, strength: float) -> int:
 class GroupComposer:
     """Group pictures on a Renderer's loaded base model, with its adapter slots and its checks."""
 
-    def __init__(self, renderer: Renderer, config: GroupConfig | None = None, *, cache_dir: Any = None,
-                 controlnet: Any = None, segmenter: Segmenter | None = None) -> None:
+    def __init__(
+        self,
+        renderer: Renderer,
+        config: GroupConfig | None = None,
+        *,
+        cache_dir: Any = None,
+        controlnet: Any = None,
+        segmenter: Segmenter | None = None,
+    ) -> None:
         """``controlnet`` and ``segmenter``, when given, are used instead of the models the config names
         (the benchmark's randomly initialised full-size ones)."""
         from diffusers import AutoPipelineForInpainting, AutoPipelineForText2Image
@@ -164,10 +179,12 @@ class GroupComposer:
         self.renderer = renderer
         self.config = config or GroupConfig()
         txt2img, img2img = renderer.pipelines
-        self.controlnet = controlnet or load_controlnet(self.config.controlnet_model, txt2img.unet,
-                                                        cache_dir=cache_dir)
-        self.segmenter = segmenter or Segmenter.load(self.config.segmenter_model, device=renderer.device,
-                                                     cache_dir=cache_dir)
+        self.controlnet = controlnet or load_controlnet(
+            self.config.controlnet_model, txt2img.unet, cache_dir=cache_dir
+        )
+        self.segmenter = segmenter or Segmenter.load(
+            self.config.segmenter_model, device=renderer.device, cache_dir=cache_dir
+        )
         # from_pipe shares every module (and the scheduler) with the Renderer's pipelines: no weight twice, and
         # the adapters loaded into the UNet are there for all of them.
         self._posed = AutoPipelineForText2Image.from_pipe(txt2img, controlnet=self.controlnet)
@@ -182,8 +199,10 @@ class GroupComposer:
         renderer = self.renderer
         size = (request.width, request.height)
         if request.width * request.height > renderer.max_pixels:
-            raise BadRenderRequest(f"{request.width}x{request.height} is more than this renderer's "
-                                   f"{renderer.max_pixels:,} pixel limit")
+            raise BadRenderRequest(
+                f"{request.width}x{request.height} is more than this renderer's "
+                f"{renderer.max_pixels:,} pixel limit"
+            )
         poses = layout_poses(request.layout, len(request.members))
         check_families([m.lora for m in request.members], self._posed.unet.config.cross_attention_dim)
         generic = fill_prompt(request.prompt, GENERIC_PEOPLE[len(request.members)])
@@ -201,8 +220,15 @@ class GroupComposer:
         with renderer.lock:
             renderer.adapters.activate(None)
             bases = self._base(request, generic, pose_map(poses, size), steps)
-            regions = [member_regions(boxes, size, self.segmenter.heat(b, config.segment_prompt),
-                                      threshold=config.segment_threshold) for b in bases]
+            regions = [
+                member_regions(
+                    boxes,
+                    size,
+                    self.segmenter.heat(b, config.segment_prompt),
+                    threshold=config.segment_threshold,
+                )
+                for b in bases
+            ]
             weights = [[feathered(mask, _feather_radius(mask)) for mask in masks] for masks in regions]
             layers: list[list[Image.Image]] = [[] for _ in bases]
             face_boxes: list[list[Box | None]] = [[] for _ in bases]
@@ -218,27 +244,55 @@ class GroupComposer:
         pictures = []
         for i, image in enumerate(final):
             found = [f is not None for f in face_boxes[i]]
-            where = [f if f is not None else (bounding_box(m) or (0, 0, *size)) for f, m in zip(
-                face_boxes[i], regions[i], strict=True)]
-            pictures.append(GroupPicture(
-                rendered=self._finish(request, generic, image, request.seed + i, sum(found)),
-                base=bases[i], before_harmonise=before[i], regions=regions[i], boxes=where, faces=found))
+            where = [
+                f if f is not None else (bounding_box(m) or (0, 0, *size))
+                for f, m in zip(face_boxes[i], regions[i], strict=True)
+            ]
+            pictures.append(
+                GroupPicture(
+                    rendered=self._finish(request, generic, image, request.seed + i, sum(found)),
+                    base=bases[i],
+                    before_harmonise=before[i],
+                    regions=regions[i],
+                    boxes=where,
+                    faces=found,
+                )
+            )
         return pictures
 
     # --- stages ---------------------------------------------------------------------------------------------
 
-    def _base(self, request: GroupRequest, prompt: str, pose: Image.Image, steps: _Steps) -> list[Image.Image]:
+    def _base(
+        self, request: GroupRequest, prompt: str, pose: Image.Image, steps: _Steps
+    ) -> list[Image.Image]:
         generators = [torch.Generator("cpu").manual_seed(request.seed + i) for i in range(request.n)]
         with torch.inference_mode():
             out = self._posed(
-                prompt=prompt, negative_prompt=request.negative_prompt or None, image=pose,
-                num_images_per_prompt=request.n, width=request.width, height=request.height,
-                num_inference_steps=request.steps, guidance_scale=request.guidance, generator=generators,
-                controlnet_conditioning_scale=self.config.pose_scale, output_type="pil", **steps.callback())
+                prompt=prompt,
+                negative_prompt=request.negative_prompt or None,
+                image=pose,
+                num_images_per_prompt=request.n,
+                width=request.width,
+                height=request.height,
+                num_inference_steps=request.steps,
+                guidance_scale=request.guidance,
+                generator=generators,
+                controlnet_conditioning_scale=self.config.pose_scale,
+                output_type="pil",
+                **steps.callback(),
+            )
         return list(out.images)
 
-    def _member_pass(self, request: GroupRequest, k: int, i: int, prompt: str, base: Image.Image,
-                     mask: np.ndarray, steps: _Steps) -> tuple[Image.Image, Box | None]:
+    def _member_pass(
+        self,
+        request: GroupRequest,
+        k: int,
+        i: int,
+        prompt: str,
+        base: Image.Image,
+        mask: np.ndarray,
+        steps: _Steps,
+    ) -> tuple[Image.Image, Box | None]:
         """Member ``k``'s layer of picture ``i`` (their adapter is the active one): the base with their region's
         crop redrawn, then their face redrawn; and the box of the face it redrew, if any."""
         box = work_box(mask, base.size)
@@ -247,11 +301,19 @@ class GroupComposer:
         strength = self.config.member_strength
         with torch.inference_mode():
             (redrawn,) = self._inpaint(
-                prompt=prompt, negative_prompt=request.negative_prompt or None, image=base.crop(box),
-                mask_image=crop_mask, width=right - left, height=bottom - top, strength=strength,
-                num_inference_steps=img2img_steps(request.steps, strength), guidance_scale=request.guidance,
+                prompt=prompt,
+                negative_prompt=request.negative_prompt or None,
+                image=base.crop(box),
+                mask_image=crop_mask,
+                width=right - left,
+                height=bottom - top,
+                strength=strength,
+                num_inference_steps=img2img_steps(request.steps, strength),
+                guidance_scale=request.guidance,
                 generator=torch.Generator("cpu").manual_seed(_member_seed(request.seed + i, k)),
-                output_type="pil", **steps.callback()).images
+                output_type="pil",
+                **steps.callback(),
+            ).images
         layer = base.copy()
         layer.paste(redrawn, (left, top))
         if not request.face_detail:
@@ -271,8 +333,9 @@ class GroupComposer:
                 return region
         return None
 
-    def _redraw_face(self, request: GroupRequest, k: int, i: int, layer: Image.Image,
-                     region: FaceRegion) -> Image.Image:
+    def _redraw_face(
+        self, request: GroupRequest, k: int, i: int, layer: Image.Image, region: FaceRegion
+    ) -> Image.Image:
         """The face pass of one member's face, as the single render's (face_detail) with their adapter."""
         config = self.renderer.face_detail
         native = self._img2img.unet.config.sample_size * self._img2img.vae_scale_factor
@@ -281,37 +344,63 @@ class GroupComposer:
         subject = request.members[k].subject
         with torch.inference_mode():
             (redone,) = self._img2img(
-                prompt=fill_prompt(FACE_PROMPT, subject), negative_prompt=request.negative_prompt or None,
-                image=crop, strength=config.strength, guidance_scale=request.guidance,
+                prompt=fill_prompt(FACE_PROMPT, subject),
+                negative_prompt=request.negative_prompt or None,
+                image=crop,
+                strength=config.strength,
+                guidance_scale=request.guidance,
                 num_inference_steps=img2img_steps(request.steps, config.strength),
                 generator=torch.Generator("cpu").manual_seed(_member_seed(request.seed + i, k)),
-                output_type="pil").images
+                output_type="pil",
+            ).images
         return paste_back(layer, region.box, redone, config.feather)
 
-    def _harmonise(self, request: GroupRequest, prompt: str, pictures: list[Image.Image],
-                   steps: _Steps) -> list[Image.Image]:
+    def _harmonise(
+        self, request: GroupRequest, prompt: str, pictures: list[Image.Image], steps: _Steps
+    ) -> list[Image.Image]:
         strength = self.config.harmonise_strength
         generators = [torch.Generator("cpu").manual_seed(request.seed + i) for i in range(len(pictures))]
         with torch.inference_mode():
             out = self._img2img(
-                prompt=[prompt] * len(pictures), negative_prompt=[request.negative_prompt] * len(pictures)
-                if request.negative_prompt else None, image=pictures, strength=strength,
-                num_inference_steps=img2img_steps(request.steps, strength), guidance_scale=request.guidance,
-                generator=generators, output_type="pil", **steps.callback())
+                prompt=[prompt] * len(pictures),
+                negative_prompt=[request.negative_prompt] * len(pictures)
+                if request.negative_prompt
+                else None,
+                image=pictures,
+                strength=strength,
+                num_inference_steps=img2img_steps(request.steps, strength),
+                guidance_scale=request.guidance,
+                generator=generators,
+                output_type="pil",
+                **steps.callback(),
+            )
         return list(out.images)
 
-    def _finish(self, request: GroupRequest, prompt: str, image: Image.Image, seed: int,
-                faces: int) -> RenderedImage:
+    def _finish(
+        self, request: GroupRequest, prompt: str, image: Image.Image, seed: int, faces: int
+    ) -> RenderedImage:
         flagged = self.renderer.image_refusal(image)
         if flagged is not None:
             image = placeholder(image.size)
         params = GenerationParams(
-            prompt=prompt, negative_prompt=request.negative_prompt, seed=seed, steps=request.steps,
-            guidance=request.guidance, sampler=SAMPLER, width=image.width, height=image.height,
-            base_model=self.renderer.base_model, mode="group",
-            lora=",".join(m.lora.model_id for m in request.members), strength=None, flagged=flagged,
-            face_detail=faces if request.face_detail else None)
-        return RenderedImage(image=image, seed=seed, png=png_bytes(image, params), params=params, flagged=flagged)
+            prompt=prompt,
+            negative_prompt=request.negative_prompt,
+            seed=seed,
+            steps=request.steps,
+            guidance=request.guidance,
+            sampler=SAMPLER,
+            width=image.width,
+            height=image.height,
+            base_model=self.renderer.base_model,
+            mode="group",
+            lora=",".join(m.lora.model_id for m in request.members),
+            strength=None,
+            flagged=flagged,
+            face_detail=faces if request.face_detail else None,
+        )
+        return RenderedImage(
+            image=image, seed=seed, png=png_bytes(image, params), params=params, flagged=flagged
+        )
 
 
 def _member_seed(seed: int, k: int) -> int:

@@ -29,11 +29,45 @@ Box = tuple[int, int, int, int]
 """(left, top, right, bottom) in pixels, right and bottom exclusive."""
 
 # OpenPose's limbs (pairs of keypoint indices) and its 18 colours, as the pose ControlNets were trained on.
-LIMBS = ((1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11), (11, 12), (12, 13),
-         (1, 0), (0, 14), (14, 16), (0, 15), (15, 17))
-COLOURS = ((255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0), (85, 255, 0), (0, 255, 0),
-           (0, 255, 85), (0, 255, 170), (0, 255, 255), (0, 170, 255), (0, 85, 255), (0, 0, 255), (85, 0, 255),
-           (170, 0, 255), (255, 0, 255), (255, 0, 170), (255, 0, 85))
+LIMBS = (
+    (1, 2),
+    (1, 5),
+    (2, 3),
+    (3, 4),
+    (5, 6),
+    (6, 7),
+    (1, 8),
+    (8, 9),
+    (9, 10),
+    (1, 11),
+    (11, 12),
+    (12, 13),
+    (1, 0),
+    (0, 14),
+    (14, 16),
+    (0, 15),
+    (15, 17),
+)
+COLOURS = (
+    (255, 0, 0),
+    (255, 85, 0),
+    (255, 170, 0),
+    (255, 255, 0),
+    (170, 255, 0),
+    (85, 255, 0),
+    (0, 255, 0),
+    (0, 255, 85),
+    (0, 255, 170),
+    (0, 255, 255),
+    (0, 170, 255),
+    (0, 85, 255),
+    (0, 0, 255),
+    (85, 0, 255),
+    (170, 0, 255),
+    (255, 0, 255),
+    (255, 0, 170),
+    (255, 0, 85),
+)
 
 
 @dataclass(frozen=True)
@@ -54,8 +88,10 @@ def _catalogue() -> dict[str, dict[int, tuple[Pose, ...]]]:
     for name, by_count in raw["layouts"].items():
         layouts[name] = {}
         for count, people in by_count.items():
-            poses = tuple(Pose(tuple(None if p is None else (float(p[0]), float(p[1])) for p in person))
-                          for person in people)
+            poses = tuple(
+                Pose(tuple(None if p is None else (float(p[0]), float(p[1])) for p in person))
+                for person in people
+            )
             if len(poses) != int(count) or any(len(p.points) != KEYPOINTS for p in poses):
                 raise ValueError(f"{POSES_FILE.name}: layout {name!r} for {count} has a malformed person")
             layouts[name][int(count)] = poses
@@ -108,7 +144,9 @@ def pose_map(poses: tuple[Pose, ...], size: tuple[int, int]) -> Image.Image:
     return limbs
 
 
-def _limb_polygon(a: tuple[float, float], b: tuple[float, float], half_width: float) -> list[tuple[float, float]]:
+def _limb_polygon(
+    a: tuple[float, float], b: tuple[float, float], half_width: float
+) -> list[tuple[float, float]]:
     """An ellipse from ``a`` to ``b``, ``half_width`` across, as a polygon (cv2.ellipse2Poly's shape)."""
     (x1, y1), (x2, y2) = a, b
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
@@ -136,7 +174,11 @@ def person_boxes(poses: tuple[Pose, ...], size: tuple[int, int], margin: float =
         pad_x = margin * (right - left)
         nose, neck = every[0], every[1]
         head = abs(neck[1] - nose[1]) * 1.5 if nose and neck else 0.1 * (bottom - top)
-        box = (max(0, math.floor(left - pad_x)), max(0, math.floor(top - head)),
-               min(width, math.ceil(right + pad_x)), min(height, math.ceil(bottom + 0.05 * (bottom - top))))
+        box = (
+            max(0, math.floor(left - pad_x)),
+            max(0, math.floor(top - head)),
+            min(width, math.ceil(right + pad_x)),
+            min(height, math.ceil(bottom + 0.05 * (bottom - top))),
+        )
         boxes.append(box)
     return boxes

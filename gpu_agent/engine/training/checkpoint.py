@@ -142,7 +142,7 @@ def _save_rng(folder: Path) -> None:
     (folder / "rng.json").write_text(
         json.dumps(
             {
-                "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
+                "numpy": [kind, np.asarray(keys).tolist(), pos, has_gauss, cached],
                 "python": [version, list(internal), gauss_next],
             }
         )

@@ -33,9 +33,7 @@ class TrainConfig(BaseModel):
     token: str = Field("sks", description="Rare word that comes to mean the member, e.g. 'sks'.")
     class_word: str = Field("person", description="What the member is: 'man', 'woman', 'person'.")
     instance_prompt: str = Field(_R.instance_prompt, description="Caption of every photo.")
-    class_prompt: str = Field(
-        _R.class_prompt, description="Caption of the prior-preservation images."
-    )
+    class_prompt: str = Field(_R.class_prompt, description="Caption of the prior-preservation images.")
 
     resolution: int = Field(_R.resolution, ge=32, le=2048, description="Square training crops, pixels.")
     steps: int = Field(_R.steps, ge=1, le=20000, description="Optimizer steps.")
@@ -94,7 +92,9 @@ class TrainConfig(BaseModel):
     )
     gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
     checkpoint_every: int = Field(100, ge=1, description="Save a resumable checkpoint every N steps.")
-    seed: int = Field(_R.seed, ge=0, le=2**63 - 1, description="Seeds LoRA init, data order, noise and timesteps.")
+    seed: int = Field(
+        _R.seed, ge=0, le=2**63 - 1, description="Seeds LoRA init, data order, noise and timesteps."
+    )
 
     @field_validator("resolution")
     @classmethod

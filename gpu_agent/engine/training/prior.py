@@ -56,7 +56,7 @@ def class_images(
                 num_inference_steps=steps,
                 generator=generators,
             ).images
-        for i, image in zip(chunk, rendered):
+        for i, image in zip(chunk, rendered, strict=True):
             _save_png_atomically(image, paths[i])
     images = []
     for path in paths:

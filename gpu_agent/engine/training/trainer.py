@@ -29,6 +29,7 @@ from gpu_agent.engine.models import (
     model_family,
     pick_device,
 )
+from gpu_agent.engine.preview import PreviewPlan, latents_to_image
 from gpu_agent.engine.training.artifact import LoraArtifact, write_artifact
 from gpu_agent.engine.training.checkpoint import (
     Checkpoint,
@@ -44,7 +45,6 @@ from gpu_agent.engine.training.conditioning import (
     encode_prompts,
     photo_sha256,
 )
-from gpu_agent.engine.preview import PreviewPlan, latents_to_image
 from gpu_agent.engine.training.config import TrainConfig
 from gpu_agent.engine.training.prior import class_images
 
@@ -124,8 +124,11 @@ def train_lora(
 
     with tempfile.TemporaryDirectory(prefix="photogen-class-") as scratch:
         run = _Run(config, pipe, device, weight_dtype, precision, sdxl)
-        run.cache_conditioning(photos, Path(cache_dir) if cache_dir else Path(scratch),
-                               Path(class_image_dir) if class_image_dir is not None else None)
+        run.cache_conditioning(
+            photos,
+            Path(cache_dir) if cache_dir else Path(scratch),
+            Path(class_image_dir) if class_image_dir is not None else None,
+        )
     run.add_lora()
     run.make_optimizer()
 
@@ -240,7 +243,9 @@ class _Run:
 
     # conditioning, once per run
 
-    def cache_conditioning(self, photos: list[Image.Image], cache_root: Path, folder: Path | None = None) -> None:
+    def cache_conditioning(
+        self, photos: list[Image.Image], cache_root: Path, folder: Path | None = None
+    ) -> None:
         cfg, pipe = self.config, self.pipe
         if cfg.prior_preservation:
             images, self.class_images_rendered = class_images(
@@ -254,7 +259,7 @@ class _Run:
                 seed=cfg.seed,
                 folder=folder,
             )
-        encode = {"resolution": cfg.resolution, "sdxl": self.sdxl, "device": self.device}
+        encode: dict[str, Any] = {"resolution": cfg.resolution, "sdxl": self.sdxl, "device": self.device}
         self.photos = encode_images(pipe.vae, pipe.image_processor, photos, **encode)
         if cfg.prior_preservation:
             self.classes = encode_images(pipe.vae, pipe.image_processor, images, **encode)
@@ -329,7 +334,7 @@ class _Run:
         names = ["unet", "text_encoder", "text_encoder_2"]
         self.params: dict[str, torch.nn.Parameter] = {
             f"{name}.{key}": p
-            for name, model in zip(names, models)
+            for name, model in zip(names, models, strict=False)  # SD 1.x/2.x: one text encoder
             for key, p in model.named_parameters()
             if p.requires_grad
         }
@@ -371,6 +376,7 @@ class _Run:
 
     def step(self, step: int) -> float:
         cfg = self.config
+        assert self.photos is not None, "the photos are encoded when the run is set up"
         generator = torch.Generator("cpu").manual_seed(_derive_seed(cfg.seed, "step", step))
         photo_index = _batch_indices(cfg.seed, "photos", step, cfg.batch_size, len(self.photos))
         batches = [(self.photos, photo_index, 0)]
@@ -429,7 +435,9 @@ class _Run:
         rows = prompt_rows.to(device)
         kwargs: dict[str, Any] = {}
         if self.sdxl:
-            time_ids = torch.cat([src.time_ids[idx] for src, idx, _ in batches])
+            assert prompts.pooled is not None  # SDXL's second text encoder gives it
+            # SDXL latents always carry their size conditioning
+            time_ids = torch.cat([src.time_ids[idx] for src, idx, _ in batches if src.time_ids is not None])
             kwargs["added_cond_kwargs"] = {"text_embeds": prompts.pooled[rows], "time_ids": time_ids}
         prediction = self.pipe.unet(
             noisy.to(self.weight_dtype), timesteps, prompts.hidden[rows], **kwargs
@@ -479,7 +487,7 @@ class _Run:
         from diffusers import DDIMScheduler
 
         cfg, unet = self.config, self.pipe.unet
-        models = [unet] + self.text_encoders
+        models = [unet, *self.text_encoders]
         modes = [m.training for m in models]
         for model in models:
             model.eval()
@@ -494,10 +502,13 @@ class _Run:
             with torch.autocast(self.device.type, dtype=self.weight_dtype, enabled=self.precision != "no"):
                 prompts = self.prompts if self.prompts is not None else self._embed()
                 if self.sdxl:
+                    assert prompts.pooled is not None  # SDXL's second text encoder gives it
                     px = edge * self.pipe.vae_scale_factor
                     time_ids = torch.tensor([[px, px, 0, 0, px, px]], dtype=prompts.pooled.dtype)
-                    kwargs["added_cond_kwargs"] = {"text_embeds": prompts.pooled[:1],
-                                                   "time_ids": time_ids.to(self.device)}
+                    kwargs["added_cond_kwargs"] = {
+                        "text_embeds": prompts.pooled[:1],
+                        "time_ids": time_ids.to(self.device),
+                    }
                 for t in scheduler.timesteps:
                     sample = scheduler.scale_model_input(latents, t).to(self.weight_dtype)
                     noise = unet(sample, t, prompts.hidden[:1], **kwargs).sample
@@ -515,17 +526,18 @@ class _Run:
         Costs about a dozen training steps' worth of forward passes, run in small chunks so it never sets
         the run's memory peak.
         """
+        assert self.photos is not None, "the photos are encoded when the run is set up"
         photos = min(len(self.photos), EVAL_PHOTOS)
         generator = torch.Generator("cpu").manual_seed(_derive_seed(self.config.seed, "eval", 0))
         total = self.noise_scheduler.config.num_train_timesteps
         index = torch.arange(photos).repeat_interleave(len(EVAL_TIMESTEPS))
         timesteps = torch.tensor([int(total * t) for t in EVAL_TIMESTEPS]).repeat(photos)
         noise = torch.randn((len(index), *self.photos.mean.shape[1:]), generator=generator)
-        for model in [self.pipe.unet] + self.text_encoders:
+        for model in [self.pipe.unet, *self.text_encoders]:
             model.eval()
         results = []
         for enabled in (False, True):
-            _enable_lora([self.pipe.unet] + self.text_encoders, enabled)
+            _enable_lora([self.pipe.unet, *self.text_encoders], enabled)
             losses = []
             with torch.autocast(self.device.type, dtype=self.weight_dtype, enabled=self.precision != "no"):
                 prompts = self.prompts if self.prompts is not None else self._embed()
@@ -549,14 +561,14 @@ class _Run:
 
         layers = {"unet": convert_state_dict_to_diffusers(get_peft_model_state_dict(self.pipe.unet))}
         if self.config.train_text_encoder:
-            for name, te in zip(("text_encoder", "text_encoder_2"), self.text_encoders):
+            for name, te in zip(("text_encoder", "text_encoder_2"), self.text_encoders, strict=False):
                 layers[name] = convert_state_dict_to_diffusers(get_peft_model_state_dict(te))
         return layers
 
     def adapter_metadata(self) -> dict[str, dict[str, Any]]:
         models = {"unet": self.pipe.unet}
         if self.config.train_text_encoder:
-            models.update(zip(("text_encoder", "text_encoder_2"), self.text_encoders))
+            models.update(zip(("text_encoder", "text_encoder_2"), self.text_encoders, strict=False))
         return {name: model.peft_config[ADAPTER].to_dict() for name, model in models.items()}
 
 

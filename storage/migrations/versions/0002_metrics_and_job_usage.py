@@ -10,7 +10,7 @@ The dashboard's sampled series (queue depth, fleet size over time) and the per-j
 from __future__ import annotations
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision = "0002"

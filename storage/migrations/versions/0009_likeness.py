@@ -10,7 +10,7 @@ Each delivered picture's likeness to its member (verdict, score, renders made): 
 from __future__ import annotations
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision = "0009"
@@ -21,7 +21,9 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("images", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("likeness_verdict", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True))
+        batch_op.add_column(
+            sa.Column("likeness_verdict", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True)
+        )
         batch_op.add_column(sa.Column("likeness_score", sa.Float(), nullable=True))
         batch_op.add_column(sa.Column("likeness_tries", sa.Integer(), nullable=True))
 

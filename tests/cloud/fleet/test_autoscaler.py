@@ -10,8 +10,12 @@ TRAIN = PoolPolicy("train", acceptable_wait_s=180, mean_job_s=420, max_size=10, 
 RENDER = PoolPolicy("render", acceptable_wait_s=60, mean_job_s=8, max_size=5, scale_in_after_s=300)
 
 
-def obs(now: float = 0, visible: int = 0, in_flight: int = 0, desired: int = 0, running: int = 0, busy: int = 0):
-    return PoolObservation(now=now, visible=visible, in_flight=in_flight, desired=desired, running=running, busy=busy)
+def obs(
+    now: float = 0, visible: int = 0, in_flight: int = 0, desired: int = 0, running: int = 0, busy: int = 0
+):
+    return PoolObservation(
+        now=now, visible=visible, in_flight=in_flight, desired=desired, running=running, busy=busy
+    )
 
 
 def test_scales_from_zero_on_the_first_message() -> None:
@@ -48,13 +52,19 @@ def test_scale_in_waits_for_the_idle_period() -> None:
 
 
 def test_never_scales_in_below_busy_agents() -> None:
-    d = decide(TRAIN, obs(now=0, visible=0, in_flight=0, desired=4, running=4, busy=2), PoolState(last_demand_at=-1000))
+    d = decide(
+        TRAIN,
+        obs(now=0, visible=0, in_flight=0, desired=4, running=4, busy=2),
+        PoolState(last_demand_at=-1000),
+    )
     assert d.desired == 2
     assert "keeping 2 busy" in d.reason
 
 
 def test_respects_min_size() -> None:
-    policy = PoolPolicy("render", acceptable_wait_s=60, mean_job_s=8, min_size=1, max_size=5, scale_in_after_s=0)
+    policy = PoolPolicy(
+        "render", acceptable_wait_s=60, mean_job_s=8, min_size=1, max_size=5, scale_in_after_s=0
+    )
     d = decide(policy, obs(now=10, desired=3, running=3), PoolState(last_demand_at=0))
     assert d.desired == 1
 
@@ -68,8 +78,14 @@ def test_tracks_time_under_capacity_for_the_alert() -> None:
     assert d.state.under_capacity_since is None
 
 
-@pytest.mark.parametrize("kwargs", [dict(acceptable_wait_s=0, mean_job_s=1), dict(acceptable_wait_s=1, mean_job_s=-1),
-                                    dict(acceptable_wait_s=1, mean_job_s=1, min_size=3, max_size=2)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(acceptable_wait_s=0, mean_job_s=1),
+        dict(acceptable_wait_s=1, mean_job_s=-1),
+        dict(acceptable_wait_s=1, mean_job_s=1, min_size=3, max_size=2),
+    ],
+)
 def test_bad_policies_are_refused(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         PoolPolicy("x", **kwargs)

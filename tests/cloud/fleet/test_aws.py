@@ -18,7 +18,6 @@ from cloud.fleet.cli import build_pools, run_aws, status_lines
 from cloud.fleet.scaling import autoscale_once
 from storage.settings import load_settings
 
-
 AGENT_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/photogen-agent:0.1.0"  # as SELF_HOSTING.md
 
 
@@ -26,7 +25,9 @@ AGENT_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/photogen-agent:0.1.0
 def fleet_settings(moto_endpoint: str, unique_name: str):
     ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=moto_endpoint)
     vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24", AvailabilityZone="us-east-1a")["Subnet"]["SubnetId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24", AvailabilityZone="us-east-1a")["Subnet"][
+        "SubnetId"
+    ]
     ami = ec2.describe_images()["Images"][0]["ImageId"]
     return load_settings(
         blob_url=f"s3://{unique_name}/pg",
@@ -86,10 +87,14 @@ def test_bootstrap_creates_everything_and_is_idempotent(fleet_settings) -> None:
     profile = iam.get_instance_profile(InstanceProfileName=names.instance_profile)["InstanceProfile"]
     assert [r["RoleName"] for r in profile["Roles"]] == [names.role]
 
-    versions = ec2.describe_launch_template_versions(LaunchTemplateName=names.launch_template)["LaunchTemplateVersions"]
+    versions = ec2.describe_launch_template_versions(LaunchTemplateName=names.launch_template)[
+        "LaunchTemplateVersions"
+    ]
     data = versions[0]["LaunchTemplateData"]
     assert data["MetadataOptions"]["HttpTokens"] == "required"  # IMDSv2 for the spot watcher
-    groups = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[names.group("train"), names.group("render")])
+    groups = asg.describe_auto_scaling_groups(
+        AutoScalingGroupNames=[names.group("train"), names.group("render")]
+    )
     assert len(groups["AutoScalingGroups"]) == 2
     train = next(g for g in groups["AutoScalingGroups"] if g["AutoScalingGroupName"] == names.group("train"))
     dist = train["MixedInstancesPolicy"]["InstancesDistribution"]
@@ -115,8 +120,12 @@ def test_render_pool_on_demand_gets_a_warm_pool(fleet_settings) -> None:
     names = aws.names_from(settings)
     warm = asg.describe_warm_pool(AutoScalingGroupName=names.group("render"))
     assert warm["WarmPoolConfiguration"]["PoolState"] == "Stopped"
-    render = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[names.group("render")])["AutoScalingGroups"][0]
-    assert render["MixedInstancesPolicy"]["InstancesDistribution"]["OnDemandPercentageAboveBaseCapacity"] == 100
+    render = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[names.group("render")])[
+        "AutoScalingGroups"
+    ][0]
+    assert (
+        render["MixedInstancesPolicy"]["InstancesDistribution"]["OnDemandPercentageAboveBaseCapacity"] == 100
+    )
 
 
 def test_autoscaler_scales_from_zero_keeps_busy_and_scales_back(fleet_settings) -> None:
@@ -132,14 +141,16 @@ def test_autoscaler_scales_from_zero_keeps_busy_and_scales_back(fleet_settings) 
     assert group["DesiredCapacity"] == 2
     # one agent is busy: it protects its instance; the queue drains
     instance = group["Instances"][0]["InstanceId"]
-    asg.set_instance_protection(InstanceIds=[instance], AutoScalingGroupName=train_pool.group, ProtectedFromScaleIn=True)
+    asg.set_instance_protection(
+        InstanceIds=[instance], AutoScalingGroupName=train_pool.group, ProtectedFromScaleIn=True
+    )
     train_pool.queue.purge()
     held = autoscale_once(asg, pools, now=30.0)[0]
     assert held.desired == 2 and "hold" in held.reason
     after_idle = autoscale_once(asg, pools, now=100.0)[0]
     assert after_idle.desired == 1, after_idle.reason  # never below the busy agent
     lines = status_lines(fleet_settings)
-    assert any(line.startswith(f"pool train: desired 1") for line in lines), lines
+    assert any(line.startswith("pool train: desired 1") for line in lines), lines
     assert any(line.startswith("spend estimate") for line in lines)
 
 
@@ -148,9 +159,11 @@ def test_teardown_removes_compute_and_keeps_data(fleet_settings, capsys) -> None
     assert run_aws(fleet_settings, "teardown", yes=True) == 0
     out = capsys.readouterr().out
     assert "deleted  iam role" in out and "kept" in out
-    s3, _, iam, _, asg = _clients(fleet_settings)
+    s3, _, _iam, _, asg = _clients(fleet_settings)
     names = aws.names_from(fleet_settings)
-    assert not asg.describe_auto_scaling_groups(AutoScalingGroupNames=[names.group("train")])["AutoScalingGroups"]
+    assert not asg.describe_auto_scaling_groups(AutoScalingGroupNames=[names.group("train")])[
+        "AutoScalingGroups"
+    ]
     s3.head_bucket(Bucket=names.bucket)  # still there
 
 
@@ -180,11 +193,19 @@ def test_training_photos_carry_the_lifecycle_tag(fleet_settings) -> None:
 
     assert tags(photo) == [aws.PHOTO_TAG]
     assert tags(render) == []
-    rule = next(r for r in s3.get_bucket_lifecycle_configuration(Bucket=names.bucket)["Rules"] if r["ID"] == "training-photos")
+    rule = next(
+        r
+        for r in s3.get_bucket_lifecycle_configuration(Bucket=names.bucket)["Rules"]
+        if r["ID"] == "training-photos"
+    )
     assert rule["Filter"]["Tag"] == aws.PHOTO_TAG
     # Checkpoints live under the member's prefix (forgetting them deletes them): expired by tag, like photos.
     assert tags(checkpoint) == [aws.CHECKPOINT_TAG]
-    rule = next(r for r in s3.get_bucket_lifecycle_configuration(Bucket=names.bucket)["Rules"] if r["ID"] == "checkpoints")
+    rule = next(
+        r
+        for r in s3.get_bucket_lifecycle_configuration(Bucket=names.bucket)["Rules"]
+        if r["ID"] == "checkpoints"
+    )
     assert rule["Filter"]["Tag"] == aws.CHECKPOINT_TAG
     preview = keys.preview_key("42", "j1", 3)
     store.put(preview, b"jpeg")
@@ -259,6 +280,7 @@ def test_bootstrap_refuses_an_unknown_ami(fleet_settings) -> None:
 
 # --- issue 13: the agent image is the one the operator pushed; nobody publishes a default -------------------
 
+
 def test_bootstrap_without_an_agent_image_refuses_before_creating_anything(fleet_settings) -> None:
     unset = fleet_settings.model_copy(update={"fleet_agent_image": None})
     with pytest.raises(SystemExit) as refused:
@@ -283,9 +305,13 @@ def test_an_ecr_agent_image_is_pulled_with_the_agents_role_and_only_that_reposit
     statements = _statements(iam, aws.names_from(fleet_settings))
     assert statements["EcrLogin"]["Action"] == ["ecr:GetAuthorizationToken"]
     assert statements["PullAgentImage"]["Resource"] == [
-        "arn:aws:ecr:us-east-1:123456789012:repository/photogen-agent"]
+        "arn:aws:ecr:us-east-1:123456789012:repository/photogen-agent"
+    ]
     assert set(statements["PullAgentImage"]["Action"]) == {
-        "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"}
+        "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer",
+        "ecr:BatchCheckLayerAvailability",
+    }
 
 
 def test_an_image_outside_ecr_gets_no_ecr_rights_and_no_login(fleet_settings) -> None:

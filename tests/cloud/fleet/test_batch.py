@@ -8,6 +8,7 @@ boots), and tests/gpu_agent/agent/test_agent_batch.py runs the job definition's 
 from __future__ import annotations
 
 import json
+
 import boto3
 import pytest
 
@@ -22,13 +23,23 @@ from storage.settings import Settings, load_settings
 def batch_settings(moto_endpoint: str, unique_name: str) -> Settings:
     ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=moto_endpoint)
     vpc = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.8.1.0/24", AvailabilityZone="us-east-1a")["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName=f"{unique_name}-sg", Description="egress only", VpcId=vpc)["GroupId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.8.1.0/24", AvailabilityZone="us-east-1a")["Subnet"][
+        "SubnetId"
+    ]
+    group = ec2.create_security_group(GroupName=f"{unique_name}-sg", Description="egress only", VpcId=vpc)[
+        "GroupId"
+    ]
     return load_settings(
-        blob_url=f"s3://{unique_name}/pg", queue_url="sqs://", queue_prefix=unique_name,
-        aws_endpoint_url=moto_endpoint, fleet_name=unique_name,
-        fleet_ami_id=ec2.describe_images()["Images"][0]["ImageId"], fleet_subnet_ids=[subnet],
-        fleet_security_group_ids=[group], fleet_train_backend="batch", fleet_train_max=2,
+        blob_url=f"s3://{unique_name}/pg",
+        queue_url="sqs://",
+        queue_prefix=unique_name,
+        aws_endpoint_url=moto_endpoint,
+        fleet_name=unique_name,
+        fleet_ami_id=ec2.describe_images()["Images"][0]["ImageId"],
+        fleet_subnet_ids=[subnet],
+        fleet_security_group_ids=[group],
+        fleet_train_backend="batch",
+        fleet_train_max=2,
         fleet_agent_image="123456789012.dkr.ecr.us-east-1.amazonaws.com/photogen-agent:1.0",
     )
 
@@ -44,7 +55,9 @@ def test_bootstrap_batch_creates_a_spot_environment_a_queue_and_a_once_job_defin
     assert not any(line.startswith("created") for line in second.lines), second.lines  # idempotent
 
     batch, bn = _batch(batch_settings), BatchNames(batch_settings.fleet_name)
-    env = batch.describe_compute_environments(computeEnvironments=[bn.compute_environment])["computeEnvironments"][0]
+    env = batch.describe_compute_environments(computeEnvironments=[bn.compute_environment])[
+        "computeEnvironments"
+    ][0]
     resources = env["computeResources"]
     assert env["type"] == "MANAGED" and resources["type"] == "SPOT"
     assert resources["allocationStrategy"] == "SPOT_PRICE_CAPACITY_OPTIMIZED"
@@ -54,14 +67,19 @@ def test_bootstrap_batch_creates_a_spot_environment_a_queue_and_a_once_job_defin
     assert queue["state"] == "ENABLED"
     assert queue["computeEnvironmentOrder"][0]["computeEnvironment"].endswith(bn.compute_environment)
 
-    definitions = batch.describe_job_definitions(jobDefinitionName=bn.job_definition, status="ACTIVE")["jobDefinitions"]
+    definitions = batch.describe_job_definitions(jobDefinitionName=bn.job_definition, status="ACTIVE")[
+        "jobDefinitions"
+    ]
     latest = max(definitions, key=lambda d: d["revision"])
     container = latest["containerProperties"]
     assert container["command"][:3] == ["photogen", "agent", "--once"]
     assert container["image"] == batch_settings.fleet_agent_image
     assert {"type": "GPU", "value": "1"} in container["resourceRequirements"]
     environment = {e["name"]: e["value"] for e in container["environment"]}
-    assert json.loads(environment["AGENT_KINDS"]) == ["train"] and environment["QUEUE_PREFIX"] == batch_settings.queue_prefix
+    assert (
+        json.loads(environment["AGENT_KINDS"]) == ["train"]
+        and environment["QUEUE_PREFIX"] == batch_settings.queue_prefix
+    )
     assert "very-secret" not in json.dumps(latest) and not any("DISCORD" in k for k in environment)
     retry = latest["retryStrategy"]
     assert retry["attempts"] == batch_settings.fleet_batch_attempts
@@ -83,10 +101,13 @@ def test_bootstrap_batch_creates_a_spot_environment_a_queue_and_a_once_job_defin
     assert iam.list_role_policies(RoleName=bn.instance_role)["PolicyNames"] == []
 
     report = aws.teardown(batch_settings)
-    assert any("batch job queue" in line and line.startswith("deleted") for line in report.lines), report.lines
+    assert any("batch job queue" in line and line.startswith("deleted") for line in report.lines), (
+        report.lines
+    )
     assert not batch.describe_job_queues(jobQueues=[bn.job_queue])["jobQueues"]
     assert not batch.describe_compute_environments(computeEnvironments=[bn.compute_environment])[
-        "computeEnvironments"]
+        "computeEnvironments"
+    ]
 
 
 def test_batch_needs_security_groups(batch_settings) -> None:
@@ -94,13 +115,17 @@ def test_batch_needs_security_groups(batch_settings) -> None:
         aws.bootstrap(batch_settings.model_copy(update={"fleet_security_group_ids": []}), batch=True)
 
 
-@pytest.mark.parametrize(("backlog", "active", "cap", "expected"), [
-    (0, 0, 5, 0), (3, 0, 5, 3), (3, 1, 5, 2), (3, 3, 5, 0), (9, 0, 5, 5), (9, 4, 5, 1), (2, 4, 5, 0)])
+@pytest.mark.parametrize(
+    ("backlog", "active", "cap", "expected"),
+    [(0, 0, 5, 0), (3, 0, 5, 3), (3, 1, 5, 2), (3, 3, 5, 0), (9, 0, 5, 5), (9, 4, 5, 1), (2, 4, 5, 0)],
+)
 def test_one_batch_job_per_uncovered_training_message(backlog, active, cap, expected) -> None:
     assert jobs_to_submit(backlog, active, cap) == expected
 
 
-def test_the_batch_round_submits_for_the_backlog_and_counts_active_jobs(batch_settings, moto_batch_jobs_held) -> None:
+def test_the_batch_round_submits_for_the_backlog_and_counts_active_jobs(
+    batch_settings, moto_batch_jobs_held
+) -> None:
     aws.bootstrap(batch_settings, batch=True)
     batch, bn = _batch(batch_settings), BatchNames(batch_settings.fleet_name)
     train = open_queues(batch_settings).train

@@ -48,22 +48,40 @@ def put_photos(blobs: BlobStore, user_id: str, order_id: str, count: int = 3) ->
 
 def train_job(blobs: BlobStore, *, steps: int = 4, renders: int = 0, with_photos: bool = True) -> TrainJob:
     user, order = f"u{new_id()[:8]}", f"o{new_id()[:8]}"
-    photo_keys = (put_photos(blobs, user, order) if with_photos
-                  else [keys.photo_key(user, order, n) for n in range(3)])
+    photo_keys = (
+        put_photos(blobs, user, order) if with_photos else [keys.photo_key(user, order, n) for n in range(3)]
+    )
     return TrainJob(
-        job_id=f"j{new_id()[:12]}", order_id=order, user_id=user, model_id=f"m{new_id()[:8]}",
-        photo_keys=photo_keys, subject_token="sks", class_word="person", base_model="tiny-sd",
-        params=TrainParams(steps=steps, resolution=64, rank=4, prior_preservation=False,
-                           train_text_encoder=False),
+        job_id=f"j{new_id()[:12]}",
+        order_id=order,
+        user_id=user,
+        model_id=f"m{new_id()[:8]}",
+        photo_keys=photo_keys,
+        subject_token="sks",
+        class_word="person",
+        base_model="tiny-sd",
+        params=TrainParams(
+            steps=steps, resolution=64, rank=4, prior_preservation=False, train_text_encoder=False
+        ),
         renders=[RenderSpec(prompt="a photo of {subject}", count=1)] * (1 if renders else 0),
     )
 
 
 def render_job(*, count: int = 1, model_keys: list[str] | None = None, **fields: Any) -> RenderJob:
     values: dict[str, Any] = {
-        "job_id": f"r{new_id()[:12]}", "order_id": f"o{new_id()[:8]}", "user_id": f"u{new_id()[:8]}",
-        "model_keys": model_keys or [], "subject": "sks person", "base_model": "tiny-sd",
-        "prompt": "a photo of {subject}", "count": count, "width": 64, "height": 64, "steps": 2, "guidance": 5.0}
+        "job_id": f"r{new_id()[:12]}",
+        "order_id": f"o{new_id()[:8]}",
+        "user_id": f"u{new_id()[:8]}",
+        "model_keys": model_keys or [],
+        "subject": "sks person",
+        "base_model": "tiny-sd",
+        "prompt": "a photo of {subject}",
+        "count": count,
+        "width": 64,
+        "height": 64,
+        "steps": 2,
+        "guidance": 5.0,
+    }
     values.update(fields)
     return RenderJob(**values)
 
@@ -121,7 +139,7 @@ class AgentThread:
     def _run(self) -> None:
         try:
             self.agent.run(self.stop_event)
-        except BaseException as err:  # noqa: BLE001 - surfaced by stop()
+        except BaseException as err:
             self.error = err
 
     def start(self) -> AgentThread:
@@ -142,10 +160,29 @@ class AgentThread:
 def agent_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment that gives a `python -m gpu_agent` process these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("QUEUE_", "BLOB_", "AGENT_", "IMDS_"))}
-    for name in ("queue_url", "blob_url", "agent_work_dir", "model_cache_dir", "device", "imds_url",
-                 "agent_metrics_port", "agent_lease_s", "agent_heartbeat_s", "agent_poll_wait_s",
-                 "agent_progress_every_s", "agent_retry_delay_s", "queue_max_receives", "checkpoint_every_steps",
-                 "render_size", "render_steps", "imds_poll_s", "aws_endpoint_url", "agent_drain_s", "queue_prefix", "agent_check_photos"):
+    for name in (
+        "queue_url",
+        "blob_url",
+        "agent_work_dir",
+        "model_cache_dir",
+        "device",
+        "imds_url",
+        "agent_metrics_port",
+        "agent_lease_s",
+        "agent_heartbeat_s",
+        "agent_poll_wait_s",
+        "agent_progress_every_s",
+        "agent_retry_delay_s",
+        "queue_max_receives",
+        "checkpoint_every_steps",
+        "render_size",
+        "render_steps",
+        "imds_poll_s",
+        "aws_endpoint_url",
+        "agent_drain_s",
+        "queue_prefix",
+        "agent_check_photos",
+    ):
         value = getattr(settings, name)
         if isinstance(value, bool):
             env[name.upper()] = "true" if value else "false"
@@ -160,5 +197,10 @@ def agent_env(settings: Settings, **extra: str) -> dict[str, str]:
 def start_agent_process(settings: Settings, log_path: Path, **extra: str) -> subprocess.Popen[bytes]:
     log = log_path.open("wb")
     # cwd: a folder without a .env, so only the environment configures the agent.
-    return subprocess.Popen([sys.executable, "-m", "gpu_agent"], env=agent_env(settings, **extra),
-                            cwd=log_path.parent, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "gpu_agent"],
+        env=agent_env(settings, **extra),
+        cwd=log_path.parent,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )

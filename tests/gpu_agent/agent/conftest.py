@@ -96,5 +96,3 @@ def run_agent_thread() -> Iterator[Callable[..., AgentThread]]:
     for runner in started:
         runner.stop_event.set()
         runner.thread.join(60)
-
-

@@ -61,14 +61,29 @@ def main(out_dir: Path, device: str = "cuda") -> dict[str, Any]:
     cpu = device == "cpu"  # a smoke run of this script where there is no GPU: small numbers, no OOM part
     root = Path(tempfile.mkdtemp(prefix="agent-gpu-"))
     settings = load_settings(
-        queue_url=f"sqlite:///{root / 'queue.db'}", blob_url=f"file://{root / 'blobs'}",
-        agent_work_dir=str(root / "work-a"), agent_id="gpu-a", model_cache_dir=str(root / "models"), device=device, imds_url="",
-        agent_metrics_port=0, agent_lease_s=30, agent_heartbeat_s=5, agent_poll_wait_s=0.5,
-        agent_progress_every_s=1, agent_retry_delay_s=0, checkpoint_every_steps=2 if cpu else 50, render_size=64 if cpu else 512,
-        render_steps=4)
+        queue_url=f"sqlite:///{root / 'queue.db'}",
+        blob_url=f"file://{root / 'blobs'}",
+        agent_work_dir=str(root / "work-a"),
+        agent_id="gpu-a",
+        model_cache_dir=str(root / "models"),
+        device=device,
+        imds_url="",
+        agent_metrics_port=0,
+        agent_lease_s=30,
+        agent_heartbeat_s=5,
+        agent_poll_wait_s=0.5,
+        agent_progress_every_s=1,
+        agent_retry_delay_s=0,
+        checkpoint_every_steps=2 if cpu else 50,
+        render_size=64 if cpu else 512,
+        render_steps=4,
+    )
     queues, blobs = open_queues(settings), open_blob_store(settings)
     events = EventLog(queues)
-    result: dict[str, Any] = {"gpu": "none" if cpu else torch.cuda.get_device_name(0), "torch": torch.__version__}
+    result: dict[str, Any] = {
+        "gpu": "none" if cpu else torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+    }
 
     # 1. a whole training on the GPU
     runner = Recording(settings)
@@ -80,8 +95,11 @@ def main(out_dir: Path, device: str = "cuda") -> dict[str, Any]:
     done = events.wait_for(lambda e: e.job_id == job.job_id and e.kind == "done", 300, "train done")
     meta = json.loads(blobs.get(next(k for k in done.output_keys if k.endswith("meta.json"))))
     result["train"] = {
-        "seconds": round(time.monotonic() - t0, 2), "outputs": len(done.output_keys), "device": meta["device"],
-        "gpu_seconds": done.gpu_seconds, "kinds": sorted({e.kind for e in events.of(job.job_id)}),
+        "seconds": round(time.monotonic() - t0, 2),
+        "outputs": len(done.output_keys),
+        "device": meta["device"],
+        "gpu_seconds": done.gpu_seconds,
+        "kinds": sorted({e.kind for e in events.of(job.job_id)}),
     }
 
     # 2. drain mid-training, then resume on a second agent
@@ -100,9 +118,11 @@ def main(out_dir: Path, device: str = "cuda") -> dict[str, Any]:
     done_b = events.wait_for(lambda e: e.job_id == long_job.job_id and e.kind == "done", 300, "resumed done")
     starts = [e for e in events.of(long_job.job_id, "started") if e.agent_id == agent_b.agent_id]
     result["drain"] = {
-        "checkpoint_and_release_s": round(released_s, 3), "paused_at": pre.progress.step if pre.progress else None,
+        "checkpoint_and_release_s": round(released_s, 3),
+        "paused_at": pre.progress.step if pre.progress else None,
         "resumed_at": starts[0].progress.step if starts and starts[0].progress else None,
-        "done_events": len(events.of(long_job.job_id, "done")), "gpu_seconds_b": done_b.gpu_seconds,
+        "done_events": len(events.of(long_job.job_id, "done")),
+        "gpu_seconds_b": done_b.gpu_seconds,
     }
 
     if cpu:
@@ -118,36 +138,50 @@ def main(out_dir: Path, device: str = "cuda") -> dict[str, Any]:
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-        renderer.render(RenderRequest(prompt="a photo of {subject}", subject="sks person", n=n, width=1024,
-                                      height=1024, steps=2))  # type: ignore[attr-defined]
+        renderer.render(
+            RenderRequest(
+                prompt="a photo of {subject}", subject="sks person", n=n, width=1024, height=1024, steps=2
+            )
+        )  # type: ignore[attr-defined]
         torch.cuda.synchronize()
         return int(torch.cuda.max_memory_reserved())
 
     one, four = peak(1), peak(4)
     total = torch.cuda.get_device_properties(0).total_memory
     cap = (one + four) // 2
-    result["oom"] = {"reserved_1_image_mb": one >> 20, "reserved_4_images_mb": four >> 20, "cap_mb": cap >> 20}
+    result["oom"] = {
+        "reserved_1_image_mb": one >> 20,
+        "reserved_4_images_mb": four >> 20,
+        "cap_mb": cap >> 20,
+    }
     if four - one > 64 << 20:
         torch.cuda.empty_cache()
         torch.cuda.set_per_process_memory_fraction(cap / total, 0)
         calls_before = len(runner_b.render_calls)
         rjob = render_job(count=4, width=1024, height=1024, steps=2)
         queues.render.send(encode(rjob))
-        outcome = events.wait_for(lambda e: e.job_id == rjob.job_id and e.kind in ("done", "failed"), 300,
-                                  "oom render outcome")
+        outcome = events.wait_for(
+            lambda e: e.job_id == rjob.job_id and e.kind in ("done", "failed"), 300, "oom render outcome"
+        )
         torch.cuda.set_per_process_memory_fraction(1.0, 0)
-        result["oom"].update({
-            "outcome": outcome.kind, "images": len(outcome.output_keys),
-            "calls_low_memory": runner_b.render_calls[calls_before:], "errors": runner_b.errors,
-            "error": outcome.error.code if outcome.error else None,
-        })
+        result["oom"].update(
+            {
+                "outcome": outcome.kind,
+                "images": len(outcome.output_keys),
+                "calls_low_memory": runner_b.render_calls[calls_before:],
+                "errors": runner_b.errors,
+                "error": outcome.error.code if outcome.error else None,
+            }
+        )
     else:
         result["oom"]["outcome"] = "not calibrated: the two renders need about the same memory"
     stop_b.set()
     thread_b.join(60)
     result["ok"] = (
-        result["train"]["device"] == device and result["drain"]["done_events"] == 1
-        and (result["drain"]["resumed_at"] or 0) > 0 and result["oom"].get("outcome") == "done"
+        result["train"]["device"] == device
+        and result["drain"]["done_events"] == 1
+        and (result["drain"]["resumed_at"] or 0) > 0
+        and result["oom"].get("outcome") == "done"
         and result["oom"].get("calls_low_memory") == [False, True]
     )
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -33,20 +33,34 @@ def batch_fleet(make_settings: Callable[..., Settings], moto_endpoint: str, uniq
     ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=moto_endpoint)
     vpc = ec2.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.7.1.0/24")["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName=f"{unique_name}-sg", Description="egress", VpcId=vpc)["GroupId"]
+    group = ec2.create_security_group(GroupName=f"{unique_name}-sg", Description="egress", VpcId=vpc)[
+        "GroupId"
+    ]
     settings = make_settings(
-        queue_url="sqs://", queue_prefix=unique_name, blob_url=f"s3://{unique_name}/pg",
-        aws_endpoint_url=moto_endpoint, base_model="tiny-sd", fleet_name=unique_name,
-        fleet_ami_id=ec2.describe_images()["Images"][0]["ImageId"], fleet_subnet_ids=[subnet],
-        fleet_security_group_ids=[group], fleet_train_backend="batch", fleet_train_max=4,
-        fleet_agent_image="123456789012.dkr.ecr.us-east-1.amazonaws.com/photogen-agent:1.0")
+        queue_url="sqs://",
+        queue_prefix=unique_name,
+        blob_url=f"s3://{unique_name}/pg",
+        aws_endpoint_url=moto_endpoint,
+        base_model="tiny-sd",
+        fleet_name=unique_name,
+        fleet_ami_id=ec2.describe_images()["Images"][0]["ImageId"],
+        fleet_subnet_ids=[subnet],
+        fleet_security_group_ids=[group],
+        fleet_train_backend="batch",
+        fleet_train_max=4,
+        fleet_agent_image="123456789012.dkr.ecr.us-east-1.amazonaws.com/photogen-agent:1.0",
+    )
     aws.bootstrap(settings, batch=True)
     # The bucket refuses requests without TLS; moto's endpoint here is plain HTTP on 127.0.0.1.
-    boto3.client("s3", region_name="us-east-1", endpoint_url=moto_endpoint).delete_bucket_policy(Bucket=unique_name)
+    boto3.client("s3", region_name="us-east-1", endpoint_url=moto_endpoint).delete_bucket_policy(
+        Bucket=unique_name
+    )
     return settings
 
 
-def _run_submitted_job(settings: Settings, tmp_path: Path, name: str, *, wait: str | None = None) -> tuple[int, str]:
+def _run_submitted_job(
+    settings: Settings, tmp_path: Path, name: str, *, wait: str | None = None
+) -> tuple[int, str]:
     """What a Batch GPU instance would do with the newest submitted job: run its definition's command with its
     environment (``wait`` overrides --wait, as a Batch container override may)."""
     batch = boto3.client("batch", region_name="us-east-1", endpoint_url=settings.aws_endpoint_url)
@@ -60,17 +74,29 @@ def _run_submitted_job(settings: Settings, tmp_path: Path, name: str, *, wait: s
     if wait is not None:
         command[command.index("--wait") + 1] = wait
     environment = {e["name"]: e["value"] for e in container["environment"]}
-    env = {**agent_env(settings), **environment, "DEVICE": "cpu",  # no GPU here
-           "AGENT_WORK_DIR": str(tmp_path / name)}
+    env = {
+        **agent_env(settings),
+        **environment,
+        "DEVICE": "cpu",  # no GPU here
+        "AGENT_WORK_DIR": str(tmp_path / name),
+    }
     log = tmp_path / f"{name}.log"
     with log.open("wb") as out:
-        done = subprocess.run([sys.executable, "-m", "photogen.cli", *command[1:]], env=env, cwd=tmp_path,
-                              stdout=out, stderr=subprocess.STDOUT, timeout=600, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "photogen.cli", *command[1:]],
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=600,
+            check=False,
+        )
     return done.returncode, log.read_text(errors="replace")
 
 
-def test_a_batch_job_trains_one_order_and_exits_0_then_finds_nothing_and_exits_0(batch_fleet: Settings,
-                                                                                   tmp_path: Path) -> None:
+def test_a_batch_job_trains_one_order_and_exits_0_then_finds_nothing_and_exits_0(
+    batch_fleet: Settings, tmp_path: Path
+) -> None:
     blobs, queues = open_blob_store(batch_fleet), open_queues(batch_fleet)
     job = train_job(blobs, steps=4)
     queues.train.send(encode(job))
@@ -80,7 +106,9 @@ def test_a_batch_job_trains_one_order_and_exits_0_then_finds_nothing_and_exits_0
     code, log = _run_submitted_job(batch_fleet, tmp_path, "first")
     assert code == 0, log[-3000:]
     events = EventLog(queues)
-    done = events.wait_for(lambda e: e.job_id == job.job_id and e.kind == "done", timeout=10, what="done event")
+    done = events.wait_for(
+        lambda e: e.job_id == job.job_id and e.kind == "done", timeout=10, what="done event"
+    )
     assert keys.model_key(job.user_id, job.model_id) in done.output_keys
     assert blobs.exists(keys.model_key(job.user_id, job.model_id))
     assert queues.train.depth().visible == 0 and queues.train.depth().in_flight == 0  # acked
@@ -96,7 +124,9 @@ def test_a_batch_job_trains_one_order_and_exits_0_then_finds_nothing_and_exits_0
 
 def test_a_failed_training_exits_non_zero_so_batch_retries(batch_fleet: Settings, tmp_path: Path) -> None:
     blobs, queues = open_blob_store(batch_fleet), open_queues(batch_fleet)
-    job = train_job(blobs, steps=4, with_photos=False)  # its photos are gone: the member is told, the job fails
+    job = train_job(
+        blobs, steps=4, with_photos=False
+    )  # its photos are gone: the member is told, the job fails
     queues.train.send(encode(job))
     batch = boto3.client("batch", region_name="us-east-1", endpoint_url=batch_fleet.aws_endpoint_url)
     assert submit_backlog(batch, batch_fleet, queues.train) == 1

@@ -96,9 +96,17 @@ class BotSide:
 
 @pytest.fixture
 def studio_settings(make_settings: Callable[..., Settings], tmp_path: Path) -> Settings:
-    return make_settings(database_url=f"sqlite:///{tmp_path / 'photogen.db'}", train_steps=1000,
-                         train_resolution=64, train_rank=4, base_model="tiny-sd", checkpoint_every_steps=3,
-                         deletion_resweep_s=2, starting_credits=50, train_class_images=2)
+    return make_settings(
+        database_url=f"sqlite:///{tmp_path / 'photogen.db'}",
+        train_steps=1000,
+        train_resolution=64,
+        train_rank=4,
+        base_model="tiny-sd",
+        checkpoint_every_steps=3,
+        deletion_resweep_s=2,
+        starting_credits=50,
+        train_class_images=2,
+    )
 
 
 @pytest.fixture
@@ -109,9 +117,16 @@ def b(studio_settings: Settings) -> Iterator[Backends]:
 
 
 def place_training(b: Backends, user_id: int = MEMBER) -> member_orders.Placed:
-    return member_orders.place_train_order(b, guild_id=1, channel_id=2, user_id=user_id, name="me",
-                                    class_word="person", crops=[png(n) for n in range(3)],
-                                    rules=GuildRules(guild_id=1))
+    return member_orders.place_train_order(
+        b,
+        guild_id=1,
+        channel_id=2,
+        user_id=user_id,
+        name="me",
+        class_word="person",
+        crops=[png(n) for n in range(3)],
+        rules=GuildRules(guild_id=1),
+    )
 
 
 def credits(b: Backends, user_id: int = MEMBER) -> int:
@@ -134,8 +149,11 @@ def start_agent(run_agent_thread: StartAgent, settings: Settings) -> tuple[Agent
 
 
 def wait_for_checkpoint(bot: BotSide, b: Backends, job_id: str) -> None:
-    bot.until(lambda: b.blobs.exists(keys.checkpoint_prefix(MEMBER, job_id) + "LATEST"), 120,
-              "the training's first checkpoint in the store")
+    bot.until(
+        lambda: b.blobs.exists(keys.checkpoint_prefix(MEMBER, job_id) + "LATEST"),
+        120,
+        "the training's first checkpoint in the store",
+    )
 
 
 @pytest.mark.timeout(240)
@@ -155,8 +173,11 @@ def test_cancel_mid_training_stops_the_agent_within_seconds_and_refunds_once(
     cancel_returned = time.monotonic()
     assert result.refunded == charged
 
-    stopped = bot.wait_for(lambda e: e.job_id == placed.job_id and e.kind == "failed", STOP_WITHIN_S,
-                           "the agent's terminal event")
+    stopped = bot.wait_for(
+        lambda e: e.job_id == placed.job_id and e.kind == "failed",
+        STOP_WITHIN_S,
+        "the agent's terminal event",
+    )
     assert time.monotonic() - cancelled_at < STOP_WITHIN_S
     assert stopped.error is not None and stopped.error.code == "cancelled"
     bot.until(lambda: queue_empty(b), 10, "the job to be acknowledged, not released for a retry")
@@ -191,10 +212,15 @@ def test_deleting_a_model_in_training_stops_the_job_and_nothing_of_it_comes_back
 
     assert member_orders.delete_model(b, MEMBER, model.id) == "me"
     deleted_at = time.monotonic()
-    assert lifecycle.get_order(b.engine, placed.order_id).status == "cancelled"  # refunded: the model never came
+    assert (
+        lifecycle.get_order(b.engine, placed.order_id).status == "cancelled"
+    )  # refunded: the model never came
     assert credits(b) == 50
-    stopped = bot.wait_for(lambda e: e.job_id == placed.job_id and e.kind == "failed", STOP_WITHIN_S,
-                           "the agent's terminal event")
+    stopped = bot.wait_for(
+        lambda e: e.job_id == placed.job_id and e.kind == "failed",
+        STOP_WITHIN_S,
+        "the agent's terminal event",
+    )
     assert stopped.error is not None and stopped.error.code == "cancelled"
     bot.until(lambda: queue_empty(b), 10, "the job to be acknowledged")
     assert [key for at, key in watched.puts if at > deleted_at] == []
@@ -209,18 +235,35 @@ def _quick_training(blobs: BlobStore, user_id: int) -> TrainJob:
     photo_keys = [keys.photo_key(user_id, order, n) for n in range(3)]
     for n, key in enumerate(photo_keys):
         blobs.put(key, png(n), content_type="image/jpeg")
-    return TrainJob(job_id=job_id, order_id=order, user_id=str(user_id), model_id="mseed",
-                    photo_keys=photo_keys, subject_token="sks", class_word="person", base_model="tiny-sd",
-                    params=TrainParams(steps=2, resolution=64, rank=4, prior_preservation=False))
+    return TrainJob(
+        job_id=job_id,
+        order_id=order,
+        user_id=str(user_id),
+        model_id="mseed",
+        photo_keys=photo_keys,
+        subject_token="sks",
+        class_word="person",
+        base_model="tiny-sd",
+        params=TrainParams(steps=2, resolution=64, rank=4, prior_preservation=False),
+    )
 
 
 def _seed_model_and_render(bot: BotSide, b: Backends) -> Path:
     """An earlier model of the member, rendered once: the agent keeps its LoRA in its local cache."""
     b.queues.train.send(encode(_quick_training(b.blobs, MEMBER)))
     bot.wait_for(lambda e: e.job_id == "jseed" and e.kind == "done", 120, "the earlier model")
-    render = RenderJob(job_id="rseed", order_id="orseed", user_id=str(MEMBER),
-                       model_keys=[keys.model_key(MEMBER, "mseed")], subject="sks person", base_model="tiny-sd",
-                       prompt="a photo of {subject}", width=64, height=64, steps=2)
+    render = RenderJob(
+        job_id="rseed",
+        order_id="orseed",
+        user_id=str(MEMBER),
+        model_keys=[keys.model_key(MEMBER, "mseed")],
+        subject="sks person",
+        base_model="tiny-sd",
+        prompt="a photo of {subject}",
+        width=64,
+        height=64,
+        steps=2,
+    )
     b.queues.render.send(encode(render))
     bot.wait_for(lambda e: e.job_id == "rseed" and e.kind == "done", 120, "the earlier render")
     cache = Path(b.settings.agent_work_dir) / "loras"
@@ -247,8 +290,11 @@ def test_forget_me_during_training_leaves_nothing_of_the_member_in_the_store_or_
     receipt = member_orders.forget_user(b, MEMBER)
     forgotten_at = time.monotonic()
     assert receipt["orders"] >= 1
-    stopped = bot.wait_for(lambda e: e.job_id == placed.job_id and e.kind == "failed", STOP_WITHIN_S,
-                           "the agent's terminal event")
+    stopped = bot.wait_for(
+        lambda e: e.job_id == placed.job_id and e.kind == "failed",
+        STOP_WITHIN_S,
+        "the agent's terminal event",
+    )
     assert stopped.error is not None and stopped.error.code == "forgotten"
     dropped = bot.wait_for(lambda e: e.job_id == "jwait" and e.kind == "failed", 30, "the queued job dropped")
     assert dropped.error is not None and dropped.error.code == "forgotten"
@@ -257,8 +303,11 @@ def test_forget_me_during_training_leaves_nothing_of_the_member_in_the_store_or_
     assert [key for at, key in watched.puts if at > forgotten_at] == []
 
     # The settle: the bot's re-sweep runs once DELETION_RESWEEP_S has passed.
-    bot.until(lambda: deletion.run_due_sweeps(b) >= 0 and not list(b.blobs.list(keys.SWEEPS_PREFIX)), 10,
-              "the re-sweep to be due and done")
+    bot.until(
+        lambda: deletion.run_due_sweeps(b) >= 0 and not list(b.blobs.list(keys.SWEEPS_PREFIX)),
+        10,
+        "the re-sweep to be due and done",
+    )
     assert member_keys(b.blobs) == [keys.forgotten_user_key(MEMBER)]  # only the tombstone: an id, no data
     # Nor does any stored body name them (done markers, which list the member's files, lived outside users/).
     assert [k for k in b.blobs.list("") if str(MEMBER).encode() in b.blobs.get(k)] == []
@@ -278,8 +327,16 @@ def test_cancelled_orders_waiting_in_the_queue_are_dropped_without_work(
     placed = place_training(b)
     assert member_orders.cancel_order(b, placed.order_id, actor_id=MEMBER, as_admin=False).refunded > 0
     assert tombstones.is_cancelled(b.blobs, placed.order_id)
-    other = RenderJob(job_id="rother", order_id="oother", user_id="77", base_model="tiny-sd", prompt="a cat",
-                      width=64, height=64, steps=2)
+    other = RenderJob(
+        job_id="rother",
+        order_id="oother",
+        user_id="77",
+        base_model="tiny-sd",
+        prompt="a cat",
+        width=64,
+        height=64,
+        steps=2,
+    )
     b.queues.render.send(encode(other))  # someone else's order is served as before
     agent, watched = start_agent(run_agent_thread, studio_settings)
 
@@ -303,7 +360,9 @@ def test_an_idle_agent_drops_and_unloads_the_lora_of_a_deleted_model(
     cache = _seed_model_and_render(bot, b)
     renderer = agent.agent.runner.renderer("tiny-sd")  # type: ignore[attr-defined]
     assert renderer.resident_models == ["mseed"]
-    b.blobs.delete_prefix(keys.model_prefix(MEMBER, "mseed"))  # what member_orders.delete_model does to the files
+    b.blobs.delete_prefix(
+        keys.model_prefix(MEMBER, "mseed")
+    )  # what member_orders.delete_model does to the files
     bot.until(lambda: not [p for p in cache.rglob("*") if p.is_file()], 10, "the local copy to be dropped")
     assert renderer.resident_models == []
     agent.stop()
@@ -350,7 +409,9 @@ def test_cancel_mid_render_stops_it_and_stores_no_picture(
     events.wait_for(lambda e: e.job_id == job.job_id and e.kind == "progress", 30, "the render under way")
     tombstones.mark_cancelled(blobs, job.order_id)  # what the bot's cancel leaves for the agents
     cancelled_at = time.monotonic()
-    stopped = events.wait_for(lambda e: e.job_id == job.job_id and e.kind == "failed", STOP_WITHIN_S, "the stop")
+    stopped = events.wait_for(
+        lambda e: e.job_id == job.job_id and e.kind == "failed", STOP_WITHIN_S, "the stop"
+    )
     assert time.monotonic() - cancelled_at < STOP_WITHIN_S
     assert stopped.error is not None and stopped.error.code == "cancelled"
     assert runner.stopped_at is not None and runner.calls == 1
@@ -381,5 +442,7 @@ def test_a_member_who_comes_back_after_forget_me_gets_their_new_orders_served(b:
     assert StopCheck(b.blobs, old_job).check(fresh=True) == "forgotten"
     assert StopCheck(b.blobs, new_job).check(fresh=True) is None
     assert StopCheck(b.blobs, new_job.model_copy(update={"issued_at": None})).check(fresh=True) == "forgotten"
-    assert tombstones.withdrawn(b.blobs, user_id=MEMBER, order_id=new.order_id,
-                                issued_at=new_job.issued_at) is None
+    assert (
+        tombstones.withdrawn(b.blobs, user_id=MEMBER, order_id=new.order_id, issued_at=new_job.issued_at)
+        is None
+    )

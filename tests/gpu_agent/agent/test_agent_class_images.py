@@ -17,14 +17,23 @@ from storage.settings import Settings
 
 
 def with_prior(job: TrainJob) -> TrainJob:
-    params = job.params.model_copy(update={
-        "prior_preservation": True, "train_text_encoder": True, "num_class_images": 2, "class_image_steps": 2,
-        "steps": 2})
+    params = job.params.model_copy(
+        update={
+            "prior_preservation": True,
+            "train_text_encoder": True,
+            "num_class_images": 2,
+            "class_image_steps": 2,
+            "steps": 2,
+        }
+    )
     return job.model_copy(update={"params": params, "class_word": "woman"})
 
 
 def test_class_images_are_rendered_once_then_shared_by_the_next_order(
-    make_settings: Callable[..., Settings], queues: Queues, blobs: BlobStore, events: EventLog,
+    make_settings: Callable[..., Settings],
+    queues: Queues,
+    blobs: BlobStore,
+    events: EventLog,
     run_agent_thread: Callable[..., AgentThread],
 ) -> None:
     first, second = with_prior(train_job(blobs, renders=1)), with_prior(train_job(blobs))
@@ -37,8 +46,11 @@ def test_class_images_are_rendered_once_then_shared_by_the_next_order(
     # The done event says which file is the model and which are the pictures to post (typed outputs).
     assert done.model_key == keys.model_key(first.user_id, first.model_id)
     assert done.render_keys == [keys.render_key(first.user_id, first.job_id, 0)]  # its first picture
-    assert set(done.output_keys) == {done.model_key, keys.model_meta_key(first.user_id, first.model_id),
-                                     *done.render_keys}
+    assert set(done.output_keys) == {
+        done.model_key,
+        keys.model_meta_key(first.user_id, first.model_id),
+        *done.render_keys,
+    }
     shared = sorted(blobs.list("shared/class-images/"))
     assert len(shared) == 2 and all(k.endswith(".png") and "/woman/" in k for k in shared), shared
     stored = {k: blobs.get(k) for k in shared}

@@ -45,10 +45,14 @@ def collins_reference(collins: list[Image.Image]) -> Reference:
 def store_member(blobs: BlobStore, tmp_path: Path, user: str, model: str, seed: int) -> GroupMember:
     lora = save_tiny_lora("tiny-sd", tmp_path / user / "lora.safetensors", seed=seed)
     blobs.put(keys.model_key(user, model), lora.read_bytes(), content_type="application/octet-stream")
-    return GroupMember(user_id=user, model_id=model, model_key=keys.model_key(user, model), subject="sks person")
+    return GroupMember(
+        user_id=user, model_id=model, model_key=keys.model_key(user, model), subject="sks person"
+    )
 
 
-def test_each_face_is_scored_against_its_own_member(collins: list[Image.Image], collins_reference: Reference) -> None:
+def test_each_face_is_scored_against_its_own_member(
+    collins: list[Image.Image], collins_reference: Reference
+) -> None:
     hopper = open_image(OTHER_PERSON_PHOTO.read_bytes())
     assert hopper is not None
     hopper_reference = build_reference([hopper], None)
@@ -72,26 +76,44 @@ def test_each_face_is_scored_against_its_own_member(collins: list[Image.Image], 
     assert [s.member for s in only_left] == [0]
     worst = weakest(swapped + ordered)
     assert worst is not None and worst.verdict == "weak" and worst.tries == 1
-    assert weakest([]) is None and weakest([FaceScore(0, ordered[0].likeness)]).verdict == ordered[0].likeness.verdict  # type: ignore[union-attr,attr-defined]
+    assert (
+        weakest([]) is None
+        and weakest([FaceScore(0, ordered[0].likeness)]).verdict == ordered[0].likeness.verdict
+    )  # type: ignore[union-attr,attr-defined]
 
 
 def test_a_group_job_renders_scores_checks_and_stores_and_bad_orders_fail_cleanly(
-    make_settings, queues: Queues, blobs: BlobStore, events: EventLog, run_agent_thread, tmp_path: Path,
+    make_settings,
+    queues: Queues,
+    blobs: BlobStore,
+    events: EventLog,
+    run_agent_thread,
+    tmp_path: Path,
     collins_reference: Reference,
 ) -> None:
     settings = make_settings(group_controlnet_model="tiny-controlnet", group_segmenter_model="tiny-clipseg")
     agent = run_agent_thread(settings, runner=EngineRunner(settings), queues=queues, blobs=blobs)
     alice = store_member(blobs, tmp_path, "ualice", "malice", 1)
     bob = store_member(blobs, tmp_path, "ubob", "mbob", 2)
-    blobs.put(keys.likeness_key("ualice", "malice"), collins_reference.to_json(), content_type="application/json")
+    blobs.put(
+        keys.likeness_key("ualice", "malice"), collins_reference.to_json(), content_type="application/json"
+    )
 
-    good = render_job(mode="group", members=[alice, bob], layout="table", user_id="ualice", width=128, height=64,
-                      count=2)
+    good = render_job(
+        mode="group", members=[alice, bob], layout="table", user_id="ualice", width=128, height=64, count=2
+    )
     unknown = render_job(mode="group", members=[alice, bob], layout="beach", width=128, height=64)
     stolen = bob.model_copy(update={"model_key": keys.model_key("ualice", "malice")})
     not_theirs = render_job(mode="group", members=[alice, stolen], width=128, height=64)
-    gone = render_job(mode="group", members=[alice, bob.model_copy(update={
-        "model_id": "mgone", "model_key": keys.model_key("ubob", "mgone")})], width=128, height=64)
+    gone = render_job(
+        mode="group",
+        members=[
+            alice,
+            bob.model_copy(update={"model_id": "mgone", "model_key": keys.model_key("ubob", "mgone")}),
+        ],
+        width=128,
+        height=64,
+    )
     for job in (good, unknown, not_theirs, gone):
         queues.render.send(encode(job))
 
@@ -107,8 +129,12 @@ def test_a_group_job_renders_scores_checks_and_stores_and_bad_orders_fail_cleanl
     # so no face is found there).
     assert done.likeness is not None and [s.verdict for s in done.likeness] == ["no_face", "no_face"]
 
-    failures = {job.job_id: events.wait_for(lambda e, j=job: e.job_id == j.job_id and e.kind == "failed", 120,
-                                            "failed").error for job in (unknown, not_theirs, gone)}
+    failures = {
+        job.job_id: events.wait_for(
+            lambda e, j=job: e.job_id == j.job_id and e.kind == "failed", 120, "failed"
+        ).error
+        for job in (unknown, not_theirs, gone)
+    }
     assert failures[unknown.job_id].code == "bad_request"  # type: ignore[union-attr]
     assert "'beach' is not available; choose one of row, stage, table" in failures[unknown.job_id].message  # type: ignore[union-attr]
     assert failures[not_theirs.job_id].code == "bad_job"  # type: ignore[union-attr]

@@ -38,8 +38,17 @@ class SlowRunner:
     def train(self, *args: Any, **kwargs: Any) -> Any:
         raise AssertionError("not used")
 
-    def render(self, job: RenderJob, loras: list[Path], source: bytes | None, *, progress: Any,
-               should_stop: Any, low_memory: bool = False, **_: Any) -> RenderOutcome:
+    def render(
+        self,
+        job: RenderJob,
+        loras: list[Path],
+        source: bytes | None,
+        *,
+        progress: Any,
+        should_stop: Any,
+        low_memory: bool = False,
+        **_: Any,
+    ) -> RenderOutcome:
         self.calls += 1
         total = max(1, int(self.seconds / self.step_s))
         step = 0
@@ -109,8 +118,11 @@ def test_render_then_a_duplicate_delivery_does_no_new_work(
     assert runner.warm
 
     queues.render.send(encode(job))  # the same job delivered again (a redelivery after a lost ack)
-    wait_until(lambda: queues.render.depth().backlog == 0 and 'result="duplicate"' in metrics_text(agent),
-               30, "the duplicate to be acknowledged")
+    wait_until(
+        lambda: queues.render.depth().backlog == 0 and 'result="duplicate"' in metrics_text(agent),
+        30,
+        "the duplicate to be acknowledged",
+    )
     assert len(runner.render_calls) == 1
     assert [e.kind for e in events.of(job.job_id)] == kinds  # no new event either
 
@@ -138,7 +150,9 @@ def test_malformed_and_photoless_jobs_fail_and_the_agent_keeps_serving(
 
     bad = events.wait_for(lambda e: e.job_id == "jbad1" and e.kind == "failed", 30, "malformed failed")
     assert bad.error is not None and bad.error.code == "bad_job" and bad.order_id == "obad1"
-    missing = events.wait_for(lambda e: e.job_id == photoless.job_id and e.kind == "failed", 30, "photos failed")
+    missing = events.wait_for(
+        lambda e: e.job_id == photoless.job_id and e.kind == "failed", 30, "photos failed"
+    )
     assert missing.error is not None and missing.error.code == "photos_missing"
     assert "3 of your 3 photos" in missing.error.message
     events.wait_for(lambda e: e.job_id == good.job_id and e.kind == "done", 30, "the good job done")
@@ -153,8 +167,11 @@ def test_malformed_and_photoless_jobs_fail_and_the_agent_keeps_serving(
 
 
 def test_heartbeats_keep_a_20_second_job_from_redelivery(
-    make_settings: Callable[..., Settings], queues: Queues, blobs: BlobStore, events: EventLog,
-    run_agent_thread: StartAgent
+    make_settings: Callable[..., Settings],
+    queues: Queues,
+    blobs: BlobStore,
+    events: EventLog,
+    run_agent_thread: StartAgent,
 ) -> None:
     settings = make_settings(agent_lease_s=5, agent_heartbeat_s=1, agent_progress_every_s=5)
     runner = SlowRunner(20, step_s=0.25)
@@ -221,8 +238,11 @@ def test_a_poison_job_is_dead_lettered_after_max_receives_and_the_member_told(
 
 
 def test_a_lost_lease_stops_the_job_and_writes_no_result(
-    make_settings: Callable[..., Settings], queues: Queues, blobs: BlobStore, events: EventLog,
-    run_agent_thread: StartAgent
+    make_settings: Callable[..., Settings],
+    queues: Queues,
+    blobs: BlobStore,
+    events: EventLog,
+    run_agent_thread: StartAgent,
 ) -> None:
     settings = make_settings(agent_lease_s=5, agent_heartbeat_s=1)
     runner = SlowRunner(0, until_stopped=True)
@@ -236,13 +256,18 @@ def test_a_lost_lease_stops_the_job_and_writes_no_result(
     assert not blobs.exists(keys.done_marker_key(job.user_id, job.job_id))
     assert list(blobs.list(keys.render_prefix(job.user_id, job.job_id))) == []
     assert [e.kind for e in events.of(job.job_id)] == ["started"] + ["progress"] * (
-        len(events.of(job.job_id)) - 1)
+        len(events.of(job.job_id)) - 1
+    )
     agent.stop()
 
 
 def test_spot_notice_lets_a_render_finish_inside_the_drain_budget(
-    make_settings: Callable[..., Settings], queues: Queues, blobs: BlobStore, events: EventLog,
-    run_agent_thread: StartAgent, fake_imds: FakeImds
+    make_settings: Callable[..., Settings],
+    queues: Queues,
+    blobs: BlobStore,
+    events: EventLog,
+    run_agent_thread: StartAgent,
+    fake_imds: FakeImds,
 ) -> None:
     settings = make_settings(imds_url=fake_imds.url, imds_poll_s=0.1, agent_drain_s=30)
     agent = run_agent_thread(settings, runner=SlowRunner(2), queues=queues, blobs=blobs)
@@ -260,8 +285,12 @@ def test_spot_notice_lets_a_render_finish_inside_the_drain_budget(
 
 
 def test_spot_notice_releases_a_render_that_cannot_finish_in_time(
-    make_settings: Callable[..., Settings], queues: Queues, blobs: BlobStore, events: EventLog,
-    run_agent_thread: StartAgent, fake_imds: FakeImds
+    make_settings: Callable[..., Settings],
+    queues: Queues,
+    blobs: BlobStore,
+    events: EventLog,
+    run_agent_thread: StartAgent,
+    fake_imds: FakeImds,
 ) -> None:
     settings = make_settings(imds_url=fake_imds.url, imds_poll_s=0.1, agent_drain_s=0.5)
     agent = run_agent_thread(settings, runner=SlowRunner(0, until_stopped=True), queues=queues, blobs=blobs)
@@ -281,8 +310,11 @@ def test_spot_notice_releases_a_render_that_cannot_finish_in_time(
 
 
 def test_photos_the_checks_reject_fail_before_any_training(
-    make_settings: Callable[..., Settings], queues: Queues, blobs: BlobStore, events: EventLog,
-    run_agent_thread: StartAgent
+    make_settings: Callable[..., Settings],
+    queues: Queues,
+    blobs: BlobStore,
+    events: EventLog,
+    run_agent_thread: StartAgent,
 ) -> None:
     settings = make_settings(agent_check_photos=True, min_good_photos=2)
     runner = SlowRunner(0)

@@ -118,8 +118,11 @@ def test_checkpoint_sync_round_trip(blobs: BlobStore, tmp_path: Path) -> None:
     _fake_checkpoint(local, 4)
     assert sync.upload_if_new()[0] == 4  # type: ignore[index]
     stored = sorted(blobs.list(prefix))
-    assert stored == ["users/u1/checkpoints/job1/LATEST", "users/u1/checkpoints/job1/step-00000004/lora.safetensors",
-                      "users/u1/checkpoints/job1/step-00000004/state.json"]
+    assert stored == [
+        "users/u1/checkpoints/job1/LATEST",
+        "users/u1/checkpoints/job1/step-00000004/lora.safetensors",
+        "users/u1/checkpoints/job1/step-00000004/state.json",
+    ]
 
     other = CheckpointSync(blobs, prefix, tmp_path / "b")
     assert other.download() == 4
@@ -153,7 +156,9 @@ def test_health_server_serves_health_and_metrics() -> None:
     metrics = AgentMetrics()
     metrics.jobs.labels("train", "done").inc()
     state = {"ok": True}
-    server = HealthServer(metrics, lambda: (state["ok"], {"status": "ok" if state["ok"] else "draining"})).start()
+    server = HealthServer(
+        metrics, lambda: (state["ok"], {"status": "ok" if state["ok"] else "draining"})
+    ).start()
     try:
         base = f"http://127.0.0.1:{server.port}"
         with urllib.request.urlopen(base + "/healthz") as resp:

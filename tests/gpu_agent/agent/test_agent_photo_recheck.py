@@ -52,19 +52,32 @@ def job_for(blobs: BlobStore, crops: list[bytes], resolution: int) -> TrainJob:
     for n, data in enumerate(crops):
         photo_keys.append(keys.photo_key(user, order, n))
         blobs.put(photo_keys[-1], data, content_type="image/jpeg")
-    return TrainJob(job_id=f"j{new_id()[:12]}", order_id=order, user_id=user, model_id=f"m{new_id()[:8]}",
-                    photo_keys=photo_keys, subject_token="sks", class_word="woman", base_model="tiny-sd",
-                    params=TrainParams(steps=4, resolution=resolution, rank=4))
+    return TrainJob(
+        job_id=f"j{new_id()[:12]}",
+        order_id=order,
+        user_id=user,
+        model_id=f"m{new_id()[:8]}",
+        photo_keys=photo_keys,
+        subject_token="sks",
+        class_word="woman",
+        base_model="tiny-sd",
+        params=TrainParams(steps=4, resolution=resolution, rank=4),
+    )
 
 
 @pytest.mark.parametrize("resolution", [512, 1024])
 def test_the_agent_trains_on_every_crop_the_door_kept(
-    make_settings: Callable[..., Settings], queues: Queues, blobs: BlobStore, events: EventLog,
-    run_agent_thread: StartAgent, resolution: int,
+    make_settings: Callable[..., Settings],
+    queues: Queues,
+    blobs: BlobStore,
+    events: EventLog,
+    run_agent_thread: StartAgent,
+    resolution: int,
 ) -> None:
     runner = RecordingRunner()
-    agent = run_agent_thread(make_settings(agent_check_photos=True, min_good_photos=5), runner=runner,
-                             queues=queues, blobs=blobs)
+    agent = run_agent_thread(
+        make_settings(agent_check_photos=True, min_good_photos=5), runner=runner, queues=queues, blobs=blobs
+    )
     crops = door_crops(resolution)
     job = job_for(blobs, crops, resolution)
     queues.train.send(encode(job))
@@ -75,15 +88,20 @@ def test_the_agent_trains_on_every_crop_the_door_kept(
 
 
 def test_a_set_the_door_would_refuse_fails_naming_the_photos_and_is_logged(
-    make_settings: Callable[..., Settings], queues: Queues, blobs: BlobStore, events: EventLog,
-    run_agent_thread: StartAgent, caplog: pytest.LogCaptureFixture,
+    make_settings: Callable[..., Settings],
+    queues: Queues,
+    blobs: BlobStore,
+    events: EventLog,
+    run_agent_thread: StartAgent,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # A mixed-up message: photo 2's crop stored twice in place of photo 5's. The door refuses such a set too
     # (the same crop twice), so the agent may; it must say which photos to replace, and log why it gave up.
     caplog.set_level(logging.WARNING, logger="gpu_agent.agent.worker")
     runner = RecordingRunner()
-    agent = run_agent_thread(make_settings(agent_check_photos=True, min_good_photos=5), runner=runner,
-                             queues=queues, blobs=blobs)
+    agent = run_agent_thread(
+        make_settings(agent_check_photos=True, min_good_photos=5), runner=runner, queues=queues, blobs=blobs
+    )
     crops = door_crops(512)
     job = job_for(blobs, [*crops[:4], crops[1]], 512)
     queues.train.send(encode(job))

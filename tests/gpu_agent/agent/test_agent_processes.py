@@ -34,11 +34,19 @@ def _log_tail(path: Path) -> str:
     return path.read_text(errors="replace")[-3000:] if path.exists() else "(no log)"
 
 
-def _finish_with_second_agent(settings: Settings, run_agent_thread: Callable[..., AgentThread], events: EventLog,
-                              job: TrainJob, queues: object, blobs: object) -> None:
+def _finish_with_second_agent(
+    settings: Settings,
+    run_agent_thread: Callable[..., AgentThread],
+    events: EventLog,
+    job: TrainJob,
+    queues: object,
+    blobs: object,
+) -> None:
     job_id = job.job_id
     second = run_agent_thread(settings, runner=EngineRunner(settings), queues=queues, blobs=blobs)
-    done = events.wait_for(lambda e: e.job_id == job_id and e.kind == "done", 150, "done from the second agent")
+    done = events.wait_for(
+        lambda e: e.job_id == job_id and e.kind == "done", 150, "done from the second agent"
+    )
     second.stop()
     starts = [e for e in events.of(job_id, "started") if e.agent_id == second.agent.agent_id]
     assert len(starts) == 1
@@ -52,8 +60,10 @@ def _finish_with_second_agent(settings: Settings, run_agent_thread: Callable[...
 
 @pytest.mark.timeout(280)
 def test_kill_9_mid_training_then_another_agent_resumes_from_the_checkpoint(
-    make_settings: Callable[..., Settings], tmp_path: Path, events: EventLog,
-    run_agent_thread: Callable[..., AgentThread]
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+    events: EventLog,
+    run_agent_thread: Callable[..., AgentThread],
 ) -> None:
     settings = make_settings(agent_lease_s=5, agent_heartbeat_s=1)
     queues, blobs = open_queues(settings), open_blob_store(settings)
@@ -62,8 +72,11 @@ def test_kill_9_mid_training_then_another_agent_resumes_from_the_checkpoint(
     log = tmp_path / "agent-a.log"
     first = start_agent_process(settings, log)
     try:
-        first_news = events.wait_for(lambda e: e.job_id == job.job_id and e.kind in ("checkpoint", "failed"),
-                                     150, f"a checkpoint from the first agent\n{_log_tail(log)}")
+        first_news = events.wait_for(
+            lambda e: e.job_id == job.job_id and e.kind in ("checkpoint", "failed"),
+            150,
+            f"a checkpoint from the first agent\n{_log_tail(log)}",
+        )
         assert first_news.kind == "checkpoint", f"{first_news.error}\n{_log_tail(log)}"
         first.send_signal(signal.SIGKILL)
         first.wait(10)
@@ -78,13 +91,24 @@ def test_kill_9_mid_training_then_another_agent_resumes_from_the_checkpoint(
 
 @pytest.mark.timeout(280)
 def test_spot_notice_checkpoints_and_releases_then_another_agent_finishes(
-    make_settings: Callable[..., Settings], tmp_path: Path, moto_endpoint: str, unique_name: str,
-    fake_imds: FakeImds, run_agent_thread: Callable[..., AgentThread]
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+    moto_endpoint: str,
+    unique_name: str,
+    fake_imds: FakeImds,
+    run_agent_thread: Callable[..., AgentThread],
 ) -> None:
     boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(Bucket=unique_name)
-    settings = make_settings(queue_url="sqs://", blob_url=f"s3://{unique_name}", aws_endpoint_url=moto_endpoint,
-                             queue_prefix=unique_name, imds_url=fake_imds.url, imds_poll_s=0.2,
-                             agent_lease_s=30, agent_heartbeat_s=5)
+    settings = make_settings(
+        queue_url="sqs://",
+        blob_url=f"s3://{unique_name}",
+        aws_endpoint_url=moto_endpoint,
+        queue_prefix=unique_name,
+        imds_url=fake_imds.url,
+        imds_poll_s=0.2,
+        agent_lease_s=30,
+        agent_heartbeat_s=5,
+    )
     queues, blobs = open_queues(settings), open_blob_store(settings)
     events = EventLog(queues)
     job = train_job(blobs, steps=STEPS)
@@ -92,13 +116,17 @@ def test_spot_notice_checkpoints_and_releases_then_another_agent_finishes(
     log = tmp_path / "agent-spot.log"
     first = start_agent_process(settings, log, QUEUE_PREFIX=unique_name)
     try:
-        first_news = events.wait_for(lambda e: e.job_id == job.job_id and e.kind in ("checkpoint", "failed"),
-                                     150, f"a checkpoint from the first agent\n{_log_tail(log)}")
+        first_news = events.wait_for(
+            lambda e: e.job_id == job.job_id and e.kind in ("checkpoint", "failed"),
+            150,
+            f"a checkpoint from the first agent\n{_log_tail(log)}",
+        )
         assert first_news.kind == "checkpoint", f"{first_news.error}\n{_log_tail(log)}"
         noticed = time.monotonic()
         fake_imds.terminate()
-        preempted = events.wait_for(lambda e: e.job_id == job.job_id and e.kind == "preempted", 60,
-                                    f"preempted\n{_log_tail(log)}")
+        preempted = events.wait_for(
+            lambda e: e.job_id == job.job_id and e.kind == "preempted", 60, f"preempted\n{_log_tail(log)}"
+        )
         released_in = time.monotonic() - noticed
         first.wait(30)  # a drained agent with nothing left exits on its own
     except subprocess.TimeoutExpired:

@@ -17,19 +17,32 @@ def _group_with_one_instance(moto_endpoint: str, name: str) -> tuple[object, str
     vpc = ec2.create_vpc(CidrBlock="10.3.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.3.1.0/24")["Subnet"]["SubnetId"]
     ami = ec2.describe_images()["Images"][0]["ImageId"]
-    ec2.create_launch_template(LaunchTemplateName=name, LaunchTemplateData={"ImageId": ami, "InstanceType": "g5.xlarge"})
-    asg.create_auto_scaling_group(AutoScalingGroupName=name, MinSize=0, MaxSize=2, DesiredCapacity=1,
-                                  LaunchTemplate={"LaunchTemplateName": name}, VPCZoneIdentifier=subnet)
-    instance = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]["Instances"][0]
+    ec2.create_launch_template(
+        LaunchTemplateName=name, LaunchTemplateData={"ImageId": ami, "InstanceType": "g5.xlarge"}
+    )
+    asg.create_auto_scaling_group(
+        AutoScalingGroupName=name,
+        MinSize=0,
+        MaxSize=2,
+        DesiredCapacity=1,
+        LaunchTemplate={"LaunchTemplateName": name},
+        VPCZoneIdentifier=subnet,
+    )
+    instance = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0][
+        "Instances"
+    ][0]
     return asg, instance["InstanceId"]
 
 
-def _protected(asg, instance_id: str) -> bool:  # noqa: ANN001
+def _protected(asg, instance_id: str) -> bool:
     return asg.describe_auto_scaling_instances(InstanceIds=[instance_id])["AutoScalingInstances"][0][
-        "ProtectedFromScaleIn"]
+        "ProtectedFromScaleIn"
+    ]
 
 
-def test_busy_agent_protects_its_instance_and_idle_agent_releases_it(moto_endpoint: str, unique_name: str) -> None:
+def test_busy_agent_protects_its_instance_and_idle_agent_releases_it(
+    moto_endpoint: str, unique_name: str
+) -> None:
     asg, instance_id = _group_with_one_instance(moto_endpoint, unique_name)
     imds = FakeImds(instance_id=instance_id).start()
     try:

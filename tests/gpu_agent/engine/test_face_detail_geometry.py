@@ -68,7 +68,7 @@ def test_small_face_is_found_with_a_square_box_around_it(full_body: Image.Image,
     (region,) = find_faces(full_body, config)
     left, top, right, bottom = region.box
     assert right - left == bottom - top == region.side
-    assert 0 <= left and 0 <= top and right <= full_body.width and bottom <= full_body.height
+    assert left >= 0 and top >= 0 and right <= full_body.width and bottom <= full_body.height
     # The box holds the face as the full-size portrait places it, with room to spare (the margin).
     fl, ft, fr, fb = _expected_face(faces_dir)
     assert left <= fl and top <= ft and right >= fr and bottom >= fb, (region.box, (fl, ft, fr, fb))
@@ -104,7 +104,7 @@ def test_box_near_the_picture_edge_is_moved_inside_and_stays_square() -> None:
     ):
         left, top, right, bottom = square_box(face, (120, 80), 2.0)
         assert right - left == bottom - top >= 1
-        assert 0 <= left and 0 <= top and right <= 120 and bottom <= 80
+        assert left >= 0 and top >= 0 and right <= 120 and bottom <= 80
 
 
 def test_feather_is_zero_at_the_border_full_inside_and_monotone() -> None:

@@ -40,13 +40,17 @@ def composer() -> GroupComposer:
 @pytest.fixture(scope="module")
 def loras(tmp_path_factory: pytest.TempPathFactory) -> dict[str, LoraRef]:
     root = tmp_path_factory.mktemp("group-loras")
-    out = {name: LoraRef(f"model-{name}", save_tiny_lora("tiny-sd", root / name / "lora.safetensors", seed=seed))
-           for name, seed in (("a", 1), ("b", 2), ("c", 3), ("d", 4))}
+    out = {
+        name: LoraRef(f"model-{name}", save_tiny_lora("tiny-sd", root / name / "lora.safetensors", seed=seed))
+        for name, seed in (("a", 1), ("b", 2), ("c", 3), ("d", 4))
+    }
     out["xl"] = LoraRef("model-xl", save_tiny_lora("tiny-sdxl", root / "xl" / "lora.safetensors", seed=5))
     return out
 
 
-def group(loras: dict[str, LoraRef], *names: str, layout: str | None = None, **fields: object) -> GroupRequest:
+def group(
+    loras: dict[str, LoraRef], *names: str, layout: str | None = None, **fields: object
+) -> GroupRequest:
     subjects = ["sks man", "ohwx woman", "zwx person", "sks woman"]
     members = tuple(GroupMemberLora(loras[n], subjects[i]) for i, n in enumerate(names))
     values: dict[str, object] = {"width": 128, "height": 64, "steps": 4, "seed": 7, "guidance": 5.0}
@@ -62,7 +66,7 @@ def test_the_stages_run_on_the_real_architectures(composer: GroupComposer) -> No
     txt2img, _ = composer.renderer.pipelines
     assert composer._inpaint.unet is txt2img.unet and composer._posed.unet is txt2img.unet  # loaded once
     heat = composer.segmenter.heat(Image.new("RGB", (96, 64), (120, 80, 40)), "a person")
-    assert heat.shape == (64, 96) and 0 <= heat.min() and heat.max() <= 1
+    assert heat.shape == (64, 96) and heat.min() >= 0 and heat.max() <= 1
 
 
 def test_replacing_member_b_lora_leaves_member_a_region_unchanged(
@@ -92,15 +96,19 @@ def test_the_pose_layout_steers_the_base_render(composer: GroupComposer, loras: 
 
 def test_several_pictures_and_four_members(composer: GroupComposer, loras: dict[str, LoraRef]) -> None:
     steps: list[tuple[int, int]] = []
-    pictures = composer.render(group(loras, "a", "b", "c", "d", layout="table", n=2),
-                               progress=lambda done, total: steps.append((done, total)))
+    pictures = composer.render(
+        group(loras, "a", "b", "c", "d", layout="table", n=2),
+        progress=lambda done, total: steps.append((done, total)),
+    )
     assert [p.rendered.seed for p in pictures] == [7, 8]
     assert all(len(p.regions) == 4 and len(p.boxes) == 4 for p in pictures)
     assert steps[-1][0] == steps[-1][1] and [d for d, _ in steps] == sorted(d for d, _ in steps)
     assert sorted(composer.renderer.resident_models) == ["model-a", "model-b", "model-c", "model-d"]
 
 
-def test_members_of_different_base_families_are_refused(composer: GroupComposer, loras: dict[str, LoraRef]) -> None:
+def test_members_of_different_base_families_are_refused(
+    composer: GroupComposer, loras: dict[str, LoraRef]
+) -> None:
     with pytest.raises(BadRenderRequest, match="trained on different base models"):
         composer.render(group(loras, "a", "xl"))
     assert "model-xl" not in composer.renderer.resident_models  # refused before any LoRA was loaded
@@ -108,17 +116,27 @@ def test_members_of_different_base_families_are_refused(composer: GroupComposer,
         composer.render(group(loras, "a", "b", layout="beach"))
 
 
-def test_a_group_of_another_family_than_the_base_is_refused(tmp_path: Path, loras: dict[str, LoraRef]) -> None:
+def test_a_group_of_another_family_than_the_base_is_refused(
+    tmp_path: Path, loras: dict[str, LoraRef]
+) -> None:
     other = LoraRef("model-xl2", save_tiny_lora("tiny-sdxl", tmp_path / "xl2.safetensors", seed=6))
     renderer = Renderer("tiny-sd", device="cpu")
     composer = GroupComposer(renderer, TINY)
     with pytest.raises(LoraLoadError, match="not on this server's base model"):
-        composer.render(GroupRequest("photo of {subject}", (GroupMemberLora(loras["xl"], "sks man"),
-                                                             GroupMemberLora(other, "ohwx man")),
-                                     width=128, height=64, steps=2))
+        composer.render(
+            GroupRequest(
+                "photo of {subject}",
+                (GroupMemberLora(loras["xl"], "sks man"), GroupMemberLora(other, "ohwx man")),
+                width=128,
+                height=64,
+                steps=2,
+            )
+        )
 
 
-def test_hub_models_missing_offline_name_the_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hub_models_missing_offline_name_the_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
@@ -135,7 +153,11 @@ def test_an_sdxl_base_composes_with_its_own_controlnet_and_inpainting(tmp_path: 
     composer = GroupComposer(Renderer("tiny-sdxl", device="cpu"), TINY)
     assert isinstance(composer._posed, StableDiffusionXLControlNetPipeline)
     assert isinstance(composer._inpaint, StableDiffusionXLInpaintPipeline)
-    members = tuple(GroupMemberLora(LoraRef(f"xl-{i}", save_tiny_lora("tiny-sdxl", tmp_path / f"{i}.safetensors",
-                                                                      seed=i)), "sks man") for i in (1, 2))
+    members = tuple(
+        GroupMemberLora(
+            LoraRef(f"xl-{i}", save_tiny_lora("tiny-sdxl", tmp_path / f"{i}.safetensors", seed=i)), "sks man"
+        )
+        for i in (1, 2)
+    )
     (picture,) = composer.render(GroupRequest("photo of {subject}", members, width=128, height=64, steps=2))
     assert picture.rendered.image.size == (128, 64) and picture.rendered.params.lora == "xl-1,xl-2"

@@ -86,5 +86,5 @@ def test_the_work_box_is_the_region_with_context_in_multiples_of_8_inside_the_pi
     mask[30:200, 350:384] = True
     left, top, right, bottom = work_box(mask, (384, 256))
     assert (right - left) % 8 == 0 and (bottom - top) % 8 == 0 and right - left >= 64
-    assert 0 <= left and right <= 384 and 0 <= top and bottom <= 256
+    assert left >= 0 and right <= 384 and top >= 0 and bottom <= 256
     assert left <= 350 and top <= 30 and bottom >= 200

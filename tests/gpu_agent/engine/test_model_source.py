@@ -22,7 +22,9 @@ def test_a_hub_id_missing_offline_gets_the_doctors_download_command(tmp_path: Pa
         load_base_pipeline("acme/not-here", device="cpu", dtype=torch.float32, cache_dir=cache)
     command = download_command("acme/not-here", cache)
     assert command in str(err.value)
-    doctor = check_base_model(load_settings(base_model="acme/not-here", model_cache_dir=str(cache)), offline=True)
+    doctor = check_base_model(
+        load_settings(base_model="acme/not-here", model_cache_dir=str(cache)), offline=True
+    )
     assert command in doctor.fix
 
 

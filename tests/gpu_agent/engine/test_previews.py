@@ -17,8 +17,15 @@ from gpu_agent.engine.render import Renderer
 from gpu_agent.engine.render_types import RenderRequest
 from gpu_agent.engine.training import TrainConfig, train_lora
 
-FAST = {"resolution": 32, "rank": 4, "learning_rate": 1e-3, "prior_preservation": False,
-        "num_class_images": 2, "class_image_steps": 2, "mixed_precision": "no"}
+FAST = {
+    "resolution": 32,
+    "rank": 4,
+    "learning_rate": 1e-3,
+    "prior_preservation": False,
+    "num_class_images": 2,
+    "class_image_steps": 2,
+    "mixed_precision": "no",
+}
 
 
 def test_latents_to_image_follows_the_sd_colour_factors() -> None:
@@ -47,11 +54,22 @@ def test_training_previews_come_every_k_steps_and_change_nothing(
         asked.append(1)
         return len(asked) != 2  # the agent's throttle says no once: that preview is skipped
 
-    plain = train_lora(config, face_photos, output_dir=tmp_path / "plain", device="cpu", cache_dir=model_cache)
+    plain = train_lora(
+        config, face_photos, output_dir=tmp_path / "plain", device="cpu", cache_dir=model_cache
+    )
     with_previews = train_lora(
-        config, face_photos, output_dir=tmp_path / "previews", device="cpu", cache_dir=model_cache,
-        preview=PreviewPlan(deliver=lambda step, _total, image: previews.append((step, image)), due=due,
-                            every_steps=2, size=32, steps=2),
+        config,
+        face_photos,
+        output_dir=tmp_path / "previews",
+        device="cpu",
+        cache_dir=model_cache,
+        preview=PreviewPlan(
+            deliver=lambda step, _total, image: previews.append((step, image)),
+            due=due,
+            every_steps=2,
+            size=32,
+            steps=2,
+        ),
     )
 
     # steps 2 and 4 ask (6 is the end: the result follows), the second ask was refused
@@ -64,13 +82,15 @@ def test_training_previews_come_every_k_steps_and_change_nothing(
 
 def test_render_previews_come_from_the_latents_when_due(model_cache: Path) -> None:
     renderer = Renderer("tiny-sd", device="cpu", cache_dir=model_cache, dtype=torch.float32)
-    request = RenderRequest(prompt="a photo of {subject}", subject="sks person", seed=3, n=1, width=64,
-                            height=64, steps=4)
+    request = RenderRequest(
+        prompt="a photo of {subject}", subject="sks person", seed=3, n=1, width=64, height=64, steps=4
+    )
     previews: list[tuple[int, Image.Image]] = []
     gate = iter([True, False, True, True])
     plain = renderer.render(request)
-    shown = renderer.render(request, preview=PreviewPlan(deliver=lambda s, _t, i: previews.append((s, i)),
-                                                         due=lambda: next(gate)))
+    shown = renderer.render(
+        request, preview=PreviewPlan(deliver=lambda s, _t, i: previews.append((s, i)), due=lambda: next(gate))
+    )
     assert [step for step, _ in previews] == [1, 3]  # the last step is the result itself: no preview
     assert all(image.mode == "RGB" for _, image in previews)
     assert plain[0].png == shown[0].png  # previews change nothing in the picture

@@ -349,7 +349,7 @@ def test_lora_for_another_base_leaves_nothing_behind(renderer: Renderer, tmp_pat
         return {name for names in renderer.pipelines[0].get_list_adapters().values() for name in names}
 
     adapters_before = adapters()
-    with pytest.raises(LoraLoadError, match="does not fit base model tiny-sd .*another base model"):
+    with pytest.raises(LoraLoadError, match=r"does not fit base model tiny-sd .*another base model"):
         renderer.render(REQUEST, LoraRef("model-xl", xl_lora))
     assert renderer.resident_models == before
     assert adapters() == adapters_before

@@ -26,7 +26,10 @@ from gpu_agent.engine.render_types import BadRenderRequest, LoraRef, RenderReque
         ({"mode": "group"}, "mode 'group' is not supported"),
         ({"strength": 0.5}, "strength applies only to variation and upscale"),
         ({"mode": "variation"}, "variation needs the source image"),
-        ({"mode": "upscale", "source": Image.new("RGB", (1100, 1100))}, "upscale size: width must be between"),
+        (
+            {"mode": "upscale", "source": Image.new("RGB", (1100, 1100))},
+            "upscale size: width must be between",
+        ),
         ({"mode": "variation", "source": Image.new("RGB", (32, 64))}, "smaller than 64 px"),
         ({"mode": "variation", "source": Image.new("RGB", (64, 64)), "strength": 0}, "strength must be in"),
         ({"source": Image.new("RGB", (64, 64))}, "txt2img render takes no source"),
@@ -67,8 +70,18 @@ def test_lora_ref_refuses_odd_ids() -> None:
 
 def test_from_job_carries_the_message_fields() -> None:
     job = RenderJob(
-        job_id="j1", order_id="o1", user_id="u1", base_model="tiny-sd", prompt="photo of {subject}",
-        subject="sks man", seed=7, count=3, width=64, height=96, steps=4, guidance=5.0,
+        job_id="j1",
+        order_id="o1",
+        user_id="u1",
+        base_model="tiny-sd",
+        prompt="photo of {subject}",
+        subject="sks man",
+        seed=7,
+        count=3,
+        width=64,
+        height=96,
+        steps=4,
+        guidance=5.0,
     )
     request = RenderRequest.from_job(job)
     assert (request.seed, request.n, request.width, request.height, request.steps) == (7, 3, 64, 96, 4)

@@ -69,7 +69,7 @@ def test_resolution_that_the_model_cannot_halve_is_refused(
     pipe = build_tiny_pipeline("tiny-sd")
     pipe.vae_scale_factor = 8
     with pytest.raises(
-        TrainingInputError, match="resolution 40 does not fit base model tiny-sd: .* multiple of 16"
+        TrainingInputError, match=r"resolution 40 does not fit base model tiny-sd: .* multiple of 16"
     ):
         train_lora(
             TrainConfig(base_model="tiny-sd", resolution=40, steps=1, prior_preservation=False),
@@ -83,6 +83,6 @@ def test_resolution_that_the_model_cannot_halve_is_refused(
 
 def test_missing_base_model_folder_is_a_clear_error(tmp_path: Path, face_photos: list[Image.Image]) -> None:
     config = TrainConfig(base_model=str(tmp_path / "no-such-model"), resolution=32, steps=1)
-    with pytest.raises(BaseModelError, match="no-such-model'?: no such file or folder"):
+    with pytest.raises(BaseModelError, match=r"no-such-model'?: no such file or folder"):
         train_lora(config, face_photos, output_dir=tmp_path / "out", device="cpu")
     assert not (tmp_path / "out").exists()

@@ -100,7 +100,7 @@ def test_missing_local_path_and_garbage_names_fail_clearly(tmp_path: Path) -> No
     with pytest.raises(BaseModelError, match="no such file or folder"):
         load_base_pipeline(str(tmp_path / "nothing-here"), device="cpu")
     (tmp_path / "weights.bin").write_bytes(b"junk")
-    with pytest.raises(BaseModelError, match="no model_index.json"):
+    with pytest.raises(BaseModelError, match=r"no model_index\.json"):
         load_base_pipeline(str(tmp_path), device="cpu")
     with pytest.raises(BaseModelError, match="neither a built-in"):
         load_base_pipeline("rm -rf /;", device="cpu")

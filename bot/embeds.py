@@ -92,12 +92,21 @@ def order_status_embed(
 
 
 def result_embed(
-    *, title: str, seed: int | None, count: int, model: str | None, style: str | None
+    *,
+    title: str,
+    seed: int | None,
+    count: int,
+    model: str | None,
+    style: str | None,
+    rerolled: dict[int, int] | None = None,
 ) -> discord.Embed:
     """A delivered result: headed with the member's own words; seed, model and style underneath."""
     embed = discord.Embed(title=clip(title, 256), colour=GREEN)
     if seed is not None:
         seeds = f"{seed}" if count <= 1 else f"{seed} (pictures 1–{count}: {seed}–{seed + count - 1})"
+        if rerolled:  # an automatic re-roll made these pictures from other seeds: the ones to reuse
+            per = [str(rerolled.get(i, seed + i)) for i in range(count)]
+            seeds = per[0] if count <= 1 else f"pictures 1–{count}: {', '.join(per)}"
         embed.add_field(name="Seed", value=seeds, inline=True)
     if model:
         embed.add_field(name="Model", value=clip(model, 100), inline=True)

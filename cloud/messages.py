@@ -212,6 +212,12 @@ class LikenessScore(_Message):
         None, ge=0, le=1, description="1 - face distance to the member; None: no face."
     )
     tries: int = Field(1, ge=1, le=10, description="Renders made for this picture (1 + automatic re-rolls).")
+    seed: int | None = Field(
+        None,
+        ge=0,
+        description="The seed an automatic re-roll made this picture from; None: the job's own "
+        "(its seed + the picture's index).",
+    )
 
 
 class ImageSafety(_Message):

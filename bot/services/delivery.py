@@ -176,6 +176,9 @@ def build_message(
         msg.embed = result_embed(
             title=params.get("title") or "Your pictures",
             seed=params.get("seed"),
+            rerolled={
+                i: s["seed"] for i, s in enumerate(p.get("likeness") or []) if s.get("seed") is not None
+            },
             count=count,
             model=params.get("model_name"),
             style=params.get("style"),

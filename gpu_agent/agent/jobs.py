@@ -399,7 +399,7 @@ class Handlers:
             )
             return again.pngs[0]  # type: ignore[attr-defined]
 
-        return judge.improve(pngs, rerender)
+        return judge.improve(pngs, rerender, seed_of=lambda index, attempt: reroll_seed(job, index, attempt))
 
     def _checked(self, key: str, png: bytes, rendered: object, n: int) -> ImageSafety:
         """The safety verdict of picture ``n`` of a render, taken before it is stored (agent/safety.py)."""

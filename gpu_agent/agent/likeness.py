@@ -74,6 +74,7 @@ class _Pick:
     png: bytes
     likeness: Likeness
     tries: int
+    attempt: int = 0  # 0: the job's own picture; n: the n-th re-roll
 
 
 class Judge:
@@ -111,10 +112,14 @@ class Judge:
         return None
 
     def improve(
-        self, pngs: list[bytes], rerender: Callable[[int, int], bytes]
+        self,
+        pngs: list[bytes],
+        rerender: Callable[[int, int], bytes],
+        seed_of: Callable[[int, int], int] | None = None,
     ) -> tuple[list[bytes], list[LikenessScore]]:
         """Score each picture; while one fails and tries are left, ``rerender(index, attempt)`` makes another
-        (attempt 1, 2 …). Returns the best picture of each slot and its score."""
+        (attempt 1, 2 …). Returns the best picture of each slot and its score; ``seed_of(index, attempt)``
+        names the seed of a re-rolled picture kept, so the member is shown the seed that really made it."""
         from gpu_agent.photos.likeness import score_picture
 
         picks: list[_Pick] = []
@@ -132,12 +137,18 @@ class Judge:
                     scored.verdict,
                 )
                 if scored.rank() > best.likeness.rank():
-                    best = _Pick(again, scored, attempt + 1)
+                    best = _Pick(again, scored, attempt + 1, attempt)
                 else:
                     best.tries = attempt + 1
             picks.append(best)
         scores = [
-            LikenessScore(verdict=p.likeness.verdict, score=p.likeness.score, tries=p.tries) for p in picks
+            LikenessScore(
+                verdict=p.likeness.verdict,
+                score=p.likeness.score,
+                tries=p.tries,
+                seed=seed_of(index, p.attempt) if seed_of is not None and p.attempt else None,
+            )
+            for index, p in enumerate(picks)
         ]
         return [p.png for p in picks], scores
 

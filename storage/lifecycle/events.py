@@ -53,6 +53,8 @@ class _Likeness(_Dumps, Protocol):
     def score(self) -> float | None: ...
     @property
     def tries(self) -> int: ...
+    @property
+    def seed(self) -> int | None: ...
 
 
 class AgentEvent(Protocol):
@@ -129,6 +131,13 @@ def image_fields(event: AgentEvent, index: int) -> dict[str, Any]:
         return {}
     score = scores[index]
     return {"likeness_verdict": score.verdict, "likeness_score": score.score, "likeness_tries": score.tries}
+
+
+def _seed_of(event: AgentEvent, index: int, own: int) -> int:
+    """The seed picture ``index`` was made from: an automatic re-roll's when one was kept, else the job's own."""
+    scores = event.likeness or []
+    rerolled = scores[index].seed if index < len(scores) else None
+    return own if rerolled is None else int(rerolled)
 
 
 def likeness_payload(event: AgentEvent) -> list[dict[str, Any]]:
@@ -263,7 +272,7 @@ def _changes(
                 blob_key=k,
                 index=i,
                 job_id=event.job_id,
-                seed=order.params.get("seed", 0) + i,
+                seed=_seed_of(event, i, order.params.get("seed", 0) + i),
                 prompt=order.prompt,
                 **image_fields(event, i),
             )

@@ -188,6 +188,12 @@ async def test_weak_renders_are_rerolled_free_the_best_delivered_scores_stored(
         assert "Looks like you: 1: strong" in result.content and "2: strong" in result.content, result.content
         assert "re-rendered 2× automatically" in result.content and "no charge" in result.content
         assert _credits(st) == credits - 2 * st.settings.render_credit_cost  # the re-rolls cost nothing
+        # The seeds shown and stored are the ones that made the pictures kept: 11 (a re-roll) and 8.
+        seed_field = next(f for f in result.embeds[0]["fields"] if f["name"] == "Seed")
+        assert seed_field["value"] == "pictures 1–2: 11, 8", seed_field
+        with read_session(st.b.engine) as s:
+            kept = s.exec(select(ImageRow).where(ImageRow.job_id == job_id).order_by(ImageRow.index)).all()
+        assert [r.seed for r in kept] == [11, 8]
 
         # A render that never looks like her: the best of 1 + 2 tries is delivered, said to be weak, and with
         # the first weak picture of this model (LIKENESS_ADVICE_AFTER=1) she is told what to change.

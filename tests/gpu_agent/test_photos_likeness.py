@@ -123,3 +123,9 @@ def test_judge_rerolls_copies_and_weak_pictures_and_keeps_the_best(
     ]
     assert scores[1].verdict in ("strong", "fair") and scores[2].verdict in ("strong", "fair")
     assert Judge(reference, retries=0).improve([copy], rerender)[1][0].verdict == "copy" and len(asked) == 3
+    # With the seeds named, each kept re-roll says which made it; a picture kept as rendered says nothing.
+    asked.clear()
+    _, seeded = Judge(reference, retries=2).improve(
+        [copy, copy, held_out], rerender, seed_of=lambda index, attempt: 100 * index + attempt
+    )
+    assert [s.seed for s in seeded] == [2, 101, None]

@@ -56,21 +56,4 @@ def render_group(handlers: Handlers, ctx: JobContext, job: RenderJob) -> Outcome
         return Outcome("lease_lost" if ctx.lease_lost else "preempted", step=ctx.step, total=ctx.total)
     pngs: list[bytes] = list(rendered.pngs)  # type: ignore[attr-defined]
     scores = group_likeness(handlers.blobs, job, pngs, rendered.member_boxes)  # type: ignore[attr-defined]
-    outputs, verdicts = [], []
-    for n, png in enumerate(pngs):
-        if ctx.lease_lost:
-            return Outcome("lease_lost", step=ctx.step, total=ctx.total)
-        ctx.guard_upload()
-        key = keys.render_key(job.user_id, job.job_id, n)
-        verdicts.append(handlers._checked(key, png, rendered, n))
-        handlers.blobs.put(key, png, content_type="image/png")
-        outputs.append(key)
-    return Outcome(
-        "done",
-        output_keys=outputs,
-        render_keys=outputs,
-        step=ctx.total,
-        total=ctx.total,
-        likeness=scores,
-        safety=verdicts,
-    )
+    return handlers.store_pictures(ctx, job, pngs, rendered, scores)

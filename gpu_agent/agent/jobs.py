@@ -357,6 +357,18 @@ class Handlers:
             pngs, scores = self._judged(ctx, judge, job, loras, source, list(rendered.pngs))  # type: ignore[attr-defined]
         except Interrupted:
             return Outcome("lease_lost" if ctx.lease_lost else "preempted", step=ctx.step, total=ctx.total)
+        return self.store_pictures(ctx, job, pngs, rendered, scores)
+
+    def store_pictures(
+        self,
+        ctx: JobContext,
+        job: RenderJob,
+        pngs: list[bytes],
+        rendered: object,
+        scores: list[LikenessScore] | None,
+    ) -> Outcome:
+        """Each picture safety-checked, then stored under its render key (nothing once the lease is lost or the
+        order cancelled); the done outcome names them."""
         outputs, verdicts = [], []
         for n, png in enumerate(pngs):
             if ctx.lease_lost:

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +26,7 @@ from storage.settings import Settings
 
 if TYPE_CHECKING:
     from photogen.discord_sim import DiscordSim
-    from photogen.discord_sim.models import SimChannel
+    from photogen.discord_sim.models import SimChannel, SimMessage
 
 DEMO_PHOTOS = Path(__file__).resolve().parent / "assets" / "demo_photos"
 MARKER = ".photogen-demo"
@@ -227,11 +228,7 @@ async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report
             )
             before = {m.id for m in sim.messages(channel)}
             await sim.click(eileen, first, custom_id)
-            done = await sim.wait_for_message(
-                channel,
-                lambda m: m.id not in before and m.author.bot and bool(m.attachments),  # noqa: B023 - awaited here
-                timeout=600,
-            )
+            done = await sim.wait_for_message(channel, _result_after(before), timeout=600)
             label = "U1 (upscale)" if action == "up" else "V1 (variations)"
             await _settled(sim, channel, settings)  # the click's order is final: what it brought is all here
             for m in sim.messages(channel):  # every picture the bot posted since the click answers it
@@ -261,6 +258,20 @@ async def _scenario(settings: Settings, out: Path, timeline: Timeline) -> Report
         except subprocess.TimeoutExpired:
             agent.kill()
         await sim.stop()
+
+
+def _result_after(before: set[int]) -> Callable[[SimMessage], bool]:
+    """A result post the bot made after ``before`` (its buttons), not a status message's passing preview."""
+
+    def posted(m: SimMessage) -> bool:
+        return (
+            m.id not in before
+            and m.author.bot
+            and bool(m.attachments)
+            and any(c.startswith(("pg:del:", "pg:rr:")) for c in m.custom_ids())
+        )
+
+    return posted
 
 
 async def _settled(

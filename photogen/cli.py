@@ -120,6 +120,17 @@ def cmd_aws(settings: Settings, args: argparse.Namespace) -> int:
     return fleet_cli.run_aws(settings, args.action, yes=args.yes, batch=args.batch)
 
 
+def _seconds(text: str) -> float:
+    """A number of seconds for an option: 0 or more, at most a day."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value <= 86_400:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 86400 seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="photogen", description="Photogen: a Discord photo studio.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -140,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     agent.add_argument(
         "--wait",
-        type=float,
+        type=_seconds,
         default=120.0,
         metavar="S",
         help="with --once: how long to wait for a job before exiting 0 (default 120)",

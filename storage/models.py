@@ -25,6 +25,7 @@ ACTIVE_STATUSES = (_S.CREATED, _S.QUEUED, _S.TRAINING, _S.TRAINED, _S.RENDERING)
 MODEL_STATUSES = ("training", "ready", "failed")
 DELIVERY_STATUSES = ("pending", "sent", "failed")  # failed: given up after DELIVERY_MAX_ATTEMPTS
 NSFW_POLICIES = ("block", "age_restricted_only")
+BUDGET_UNITS = ("usd", "gpu_hours")
 
 
 def now() -> float:
@@ -82,6 +83,12 @@ class GuildSettings(SQLModel, table=True):
     admin_log_channel_id: str | None = None
     updated_at: float = Field(default_factory=now)
     nsfw_policy: str = Field(default="block", max_length=32)  # NSFW_POLICIES: what a flagged picture may do
+    # The server's monthly GPU budget (storage/budget.py): in BUDGET_UNITS; None: no budget, no confirm step.
+    budget_limit: float | None = None
+    budget_unit: str = Field(default="usd", max_length=16)
+    budget_confirm_above: float | None = None  # an estimate above this (same unit) asks the member first
+    budget_alert_month: str | None = Field(default=None, max_length=7)  # "2026-11": the month alerted about
+    budget_alert_percent: int = 0  # the highest of 50/80/100 % alerted in budget_alert_month
 
 
 class Order(SQLModel, table=True):

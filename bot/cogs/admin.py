@@ -17,6 +17,7 @@ from bot.embeds import BLUE, clip
 from bot.errors import Refused
 from bot.gate import Access, access, rules_of
 from bot.services import admin as admin_svc
+from bot.services import budget as budget_svc
 from bot.services import deadletters as deadletters_svc
 from bot.services import member_orders
 from bot.services.purge import purge_member
@@ -34,6 +35,7 @@ class Admin(
 ):
     blocked = app_commands.Group(name="blocked", description="Blocked words in prompts")
     channels = app_commands.Group(name="channels", description="Channels Photogen may be used in")
+    budget = app_commands.Group(name="budget", description="This server's monthly GPU budget and price checks")
     deadletters = app_commands.Group(
         name="deadletters",
         description="Jobs and events that could not be processed",
@@ -352,6 +354,56 @@ class Admin(
         rules = rules_of(interaction)
         shown = ", ".join(f"<#{c}>" for c in sorted(rules.allowed_channel_ids)) or "any channel"
         await interaction.response.send_message(f"Photogen may be used in: {shown}", ephemeral=True)
+
+    # --- the monthly budget (bot/services/budget.py) ---------------------------------------------
+    @budget.command(name="set", description="A monthly budget, and the price above which members confirm first")
+    @app_commands.describe(
+        amount="The month's budget (orders that would pass it are refused)",
+        unit="Dollars, or GPU-hours if the GPUs cost you nothing per hour",
+        confirm_above="Members confirm the price of orders estimated above this (same unit; 0: every order)",
+    )
+    @app_commands.choices(
+        unit=[
+            app_commands.Choice(name="dollars", value="usd"),
+            app_commands.Choice(name="GPU-hours", value="gpu_hours"),
+        ]
+    )
+    async def budget_set(
+        self,
+        interaction: discord.Interaction,
+        amount: app_commands.Range[float, 0.0, 1_000_000.0] | None = None,
+        unit: str | None = None,
+        confirm_above: app_commands.Range[float, 0.0, 1_000_000.0] | None = None,
+    ) -> None:
+        rules = rules_of(interaction)
+        now = await self.bot.run_blocking(
+            budget_svc.set_budget,
+            self.bot.backends,
+            interaction.guild_id,
+            limit=amount,
+            unit=unit,
+            confirm_above=confirm_above,
+        )
+        detail = ", ".join(
+            f"{k}={v}"
+            for k, v in {"amount": amount, "unit": unit, "confirm_above": confirm_above}.items()
+            if v is not None
+        )
+        await self._done(interaction, rules, "budget set", "guild", detail, budget_svc.budget_text(now))
+
+    @budget.command(name="show", description="This month's spend against the budget")
+    async def budget_show(self, interaction: discord.Interaction) -> None:
+        rules_of(interaction)
+        now = await self.bot.run_blocking(budget_svc.budget_of, self.bot.backends, interaction.guild_id)
+        await interaction.response.send_message(budget_svc.budget_text(now), ephemeral=True)
+
+    @budget.command(name="clear", description="No budget and no price checks any more")
+    async def budget_clear(self, interaction: discord.Interaction) -> None:
+        rules = rules_of(interaction)
+        await self.bot.run_blocking(budget_svc.clear_budget, self.bot.backends, interaction.guild_id)
+        await self._done(
+            interaction, rules, "budget clear", "guild", "", "Budget cleared: no limit and no price checks."
+        )
 
     # --- dead letters: this server's (bot owners: every server's) --------------------------------------
     def _deadletters_caller(self, interaction: discord.Interaction) -> tuple[GuildRules, bool]:

@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import gate
+from bot import budget_gate, gate, presets
 from bot.app import PhotogenBot
 from bot.embeds import BLUE
 from bot.group_presets import GROUP_PRESETS
@@ -18,6 +18,7 @@ from bot.periodic import periodic, start, stop
 from bot.services import group, group_actions
 from bot.views import status_view
 from storage import lifecycle
+from storage.budget import JobShape
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,14 @@ class Group(commands.Cog):
         picked = [_picked(interaction, u) for u in (member2, member3, member4) if u is not None]
         group.check_picked(interaction.user.id, picked)
         assert interaction.guild_id is not None
+        pictures = count or self.bot.settings.render_default_count
+        scene = GROUP_PRESETS.get(preset.value) if preset else None
+        width, height = presets.size_for(scene.aspect if scene else "3:2", self.bot.settings.render_size)
+        shape = JobShape(
+            "render", "group", pictures, width, height, self.bot.settings.render_steps, people=len(picked) + 1
+        )
+        if not await budget_gate.approve(self.bot, interaction, shape):
+            return
         req = await self.bot.run_blocking(
             group.request_group,
             self.bot.backends,
@@ -100,7 +109,7 @@ class Group(commands.Cog):
             model_id=model,
             preset_id=preset.value if preset else None,
             prompt=prompt,
-            count=count or self.bot.settings.render_default_count,
+            count=pictures,
             seed=seed,
             rules=rules,
         )

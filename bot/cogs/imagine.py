@@ -10,12 +10,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import presets
+from bot import budget_gate, presets
 from bot.app import PhotogenBot
 from bot.gate import order_rules
 from bot.services import actions, member_orders
 from bot.views import model_choices
 from storage import lifecycle
+from storage.budget import JobShape
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,10 @@ class Imagine(commands.Cog):
         width, height = presets.size_for(
             aspect.value if aspect else (preset.aspect if preset else "1:1"), self.bot.settings.render_size
         )
+        pictures = count or self.bot.settings.render_default_count
+        shape = JobShape("render", "txt2img", pictures, width, height, self.bot.settings.render_steps)
+        if not await budget_gate.approve(self.bot, interaction, shape):  # the price first, above the threshold
+            return
         placed = await self.bot.run_blocking(
             member_orders.place_render_order,
             self.bot.backends,
@@ -77,7 +82,7 @@ class Imagine(commands.Cog):
             model_id=model,
             prompt=full_prompt[:1000],
             negative_prompt=full_negative[:1000],
-            count=count or self.bot.settings.render_default_count,
+            count=pictures,
             width=width,
             height=height,
             seed=seed if seed is not None else secrets.randbelow(MAX_SEED),

@@ -9,14 +9,16 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import budget_gate
 from bot.app import PhotogenBot
 from bot.embeds import photo_report_embed
 from bot.gate import order_rules
 from bot.options import numbered, options
 from bot.replies import reply_private
-from bot.services import intake, member_orders
+from bot.services import budget, intake, member_orders
 from bot.views import status_view
 from storage import lifecycle
+from storage.budget import JobShape
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,10 @@ class Train(commands.Cog):
         await self.bot.run_blocking(
             member_orders.precheck_train, self.bot.backends, interaction.user.id, rules
         )
+        # Past the server's budget: refused before the downloads too (the price is asked once photos pass).
+        await self.bot.run_blocking(
+            budget.check_order, self.bot.backends, interaction.guild_id, JobShape("train")
+        )
         attachments = [a for a in given if a is not None]
         async with self.slots:
             photos, early = await intake.download(self.bot.settings, attachments)
@@ -104,6 +110,9 @@ class Train(commands.Cog):
                 photo_report_embed(accepted=False, summary=report.summary, lines=report.lines),
                 content=CONSENT,
             )
+            return
+        # The photos are only in memory: a cancel or no answer leaves nothing stored.
+        if not await budget_gate.approve(self.bot, interaction, JobShape("train")):
             return
         placed = await self.bot.run_blocking(
             member_orders.place_train_order,

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot import views
+from bot import budget_gate, views
 from bot.embeds import GREEN, clip, order_status_embed
 from bot.errors import NotAllowed
-from bot.services import delivery, group_privacy, member_orders
+from bot.services import budget, delivery, group_privacy, member_orders
 from bot.services.records import Placed
 from storage import lifecycle
 
@@ -79,6 +79,9 @@ async def result_clicked(
     rules = await member_orders.gate_new_order(bot, interaction, kind="render")
     # A new public message for the new order; deferring first keeps the 3-second window whatever the load.
     await interaction.response.defer(thinking=True)
+    shape = budget.followup_shape(bot.settings, order.params, action)
+    if not await budget_gate.approve(bot, interaction, shape):  # the price first, above the threshold
+        return
     placed = await bot.run_blocking(
         member_orders.place_followup_render,
         bot.backends,

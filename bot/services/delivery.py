@@ -19,6 +19,7 @@ from bot.wording import neutralise
 from cloud.consumer import receive
 from cloud.messages import Event
 from cloud.queues.base import Lease
+from storage import budget as budget_store
 from storage import lifecycle
 from storage.blobs.base import BlobNotFound
 from storage.lifecycle import NOTICE_KIND, OutboxItem
@@ -62,6 +63,10 @@ def apply_event(b: Backends, event: Event) -> lifecycle.Applied:
     if applied.forged is not None:
         log.warning("dropped event %s for order %s: %s", event.event_id, event.order_id, applied.forged)
         metrics.EVENTS_FORGED.inc()
+    elif event.kind in JOB_OUTCOMES and not applied.duplicate and applied.order_id:
+        from bot.services import budget
+
+        budget.after_usage(b, applied.order_id)  # the server's 50/80/100 % budget alerts, into the outbox
     return applied
 
 
@@ -101,6 +106,8 @@ def build_message(
     from bot.views import result_view
 
     p: dict[str, Any] = row.payload
+    if row.kind == budget_store.ALERT_KIND:  # a server's budget alert (bot/services/budget.py)
+        return OutboxMessage(channel_id=int(p["log_channel_id"]), order_id=None, content=str(p["text"]))
     if not p.get("channel_id"):
         raise UndeliverableError("no channel recorded for the order")
     msg = OutboxMessage(channel_id=int(p["channel_id"]), order_id=row.order_id)

@@ -8,11 +8,11 @@ import logging
 
 import discord
 
-from bot import group_views
+from bot import budget_gate, group_views
 from bot.app import PhotogenBot
 from bot.embeds import order_status_embed
 from bot.errors import NotAllowed
-from bot.services import delivery, group, group_privacy, member_orders
+from bot.services import budget, delivery, group, group_privacy, member_orders
 from bot.views import status_view
 from storage import lifecycle
 
@@ -101,6 +101,8 @@ async def image_button(
         raise NotAllowed("Only the member who made this group picture can make more of it.")
     rules = await member_orders.gate_new_order(bot, interaction, kind="render")
     await interaction.response.defer(thinking=True)
+    if not await budget_gate.approve(bot, interaction, budget.followup_shape(bot.settings, parent.params, action)):
+        return
     req = await bot.run_blocking(
         group.place_followup,
         bot.backends,

@@ -20,7 +20,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from storage import order_store
-from storage.models import ACTIVE_STATUSES, Job, JobUsage, Order
+from storage.models import ACTIVE_STATUSES, GuildSettings, Job, JobUsage, Order
 
 #: The outbox kind of a budget alert (posted to the server's admin log channel by the bot's delivery loop).
 ALERT_KIND = "budget_alert"
@@ -157,3 +157,48 @@ def claim_alert(session: Session, guild_id: object, at: float, percent: int) -> 
         session, guild_id, budget_alert_month=month, budget_alert_percent=percent
     )
     return True
+
+
+@dataclass(frozen=True)
+class ServerMonth:
+    """One server's month as the operators' dashboard shows it."""
+
+    guild_id: str
+    limit: float | None
+    unit: str
+    usd: float
+    gpu_seconds: float
+
+    @property
+    def spent(self) -> float:
+        """In the budget's unit."""
+        return self.gpu_seconds / 3600 if self.unit == "gpu_hours" else self.usd
+
+
+def servers_this_month(session: Session, at: float) -> list[ServerMonth]:
+    """Every server with a budget or with use since the first of ``at``'s month."""
+    since = month_start(at)
+    used = {
+        gid: (float(usd or 0.0), float(seconds or 0.0))
+        for gid, usd, seconds in session.exec(
+            select(Order.guild_id, func.sum(JobUsage.cost_usd), func.sum(JobUsage.gpu_seconds))
+            .join(Order, Order.id == JobUsage.order_id)  # type: ignore[arg-type]
+            .where(JobUsage.at >= since, Order.guild_id.is_not(None))  # type: ignore[union-attr]
+            .group_by(Order.guild_id)
+        )
+    }
+    budgets = {
+        g.guild_id: g
+        for g in session.exec(
+            select(GuildSettings).where(GuildSettings.budget_limit.is_not(None))  # type: ignore[union-attr]
+        )
+    }
+    rows = []
+    for gid in sorted(set(used) | set(budgets)):
+        g = budgets.get(gid)
+        usd, seconds = used.get(gid, (0.0, 0.0))
+        rows.append(ServerMonth(gid, g.budget_limit if g else None, g.budget_unit if g else "usd", usd, seconds))
+    # Budgeted servers first, the nearest to (or furthest past) their budget at the top.
+    return sorted(
+        rows, key=lambda r: (r.limit is None, -(r.spent / r.limit if r.limit else 0.0), -r.usd, r.guild_id)
+    )

@@ -22,6 +22,7 @@ SLOW_FILES = (
     "bot/test_likeness.py",  # an agent thread scores and re-rolls renders
     "bot/test_dashboard_aws.py",  # the sampler against moto's SQS and auto scaling
     "bot/test_dashboard_browser.py",  # headless Chromium
+    "bot/test_budget_dashboard.py",  # headless Chromium
     "photogen/test_supervisor.py",  # `photogen all` processes, killed and restarted
     "photogen/test_readme_commands.py",  # the README's commands as processes
     "gpu_agent/test_photos_agreement.py",  # door and agent checks over whole photo sets

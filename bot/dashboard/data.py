@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from bot.services import likeness
-from storage import metrics, read_session
+from storage import budget, metrics, read_session
 from storage.safety_log import blocked_count
 
 PER_ORDER_ROWS = 30
@@ -80,6 +80,21 @@ def dashboard_data(engine: Engine, *, window_s: float, now: float | None = None)
                         "usd": c.cost_usd,
                     }
                     for c in per_order
+                ],
+            },
+            "budgets": {  # each server's spend this month against its budget (bot/services/budget.py)
+                "month": budget.month_name(at),
+                "servers": [
+                    {
+                        "guild_id": m.guild_id,
+                        "limit": m.limit,
+                        "unit": m.unit,
+                        "spent": m.spent,
+                        "usd": m.usd,
+                        "gpu_seconds": m.gpu_seconds,
+                        "percent": round(100 * m.spent / m.limit, 1) if m.limit else None,
+                    }
+                    for m in budget.servers_this_month(s, at)
                 ],
             },
             "pictures_blocked": blocked_count(s, since=since),  # the safety check's (docs/SAFETY.md)

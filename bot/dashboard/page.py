@@ -147,6 +147,29 @@ def render_page(data: dict[str, Any]) -> str:
         ("Pictures blocked", f"{data.get('pictures_blocked', 0)}"),
     ]
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t1))
+    budgets = data.get("budgets") or {"month": "", "servers": []}
     return _TEMPLATES.get_template("dashboard.html.j2").render(
-        window=_hours(data["window_s"]), stamp=stamp, tiles=tiles, charts=charts
+        window=_hours(data["window_s"]),
+        stamp=stamp,
+        tiles=tiles,
+        charts=charts,
+        budget_month=budgets["month"],
+        budgets=[_budget_row(b) for b in budgets["servers"]],
     )
+
+
+def _amount(value: float, unit: str) -> str:
+    return f"{value:.2f} GPU-h" if unit == "gpu_hours" else f"${value:.2f}"
+
+
+def _budget_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A server's line of the budgets table: spend against budget, and a bar (full and red past 100 %)."""
+    unit, limit, percent = row["unit"], row["limit"], row["percent"]
+    return {
+        "server": row["guild_id"],
+        "spent": _amount(row["spent"], unit),
+        "budget": _amount(limit, unit) if limit is not None else "no budget",
+        "percent": f"{percent:.0f} %" if percent is not None else "–",
+        "bar": min(100.0, percent or 0.0),
+        "level": "over" if (percent or 0) >= 100 else "high" if (percent or 0) >= 80 else "ok",
+    }

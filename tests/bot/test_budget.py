@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
+import pytest
 from agent_part import picture
-from studio import Studio, order_rows, private_answer, queued_messages
+from studio import Studio, order_rows, private_answer, queued_messages, stored_user_blobs
+from test_train import good_photos
+
+from bot import budget_gate
 
 from bot.services import budget
 from cloud.messages import RenderJob
@@ -153,3 +158,88 @@ async def test_budget_commands_are_per_server_admin_only(studio: Studio) -> None
     inter = await st.sim.invoke_command(st.admin, st.channel, "admin budget set", {"unit": "usd"})
     refusal = await private_answer(inter)
     assert "new unit" in str(refusal.embeds), refusal.embeds
+
+
+async def test_train_price_cancelled_leaves_no_blobs(studio: Studio, faces_dir: Path) -> None:
+    """/train: the photos are checked before the price is shown; Cancel then leaves no photo, order or job."""
+    st = studio
+    # A self-hoster's budget: the default estimate of a training (900 GPU-seconds) is 0.25 GPU-hours.
+    await _admin(st, "admin budget set", {"amount": 10.0, "unit": "gpu_hours", "confirm_above": 0.1})
+    inter = await st.sim.invoke_command(
+        st.alice, st.channel, "train", {"name": "me", "class_word": "woman"}, attachments=good_photos(faces_dir)
+    )
+    ask = await inter.wait_followup(timeout=60)
+    assert ask.ephemeral and "0.25 GPU-hours" in str(ask.embeds), ask.embeds
+    assert "confirm the price" in (inter.original.content or "").lower()  # public: no price, no photos
+    click = await st.sim.click(st.alice, ask, _button(ask, "Cancel"))
+    await click.wait_response()
+    await st.sim.wait_until(lambda: inter.original is not None and inter.original.deleted, 5)
+    assert stored_user_blobs(st.b) == [] and order_rows(st.b) == 0 and queued_messages(st.b) == 0
+
+
+async def test_followup_button_priced_and_no_answer_leaves_nothing(
+    studio: Studio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """🔄 on a result is a new order: priced like /imagine; no answer in time is a cancel."""
+    st = studio
+    st.seed_model(st.alice)
+    await _admin(st, "admin budget set", {"amount": 10.0, "unit": "gpu_hours", "confirm_above": 0.0})
+    inter = await st.sim.invoke_command(st.alice, st.channel, "imagine", {"prompt": "at sea", "count": 1})
+    ask = await inter.wait_followup()
+    assert "GPU-hours" in str(ask.embeds) and "$" not in str(ask.embeds), ask.embeds
+    await (await st.sim.click(st.alice, ask, _button(ask, "Confirm"))).wait_response()
+    job = await asyncio.to_thread(st.agent.take_render)
+    await asyncio.to_thread(_finish, st, job, 40.0)
+    result = await st.sim.wait_for_message(st.channel, lambda m: f"pg:rr:{job.order_id}:0" in m.custom_ids(), 10)
+    orders = order_rows(st.b)
+    monkeypatch.setattr(budget_gate, "CONFIRM_TIMEOUT_S", 0.5)
+    click = await st.sim.click(st.alice, result, f"pg:rr:{job.order_id}:0")
+    ask = await click.wait_followup()
+    assert ask.ephemeral and "This picture will cost about" in str(ask.embeds), ask.embeds
+    await st.sim.wait_until(lambda: "no answer" in st.sim.all_messages[ask.id].content.lower(), 5)
+    await st.sim.wait_until(lambda: click.original is not None and click.original.deleted, 5)
+    assert order_rows(st.b) == orders and queued_messages(st.b) == 0
+    spent = await asyncio.to_thread(budget.budget_of, st.b, st.guild.id)
+    assert spent.spent == pytest.approx(40.0 / 3600) and spent.booked == 0.0
+
+
+async def test_alerts_at_50_80_100_once_each_per_month(studio: Studio) -> None:
+    st = studio
+    log_channel = st.sim.add_channel(st.guild, "admin-log")
+    await _admin(st, "admin config", {"log_channel": log_channel})
+    await _admin(st, "admin budget set", {"amount": 1.0, "unit": "gpu_hours"})
+    now = time.time()
+    with transaction(st.b.engine) as s:
+        order = order_store.create_order(
+            s, user_id=st.bob.id, kind="render", guild_id=st.guild.id, starting_credits=0
+        )
+    posted = []
+    for i, seconds in enumerate((1000.0, 900.0, 100.0, 1000.0, 500.0)):  # 28, 53, 56, 83, 97 … %
+        with transaction(st.b.engine) as s:
+            metrics.record_job_usage(
+                s,
+                event_id=f"e{i}",
+                order_id=order.id,
+                job_id="j",
+                job_kind="render",
+                outcome="done",
+                gpu_seconds=seconds,
+                price_per_hour=0.0,
+                at=now,
+            )
+        posted.append(await asyncio.to_thread(budget.after_usage, st.b, order.id, now=now))
+    assert posted == [None, 50, None, 80, None]
+    with transaction(st.b.engine) as s:
+        metrics.record_job_usage(
+            s, event_id="e9", order_id=order.id, job_id="j", job_kind="render", outcome="done",
+            gpu_seconds=200.0, price_per_hour=0.0, at=now,
+        )  # fmt: skip
+    assert await asyncio.to_thread(budget.after_usage, st.b, order.id, now=now) == 100
+    assert await asyncio.to_thread(budget.after_usage, st.b, order.id, now=now) is None
+    # A new month starts the alerts again (its spend is counted from its first day).
+    next_month = store.month_start(now) + 40 * 86400
+    assert await asyncio.to_thread(budget.after_usage, st.b, order.id, now=next_month) is None
+    texts = await st.sim.wait_for_message(log_channel, lambda m: "Budget 100 %" in m.content, timeout=10)
+    assert "refused until the budget is raised" in texts.content
+    alerts = [m.content for m in st.sim.messages(log_channel) if "💸" in m.content]
+    assert [a.split("**")[1] for a in alerts] == ["Budget 50 %", "Budget 80 %", "Budget 100 %"], alerts

@@ -12,6 +12,7 @@ documented default ``DEFAULT_SECONDS_PER_UNIT`` is used (docs/ADMIN_GUIDE.md). M
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -55,7 +56,7 @@ class JobShape:
         return max(1, self.count) * max(1, self.people) * pixels * max(1, self.steps) / REFERENCE_STEPS
 
 
-def shape_of(kind: str, params: dict[str, Any], steps: int) -> JobShape:
+def shape_of(kind: str, params: Mapping[str, Any], steps: int) -> JobShape:
     """The shape of an order from its params (``steps``: the render steps its job ran or will run with)."""
     if kind == "train":
         return JobShape("train")
@@ -82,7 +83,7 @@ class Measured:
 def estimate_seconds(session: Session, shape: JobShape, render_steps: int) -> Measured:
     """GPU seconds ``shape`` is expected to take, measured on recent finished jobs of its kind and mode."""
     query = (
-        select(JobUsage.gpu_seconds, JobUsage.instance_type, Order.kind, Order.params, Job.payload)
+        select(JobUsage, Order.kind, Order.params, Job.payload)
         .join(Order, Order.id == JobUsage.order_id)  # type: ignore[arg-type]
         .outerjoin(Job, Job.id == JobUsage.job_id)  # type: ignore[arg-type]
         .where(JobUsage.job_kind == shape.kind, JobUsage.outcome == "done", JobUsage.gpu_seconds > 0)
@@ -91,16 +92,16 @@ def estimate_seconds(session: Session, shape: JobShape, render_steps: int) -> Me
     )
     rows = list(session.exec(query))
     per_unit: list[float] = []
-    for seconds, _, kind, params, payload in rows:
+    for usage, kind, params, payload in rows:
         steps = int((payload or {}).get("steps") or render_steps)
-        sample = shape_of(kind, params or {}, steps)
+        sample = shape_of(kind, dict(params or {}), steps)
         if sample.mode == shape.mode and len(per_unit) < SAMPLE_ROWS:
-            per_unit.append(seconds / sample.units)
+            per_unit.append(usage.gpu_seconds / sample.units)
     if len(per_unit) >= MIN_SAMPLES:
         unit_s = statistics.median(per_unit)
     else:
         unit_s, per_unit = DEFAULT_SECONDS_PER_UNIT[shape.kind], []
-    newest = rows[0][1] if rows else None
+    newest = rows[0][0].instance_type if rows else None
     return Measured(unit_s * shape.units, len(per_unit), bool(rows), newest)
 
 
@@ -179,7 +180,7 @@ def servers_this_month(session: Session, at: float) -> list[ServerMonth]:
     """Every server with a budget or with use since the first of ``at``'s month."""
     since = month_start(at)
     used = {
-        gid: (float(usd or 0.0), float(seconds or 0.0))
+        str(gid): (float(usd or 0.0), float(seconds or 0.0))
         for gid, usd, seconds in session.exec(
             select(Order.guild_id, func.sum(JobUsage.cost_usd), func.sum(JobUsage.gpu_seconds))
             .join(Order, Order.id == JobUsage.order_id)  # type: ignore[arg-type]
@@ -197,7 +198,9 @@ def servers_this_month(session: Session, at: float) -> list[ServerMonth]:
     for gid in sorted(set(used) | set(budgets)):
         g = budgets.get(gid)
         usd, seconds = used.get(gid, (0.0, 0.0))
-        rows.append(ServerMonth(gid, g.budget_limit if g else None, g.budget_unit if g else "usd", usd, seconds))
+        rows.append(
+            ServerMonth(gid, g.budget_limit if g else None, g.budget_unit if g else "usd", usd, seconds)
+        )
     # Budgeted servers first, the nearest to (or furthest past) their budget at the top.
     return sorted(
         rows, key=lambda r: (r.limit is None, -(r.spent / r.limit if r.limit else 0.0), -r.usd, r.guild_id)

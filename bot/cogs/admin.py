@@ -35,7 +35,9 @@ class Admin(
 ):
     blocked = app_commands.Group(name="blocked", description="Blocked words in prompts")
     channels = app_commands.Group(name="channels", description="Channels Photogen may be used in")
-    budget = app_commands.Group(name="budget", description="This server's monthly GPU budget and price checks")
+    budget = app_commands.Group(
+        name="budget", description="This server's monthly GPU budget and price checks"
+    )
     deadletters = app_commands.Group(
         name="deadletters",
         description="Jobs and events that could not be processed",
@@ -356,7 +358,9 @@ class Admin(
         await interaction.response.send_message(f"Photogen may be used in: {shown}", ephemeral=True)
 
     # --- the monthly budget (bot/services/budget.py) ---------------------------------------------
-    @budget.command(name="set", description="A monthly budget, and the price above which members confirm first")
+    @budget.command(
+        name="set", description="A monthly budget, and the price above which members confirm first"
+    )
     @app_commands.describe(
         amount="The month's budget (orders that would pass it are refused)",
         unit="Dollars, or GPU-hours if the GPUs cost you nothing per hour",

@@ -67,7 +67,9 @@ def pool_price(settings: Settings, kind: str, measured: store.Measured) -> costs
     if measured.instance_seen:
         return costs.price_of(settings, measured.instance_type, market)
     if settings.fleet_agent_image or settings.fleet_ami_id:
-        types = settings.fleet_train_instance_types if kind == "train" else settings.fleet_render_instance_types
+        types = (
+            settings.fleet_train_instance_types if kind == "train" else settings.fleet_render_instance_types
+        )
         if types:  # any type of the pool may be picked: quote the dearest, never less than it may cost
             return max((costs.price_of(settings, t, market) for t in types), key=lambda p: p.per_hour)
     return costs.price_of(settings, None, market)
@@ -94,7 +96,12 @@ def followup_shape(settings: Settings, parent_params: dict[str, Any], action: st
         w, h = min(shape.width * 2, 2048), min(shape.height * 2, 2048)
         return JobShape("render", "upscale", 1, w - w % 8, h - h % 8, shape.steps)
     return JobShape(
-        "render", "variation" if action == "var" else "txt2img", shape.count, shape.width, shape.height, shape.steps
+        "render",
+        "variation" if action == "var" else "txt2img",
+        shape.count,
+        shape.width,
+        shape.height,
+        shape.steps,
     )
 
 
@@ -184,7 +191,9 @@ def check_order(b: Backends, guild_id: object, shape: JobShape, *, now: float | 
         check = Check(_quote(s, b.settings, shape), budget)
     limit, unit = budget.limit, budget.unit
     if limit is not None and budget.used + check.amount > limit + 1e-9:
-        booked = f" ({fmt(budget.booked, unit)} more is booked by orders in progress)" if budget.booked else ""
+        booked = (
+            f" ({fmt(budget.booked, unit)} more is booked by orders in progress)" if budget.booked else ""
+        )
         raise Busy(
             f"This server has spent {fmt(budget.spent, unit)} of its {fmt(limit, unit)} budget for "
             f"{budget.month}{booked}; this {describe(shape)} would cost about {fmt(check.amount, unit)}. "
@@ -209,9 +218,10 @@ def set_budget(
         raise Refused("The unit is dollars or GPU-hours.")
     with transaction(b.engine) as s:
         current = order_store.get_guild_settings(s, guild_id)
-        if unit is not None and unit != current.budget_unit and limit is None and confirm_above is None:
-            if current.budget_limit is not None or current.budget_confirm_above is not None:
-                raise Refused("Give the budget (and the threshold) in the new unit too.")
+        new_unit = unit is not None and unit != current.budget_unit
+        amounts_set = current.budget_limit is not None or current.budget_confirm_above is not None
+        if new_unit and amounts_set and limit is None and confirm_above is None:
+            raise Refused("Give the budget (and the threshold) in the new unit too.")
         changes: dict[str, Any] = {}
         if unit is not None and unit != current.budget_unit:
             changes.update(
@@ -287,7 +297,11 @@ def after_usage(b: Backends, order_id: str, *, now: float | None = None) -> int 
         text = (
             f"💸 **Budget {reached} %**: this server has spent {fmt(budget.spent, unit)} of its "
             f"{fmt(budget.limit or 0.0, unit)} budget for {budget.month} ({percent:.0f} %)."
-            + (" New orders are refused until the budget is raised or the month ends." if reached >= 100 else "")
+            + (
+                " New orders are refused until the budget is raised or the month ends."
+                if reached >= 100
+                else ""
+            )
         )
         order_store.add_delivery(
             s, order_id, store.ALERT_KIND, {"log_channel_id": g.admin_log_channel_id, "text": text}

@@ -101,7 +101,9 @@ async def image_button(
         raise NotAllowed("Only the member who made this group picture can make more of it.")
     rules = await member_orders.gate_new_order(bot, interaction, kind="render")
     await interaction.response.defer(thinking=True)
-    if not await budget_gate.approve(bot, interaction, budget.followup_shape(bot.settings, parent.params, action)):
+    if not await budget_gate.approve(
+        bot, interaction, budget.followup_shape(bot.settings, parent.params, action)
+    ):
         return
     req = await bot.run_blocking(
         group.place_followup,

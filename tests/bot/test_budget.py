@@ -15,12 +15,11 @@ from studio import Studio, order_rows, private_answer, queued_messages, stored_u
 from test_train import good_photos
 
 from bot import budget_gate
-
 from bot.services import budget
 from cloud.messages import RenderJob
 from photogen.discord_sim.models import SimMessage
-from storage import keys, metrics, order_store, transaction
 from storage import budget as store
+from storage import keys, metrics, order_store, transaction
 
 PRICE_PER_HOUR = 36.0  # the self-hosted price in these tests: one GPU-second costs one cent
 
@@ -128,7 +127,9 @@ async def test_budget_price_confirm_refusal_and_alert(studio: Studio) -> None:
     alert = await st.sim.wait_for_message(log_channel, lambda m: "Budget 50 %" in m.content, timeout=10)
     assert "$0.60 of its $1.00 budget" in alert.content, alert.content
     assert await asyncio.to_thread(budget.after_usage, st.b, job.order_id) is None  # not twice this month
-    await st.sim.wait_for_message(st.channel, lambda m: any("pg:rr:" in c for c in m.custom_ids()), timeout=10)
+    await st.sim.wait_for_message(
+        st.channel, lambda m: any("pg:rr:" in c for c in m.custom_ids()), timeout=10
+    )
     inter = await st.sim.invoke_command(st.bob, st.channel, "imagine", {"prompt": "hiking", "count": 3})
     refusal = await private_answer(inter)
     assert "spent $0.60 of its $1.00 budget" in str(refusal.embeds), refusal.embeds
@@ -166,7 +167,11 @@ async def test_train_price_cancelled_leaves_no_blobs(studio: Studio, faces_dir: 
     # A self-hoster's budget: the default estimate of a training (900 GPU-seconds) is 0.25 GPU-hours.
     await _admin(st, "admin budget set", {"amount": 10.0, "unit": "gpu_hours", "confirm_above": 0.1})
     inter = await st.sim.invoke_command(
-        st.alice, st.channel, "train", {"name": "me", "class_word": "woman"}, attachments=good_photos(faces_dir)
+        st.alice,
+        st.channel,
+        "train",
+        {"name": "me", "class_word": "woman"},
+        attachments=good_photos(faces_dir),
     )
     ask = await inter.wait_followup(timeout=60)
     assert ask.ephemeral and "0.25 GPU-hours" in str(ask.embeds), ask.embeds
@@ -190,7 +195,9 @@ async def test_followup_button_priced_and_no_answer_leaves_nothing(
     await (await st.sim.click(st.alice, ask, _button(ask, "Confirm"))).wait_response()
     job = await asyncio.to_thread(st.agent.take_render)
     await asyncio.to_thread(_finish, st, job, 40.0)
-    result = await st.sim.wait_for_message(st.channel, lambda m: f"pg:rr:{job.order_id}:0" in m.custom_ids(), 10)
+    result = await st.sim.wait_for_message(
+        st.channel, lambda m: f"pg:rr:{job.order_id}:0" in m.custom_ids(), 10
+    )
     orders = order_rows(st.b)
     monkeypatch.setattr(budget_gate, "CONFIRM_TIMEOUT_S", 0.5)
     click = await st.sim.click(st.alice, result, f"pg:rr:{job.order_id}:0")

@@ -17,13 +17,13 @@ from test_dashboard_browser import ARTIFACTS, SIZE, _chromium
 
 from bot.dashboard import add_routes
 from bot.dashboard.data import dashboard_data
-from storage import metrics, order_store, transaction
 from storage import budget as store
+from storage import metrics, order_store, transaction
 from storage.settings import Settings
 
 
-def _spend(engine: Engine, guild: str, usd: float, gpu_seconds: float, at: float) -> None:
-    with transaction(engine) as s:
+def _spend(db: Engine, guild: str, usd: float, gpu_seconds: float, at: float) -> None:
+    with transaction(db) as s:
         order = order_store.create_order(s, user_id=5, kind="render", guild_id=guild)
         order_store.mark_delivered(s, order.id)
         metrics.record_job_usage(
@@ -39,14 +39,14 @@ def _spend(engine: Engine, guild: str, usd: float, gpu_seconds: float, at: float
         )
 
 
-def seed_budgets(engine: Engine, now: float) -> None:
+def seed_budgets(db: Engine, now: float) -> None:
     """Server 111: $4.10 of $5.00; 222: 2.5 of 2 GPU-hours (self-hosted, over); 333: spends, no budget;
     444: a budget, nothing spent; last month's spend of 111 does not count."""
-    _spend(engine, "111", 4.10, 3600, now)
-    _spend(engine, "111", 9.00, 3600, store.month_start(now) - 3600)
-    _spend(engine, "222", 0.0001, 9000, now)
-    _spend(engine, "333", 0.75, 600, now)
-    with transaction(engine) as s:
+    _spend(db, "111", 4.10, 3600, now)
+    _spend(db, "111", 9.00, 3600, store.month_start(now) - 3600)
+    _spend(db, "222", 0.0001, 9000, now)
+    _spend(db, "333", 0.75, 600, now)
+    with transaction(db) as s:
         order_store.update_guild_settings(s, "111", budget_limit=5.0, budget_unit="usd")
         order_store.update_guild_settings(s, "222", budget_limit=2.0, budget_unit="gpu_hours")
         order_store.update_guild_settings(s, "444", budget_limit=1.0, budget_unit="usd")
@@ -88,7 +88,9 @@ async def test_budgets_drawn_in_headless_chromium(engine: Engine, settings: Sett
             await _chromium(url, Path(profile), f"--screenshot={shot}")
     finally:
         await runner.cleanup()
-    rows = re.findall(r'<tr class="budget-row"><td>(\d+)</td><td>([^<]+)</td><td>([^<]+)</td>\s*<td>([^<]+)</td>', dom)
+    rows = re.findall(
+        r'<tr class="budget-row"><td>(\d+)</td><td>([^<]+)</td><td>([^<]+)</td>\s*<td>([^<]+)</td>', dom
+    )
     assert rows[:2] == [("222", "2.50 GPU-h", "2.00 GPU-h", "125 %"), ("111", "$4.10", "$5.00", "82 %")], rows
     assert ("333", "$0.75", "no budget", "–") in rows
     assert re.search(r'<i class="over" style="width:\s*100(\.0)?%', dom) and 'class="high"' in dom

@@ -16,7 +16,14 @@ OCT = datetime(2026, 10, 31, 23, 59, tzinfo=UTC).timestamp()
 
 
 def _finished(
-    engine: Engine, guild: str, seconds: float, at: float, *, mode: str = "txt2img", kind: str = "render", **p: int
+    engine: Engine,
+    guild: str,
+    seconds: float,
+    at: float,
+    *,
+    mode: str = "txt2img",
+    kind: str = "render",
+    **p: int,
 ) -> str:
     params = {"mode": mode, "count": p.get("count", 1), "width": p.get("width", 512), "height": 512}
     with transaction(engine) as s:
@@ -67,7 +74,9 @@ def test_use_this_month_and_open_orders_of_one_server(engine: Engine) -> None:
     _finished(engine, "2", 360.0, NOV)  # another server's
     used = None
     with transaction(engine) as s:
-        order_store.create_order(s, user_id=8, kind="render", guild_id="1", params={"mode": "group", "count": 2})
+        order_store.create_order(
+            s, user_id=8, kind="render", guild_id="1", params={"mode": "group", "count": 2}
+        )
     with read_session(engine) as s:
         used = budget.used_since(s, "1", budget.month_start(NOV))
         open_orders = budget.open_orders(s, "1")

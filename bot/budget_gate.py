@@ -67,7 +67,7 @@ async def approve(
         return True
     b = bot.backends
     check = await bot.run_blocking(budget.check_order, b, interaction.guild_id, shape)
-    if not check.ask:
+    if check is None or not check.ask:
         return True
     view = PriceConfirm(interaction.user.id, CONFIRM_TIMEOUT_S if timeout is None else timeout)
     embed = discord.Embed(title="Confirm the price", description=check.price_text(), colour=BLUE)

@@ -182,10 +182,14 @@ class Check:
         return text
 
 
-def check_order(b: Backends, guild_id: object, shape: JobShape, *, now: float | None = None) -> Check:
+def check_order(b: Backends, guild_id: object, shape: JobShape, *, now: float | None = None) -> Check | None:
     """The price of ``shape`` for this server, and whether the member must confirm it; raises ``Busy`` with the
-    numbers when it would take the server past its budget this month."""
+    numbers when it would take the server past its budget this month. None: the server has neither a budget
+    nor a confirm threshold (nothing to check)."""
     with read_session(b.engine) as s:
+        g = order_store.get_guild_settings(s, guild_id)
+        if g.budget_limit is None and g.budget_confirm_above is None:
+            return None
         at = time.time() if now is None else now
         budget = _budget(s, b.settings, guild_id, at)
         check = Check(_quote(s, b.settings, shape), budget)

@@ -92,7 +92,9 @@ class Group(commands.Cog):
         group.check_picked(interaction.user.id, picked)
         assert interaction.guild_id is not None
         pictures = count or self.bot.settings.render_default_count
-        scene = GROUP_PRESETS.get(preset.value) if preset else None
+        scene = (
+            GROUP_PRESETS.get(preset.value) if preset else None
+        )  # its size, as group.request_group picks it
         width, height = presets.size_for(scene.aspect if scene else "3:2", self.bot.settings.render_size)
         shape = JobShape(
             "render", "group", pictures, width, height, self.bot.settings.render_steps, people=len(picked) + 1

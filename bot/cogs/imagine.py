@@ -71,9 +71,8 @@ class Imagine(commands.Cog):
         )
         pictures = count or self.bot.settings.render_default_count
         shape = JobShape("render", "txt2img", pictures, width, height, self.bot.settings.render_steps)
-        if not await budget_gate.approve(
-            self.bot, interaction, shape
-        ):  # the price first, above the threshold
+        # The price first (bot/budget_gate.py): refused past the server's budget, confirmed above its threshold.
+        if not await budget_gate.approve(self.bot, interaction, shape):
             return
         placed = await self.bot.run_blocking(
             member_orders.place_render_order,

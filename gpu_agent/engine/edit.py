@@ -201,12 +201,12 @@ class Editor:
         try:
             state_dict, _alphas = self.pipe.lora_state_dict(str(lora.path), local_files_only=True)
         except Exception:
-            raise LoraLoadError("your model's file cannot be read as a LoRA") from None
+            raise LoraLoadError("Your model's file cannot be read as a LoRA") from None
         fit = lora_fit(self.pipe, state_dict)
         if not fit.fits:
             family = f"an {fit.family}" if fit.family else "another"
             raise LoraLoadError(
-                f"your model was trained on {family} base model, and edits use an SD 1.5-family model "
+                f"Your model was trained on {family} base model, and edits use an SD 1.5-family model "
                 f"(InstructPix2Pix): {len(fit.misfits)} of its {fit.total} layers do not fit. "
                 "Edit without your model, or train one on an SD 1.5 base."
             )
@@ -224,7 +224,9 @@ class Editor:
         source = fit_within(request.source.convert("RGB"), MAX_SIDE, self.max_pixels)
         if source.size != request.source.size or any(side % 8 for side in source.size):
             source = source.resize((source.width // 8 * 8, source.height // 8 * 8), Image.Resampling.LANCZOS)
-        prompt = fill_prompt(request.instruction, request.subject)
+        # With the member's LoRA their token leads the instruction (a personal LoRA draws its member only when
+        # its token is in the prompt); without one the instruction goes as written.
+        prompt = fill_prompt(request.instruction, request.subject if lora is not None else "")
         with self._lock:
             if lora is not None:
                 from gpu_agent.engine.render_adapters import file_fingerprint

@@ -71,6 +71,13 @@ class Edit(commands.Cog):
                 crop, size = await self.bot.run_intake(
                     edit.check_upload, self.bot.settings, downloaded[0].label, downloaded[0].data
                 )
+                await self.bot.run_intake(
+                    edit.refuse_another_person,
+                    self.bot.backends,
+                    interaction.user.id,
+                    model,
+                    downloaded[0].data,
+                )
             self.intakes.release(interaction.user.id)
             placed = await self.bot.run_blocking(
                 edit.place_edit_order,

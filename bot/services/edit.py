@@ -61,6 +61,30 @@ def check_upload(settings: Settings, label: str, data: bytes) -> tuple[bytes, tu
     return result.crop_jpeg, (side, side)
 
 
+def refuse_another_person(b: Backends, user_id: int, model_id: str | None, data: bytes) -> None:
+    """With a trained model and its likeness reference, an upload must show the person it was trained on (the
+    likeness check's same-person distance, on the whole photo, which already passed ``check_upload``): /edit is
+    for photos of yourself. Without a reference there is nothing to compare with, and the photo checks alone
+    apply. Blocking: call in the intake pool."""
+    from gpu_agent.photos import FaceModelsMissing
+    from gpu_agent.photos.likeness import BadReference, Reference, score_picture
+    from storage.blobs.base import BlobNotFound
+
+    model = _member_model(b, user_id, model_id)
+    if model is None:
+        return
+    try:
+        reference = Reference.from_json(b.blobs.get(keys.likeness_key(user_id, model.id)))
+        verdict = score_picture(reference, data).verdict
+    except (BlobNotFound, BadReference, FaceModelsMissing):
+        return
+    if verdict == "weak":
+        raise Refused(
+            "That photo does not look like the person your model was trained on: /edit takes photos of you "
+            "only. Nothing was stored or charged."
+        )
+
+
 def _member_model(b: Backends, user_id: int, model_id: str | None) -> ModelView | None:
     """The member's named model (it must be theirs and ready), else their newest ready one, else None."""
     if model_id is not None:

@@ -3,7 +3,7 @@ real discord.py client), with the real GPU agent in a thread of this process (CP
 InstructPix2Pix really edits, NudeNet and the likeness check really run). Alice edits picture 2 of her /imagine
 result through its Edit button and modal, then a photo of herself she uploads with /edit; both come back with the
 usual buttons, each charged like a render. Bob cannot edit her pictures; a photo that is not of one person is
-refused privately with nothing charged."""
+refused privately with nothing charged, and so is a photo of someone else than her model's person."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from gpu_agent.agent import Agent
 from gpu_agent.engine.pngmeta import read_png_params
 from gpu_agent.engine.tiny import save_tiny_lora
 from gpu_agent.photos.likeness import build_reference
-from photogen.assets import demo_photos
+from photogen.assets import OTHER_PERSON_PHOTO, demo_photos
 from photogen.discord_sim.models import SimMessage
 from photogen.discord_sim.server import DiscordSim
 from storage import keys, order_store, read_session, transaction
@@ -110,7 +110,7 @@ def _stored_picture(st: Studio, order_id: str) -> bytes:
 
 async def test_edit_a_result_with_the_edit_button_and_an_uploaded_photo_with_slash_edit(studio: Studio) -> None:
     st = studio
-    model_id = _trained(st)
+    model_id = await asyncio.to_thread(_trained, st)  # (building the LoRA must not block the bot's loop)
     cost = st.settings.render_credit_cost
     agent = _agent(st)
     stop = threading.Event()
@@ -182,6 +182,17 @@ async def test_edit_a_result_with_the_edit_button_and_an_uploaded_photo_with_sla
         )
         refusal = await private_answer(inter, timeout=30)
         assert "could not find a face" in str(refusal.embeds) and "Nothing was stored" in str(refusal.embeds)
+        assert st.credits(st.alice) == credits_before
+
+        # /edit with a photo of someone else: her model's likeness reference says so; nothing charged.
+        inter = await st.sim.invoke_command(
+            st.alice,
+            st.channel,
+            "edit",
+            {"instruction": "make it night", "photo": ("grace.jpg", OTHER_PERSON_PHOTO.read_bytes())},
+        )
+        refusal = await private_answer(inter, timeout=30)
+        assert "does not look like the person your model was trained on" in str(refusal.embeds)
         assert st.credits(st.alice) == credits_before
 
         # /edit with a photo of herself: checked like a /train photo, edited with her model, posted with buttons.

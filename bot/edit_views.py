@@ -39,7 +39,9 @@ class EditButton(discord.ui.DynamicItem[discord.ui.Button], template=rf"pg:edit:
         return cls(match["order_id"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        await _guarded(interaction, "edit", edit_actions.edit_clicked(_bot(interaction), interaction, self.order_id))
+        await _guarded(
+            interaction, "edit", edit_actions.edit_clicked(_bot(interaction), interaction, self.order_id)
+        )
 
 
 class EditModal(discord.ui.Modal):

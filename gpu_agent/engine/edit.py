@@ -175,10 +175,8 @@ class Editor:
         dtype = dtype or pick_dtype(device)
         self.model = model
         self.max_pixels = max_pixels
-        if model == TINY_IP2P:
-            pipe = build_tiny_ip2p()
-        else:
-            pipe = _from_pretrained(model, dtype=dtype, cache_dir=cache_dir)
+        tiny = model == TINY_IP2P
+        pipe = build_tiny_ip2p() if tiny else _from_pretrained(model, dtype=dtype, cache_dir=cache_dir)
         if not isinstance(pipe, StableDiffusionInstructPix2PixPipeline) or pipe.unet.config.in_channels != 8:
             raise BaseModelError(
                 f"edit model {model!r} is a {type(pipe).__name__}, not an InstructPix2Pix pipeline "
@@ -302,4 +300,3 @@ class Editor:
         return RenderedImage(
             image=image, seed=seed, png=png_bytes(image, params), params=params, flagged=flagged
         )
-

@@ -108,7 +108,9 @@ def _stored_picture(st: Studio, order_id: str) -> bytes:
     return st.b.blobs.get(images[0].blob_key)
 
 
-async def test_edit_a_result_with_the_edit_button_and_an_uploaded_photo_with_slash_edit(studio: Studio) -> None:
+async def test_edit_a_result_with_the_edit_button_and_an_uploaded_photo_with_slash_edit(
+    studio: Studio,
+) -> None:
     st = studio
     model_id = await asyncio.to_thread(_trained, st)  # (building the LoRA must not block the bot's loop)
     cost = st.settings.render_credit_cost

@@ -11,7 +11,12 @@ BASE = {"job_id": "j1", "order_id": "o1", "user_id": "u1", "base_model": "tiny-s
 
 def test_an_edit_round_trips_with_its_guidances_and_lora_switch() -> None:
     job = RenderJob(
-        **BASE, mode="edit", source_key="users/u1/renders/j0/0.png", guidance=9, image_guidance=2.5, edit_lora=False
+        **BASE,
+        mode="edit",
+        source_key="users/u1/renders/j0/0.png",
+        guidance=9,
+        image_guidance=2.5,
+        edit_lora=False,
     )
     again = decode(encode(job), RenderJob)
     assert again == job and again.image_guidance == 2.5 and again.edit_lora is False

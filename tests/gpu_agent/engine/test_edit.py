@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gpu_agent.engine.edit import EditRequest, Editor, lora_fit
+from gpu_agent.engine.edit import Editor, EditRequest, lora_fit
 from gpu_agent.engine.models import BaseModelError
 from gpu_agent.engine.pngmeta import read_png_params
 from gpu_agent.engine.render_types import BadRenderRequest, LoraLoadError, LoraRef
@@ -91,7 +91,7 @@ def test_a_lora_of_another_base_family_is_refused_before_any_work(editor: Editor
     calls: list[int] = []
     hook = editor.pipe.unet.register_forward_hook(lambda *_: calls.append(1))
     try:
-        with pytest.raises(LoraLoadError, match="edits use an SD 1.5-family model") as err:
+        with pytest.raises(LoraLoadError, match=r"edits use an SD 1\.5-family model") as err:
             editor.edit(EditRequest("make it night", picture(), steps=2), sdxl)
     finally:
         hook.remove()

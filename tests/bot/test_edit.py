@@ -17,6 +17,8 @@ import pytest
 from PIL import Image
 from studio import MANAGE_GUILD, Studio, bot_settings, private_answer
 
+from bot.errors import NotAllowed, Refused
+from bot.services import edit
 from gpu_agent.agent import Agent
 from gpu_agent.engine.pngmeta import read_png_params
 from gpu_agent.engine.tiny import save_tiny_lora
@@ -222,3 +224,25 @@ async def test_edit_a_result_with_the_edit_button_and_an_uploaded_photo_with_sla
     finally:
         stop.set()
         await asyncio.to_thread(worker.join, 60)
+
+
+async def test_group_pictures_and_others_pictures_cannot_be_edited(studio: Studio) -> None:
+    """Group results carry no Edit button (bot/group_views.py); a crafted click on one is refused all the same,
+    for the caller too: the others agreed to that picture, not to changes of it. Someone pictured in it is not
+    its owner either, and an unfinished result has nothing to edit yet."""
+    st = studio
+    with transaction(st.b.engine) as s:
+        members = {"members": [str(st.alice.id), str(st.bob.id)]}
+        group = order_store.create_order(
+            s, user_id=st.alice.id, kind="render", guild_id=st.guild.id, params={"group": members}
+        ).id
+        order_store.mark_delivered(s, group)
+        pending = order_store.create_order(
+            s, user_id=st.alice.id, kind="render", guild_id=st.guild.id, params={"mode": "txt2img"}
+        ).id
+    with pytest.raises(Refused, match="Group pictures cannot be edited"):
+        await asyncio.to_thread(edit.editable_order, st.b, group, st.alice.id)
+    with pytest.raises(NotAllowed, match="belong to the member who made"):
+        await asyncio.to_thread(edit.editable_order, st.b, group, st.bob.id)
+    with pytest.raises(Refused, match="not finished"):
+        await asyncio.to_thread(edit.editable_order, st.b, pending, st.alice.id)

@@ -41,6 +41,7 @@ EXTENSIONS = (
     "owner",
     "delivery",
     "periodic",
+    "edit",
 )
 
 

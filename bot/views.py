@@ -161,6 +161,9 @@ def result_view(
     if count > 1:  # the result shows one grid; the pictures one by one on request
         view.add_item(ImageButton("one", order_id, 0))
     view.add_item(ImageButton("del", order_id, 0))
+    from bot.edit_views import EditButton  # (it imports this module)
+
+    view.add_item(EditButton(order_id))
     return view
 
 

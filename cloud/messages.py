@@ -116,6 +116,11 @@ class TrainJob(_Message):
 
 RenderMode = Literal["txt2img", "variation", "upscale", "group", "edit"]
 
+EDIT_TEXT_GUIDANCE = 7.5
+"""Mode "edit": how strongly the instruction is followed when the member names no text guidance."""
+EDIT_IMAGE_GUIDANCE = 1.5
+"""Mode "edit": how closely the result keeps to the picture when the member names no image guidance."""
+
 LayoutId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 
 
@@ -175,6 +180,18 @@ class RenderJob(_Message):
         description="mode 'group': the preset pose layout (engine data, one "
         "pose map per person count); None: the engine's default layout.",
     )
+    image_guidance: float | None = Field(
+        None,
+        ge=1,
+        le=10,
+        description="mode 'edit': how closely the result keeps to the source picture "
+        "(guidance is the instruction's); None: EDIT_IMAGE_GUIDANCE.",
+    )
+    edit_lora: bool = Field(
+        True,
+        description="mode 'edit': the model's LoRA is active during the edit (the face stays "
+        "the member's); False: the model only scores the likeness of the result.",
+    )
 
     @model_validator(mode="after")
     def _group_has_members(self) -> RenderJob:
@@ -185,6 +202,14 @@ class RenderJob(_Message):
                 raise ValueError("a member appears twice in the group")
         elif self.members or self.layout is not None:
             raise ValueError(f"members and layout are for group pictures, not mode {self.mode!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _edit_has_source(self) -> RenderJob:
+        if self.mode == "edit" and not self.source_key:
+            raise ValueError("an edit needs the picture it changes (source_key)")
+        if self.mode != "edit" and self.image_guidance is not None:
+            raise ValueError(f"image_guidance is for edits, not mode {self.mode!r}")
         return self
 
 

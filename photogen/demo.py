@@ -40,6 +40,7 @@ TINY_OVERRIDES = dict(
     render_steps=8,
     render_size=128,
     checkpoint_every_steps=20,
+    edit_model="tiny-ip2p",  # the Edit button and /edit on the tiny random InstructPix2Pix
 )
 
 

@@ -276,6 +276,11 @@ class Settings(BaseSettings):
     upscale_refine: bool = Field(
         False, description="After the learned upscaler, also re-denoise lightly with the base model (slower)."
     )
+    edit_model: str = Field(
+        "timbrooks/instruct-pix2pix",
+        description="InstructPix2Pix model of /edit and the Edit button (hub id in MODEL_CACHE_DIR, local "
+        "folder, or tiny-ip2p for tests); loaded on an agent's first edit.",
+    )
     # --- group pictures (gpu_agent/engine/group) ---------------------------------------------------------
     group_controlnet_model: str = Field(
         "lllyasviel/sd-controlnet-openpose",

@@ -325,6 +325,10 @@ def place_followup_render(
     parent = _own_order(b, parent_id, user_id)
     if parent.kind != "render" or parent.status != "delivered":
         raise Refused("Those pictures are not finished yet.")
+    if action == "rr" and parent.params.get("mode") == "edit":
+        from bot.services import edit  # (it imports this module)
+
+        return edit.reroll_edit(b, parent_id, user_id=user_id, channel_id=channel_id, rules=rules)
     p = parent.params
     # The server's list may have grown since the pictures were made: a follow-up is a new order.
     refuse_blocked_words(f"{p['prompt']}\n{p.get('negative_prompt', '')}", rules)

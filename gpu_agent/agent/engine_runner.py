@@ -165,6 +165,10 @@ class EngineRunner:
             from gpu_agent.agent.engine_group import render_group
 
             return render_group(self, job, loras, progress=progress, should_stop=should_stop)
+        if job.mode == "edit":
+            from gpu_agent.agent.engine_edit import render_edit
+
+            return render_edit(self, job, loras, source, progress=progress, should_stop=should_stop)
         if len(loras) > 1:
             raise JobError(
                 "unsupported", "Pictures with several trained models at once are not supported yet."

@@ -456,3 +456,41 @@ def save_tiny_lora(base: str, path: str | os.PathLike[str], *, seed: int, rank: 
     path.parent.mkdir(parents=True, exist_ok=True)
     type(pipe).save_lora_weights(str(path.parent), weight_name=path.name, unet_lora_layers=layers)
     return path
+
+
+TINY_IP2P = "tiny-ip2p"
+
+
+def build_tiny_ip2p(*, seed: int = 0) -> Any:
+    """A tiny random ``StableDiffusionInstructPix2PixPipeline``: A TEST MODEL that draws noise.
+
+    Built as InstructPix2Pix was made from SD 1.5: the tiny SD 1.x pipeline's own modules (same text encoder,
+    VAE and UNet blocks, so a LoRA of ``tiny-sd`` fits it as a member's SD-1.5 LoRA fits the real one), with
+    the UNet's first convolution widened from 4 to 8 input channels: the noisy latents plus the latents of
+    the picture to edit. The 4 new input channels are drawn at random from ``seed`` (the real model learned
+    them), so the source picture visibly steers the result.
+    """
+    from diffusers import StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
+
+    base = build_tiny_pipeline("tiny-sd", seed=seed)
+    config = dict(base.unet.config)
+    config["in_channels"] = 8
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        unet = UNet2DConditionModel.from_config(config)
+        state = base.unet.state_dict()
+        widened = torch.randn(state["conv_in.weight"].shape) * 0.1
+        state["conv_in.weight"] = torch.cat([state["conv_in.weight"], widened], dim=1)
+        unet.load_state_dict(state)
+    unet.eval()
+    pipe = StableDiffusionInstructPix2PixPipeline(
+        vae=base.vae,
+        text_encoder=base.text_encoder,
+        tokenizer=base.tokenizer,
+        unet=unet,
+        scheduler=base.scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    return _mark(pipe, TINY_IP2P)

@@ -87,6 +87,7 @@ async def test_a_banned_member_is_refused_by_every_member_command_even_a_new_one
     expected = {
         "train",
         "imagine",
+        "edit",
         "group",
         "group-requests",
         "orders",

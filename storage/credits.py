@@ -243,7 +243,9 @@ def _unspent_old(cutoff: float) -> tuple[object, object]:
     return old, used
 
 
-def expire(session: Session, guild_id: object | None, user_id: object, *, days: int, at: float | None = None) -> int:
+def expire(
+    session: Session, guild_id: object | None, user_id: object, *, days: int, at: float | None = None
+) -> int:
     """Expire the unspent part of the member's grants older than ``days`` (none when ``days`` is 0); returns
     the credits expired (0 when run again)."""
     if days <= 0:

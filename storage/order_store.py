@@ -245,7 +245,9 @@ def mark_cancelled(session: Session, order_id: str, reason: str | None = None) -
     return transition(session, order_id, "cancelled", error_code="cancelled", error_message=reason)
 
 
-def refund_order(session: Session, order_id: str, *, actor: object = "system", reason: str | None = None) -> int:
+def refund_order(
+    session: Session, order_id: str, *, actor: object = "system", reason: str | None = None
+) -> int:
     """Give back what the order charged and has not refunded yet (a ledger entry: storage/credits.py); returns
     the credits refunded (0 the second time)."""
     return credits.refund(session, _require(session, order_id), actor=actor, reason=reason)

@@ -168,7 +168,9 @@ class Admin(
             f"Granted {amount} credit(s) to <@{member.id}>; balance in this server {balance}.",
         )
 
-    @app_commands.command(name="ledger", description="A member's credits in this server and their last entries")
+    @app_commands.command(
+        name="ledger", description="A member's credits in this server and their last entries"
+    )
     async def ledger(self, interaction: discord.Interaction, member: discord.User) -> None:
         # This server's entries only: the gate made the caller an admin of interaction.guild_id, nothing more.
         assert interaction.guild_id is not None  # guild_only

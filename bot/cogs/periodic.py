@@ -1,6 +1,6 @@
 """The operators' periodic work: dashboard samples (and the store figures /metrics serves), fleet alerts,
-credit expiry (CREDITS_EXPIRE_DAYS) and the event-loop lag probe, each a loop of bot/periodic.py (a failed round is logged; the next runs on
-time)."""
+credit expiry (CREDITS_EXPIRE_DAYS) and the event-loop lag probe, each a loop of bot/periodic.py (a failed
+round is logged; the next runs on time)."""
 
 from __future__ import annotations
 

@@ -45,7 +45,11 @@ def ledger_embed(ledger: credits.Ledger, *, title: str, for_admin: bool) -> disc
     lines = [line_words(line, for_admin=for_admin) for line in ledger.lines]
     while len("\n".join(lines)) > 1024:  # an embed field's limit: drop the oldest lines
         lines.pop()
-    empty = "No entries in this server." if for_admin else "None yet: your starting credits come with your first order."
+    empty = (
+        "No entries in this server."
+        if for_admin
+        else "None yet: your starting credits come with your first order."
+    )
     embed.add_field(
         name=f"Last {len(lines)} entries" if lines else "Entries",
         value="\n".join(lines) if lines else empty,

@@ -21,8 +21,10 @@ Like storage.order_store, the functions taking a Session never commit (the calle
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Engine, case, func, insert, literal, update
+from sqlalchemy import ColumnElement, Engine, case, func, insert, literal, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from storage import standing
@@ -74,8 +76,8 @@ def _member(guild_id: object | None, user_id: object) -> tuple[str, str]:
     return standing.guild_key(guild_id), str(user_id)
 
 
-def _of(guild: str, user: str) -> tuple[object, object]:
-    return CreditEntry.guild_id == guild, CreditEntry.user_id == user
+def _of(guild: str, user: str) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    return col(CreditEntry.guild_id) == guild, col(CreditEntry.user_id) == user
 
 
 def balance(session: Session, guild_id: object | None, user_id: object) -> int:
@@ -178,7 +180,7 @@ def charge(session: Session, order: Order, amount: int, *, actor: object | None 
         raise OrderStoreError(f"order {order.id} is charged already")
     # One conditional INSERT … SELECT: the balance check and the debit cannot be split by another writer.
     have = select(func.coalesce(func.sum(CreditEntry.amount), 0)).where(*_of(guild, user)).scalar_subquery()
-    row = select(
+    row = sa_select(
         literal(guild),
         literal(user),
         literal("charge"),
@@ -190,7 +192,7 @@ def charge(session: Session, order: Order, amount: int, *, actor: object | None 
     ).where(have >= amount)
     columns = ["guild_id", "user_id", "kind", "amount", "order_id", "reason", "actor", "at"]
     result = session.execute(insert(CreditEntry).from_select(columns, row))
-    if result.rowcount != 1:
+    if result.rowcount != 1:  # type: ignore[attr-defined]
         raise InsufficientCredits(user, amount, balance(session, guild, user))
     order.credits_charged = amount
     order.updated_at = now()
@@ -234,7 +236,7 @@ def refund(session: Session, order: Order, *, actor: object = SYSTEM, reason: st
     return owed
 
 
-def _unspent_old(cutoff: float) -> tuple[object, object]:
+def _unspent_old(cutoff: float) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
     """(old grants, consumed): credits granted at or before ``cutoff``, and credits charged − refunded +
     expired, per member (SQL expressions over CreditEntry)."""
     is_grant = col(CreditEntry.kind).in_(GRANT_KINDS)
@@ -253,7 +255,7 @@ def expire(
     when = now() if at is None else at
     guild, user = _member(guild_id, user_id)
     old, used = _unspent_old(when - days * DAY_S)
-    got = session.execute(select(old, used).where(*_of(guild, user))).one()
+    got = session.execute(sa_select(old, used).where(*_of(guild, user))).one()
     due = min(int(got[0] or 0) - int(got[1] or 0), balance(session, guild, user))
     if due <= 0:
         return 0
@@ -272,7 +274,7 @@ def expire_all(engine: Engine, days: int, at: float | None = None) -> int:
         due = s.execute(
             select(CreditEntry.guild_id, CreditEntry.user_id)
             .group_by(CreditEntry.guild_id, CreditEntry.user_id)
-            .having(old > used)  # type: ignore[operator]
+            .having(old > used)
         ).all()
     total = 0
     for guild, user in due:

@@ -25,7 +25,9 @@ async def test_credits_shows_the_balance_and_last_entries_in_plain_words(studio:
     st.seed_model(st.alice)
     assert "queued" in await _imagine(st, st.alice, st.channel, count=2)
     job = await asyncio.to_thread(st.agent.take_render)
-    await _run(st, st.admin, st.channel, "admin credits", {"member": st.alice, "amount": 7, "reason": "a prize"})
+    await _run(
+        st, st.admin, st.channel, "admin credits", {"member": st.alice, "amount": 7, "reason": "a prize"}
+    )
     cancelled = await _run(st, st.alice, st.channel, "cancel", {"order": job.order_id})
     assert f"{2 * cost} credit(s) refunded" in _text(cancelled)
 
@@ -43,7 +45,9 @@ async def test_an_admin_sees_a_members_ledger_of_their_own_server_only(studio: S
     st = studio
     mallory = st.sim.add_member(st.guild, "mallory")
     den = await _second_server(st, mallory)
-    await _run(st, st.admin, st.channel, "admin credits", {"member": st.alice, "amount": 11, "reason": "club"})
+    await _run(
+        st, st.admin, st.channel, "admin credits", {"member": st.alice, "amount": 11, "reason": "club"}
+    )
     await _run(st, den.mallory, den.channel, "admin credits", {"member": den.alice, "amount": 3})
 
     # Ada, admin of the first server, sees Alice's entries there, with who granted them.

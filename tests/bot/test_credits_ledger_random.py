@@ -173,7 +173,9 @@ class Run:
         self.expected = {(g, u): Expected() for g, users in MEMBERS.items() for u in users}
         self.live: list[Live] = []
         self.delivered: list[Live] = []  # render orders done: their 🔄 re-roll is a new, charged order
-        self.asked: list[tuple[str, int, int, int, int]] = []  # group orders waiting: (id, guild, caller, other, cost)
+        self.asked: list[
+            tuple[str, int, int, int, int]
+        ] = []  # group orders waiting: (id, guild, caller, other, cost)
         self.counts: dict[str, int] = {}
 
     def rules(self, guild: int) -> GuildRules:
@@ -275,7 +277,13 @@ class Run:
 
         def place():  # type: ignore[no-untyped-def]
             return member_orders.place_followup_render(
-                self.b, parent.order_id, 0, "rr", user_id=parent.user, channel_id=5, rules=self.rules(parent.guild)
+                self.b,
+                parent.order_id,
+                0,
+                "rr",
+                user_id=parent.user,
+                channel_id=5,
+                rules=self.rules(parent.guild),
             )
 
         self._placed(parent.guild, parent.user, parent.cost, place, RenderJob)
@@ -291,7 +299,9 @@ class Run:
         live = self._pick_live()
         if live is None:
             return
-        applied = delivery.apply_event(self.b, _event(live, "failed", error=ErrorInfo(code="oom", message="OOM")))
+        applied = delivery.apply_event(
+            self.b, _event(live, "failed", error=ErrorInfo(code="oom", message="OOM"))
+        )
         assert applied.final and applied.forged is None
         self._refunded(live)
         self.note("failed")
@@ -374,9 +384,7 @@ class Run:
         elif how == "timeout":
             with transaction(self.b.engine) as s:  # the deadline passed (the rows hold it)
                 s.execute(
-                    update(GroupConsent)
-                    .where(col(GroupConsent.order_id) == order_id)
-                    .values(expires_at=0.0)
+                    update(GroupConsent).where(col(GroupConsent.order_id) == order_id).values(expires_at=0.0)
                 )
             assert group.expire_due(self.b) == [order_id]
         else:
@@ -452,9 +460,16 @@ def test_random_orders_cancels_and_expiry_keep_every_balance_equal_to_its_ledger
         rng.choices(actions, weights)[0]()
         run.check(step, shown=step % SHOW_EVERY == 0 or step == STEPS - 1)
     # Every kind of step happened, and expiry took something at least once.
-    assert {"grant", "imagine", "train", "re-roll", "failed", "member cancel", "admin cancel", "expiry"} <= set(
-        run.counts
-    ), run.counts
+    assert {
+        "grant",
+        "imagine",
+        "train",
+        "re-roll",
+        "failed",
+        "member cancel",
+        "admin cancel",
+        "expiry",
+    } <= set(run.counts), run.counts
     assert {"group refuse", "group timeout", "group accept", "refused: short"} <= set(run.counts), run.counts
     with read_session(b.engine) as s:
         kinds = {e.kind for e in s.exec(select(CreditEntry))}

@@ -148,7 +148,9 @@ def test_migration_0016_keeps_every_balance_and_downgrades(tmp_path: Path) -> No
             assert standing.credits_of(s, "g1", "carol") == 37
             assert standing.credits_of(s, "g2", "carol") == 5
             assert standing.credits_of(s, "g1", "dave") == 0
-            entries = [(e.guild_id, e.user_id, e.kind, e.amount, e.actor) for e in s.exec(select(CreditEntry))]
+            entries = [
+                (e.guild_id, e.user_id, e.kind, e.amount, e.actor) for e in s.exec(select(CreditEntry))
+            ]
             # Dave spent everything: no entry, and his starting credits stay granted (not given again).
             assert standing.get_standing(s, "g1", "dave").starting_credits_granted  # type: ignore[union-attr]
         assert sorted(entries) == [

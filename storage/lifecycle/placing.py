@@ -117,10 +117,9 @@ def _end(
     order was final already. ``by``: who or what cancelled it (a member's or admin's id, or a code)."""
     if not rows.transition(s, order_id, to, error_code=code, error_message=message):
         return None
-    ended = rows.get_order(s, order_id)
-    actor, reason = credits.end_words(by, ended.user_id) if by and ended else (credits.SYSTEM, None)
-    refunded = rows.refund_order(s, order_id, actor=actor, reason=reason)
     order = rows.get_order(s, order_id)
+    actor, reason = credits.end_words(by, order.user_id) if by and order else (credits.SYSTEM, None)
+    refunded = rows.refund_order(s, order_id, actor=actor, reason=reason)
     if order is not None and order.kind == JobKind.TRAIN and order.model_id:
         rows.mark_model_failed(s, order.model_id)
     return refunded

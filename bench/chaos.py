@@ -46,10 +46,10 @@ from cloud.queues import open_queues
 from photogen.assets import demo_photos
 from photogen.discord_sim import DiscordSim
 from storage import (
+    CreditEntry,
     Delivery,
     Image,
     Job,
-    MemberStanding,
     Order,
     TrainedModel,
     migrate,
@@ -57,7 +57,7 @@ from storage import (
     read_session,
 )
 from storage.blobs import open_blob_store
-from storage.models import FINAL_STATUSES
+from storage.models import FINAL_STATUSES, GRANT_KINDS
 from storage.settings import Settings, load_settings
 
 AGENTS = 2
@@ -261,7 +261,7 @@ def _rows(settings: Settings) -> dict[str, list]:
                     ("models", TrainedModel),
                     ("images", Image),
                     ("deliveries", Delivery),
-                    ("standing", MemberStanding),
+                    ("credit_entries", CreditEntry),
                 )
             }
     finally:
@@ -338,15 +338,20 @@ def audit(sim: DiscordSim, settings: Settings) -> dict[str, Any]:
     for d in rows["deliveries"]:
         if d.status == "pending":
             findings["stuck"].append({"delivery": d.id, "order": d.order_id, "kind": d.kind})
-    for st in rows["standing"]:
-        mine = [o for o in orders if (o.guild_id or "") == st.guild_id and o.user_id == st.user_id]
+    # The ledger (storage/credits.py): each member's balance is the sum of their entries; it must equal what
+    # was granted minus what their orders say they were charged, plus refunded, minus what expired.
+    members = {(e.guild_id, e.user_id) for e in rows["credit_entries"]}
+    for guild, user in sorted(members):
+        entries = [e for e in rows["credit_entries"] if (e.guild_id, e.user_id) == (guild, user)]
+        mine = [o for o in orders if (o.guild_id or "") == guild and o.user_id == user]
+        granted = sum(e.amount for e in entries if e.kind in GRANT_KINDS)
+        expired = -sum(e.amount for e in entries if e.kind == "expiry")
         expected = (
-            st.credits_granted - sum(o.credits_charged for o in mine) + sum(o.credits_refunded for o in mine)
+            granted - sum(o.credits_charged for o in mine) + sum(o.credits_refunded for o in mine) - expired
         )
-        if st.credits != expected:
-            findings["credit_mismatches"].append(
-                {"member": st.user_id, "credits": st.credits, "expected": expected}
-            )
+        balance = sum(e.amount for e in entries)
+        if balance != expected or balance < 0:
+            findings["credit_mismatches"].append({"member": user, "credits": balance, "expected": expected})
     findings["orphan_blobs"] = _orphans(settings, rows)
     by_status = Counter(o.status for o in orders)
     return {"rows": rows, "findings": findings, "by_status": by_status}

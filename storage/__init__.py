@@ -16,7 +16,7 @@ Blob stores: ``storage.blobs.open_blob_store(settings) -> BlobStore`` (local fol
 Settings: ``storage.settings.load_settings()`` / ``get_settings()``.
 """
 
-from storage import order_store, standing
+from storage import credits, order_store, standing
 from storage.db import (
     SchemaError,
     alembic_config,
@@ -34,6 +34,7 @@ from storage.models import (
     ORDER_STATUSES,
     AppliedEvent,
     AuditEntry,
+    CreditEntry,
     Delivery,
     GuildSettings,
     Image,
@@ -60,6 +61,7 @@ __all__ = [
     "ORDER_STATUSES",
     "AppliedEvent",
     "AuditEntry",
+    "CreditEntry",
     "DeletionReceipt",
     "Delivery",
     "EventOutcome",
@@ -77,6 +79,7 @@ __all__ = [
     "UnknownOrder",
     "User",
     "alembic_config",
+    "credits",
     "current_revision",
     "head_revision",
     "migrate",

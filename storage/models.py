@@ -60,14 +60,40 @@ class MemberStanding(SQLModel, table=True):
 
     guild_id: str = Field(primary_key=True, max_length=32)
     user_id: str = Field(primary_key=True, max_length=32)
-    credits: int = Field(default=0, ge=0)
+    # The balance is no column: it is the sum of the member's CreditEntry rows here (storage/credits.py).
     starting_credits_granted: bool = False  # the starting credits are granted once ever per (server, member)
-    credits_granted: int = 0  # every credit ever granted here (starting + admin grants), refunds excluded
     banned: bool = False
     ban_reason: str | None = None
     daily_quota: int | None = Field(default=None, description="Admin override of the daily order quota")
     order_times: list[float] = _json(list)  # when the orders of the last day were placed: the quota's count
     updated_at: float = Field(default_factory=now)
+
+
+CREDIT_KINDS = ("starting", "grant", "opening", "charge", "refund", "expiry")
+GRANT_KINDS = ("starting", "grant", "opening")  # what expiry can take back (the oldest first)
+
+
+class CreditEntry(SQLModel, table=True):
+    """One movement of a member's credits in one server, appended and never changed: the balance is the sum of
+    the member's entries there. storage/credits.py is the only writer. Kept through /forget-me like
+    MemberStanding; ``reason`` holds the system's or an admin's words, never a member's.
+
+    ``amount`` is signed: + starting, grant, opening (the balance carried over when the ledger began), refund;
+    − charge, expiry. ``actor``: the member's or admin's Discord id, or ``"system"``.
+    """
+
+    __tablename__ = "credit_entries"
+    __table_args__ = (Index("ix_credit_entries_member", "guild_id", "user_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    guild_id: str = Field(max_length=32)
+    user_id: str = Field(max_length=32)
+    kind: str = Field(max_length=16)  # CREDIT_KINDS
+    amount: int
+    order_id: str | None = Field(default=None, max_length=64, index=True)
+    reason: str | None = Field(default=None, max_length=200)
+    actor: str = Field(default="system", max_length=32)
+    at: float = Field(default_factory=now)
 
 
 class GuildSettings(SQLModel, table=True):
@@ -108,6 +134,7 @@ class Order(SQLModel, table=True):
     prompt: str | None = None
     params: dict[str, Any] = _json(dict)
     status_message_id: str | None = None
+    # The order's own ledger entries summed (charge, refunds), written with them by storage/credits.py only.
     credits_charged: int = 0
     credits_refunded: int = 0  # refund_order pays back the difference, so a refund happens once
     progress_step: int | None = None

@@ -19,7 +19,7 @@ from sqlalchemy import delete, func, or_, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
-from storage import standing
+from storage import credits, standing
 from storage.models import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
@@ -88,21 +88,6 @@ def get_user(session: Session, user_id: object) -> User | None:
     return session.get(User, _sid(user_id))
 
 
-def charge_credits(session: Session, user_id: object, amount: int, *, guild_id: object | None = None) -> int:
-    """Take ``amount`` of the member's credits in that server; raise InsufficientCredits (and change nothing) if
-    they have fewer. Returns the credits left."""
-    uid = _sid(user_id)
-    # One conditional UPDATE: the check and the debit cannot be split by another writer.
-    if not standing.try_charge(session, guild_id, uid, amount):
-        raise InsufficientCredits(uid, amount, standing.credits_of(session, guild_id, uid))
-    return standing.credits_of(session, guild_id, uid)
-
-
-def grant_credits(session: Session, user_id: object, amount: int, *, guild_id: object | None = None) -> int:
-    """An admin's grant of ``amount`` credits in that server. Returns the balance there."""
-    return standing.grant(session, guild_id, _sid(user_id), amount)
-
-
 def record_consent(session: Session, user_id: object, at: float | None = None) -> User:
     user = get_or_create_user(session, user_id)
     user.consent_at = now() if at is None else at
@@ -166,9 +151,7 @@ def create_order(
     uid = _sid(user_id)
     get_or_create_user(session, uid)
     if starting_credits:
-        standing.grant_starting_credits(session, guild_id, uid, starting_credits)
-    if charge:
-        charge_credits(session, uid, charge, guild_id=guild_id)
+        credits.grant_starting(session, guild_id, uid, starting_credits)
     standing.note_order(session, guild_id, uid)
     order = Order(
         id=order_id or new_id(),
@@ -179,10 +162,10 @@ def create_order(
         model_id=model_id,
         prompt=prompt,
         params=dict(params or {}),
-        credits_charged=_amount(charge),
     )
     session.add(order)
     session.flush()
+    credits.charge(session, order, charge)  # the ledger's charge entry (InsufficientCredits: nothing kept)
     return order
 
 
@@ -262,18 +245,12 @@ def mark_cancelled(session: Session, order_id: str, reason: str | None = None) -
     return transition(session, order_id, "cancelled", error_code="cancelled", error_message=reason)
 
 
-def refund_order(session: Session, order_id: str) -> int:
-    """Give back what the order charged and has not refunded yet; returns the credits refunded (0 the second
-    time)."""
-    order = _require(session, order_id)
-    owed = order.credits_charged - order.credits_refunded
-    if owed <= 0:
-        return 0
-    standing.refund(session, order.guild_id, order.user_id, owed)
-    order.credits_refunded += owed
-    order.updated_at = now()
-    session.add(order)
-    return owed
+def refund_order(
+    session: Session, order_id: str, *, actor: object = "system", reason: str | None = None
+) -> int:
+    """Give back what the order charged and has not refunded yet (a ledger entry: storage/credits.py); returns
+    the credits refunded (0 the second time)."""
+    return credits.refund(session, _require(session, order_id), actor=actor, reason=reason)
 
 
 def record_progress(

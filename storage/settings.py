@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     train_credit_cost: int = Field(10, ge=0, description="Credits one training costs.")
     render_credit_cost: int = Field(1, ge=0, description="Credits one render costs.")
     starting_credits: int = Field(50, ge=0, description="Credits a new member starts with.")
+    credits_expire_days: int = Field(
+        0,
+        ge=0,
+        le=36500,
+        description="Granted credits (starting, admin grants) left unspent this many days expire (0 = never).",
+    )
 
     # --- models and the GPU agent -------------------------------------------------------
     base_model: str = Field(

@@ -1,4 +1,5 @@
-"""Each member's standing in each server (MemberStanding): credits, ban, quota override, the day's order times.
+"""Each member's standing in each server (MemberStanding): ban, quota override, the day's order times, whether
+the starting credits were granted (the credits themselves are a ledger: storage/credits.py).
 
 A server's admins act on their own server's rows only; the row with guild ``"*"`` (ALL_GUILDS) is a bot owner's
 ban everywhere. Rows survive /forget-me: forgetting deletes personal data, never the record of what was granted
@@ -58,65 +59,11 @@ def _add(session: Session, guild_id: object | None, user_id: object, **values: o
     return row
 
 
-def grant_starting_credits(session: Session, guild_id: object | None, user_id: object, amount: int) -> int:
-    """Give the starting credits the first time a member orders in a server, never again (not after a ban,
-    an unban, an admin purge or /forget-me). Returns the balance."""
-    key, uid = guild_key(guild_id), str(user_id)
-    ensure_standing(session, key, uid)
-    session.execute(
-        update(MemberStanding)
-        .where(
-            MemberStanding.guild_id == key,
-            MemberStanding.user_id == uid,
-            MemberStanding.starting_credits_granted.is_(False),  # type: ignore[attr-defined]
-        )
-        .values(
-            starting_credits_granted=True,
-            credits=MemberStanding.credits + _amount(amount),
-            credits_granted=MemberStanding.credits_granted + amount,
-            updated_at=now(),
-        )
-    )
-    row = get_standing(session, key, uid)
-    assert row is not None
-    return row.credits
-
-
-def try_charge(session: Session, guild_id: object | None, user_id: object, amount: int) -> bool:
-    """Take ``amount`` credits in one conditional UPDATE; False (nothing changed) if the member has fewer."""
-    result = session.execute(
-        update(MemberStanding)
-        .where(
-            MemberStanding.guild_id == guild_key(guild_id),
-            MemberStanding.user_id == str(user_id),
-            MemberStanding.credits >= _amount(amount),
-        )
-        .values(credits=MemberStanding.credits - amount, updated_at=now())
-    )
-    return bool(amount == 0 or result.rowcount == 1)  # type: ignore[attr-defined]
-
-
 def credits_of(session: Session, guild_id: object | None, user_id: object) -> int:
-    row = get_standing(session, guild_id, user_id)
-    return row.credits if row else 0
+    """The member's balance in that server: the sum of their ledger entries there (storage/credits.py)."""
+    from storage import credits  # (it imports this module)
 
-
-def grant(session: Session, guild_id: object | None, user_id: object, amount: int) -> int:
-    """An admin's grant: counted in ``credits_granted``. Returns the balance."""
-    _amount(amount)
-    row = _add(
-        session,
-        guild_id,
-        user_id,
-        credits=MemberStanding.credits + amount,
-        credits_granted=MemberStanding.credits_granted + amount,
-    )
-    return row.credits
-
-
-def refund(session: Session, guild_id: object | None, user_id: object, amount: int) -> int:
-    """Credits coming back from a failed or cancelled order (not a grant). Returns the balance."""
-    return _add(session, guild_id, user_id, credits=MemberStanding.credits + _amount(amount)).credits
+    return credits.balance(session, guild_id, user_id)
 
 
 def set_ban(

@@ -20,6 +20,7 @@ SLOW_FOLDERS = ("e2e", "gpu_agent/engine", "gpu_agent/agent", "cloud/fleet", "be
 # Files whose every test is slow (paths under tests/): measured with --durations, seconds a test.
 SLOW_FILES = (
     "bot/test_likeness.py",  # an agent thread scores and re-rolls renders
+    "bot/test_credits_ledger_random.py",  # a hundred random orders, cancels and expiries through the services
     "bot/test_dashboard_aws.py",  # the sampler against moto's SQS and auto scaling
     "bot/test_dashboard_browser.py",  # headless Chromium
     "bot/test_budget_dashboard.py",  # headless Chromium

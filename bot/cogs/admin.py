@@ -18,6 +18,7 @@ from bot.errors import Refused
 from bot.gate import Access, access, rules_of
 from bot.services import admin as admin_svc
 from bot.services import budget as budget_svc
+from bot.services import credits as credits_svc
 from bot.services import deadletters as deadletters_svc
 from bot.services import member_orders
 from bot.services.purge import purge_member
@@ -150,19 +151,38 @@ class Admin(
         interaction: discord.Interaction,
         member: discord.User,
         amount: app_commands.Range[int, 1, 100000],
+        reason: app_commands.Range[str, 1, 200] | None = None,
     ) -> None:
         rules = rules_of(interaction)
         balance = await self.bot.run_blocking(
-            admin_svc.grant_credits, self.bot.backends, interaction.guild_id, member.id, amount
+            admin_svc.grant_credits,
+            self.bot.backends,
+            interaction.guild_id,
+            member.id,
+            amount,
+            actor_id=interaction.user.id,
+            reason=reason,
         )
         await self._done(
             interaction,
             rules,
             "credits",
             f"<@{member.id}>",
-            f"+{amount}",
+            f"+{amount}" + (f" {reason}" if reason else ""),
             f"Granted {amount} credit(s) to <@{member.id}>; balance in this server {balance}.",
         )
+
+    @app_commands.command(
+        name="ledger", description="A member's credits in this server and their last entries"
+    )
+    async def ledger(self, interaction: discord.Interaction, member: discord.User) -> None:
+        # This server's entries only: the gate made the caller an admin of interaction.guild_id, nothing more.
+        assert interaction.guild_id is not None  # guild_only
+        got = await self.bot.run_blocking(
+            credits_svc.ledger_of, self.bot.backends, interaction.guild_id, member.id
+        )
+        embed = credits_svc.ledger_embed(got, title=f"Credits of {member.display_name}", for_admin=True)
+        await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @app_commands.command(name="quota", description="A member's daily order quota here (0 = server default)")
     async def quota(

@@ -1,6 +1,6 @@
-"""The operators' periodic work: dashboard samples (and the store figures /metrics serves), fleet alerts
-and the event-loop lag probe, each a loop of bot/periodic.py (a failed round is logged; the next runs on
-time)."""
+"""The operators' periodic work: dashboard samples (and the store figures /metrics serves), fleet alerts,
+credit expiry (CREDITS_EXPIRE_DAYS) and the event-loop lag probe, each a loop of bot/periodic.py (a failed
+round is logged; the next runs on time)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from discord.ext import commands
 from bot import alerts, dashboard, metrics
 from bot.app import PhotogenBot
 from bot.periodic import periodic, start, stop
+from storage import credits
 
 LAG_PROBE_S = 0.1
+CREDIT_EXPIRY_S = 3600.0  # how often unspent old grants are expired (idempotent: a round finds nothing twice)
 
 
 class Periodic(commands.Cog):
@@ -26,9 +28,11 @@ class Periodic(commands.Cog):
         start(self.sample, seconds=settings.metrics_sample_interval_s, after=ready)
         start(self.alert, seconds=settings.alert_interval_s, after=ready)
         start(self.probe_lag, seconds=0)  # the round is the sleep it measures
+        if settings.credits_expire_days:
+            start(self.expire_credits, seconds=CREDIT_EXPIRY_S, after=ready)
 
     async def cog_unload(self) -> None:
-        await stop(self.sample, self.alert, self.probe_lag)
+        await stop(self.sample, self.alert, self.probe_lag, self.expire_credits)
 
     @periodic("metrics sampling")
     async def sample(self) -> None:
@@ -41,6 +45,12 @@ class Periodic(commands.Cog):
     async def alert(self) -> None:
         b = self.bot.backends
         await alerts.alert_round(self.bot.settings, b.engine, b.queues, self.alert_runner)
+
+    @periodic("credit expiry")
+    async def expire_credits(self) -> None:
+        await self.bot.run_blocking(
+            credits.expire_all, self.bot.backends.engine, self.bot.settings.credits_expire_days
+        )
 
     @periodic("loop lag probe")
     async def probe_lag(self) -> None:

@@ -9,6 +9,7 @@ from discord.ext import commands
 from bot.app import PhotogenBot
 from bot.embeds import BLUE, STATUS_LABEL, human_eta
 from bot.services import actions, group_privacy, member_orders
+from bot.services import credits as credits_svc
 from storage import lifecycle
 
 
@@ -34,6 +35,16 @@ class Orders(commands.Cog):
                 value=f"{STATUS_LABEL.get(o.status, o.status)}{extra} · <t:{int(o.created_ts)}:R>",
                 inline=False,
             )
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    @app_commands.command(name="credits", description="Your credits in this server and their last movements")
+    @app_commands.guild_only()
+    async def credits_cmd(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None  # guild_only
+        ledger = await self.bot.run_blocking(
+            credits_svc.ledger_of, self.bot.backends, interaction.guild_id, interaction.user.id
+        )
+        embed = credits_svc.ledger_embed(ledger, title="Your credits", for_admin=False)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @app_commands.command(name="cancel", description="Cancel one of your orders (credits are refunded)")

@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.backends import Backends
 from bot.checks import GuildRules
-from storage import order_store, read_session, standing, transaction
+from storage import credits, order_store, read_session, standing, transaction
 
 
 def guild_rules(b: Backends, guild_id: int) -> GuildRules:
@@ -55,9 +55,12 @@ def set_banned(b: Backends, guild_id: int | str | None, user_id: int, banned: bo
         standing.set_ban(s, guild_id, user_id, banned, reason or None)
 
 
-def grant_credits(b: Backends, guild_id: int | None, user_id: int, amount: int) -> int:
+def grant_credits(
+    b: Backends, guild_id: int | None, user_id: int, amount: int, *, actor_id: int, reason: str | None = None
+) -> int:
+    """A grant entry in the member's ledger in that server (the admin's own); returns the balance."""
     with transaction(b.engine) as s:
-        return standing.grant(s, guild_id, user_id, amount)
+        return credits.grant(s, guild_id, user_id, amount, actor=actor_id, reason=reason)
 
 
 def set_quota(b: Backends, guild_id: int | None, user_id: int, daily: int | None) -> None:

@@ -26,6 +26,7 @@ from cloud.messages import GroupMember, RenderJob, encode, new_id
 from storage import (
     InsufficientCredits,
     consent,
+    credits,
     lifecycle,
     order_store,
     read_session,
@@ -325,15 +326,13 @@ def start_if_ready(b: Backends, order_id: str) -> tuple[Placed | None, bool]:
                 issued_at=time.time(),
             )
             try:
-                credits_left = order_store.charge_credits(s, order.user_id, cost, guild_id=order.guild_id)
+                credits_left = credits.charge(s, order, cost)  # the ledger entry, with the job
             except InsufficientCredits:
                 problem = (
                     f"Everyone agreed, but the caller no longer has the {cost} credit(s) this picture costs: "
                     "nothing was rendered or charged."
                 )
             else:
-                order.credits_charged = cost
-                s.add(order)
                 order_store.add_job(s, order_id, "render", job.model_dump(mode="json"), job_id=job.job_id)
     if problem is not None:
         end_order(b, order_id, "cannot_start", problem)

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from storage import credits, standing
 from storage import order_store as rows
-from storage import standing
 from storage.contracts import JobKind, OrderStatus
 from storage.db import read_session, transaction
 from storage.lifecycle.records import LimitReached, Limits, NewModel
@@ -26,9 +26,9 @@ def _check_limits(s: Session, guild_id: int | None, user_id: int, limits: Limits
     if standing.ban_reason(s, guild_id, user_id) is not None:
         raise LimitReached("You are banned from using Photogen here.", banned=True)
     row = standing.get_standing(s, guild_id, user_id)
-    credits = row.credits if row else 0
+    have = credits.balance(s, guild_id, user_id)
     if row is None or not row.starting_credits_granted:
-        credits += limits.starting_credits
+        have += limits.starting_credits
     user_quota = row.daily_quota if row else None
     if rows.active_order_count(s, user_id) >= limits.max_concurrent:
         raise LimitReached(
@@ -38,8 +38,8 @@ def _check_limits(s: Session, guild_id: int | None, user_id: int, limits: Limits
     quota = user_quota or limits.daily_quota
     if standing.orders_since(s, guild_id, user_id, now() - DAY_S) >= quota:
         raise LimitReached(f"You reached your quota of {quota} orders a day. Try again tomorrow.")
-    if credits < cost:
-        raise LimitReached(f"This costs {cost} credit(s) and you have {credits}. Ask an admin for more.")
+    if have < cost:
+        raise LimitReached(f"This costs {cost} credit(s) and you have {have}. Ask an admin for more.")
 
 
 def precheck_order(engine: Engine, guild_id: int | None, user_id: int, limits: Limits, cost: int) -> None:
@@ -101,7 +101,7 @@ def create_order(
                 order_id=order_id,
                 model_id=model.id,
             )
-        return standing.credits_of(s, guild_id, user_id)
+        return credits.balance(s, guild_id, user_id)
 
 
 def mark_queued(engine: Engine, order_id: str) -> bool:
@@ -110,12 +110,16 @@ def mark_queued(engine: Engine, order_id: str) -> bool:
         return rows.mark_queued(s, order_id)
 
 
-def _end(s: Session, order_id: str, to: OrderStatus, code: str, message: str | None) -> int | None:
-    """Fail or cancel, refund, and fail a train order's model; None when the order was final already."""
+def _end(
+    s: Session, order_id: str, to: OrderStatus, code: str, message: str | None, *, by: str | None = None
+) -> int | None:
+    """Fail or cancel, refund (a ledger entry, same transaction), and fail a train order's model; None when the
+    order was final already. ``by``: who or what cancelled it (a member's or admin's id, or a code)."""
     if not rows.transition(s, order_id, to, error_code=code, error_message=message):
         return None
-    refunded = rows.refund_order(s, order_id)
     order = rows.get_order(s, order_id)
+    actor, reason = credits.end_words(by, order.user_id) if by and order else (credits.SYSTEM, None)
+    refunded = rows.refund_order(s, order_id, actor=actor, reason=reason)
     if order is not None and order.kind == JobKind.TRAIN and order.model_id:
         rows.mark_model_failed(s, order.model_id)
     return refunded
@@ -130,7 +134,7 @@ def fail_order(engine: Engine, order_id: str, code: str, message: str) -> int | 
 def cancel_order(engine: Engine, order_id: str, *, by: str) -> int | None:
     """Cancel and refund; the credits refunded, or None when the order had already reached a final state."""
     with transaction(engine) as s:
-        return _end(s, order_id, OrderStatus.CANCELLED, "cancelled", f"cancelled by {by}")
+        return _end(s, order_id, OrderStatus.CANCELLED, "cancelled", f"cancelled by {by}", by=by)
 
 
 QuietOrder = tuple[str, OrderStatus, str, JobKind, int, dict[str, Any]]

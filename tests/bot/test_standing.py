@@ -12,7 +12,7 @@ from sqlmodel import select
 from studio import Studio, answer, bot_settings
 
 from photogen.discord_sim.models import SimChannel, SimGuild, SimMember
-from storage import AuditEntry, keys, order_store, read_session, standing, tombstones
+from storage import AuditEntry, credits, keys, order_store, read_session, standing, tombstones
 
 
 @dataclass
@@ -184,7 +184,10 @@ async def test_forget_me_is_not_a_refill(studio: Studio) -> None:
         )
         kept = standing.get_standing(s, st.guild.id, st.alice.id)
     # What stays holds no personal data: numbers keyed by the member's id.
-    assert kept is not None and kept.credits == start - 4 and kept.credits_granted == start
+    assert kept is not None and st.credits(st.alice) == start - 4
+    # Her ledger stays too: the entries hold amounts and the system's words, nothing of hers.
+    lines = credits.ledger(st.b.engine, st.guild.id, st.alice.id).lines
+    assert [(x.kind, x.amount) for x in lines] == [("charge", -4), ("starting", start)]
     assert kept.daily_quota == 2 and len(kept.order_times) == 1
 
     # The next order (once the second deletion ran) is charged from what was left, not from fresh starting

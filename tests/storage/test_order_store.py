@@ -8,6 +8,7 @@ from sqlmodel import select
 
 from storage import (
     AppliedEvent,
+    CreditEntry,
     Delivery,
     InsufficientCredits,
     NewDelivery,
@@ -15,6 +16,7 @@ from storage import (
     Order,
     OrderStoreError,
     UnknownOrder,
+    credits,
     order_store,
     read_session,
     standing,
@@ -195,17 +197,21 @@ def test_failure_event_refunds_once(engine: Engine) -> None:
 
 def test_credits_never_go_negative(engine: Engine) -> None:
     with transaction(engine) as s:
-        standing.grant_starting_credits(s, None, 1, 2)
+        credits.grant_starting(s, None, 1, 2)
     with pytest.raises(InsufficientCredits) as err, transaction(engine) as s:
         order_store.create_order(s, user_id=1, kind="train", charge=5)
     assert (err.value.needed, err.value.available) == (5, 2)
     with read_session(engine) as s:
         assert standing.credits_of(s, None, 1) == 2
         assert order_store.orders_of_user(s, 1) == []  # the refused order left nothing behind
+        assert [e.kind for e in s.exec(select(CreditEntry))] == ["starting"]  # nor an entry
     with pytest.raises(OrderStoreError, match="non-negative"), transaction(engine) as s:
-        order_store.grant_credits(s, 1, -5)
+        credits.grant(s, None, 1, -5, actor=9)
     with transaction(engine) as s:
-        assert order_store.charge_credits(s, 1, 2) == 0
+        order = order_store.create_order(s, user_id=1, kind="render", charge=2)
+        assert standing.credits_of(s, None, 1) == 0
+        with pytest.raises(OrderStoreError, match="charged already"):
+            credits.charge(s, order, 1)  # one charge per order
 
 
 def test_outbox_mark_sent_once(engine: Engine) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import func
 from sqlmodel import select
 
-from storage import Order, migrate, open_engine, order_store, read_session, standing, transaction
+from storage import Order, credits, migrate, open_engine, order_store, read_session, standing, transaction
 
 ORDERS_PER_WRITER = 60
 
@@ -33,7 +33,7 @@ def _writer(url: str, user: int, start: object, errors: object) -> None:
                     s, user_id=user, kind="render", charge=1, starting_credits=1000
                 )
                 order_store.mark_queued(s, order.id)
-                order_store.grant_credits(s, "shared", 1)
+                credits.grant(s, None, "shared", 1, actor="test")
             if n % 10 == 0:
                 with read_session(engine) as s:
                     order_store.orders_of_user(s, user, limit=5)

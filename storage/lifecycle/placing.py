@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from storage import order_store as rows
-from storage import standing
+from storage import standing, webhooks
 from storage.contracts import JobKind, OrderStatus
 from storage.db import read_session, transaction
 from storage.lifecycle.records import LimitReached, Limits, NewModel
@@ -107,7 +107,10 @@ def create_order(
 def mark_queued(engine: Engine, order_id: str) -> bool:
     """Its job is on the queue."""
     with transaction(engine) as s:
-        return rows.mark_queued(s, order_id)
+        moved = rows.mark_queued(s, order_id)
+        if moved:
+            webhooks.record_order_event(s, order_id)
+        return moved
 
 
 def _end(s: Session, order_id: str, to: OrderStatus, code: str, message: str | None) -> int | None:
@@ -115,6 +118,7 @@ def _end(s: Session, order_id: str, to: OrderStatus, code: str, message: str | N
     if not rows.transition(s, order_id, to, error_code=code, error_message=message):
         return None
     refunded = rows.refund_order(s, order_id)
+    webhooks.record_order_event(s, order_id)
     order = rows.get_order(s, order_id)
     if order is not None and order.kind == JobKind.TRAIN and order.model_id:
         rows.mark_model_failed(s, order.model_id)

@@ -136,7 +136,7 @@ def list_keys(engine: Engine, tenant_id: str | None = None) -> list[KeyView]:
 
 def authenticate(engine: Engine, token: str) -> KeyView | None:
     """The live key this token is, or None (unknown, malformed, wrong secret or revoked)."""
-    parts = token.split("_")
+    parts = token.split("_", 2)
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not is_id(parts[1]):
         return None
     with read_session(engine) as s:
@@ -202,3 +202,58 @@ def remember(
             )
             s.add(row)
         return Remembered(row.body_hash, row.status_code, dict(row.response))
+
+
+# --- a tenant's orders and models (every read checks the tenant: another tenant's ids read as unknown) ----------
+
+
+@dataclass(frozen=True)
+class TenantOrder:
+    id: str
+    kind: str
+    status: str
+    subject_id: str
+    model_id: str | None
+    step: int | None
+    total: int | None
+    eta_s: float | None
+    error_code: str | None
+    error_message: str | None
+    created_at: float
+    updated_at: float
+    image_keys: tuple[str, ...]
+
+
+def tenant_order(engine: Engine, tenant_id: str, order_id: str) -> TenantOrder | None:
+    from storage import order_store as rows
+
+    with read_session(engine) as s:
+        o = rows.get_order(s, order_id)
+        if o is None or o.guild_id != tenant_guild(tenant_id):
+            return None
+        images = rows.images_of_order(s, o.id) if o.status == "delivered" else []
+        return TenantOrder(
+            o.id,
+            o.kind,
+            o.status,
+            o.user_id,
+            o.model_id,
+            o.progress_step,
+            o.progress_total,
+            o.progress_eta_s,
+            o.error_code,
+            o.error_message,
+            o.created_at,
+            o.updated_at,
+            tuple(i.blob_key for i in images),
+        )
+
+
+def tenant_model_owner(engine: Engine, tenant_id: str, model_id: str) -> str | None:
+    """The subject whose model this is, when the subject is the tenant's."""
+    from storage.models import TrainedModel
+
+    with read_session(engine) as s:
+        model = s.get(TrainedModel, model_id)
+        subject = None if model is None else s.get(ApiSubject, model.user_id)
+        return None if subject is None or subject.tenant_id != tenant_id else subject.id

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ValidationError
 
 from bot.backends import Backends
@@ -92,7 +93,7 @@ async def read_form(request: web.Request) -> Form:
         raise ApiError(400, "invalid_body", "Send a multipart/form-data body with the photos as `photos` parts.")
     try:
         post = await request.post()
-    except ValueError:
+    except (ValueError, HttpProcessingError):  # a malformed part (bad headers, no boundary …)
         raise ApiError(400, "invalid_body", "The multipart body could not be read.") from None
     fields: dict[str, str] = {}
     files: list[Upload] = []

@@ -225,28 +225,27 @@ class TenantOrder:
 
 
 def tenant_order(engine: Engine, tenant_id: str, order_id: str) -> TenantOrder | None:
-    from storage import order_store as rows
+    """The order when it is the tenant's. One Core query on a pooled connection (no ORM session): this is the
+    status poll, the API's hottest read (bench/api.py)."""
+    from sqlalchemy import select as core_select
 
-    with read_session(engine) as s:
-        o = rows.get_order(s, order_id)
-        if o is None or o.guild_id != tenant_guild(tenant_id):
+    from storage.models import Image, Order
+
+    o, i = Order.__table__.c, Image.__table__.c  # type: ignore[attr-defined]
+    with engine.connect() as c:
+        row = c.execute(
+            core_select(
+                o.id, o.kind, o.status, o.user_id, o.model_id, o.progress_step, o.progress_total,
+                o.progress_eta_s, o.error_code, o.error_message, o.created_at, o.updated_at,
+            ).where(o.id == order_id, o.guild_id == tenant_guild(tenant_id))
+        ).first()
+        if row is None:
             return None
-        images = rows.images_of_order(s, o.id) if o.status == "delivered" else []
-        return TenantOrder(
-            o.id,
-            o.kind,
-            o.status,
-            o.user_id,
-            o.model_id,
-            o.progress_step,
-            o.progress_total,
-            o.progress_eta_s,
-            o.error_code,
-            o.error_message,
-            o.created_at,
-            o.updated_at,
-            tuple(i.blob_key for i in images),
-        )
+        images: tuple[str, ...] = ()
+        if row.status == "delivered":
+            found = c.execute(core_select(i.blob_key).where(i.order_id == order_id).order_by(i.index))
+            images = tuple(r.blob_key for r in found)
+        return TenantOrder(*row, image_keys=images)
 
 
 def tenant_model_owner(engine: Engine, tenant_id: str, model_id: str) -> str | None:

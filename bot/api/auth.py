@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
@@ -12,6 +13,27 @@ from storage import api_store
 from .errors import ApiError
 
 
+#: How long a checked key is trusted without reading the store again: a revocation (`photogen api-keys revoke`,
+#: another process) takes effect within this time. The status poll is the hot path (bench/api.py).
+KEY_CACHE_S = 1.0
+
+
+@dataclass
+class KeyCache:
+    entries: dict[str, tuple[float, api_store.KeyView | None]] = field(default_factory=dict)
+
+    def lookup(self, engine: Engine, token: str) -> api_store.KeyView | None:
+        now = time.monotonic()
+        hit = self.entries.get(token)
+        if hit is not None and now - hit[0] < KEY_CACHE_S:
+            return hit[1]
+        if len(self.entries) > 10_000:  # a flood of made-up keys: start again rather than grow
+            self.entries.clear()
+        key = api_store.authenticate(engine, token)
+        self.entries[token] = (now, key)
+        return key
+
+
 @dataclass(frozen=True)
 class Caller:
     tenant_id: str
@@ -19,12 +41,14 @@ class Caller:
     scopes: frozenset[str]
 
 
-def caller_of(engine: Engine, limiter: RateLimiter, authorization: str | None, scope: str) -> Caller:
+def caller_of(
+    engine: Engine, limiter: RateLimiter, authorization: str | None, scope: str, keys: KeyCache
+) -> Caller:
     """The key behind an ``Authorization: Bearer …`` header, allowed ``scope`` and inside its rate limit."""
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "unauthenticated", "Send your API key as `Authorization: Bearer <key>`.")
-    key = api_store.authenticate(engine, token.strip())
+    key = keys.lookup(engine, token.strip())
     if key is None:
         raise ApiError(401, "invalid_key", "That API key is unknown or revoked.")
     wait = limiter.hit(key.id)

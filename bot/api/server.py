@@ -62,7 +62,9 @@ def _endpoint(op: Operation, state: ApiState) -> Callable[[web.Request], Awaitab
         b = state.backends
         caller = None
         if op.scope is not None:
-            caller = caller_of(b.engine, state.limiter, request.headers.get("Authorization"), op.scope)
+            caller = caller_of(
+                b.engine, state.limiter, request.headers.get("Authorization"), op.scope, state.keys
+            )
         call = Call(request, state, caller)
         digest = ""
         if op.body == "multipart":

@@ -17,7 +17,7 @@ from bot.backends import Backends
 from bot.errors import UserFacingError
 from bot.ratelimit import RateLimiter
 
-from .auth import Caller
+from .auth import Caller, KeyCache
 from .errors import ApiError, from_service
 from .service import Upload
 
@@ -32,6 +32,7 @@ class ApiState:
     link_secret: bytes
     base_url: str
     idempotency_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    keys: KeyCache = field(default_factory=KeyCache)
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """`photogen` — one command for every process of the system.
 
-photogen bot | agent | api | api-keys | all | demo | migrate | doctor | healthcheck URL | autoscaler | aws {bootstrap,status,teardown}
+photogen bot | agent | api | api-keys {create,revoke,list} | all | demo | migrate | doctor | healthcheck URL
+         | autoscaler | aws {bootstrap,status,teardown}
 """
 
 from __future__ import annotations
@@ -184,7 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     api = sub.add_parser("api", help="run the HTTP API (docs/API.md) beside the bot, on API_HOST:API_PORT")
-    api.add_argument("--migrate", action="store_true", help="create or upgrade the order store's schema first")
+    api.add_argument(
+        "--migrate", action="store_true", help="create or upgrade the order store's schema first"
+    )
     api.set_defaults(func=cmd_api)
     keys = sub.add_parser("api-keys", help="create, revoke or list API keys (operators only)")
     keys.add_argument("action", choices=["create", "revoke", "list"])

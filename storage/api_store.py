@@ -235,8 +235,18 @@ def tenant_order(engine: Engine, tenant_id: str, order_id: str) -> TenantOrder |
     with engine.connect() as c:
         row = c.execute(
             core_select(
-                o.id, o.kind, o.status, o.user_id, o.model_id, o.progress_step, o.progress_total,
-                o.progress_eta_s, o.error_code, o.error_message, o.created_at, o.updated_at,
+                o.id,
+                o.kind,
+                o.status,
+                o.user_id,
+                o.model_id,
+                o.progress_step,
+                o.progress_total,
+                o.progress_eta_s,
+                o.error_code,
+                o.error_message,
+                o.created_at,
+                o.updated_at,
             ).where(o.id == order_id, o.guild_id == tenant_guild(tenant_id))
         ).first()
         if row is None:
@@ -245,7 +255,7 @@ def tenant_order(engine: Engine, tenant_id: str, order_id: str) -> TenantOrder |
         if row.status == "delivered":
             found = c.execute(core_select(i.blob_key).where(i.order_id == order_id).order_by(i.index))
             images = tuple(r.blob_key for r in found)
-        return TenantOrder(*row, image_keys=images)
+        return TenantOrder(*row, image_keys=images)  # type: ignore[call-arg]  # the 12 columns, in order
 
 
 def tenant_model_owner(engine: Engine, tenant_id: str, model_id: str) -> str | None:

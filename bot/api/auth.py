@@ -12,7 +12,6 @@ from storage import api_store
 
 from .errors import ApiError
 
-
 #: How long a checked key is trusted without reading the store again: a revocation (`photogen api-keys revoke`,
 #: another process) takes effect within this time. The status poll is the hot path (bench/api.py).
 KEY_CACHE_S = 1.0

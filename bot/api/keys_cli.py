@@ -45,8 +45,12 @@ def run_api_keys(
             print(f"revoked key {key_id}")
             return 0
         for k in api_store.list_keys(engine, tenant):
-            state = "revoked " + time.strftime("%Y-%m-%d", time.gmtime(k.revoked_at)) if k.revoked_at else "live"
-            print(f"{k.id}  tenant={k.tenant_id}  {state}  scopes={','.join(k.scopes)}  {k.label or ''}".rstrip())
+            state = (
+                "revoked " + time.strftime("%Y-%m-%d", time.gmtime(k.revoked_at)) if k.revoked_at else "live"
+            )
+            print(
+                f"{k.id}  tenant={k.tenant_id}  {state}  scopes={','.join(k.scopes)}  {k.label or ''}".rstrip()
+            )
         return 0
     finally:
         engine.dispose()

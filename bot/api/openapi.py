@@ -53,7 +53,11 @@ def _multipart() -> dict[str, Any]:
             },
             "name": {"type": "string", "minLength": 1, "maxLength": 32, "default": "model"},
             "class_word": {"type": "string", "enum": list(schemas.CLASS_WORDS), "default": "person"},
-            "subject_id": {"type": "string", "pattern": _id_pattern(), "description": "Train this subject again."},
+            "subject_id": {
+                "type": "string",
+                "pattern": _id_pattern(),
+                "description": "Train this subject again.",
+            },
         },
     }
 

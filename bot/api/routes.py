@@ -65,7 +65,9 @@ async def create_model(call: Call) -> tuple[int, BaseModel]:
     if not 1 <= len(name) <= 32:
         raise ApiError(422, "invalid_request", "`name` must be 1 to 32 characters.")
     if class_word not in schemas.CLASS_WORDS:
-        raise ApiError(422, "invalid_request", f"`class_word` must be one of {', '.join(schemas.CLASS_WORDS)}.")
+        raise ApiError(
+            422, "invalid_request", f"`class_word` must be one of {', '.join(schemas.CLASS_WORDS)}."
+        )
     if subject_id is not None and not is_id(subject_id):
         raise ApiError(404, "not_found", "No subject with that id.")
     placed = await call.blocking(
@@ -77,7 +79,9 @@ async def create_model(call: Call) -> tuple[int, BaseModel]:
         class_word=class_word,
         uploads=form.files,
     )
-    lines = [schemas.PhotoLine(label=label, ok=ok, reason=reason) for label, ok, reason in placed.report.lines]
+    lines = [
+        schemas.PhotoLine(label=label, ok=ok, reason=reason) for label, ok, reason in placed.report.lines
+    ]
     if placed.placed is None:
         raise ApiError(
             422,
@@ -110,11 +114,16 @@ async def get_order(call: Call) -> tuple[int, BaseModel]:
     expires = service.link_expiry(call.b)
     links = [
         schemas.ResultLink(
-            url=signing.result_link(call.state.link_secret, call.state.base_url, key, expires), expires_at=expires
+            url=signing.result_link(call.state.link_secret, call.state.base_url, key, expires),
+            expires_at=expires,
         )
         for key in order.image_keys
     ]
-    progress = None if order.step is None else schemas.Progress(step=order.step, total=order.total, eta_s=order.eta_s)
+    progress = (
+        None
+        if order.step is None
+        else schemas.Progress(step=order.step, total=order.total, eta_s=order.eta_s)
+    )
     error = (
         schemas.ErrorDetail(code=order.error_code, message=order.error_message or "")
         if order.error_code
@@ -122,7 +131,7 @@ async def get_order(call: Call) -> tuple[int, BaseModel]:
     )
     return 200, schemas.OrderOut(
         id=order.id,
-        kind=order.kind,  # type: ignore[arg-type]
+        kind=order.kind,
         status=order.status,
         subject_id=order.subject_id,
         model_id=order.model_id,
@@ -158,14 +167,20 @@ async def create_webhook(call: Call) -> tuple[int, BaseModel]:
     except ValueError as err:
         raise ApiError(409, "too_many_webhooks", str(err)) from None
     return 201, schemas.WebhookCreated(
-        id=endpoint.id, url=endpoint.url, events=list(endpoint.events), created_at=endpoint.created_at, secret=secret
+        id=endpoint.id,
+        url=endpoint.url,
+        events=list(endpoint.events),
+        created_at=endpoint.created_at,
+        secret=secret,
     )
 
 
 async def list_webhooks(call: Call) -> tuple[int, BaseModel]:
     found = webhooks.list_endpoints(call.b.engine, call.tenant_id)
     return 200, schemas.WebhookList(
-        webhooks=[schemas.Webhook(id=e.id, url=e.url, events=list(e.events), created_at=e.created_at) for e in found]
+        webhooks=[
+            schemas.Webhook(id=e.id, url=e.url, events=list(e.events), created_at=e.created_at) for e in found
+        ]
     )
 
 
@@ -192,7 +207,7 @@ async def list_deliveries(call: Call) -> tuple[int, BaseModel]:
                 endpoint_id=d.endpoint_id,
                 order_id=d.order_id,
                 event=d.event,
-                status=d.status,  # type: ignore[arg-type]
+                status=d.status,
                 attempts=[schemas.Attempt(**a) for a in d.attempt_log],
                 created_at=d.created_at,
                 delivered_at=d.delivered_at,
@@ -294,7 +309,12 @@ OPERATIONS: tuple[Operation, ...] = (
         idempotent=True,
     ),
     Operation(
-        "GET", "/v1/webhooks", "listWebhooks", "Your webhook endpoints", list_webhooks, "webhooks:read",
+        "GET",
+        "/v1/webhooks",
+        "listWebhooks",
+        "Your webhook endpoints",
+        list_webhooks,
+        "webhooks:read",
         (200, schemas.WebhookList),
     ),
     Operation(

@@ -45,7 +45,9 @@ async def json_errors(
         return ApiError(err.status, code, err.reason or "Refused.").response()
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
-        return ApiError(500, "internal_error", "Something went wrong on our side; try again later.").response()
+        return ApiError(
+            500, "internal_error", "Something went wrong on our side; try again later."
+        ).response()
 
 
 def _idempotency_key(request: web.Request) -> str | None:
@@ -86,7 +88,13 @@ def _endpoint(op: Operation, state: ApiState) -> Callable[[web.Request], Awaitab
                     return _respond(result)
                 status, model = result
                 prior = await asyncio.to_thread(
-                    api_store.remember, b.engine, caller.tenant_id, key, body_hash, status, model.model_dump(mode="json")
+                    api_store.remember,
+                    b.engine,
+                    caller.tenant_id,
+                    key,
+                    body_hash,
+                    status,
+                    model.model_dump(mode="json"),
                 )
                 replayed = "false"
             else:
@@ -97,7 +105,9 @@ def _endpoint(op: Operation, state: ApiState) -> Callable[[web.Request], Awaitab
             raise ApiError(
                 409, "idempotency_conflict", "This Idempotency-Key was used with another request body."
             )
-        return web.json_response(prior.response, status=prior.status_code, headers={"Idempotent-Replayed": replayed})
+        return web.json_response(
+            prior.response, status=prior.status_code, headers={"Idempotent-Replayed": replayed}
+        )
 
     return handle
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
+from typing import cast
 
 from bot.backends import Backends
 from bot.errors import Busy, NotAllowed, NotFound, Refused
@@ -39,6 +40,12 @@ class TrainingPlaced:
     placed: Placed | None  # None: the photos were refused (the report says why)
     subject_id: str
     model_id: str | None
+
+
+def _uid(subject_id: str) -> int:
+    """The services type a member's id as a Discord snowflake; they only ever format it (keys, rows), so a
+    subject's id (letters and digits, storage.contracts.ID_PATTERN) goes through them as it is."""
+    return cast(int, subject_id)
 
 
 def _limits(b: Backends) -> Limits:
@@ -87,7 +94,7 @@ def place_training(
     if not report.accepted:
         return TrainingPlaced(report, None, subject_id or "", None)
     subject_id = subject_id or api_store.new_subject(b.engine, tenant_id)
-    deletion.refuse_while_forgetting(b, subject_id)  # type: ignore[arg-type]
+    deletion.refuse_while_forgetting(b, _uid(subject_id))
     s = b.settings
     order_id, job_id, model_id = new_id(), new_id(), new_id()
     photo_keys = [keys.photo_key(subject_id, order_id, n) for n in range(len(report.crops))]
@@ -110,11 +117,14 @@ def place_training(
         guild_id=api_store.tenant_guild(tenant_id),
         channel_id=None,
         kind=JobKind.TRAIN,
-        params={"title": f"Training: {name}", "name": name, "class_word": class_word, "photos": len(photo_keys)},
+        params={
+            "title": f"Training: {name}",
+            "name": name,
+            "class_word": class_word,
+            "photos": len(photo_keys),
+        },
         job=job.model_dump(mode="json"),
-        model=NewModel(
-            model_id, name, class_word, token, s.base_model, keys.model_key(subject_id, model_id)
-        ),
+        model=NewModel(model_id, name, class_word, token, s.base_model, keys.model_key(subject_id, model_id)),
     )
 
     def send() -> None:
@@ -123,19 +133,25 @@ def place_training(
         b.queues.train.send(encode(job))
 
     placed = jobs.enqueue(
-        b, order_id, job_id, 0, send, undo=lambda: b.blobs.delete_prefix(keys.photos_prefix(subject_id, order_id))
+        b,
+        order_id,
+        job_id,
+        0,
+        send,
+        undo=lambda: b.blobs.delete_prefix(keys.photos_prefix(subject_id, order_id)),
     )
     return TrainingPlaced(report, placed, subject_id, model_id)
 
 
 def place_render(b: Backends, tenant_id: str, req: RenderRequest) -> Placed:
     owner = api_store.tenant_model_owner(b.engine, tenant_id, req.model_id)
-    model = next((m for m in lifecycle.list_models(b.engine, owner) if m.id == req.model_id), None) if owner else None  # type: ignore[arg-type]
+    found = lifecycle.list_models(b.engine, _uid(owner)) if owner else []
+    model = next((m for m in found if m.id == req.model_id), None)
     if owner is None or model is None:
         raise NotFound("No model with that id.")
     if model.status != "ready":
         raise Refused(f"That model is not ready (it is {model.status}).")
-    deletion.refuse_while_forgetting(b, owner)  # type: ignore[arg-type]
+    deletion.refuse_while_forgetting(b, _uid(owner))
     order_id, job_id = new_id(), new_id()
     seed = secrets.randbelow(MAX_SEED) if req.seed is None else req.seed
     job = jobs.render_job(
@@ -171,9 +187,9 @@ def place_render(b: Backends, tenant_id: str, req: RenderRequest) -> Placed:
 def delete_model(b: Backends, tenant_id: str, model_id: str) -> bool:
     """The model row, its open orders (cancelled) and its files; False when it is not the tenant's."""
     owner = api_store.tenant_model_owner(b.engine, tenant_id, model_id)
-    if owner is None or lifecycle.delete_model(b.engine, owner, model_id) is None:  # type: ignore[arg-type]
+    if owner is None or lifecycle.delete_model(b.engine, _uid(owner), model_id) is None:
         return False
-    deletion.model_deleted(b, owner, model_id)  # type: ignore[arg-type]
+    deletion.model_deleted(b, _uid(owner), model_id)
     b.blobs.delete_prefix(keys.model_prefix(owner, model_id))
     return True
 
@@ -183,7 +199,7 @@ def forget_subject(b: Backends, tenant_id: str, subject_id: str) -> dict[str, in
     and the prefix once more later. None when the subject is not the tenant's."""
     if not api_store.owns_subject(b.engine, tenant_id, subject_id):
         return None
-    uid: int = subject_id  # type: ignore[assignment]  # the services name members by id; a subject's is a str
+    uid = _uid(subject_id)
     deletion.member_forgotten(b, uid)
     receipt = purge_member(b, uid, ALL_GUILDS, by="api forget")
     deletion.resweep_member(b, uid)

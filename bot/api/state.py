@@ -91,7 +91,9 @@ def json_digest(raw: bytes) -> str:
 
 async def read_form(request: web.Request) -> Form:
     if request.content_type != "multipart/form-data":
-        raise ApiError(400, "invalid_body", "Send a multipart/form-data body with the photos as `photos` parts.")
+        raise ApiError(
+            400, "invalid_body", "Send a multipart/form-data body with the photos as `photos` parts."
+        )
     try:
         post = await request.post()
     except (ValueError, HttpProcessingError):  # a malformed part (bad headers, no boundary …)

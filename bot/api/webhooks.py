@@ -8,6 +8,7 @@ restart of the api process, and a slow endpoint never holds up another's deliver
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -23,7 +24,9 @@ from .state import ApiState
 log = logging.getLogger(__name__)
 
 
-async def deliver(session: aiohttp.ClientSession, settings: Settings, state: ApiState, due: webhooks.DueDelivery) -> str:
+async def deliver(
+    session: aiohttp.ClientSession, settings: Settings, state: ApiState, due: webhooks.DueDelivery
+) -> str:
     body = json.dumps(due.payload, separators=(",", ":")).encode()
     headers = {
         "Content-Type": "application/json",
@@ -36,11 +39,15 @@ async def deliver(session: aiohttp.ClientSession, settings: Settings, state: Api
     error: str | None = None
     try:
         timeout = aiohttp.ClientTimeout(total=settings.webhook_timeout_s)
-        async with session.post(due.url, data=body, headers=headers, timeout=timeout, allow_redirects=False) as resp:
+        async with session.post(
+            due.url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+        ) as resp:
             status_code = resp.status
             await resp.read()
     except (aiohttp.ClientError, TimeoutError, ValueError) as err:
-        error = type(err).__name__  # never the endpoint's answer or our internals: the class names the failure
+        error = type(
+            err
+        ).__name__  # never the endpoint's answer or our internals: the class names the failure
     ok = status_code is not None and 200 <= status_code < 300
     if status_code is not None and not ok:
         error = f"HTTP {status_code}"
@@ -84,9 +91,7 @@ async def run_deliveries(state: ApiState, stop: asyncio.Event) -> None:
                     task = asyncio.create_task(one(session, d))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=settings.webhook_poll_s)
-            except TimeoutError:
-                pass
         if tasks:
             await asyncio.wait(tasks, timeout=settings.webhook_timeout_s)

@@ -8,6 +8,7 @@ events (the real agent is exercised by tests/gpu_agent and tests/e2e)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,9 @@ class Api:
             return resp.status, body, resp.headers
 
 
-async def _serve(tmp_path: Path, **overrides: object) -> AsyncIterator[Api]:
+@asynccontextmanager
+async def serve(tmp_path: Path, **overrides: object) -> AsyncIterator[Api]:
+    """The API on 127.0.0.1 (a free port) over fresh embedded backends with these settings."""
     settings = api_settings(tmp_path, **overrides)
     b = open_backends(settings)
     runner, base = await start_api(b, "127.0.0.1", 0)
@@ -73,7 +76,7 @@ async def _serve(tmp_path: Path, **overrides: object) -> AsyncIterator[Api]:
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    async for served in _serve(tmp_path):
+    async with serve(tmp_path) as served:
         yield served
 
 
@@ -107,7 +110,9 @@ def ready_model(b: Backends, tenant: str) -> tuple[str, str]:
         params={"name": "m"},
         job=job.model_dump(mode="json"),
         limits=lifecycle.Limits(max_concurrent=10, daily_quota=100, starting_credits=0),
-        model=lifecycle.NewModel(model_id, "m", "person", token, b.settings.base_model, keys.model_key(subject, model_id)),
+        model=lifecycle.NewModel(
+            model_id, "m", "person", token, b.settings.base_model, keys.model_key(subject, model_id)
+        ),
     )
     lifecycle.mark_queued(b.engine, order_id)
     agent_finishes(b, order_id)
@@ -130,7 +135,9 @@ def agent_finishes(b: Backends, order_id: str, *, fail: bool = False) -> None:
         b.blobs.put(model_key, b"lora")
         done = Event(kind=EventKind.DONE, model_key=model_key, output_keys=[model_key], **base)
     else:
-        renders = [keys.render_key(order.user_id, job_id, n) for n in range(int(order.params.get("count", 1)))]
+        renders = [
+            keys.render_key(order.user_id, job_id, n) for n in range(int(order.params.get("count", 1)))
+        ]
         for n, k in enumerate(renders):
             b.blobs.put(k, b"\x89PNG picture %d" % n)
         done = Event(kind=EventKind.DONE, render_keys=renders, output_keys=renders, **base)

@@ -4,6 +4,7 @@ idempotency, deleting a model, forgetting a subject, and tenant isolation — ov
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -15,8 +16,7 @@ from bot.api.routes import OPERATIONS
 from storage import api_store, keys, lifecycle, read_session, standing
 from storage.blobs.local import link_secret
 from storage.models import ApiKey
-
-from tests.api.rig import Api, _serve, agent_finishes, queued_jobs, ready_model
+from tests.api.rig import Api, agent_finishes, queued_jobs, ready_model, serve
 
 RENDER = {"prompt": "a photo of {subject} on a beach", "count": 2, "seed": 7}
 
@@ -28,11 +28,16 @@ async def test_keys_are_stored_hashed_and_a_revoked_key_is_refused(api: Api, cap
     key_id = token.split("_")[1]
     with read_session(api.b.engine) as s:
         row = s.get(ApiKey, key_id)
-        assert row is not None and row.token_hash == api_store.hash_token(token) and token not in row.token_hash
-    assert token.encode() not in Path(api.b.settings.database_path).read_bytes()  # only its hash is kept
+        assert (
+            row is not None and row.token_hash == api_store.hash_token(token) and token not in row.token_hash
+        )
+    stored = await asyncio.to_thread(Path(api.b.settings.database_path).read_bytes)
+    assert token.encode() not in stored  # only its hash is kept
     status, body, _ = await api.call("GET", "/v1/orders/nothing", token)
     assert status == 404 and body["error"]["code"] == "not_found"
-    status, body, _ = await api.call("GET", "/v1/orders/nothing", token[:-1] + ("A" if token[-1] != "A" else "B"))
+    status, body, _ = await api.call(
+        "GET", "/v1/orders/nothing", token[:-1] + ("A" if token[-1] != "A" else "B")
+    )
     assert status == 401 and body["error"]["code"] == "invalid_key"
     run_api_keys(api.b.settings, "revoke", tenant=None, scopes=None, label=None, key_id=key_id)
     await asyncio.sleep(KEY_CACHE_S)  # the server trusts a checked key this long
@@ -64,7 +69,7 @@ async def test_a_key_may_only_do_what_its_scopes_allow(api: Api) -> None:
 
 
 async def test_each_key_has_its_own_rate_limit(tmp_path: Path) -> None:
-    async for api in _serve(tmp_path, api_rate_limit_per_minute=3):
+    async with serve(tmp_path, api_rate_limit_per_minute=3) as api:
         first, second = api.key("acme"), api.key("acme")
         for _ in range(3):
             assert (await api.call("GET", "/v1/webhooks", first))[0] == 200
@@ -73,14 +78,20 @@ async def test_each_key_has_its_own_rate_limit(tmp_path: Path) -> None:
         assert (await api.call("GET", "/v1/webhooks", second))[0] == 200
 
 
-async def test_a_render_is_queued_with_the_models_lora_uncharged_and_its_results_are_signed_links(api: Api) -> None:
+async def test_a_render_is_queued_with_the_models_lora_uncharged_and_its_results_are_signed_links(
+    api: Api,
+) -> None:
     subject, model_id = ready_model(api.b, "acme")
     key = api.key("acme")
     status, body, _ = await api.call("POST", "/v1/renders", key, json={**RENDER, "model_id": model_id})
     assert status == 202 and body["status"] == "queued"
     order_id = body["order_id"]
     [job] = queued_jobs(api.b, "render")
-    assert job.order_id == order_id and job.user_id == subject and job.model_keys == [keys.model_key(subject, model_id)]
+    assert (
+        job.order_id == order_id
+        and job.user_id == subject
+        and job.model_keys == [keys.model_key(subject, model_id)]
+    )
     assert job.seed == 7 and job.count == 2 and job.steps == api.b.settings.render_steps
     order = lifecycle.get_order(api.b.engine, order_id)
     assert order is not None and order.credits_charged == 0 and order.guild_id == "api-acme"
@@ -113,7 +124,9 @@ async def test_idempotency_key_same_body_same_order_other_body_409(api: Api) -> 
     body = {**RENDER, "model_id": model_id}
     headers = {"Idempotency-Key": "order-42"}
     s1, b1, h1 = await api.call("POST", "/v1/renders", key, json=body, headers=headers)
-    reordered = '{"seed": 7, "model_id": "%s", "count": 2, "prompt": "%s"}' % (model_id, RENDER["prompt"])
+    reordered = json.dumps(
+        {"seed": 7, "model_id": model_id, "count": 2, "prompt": RENDER["prompt"]}, indent=1
+    )
     s2, b2, h2 = await api.call(
         "POST", "/v1/renders", key, data=reordered, headers={**headers, "Content-Type": "application/json"}
     )
@@ -177,9 +190,27 @@ async def test_errors_are_json_with_a_code_and_no_internals(api: Api) -> None:
     cases = [
         ("GET", "/v1/nowhere", {}, 404, "not_found"),
         ("PUT", "/v1/renders", {}, 405, "method_not_allowed"),
-        ("POST", "/v1/renders", {"data": b"{not json", "headers": {"Content-Type": "application/json"}}, 400, "invalid_json"),
-        ("POST", "/v1/renders", {"json": {"model_id": "x", "prompt": "", "width": 300}}, 422, "invalid_request"),
-        ("POST", "/v1/renders", {"json": {"model_id": "x", "prompt": "p", "extra": 1}}, 422, "invalid_request"),
+        (
+            "POST",
+            "/v1/renders",
+            {"data": b"{not json", "headers": {"Content-Type": "application/json"}},
+            400,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/v1/renders",
+            {"json": {"model_id": "x", "prompt": "", "width": 300}},
+            422,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/renders",
+            {"json": {"model_id": "x", "prompt": "p", "extra": 1}},
+            422,
+            "invalid_request",
+        ),
         ("POST", "/v1/models", {"json": {}}, 400, "invalid_body"),
         ("GET", "/v1/orders/..%2F..%2Fetc", {}, 404, "not_found"),
         ("GET", "/v1/webhooks/deliveries?limit=0", {}, 422, "invalid_request"),
@@ -192,7 +223,7 @@ async def test_errors_are_json_with_a_code_and_no_internals(api: Api) -> None:
         assert str(api.b.settings.database_path.parent) not in text and "Traceback" not in text
 
 
-def test_the_openapi_document_lists_every_route_and_is_served(tmp_path: Path) -> None:
+def test_the_openapi_document_lists_every_route_and_isserved(tmp_path: Path) -> None:
     doc = document()
     assert doc["openapi"].startswith("3.1")
     listed = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}

@@ -17,7 +17,7 @@ from sqlmodel import select
 from bot.api.signing import SIGNATURE_HEADER, SignatureError, signature_header, verify
 from storage import lifecycle, read_session, webhooks
 from storage.models import Delivery
-from tests.api.rig import Api, _serve, agent_finishes, ready_model
+from tests.api.rig import Api, agent_finishes, ready_model, serve
 
 RENDER = {"prompt": "a portrait of {subject}", "count": 1, "seed": 1}
 
@@ -81,8 +81,10 @@ async def test_order_events_are_delivered_signed_and_logged(api: Api, receiver: 
     _, model_id = ready_model(api.b, "acme")  # before the endpoint: its events are not announced
     key = api.key("acme")
     status, hook, _ = await api.call("POST", "/v1/webhooks", key, json={"url": receiver.url})
-    assert status == 201 and hook["secret"].startswith("whsec_") and "secret" not in str(
-        (await api.call("GET", "/v1/webhooks", key))[1]
+    assert (
+        status == 201
+        and hook["secret"].startswith("whsec_")
+        and "secret" not in str((await api.call("GET", "/v1/webhooks", key))[1])
     )
     _, placed, _ = await api.call("POST", "/v1/renders", key, json={**RENDER, "model_id": model_id})
     order_id = placed["order_id"]
@@ -108,7 +110,7 @@ async def test_a_failing_endpoint_is_retried_with_growing_waits_and_every_attemp
     tmp_path: Path, receiver: Receiver
 ) -> None:
     receiver.fail_first = 2
-    async for api in _serve(tmp_path, webhook_retry_base_s=0.3):
+    async with serve(tmp_path, webhook_retry_base_s=0.3) as api:
         _, model_id = ready_model(api.b, "acme")
         key = api.key("acme")
         await api.call("POST", "/v1/webhooks", key, json={"url": receiver.url, "events": ["order.failed"]})
@@ -126,11 +128,13 @@ async def test_a_failing_endpoint_is_retried_with_growing_waits_and_every_attemp
 
 
 async def test_a_delivery_that_never_succeeds_is_marked_failed_after_the_last_attempt(tmp_path: Path) -> None:
-    async for api in _serve(tmp_path, webhook_max_attempts=2, webhook_retry_base_s=0.1):
+    async with serve(tmp_path, webhook_max_attempts=2, webhook_retry_base_s=0.1) as api:
         _, model_id = ready_model(api.b, "acme")
         key = api.key("acme")
         # Port 9 (discard) on loopback refuses connections: every attempt fails without an answer.
-        await api.call("POST", "/v1/webhooks", key, json={"url": "http://127.0.0.1:9/x", "events": ["order.queued"]})
+        await api.call(
+            "POST", "/v1/webhooks", key, json={"url": "http://127.0.0.1:9/x", "events": ["order.queued"]}
+        )
         await api.call("POST", "/v1/renders", key, json={**RENDER, "model_id": model_id})
         await _until(lambda: webhooks.list_deliveries(api.b.engine, "acme")[0].status == "failed")
         status, log, _ = await api.call("GET", "/v1/webhooks/deliveries", key)
@@ -156,7 +160,9 @@ def test_the_delivery_row_is_written_in_the_transaction_that_applies_the_event(t
         placed = place_render(b, "acme", RenderRequest(model_id=model_id, prompt="p"))
         job_id = lifecycle.job_id_of(b.engine, placed.order_id)
         assert job_id is not None
-        started = Event(kind=EventKind.STARTED, job_id=job_id, order_id=placed.order_id, job_kind=JobKind.RENDER)
+        started = Event(
+            kind=EventKind.STARTED, job_id=job_id, order_id=placed.order_id, job_kind=JobKind.RENDER
+        )
         for _ in range(2):  # a redelivered event is applied once, announced once
             lifecycle.apply_event(b.engine, started, price_per_hour=0.0, advice_after=3)
         [d] = webhooks.list_deliveries(b.engine, "acme")

@@ -13,7 +13,7 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
-from schemathesis.checks import not_aserver_error
+from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -28,7 +28,7 @@ from storage import api_store
 from tests.api.rig import agent_finishes, api_settings, ready_model
 
 CHECKS = [
-    not_aserver_error,
+    not_a_server_error,
     status_code_conformance,
     content_type_conformance,
     response_headers_conformance,
@@ -71,7 +71,7 @@ def live_api(tmp_path: Path) -> Iterator[tuple[str, str]]:
         b.close()
 
 
-def test_schemathesis_finds_noserver_error_and_no_response_outside_the_document(
+def test_schemathesis_finds_no_server_error_and_no_response_outside_the_document(
     live_api: tuple[str, str],
 ) -> None:
     base, key = live_api

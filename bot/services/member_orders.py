@@ -194,6 +194,9 @@ def place_train_order(
     )
 
 
+_enqueue = jobs.enqueue  # (bot/services/group.py places its orders through it too)
+
+
 def place_render_order(
     b: Backends,
     *,

@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from storage import order_store as rows
 from storage import standing, webhooks
+from storage.api_store import tenant_of_guild
 from storage.contracts import JobKind, OrderStatus
 from storage.db import read_session, transaction
 from storage.lifecycle.records import LimitReached, Limits, NewModel
@@ -173,6 +174,8 @@ def fail_stuck_order(engine: Engine, order_id: str, before: float, code: str, me
         refunded = _end(s, order_id, OrderStatus.FAILED, code, message)
         if refunded is None:
             return False
+        if tenant_of_guild(order.guild_id) is not None:
+            return True  # an API order: its tenant's webhooks were told (in _end), there is no channel
         rows.add_delivery(
             s,
             order_id,

@@ -170,3 +170,25 @@ def test_the_delivery_row_is_written_in_the_transaction_that_applies_the_event(t
         assert webhooks.list_deliveries(b.engine, "other") == []
     finally:
         b.close()
+
+
+def test_a_stuck_api_order_failed_by_the_reconciler_is_announced_not_posted(tmp_path: Path) -> None:
+    from bot.api.schemas import RenderRequest
+    from bot.api.service import place_render
+    from bot.backends import open_backends
+    from tests.api.rig import api_settings
+
+    b = open_backends(api_settings(tmp_path))
+    try:
+        _, model_id = ready_model(b, "acme")
+        webhooks.add_endpoint(b.engine, "acme", "http://127.0.0.1:9/x", ["order.failed"])
+        placed = place_render(b, "acme", RenderRequest(model_id=model_id, prompt="p"))
+        assert lifecycle.fail_stuck_order(
+            b.engine, placed.order_id, time.time() + 1, "lost", "The job was lost."
+        )
+        with read_session(b.engine) as s:
+            assert s.exec(select(Delivery).where(Delivery.order_id == placed.order_id)).all() == []
+        [d] = webhooks.list_deliveries(b.engine, "acme")
+        assert d.event == "order.failed" and d.order_id == placed.order_id
+    finally:
+        b.close()

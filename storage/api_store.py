@@ -224,38 +224,31 @@ class TenantOrder:
     image_keys: tuple[str, ...]
 
 
+_ORDER_COLUMNS = (
+    "id, kind, status, user_id AS subject_id, model_id, progress_step AS step, progress_total AS total, "
+    "progress_eta_s AS eta_s, error_code, error_message, created_at, updated_at"
+)
+_ORDER_SQL = f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = ? AND guild_id = ?"
+_IMAGES_SQL = 'SELECT blob_key FROM images WHERE order_id = ? ORDER BY "index"'
+
+
 def tenant_order(engine: Engine, tenant_id: str, order_id: str) -> TenantOrder | None:
-    """The order when it is the tenant's. One Core query on a pooled connection (no ORM session): this is the
-    status poll, the API's hottest read (bench/api.py)."""
-    from sqlalchemy import select as core_select
-
-    from storage.models import Image, Order
-
-    o, i = Order.__table__.c, Image.__table__.c  # type: ignore[attr-defined]
-    with engine.connect() as c:
-        row = c.execute(
-            core_select(
-                o.id,
-                o.kind,
-                o.status,
-                o.user_id,
-                o.model_id,
-                o.progress_step,
-                o.progress_total,
-                o.progress_eta_s,
-                o.error_code,
-                o.error_message,
-                o.created_at,
-                o.updated_at,
-            ).where(o.id == order_id, o.guild_id == tenant_guild(tenant_id))
-        ).first()
+    """The order when it is the tenant's. Plain SQL on a pooled DBAPI connection (autocommit reads, no ORM, no
+    statement built per call): this is the status poll, the API's hottest read (bench/api.py)."""
+    conn = engine.raw_connection()
+    try:
+        cur = conn.cursor()
+        row = cur.execute(_ORDER_SQL, (order_id, tenant_guild(tenant_id))).fetchone()
         if row is None:
             return None
+        names = [d[0] for d in cur.description or ()]
         images: tuple[str, ...] = ()
-        if row.status == "delivered":
-            found = c.execute(core_select(i.blob_key).where(i.order_id == order_id).order_by(i.index))
-            images = tuple(r.blob_key for r in found)
-        return TenantOrder(*row, image_keys=images)  # type: ignore[call-arg]  # the 12 columns, in order
+        if row[2] == "delivered":  # final: its pictures no longer change
+            images = tuple(r[0] for r in cur.execute(_IMAGES_SQL, (order_id,)).fetchall())
+        cur.close()
+        return TenantOrder(**dict(zip(names, row, strict=True)), image_keys=images)
+    finally:
+        conn.close()  # back to the pool
 
 
 def tenant_model_owner(engine: Engine, tenant_id: str, model_id: str) -> str | None:

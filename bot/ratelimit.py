@@ -12,20 +12,21 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
+from collections.abc import Hashable
 
 
 class RateLimiter:
     def __init__(self, per_minute: int, *, window_s: float = 60.0) -> None:
         self.limit = per_minute
         self.window_s = window_s
-        self._hits: dict[int, deque[float]] = defaultdict(deque)
+        self._hits: dict[Hashable, deque[float]] = defaultdict(deque)
         self._next_sweep = 0.0
 
     def __len__(self) -> int:
         """Members currently tracked."""
         return len(self._hits)
 
-    def hit(self, user_id: int, now: float | None = None) -> float:
+    def hit(self, user_id: Hashable, now: float | None = None) -> float:
         """Record one command; return 0 if allowed, else the seconds until the member may try again."""
         now = time.monotonic() if now is None else now
         if now >= self._next_sweep:

@@ -1,6 +1,7 @@
 """`photogen` — one command for every process of the system.
 
-photogen bot | agent | all | demo | migrate | doctor | healthcheck URL | autoscaler | aws {bootstrap,status,teardown}
+photogen bot | agent | api | api-keys {create,revoke,list} | all | demo | migrate | doctor | healthcheck URL
+         | autoscaler | aws {bootstrap,status,teardown}
 """
 
 from __future__ import annotations
@@ -120,6 +121,28 @@ def cmd_aws(settings: Settings, args: argparse.Namespace) -> int:
     return fleet_cli.run_aws(settings, args.action, yes=args.yes, batch=args.batch)
 
 
+def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.api.server import run_api
+
+    if args.migrate:
+        cmd_migrate(settings, args)
+    return run_api(settings)
+
+
+def cmd_api_keys(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.api.keys_cli import run_api_keys
+
+    return run_api_keys(
+        settings,
+        args.action,
+        tenant=args.tenant,
+        scopes=args.scopes,
+        label=args.label,
+        key_id=args.key_id,
+        tenant_name=args.tenant_name,
+    )
+
+
 def _seconds(text: str) -> float:
     """A number of seconds for an option: 0 or more, at most a day."""
     try:
@@ -160,6 +183,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("all", help="bot and one agent on this host (embedded backends)").set_defaults(
         func=cmd_all
     )
+
+    api = sub.add_parser("api", help="run the HTTP API (docs/API.md) beside the bot, on API_HOST:API_PORT")
+    api.add_argument(
+        "--migrate", action="store_true", help="create or upgrade the order store's schema first"
+    )
+    api.set_defaults(func=cmd_api)
+    keys = sub.add_parser("api-keys", help="create, revoke or list API keys (operators only)")
+    keys.add_argument("action", choices=["create", "revoke", "list"])
+    keys.add_argument("key_id", nargs="?", default=None, help="revoke: the key's id")
+    keys.add_argument("--tenant", default=None, help="create: the tenant (made if new); list: only its keys")
+    keys.add_argument("--tenant-name", default=None, help="create: a new tenant's display name")
+    keys.add_argument(
+        "--scopes",
+        default=None,
+        help="create: comma-separated scopes (default all): models:write, models:delete, renders:write, "
+        "orders:read, subjects:delete, webhooks:write, webhooks:read",
+    )
+    keys.add_argument("--label", default=None, help="create: a note to recognise the key by")
+    keys.set_defaults(func=cmd_api_keys)
 
     demo = sub.add_parser(
         "demo", help="offline end-to-end demo: local Discord server, bot, agent, HTML report"

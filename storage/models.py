@@ -325,3 +325,86 @@ class GroupPreference(SQLModel, table=True):
     user_id: str = Field(primary_key=True, max_length=32)
     no_requests: bool = False
     updated_at: float = Field(default_factory=now)
+
+
+# --- the HTTP API (bot/api, docs/API.md): tenants, their keys, subjects, idempotency records, webhooks --------
+
+
+class ApiTenant(SQLModel, table=True):
+    """A business using the HTTP API. Its orders are placed in the order store's "server" ``api-{id}``
+    (storage/api_store.py), so standing and bans work as for a Discord server; nothing is charged in credits."""
+
+    __tablename__ = "api_tenants"
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    created_at: float = Field(default_factory=now)
+
+
+class ApiKey(SQLModel, table=True):
+    """One API key: only the SHA-256 of its secret is kept (the key is shown once)."""
+
+    __tablename__ = "api_keys"
+
+    id: str = Field(primary_key=True, max_length=32)  # public: the key's prefix
+    tenant_id: str = Field(index=True, max_length=64)
+    token_hash: str = Field(max_length=64)
+    scopes: list[str] = _json(list)
+    label: str | None = Field(default=None, max_length=200)
+    created_at: float = Field(default_factory=now)
+    revoked_at: float | None = None
+
+
+class ApiSubject(SQLModel, table=True):
+    """A person a tenant trains models of: a user of the order store, scoped to the tenant."""
+
+    __tablename__ = "api_subjects"
+
+    id: str = Field(primary_key=True, max_length=32)  # the order store's user id
+    tenant_id: str = Field(index=True, max_length=64)
+    created_at: float = Field(default_factory=now)
+
+
+class ApiIdempotency(SQLModel, table=True):
+    """An ``Idempotency-Key`` a tenant used: the request body's hash and the response it got."""
+
+    __tablename__ = "api_idempotency"
+
+    tenant_id: str = Field(primary_key=True, max_length=64)
+    key: str = Field(primary_key=True, max_length=200)
+    body_hash: str = Field(max_length=64)
+    status_code: int = 200
+    response: dict[str, Any] = _json(dict)
+    created_at: float = Field(default_factory=now)
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    __tablename__ = "api_webhooks"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    tenant_id: str = Field(index=True, max_length=64)
+    url: str = Field(max_length=2000)
+    secret: str = Field(max_length=128)  # the signing secret, shown once at creation
+    events: list[str] = _json(list)
+    created_at: float = Field(default_factory=now)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event to one endpoint, recorded in the transaction that applies the event; ``attempt_log`` holds
+    every try (the tenant reads it through GET /v1/webhooks/deliveries)."""
+
+    __tablename__ = "api_webhook_deliveries"
+    __table_args__ = (Index("ix_api_webhook_deliveries_due", "status", "next_attempt_at"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    tenant_id: str = Field(index=True, max_length=64)
+    endpoint_id: str = Field(max_length=64)
+    order_id: str | None = Field(default=None, max_length=64)
+    event: str = Field(max_length=32)
+    payload: dict[str, Any] = _json(dict)
+    status: str = Field(default="pending", max_length=16)  # pending | delivered | failed
+    attempts: int = 0
+    next_attempt_at: float = Field(default_factory=now)
+    attempt_log: list[dict[str, Any]] = _json(list)
+    created_at: float = Field(default_factory=now)
+    delivered_at: float | None = None

@@ -82,6 +82,36 @@ class Settings(BaseSettings):
         "/healthz answers 503 while one is down.",
     )
 
+    # --- the HTTP API (photogen api, docs/API.md) -------------------------------------------
+    api_host: str = Field("127.0.0.1", description="Bind address of `photogen api`.")
+    api_port: int = Field(8090, ge=0, le=65535, description="Port of `photogen api`.")
+    api_public_base_url: str | None = Field(
+        None,
+        description="Base URL tenants reach the API at, for result links (default http://API_HOST:API_PORT).",
+    )
+    api_rate_limit_per_minute: int = Field(
+        600, ge=1, le=1_000_000, description="Requests one API key may make a minute."
+    )
+    api_max_concurrent_orders: int = Field(
+        20, ge=1, le=10_000, description="Open orders one API subject may have."
+    )
+    api_daily_order_quota: int = Field(
+        1000, ge=1, le=1_000_000, description="Orders one API subject may place a day."
+    )
+    api_link_ttl_s: int = Field(
+        3600, ge=60, le=7 * 86400, description="How long a result link the API hands out stays valid."
+    )
+    webhook_max_attempts: int = Field(
+        8, ge=1, le=50, description="Tries of one webhook delivery before it is marked failed."
+    )
+    webhook_retry_base_s: float = Field(
+        2.0, gt=0, le=3600, description="Wait before a webhook's second try; doubled after each failed try."
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, le=120, description="Timeout of one webhook POST.")
+    webhook_poll_s: float = Field(
+        0.1, gt=0, le=60, description="How often the api process looks for webhook deliveries due."
+    )
+
     # --- photos and orders --------------------------------------------------------------
     min_good_photos: int = Field(5, ge=1, le=20, description="Good photos needed to accept a training set.")
     max_photos: int = Field(20, ge=1, le=50, description="Most photos one /train accepts.")

@@ -31,6 +31,10 @@ SLOW_FILES = (
     "photogen/test_doctor.py",  # `photogen doctor|bot|agent|migrate` as processes
     "cloud/test_queue_contract.py",  # waits out leases, delays and long polls, on SQLite and moto's SQS
     "cloud/test_queue_sqlite.py",  # several processes on one queue file, long polls
+    "api/test_api_imports.py",  # a fresh interpreter importing the whole API package
+    "api/test_api_process.py",  # `photogen api` and `photogen api-keys` as processes
+    "api/test_api_models.py",  # the face detector reads real photos
+    "api/test_api_schemathesis.py",  # schemathesis against the live API
 )
 
 # Fixtures that make any test using them slow: they start the bot against the Discord sim, or hand over the real

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-import discord
+from typing import TYPE_CHECKING
 
 from bot.errors import Refused
 from storage.settings import Settings
+
+if TYPE_CHECKING:  # the HTTP API checks photos with this module too, without discord.py
+    import discord
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -20,12 +20,11 @@ from bot.backends import Backends
 from bot.checks import GuildRules, check_channel, check_not_paused, find_blocked_word, require_guild
 from bot.embeds import clip, order_status_embed
 from bot.errors import Busy, NotAllowed, NotFound, Refused
-from bot.services import admin, deletion
+from bot.services import admin, deletion, jobs
 from bot.services.purge import purge_member
 from bot.services.records import CancelResult, Placed, QueueOverview, QueuePosition
 from bot.wording import neutralise
-from cloud.messages import RenderJob, RenderSpec, TrainJob, encode, new_id
-from cloud.recipes import train_params
+from cloud.messages import encode, new_id
 from storage import FINAL_STATUSES, keys, lifecycle
 from storage.contracts import JobKind
 from storage.lifecycle import LimitReached, Limits, ModelView, NewModel, OrderView
@@ -147,19 +146,15 @@ def place_train_order(
     photo_keys = [keys.photo_key(user_id, order_id, n) for n in range(len(crops))]
     # Each model its own word, so two members' models can share a picture.
     token = lifecycle.new_subject_token(b.engine)
-    job = TrainJob(
+    job = jobs.train_job(
+        s,
         job_id=job_id,
         order_id=order_id,
-        user_id=str(user_id),
+        user_id=user_id,
         model_id=model_id,
         photo_keys=photo_keys,
-        subject_token=token,
+        token=token,
         class_word=class_word,
-        base_model=s.base_model,
-        params=train_params(s, s.base_model),  # the photoreal recipe of the base's family, settings laid over
-        renders=[RenderSpec(prompt="professional headshot photo of {subject}, studio lighting", count=1)],
-        held_out_photo=len(crops) - 1 if len(crops) >= 3 else None,  # the likeness reference (not trained on)
-        issued_at=time.time(),
     )
     with _limits_refused():
         credits_left = lifecycle.create_order(
@@ -189,7 +184,7 @@ def place_train_order(
             b.blobs.put(key, data, content_type="image/jpeg")
         b.queues.train.send(encode(job))
 
-    return _enqueue(
+    return jobs.enqueue(
         b,
         order_id,
         job_id,
@@ -199,28 +194,7 @@ def place_train_order(
     )
 
 
-def _enqueue(
-    b: Backends,
-    order_id: str,
-    job_id: str,
-    credits_left: int,
-    send: Callable[[], object],
-    undo: Callable[[], object] | None = None,
-) -> Placed:
-    """Store and queue a recorded order; on failure undo what was stored, fail the order (refunding it) and
-    re-raise, so nothing is left half-written."""
-    try:
-        send()
-    except Exception:
-        if undo is not None:
-            undo()
-        lifecycle.fail_order(
-            b.engine, order_id, "enqueue_failed", "We could not queue your order; credits refunded."
-        )
-        raise
-    lifecycle.mark_queued(b.engine, order_id)
-    position, eta = lifecycle.queue_position(b.engine, order_id)
-    return Placed(order_id, job_id, position, eta, credits_left)
+_enqueue = jobs.enqueue  # (bot/services/group.py places its orders through it too)
 
 
 def place_render_order(
@@ -253,26 +227,22 @@ def place_render_order(
     model = _own_ready_model(b, user_id, model_id)
     s = b.settings
     order_id, job_id = new_id(), new_id()
-    job = RenderJob(
+    job = jobs.render_job(
+        s,
+        model,
         job_id=job_id,
         order_id=order_id,
-        user_id=str(user_id),
-        model_id=model.id,
-        model_keys=[model.lora_key] if model.lora_key else [],
-        subject=f"{model.subject_token} {model.class_word}",
-        base_model=model.base_model,
+        user_id=user_id,
         prompt=prompt,
         negative_prompt=negative_prompt,
         seed=seed,
         count=count,
         width=width,
         height=height,
-        steps=s.render_steps,
         guidance=guidance,
         mode=mode,
         source_key=source_key,
-        face_detail=face_detail and s.render_face_detail,
-        issued_at=time.time(),
+        face_detail=face_detail,
     )
     params = {
         "title": result_title(f"{label}: {words or prompt}" if label else words or prompt),
@@ -306,7 +276,7 @@ def place_render_order(
             limits=_limits(b, rules),
             model_id=model.id,
         )
-    return _enqueue(b, order_id, job_id, credits_left, lambda: b.queues.render.send(encode(job)))
+    return jobs.enqueue(b, order_id, job_id, credits_left, lambda: b.queues.render.send(encode(job)))
 
 
 def place_followup_render(

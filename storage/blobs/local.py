@@ -272,3 +272,9 @@ def _is_key(key: str) -> bool:
     except InvalidKey:
         return False
     return True
+
+
+def link_secret(settings: Settings) -> bytes:
+    """The secret signed blob links are made with (BLOB_URL_SECRET, or the local store's own): the bot's
+    /blobs links and the HTTP API's result links."""
+    return _settings_secret(settings)

@@ -14,8 +14,9 @@ from typing import Any, Protocol
 from sqlalchemy import Engine
 from sqlmodel import Session, col, func, select
 
-from storage import keys, metrics
+from storage import keys, metrics, webhooks
 from storage import order_store as rows
+from storage.api_store import tenant_of_guild
 from storage.blobs.base import InvalidKey, validate_key
 from storage.contracts import EventKind, JobKind, OrderStatus
 from storage.db import transaction
@@ -217,6 +218,8 @@ def apply_event(engine: Engine, event: AgentEvent, *, price_per_hour: float, adv
             rows.claim_event(s, event.event_id, None)
             return Applied(duplicate=False, order_id=None, final=False, outbox=False, forged=forged)
         kw, images, deliveries = _changes(s, order, event, advice_after)
+        if tenant_of_guild(order.guild_id) is not None:
+            deliveries = []  # an API order: announced to its tenant's webhooks, not posted to Discord
         outcome = rows.apply_event(
             s, event.event_id, event.order_id, deliveries=deliveries, images=images, **kw
         )
@@ -232,6 +235,8 @@ def apply_event(engine: Engine, event: AgentEvent, *, price_per_hour: float, adv
                 rows.mark_delivered(s, event.order_id)
             elif kw.get("status") == OrderStatus.FAILED:
                 rows.mark_model_failed(s, order.model_id)
+        if outcome.moved:
+            webhooks.record_order_event(s, event.order_id)
         final = rows.get_order(s, event.order_id)
         return Applied(
             duplicate=False,

@@ -10,6 +10,8 @@ from sqlmodel import Session
 
 from storage import credits, standing
 from storage import order_store as rows
+from storage import webhooks
+from storage.api_store import tenant_of_guild
 from storage.contracts import JobKind, OrderStatus
 from storage.db import read_session, transaction
 from storage.lifecycle.records import LimitReached, Limits, NewModel
@@ -107,7 +109,10 @@ def create_order(
 def mark_queued(engine: Engine, order_id: str) -> bool:
     """Its job is on the queue."""
     with transaction(engine) as s:
-        return rows.mark_queued(s, order_id)
+        moved = rows.mark_queued(s, order_id)
+        if moved:
+            webhooks.record_order_event(s, order_id)
+        return moved
 
 
 def _end(
@@ -117,6 +122,7 @@ def _end(
     order was final already. ``by``: who or what cancelled it (a member's or admin's id, or a code)."""
     if not rows.transition(s, order_id, to, error_code=code, error_message=message):
         return None
+    webhooks.record_order_event(s, order_id)
     order = rows.get_order(s, order_id)
     actor, reason = credits.end_words(by, order.user_id) if by and order else (credits.SYSTEM, None)
     refunded = rows.refund_order(s, order_id, actor=actor, reason=reason)
@@ -173,6 +179,8 @@ def fail_stuck_order(engine: Engine, order_id: str, before: float, code: str, me
         refunded = _end(s, order_id, OrderStatus.FAILED, code, message)
         if refunded is None:
             return False
+        if tenant_of_guild(order.guild_id) is not None:
+            return True  # an API order: its tenant's webhooks were told (in _end), there is no channel
         rows.add_delivery(
             s,
             order_id,

@@ -8,9 +8,8 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from storage import credits, standing
+from storage import credits, standing, webhooks
 from storage import order_store as rows
-from storage import webhooks
 from storage.api_store import tenant_of_guild
 from storage.contracts import JobKind, OrderStatus
 from storage.db import read_session, transaction

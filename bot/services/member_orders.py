@@ -245,6 +245,7 @@ def place_render_order(
     words: str | None = None,
     label: str | None = None,
     style: str | None = None,
+    backdrop: str | None = None,
 ) -> Placed:
     """``words``: the member's own words, what the status and result messages are headed with (default: the
     prompt), after ``label`` ('Upscale of picture 2') for a follow-up; ``style``: the preset's name, shown beside
@@ -273,6 +274,7 @@ def place_render_order(
         source_key=source_key,
         face_detail=face_detail and s.render_face_detail,
         issued_at=time.time(),
+        backdrop=backdrop,
     )
     params = {
         "title": result_title(f"{label}: {words or prompt}" if label else words or prompt),
@@ -290,6 +292,7 @@ def place_render_order(
         "source_key": source_key,
         "parent_order_id": parent_order_id,
         "face_detail": face_detail,
+        "backdrop": backdrop,
     }
     with _limits_refused():
         credits_left = lifecycle.create_order(

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 SCORED_MODES = ("txt2img", "variation")
 """Renders of the member from text (or another render); edits and groups are not portraits of one person."""
-KEPT_MODES = ("upscale",)
+KEPT_MODES = ("upscale", "backdrop")
 """Scored but never re-rendered: the member chose this picture; its enlargement is shown with its own score."""
 
 

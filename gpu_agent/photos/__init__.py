@@ -25,7 +25,7 @@ from gpu_agent.photos.errors import (
     size_words,
 )
 from gpu_agent.photos.faces import FaceModelsMissing
-from gpu_agent.photos.report import PhotoResult, PhotoSetReport, Verdict
+from gpu_agent.photos.report import PhotoResult, PhotoSetReport, Verdict, few_photos_advice
 
 __all__ = [
     "AnimatedPhoto",
@@ -50,6 +50,7 @@ __all__ = [
     "count_entries",
     "decode_photo",
     "read_zip",
+    "few_photos_advice",
     "size_words",
     "sniff_format",
 ]

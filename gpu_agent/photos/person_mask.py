@@ -103,15 +103,15 @@ def _seeds(shape: tuple[int, int], face: Face, factor: float) -> np.ndarray:
     below = np.clip((ys - (cy + 0.5 * fh)) / max(h - (cy + 0.5 * fh), 1.0), 0.0, 1.0)
     torso = (ys >= cy + 0.35 * fh) & (np.abs(xs - cx) <= fw * (0.45 + 1.35 * below))
     seeds[head | torso] = cv2.GC_PR_FGD
-    # Certain person: the inner face and the throat just below it.
-    core = (np.abs(xs - cx) <= 0.32 * fw) & (ys >= cy - 0.3 * fh) & (ys <= cy + 0.35 * fh)
+    # Certain person: the inner face (dlib's box is the face from brows to chin) and the throat below it.
+    core = (np.abs(xs - cx) <= 0.42 * fw) & (ys >= cy - 0.35 * fh) & (ys <= cy + 0.4 * fh)
     throat = (np.abs(xs - cx) <= 0.2 * fw) & (ys > cy + 0.35 * fh) & (ys <= cy + 0.8 * fh)
     seeds[core | throat] = cv2.GC_FGD
-    # Certain background: above the hair, and beside the head far from the face (never below the chin,
-    # where shoulders may be wider than any guess).
-    above = ys < cy - 1.45 * fh
-    beside = (np.abs(xs - cx) > 1.9 * fw) & (ys < cy + 0.6 * fh)
-    seeds[(above | beside) & ~(head | torso)] = cv2.GC_BGD
+    # Certain background: what lies well outside the head and above the shoulders (in the door's crops, whose
+    # face fills ~45 % of the side, that is the top corners), never below the chin, where shoulders may be
+    # wider than any guess.
+    far = ((xs - cx) / (1.2 * fw)) ** 2 + ((ys - (cy - 0.2 * fh)) / (1.3 * fh)) ** 2 > 1.0
+    seeds[far & (ys < cy + 0.45 * fh) & ~(head | torso)] = cv2.GC_BGD
     return seeds
 
 

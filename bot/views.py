@@ -151,12 +151,16 @@ class BackdropButton(
     def __init__(self, order_id: str, n: int | None = None, style: str | None = None) -> None:
         if n is None or style is None:
             button: discord.ui.Button[discord.ui.View] = discord.ui.Button(
-                label="Clean backdrop", emoji="🪄", style=discord.ButtonStyle.secondary, row=3,
+                label="Clean backdrop",
+                emoji="🪄",
+                style=discord.ButtonStyle.secondary,
+                row=3,
                 custom_id=f"pg:bd:{order_id}",
             )
         else:
             button = discord.ui.Button(
-                label=f"{n + 1}: {BACKDROP_LABELS[style]}", style=discord.ButtonStyle.secondary,
+                label=f"{n + 1}: {BACKDROP_LABELS[style]}",
+                style=discord.ButtonStyle.secondary,
                 custom_id=f"pg:bd:{order_id}:{n}:{style}",
             )
         super().__init__(button)

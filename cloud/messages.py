@@ -251,7 +251,9 @@ class AugmentedSet(_Message):
     """A few-shot training set the agent augmented (gpu_agent/agent/fewshot.py): what the member is told."""
 
     photos: int = Field(ge=1, le=50, description="The member's photos trained on.")
-    images: int = Field(ge=1, le=1000, description="Pictures trained on: the photos and those made from them.")
+    images: int = Field(
+        ge=1, le=1000, description="Pictures trained on: the photos and those made from them."
+    )
 
 
 class Event(_Message):

@@ -31,7 +31,9 @@ def training_set(
             photos, folder, variants=settings.fewshot_variants_per_photo, seed=job.params.seed
         )
     except FaceModelsMissing:
-        log.warning("face models are not installed on this agent; training on the %d photos alone", len(photos))
+        log.warning(
+            "face models are not installed on this agent; training on the %d photos alone", len(photos)
+        )
         return photos, None
     log.info(
         "job %s: %d photos augmented to %d training pictures (%d without a face kept as they were)",

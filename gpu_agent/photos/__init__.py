@@ -49,8 +49,8 @@ __all__ = [
     "check_photos",
     "count_entries",
     "decode_photo",
-    "read_zip",
     "few_photos_advice",
+    "read_zip",
     "size_words",
     "sniff_format",
 ]

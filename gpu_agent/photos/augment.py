@@ -39,9 +39,22 @@ RECIPES: tuple[tuple[str, ...], ...] = (
 
 PALETTE = np.array(
     [
-        (236, 236, 232), (200, 203, 207), (120, 124, 130), (52, 56, 64), (24, 26, 30),
-        (214, 196, 170), (170, 132, 96), (90, 60, 44), (186, 206, 224), (70, 110, 150),
-        (36, 62, 96), (196, 222, 196), (86, 130, 96), (232, 204, 204), (150, 70, 80), (250, 228, 170),
+        (236, 236, 232),
+        (200, 203, 207),
+        (120, 124, 130),
+        (52, 56, 64),
+        (24, 26, 30),
+        (214, 196, 170),
+        (170, 132, 96),
+        (90, 60, 44),
+        (186, 206, 224),
+        (70, 110, 150),
+        (36, 62, 96),
+        (196, 222, 196),
+        (86, 130, 96),
+        (232, 204, 204),
+        (150, 70, 80),
+        (250, 228, 170),
     ],
     dtype=np.float32,
 )
@@ -112,7 +125,9 @@ def jpeg(image: Image.Image, quality: int = 95) -> bytes:
 # --- the operations ----------------------------------------------------------------------------------------
 
 
-def _apply(image: Image.Image, mask: PersonMask, recipe: tuple[str, ...], rng: np.random.Generator) -> Variant:
+def _apply(
+    image: Image.Image, mask: PersonMask, recipe: tuple[str, ...], rng: np.random.Generator
+) -> Variant:
     pixels = np.asarray(image, dtype=np.uint8)
     alpha = mask.alpha
     face = mask.face
@@ -121,7 +136,9 @@ def _apply(image: Image.Image, mask: PersonMask, recipe: tuple[str, ...], rng: n
             pixels, alpha, face = _zoom(pixels, alpha, face, ZOOMS[int(op[4:])])
         elif op == "flip":
             pixels, alpha = pixels[:, ::-1], alpha[:, ::-1]
-            face = Face(pixels.shape[1] - face.left - face.width, face.top, face.width, face.height, face.score)
+            face = Face(
+                pixels.shape[1] - face.left - face.width, face.top, face.width, face.height, face.score
+            )
         elif op == "backdrop":
             pixels = np.ascontiguousarray(pixels)
             backdrop = _backdrop(pixels.shape[:2], _mean_outside(pixels, alpha), rng)
@@ -131,8 +148,8 @@ def _apply(image: Image.Image, mask: PersonMask, recipe: tuple[str, ...], rng: n
             pixels = _light(np.ascontiguousarray(pixels), rng)
     pixels, alpha = np.ascontiguousarray(pixels), np.ascontiguousarray(alpha)
     if pixels.shape[:2] != (image.height, image.width):
-        pixels = cv2.resize(pixels, image.size, interpolation=cv2.INTER_CUBIC)
-        alpha = cv2.resize(alpha, image.size, interpolation=cv2.INTER_LINEAR)
+        pixels = np.asarray(cv2.resize(pixels, image.size, interpolation=cv2.INTER_CUBIC), np.uint8)
+        alpha = np.asarray(cv2.resize(alpha, image.size, interpolation=cv2.INTER_LINEAR), np.float32)
     return Variant("+".join(recipe), Image.fromarray(pixels), alpha, "backdrop" in recipe)
 
 

@@ -39,7 +39,9 @@ def backdrop(image: Image.Image, style: Style, mask: PersonMask | None = None) -
         weight = np.ascontiguousarray(1.0 - mask.alpha)
         blurred = cv2.GaussianBlur(pixels * weight[..., None], (0, 0), sigma)
         norm = cv2.GaussianBlur(weight, (0, 0), sigma)[..., None]
-        behind = np.where(norm > 1e-3, blurred / np.maximum(norm, 1e-3), cv2.GaussianBlur(pixels, (0, 0), sigma))
+        behind = np.where(
+            norm > 1e-3, blurred / np.maximum(norm, 1e-3), cv2.GaussianBlur(pixels, (0, 0), sigma)
+        )
     else:
         behind = _studio_paper(rgb.size, COLOURS[style])
     return Image.fromarray(np.clip(pixels * a + behind * (1.0 - a) + 0.5, 0, 255).astype(np.uint8))

@@ -79,8 +79,15 @@ def person_mask(image: Image.Image, face: Face | None = None) -> PersonMask:
     seeds = _seeds(small.shape[:2], face, factor)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0)  # GrabCut's GMM initialisation: the same mask for the same picture
+    # (the rectangle is unused: the seeds are the mask)
     cv2.grabCut(
-        cv2.cvtColor(small, cv2.COLOR_RGB2BGR), seeds, None, bgd, fgd, ITERATIONS, cv2.GC_INIT_WITH_MASK
+        cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
+        seeds,
+        (0, 0, 0, 0),
+        bgd,
+        fgd,
+        ITERATIONS,
+        cv2.GC_INIT_WITH_MASK,
     )
     person = np.where((seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD), 1.0, 0.0).astype(np.float32)
     person = _largest_blob_with_face(person, face, factor)
@@ -120,7 +127,9 @@ def _largest_blob_with_face(person: np.ndarray, face: Face, factor: float) -> np
     count, labels = cv2.connectedComponents(person.astype(np.uint8), connectivity=8)
     if count <= 2:
         return person
-    cx, cy = (min(max(round(v * factor), 0), n - 1) for v, n in zip(face.centre, person.shape[::-1], strict=True))
+    cx, cy = (
+        min(max(round(v * factor), 0), n - 1) for v, n in zip(face.centre, person.shape[::-1], strict=True)
+    )
     keep = labels[cy, cx]
     return (labels == keep).astype(np.float32) if keep else person
 

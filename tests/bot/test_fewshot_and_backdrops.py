@@ -47,7 +47,11 @@ async def test_a_three_photo_train_is_accepted_with_advice_and_says_it_was_augme
     st.b.blobs.put(lora, b"weights")
     await asyncio.to_thread(st.agent.emit, job, "started")
     await asyncio.to_thread(
-        st.agent.emit, job, "done", output_keys=[lora], model_key=lora,
+        st.agent.emit,
+        job,
+        "done",
+        output_keys=[lora],
+        model_key=lora,
         augmented=AugmentedSet(photos=2, images=14),
     )
     ready = await st.sim.wait_for_message(st.channel, lambda m: "trained and ready" in m.content, timeout=10)
@@ -59,7 +63,10 @@ async def test_too_few_photos_are_refused_naming_the_minimum(studio: Studio, fac
     st.settings = st.settings.model_copy(update={"min_good_photos": 3})
     await st.restart()
     inter = await st.sim.invoke_command(
-        st.alice, st.channel, "train", {"name": "few", "class_word": "woman"},
+        st.alice,
+        st.channel,
+        "train",
+        {"name": "few", "class_word": "woman"},
         attachments=good_photos(faces_dir)[:2],
     )
     refusal = await answer(inter, timeout=60)
@@ -131,4 +138,3 @@ async def test_clean_backdrop_on_a_result_through_the_real_agent(studio: Studio,
     finally:
         stop.set()
         await asyncio.to_thread(worker.join, 60)
-

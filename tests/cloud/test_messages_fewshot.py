@@ -10,7 +10,11 @@ from cloud.messages import AugmentedSet, Event, MessageError, RenderJob, decode,
 
 def _render(**fields: object) -> RenderJob:
     values: dict[str, object] = {
-        "job_id": "j1", "order_id": "o1", "user_id": "1", "base_model": "tiny-sd", "prompt": "p",
+        "job_id": "j1",
+        "order_id": "o1",
+        "user_id": "1",
+        "base_model": "tiny-sd",
+        "prompt": "p",
     }
     values.update(fields)
     return RenderJob(**values)  # type: ignore[arg-type]
@@ -34,7 +38,7 @@ def test_a_done_event_may_carry_the_augmented_set() -> None:
         job_id="j1", order_id="o1", job_kind="train", kind="done", augmented=AugmentedSet(photos=2, images=14)
     )
     assert decode(encode(event), Event).augmented == AugmentedSet(photos=2, images=14)
-    older = encode(event.model_copy(update={"augmented": None})).replace(',"augmented":null', '')
+    older = encode(event.model_copy(update={"augmented": None})).replace(',"augmented":null', "")
     assert "augmented" not in older and decode(older, Event).augmented is None
     with pytest.raises(MessageError):
         decode(encode(event).replace('"images":14', '"images":0'), Event)

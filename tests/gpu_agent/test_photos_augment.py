@@ -60,7 +60,9 @@ def test_every_augmented_picture_shows_the_same_person(augmented) -> None:
                 assert d is not None, f"{who} {v.name}: no face found"
                 same = float(np.linalg.norm(d - reference))
                 assert same <= SAME_PERSON_MAX_DISTANCE, f"{who} {v.name}: {same:.2f} from the photo"
-                assert float(np.linalg.norm(d - other)) > same, f"{who} {v.name} is closer to the other person"
+                assert float(np.linalg.norm(d - other)) > same, (
+                    f"{who} {v.name} is closer to the other person"
+                )
                 checked += 1
     assert checked == 4 * VARIANTS
 
@@ -73,8 +75,12 @@ def test_the_person_mask_covers_the_face_and_not_the_whole_picture(augmented) ->
                 assert face is not None, f"{who} {v.name}"
                 # dlib's box reaches past the cheeks at its corners: its inner 80 % is the face itself.
                 inset_w, inset_h = face.width * 0.1, face.height * 0.1
-                box = (face.left + inset_w, face.top + inset_h, face.left + face.width - inset_w,
-                       face.top + face.height - inset_h)
+                box = (
+                    face.left + inset_w,
+                    face.top + inset_h,
+                    face.left + face.width - inset_w,
+                    face.top + face.height - inset_h,
+                )
                 covered = float((v.mask[_box(box, v.mask.shape)] >= 0.5).mean())
                 assert covered >= 0.95, f"{who} {v.name}: the mask covers {covered:.0%} of the face"
                 most = 0.95 if "zoom" in v.name else 0.85  # a close crop is mostly the person

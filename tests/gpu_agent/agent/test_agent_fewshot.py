@@ -51,7 +51,9 @@ def test_a_three_photo_training_trains_on_the_augmented_set_and_says_so(
     assert done.kind == "done", done.error
     assert done.augmented == AugmentedSet(photos=2, images=2 + 2 * 4)
     meta = json.loads(blobs.get(keys.model_meta_key(job.user_id, job.model_id)))
-    assert len(meta["photo_sha256"]) == 10, "the LoRA was trained on the photos and the pictures made from them"
+    assert len(meta["photo_sha256"]) == 10, (
+        "the LoRA was trained on the photos and the pictures made from them"
+    )
     reference = Reference.from_json(blobs.get(keys.likeness_key(job.user_id, job.model_id)))
     assert reference.training.shape == (2, 128) and reference.held_out is not None  # real photos only
     agent.stop()
@@ -89,14 +91,21 @@ def test_a_backdrop_job_replaces_the_background_and_keeps_the_person(
     from PIL import ImageOps
 
     # The model's photos: other shots of her (the picture itself would be scored as a copy of a photo).
-    photos = [ImageOps.mirror(pc.load(faces_dir, "astronaut.png")), pc.tilted(pc.load(faces_dir, "astronaut.png"), 9, (60, 10, 420, 420))]
+    photos = [
+        ImageOps.mirror(pc.load(faces_dir, "astronaut.png")),
+        pc.tilted(pc.load(faces_dir, "astronaut.png"), 9, (60, 10, 420, 420)),
+    ]
     reference = build_reference(photos, None)
     assert reference is not None
     blobs.put(keys.likeness_key(user, model), reference.to_json())
     source = keys.render_key(user, "earlier-job", 0)
     blobs.put(source, _png(portrait), content_type="image/png")
     job = render_job(
-        user_id=user, model_id=model, model_keys=[model_key], mode="backdrop", backdrop="white",
+        user_id=user,
+        model_id=model,
+        model_keys=[model_key],
+        mode="backdrop",
+        backdrop="white",
         source_key=source,
     )
     queues.render.send(encode(job))

@@ -19,9 +19,10 @@ log = logging.getLogger(__name__)
 def training_set(
     settings: Settings, job: TrainJob, photos: list[Path], folder: Path
 ) -> tuple[list[Path], AugmentedFacts | None]:
-    """The pictures to train on: ``photos`` as they are, or, for a set smaller than FEWSHOT_AUGMENT_BELOW, the
-    photos and the new pictures made from them (with what was done, for the member's report)."""
-    if not photos or len(photos) >= settings.fewshot_augment_below:
+    """The pictures to train on: ``photos`` as they are, or, for a set smaller than FEWSHOT_AUGMENT_BELOW (counted
+    as the member sent it, held-out photo included, as the photo report counted it), the photos and the new
+    pictures made from them (with what was done, for the member's report)."""
+    if not photos or len(job.photo_keys) >= settings.fewshot_augment_below:  # the set the member sent
         return photos, None
     from gpu_agent.photos import FaceModelsMissing
     from gpu_agent.photos.augment import augment_files

@@ -58,21 +58,6 @@ async def test_a_three_photo_train_is_accepted_with_advice_and_says_it_was_augme
     assert "trained on 14 pictures made from 2 of your photos" in ready.content
 
 
-async def test_too_few_photos_are_refused_naming_the_minimum(studio: Studio, faces_dir: Path) -> None:
-    st = studio
-    st.settings = st.settings.model_copy(update={"min_good_photos": 3})
-    await st.restart()
-    inter = await st.sim.invoke_command(
-        st.alice,
-        st.channel,
-        "train",
-        {"name": "few", "class_word": "woman"},
-        attachments=good_photos(faces_dir)[:2],
-    )
-    refusal = await answer(inter, timeout=60)
-    assert "at least 3 good photos" in str(refusal.embeds) + refusal.content
-
-
 def _png(img: Image.Image) -> bytes:
     out = io.BytesIO()
     img.save(out, "PNG")

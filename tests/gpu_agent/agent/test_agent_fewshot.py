@@ -59,19 +59,17 @@ def test_a_three_photo_training_trains_on_the_augmented_set_and_says_so(
     agent.stop()
 
 
-def test_a_large_enough_set_is_trained_as_it_is(
-    make_settings, queues: Queues, blobs: BlobStore, events: EventLog, run_agent_thread, door_crops
+def test_only_a_set_smaller_than_the_setting_is_augmented(
+    make_settings, blobs: BlobStore, tmp_path: Path
 ) -> None:
-    settings = make_settings(fewshot_augment_below=3)  # three photos are enough here
-    agent = run_agent_thread(settings, runner=EngineRunner(settings), queues=queues, blobs=blobs)
-    job = train_job(blobs, steps=1)
-    for key, crop in zip(job.photo_keys, door_crops, strict=True):
-        blobs.put(key, crop, content_type="image/jpeg")
-    queues.train.send(encode(job))
-    done = events.wait_for(lambda e: e.job_id == job.job_id and e.kind in ("done", "failed"), 240, "done")
-    assert done.kind == "done" and done.augmented is None
-    assert len(json.loads(blobs.get(keys.model_meta_key(job.user_id, job.model_id)))["photo_sha256"]) == 3
-    agent.stop()
+    """Counted as the member sent it (the held-out photo included), as the photo report counts it."""
+    from gpu_agent.agent.fewshot import training_set
+
+    job = train_job(blobs)  # three photos, synthetic: a set that would be augmented has no face to centre on
+    photos = [tmp_path / "00.jpg", tmp_path / "01.jpg"]
+    assert training_set(make_settings(fewshot_augment_below=3), job, photos, tmp_path / "a") == (photos, None)
+    assert training_set(make_settings(fewshot_augment_below=0), job, photos, tmp_path / "b") == (photos, None)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists(), "nothing was even tried"
 
 
 def _png(img: Image.Image) -> bytes:

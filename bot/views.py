@@ -6,6 +6,7 @@ custom_id layout (≤ 100 characters):
     pg:cancel:{order_id}            Cancel on a status message
     pg:{up|var|rr|del|one}:{order_id}:{n}   U1–U4, V1–V4, 🔄 re-roll, 🗑 delete, Singles on a result message
     pg:forget:{user_id}             the /forget-me confirmation
+    pg:bd:{order_id}[:{n}:{style}]  Clean backdrop on a result; with n and style, a choice in its picker
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from discord import app_commands
 from bot import metrics
 from bot.errors import UserFacingError
 from bot.replies import reply_error
-from bot.services import actions
+from bot.services import actions, backdrops
 from storage.contracts import ID_PATTERN
 
 if TYPE_CHECKING:
@@ -138,7 +139,55 @@ class ForgetConfirmButton(
         await _guarded(interaction, "forget", confirmed)
 
 
-DYNAMIC_ITEMS = (CancelButton, ImageButton, ForgetConfirmButton)
+BACKDROP_LABELS = {"white": "⬜ White", "grey": "🩶 Grey", "black": "⬛ Black", "blur": "🌫 Blurred"}
+
+
+class BackdropButton(
+    discord.ui.DynamicItem[discord.ui.Button],
+    template=rf"pg:bd:(?P<order_id>{ID})(?::(?P<n>[0-9]):(?P<style>white|grey|black|blur))?",
+):
+    """On a result: opens the member's backdrop picker; in the picker (``n`` and ``style``): places the order."""
+
+    def __init__(self, order_id: str, n: int | None = None, style: str | None = None) -> None:
+        if n is None or style is None:
+            button: discord.ui.Button[discord.ui.View] = discord.ui.Button(
+                label="Clean backdrop",
+                emoji="🪄",
+                style=discord.ButtonStyle.secondary,
+                row=3,
+                custom_id=f"pg:bd:{order_id}",
+            )
+        else:
+            button = discord.ui.Button(
+                label=f"{n + 1}: {BACKDROP_LABELS[style]}",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"pg:bd:{order_id}:{n}:{style}",
+            )
+        super().__init__(button)
+        self.order_id, self.n, self.style = order_id, n, style
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> BackdropButton:
+        n = match["n"]
+        return cls(match["order_id"], int(n) if n is not None else None, match["style"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        clicked = backdrops.clicked(_bot(interaction), interaction, self.order_id, self.n, self.style)
+        await _guarded(interaction, "backdrop", clicked)
+
+
+def backdrop_picker(order_id: str, shown: list[int]) -> discord.ui.View:
+    """The member's private choice: one button per picture and backdrop."""
+    view = discord.ui.View(timeout=None)
+    for n in shown[:4]:
+        for style in BACKDROP_LABELS:
+            view.add_item(BackdropButton(order_id, n, style))
+    return view
+
+
+DYNAMIC_ITEMS = (CancelButton, ImageButton, ForgetConfirmButton, BackdropButton)
 
 
 def status_view(order_id: str) -> discord.ui.View:
@@ -164,6 +213,7 @@ def result_view(
     from bot.edit_views import EditButton  # (it imports this module)
 
     view.add_item(EditButton(order_id))
+    view.add_item(BackdropButton(order_id))
     return view
 
 

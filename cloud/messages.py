@@ -114,7 +114,10 @@ class TrainJob(_Message):
         return self
 
 
-RenderMode = Literal["txt2img", "variation", "upscale", "group", "edit"]
+RenderMode = Literal["txt2img", "variation", "upscale", "group", "edit", "backdrop"]
+
+BackdropStyle = Literal["white", "grey", "black", "blur"]
+"""mode 'backdrop': the person kept, the background replaced by a studio colour or blurred (agent-side)."""
 
 EDIT_TEXT_GUIDANCE = 7.5
 """Mode "edit": how strongly the instruction is followed when the member names no text guidance."""
@@ -192,6 +195,9 @@ class RenderJob(_Message):
         description="mode 'edit': the model's LoRA is active during the edit (the face stays "
         "the member's); False: the model only scores the likeness of the result.",
     )
+    backdrop: BackdropStyle | None = Field(
+        None, description="mode 'backdrop': the new background of source_key's picture; None for other modes."
+    )
 
     @model_validator(mode="after")
     def _group_has_members(self) -> RenderJob:
@@ -210,6 +216,14 @@ class RenderJob(_Message):
             raise ValueError("an edit needs the picture it changes (source_key)")
         if self.mode != "edit" and self.image_guidance is not None:
             raise ValueError(f"image_guidance is for edits, not mode {self.mode!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _backdrop_has_a_style(self) -> RenderJob:
+        if (self.mode == "backdrop") != (self.backdrop is not None):
+            raise ValueError("mode 'backdrop' and a backdrop style go together")
+        if self.mode == "backdrop" and self.source_key is None:
+            raise ValueError("a backdrop needs the picture it starts from (source_key)")
         return self
 
 
@@ -258,6 +272,15 @@ class ImageSafety(_Message):
     checker: str = Field("", max_length=64)
 
 
+class AugmentedSet(_Message):
+    """A few-shot training set the agent augmented (gpu_agent/agent/fewshot.py): what the member is told."""
+
+    photos: int = Field(ge=1, le=50, description="The member's photos trained on.")
+    images: int = Field(
+        ge=1, le=1000, description="Pictures trained on: the photos and those made from them."
+    )
+
+
 class Event(_Message):
     v: Literal[1] = 1
     event_id: Id = Field(default_factory=new_id)
@@ -286,6 +309,9 @@ class Event(_Message):
         "done events of scored renders and of trainings' first pictures.",
     )
     safety: list[ImageSafety] = Field(default_factory=list, description="One per picture in output_keys.")
+    augmented: AugmentedSet | None = Field(
+        None, description="A training's done event: its small photo set was augmented (None: trained as is)."
+    )
     at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @model_validator(mode="before")

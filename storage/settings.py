@@ -113,7 +113,17 @@ class Settings(BaseSettings):
     )
 
     # --- photos and orders --------------------------------------------------------------
-    min_good_photos: int = Field(5, ge=1, le=20, description="Good photos needed to accept a training set.")
+    min_good_photos: int = Field(3, ge=1, le=20, description="Good photos needed to accept a training set.")
+    fewshot_augment_below: int = Field(
+        8,
+        ge=0,
+        le=50,
+        description="A training set with fewer good photos than this is augmented by the agent (closer crops, "
+        "mirror images, light changes, new backgrounds); 0 never augments.",
+    )
+    fewshot_variants_per_photo: int = Field(
+        6, ge=1, le=8, description="New training pictures made from each photo of an augmented set."
+    )
     max_photos: int = Field(20, ge=1, le=50, description="Most photos one /train accepts.")
     max_photo_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest photo file accepted.")
     max_photo_pixels: int = Field(

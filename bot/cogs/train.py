@@ -43,7 +43,7 @@ class Train(commands.Cog):
 
     @app_commands.command(
         name="train",
-        description="Train a model of yourself on 5–20 photos — only photos of you, never of others",
+        description="Train a model of yourself on 3–20 photos — only photos of you, never of others",
     )
     @app_commands.guild_only()
     @app_commands.describe(

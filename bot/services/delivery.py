@@ -195,6 +195,8 @@ def build_message(
             f"<@{user_id}> your model **{neutralise(p.get('model_name', ''), 100)}** "
             "is trained and ready for /imagine."
         )
+        if p.get("augmented"):
+            msg.content += "\n" + augmented_words(p["augmented"])
         if p.get("likeness"):
             msg.content += "\n" + likeness.words(p["likeness"], shown)
         msg.embed = discord.Embed(title="Model ready", colour=GREEN)
@@ -230,3 +232,13 @@ def single_pictures(
         if fitted is not None:
             out.append(fitted)
     return out
+
+
+def augmented_words(augmented: dict[str, int]) -> str:
+    """The line of a model-ready post whose small photo set was augmented before training."""
+    photos, images = int(augmented["photos"]), int(augmented["images"])
+    return (
+        f"Few photos, so it was trained on {images} pictures made from {photos} of your photos (closer crops, "
+        "mirror images, other light and new backgrounds). More photos of you, in other light and from other "
+        "angles, give a closer likeness."
+    )

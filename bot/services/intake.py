@@ -168,6 +168,9 @@ def check(settings: Settings, downloaded: list[Downloaded], early: list[tuple[st
         summary = f"{len(crops)} of {total} photos are good" + (
             " — enough to train." if accepted else f"; training needs at least {need} good photos of you."
         )
+        advice = engine_photos.few_photos_advice(len(crops), settings.fewshot_augment_below)
+        if accepted and advice:
+            summary += f"\n{advice}"
     else:
         summary = report.summary
     return IntakeReport(accepted, summary, lines, crops if accepted else [])

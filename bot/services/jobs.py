@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from bot.backends import Backends
 from bot.services.records import Placed
-from cloud.messages import RenderJob, RenderSpec, TrainJob
+from cloud.messages import BackdropStyle, RenderJob, RenderSpec, TrainJob
 from cloud.recipes import train_params
 from storage import lifecycle
 from storage.lifecycle import ModelView
@@ -43,6 +43,7 @@ def train_job(
         renders=[TRAIN_PREVIEW],
         held_out_photo=len(photo_keys) - 1 if len(photo_keys) >= 3 else None,
         issued_at=time.time(),
+        backdrop=backdrop,
     )
 
 
@@ -63,6 +64,7 @@ def render_job(
     mode: str = "txt2img",
     source_key: str | None = None,
     face_detail: bool = False,
+    backdrop: BackdropStyle | None = None,
 ) -> RenderJob:
     """The RenderJob of a picture of ``model``'s subject."""
     return RenderJob(

@@ -24,7 +24,7 @@ from bot.services import admin, deletion, jobs
 from bot.services.purge import purge_member
 from bot.services.records import CancelResult, Placed, QueueOverview, QueuePosition
 from bot.wording import neutralise
-from cloud.messages import encode, new_id
+from cloud.messages import BackdropStyle, encode, new_id
 from storage import FINAL_STATUSES, keys, lifecycle
 from storage.contracts import JobKind
 from storage.lifecycle import LimitReached, Limits, ModelView, NewModel, OrderView
@@ -219,6 +219,7 @@ def place_render_order(
     words: str | None = None,
     label: str | None = None,
     style: str | None = None,
+    backdrop: BackdropStyle | None = None,
 ) -> Placed:
     """``words``: the member's own words, what the status and result messages are headed with (default: the
     prompt), after ``label`` ('Upscale of picture 2') for a follow-up; ``style``: the preset's name, shown beside
@@ -243,6 +244,7 @@ def place_render_order(
         mode=mode,
         source_key=source_key,
         face_detail=face_detail,
+        backdrop=backdrop,
     )
     params = {
         "title": result_title(f"{label}: {words or prompt}" if label else words or prompt),
@@ -260,6 +262,7 @@ def place_render_order(
         "source_key": source_key,
         "parent_order_id": parent_order_id,
         "face_detail": face_detail,
+        "backdrop": backdrop,
     }
     with _limits_refused():
         credits_left = lifecycle.create_order(

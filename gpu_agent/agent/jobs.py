@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from cloud.messages import ImageSafety, LikenessScore, RenderJob, TrainJob
+from cloud.messages import AugmentedSet, ImageSafety, LikenessScore, RenderJob, TrainJob
 from cloud.queues.base import Lease
 from gpu_agent.agent.cancellation import JobCancelled, StopCheck
 from gpu_agent.agent.checkpoints import CheckpointSync
@@ -51,6 +51,7 @@ class Outcome:
     gpu_seconds: float = 0.0
     likeness: list[LikenessScore] | None = None
     safety: list[ImageSafety] = field(default_factory=list)  # one verdict per stored picture
+    augmented: AugmentedSet | None = None  # a training's small photo set, augmented
 
 
 class JobContext:
@@ -113,6 +114,9 @@ class Handlers:
         total = job.params.steps
         ctx.total = total
         photos, held_out = split_held_out(job, self._download_photos(ctx.workdir / "photos", job))
+        from gpu_agent.agent.fewshot import training_set
+
+        pictures, augmented = training_set(self.settings, job, photos, ctx.workdir / "augmented")
         sync = CheckpointSync(
             self.blobs, keys.checkpoint_prefix(job.user_id, job.job_id), ctx.workdir / "checkpoints"
         )
@@ -139,7 +143,7 @@ class Handlers:
         def attempt(low_memory: bool) -> object:
             request = TrainRequest(
                 job=job,
-                photos=photos,
+                photos=pictures,
                 output_dir=ctx.workdir / "output",
                 checkpoint_dir=sync.local_dir,
                 checkpoint_every=self.settings.checkpoint_every_steps,
@@ -184,6 +188,7 @@ class Handlers:
             total=total,
             likeness=scores or None,
             safety=verdicts,
+            augmented=augmented,
         )
 
     def _interrupted(self, ctx: JobContext, sync: CheckpointSync) -> Outcome:
@@ -326,6 +331,10 @@ class Handlers:
             from gpu_agent.agent.group_job import render_group
 
             return render_group(self, ctx, job)
+        if job.mode == "backdrop":
+            from gpu_agent.agent.backdrop_job import render_backdrop
+
+            return render_backdrop(self, ctx, job)
         ctx.total = job.steps
         loras = [self._fetch_lora(key) for key in job.model_keys]
         source = None

@@ -25,10 +25,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SCORED_MODES = ("txt2img", "variation")
-"""Renders of the member from text (or another render); groups are not portraits of one person."""
-KEPT_MODES = ("upscale", "edit")
-"""Scored but never re-rendered: the member chose this picture; its enlargement or edit is shown with its own
-score (an edit of one of their own photos may well read as a copy of it: said, not re-rolled)."""
+"""Renders of the member from text (or another render); edits and groups are not portraits of one person."""
+KEPT_MODES = ("upscale", "edit", "backdrop")
+"""Scored but never re-rendered: the member chose this picture; its enlargement, edit or new backdrop is shown
+with its own score (an edit of one of their own photos may well read as a copy of it: said, not re-rolled)."""
 
 
 def split_held_out(job: TrainJob, photos: list[Path]) -> tuple[list[Path], Path | None]:

@@ -327,6 +327,7 @@ class Agent:
                 progress=finished,
                 likeness=outcome.likeness,
                 safety=outcome.safety,
+                augmented=outcome.augmented,
             )
             self._write_marker(job, done, sent=False)
             ctx.reporter.send(done)

@@ -25,7 +25,7 @@ from gpu_agent.photos.errors import (
     size_words,
 )
 from gpu_agent.photos.faces import FaceModelsMissing
-from gpu_agent.photos.report import PhotoResult, PhotoSetReport, Verdict
+from gpu_agent.photos.report import PhotoResult, PhotoSetReport, Verdict, few_photos_advice
 
 __all__ = [
     "AnimatedPhoto",
@@ -49,6 +49,7 @@ __all__ = [
     "check_photos",
     "count_entries",
     "decode_photo",
+    "few_photos_advice",
     "read_zip",
     "size_words",
     "sniff_format",

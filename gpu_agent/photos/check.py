@@ -55,7 +55,7 @@ def check_photos(
     survivors = _drop_duplicates(candidates, config.duplicate_max_distance)
     _drop_same_crops_and_other_people(survivors, config)
     _forget_rejected_crops(candidates)
-    return PhotoSetReport(results, config.min_good_photos)
+    return PhotoSetReport(results, config.min_good_photos, config.augment_below)
 
 
 def check_crops(crops: Sequence[tuple[str, bytes]], config: PhotoCheckConfig | None = None) -> PhotoSetReport:
@@ -77,7 +77,7 @@ def check_crops(crops: Sequence[tuple[str, bytes]], config: PhotoCheckConfig | N
             candidates.append(_Candidate(result, None, embedding))
     _drop_same_crops_and_other_people(candidates, config)
     _forget_rejected_crops(candidates)
-    return PhotoSetReport(results, config.min_good_photos)
+    return PhotoSetReport(results, config.min_good_photos, config.augment_below)
 
 
 def _crop_detection_copy(image: Image.Image, side: int) -> np.ndarray:

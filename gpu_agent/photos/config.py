@@ -16,7 +16,10 @@ class PhotoCheckConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     # --- limits from Settings --------------------------------------------------------------------
-    min_good_photos: int = Field(5, ge=1, description="Good photos needed to accept a set (MIN_GOOD_PHOTOS).")
+    min_good_photos: int = Field(3, ge=1, description="Good photos needed to accept a set (MIN_GOOD_PHOTOS).")
+    augment_below: int = Field(
+        0, ge=0, description="Sets with fewer good photos are augmented (FEWSHOT_AUGMENT_BELOW); 0: never."
+    )
     max_photo_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest file (MAX_PHOTO_BYTES).")
     max_photo_pixels: int = Field(40_000_000, ge=1, description="Largest width×height (MAX_PHOTO_PIXELS).")
     crop_size: int = Field(512, ge=32, le=2048, description="Side of the face crop: the training resolution.")
@@ -120,6 +123,7 @@ class PhotoCheckConfig(BaseModel):
         """The config for this deployment: limits and training resolution from Settings."""
         values: dict[str, object] = {
             "min_good_photos": settings.min_good_photos,
+            "augment_below": settings.fewshot_augment_below,
             "max_photo_bytes": settings.max_photo_bytes,
             "max_photo_pixels": settings.max_photo_pixels,
             "crop_size": train_params(

@@ -49,6 +49,7 @@ class PhotoResult:
 class PhotoSetReport:
     photos: list[PhotoResult]
     min_good_photos: int
+    augment_below: int = 0  # a set with fewer good photos is augmented before training (0: never)
 
     @property
     def good(self) -> list[PhotoResult]:
@@ -67,7 +68,10 @@ class PhotoSetReport:
         good, total, need = len(self.good), len(self.photos), self.min_good_photos
         if self.accepted:
             dropped = f" {total - good} will be left out (see below)." if good < total else ""
-            return f"{good} of {total} photos are good — enough to train.{dropped}"
+            advice = few_photos_advice(good, self.augment_below)
+            return f"{good} of {total} photos are good — enough to train.{dropped}" + (
+                f"\n{advice}" if advice else ""
+            )
         more = need - good
         return (
             f"Only {good} of {total} photos can be used; training needs at least {need} good photos of you. "
@@ -86,3 +90,16 @@ class PhotoSetReport:
             out.append(line)
             used += len(line) + 1
         return "\n".join(out)
+
+
+def few_photos_advice(good: int, augment_below: int) -> str | None:
+    """What a member with few good photos gets, and how to do better (None for a set large enough)."""
+    if good >= augment_below:
+        return None
+    return (
+        f"With {good} photos you get a usable model: before training we make extra pictures from them (closer "
+        "crops, mirror images, other light and new backgrounds), so it learns your face and not the room. "
+        "Expect it to look most like you in poses and light close to your photos. "
+        f"For a closer likeness, add {augment_below - good} or more photos from other days, in other light, "
+        "from other angles and with other expressions."
+    )

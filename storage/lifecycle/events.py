@@ -141,6 +141,15 @@ def _seed_of(event: AgentEvent, index: int, own: int) -> int:
     return own if rerolled is None else int(rerolled)
 
 
+def augmented_payload(event: AgentEvent) -> dict[str, int] | None:
+    """A training's augmented set (photos, images), as the result post needs it; None when trained as is.
+    Read with getattr: an older agent's event (and other AgentEvent implementations) have no such field."""
+    augmented = getattr(event, "augmented", None)
+    if augmented is None:
+        return None
+    return {"photos": int(augmented.photos), "images": int(augmented.images)}
+
+
 def likeness_payload(event: AgentEvent) -> list[dict[str, Any]]:
     """The scores as the result post needs them (outbox payloads are JSON)."""
     return [s.model_dump() for s in event.likeness or []]
@@ -308,6 +317,7 @@ def _changes(
                     "model_name": order.params.get("name", ""),
                     "image_keys": render_keys,
                     "likeness": likeness_payload(event),
+                    "augmented": augmented_payload(event),
                 },
             )
         ]

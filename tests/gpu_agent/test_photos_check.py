@@ -15,7 +15,8 @@ from PIL import Image
 from gpu_agent.photos import PhotoCheckConfig, PhotoSetReport, Verdict, check_photos, decode_photo
 from storage.settings import load_settings
 
-CONFIG = PhotoCheckConfig(crop_size=256)  # a smaller crop keeps the tests fast; the geometry is the same
+# A smaller crop keeps the tests fast (the geometry is the same); five good photos needed, as these tests expect.
+CONFIG = PhotoCheckConfig(crop_size=256, min_good_photos=5)
 
 
 @pytest.fixture(scope="module")

@@ -76,7 +76,10 @@ def test_the_agent_trains_on_every_crop_the_door_kept(
 ) -> None:
     runner = RecordingRunner()
     agent = run_agent_thread(
-        make_settings(agent_check_photos=True, min_good_photos=5), runner=runner, queues=queues, blobs=blobs
+        make_settings(agent_check_photos=True, min_good_photos=5, fewshot_augment_below=0),
+        runner=runner,
+        queues=queues,
+        blobs=blobs,
     )
     crops = door_crops(resolution)
     job = job_for(blobs, crops, resolution)
@@ -100,7 +103,10 @@ def test_a_set_the_door_would_refuse_fails_naming_the_photos_and_is_logged(
     caplog.set_level(logging.WARNING, logger="gpu_agent.agent.worker")
     runner = RecordingRunner()
     agent = run_agent_thread(
-        make_settings(agent_check_photos=True, min_good_photos=5), runner=runner, queues=queues, blobs=blobs
+        make_settings(agent_check_photos=True, min_good_photos=5, fewshot_augment_below=0),
+        runner=runner,
+        queues=queues,
+        blobs=blobs,
     )
     crops = door_crops(512)
     job = job_for(blobs, [*crops[:4], crops[1]], 512)

@@ -43,7 +43,6 @@ def train_job(
         renders=[TRAIN_PREVIEW],
         held_out_photo=len(photo_keys) - 1 if len(photo_keys) >= 3 else None,
         issued_at=time.time(),
-        backdrop=backdrop,
     )
 
 
@@ -87,6 +86,7 @@ def render_job(
         source_key=source_key,
         face_detail=face_detail and s.render_face_detail,
         issued_at=time.time(),
+        backdrop=backdrop,
     )
 
 

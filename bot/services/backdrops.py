@@ -5,7 +5,7 @@ safety handling and the usual buttons."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import discord
 
@@ -15,6 +15,7 @@ from bot.checks import GuildRules
 from bot.errors import NotAllowed, NotFound, Refused
 from bot.services import member_orders
 from bot.services.records import Placed
+from cloud.messages import BackdropStyle
 from storage import lifecycle
 
 if TYPE_CHECKING:
@@ -106,5 +107,5 @@ def place_backdrop(
         words=p.get("words") or p.get("title") or "your picture",
         label=f"Picture {n + 1}, {NAMES[style]} backdrop",
         style=p.get("style"),
-        backdrop=style,
+        backdrop=cast(BackdropStyle, style),  # one of NAMES, checked above
     )

@@ -10,6 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import budget_gate
 from bot.app import PhotogenBot
 from bot.edit_views import EDIT_DYNAMIC_ITEMS, INSTRUCTION_MAX
 from bot.errors import Refused
@@ -17,6 +18,7 @@ from bot.gate import order_rules
 from bot.services import actions, edit, intake
 from bot.views import model_choices
 from storage import lifecycle
+from storage.budget import JobShape
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,12 @@ class Edit(commands.Cog):
                     downloaded[0].data,
                 )
             self.intakes.release(interaction.user.id)
+            w, h = size
+            shape = JobShape("render", "edit", count or 1, w, h, self.bot.settings.render_steps)
+            if not await budget_gate.approve(
+                self.bot, interaction, shape
+            ):  # the price first, above the threshold
+                return
             placed = await self.bot.run_blocking(
                 edit.place_edit_order,
                 self.bot.backends,

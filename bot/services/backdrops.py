@@ -5,15 +5,16 @@ safety handling and the usual buttons."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, cast
 
 import discord
 
-from bot import views
+from bot import budget_gate, views
 from bot.backends import Backends
 from bot.checks import GuildRules
 from bot.errors import NotAllowed, NotFound, Refused
-from bot.services import member_orders
+from bot.services import budget, member_orders
 from bot.services.records import Placed
 from cloud.messages import BackdropStyle
 from storage import lifecycle
@@ -43,6 +44,11 @@ async def clicked(
         return
     rules = await member_orders.gate_new_order(bot, interaction, kind="render")
     await interaction.response.defer(thinking=True)
+    shape = dataclasses.replace(
+        budget.followup_shape(bot.settings, order.params, "rr"), mode="backdrop", count=1
+    )
+    if not await budget_gate.approve(bot, interaction, shape):  # the price first, above the threshold
+        return
     placed = await bot.run_blocking(
         place_backdrop,
         bot.backends,

@@ -7,12 +7,14 @@ modal's answer runs the new-order gate (pause switch, blocked words) before anyt
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import discord
 
+from bot import budget_gate
 from bot.errors import Refused
-from bot.services import actions, edit, member_orders
+from bot.services import actions, budget, edit, member_orders
 from storage import lifecycle
 
 if TYPE_CHECKING:
@@ -46,6 +48,13 @@ async def edit_submitted(
         raise Refused(f"Pick a picture from 1 to {count}. Nothing was charged.")
     rules = await member_orders.gate_new_order(bot, interaction, kind="render", text=instruction)
     await interaction.response.defer(thinking=True)
+    parent = await bot.run_blocking(lifecycle.get_order, bot.backends.engine, order_id)
+    if parent is not None:
+        shape = dataclasses.replace(
+            budget.followup_shape(bot.settings, parent.params, "rr"), mode="edit", count=1
+        )
+        if not await budget_gate.approve(bot, interaction, shape):  # the price first, above the threshold
+            return
     placed = await bot.run_blocking(
         edit.edit_result,
         bot.backends,

@@ -9,8 +9,8 @@ loads its own models (pose ControlNet, CLIPSeg) once per Renderer.
 
 from __future__ import annotations
 
-import weakref
 import io
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 

@@ -71,7 +71,9 @@ def skip_when_off(controlnet: Any) -> Any:
             return zeros, middle
         out = forward(sample, *args, **kwargs)
         down_out, mid_out = (
-            (out.down_block_res_samples, out.mid_block_res_sample) if hasattr(out, "mid_block_res_sample") else out
+            (out.down_block_res_samples, out.mid_block_res_sample)
+            if hasattr(out, "mid_block_res_sample")
+            else out
         )
         shapes[key] = ([d.shape for d in down_out], mid_out.shape)
         return out

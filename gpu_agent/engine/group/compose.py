@@ -246,7 +246,9 @@ class GroupComposer:
         member_steps = int(img2img_steps(request.steps, config.member_strength) * config.member_strength)
         harmonise = config.harmonise_strength
         varied = request.variation_strength
-        first = request.steps if varied is None else max(1, int(img2img_steps(request.steps, varied) * varied))
+        first = (
+            request.steps if varied is None else max(1, int(img2img_steps(request.steps, varied) * varied))
+        )
         total = first + request.n * len(request.members) * max(1, member_steps)
         if harmonise > 0:
             total += max(1, int(img2img_steps(request.steps, harmonise) * harmonise))
@@ -284,7 +286,9 @@ class GroupComposer:
                     face_boxes[i].append(face)
             before = [composite(base, layers[i], weights[i]) for i, base in enumerate(bases)]
             renderer.adapters.activate(None)
-            final = self._img2img_pass(request, generic, before, harmonise, steps) if harmonise > 0 else before
+            final = (
+                self._img2img_pass(request, generic, before, harmonise, steps) if harmonise > 0 else before
+            )
         pictures = []
         for i, image in enumerate(final):
             found = [f is not None for f in face_boxes[i]]

@@ -169,6 +169,8 @@ def test_a_group_job_renders_scores_checks_and_stores_and_bad_orders_fail_cleanl
     varied = events.wait_for(lambda e: e.job_id == variation.job_id and e.kind == "done", 240, "done")
     varied_params = read_png_params(blobs.get(varied.output_keys[0]))
     assert varied_params.strength == 0.6 and varied_params.face_detail == 0 and varied_params.mode == "group"
-    missing = events.wait_for(lambda e: e.job_id == source_gone.job_id and e.kind == "failed", 120, "failed").error
+    missing = events.wait_for(
+        lambda e: e.job_id == source_gone.job_id and e.kind == "failed", 120, "failed"
+    ).error
     assert missing is not None and missing.code == "source_missing"
     agent.stop()

@@ -167,7 +167,9 @@ def _mean_distance(a: Image.Image, b: Image.Image) -> float:
     return float(np.abs(np.asarray(a, dtype=np.float32) - np.asarray(b, dtype=np.float32)).mean())
 
 
-def test_a_variation_starts_from_the_chosen_picture(composer: GroupComposer, loras: dict[str, LoraRef]) -> None:
+def test_a_variation_starts_from_the_chosen_picture(
+    composer: GroupComposer, loras: dict[str, LoraRef]
+) -> None:
     """V on a group picture: an img2img of that picture (no member LoRA) replaces the new base render, then the
     per-member passes and the harmonisation run as usual. The tiny random VAE garbles every picture it encodes
     (see test_render's variation test), so nearness is measured where the source passed through it once: the
@@ -179,7 +181,9 @@ def test_a_variation_starts_from_the_chosen_picture(composer: GroupComposer, lor
     assert _mean_distance(variation.base, source) < 0.95 * _mean_distance(unrelated.base, source)
     assert variation.rendered.params.strength == 0.6 and unrelated.rendered.params.strength is None
     (other,) = composer.render(group(loras, "a", "b", seed=99, source=unrelated.rendered.image))
-    assert variation.rendered.image.tobytes() != other.rendered.image.tobytes()  # the source reaches the result
+    assert (
+        variation.rendered.image.tobytes() != other.rendered.image.tobytes()
+    )  # the source reaches the result
     # The per-member passes still ran, each with only its member's LoRA: B's replacement leaves A's region.
     (with_c,) = composer.render(group(loras, "a", "c", seed=99, source=source))
     a_region, b_region = variation.regions
@@ -197,7 +201,9 @@ def test_the_pose_controlnet_is_skipped_past_pose_until_with_the_same_pixels(
     calls: list[float] = []
     plain = ControlNetModel.from_config(composer.controlnet.config)
     plain.load_state_dict(composer.controlnet.state_dict())
-    plain.register_forward_pre_hook(lambda _m, _a, kw: calls.append(kw["conditioning_scale"]), with_kwargs=True)
+    plain.register_forward_pre_hook(
+        lambda _m, _a, kw: calls.append(kw["conditioning_scale"]), with_kwargs=True
+    )
     skipped_calls: list[float] = []
     hook = composer.controlnet.register_forward_pre_hook(
         lambda _m, _a, kw: skipped_calls.append(kw["conditioning_scale"]), with_kwargs=True

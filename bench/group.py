@@ -261,6 +261,7 @@ def main() -> None:
             (picture,) = faced.render(request)
             found.append(sum(picture.faces))
 
+        faced_group()  # warm-up: the face crops' shapes are new to the kernels
         singles, groups = [], []
         for run in range(runs):
             order = [("single", single), ("group", faced_group)]
@@ -274,7 +275,7 @@ def main() -> None:
             "group_s": round(group_s, 3),
             "ratio": round(group_s / single_s, 2),
             "goal_ratio": round(goal_ratio(2), 2),
-            "faces_redrawn": min(found),
+            "faces_redrawn": min(found[1:]),
         }
         print(f"2 people with the face pass: {with_face_pass}", file=sys.stderr, flush=True)
         assert renderer.pipelines[0].unet is base_unet  # the base model was never reloaded

@@ -164,7 +164,7 @@ class EngineRunner:
         if job.mode == "group":
             from gpu_agent.agent.engine_group import render_group
 
-            return render_group(self, job, loras, progress=progress, should_stop=should_stop)
+            return render_group(self, job, loras, source, progress=progress, should_stop=should_stop)
         if job.mode == "edit":
             from gpu_agent.agent.engine_edit import render_edit
 

@@ -1,6 +1,7 @@
 """The agent's handling of a RenderJob in mode "group": every member's LoRA fetched and checked to be theirs,
 the pictures rendered by the runner (engine/group), each face scored against its own member, each picture
-safety-checked and stored under the job's keys, as a single render's are."""
+safety-checked and stored under the job's keys, as a single render's are. A job with a source_key (V on a
+group picture) is a variation of that picture."""
 
 from __future__ import annotations
 
@@ -34,11 +35,22 @@ def member_lora(handlers: Handlers, member: GroupMember) -> Path:
     return handlers.lora_cache.path_for(member.model_key, data)
 
 
+def variation_source(handlers: Handlers, job: RenderJob) -> bytes | None:
+    """The group picture a variation (V) starts from, None for a new picture."""
+    if not job.source_key:
+        return None
+    try:
+        return handlers.blobs.get(job.source_key)
+    except (BlobNotFound, ValueError):
+        raise JobError("source_missing", "The picture this render starts from is gone.") from None
+
+
 def render_group(handlers: Handlers, ctx: JobContext, job: RenderJob) -> Outcome:
     from gpu_agent.agent.jobs import Outcome
 
     ctx.total = job.steps
     loras = [member_lora(handlers, member) for member in job.members]
+    source = variation_source(handlers, job)
     ctx.reporter.started(step=0, total=job.steps)
 
     def progress(step: int, total: int, loss: float | None = None) -> None:
@@ -49,7 +61,7 @@ def render_group(handlers: Handlers, ctx: JobContext, job: RenderJob) -> Outcome
         rendered = handlers._with_oom_retry(
             ctx,
             lambda low: handlers.runner.render(
-                job, loras, None, progress=progress, should_stop=ctx.should_stop, low_memory=low
+                job, loras, source, progress=progress, should_stop=ctx.should_stop, low_memory=low
             ),
         )
     except Interrupted:

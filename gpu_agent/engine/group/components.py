@@ -45,6 +45,44 @@ def load_controlnet(setting: str, unet: Any, *, cache_dir: CacheDir = None) -> A
     return controlnet.to(unet.device).eval()
 
 
+def skip_when_off(controlnet: Any) -> Any:
+    """``controlnet``, made to skip its forward pass when called at conditioning scale 0.
+
+    Past ``control_guidance_end`` diffusers' ControlNet pipelines still run the ControlNet at every step and
+    multiply its residuals by 0. Here such a call returns zeros of the residuals' shapes (those of its last real
+    call on the same input shape) without computing them: the UNet adds the same zeros, for nothing.
+    """
+    if getattr(controlnet, "_skips_when_off", False):
+        return controlnet
+    forward = controlnet.forward
+    shapes: dict[tuple[int, ...], tuple[list[torch.Size], torch.Size]] = {}
+
+    def gated(sample: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        key = tuple(sample.shape)
+        scale = kwargs.get("conditioning_scale", 1.0)
+        if isinstance(scale, int | float) and scale == 0 and key in shapes:
+            down, mid = shapes[key]
+            zeros = [sample.new_zeros(shape) for shape in down]
+            middle = sample.new_zeros(mid)
+            if kwargs.get("return_dict", True):
+                from diffusers.models.controlnets.controlnet import ControlNetOutput
+
+                return ControlNetOutput(down_block_res_samples=tuple(zeros), mid_block_res_sample=middle)
+            return zeros, middle
+        out = forward(sample, *args, **kwargs)
+        down_out, mid_out = (
+            (out.down_block_res_samples, out.mid_block_res_sample)
+            if hasattr(out, "mid_block_res_sample")
+            else out
+        )
+        shapes[key] = ([d.shape for d in down_out], mid_out.shape)
+        return out
+
+    controlnet.forward = gated
+    controlnet._skips_when_off = True
+    return controlnet
+
+
 class Segmenter:
     """CLIPSeg: how much each pixel of a picture shows what a short text names ("a person")."""
 

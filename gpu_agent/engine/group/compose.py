@@ -4,13 +4,17 @@ Stages, for each of the request's pictures (picture i from seed + i):
 
 1. **layout**: the preset's OpenPose keypoints (layouts.py) drawn as a pose map at the render's size;
 2. **base render**: the pose ControlNet over the base model, no member LoRA, ``{subject}`` filled with generic
-   people ("three people"): the scene, the people where the layout puts them;
+   people ("three people"): the scene, the people where the layout puts them. The ControlNet steers the first
+   ``pose_until`` of the steps only (the pose is settled there; the later steps draw detail without its cost).
+   A variation (``source``: the group picture it varies) starts instead from an img2img of that picture at the
+   variation strength, no member LoRA: the same scene and people, redrawn;
 3. **regions**: each person's layout box refined by CLIPSeg ("a person") on the base render, disjoint;
 4. **member passes**, left to right: with *only that member's* adapter active (AdapterSlots.activate: one
    adapter, the others contribute nothing) and ``{subject}`` their own identifier, their region is redrawn by
    masked re-denoising (the base model's own UNet through diffusers' StableDiffusionInpaintPipeline, which
-   with a 4-channel UNet blends the unmasked latents back at every step) on a crop around the region, at the
-   picture's resolution; then the face pass for their face (face_detail's crop, redrawn with their adapter);
+   with a 4-channel UNet blends the unmasked latents back at every step) on a crop around the region only
+   (their region's bounding box with margin, at the picture's resolution), pasted back; then, when the request
+   asks for face detail, the face pass for their face (face_detail's crop, redrawn with their adapter);
    their layer enters the picture through a weight that is 0 outside their region;
 5. **harmonisation**: a low-strength img2img of the whole picture with every LoRA bypassed, which evens out the
    seams and the light.
@@ -33,15 +37,21 @@ import torch
 from PIL import Image
 
 from gpu_agent.engine.face_detail import FACE_PROMPT, FaceRegion, find_faces, paste_back
-from gpu_agent.engine.group.components import Segmenter, load_controlnet
+from gpu_agent.engine.group.components import Segmenter, load_controlnet, skip_when_off
 from gpu_agent.engine.group.families import check_families
-from gpu_agent.engine.group.layouts import Box, layout_poses, person_boxes, pose_map
+from gpu_agent.engine.group.layouts import Box, head_points, layout_poses, person_boxes, pose_map
 from gpu_agent.engine.group.regions import bounding_box, composite, feathered, member_regions, work_box
 from gpu_agent.engine.pngmeta import GenerationParams, png_bytes
 from gpu_agent.engine.render import SAMPLER
 from gpu_agent.engine.render_hooks import placeholder
 from gpu_agent.engine.render_prompt import fill_prompt
-from gpu_agent.engine.render_types import BadRenderRequest, LoraRef, RenderedImage, RenderRequest
+from gpu_agent.engine.render_types import (
+    DEFAULT_STRENGTH,
+    BadRenderRequest,
+    LoraRef,
+    RenderedImage,
+    RenderRequest,
+)
 
 if TYPE_CHECKING:
     from gpu_agent.engine.render import Renderer
@@ -51,6 +61,11 @@ GENERIC_PEOPLE = {2: "two people", 3: "three people", 4: "four people"}
 """``{subject}`` of the base render and the harmonisation: nobody in particular."""
 
 Progress = Callable[[int, int], None]
+
+PeopleHook = Callable[[Image.Image, list[tuple[int, int]]], Image.Image]
+"""Called with each base render and each member's redrawn layer (before their face pass) and the layout's head
+centres; returns the picture to go on with. A stand-in for what a real model draws (the benchmark pastes real
+face photos there, as the tiny test models draw noise in which no face is found); None in production."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,9 @@ class GroupConfig:
     """Denoising strength of the final pass over the whole picture (0: none)."""
     pose_scale: float = 1.0
     """How strongly the pose map steers the base render (controlnet_conditioning_scale)."""
+    pose_until: float = 0.5
+    """The share of the base render's steps the pose ControlNet steers (control_guidance_end): the first ones,
+    which lay out the people; the rest run the UNet alone."""
     segment_prompt: str = "a person"
     segment_threshold: float = 0.35
 
@@ -101,6 +119,10 @@ class GroupRequest:
     steps: int = 30
     guidance: float = 7.0
     face_detail: bool = True
+    source: Image.Image | None = field(default=None, repr=False, compare=False)
+    """A variation: the group picture it starts from (img2img at ``strength``) instead of a new base render."""
+    strength: float | None = None
+    """A variation's denoising strength; None: the single render's variation default."""
 
     def __post_init__(self) -> None:
         if not 2 <= len(self.members) <= 4:
@@ -109,6 +131,15 @@ class GroupRequest:
             raise BadRenderRequest("each person in a group picture needs their own model")
         for member in self.members:
             self.as_render_request(member.subject)  # the single render's checks: prompt, sizes, steps, seed
+        if self.strength is not None and (self.source is None or not 0 < self.strength <= 1):
+            raise BadRenderRequest("a group picture's strength is for a variation, in (0, 1]")
+
+    @property
+    def variation_strength(self) -> float | None:
+        """The strength of a variation's first pass; None when this is a new picture."""
+        if self.source is None:
+            return None
+        return self.strength if self.strength is not None else DEFAULT_STRENGTH["variation"]
 
     def as_render_request(self, subject: str) -> RenderRequest:
         return RenderRequest(
@@ -171,16 +202,18 @@ class GroupComposer:
         cache_dir: Any = None,
         controlnet: Any = None,
         segmenter: Segmenter | None = None,
+        people: PeopleHook | None = None,
     ) -> None:
         """``controlnet`` and ``segmenter``, when given, are used instead of the models the config names
-        (the benchmark's randomly initialised full-size ones)."""
+        (the benchmark's randomly initialised full-size ones); ``people``: see PeopleHook (benchmarks)."""
         from diffusers import AutoPipelineForInpainting, AutoPipelineForText2Image
 
         self.renderer = renderer
         self.config = config or GroupConfig()
+        self.people = people
         txt2img, img2img = renderer.pipelines
-        self.controlnet = controlnet or load_controlnet(
-            self.config.controlnet_model, txt2img.unet, cache_dir=cache_dir
+        self.controlnet = skip_when_off(
+            controlnet or load_controlnet(self.config.controlnet_model, txt2img.unet, cache_dir=cache_dir)
         )
         self.segmenter = segmenter or Segmenter.load(
             self.config.segmenter_model, device=renderer.device, cache_dir=cache_dir
@@ -212,14 +245,25 @@ class GroupComposer:
         config = self.config
         member_steps = int(img2img_steps(request.steps, config.member_strength) * config.member_strength)
         harmonise = config.harmonise_strength
-        total = request.steps + request.n * len(request.members) * max(1, member_steps)
+        varied = request.variation_strength
+        first = (
+            request.steps if varied is None else max(1, int(img2img_steps(request.steps, varied) * varied))
+        )
+        total = first + request.n * len(request.members) * max(1, member_steps)
         if harmonise > 0:
             total += max(1, int(img2img_steps(request.steps, harmonise) * harmonise))
         steps = _Steps(total, progress)
         boxes = person_boxes(poses, size)
+        heads = head_points(poses, size)
         with renderer.lock:
             renderer.adapters.activate(None)
-            bases = self._base(request, generic, pose_map(poses, size), steps)
+            if request.source is None:
+                bases = self._base(request, generic, pose_map(poses, size), steps)
+            else:
+                start = request.source.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+                bases = self._img2img_pass(request, generic, [start] * request.n, varied or 0.0, steps)
+            if self.people is not None:
+                bases = [self.people(b, heads) for b in bases]
             regions = [
                 member_regions(
                     boxes,
@@ -235,12 +279,16 @@ class GroupComposer:
             for k, member in enumerate(request.members):
                 renderer.adapters.activate(member.lora)
                 for i, base in enumerate(bases):
-                    layer, face = self._member_pass(request, k, i, prompts[k], base, regions[i][k], steps)
+                    layer, face = self._member_pass(
+                        request, k, i, prompts[k], base, regions[i][k], heads, steps
+                    )
                     layers[i].append(layer)
                     face_boxes[i].append(face)
             before = [composite(base, layers[i], weights[i]) for i, base in enumerate(bases)]
             renderer.adapters.activate(None)
-            final = self._harmonise(request, generic, before, steps) if harmonise > 0 else before
+            final = (
+                self._img2img_pass(request, generic, before, harmonise, steps) if harmonise > 0 else before
+            )
         pictures = []
         for i, image in enumerate(final):
             found = [f is not None for f in face_boxes[i]]
@@ -250,7 +298,7 @@ class GroupComposer:
             ]
             pictures.append(
                 GroupPicture(
-                    rendered=self._finish(request, generic, image, request.seed + i, sum(found)),
+                    rendered=self._finish(request, generic, image, request.seed + i, sum(found), varied),
                     base=bases[i],
                     before_harmonise=before[i],
                     regions=regions[i],
@@ -278,6 +326,7 @@ class GroupComposer:
                 guidance_scale=request.guidance,
                 generator=generators,
                 controlnet_conditioning_scale=self.config.pose_scale,
+                control_guidance_end=self.config.pose_until,
                 output_type="pil",
                 **steps.callback(),
             )
@@ -291,6 +340,7 @@ class GroupComposer:
         prompt: str,
         base: Image.Image,
         mask: np.ndarray,
+        heads: list[tuple[int, int]],
         steps: _Steps,
     ) -> tuple[Image.Image, Box | None]:
         """Member ``k``'s layer of picture ``i`` (their adapter is the active one): the base with their region's
@@ -312,16 +362,29 @@ class GroupComposer:
                 guidance_scale=request.guidance,
                 generator=torch.Generator("cpu").manual_seed(_member_seed(request.seed + i, k)),
                 output_type="pil",
+                **self._no_masked_image(right - left, bottom - top),
                 **steps.callback(),
             ).images
         layer = base.copy()
         layer.paste(redrawn, (left, top))
+        if self.people is not None:
+            layer = self.people(layer, heads)
         if not request.face_detail:
             return layer, None
         face = self._their_face(layer, mask)
         if face is None:
             return layer, None
         return self._redraw_face(request, k, i, layer, face), face.box
+
+    def _no_masked_image(self, width: int, height: int) -> dict[str, Any]:
+        """With a 4-channel UNet the inpainting pipeline never reads the masked picture's latents (it blends the
+        unmasked latents back instead), yet it VAE-encodes the masked picture unless given them: skip that."""
+        pipe = self._inpaint
+        if pipe.unet.config.in_channels != 4:
+            return {}
+        factor = pipe.vae_scale_factor
+        shape = (1, pipe.vae.config.latent_channels, height // factor, width // factor)
+        return {"masked_image_latents": torch.zeros(shape)}  # the pipeline moves it to its device and dtype
 
     def _their_face(self, layer: Image.Image, mask: np.ndarray) -> FaceRegion | None:
         """The largest face the detector finds in the member's layer whose centre lies in their region."""
@@ -355,10 +418,11 @@ class GroupComposer:
             ).images
         return paste_back(layer, region.box, redone, config.feather)
 
-    def _harmonise(
-        self, request: GroupRequest, prompt: str, pictures: list[Image.Image], steps: _Steps
+    def _img2img_pass(
+        self, request: GroupRequest, prompt: str, pictures: list[Image.Image], strength: float, steps: _Steps
     ) -> list[Image.Image]:
-        strength = self.config.harmonise_strength
+        """Picture i redrawn at ``strength`` from seed + i, no member LoRA: the harmonisation, and the start of
+        a variation."""
         generators = [torch.Generator("cpu").manual_seed(request.seed + i) for i in range(len(pictures))]
         with torch.inference_mode():
             out = self._img2img(
@@ -377,7 +441,13 @@ class GroupComposer:
         return list(out.images)
 
     def _finish(
-        self, request: GroupRequest, prompt: str, image: Image.Image, seed: int, faces: int
+        self,
+        request: GroupRequest,
+        prompt: str,
+        image: Image.Image,
+        seed: int,
+        faces: int,
+        strength: float | None,
     ) -> RenderedImage:
         flagged = self.renderer.image_refusal(image)
         if flagged is not None:
@@ -394,7 +464,7 @@ class GroupComposer:
             base_model=self.renderer.base_model,
             mode="group",
             lora=",".join(m.lora.model_id for m in request.members),
-            strength=None,
+            strength=strength,
             flagged=flagged,
             face_detail=faces if request.face_detail else None,
         )

@@ -182,3 +182,12 @@ def person_boxes(poses: tuple[Pose, ...], size: tuple[int, int], margin: float =
         )
         boxes.append(box)
     return boxes
+
+
+def head_points(poses: tuple[Pose, ...], size: tuple[int, int]) -> list[tuple[int, int]]:
+    """Each person's head centre in pixels (their nose; the top of their box when the nose is hidden)."""
+    heads = []
+    for pose, box in zip(poses, person_boxes(poses, size), strict=True):
+        nose = pose.pixels(size)[0]
+        heads.append((round(nose[0]), round(nose[1])) if nose else ((box[0] + box[2]) // 2, box[1]))
+    return heads

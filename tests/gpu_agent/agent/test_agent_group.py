@@ -125,6 +125,7 @@ def test_a_group_job_renders_scores_checks_and_stores_and_bad_orders_fail_cleanl
         assert img.size == (128, 64)
     params = read_png_params(stored)
     assert params.mode == "group" and params.lora == "malice,mbob"
+    assert params.face_detail is None and params.strength is None  # the job asked for no face pass
     # Alice has a reference, Bob none: each picture is scored on Alice's face (the tiny models draw noise,
     # so no face is found there).
     assert done.likeness is not None and [s.verdict for s in done.likeness] == ["no_face", "no_face"]
@@ -143,4 +144,33 @@ def test_a_group_job_renders_scores_checks_and_stores_and_bad_orders_fail_cleanl
         assert not blobs.exists(keys.render_key(job.user_id, job.job_id, 0))
         message = failures[job.job_id].message  # type: ignore[union-attr]
         assert "/" not in message and "ubob" not in message and "malice" not in message
+
+    # V on picture 1: the job carries the chosen picture, which the agent fetches and starts from, with the
+    # face pass asked for this time (the tiny models draw no face, so it redraws none).
+    variation = render_job(
+        mode="group",
+        members=[alice, bob],
+        layout="table",
+        user_id="ualice",
+        width=128,
+        height=64,
+        source_key=done.output_keys[0],
+        face_detail=True,
+    )
+    source_gone = render_job(
+        mode="group",
+        members=[alice, bob],
+        width=128,
+        height=64,
+        source_key=keys.render_key(unknown.user_id, unknown.job_id, 0),  # that job stored nothing
+    )
+    for job in (variation, source_gone):
+        queues.render.send(encode(job))
+    varied = events.wait_for(lambda e: e.job_id == variation.job_id and e.kind == "done", 240, "done")
+    varied_params = read_png_params(blobs.get(varied.output_keys[0]))
+    assert varied_params.strength == 0.6 and varied_params.face_detail == 0 and varied_params.mode == "group"
+    missing = events.wait_for(
+        lambda e: e.job_id == source_gone.job_id and e.kind == "failed", 120, "failed"
+    ).error
+    assert missing is not None and missing.code == "source_missing"
     agent.stop()

@@ -161,3 +161,83 @@ def test_an_sdxl_base_composes_with_its_own_controlnet_and_inpainting(tmp_path: 
     )
     (picture,) = composer.render(GroupRequest("photo of {subject}", members, width=128, height=64, steps=2))
     assert picture.rendered.image.size == (128, 64) and picture.rendered.params.lora == "xl-1,xl-2"
+
+
+def _mean_distance(a: Image.Image, b: Image.Image) -> float:
+    return float(np.abs(np.asarray(a, dtype=np.float32) - np.asarray(b, dtype=np.float32)).mean())
+
+
+def test_a_variation_starts_from_the_chosen_picture(
+    composer: GroupComposer, loras: dict[str, LoraRef]
+) -> None:
+    """V on a group picture: an img2img of that picture (no member LoRA) replaces the new base render, then the
+    per-member passes and the harmonisation run as usual. The tiny random VAE garbles every picture it encodes
+    (see test_render's variation test), so nearness is measured where the source passed through it once: the
+    variation's starting picture, against an unrelated render's with the same seed."""
+    (chosen,) = composer.render(group(loras, "a", "b", seed=7))
+    source = chosen.rendered.image
+    (variation,) = composer.render(group(loras, "a", "b", seed=99, source=source))
+    (unrelated,) = composer.render(group(loras, "a", "b", seed=99))
+    assert _mean_distance(variation.base, source) < 0.95 * _mean_distance(unrelated.base, source)
+    assert variation.rendered.params.strength == 0.6 and unrelated.rendered.params.strength is None
+    (other,) = composer.render(group(loras, "a", "b", seed=99, source=unrelated.rendered.image))
+    assert (
+        variation.rendered.image.tobytes() != other.rendered.image.tobytes()
+    )  # the source reaches the result
+    # The per-member passes still ran, each with only its member's LoRA: B's replacement leaves A's region.
+    (with_c,) = composer.render(group(loras, "a", "c", seed=99, source=source))
+    a_region, b_region = variation.regions
+    before, before_c = np.asarray(variation.before_harmonise), np.asarray(with_c.before_harmonise)
+    assert (before[a_region] == before_c[a_region]).all() and (before[b_region] != before_c[b_region]).any()
+    with pytest.raises(BadRenderRequest, match="strength is for a variation"):
+        group(loras, "a", "b", strength=0.5)
+
+
+def test_the_pose_controlnet_is_skipped_past_pose_until_with_the_same_pixels(
+    composer: GroupComposer, loras: dict[str, LoraRef]
+) -> None:
+    from diffusers import ControlNetModel
+
+    calls: list[float] = []
+    plain = ControlNetModel.from_config(composer.controlnet.config)
+    plain.load_state_dict(composer.controlnet.state_dict())
+    plain.register_forward_pre_hook(
+        lambda _m, _a, kw: calls.append(kw["conditioning_scale"]), with_kwargs=True
+    )
+    skipped_calls: list[float] = []
+    hook = composer.controlnet.register_forward_pre_hook(
+        lambda _m, _a, kw: skipped_calls.append(kw["conditioning_scale"]), with_kwargs=True
+    )
+    try:
+        (skipping,) = composer.render(group(loras, "a", "b", steps=4))
+    finally:
+        hook.remove()
+    # The same base render with diffusers' own behaviour: the ControlNet runs at every step, times 0 after 50 %.
+    unskipped = GroupComposer(composer.renderer, TINY, controlnet=plain, segmenter=composer.segmenter)
+    unskipped.controlnet.forward = type(plain).forward.__get__(plain)
+    (full,) = unskipped.render(group(loras, "a", "b", steps=4))
+    assert calls == [1.0, 1.0, 0.0, 0.0]
+    assert skipped_calls == calls  # called, but the last two return zeros without running
+    assert np.asarray(skipping.base).tobytes() == np.asarray(full.base).tobytes()
+
+
+def test_the_face_pass_redraws_each_members_real_face_only_when_asked(
+    faces_dir: Path, loras: dict[str, LoraRef]
+) -> None:
+    """The tiny models draw no faces, so real face photos are pasted where the layout puts heads (the stand-in
+    for a real model); the face pass then finds one in each member's region and redraws it with their LoRA."""
+    from gpu_agent.engine.face_detail import FaceDetailConfig
+    from gpu_agent.engine.group.face_stand_in import face_crops, paste_faces
+
+    photos = [Image.open(faces_dir / name) for name in ("astronaut.png", "messi5.jpg")]
+    renderer = Renderer("tiny-sd", device="cpu", face_detail=FaceDetailConfig(max_share=0.25, upsample=2))
+    composer = GroupComposer(renderer, TINY, people=paste_faces(face_crops(photos), 32))
+    (detailed,) = composer.render(group(loras, "a", "b", face_detail=True))
+    (plain,) = composer.render(group(loras, "a", "b", face_detail=False))
+    assert detailed.faces == [True, True] and detailed.rendered.params.face_detail == 2
+    assert plain.faces == [False, False] and plain.rendered.params.face_detail is None
+    before_detailed, before_plain = np.asarray(detailed.before_harmonise), np.asarray(plain.before_harmonise)
+    for k, (left, top, right, bottom) in enumerate(detailed.boxes):
+        inside = detailed.regions[k][top:bottom, left:right]
+        face_d, face_p = before_detailed[top:bottom, left:right], before_plain[top:bottom, left:right]
+        assert (face_d[inside] != face_p[inside]).any()  # their face, redrawn

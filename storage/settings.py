@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     webhook_poll_s: float = Field(
         0.1, gt=0, le=60, description="How often the api process looks for webhook deliveries due."
     )
+    webhook_allow_private: bool = Field(
+        False,
+        description="Let webhooks reach loopback, private, link-local and other non-public addresses (tests, a "
+        "closed network). Off: a tenant's webhook can never make the api process call into its own network.",
+    )
 
     # --- photos and orders --------------------------------------------------------------
     min_good_photos: int = Field(3, ge=1, le=20, description="Good photos needed to accept a training set.")

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from storage import api_store, webhooks
 from storage.contracts import ID_PATTERN, is_id
 
-from . import schemas, service, signing
+from . import addresses, schemas, service, signing
 from .errors import ApiError
 from .state import Call
 
@@ -160,6 +160,10 @@ async def forget_subject(call: Call) -> tuple[int, BaseModel]:
 
 async def create_webhook(call: Call) -> tuple[int, BaseModel]:
     req = call.json_body(schemas.WebhookCreate)
+    if not call.b.settings.webhook_allow_private:
+        refusal = await addresses.resolution_refusal(req.url)
+        if refusal is not None:
+            raise ApiError(422, "webhook_url_refused", f"That URL cannot receive webhooks: {refusal}.")
     try:
         endpoint, secret = await call.blocking(
             webhooks.add_endpoint, call.b.engine, call.tenant_id, req.url, list(req.events)

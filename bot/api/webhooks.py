@@ -18,6 +18,7 @@ import aiohttp
 from storage import webhooks
 from storage.settings import Settings
 
+from .addresses import BlockedAddress, PublicOnlyResolver, literal_host_refusal
 from .signing import SIGNATURE_HEADER, signature_header
 from .state import ApiState
 
@@ -37,13 +38,18 @@ async def deliver(
     started = time.perf_counter()
     status_code: int | None = None
     error: str | None = None
+    refusal = None if settings.webhook_allow_private else literal_host_refusal(due.url)
     try:
+        if refusal is not None:
+            raise BlockedAddress(refusal)
         timeout = aiohttp.ClientTimeout(total=settings.webhook_timeout_s)
         async with session.post(
             due.url, data=body, headers=headers, timeout=timeout, allow_redirects=False
         ) as resp:
             status_code = resp.status
             await resp.read()
+    except BlockedAddress:
+        error = "blocked_address"  # not a public address (bot/api/addresses.py): never connected
     except (aiohttp.ClientError, TimeoutError, ValueError) as err:
         error = type(
             err
@@ -78,7 +84,10 @@ async def run_deliveries(state: ApiState, stop: asyncio.Event) -> None:
         finally:
             in_flight.discard(due.id)
 
-    async with aiohttp.ClientSession() as session:
+    connector = (
+        None if settings.webhook_allow_private else aiohttp.TCPConnector(resolver=PublicOnlyResolver())
+    )
+    async with aiohttp.ClientSession(connector=connector) as session:
         while not stop.is_set():
             try:
                 due = webhooks.due_deliveries(state.backends.engine, limit=50)

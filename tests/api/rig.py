@@ -35,6 +35,7 @@ def api_settings(tmp: Path, **overrides: object) -> Settings:
         "webhook_poll_s": 0.05,
         "webhook_retry_base_s": 0.1,
         "webhook_timeout_s": 2.0,
+        "webhook_allow_private": True,  # the tests' receivers listen on 127.0.0.1
     }
     values.update(overrides)
     return load_settings(**values)

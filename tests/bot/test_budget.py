@@ -250,3 +250,34 @@ async def test_alerts_at_50_80_100_once_each_per_month(studio: Studio) -> None:
     assert "refused until the budget is raised" in texts.content
     alerts = [m.content for m in st.sim.messages(log_channel) if "💸" in m.content]
     assert [a.split("**")[1] for a in alerts] == ["Budget 50 %", "Budget 80 %", "Budget 100 %"], alerts
+
+
+async def test_edit_and_backdrop_are_priced_before_anything_is_placed(studio: Studio) -> None:
+    """✏️ Edit (after its modal) and 🪄 Clean backdrop are new orders too: the price first, Cancel leaves nothing."""
+    st = studio
+    st.seed_model(st.alice)
+    await _admin(st, "admin budget set", {"amount": 10.0, "unit": "gpu_hours", "confirm_above": 0.0})
+    inter = await st.sim.invoke_command(st.alice, st.channel, "imagine", {"prompt": "at sea", "count": 1})
+    ask = await inter.wait_followup()
+    await (await st.sim.click(st.alice, ask, _button(ask, "Confirm"))).wait_response()
+    job = await asyncio.to_thread(st.agent.take_render)
+    await asyncio.to_thread(_finish, st, job, 40.0)
+    result = await st.sim.wait_for_message(
+        st.channel, lambda m: f"pg:edit:{job.order_id}" in m.custom_ids(), 10
+    )
+    orders = order_rows(st.b)
+
+    click = await st.sim.click(st.alice, result, f"pg:edit:{job.order_id}")
+    await click.wait_response()  # the modal
+    submit = await st.sim.submit_modal(st.alice, click, {"instruction": "make it night", "picture": "1"})
+    ask = await submit.wait_followup()
+    assert ask.ephemeral and "will cost about" in str(ask.embeds), ask.embeds
+    await (await st.sim.click(st.alice, ask, _button(ask, "Cancel"))).wait_response()
+    assert order_rows(st.b) == orders and queued_messages(st.b) == 0
+
+    picker = await private_answer(await st.sim.click(st.alice, result, f"pg:bd:{job.order_id}"))
+    click = await st.sim.click(st.alice, picker, f"pg:bd:{job.order_id}:0:white")
+    ask = await click.wait_followup()
+    assert ask.ephemeral and "will cost about" in str(ask.embeds), ask.embeds
+    await (await st.sim.click(st.alice, ask, _button(ask, "Cancel"))).wait_response()
+    assert order_rows(st.b) == orders and queued_messages(st.b) == 0

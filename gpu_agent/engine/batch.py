@@ -130,20 +130,22 @@ def _chunks(indices: list[int], members: Sequence[BatchMember], max_loras: int) 
     chunks: list[tuple[list[int], dict[str, float]]] = []
     for i in indices:
         lora = members[i].lora
-        for chunk, scales in chunks:
-            if lora is None:
-                break
-            if scales.get(lora.model_id, lora.scale) == lora.scale and (
-                lora.model_id in scales or len(scales) < max_loras
-            ):
-                break
-        else:
-            chunks.append(([], {}))
-            chunk, scales = chunks[-1]
-        chunk.append(i)
+        home = next((c for c in chunks if _fits(c[1], lora, max_loras)), None)
+        if home is None:
+            home = ([], {})
+            chunks.append(home)
+        home[0].append(i)
         if lora is not None:
-            scales[lora.model_id] = lora.scale
+            home[1][lora.model_id] = lora.scale
     return [chunk for chunk, _ in chunks]
+
+
+def _fits(scales: dict[str, float], lora: LoraRef | None, max_loras: int) -> bool:
+    if lora is None:
+        return True
+    if lora.model_id in scales:
+        return scales[lora.model_id] == lora.scale
+    return len(scales) < max_loras
 
 
 # --- one denoising batch ------------------------------------------------------------------------------------
@@ -258,9 +260,9 @@ def _finish_member(
     faces: list[int | None] = [None] * len(images)
     if request.face_detail:
         renderer.adapters.activate(member.lora)
-        images, faces = renderer._detail_faces(request, images)  # noqa: SLF001 - the Renderer's own pass
+        images, faces = renderer._detail_faces(request, images)
     return [
-        renderer._finish(request, prompt, member.lora, image, request.seed + k, faces[k], blanked=blanked[k])  # noqa: SLF001
+        renderer._finish(request, prompt, member.lora, image, request.seed + k, faces[k], blanked=blanked[k])
         for k, image in enumerate(images)
     ]
 

@@ -64,6 +64,7 @@ class _Call:
     member: Any
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
+    share: float = 0.0  # seconds: the batch's time over its members
 
 
 class RenderBatcher:
@@ -90,8 +91,11 @@ class RenderBatcher:
             self._jobs -= 1
             self._cond.notify_all()
 
-    def submit(self, key: Hashable, member: Any, run: Callable[[Sequence[Any]], list[Any]]) -> Any:
-        """``member``'s result from ``run(members)``, called once for the whole group it joined."""
+    def submit(
+        self, key: Hashable, member: Any, run: Callable[[Sequence[Any]], list[Any]]
+    ) -> tuple[Any, float]:
+        """``member``'s result from ``run(members)``, called once for the whole group it joined, and its share
+        of the time that call took (the GPU time to charge the member)."""
         call = _Call(member)
         with self._cond:
             self._inside += 1
@@ -120,17 +124,19 @@ class RenderBatcher:
             with self._cond:
                 self._inside -= 1
                 self._cond.notify_all()
-        return call.result
+        return call.result, call.share
 
     def _run(self, group: list[_Call], run: Callable[[Sequence[Any]], list[Any]]) -> None:
+        started = time.monotonic()
         try:
             results: list[Any] = run([c.member for c in group])
         except Exception as err:  # the batch as a whole failed (e.g. out of memory): each member hears it
             results = [err] * len(group)
         finally:
             self.batches = [*self.batches[-99:], len(group)]
+        share = (time.monotonic() - started) / len(group)
         for c, result in zip(group, results, strict=True):
-            c.result = result
+            c.result, c.share = result, share
             c.done.set()
         if len(group) > 1:
             log.info("rendered a mixed-member batch of %d jobs", len(group))

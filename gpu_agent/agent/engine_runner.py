@@ -194,8 +194,11 @@ class EngineRunner:
                 return self._render_one_by_one(request, lora, job.base_model, progress, should_stop, preview)
             renderer = self.renderer(job.base_model)
             key = self._batch_key(request, job.base_model)
+            share: float | None = None
             if key is not None:
-                images = self._batched(renderer, key, request, lora, _stopper(progress, should_stop), preview)
+                images, share = self._batched(
+                    renderer, key, request, lora, _stopper(progress, should_stop), preview
+                )
             else:
                 images = renderer.render(
                     request,
@@ -207,7 +210,9 @@ class EngineRunner:
             raise JobError(_render_code(err), str(err)[:500] or "The render was refused.") from None
         except BaseModelError as err:
             raise _base_model_error(err) from None
-        return RenderOutcome(pngs=[i.png for i in images], flagged=[i.flagged for i in images])
+        return RenderOutcome(
+            pngs=[i.png for i in images], flagged=[i.flagged for i in images], gpu_seconds=share
+        )
 
     def _batch_key(self, request: RenderRequest, base_model: str) -> BatchKey | None:
         from gpu_agent.engine.batch import batch_key
@@ -222,19 +227,20 @@ class EngineRunner:
         lora: LoraRef | None,
         progress: Progress,
         preview: PreviewPlan | None,
-    ) -> list[RenderedImage]:
-        """This job's pictures from the mixed-member batch it joins (alone when no compatible job comes)."""
+    ) -> tuple[list[RenderedImage], float]:
+        """This job's pictures from the mixed-member batch it joins (alone when no compatible job comes), and
+        its share of the batch's time."""
         from gpu_agent.engine.batch import BatchMember, render_batch
 
         assert self.batcher is not None
-        result = self.batcher.submit(
+        result, share = self.batcher.submit(
             key,
             BatchMember(request, lora, progress=progress, preview=preview),
             lambda members: render_batch(renderer, members),
         )
         if isinstance(result, Exception):
             raise result
-        return result  # type: ignore[no-any-return]
+        return result, share
 
     def _render_one_by_one(
         self,

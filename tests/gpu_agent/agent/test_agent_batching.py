@@ -89,7 +89,7 @@ def run_calls(batcher: RenderBatcher, calls: list[tuple[str, int]]) -> list[Any]
 
     def call(n: int, key: str, member: int) -> None:
         try:
-            results[n] = batcher.submit(key, member, run)
+            results[n] = batcher.submit(key, member, run)[0]
         except Exception as err:
             results[n] = err
         finally:
@@ -115,7 +115,7 @@ def test_compatible_calls_join_up_to_the_maximum_and_others_run_apart() -> None:
 def test_a_lone_call_does_not_wait_and_a_failed_batch_fails_each_member() -> None:
     batcher = RenderBatcher(max_size=4, wait_s=5)
     started = time.monotonic()
-    assert batcher.submit("k", 7, lambda ms: [m + 1 for m in ms]) == 8  # no gathered job: no waiting
+    assert batcher.submit("k", 7, lambda ms: [m + 1 for m in ms])[0] == 8  # no gathered job: no waiting
     assert time.monotonic() - started < 1
     *_, results = run_calls(batcher, [("k", 1), ("k", -1)])
     assert all(isinstance(r, MemoryError) for r in results)
@@ -125,10 +125,31 @@ def test_the_leader_waits_at_most_the_window() -> None:
     batcher = RenderBatcher(max_size=4, wait_s=0.2)
     started = time.monotonic()
     batcher.gathered(2)  # a second gathered job that never renders (e.g. its model was missing)
-    assert batcher.submit("k", 1, lambda ms: list(ms)) == 1
+    assert batcher.submit("k", 1, lambda ms: list(ms))[0] == 1
     assert 0.15 < time.monotonic() - started < 3
 
 
 def test_settings_turn_batching_off(make_settings: Any) -> None:
     assert EngineRunner(make_settings(render_batch_max=1)).batcher is None
     assert EngineRunner(make_settings()).batcher is not None  # on by default
+
+
+def test_each_member_is_charged_its_share_of_the_batch_time() -> None:
+    batcher = RenderBatcher(max_size=4, wait_s=5)
+    batcher.gathered(2)
+    shares: list[float] = []
+
+    def run(members: Any) -> list[Any]:
+        time.sleep(0.4)
+        return list(members)
+
+    def call(member: int) -> None:
+        shares.append(batcher.submit("k", member, run)[1])
+        batcher.finished()
+
+    threads = [threading.Thread(target=call, args=(m,)) for m in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(shares) == 2 and all(0.19 < s < 0.35 for s in shares)  # 0.4 s over two members, not 0.4 each

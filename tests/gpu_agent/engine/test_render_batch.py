@@ -11,8 +11,6 @@ changes every picture it touches): A also adapts the text encoder, B touches few
 
 from __future__ import annotations
 
-import dataclasses
-
 from pathlib import Path
 from typing import Any
 

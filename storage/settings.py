@@ -270,6 +270,19 @@ class Settings(BaseSettings):
     render_resident_loras: int = Field(
         4, ge=1, le=64, description="Members' LoRAs a render agent keeps loaded beside the base model (LRU)."
     )
+    render_batch_max: int = Field(
+        4,
+        ge=1,
+        le=16,
+        description="Compatible render jobs (same base model, size, steps, sampler, guidance) an agent denoises "
+        "in one mixed-member batch, each with its own LoRA (1: one job at a time).",
+    )
+    render_batch_wait_ms: int = Field(
+        100,
+        ge=0,
+        le=2000,
+        description="How long an agent that received a render waits for batch-mates before it starts.",
+    )
     likeness_retries: int = Field(
         2,
         ge=0,

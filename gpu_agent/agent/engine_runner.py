@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import ValidationError
 
 from cloud.messages import RenderJob, TrainJob
+from gpu_agent.agent.batching import RenderBatcher
 from gpu_agent.agent.runner import (
     Interrupted,
     JobError,
@@ -32,9 +34,10 @@ from storage.settings import Settings
 if TYPE_CHECKING:
     import torch
 
+    from gpu_agent.engine.batch import BatchKey
     from gpu_agent.engine.preview import PreviewPlan
-    from gpu_agent.engine.render import Renderer
-    from gpu_agent.engine.render_types import LoraRef, RenderRequest
+    from gpu_agent.engine.render import Progress, Renderer
+    from gpu_agent.engine.render_types import LoraRef, RenderedImage, RenderRequest
     from gpu_agent.engine.training import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,13 @@ class EngineRunner:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._renderer: Renderer | None = None  # loaded on the first render
+        self._loading = threading.Lock()  # gathered jobs call render side by side (agent/batching)
+        self.batcher: RenderBatcher | None = (
+            RenderBatcher(settings.render_batch_max, settings.render_batch_wait_ms / 1000)
+            if settings.render_batch_max > 1
+            else None
+        )
+        """Joins compatible renders into mixed-member batches; None when RENDER_BATCH_MAX is 1."""
 
     @property
     def warm(self) -> bool:
@@ -126,19 +136,20 @@ class EngineRunner:
         from gpu_agent.engine.face_detail import FaceDetailConfig
         from gpu_agent.engine.render import Renderer
 
-        if self._renderer is None or self._renderer.base_model != base_model:
-            self._renderer = None  # free the old base before loading another
-            self._renderer = Renderer(
-                base_model,
-                device=_device(self.settings.device),
-                cache_dir=self.settings.model_cache_dir,
-                max_resident=self.settings.render_resident_loras,
-                max_pixels=self.settings.render_max_pixels,
-                face_detail=FaceDetailConfig.from_settings(self.settings),
-                upscaler_model=self.settings.upscaler_model,
-                upscale_refine=self.settings.upscale_refine,
-            )
-        return self._renderer
+        with self._loading:
+            if self._renderer is None or self._renderer.base_model != base_model:
+                self._renderer = None  # free the old base before loading another
+                self._renderer = Renderer(
+                    base_model,
+                    device=_device(self.settings.device),
+                    cache_dir=self.settings.model_cache_dir,
+                    max_resident=self.settings.render_resident_loras,
+                    max_pixels=self.settings.render_max_pixels,
+                    face_detail=FaceDetailConfig.from_settings(self.settings),
+                    upscaler_model=self.settings.upscaler_model,
+                    upscale_refine=self.settings.upscale_refine,
+                )
+            return self._renderer
 
     def evict_models(self, model_ids: list[str]) -> None:
         """Unload these models' adapters from the warm renderer (deleted models, forgotten members)."""
@@ -186,17 +197,54 @@ class EngineRunner:
                 # One image at a time halves the activations of the batch; the seeds stay the same.
                 return self._render_one_by_one(request, lora, job.base_model, progress, should_stop, preview)
             renderer = self.renderer(job.base_model)
-            images = renderer.render(
-                request,
-                lora,
-                progress=_stopper(progress, should_stop),
-                preview=preview,
-            )
+            key = self._batch_key(request, job.base_model)
+            share: float | None = None
+            if key is not None:
+                images, share = self._batched(
+                    renderer, key, request, lora, _stopper(progress, should_stop), preview
+                )
+            else:
+                images = renderer.render(
+                    request,
+                    lora,
+                    progress=_stopper(progress, should_stop),
+                    preview=preview,
+                )
         except (RenderError, PromptRefused) as err:
             raise JobError(_render_code(err), str(err)[:500] or "The render was refused.") from None
         except BaseModelError as err:
             raise _base_model_error(err) from None
-        return RenderOutcome(pngs=[i.png for i in images], flagged=[i.flagged for i in images])
+        return RenderOutcome(
+            pngs=[i.png for i in images], flagged=[i.flagged for i in images], gpu_seconds=share
+        )
+
+    def _batch_key(self, request: RenderRequest, base_model: str) -> BatchKey | None:
+        from gpu_agent.engine.batch import batch_key
+
+        return batch_key(request, base_model) if self.batcher is not None else None
+
+    def _batched(
+        self,
+        renderer: Renderer,
+        key: BatchKey,
+        request: RenderRequest,
+        lora: LoraRef | None,
+        progress: Progress,
+        preview: PreviewPlan | None,
+    ) -> tuple[list[RenderedImage], float]:
+        """This job's pictures from the mixed-member batch it joins (alone when no compatible job comes), and
+        its share of the batch's time."""
+        from gpu_agent.engine.batch import BatchMember, render_batch
+
+        assert self.batcher is not None
+        result, share = self.batcher.submit(
+            key,
+            BatchMember(request, lora, progress=progress, preview=preview),
+            lambda members: render_batch(renderer, members),
+        )
+        if isinstance(result, Exception):
+            raise result
+        return result, share
 
     def _render_one_by_one(
         self,

@@ -445,8 +445,10 @@ class Handlers:
     def _with_oom_retry(self, ctx: JobContext, call: object) -> object:
         """Run ``call(low_memory)``; on a GPU out-of-memory error, once more with memory-saving settings."""
         started = time.monotonic()
+        result: object = None
         try:
-            return call(False)  # type: ignore[operator]
+            result = call(False)  # type: ignore[operator]
+            return result
         except Exception as err:
             if not is_out_of_memory(err):
                 raise
@@ -456,16 +458,24 @@ class Handlers:
             )
             _free_gpu_memory()
         finally:
-            ctx.gpu_seconds += time.monotonic() - started
+            ctx.gpu_seconds += _gpu_share(result, time.monotonic() - started)
         started = time.monotonic()
         try:
-            return call(True)  # type: ignore[operator]
+            result = call(True)  # type: ignore[operator]
+            return result
         except Exception as err:
             if is_out_of_memory(err):
                 raise JobError("out_of_memory", OOM_MESSAGE) from err
             raise
         finally:
-            ctx.gpu_seconds += time.monotonic() - started
+            ctx.gpu_seconds += _gpu_share(result, time.monotonic() - started)
+
+
+def _gpu_share(result: object, elapsed: float) -> float:
+    """The GPU time a runner call costs its job: its share of a mixed-member batch when it was in one
+    (RenderOutcome.gpu_seconds), else the call's time."""
+    share = getattr(result, "gpu_seconds", None)
+    return elapsed if share is None else float(share)
 
 
 def _free_gpu_memory() -> None:

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 import shutil
+import threading
 from pathlib import Path
 
 from storage import keys
@@ -24,20 +25,22 @@ _NO_OWNER = "_shared"  # a LoRA outside users/ (none today): kept apart from eve
 class LoraCache:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._lock = threading.Lock()  # gathered render jobs of one member fetch the same file side by side
 
     def path_for(self, key: str, data: bytes) -> Path:
         """A local file holding ``data`` (the blob at ``key``); rewritten only when the bytes change, so the
         renderer recognises a member's adapter that is still loaded."""
         member = self.folder / (keys.owner_of(key) or _NO_OWNER)
-        member.mkdir(parents=True, exist_ok=True)
         name = hashlib.sha256(key.encode()).hexdigest()[:32]
         path = member / f"{name}.safetensors"
-        (member / f"{name}.key").write_text(key)
-        if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
-            return path
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        with self._lock:
+            member.mkdir(parents=True, exist_ok=True)
+            (member / f"{name}.key").write_text(key)
+            if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+                return path
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
         return path
 
     def purge_member(self, user_id: str) -> list[str]:

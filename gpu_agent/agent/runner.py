@@ -69,6 +69,8 @@ class RenderOutcome:
     flagged: list[str | None] = field(default_factory=list)
     member_boxes: list[list[tuple[int, int, int, int]]] = field(default_factory=list)
     """Mode "group": per picture, per member (left to right), the box where their face is (likeness)."""
+    gpu_seconds: float | None = None
+    """This job's share of a mixed-member batch's time (agent/batching); None: the call's own time is the job's."""
 
 
 class JobRunner(Protocol):

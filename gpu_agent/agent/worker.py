@@ -96,7 +96,10 @@ class Agent:
         self._turn = 0
         self._cache_checked_at = float("-inf")
         self.lora_check_s = 60.0  # how often an idle agent drops local LoRA copies whose blob was deleted
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
+        # One engine thread per job handled side by side (gathered renders: agent/batching).
+        self._executor = ThreadPoolExecutor(
+            max_workers=settings.render_batch_max, thread_name_prefix="engine"
+        )
         lease_s = settings.agent_lease_s
         # The heartbeat must beat well inside the lease even when misconfigured.
         self.heartbeat_s = min(float(settings.agent_heartbeat_s), lease_s / 2)
@@ -139,7 +142,10 @@ class Agent:
                         return None
                     continue
                 self.protection.set(True)
-                result = self._handle(*got, stop_event=stop_event)
+                if got[0] == "render" and once_wait_s is None:
+                    result = self._handle_renders(got[1], stop_event)
+                else:
+                    result = self._handle(*got, stop_event=stop_event)
                 if once_wait_s is not None:
                     return result
             return "preempted" if once_wait_s is not None else None
@@ -196,6 +202,51 @@ class Agent:
             self.drain.wait(5)
             return None
         return (kind, leases[0]) if leases else None
+
+    # --- gathered renders (mixed-member batches) ---------------------------------------------------------------
+
+    def _handle_renders(self, first: Lease, stop_event: threading.Event) -> str:
+        """The render ``first`` and the render jobs gathered with it (agent/batching), each handled and settled
+        on its own, side by side, so that the runner can denoise compatible ones in one batch; how the
+        first ended."""
+        from gpu_agent.agent.batching import gather_renders
+
+        batcher = getattr(self.runner, "batcher", None)
+        if batcher is None or self.drain.requested:
+            return self._handle("render", first, stop_event=stop_event)
+        leases = gather_renders(
+            self.queues.render,
+            first,
+            max_jobs=batcher.max_size,
+            wait_s=batcher.wait_s,
+            lease_s=self.settings.agent_lease_s,
+            stop=lambda: self.drain.requested,
+        )
+        if len(leases) == 1:
+            return self._handle("render", first, stop_event=stop_event)
+        results: list[str | BaseException] = ["retry"] * len(leases)
+
+        def handle(n: int, lease: Lease) -> None:
+            try:
+                results[n] = self._handle("render", lease, stop_event=stop_event)
+            except BaseException as err:  # re-raised below, as a job handled alone would raise it
+                results[n] = err
+            finally:
+                batcher.finished()
+
+        threads = [
+            threading.Thread(target=handle, args=(n, lease), name=f"render-{n}")
+            for n, lease in enumerate(leases)
+        ]
+        batcher.gathered(len(threads))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return str(results[0])
 
     # --- one job ----------------------------------------------------------------------------------------------
 

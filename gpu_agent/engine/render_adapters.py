@@ -166,6 +166,32 @@ class AdapterSlots:
                 self._bypassed = True
             self._active = None
             return None
+        held, path = self._make_resident(lora)
+        if self._active != (held.slot, lora.scale):
+            # Each of these walks every module of the UNet and text encoder(s): only when something changed.
+            if self._bypassed:
+                self.pipe.enable_lora()
+                self._bypassed = False
+            self.pipe.set_adapters([held.slot], adapter_weights=[lora.scale])
+            self._active = (held.slot, lora.scale)
+        return path
+
+    def resident_slot(self, lora: LoraRef) -> str:
+        """Make ``lora`` resident without changing which adapters are active; its slot's adapter name. Raises
+        LoraLoadError as activate would. (A mixed batch brings its members in one by one: engine/batch.)"""
+        return self._make_resident(lora)[0].slot
+
+    def activate_slots(self, scales: dict[str, float]) -> None:
+        """Every slot in ``scales`` active at once, each at its scale, for a mixed-member batch whose rows then
+        name their own adapter (engine/batch); the next ``activate`` sets a single one again."""
+        if self._bypassed:
+            self.pipe.enable_lora()
+            self._bypassed = False
+        if scales:
+            self.pipe.set_adapters(list(scales), adapter_weights=list(scales.values()))
+        self._active = "unknown"
+
+    def _make_resident(self, lora: LoraRef) -> tuple[_Held, LoadPath]:
         member = lora.adapter_name
         fingerprint = file_fingerprint(lora.path)
         held = self._resident.get(member)
@@ -179,14 +205,7 @@ class AdapterSlots:
         self._resident.move_to_end(member)
         while len(self._resident) > self.max_resident:
             self._delete(next(iter(self._resident)))
-        if self._active != (held.slot, lora.scale):
-            # Each of these walks every module of the UNet and text encoder(s): only when something changed.
-            if self._bypassed:
-                self.pipe.enable_lora()
-                self._bypassed = False
-            self.pipe.set_adapters([held.slot], adapter_weights=[lora.scale])
-            self._active = (held.slot, lora.scale)
-        return path
+        return held, path
 
     def evict(self, model_id: str) -> bool:
         """Drop a model's LoRA (e.g. the member deleted it); True when it was resident."""

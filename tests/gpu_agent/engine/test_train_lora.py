@@ -58,7 +58,7 @@ def test_training_lowers_the_loss_and_the_lora_loads_into_diffusers(
     model_cache: Path,
 ) -> None:
     # fp32 here on every machine; the bf16 path has its own test below
-    config = TrainConfig(base_model="tiny-sd", steps=30, mixed_precision="no", **FAST)
+    config = TrainConfig(base_model="tiny-sd", steps=30, mixed_precision="no", eval_losses=True, **FAST)
     seen: list[tuple[int, int, float, float]] = []
     artifact = train_lora(
         config,
@@ -180,7 +180,7 @@ def test_loss_options_run(
 def test_bf16_on_a_cpu_learns_with_frozen_weights_bf16_and_lora_weights_fp32(
     tmp_path: Path, face_photos: list[Image.Image], model_cache: Path
 ) -> None:
-    config = TrainConfig(base_model="tiny-sd", steps=30, mixed_precision="bf16", **FAST)
+    config = TrainConfig(base_model="tiny-sd", steps=30, mixed_precision="bf16", eval_losses=True, **FAST)
     pipe = load_base_pipeline("tiny-sd", device="cpu", cache_dir=model_cache)
     artifact = train_lora(
         config, face_photos, output_dir=tmp_path, device="cpu", cache_dir=model_cache, pipeline=pipe
@@ -192,3 +192,34 @@ def test_bf16_on_a_cpu_learns_with_frozen_weights_bf16_and_lora_weights_fp32(
     assert frozen == {torch.bfloat16} and trained == {torch.float32}
     saved = load_file(artifact.weights_path)
     assert saved and {t.dtype for t in saved.values()} == {torch.float32}
+
+
+def test_by_default_no_evaluation_after_the_last_step_losses_read_sparsely_and_phases_timed(
+    tmp_path: Path, face_photos: list[Image.Image], model_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gpu_agent.engine.training import trainer
+
+    def no_eval(self: object) -> tuple[float, float]:
+        raise AssertionError("evaluated although eval_losses is off")
+
+    monkeypatch.setattr(trainer._Run, "eval_losses", no_eval)
+    config = TrainConfig(base_model="tiny-sd", steps=12, loss_every=5, mixed_precision="no", **FAST)
+    seen: list[tuple[int, int, float, float]] = []
+    artifact = train_lora(
+        config,
+        face_photos,
+        output_dir=tmp_path / "out",
+        device="cpu",
+        cache_dir=model_cache,
+        progress=lambda *args: seen.append(args),
+        checkpoint_dir=tmp_path / "ckpt",
+    )
+    assert artifact.meta["eval_loss_base"] is None and artifact.meta["eval_loss_trained"] is None
+    losses = [s[2] for s in seen]
+    # read at steps 1, 5, 10 and 12; in between progress repeats the last loss read
+    assert losses[0] == losses[1] == losses[3] and losses[4] == losses[8] and losses[9] == losses[10]
+    assert len({losses[0], losses[4], losses[9], losses[11]}) == 4
+    phases = artifact.timings
+    assert list(phases)[:4] == ["model_load", "class_images", "caching", "setup"]
+    assert {"steps", "eval", "save", "checkpoints"} <= set(phases)
+    assert all(v >= 0 for v in phases.values()) and phases["steps"] > phases["eval"]

@@ -102,6 +102,7 @@ class EngineRunner:
                 steps=artifact.steps,
                 resumed_from=int(artifact.meta.get("resumed_from_step") or 0),
                 meta=artifact.meta,
+                timings=artifact.timings,
             )
 
         try:

@@ -27,6 +27,8 @@ import asyncio
 import json
 import logging
 import os
+import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -195,8 +197,11 @@ def main() -> None:
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="one /train (under 2 minutes here)")
+    parser.add_argument("--keep", type=Path, help="copy the agent's log here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    # timeout(1)'s SIGTERM unwinds like Ctrl-C: the finally blocks stop the agent process and the bot.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     orders = 1 if args.quick else 3
     from storage import migrate
 
@@ -205,7 +210,11 @@ def main() -> None:
         data.mkdir()
         settings = bench_settings(data, _free_port(), {})
         migrate(settings.database_url)
-        runs = asyncio.run(_orders(settings, orders, Path(tmp) / "agent.log"))
+        try:
+            runs = asyncio.run(_orders(settings, orders, Path(tmp) / "agent.log"))
+        finally:
+            if args.keep:
+                shutil.copy(Path(tmp) / "agent.log", args.keep)
     summary = summarise(runs)
     print(
         json.dumps(

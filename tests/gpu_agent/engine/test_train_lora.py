@@ -223,3 +223,42 @@ def test_by_default_no_evaluation_after_the_last_step_losses_read_sparsely_and_p
     assert list(phases)[:4] == ["model_load", "class_images", "caching", "setup"]
     assert {"steps", "eval", "save", "checkpoints"} <= set(phases)
     assert all(v >= 0 for v in phases.values()) and phases["steps"] > phases["eval"]
+
+
+def test_compile_and_channels_last_are_wired_to_the_step_and_the_maths_stays(
+    tmp_path: Path, face_photos: list[Image.Image], model_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Compiling for real costs minutes on a CPU: torch.compile is recorded and handed back the module, which
+    # checks the wiring (the step runs through what compile returned) but not inductor itself.
+    compiled: list[torch.nn.Module] = []
+
+    class Compiled(torch.nn.Module):
+        def __init__(self, module: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner, self.calls = module, 0
+
+        def forward(self, *args: object, **kwargs: object) -> object:
+            self.calls += 1
+            return self.inner(*args, **kwargs)
+
+    def fake_compile(module: torch.nn.Module) -> torch.nn.Module:
+        wrapper = Compiled(module)
+        compiled.append(wrapper)
+        return wrapper
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    weights = {}
+    for knobs in ({"compile_unet": "off", "channels_last": "off"}, {"compile_unet": "on", "channels_last": "on"}):
+        config = TrainConfig(base_model="tiny-sd", steps=3, mixed_precision="no", **knobs, **FAST)
+        pipe = load_base_pipeline("tiny-sd", device="cpu", dtype=torch.float32, cache_dir=model_cache)
+        artifact = train_lora(
+            config, face_photos, output_dir=tmp_path / knobs["compile_unet"], device="cpu", pipeline=pipe
+        )
+        conv = pipe.unet.conv_in.weight
+        assert conv.is_contiguous(memory_format=torch.channels_last) == (knobs["channels_last"] == "on")
+        weights[knobs["compile_unet"]] = load_file(artifact.weights_path)
+    assert len(compiled) == 1 and compiled[0].calls == 3  # one compile, every training step through it
+    # same maths: the layout and the (stand-in) compile change no weight beyond rounding
+    assert weights["on"].keys() == weights["off"].keys()
+    for key, value in weights["off"].items():
+        torch.testing.assert_close(weights["on"][key], value, rtol=1e-4, atol=1e-5)

@@ -17,6 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import ValidationError
 
 from cloud.messages import RenderJob, TrainJob
+from gpu_agent.agent.stack import wait_for_preload
 from gpu_agent.agent.runner import (
     Interrupted,
     JobError,
@@ -59,6 +60,7 @@ class EngineRunner:
         should_stop: ShouldStop,
         preview: PreviewPlan | None = None,
     ) -> TrainOutcome:
+        wait_for_preload()
         from gpu_agent.engine.models import BaseModelError
         from gpu_agent.engine.training import (
             CheckpointError,
@@ -158,6 +160,7 @@ class EngineRunner:
         low_memory: bool = False,
         preview: PreviewPlan | None = None,
     ) -> RenderOutcome:
+        wait_for_preload()
         from gpu_agent.engine.models import BaseModelError
         from gpu_agent.engine.render_hooks import PromptRefused
         from gpu_agent.engine.render_types import LoraRef, RenderError, RenderRequest

@@ -26,6 +26,7 @@ ENGINE_MODULES = (
 )
 
 log = logging.getLogger(__name__)
+_preloading: list[threading.Thread] = []
 
 
 class MissingMLStack(SystemExit):
@@ -55,8 +56,8 @@ def require_ml_stack(modules: tuple[str, ...] = ML_MODULES) -> None:
 
 def preload_ml_stack(modules: tuple[str, ...] = ENGINE_MODULES) -> threading.Thread:
     """Import the engine in a background thread once the agent is up, so the first job does not pay for it
-    while the start stays fast (the main thread is free to answer SIGTERM). A job that arrives first simply
-    waits on Python's import lock for the rest."""
+    while the start stays fast (the main thread is free to answer SIGTERM). A job that arrives first waits
+    for it in ``wait_for_preload`` (diffusers' lazy imports are not safe from two threads at once)."""
 
     def run() -> None:
         for name in modules:
@@ -70,5 +71,13 @@ def preload_ml_stack(modules: tuple[str, ...] = ENGINE_MODULES) -> threading.Thr
                 return
 
     thread = threading.Thread(target=run, name="preload-ml-stack", daemon=True)
+    _preloading.append(thread)
     thread.start()
     return thread
+
+
+def wait_for_preload() -> None:
+    """Return once no preload is running (at once when none was started)."""
+    for thread in list(_preloading):
+        thread.join()
+        _preloading.remove(thread)

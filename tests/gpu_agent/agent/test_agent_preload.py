@@ -45,3 +45,22 @@ def test_a_failing_preload_is_logged_not_raised(caplog: object) -> None:
     thread.join(30)
     assert not thread.is_alive()
     assert "preloading gpu_agent.no_such_module_here failed" in caplog.text  # type: ignore[attr-defined]
+
+
+def test_a_job_waits_for_a_running_preload(monkeypatch: object) -> None:
+    # Two threads importing diffusers' lazy modules at once broke a real first job ("cannot import name
+    # 'StableDiffusionPipeline'"): the engine runner waits for the preload before it imports anything.
+    import time
+
+    from gpu_agent.agent import stack
+
+    def slow_import(name: str) -> object:
+        time.sleep(0.5)
+        return stack
+
+    monkeypatch.setattr(stack.importlib, "import_module", slow_import)  # type: ignore[attr-defined]
+    began = time.monotonic()
+    thread = stack.preload_ml_stack(("one", "two"))
+    stack.wait_for_preload()
+    assert not thread.is_alive() and time.monotonic() - began >= 0.9
+    stack.wait_for_preload()  # none running: returns at once

@@ -146,7 +146,11 @@ async def _orders(settings: Settings, orders: int, log_path: Path) -> list[dict[
                 timeout=600,
             )
             total = time.time() - accepted
-            print(f"order {n + 1}/{orders}: first headshot posted after {total:.1f} s", file=sys.stderr, flush=True)
+            print(
+                f"order {n + 1}/{orders}: first headshot posted after {total:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
             after = agent_metrics(settings.agent_metrics_port)
             runs.append(breakdown(total, {k: after[k] - before.get(k, 0.0) for k in after}))
     finally:
@@ -165,7 +169,7 @@ async def _agent_up(port: int, agent: subprocess.Popen, log_path: Path) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if agent.poll() is not None:
-            raise SystemExit(f"first_picture: the agent exited:\n{log_path.read_text()[-2000:]}")
+            raise SystemExit(f"first_picture: the agent exited (its log: {log_path})")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):  # noqa: ASYNC210
                 return
@@ -196,7 +200,9 @@ def summarise(runs: list[dict[str, float]]) -> dict[str, object]:
     total = median["total"]
     overhead = {p: v for p, v in median.items() if p != "total" and p not in WORK}
     share = sum(overhead.values()) / total if total else 1.0
-    above = sorted(((p, v / total) for p, v in overhead.items() if total and v / total >= 0.01), key=lambda x: -x[1])
+    above = sorted(
+        ((p, v / total) for p, v in overhead.items() if total and v / total >= 0.01), key=lambda x: -x[1]
+    )
     return {
         "total_s": total,
         "breakdown_s": {p: median[p] for p in PHASES},

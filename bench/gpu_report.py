@@ -43,7 +43,9 @@ def row(figure: dict) -> str:
             value = figure[key]
             shown = f"{value:.3f}" if isinstance(value, float) else str(value)
             met = figure.get("goal_met")
-            return f"| {name} | {shown} | {meaning} | {'' if met is None else ('met' if met else 'not met')} |"
+            return (
+                f"| {name} | {shown} | {meaning} | {'' if met is None else ('met' if met else 'not met')} |"
+            )
     met = figure.get("goal_met")
     return f"| {name} | see below | | {'' if met is None else ('met' if met else 'not met')} |"
 
@@ -55,10 +57,12 @@ def write_report(figures: list[dict], out: Path, *, seconds: int, command: str, 
             import torch
 
             machine = f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
-        except Exception as err:  # noqa: BLE001 - the report is written regardless
+        except Exception as err:
             machine = f"cuda ({type(err).__name__})"
     else:
-        machine = f"{platform.machine()} CPU (dry run: tiny models, a few steps — checks the pieces, not speed)"
+        machine = (
+            f"{platform.machine()} CPU (dry run: tiny models, a few steps — checks the pieces, not speed)"
+        )
     lines = [
         "# GPU benchmark (`bench/gpu.sh`)",
         "",
@@ -89,7 +93,9 @@ def main() -> None:
     ap.add_argument("--command", default="bench/gpu.sh")
     ap.add_argument("--device", default="cuda")
     args = ap.parse_args()
-    write_report(read_lines(args.lines), args.out, seconds=args.seconds, command=args.command, device=args.device)
+    write_report(
+        read_lines(args.lines), args.out, seconds=args.seconds, command=args.command, device=args.device
+    )
 
 
 if __name__ == "__main__":

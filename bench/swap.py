@@ -44,7 +44,9 @@ def main() -> None:
     size = args.size or (64 if args.dry else 1024 if args.model == "sdxl" else 512)
     steps = args.steps or (2 if args.dry else 20)
     runs = args.runs or (1 if args.dry else 3)
-    request = RenderRequest("photo of {subject}", subject="sks man", width=size, height=size, steps=steps, seed=1)
+    request = RenderRequest(
+        "photo of {subject}", subject="sks man", width=size, height=size, steps=steps, seed=1
+    )
     with tempfile.TemporaryDirectory(prefix="photogen-bench-swap-") as tmp:
         # LoRAs need the model's layer shapes only: built on a CPU copy that is dropped before the timing.
         pipe = load_base_pipeline(model, device=torch.device("cpu"), dtype=torch.float32)

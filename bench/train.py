@@ -152,7 +152,10 @@ def run_reference(
         vae_dtype = torch.float32
         with torch.no_grad():
             hidden, _, pooled, _ = pipe.encode_prompt(
-                "a photo of sks person", device=device, num_images_per_prompt=1, do_classifier_free_guidance=False
+                "a photo of sks person",
+                device=device,
+                num_images_per_prompt=1,
+                do_classifier_free_guidance=False,
             )
         time_ids = torch.tensor([[resolution, resolution, 0, 0, resolution, resolution]], device=device)
     with torch.random.fork_rng(devices=[]):
@@ -237,9 +240,7 @@ def worker(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     baseline = rss_mb()
     run = run_ours if args.worker == "ours" else run_reference
-    times = run(
-        args.model, args.resolution, args.steps, args.rank, args.device, args.precision, args.compile
-    )
+    times = run(args.model, args.resolution, args.steps, args.rank, args.device, args.precision, args.compile)
     result = {"step_s": times, "peak_rss_mb": peak_rss_mb(), "baseline_rss_mb": baseline}
     if args.device.startswith("cuda"):
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -400,7 +401,9 @@ def main() -> None:
 
     cuda = args.device.startswith("cuda")
     names = [n.strip() for n in args.comparisons.split(",") if n.strip()] or (
-        ["both_bf16", "both_bf16_compiled"] if cuda and not args.dry else ["defaults", "both_fp32", "both_bf16"]
+        ["both_bf16", "both_bf16_compiled"]
+        if cuda and not args.dry
+        else ["defaults", "both_fp32", "both_bf16"]
     )
     unknown = [n for n in names if n not in COMPARISONS]
     if unknown:

@@ -17,7 +17,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import ValidationError
 
 from cloud.messages import RenderJob, TrainJob
-from gpu_agent.agent.stack import wait_for_preload
 from gpu_agent.agent.runner import (
     Interrupted,
     JobError,
@@ -27,6 +26,7 @@ from gpu_agent.agent.runner import (
     TrainOutcome,
     TrainRequest,
 )
+from gpu_agent.agent.stack import wait_for_preload
 from storage import keys
 from storage.settings import Settings
 

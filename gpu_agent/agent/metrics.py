@@ -94,6 +94,7 @@ class AgentMetrics:
         for phase, value in seconds.items():
             self.phase_seconds.labels(kind, phase).observe(max(0.0, float(value)))
 
+
 class HealthServer:
     """/healthz (JSON, 200 while serving, 503 once draining) and /metrics (Prometheus text format)."""
 

@@ -66,7 +66,7 @@ def preload_ml_stack(modules: tuple[str, ...] = ENGINE_MODULES) -> threading.Thr
                 loaded = importlib.import_module(module)
                 if attribute:
                     getattr(loaded, attribute)
-            except Exception:  # noqa: BLE001 - the first job imports it again and reports what is wrong
+            except Exception:
                 log.warning("preloading %s failed; the first job will import it", name, exc_info=True)
                 return
 

@@ -47,7 +47,7 @@ def test_gpu_sh_dry_runs_every_piece_and_writes_the_report(tmp_path: Path) -> No
             assert f["both_bf16"]["precision"] == {"ours": "bf16", "reference": "bf16"}
             assert f["ours_s"] > 0 and f["reference_s"] > 0
         if f.get("figure", "").startswith("lora_swap_"):
-            assert f["render_s"] > 0 and f["swap_s"] > 0 and 0 < f["swap_share"]
+            assert f["render_s"] > 0 and f["swap_s"] > 0 and f["swap_share"] > 0
     # the mixed-member batch: its figure when bench/batch.py exists, else a clear "missing" line
     batch = [f for f in figures if f.get("figure") == "batch" or f.get("bench") == "batch"]
     assert len(batch) == 1
@@ -72,7 +72,9 @@ def test_the_report_says_what_is_missing_or_failed_and_each_verdict(tmp_path: Pa
         )
     )
     out = tmp_path / "gpu.md"
-    gpu_report.write_report(gpu_report.read_lines(lines), out, seconds=12, command="bench/gpu.sh", device="cpu")
+    gpu_report.write_report(
+        gpu_report.read_lines(lines), out, seconds=12, command="bench/gpu.sh", device="cpu"
+    )
     text = out.read_text()
     assert "| train_sd15 | 0.550 | trainer / reference time per step (goal ≤ 0.6 on a GPU) | met |" in text
     assert "| lora_swap_sdxl | 0.200 | LoRA swap / one render (goal ≤ 0.10) | not met |" in text

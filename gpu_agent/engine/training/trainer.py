@@ -160,7 +160,7 @@ def train_lora(
             return None
         with clock.aside("checkpoints"):
             return save_checkpoint(
-            checkpoint_path,
+                checkpoint_path,
                 step=step,
                 **run.state(),
                 fingerprint=config.fingerprint(),

@@ -248,7 +248,10 @@ def test_compile_and_channels_last_are_wired_to_the_step_and_the_maths_stays(
 
     monkeypatch.setattr(torch, "compile", fake_compile)
     weights = {}
-    for knobs in ({"compile_unet": "off", "channels_last": "off"}, {"compile_unet": "on", "channels_last": "on"}):
+    for knobs in (
+        {"compile_unet": "off", "channels_last": "off"},
+        {"compile_unet": "on", "channels_last": "on"},
+    ):
         config = TrainConfig(base_model="tiny-sd", steps=3, mixed_precision="no", **knobs, **FAST)
         pipe = load_base_pipeline("tiny-sd", device="cpu", dtype=torch.float32, cache_dir=model_cache)
         artifact = train_lora(

@@ -166,16 +166,19 @@ async def _orders(settings: Settings, orders: int, log_path: Path) -> list[dict[
 
 
 async def _agent_up(port: int, agent: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if agent.poll() is not None:
             raise SystemExit(f"first_picture: the agent exited (its log: {log_path})")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):  # noqa: ASYNC210
-                return
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:  # noqa: ASYNC210
+                # A serving agent has its engine imported: a member's /train meets an agent that is up.
+                if not json.loads(reply.read()).get("engine_preloading"):
+                    return
+                await asyncio.sleep(0.5)
         except OSError:
             await asyncio.sleep(0.2)
-    raise SystemExit("first_picture: the agent's /healthz did not answer in 120 s")
+    raise SystemExit("first_picture: the agent was not up with its engine imported in 300 s")
 
 
 def _queued_at(queue_url: str) -> float | None:

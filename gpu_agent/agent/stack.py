@@ -76,6 +76,11 @@ def preload_ml_stack(modules: tuple[str, ...] = ENGINE_MODULES) -> threading.Thr
     return thread
 
 
+def preloading() -> bool:
+    """Whether a preload is still importing (the agent's /healthz says so)."""
+    return any(thread.is_alive() for thread in _preloading)
+
+
 def wait_for_preload() -> None:
     """Return once no preload is running (at once when none was started)."""
     for thread in list(_preloading):

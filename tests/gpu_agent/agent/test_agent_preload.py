@@ -61,6 +61,7 @@ def test_a_job_waits_for_a_running_preload(monkeypatch: object) -> None:
     monkeypatch.setattr(stack.importlib, "import_module", slow_import)  # type: ignore[attr-defined]
     began = time.monotonic()
     thread = stack.preload_ml_stack(("one", "two"))
+    assert stack.preloading()  # what the agent's /healthz reports as engine_preloading
     stack.wait_for_preload()
-    assert not thread.is_alive() and time.monotonic() - began >= 0.9
+    assert not thread.is_alive() and time.monotonic() - began >= 0.9 and not stack.preloading()
     stack.wait_for_preload()  # none running: returns at once

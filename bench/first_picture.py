@@ -129,6 +129,7 @@ async def _orders(settings: Settings, orders: int, log_path: Path) -> list[dict[
         photos = [(p.name, p.read_bytes()) for p in sorted(DEMO_PHOTOS.glob("*.jpg"))]
         for n, member in enumerate(members):
             before = agent_metrics(settings.agent_metrics_port)
+            seen = {m.id for m in sim.messages(channel)}
             inter = await sim.invoke_command(
                 member, channel, "train", {"name": f"m{n}", "class_word": "woman"}, attachments=photos
             )
@@ -142,7 +143,8 @@ async def _orders(settings: Settings, orders: int, log_path: Path) -> list[dict[
                 raise SystemExit(f"first_picture: the /train was refused: {status.embeds or status.content}")
             await sim.wait_for_message(
                 channel,
-                lambda m: "trained and ready" in m.content and bool(m.attachments),
+                # this order's post: the earlier orders' "trained and ready" posts are in the channel too
+                lambda m: m.id not in seen and "trained and ready" in m.content and bool(m.attachments),  # noqa: B023
                 timeout=600,
             )
             total = time.time() - accepted
@@ -153,6 +155,9 @@ async def _orders(settings: Settings, orders: int, log_path: Path) -> list[dict[
             )
             after = agent_metrics(settings.agent_metrics_port)
             runs.append(breakdown(total, {k: after[k] - before.get(k, 0.0) for k in after}))
+            print(
+                json.dumps({"order": n + 1, **{k: round(v, 3) for k, v in runs[-1].items()}}), file=sys.stderr
+            )
     finally:
         if bot is not None:
             await bot.close()
@@ -221,11 +226,14 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="one /train (under 2 minutes here)")
     parser.add_argument("--keep", type=Path, help="copy the agent's log here")
+    parser.add_argument(
+        "--orders", type=int, default=0, help="/train orders in a row (default 3; 1 with --quick)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     # timeout(1)'s SIGTERM unwinds like Ctrl-C: the finally blocks stop the agent process and the bot.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    orders = 1 if args.quick else 3
+    orders = args.orders or (1 if args.quick else 3)
     from storage import migrate
 
     with tempfile.TemporaryDirectory(prefix="bench-first-picture-") as tmp:

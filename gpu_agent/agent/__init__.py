@@ -63,10 +63,12 @@ def run_agent(
     ``runner``: the engine seam (default: the real EngineRunner); the end-to-end test's launcher passes a
     stand-in there. ``once_wait_s``: take one job (waiting at most that long for one), settle it, and return the
     exit status (ONCE_EXIT_CODES); otherwise 0 once stopped."""
-    from gpu_agent.agent.stack import require_ml_stack
+    from gpu_agent.agent.stack import preload_ml_stack, require_ml_stack
 
     require_ml_stack()
     agent = Agent(settings, runner=runner)
+    if runner is None:
+        preload_ml_stack()  # the real engine: its imports are not the first member's wait
     if threading.current_thread() is threading.main_thread():
 
         def on_signal(signum: int, _frame: object) -> None:

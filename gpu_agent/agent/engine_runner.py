@@ -28,6 +28,7 @@ from gpu_agent.agent.runner import (
     TrainOutcome,
     TrainRequest,
 )
+from gpu_agent.agent.stack import wait_for_preload
 from storage import keys
 from storage.settings import Settings
 
@@ -69,6 +70,7 @@ class EngineRunner:
         should_stop: ShouldStop,
         preview: PreviewPlan | None = None,
     ) -> TrainOutcome:
+        wait_for_preload()
         from gpu_agent.engine.models import BaseModelError
         from gpu_agent.engine.training import (
             CheckpointError,
@@ -112,6 +114,7 @@ class EngineRunner:
                 steps=artifact.steps,
                 resumed_from=int(artifact.meta.get("resumed_from_step") or 0),
                 meta=artifact.meta,
+                timings=artifact.timings,
             )
 
         try:
@@ -168,6 +171,7 @@ class EngineRunner:
         low_memory: bool = False,
         preview: PreviewPlan | None = None,
     ) -> RenderOutcome:
+        wait_for_preload()
         from gpu_agent.engine.models import BaseModelError
         from gpu_agent.engine.render_hooks import PromptRefused
         from gpu_agent.engine.render_types import LoraRef, RenderError, RenderRequest

@@ -113,10 +113,11 @@ class Handlers:
     def train(self, ctx: JobContext, job: TrainJob) -> Outcome:
         total = job.params.steps
         ctx.total = total
-        photos, held_out = split_held_out(job, self._download_photos(ctx.workdir / "photos", job))
-        from gpu_agent.agent.fewshot import training_set
+        with self.metrics.phase("train", "photos"):
+            photos, held_out = split_held_out(job, self._download_photos(ctx.workdir / "photos", job))
+            from gpu_agent.agent.fewshot import training_set
 
-        pictures, augmented = training_set(self.settings, job, photos, ctx.workdir / "augmented")
+            pictures, augmented = training_set(self.settings, job, photos, ctx.workdir / "augmented")
         sync = CheckpointSync(
             self.blobs, keys.checkpoint_prefix(job.user_id, job.job_id), ctx.workdir / "checkpoints"
         )
@@ -161,18 +162,21 @@ class Handlers:
             return self._interrupted(ctx, sync)
         if ctx.lease_lost:
             return Outcome("lease_lost", step=ctx.step, total=total)
-        if job.params.prior_preservation:
-            shared.upload_new()
-        ctx.guard_upload()
-        model_files = self._upload_model(job, trained, ctx.guard_upload)
-        ctx.guard_upload()
-        reference = store_reference(self.blobs, job, photos, held_out)
+        self.metrics.phases("train", getattr(trained, "timings", {}))
+        with self.metrics.phase("train", "upload"):
+            if job.params.prior_preservation:
+                shared.upload_new()
+            ctx.guard_upload()
+            model_files = self._upload_model(job, trained, ctx.guard_upload)
+            ctx.guard_upload()
+            reference = store_reference(self.blobs, job, photos, held_out)
         judge = None if reference is None else Judge(reference, self.settings.likeness_retries)
         scores: list[LikenessScore] = []
         verdicts: list[ImageSafety] = []
         weights = Path(trained.weights_path)  # type: ignore[attr-defined]
         try:
-            renders = self._first_renders(ctx, job, weights, verdicts, judge, scores)
+            with self.metrics.phase("train", "first_renders"):
+                renders = self._first_renders(ctx, job, weights, verdicts, judge, scores)
         except Interrupted:
             # The model is trained and stored; only its first pictures are missing. Hand the job on: the
             # next agent resumes from the final checkpoint, which is as good as done.

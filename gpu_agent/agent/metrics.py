@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -19,6 +21,7 @@ log = logging.getLogger(__name__)
 
 _DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 _WAIT_BUCKETS = (0.5, 1, 5, 15, 30, 60, 180, 600, 1800, 3600)
+_PHASE_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 1200, 3600)
 _CHECKPOINT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -64,10 +67,32 @@ class AgentMetrics:
             ["kind"],
             registry=r,
         )
+        self.phase_seconds = Histogram(
+            "photogen_agent_phase_seconds",
+            "Where a job's wall time went, by kind and phase (training: photos, model_load, class_images, "
+            "caching, setup, steps, checkpoints, previews, eval, save, upload, first_renders).",
+            ["kind", "phase"],
+            buckets=_PHASE_BUCKETS,
+            registry=r,
+        )
         self.busy = Gauge("photogen_agent_busy", "1 while the agent works on a job.", registry=r)
         self.draining = Gauge(
             "photogen_agent_draining", "1 once the agent winds down (spot notice, SIGTERM).", registry=r
         )
+
+    @contextmanager
+    def phase(self, kind: str, phase: str) -> Iterator[None]:
+        """Time the block into photogen_agent_phase_seconds{kind, phase} (also when it raises)."""
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self.phase_seconds.labels(kind, phase).observe(time.monotonic() - began)
+
+    def phases(self, kind: str, seconds: dict[str, float]) -> None:
+        """Record phases timed elsewhere (the trainer's own clock)."""
+        for phase, value in seconds.items():
+            self.phase_seconds.labels(kind, phase).observe(max(0.0, float(value)))
 
 
 class HealthServer:

@@ -61,6 +61,8 @@ class TrainOutcome:
     steps: int
     resumed_from: int = 0
     meta: dict[str, Any] = field(default_factory=dict, repr=False)
+    timings: dict[str, float] = field(default_factory=dict, repr=False)
+    """Seconds per phase of the training (the engine's clock: model_load, caching, steps, eval, save...)."""
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from gpu_agent.agent.protection import ScaleInProtection
 from gpu_agent.agent.report import Reporter
 from gpu_agent.agent.runner import JobError, JobRunner
 from gpu_agent.agent.spot import Drain, SpotWatcher, imds_url_for
+from gpu_agent.agent.stack import preloading
 from storage import keys
 from storage.blobs.base import BlobNotFound, BlobStore
 from storage.contracts import is_id
@@ -167,6 +168,7 @@ class Agent:
             "state": self.state,
             "job_id": self.current_job,
             "drain_reason": self.drain.reason,
+            "engine_preloading": preloading(),
         }
 
     # --- receiving --------------------------------------------------------------------------------------------

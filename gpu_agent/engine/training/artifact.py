@@ -22,6 +22,8 @@ class LoraArtifact:
     weights_path: Path
     meta_path: Path
     meta: dict[str, Any] = field(repr=False)
+    timings: dict[str, float] = field(default_factory=dict, repr=False)
+    """Seconds per phase of the run that wrote it (model_load, class_images, caching, steps, eval, save...)."""
 
     @property
     def steps(self) -> int:

@@ -17,11 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from cloud.messages import TrainParams
 
 MixedPrecision = Literal["auto", "no", "fp16", "bf16"]
+Toggle = Literal["auto", "on", "off"]
 LrSchedule = Literal["constant", "constant_with_warmup", "cosine", "linear"]
 
 _TOKEN = re.compile(r"^[a-z][a-z0-9]{1,19}$")
 _CLASS_WORD = re.compile(r"^[a-z][a-z -]{0,38}[a-z]$")
 _R = TrainParams()  # the SD 1.x photoreal recipe
+# How a run goes about it, not what it computes: a checkpoint resumes across them.
+RUNTIME_FIELDS = {"checkpoint_every", "eval_losses", "loss_every", "compile_unet", "channels_last"}
 
 
 class TrainConfig(BaseModel):
@@ -92,6 +95,19 @@ class TrainConfig(BaseModel):
     )
     gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
     checkpoint_every: int = Field(100, ge=1, description="Save a resumable checkpoint every N steps.")
+    eval_losses: bool = Field(
+        False,
+        description="After the last step, measure the denoising loss of the photos with the LoRA off and on "
+        "(meta.json's eval_loss_*): about a dozen steps' forward passes, so only when asked.",
+    )
+    loss_every: int = Field(
+        10, ge=1, description="Read the loss back from the device every N steps (each read waits for it)."
+    )
+    compile_unet: Toggle = Field(
+        "off",
+        description="torch.compile the UNet with its LoRA layers; auto: on CUDA for runs of 300+ steps.",
+    )
+    channels_last: Toggle = Field("auto", description="Channels-last UNet layout; auto: on CUDA.")
     seed: int = Field(
         _R.seed, ge=0, le=2**63 - 1, description="Seeds LoRA init, data order, noise and timesteps."
     )
@@ -139,7 +155,7 @@ class TrainConfig(BaseModel):
         return self.alpha or self.rank
 
     def fingerprint(self) -> str:
-        """Hash of everything that shapes the result (all but ``checkpoint_every``): a checkpoint may be
+        """Hash of everything that shapes the result (all but RUNTIME_FIELDS): a checkpoint may be
         resumed only by a run with the same fingerprint and the same photos."""
-        fields = self.model_dump(exclude={"checkpoint_every"})
+        fields = self.model_dump(exclude=RUNTIME_FIELDS)
         return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()

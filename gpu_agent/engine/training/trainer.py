@@ -8,6 +8,7 @@ exactly what the uninterrupted one would have.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import hashlib
 import math
@@ -47,6 +48,7 @@ from gpu_agent.engine.training.conditioning import (
 )
 from gpu_agent.engine.training.config import TrainConfig
 from gpu_agent.engine.training.prior import class_images
+from gpu_agent.engine.training.timing import PhaseClock
 
 Progress = Callable[[int, int, float, float], None]
 """progress(step, total, loss, eta_s): called after every optimizer step."""
@@ -107,6 +109,7 @@ def train_lora(
     precision = _resolve_precision(config.mixed_precision, device)
     weight_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
     checkpoint_path = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    clock = PhaseClock()
 
     pipe = pipeline or load_base_pipeline(
         config.base_model, device=device, dtype=weight_dtype, cache_dir=cache_dir
@@ -121,6 +124,7 @@ def train_lora(
     sdxl = family == "sdxl"
     _check_resolution(pipe, config.resolution)
     photo_hashes = [photo_sha256(p) for p in photos]
+    clock.lap("model_load")
 
     with tempfile.TemporaryDirectory(prefix="photogen-class-") as scratch:
         run = _Run(config, pipe, device, weight_dtype, precision, sdxl)
@@ -128,9 +132,11 @@ def train_lora(
             photos,
             Path(cache_dir) if cache_dir else Path(scratch),
             Path(class_image_dir) if class_image_dir is not None else None,
+            clock,
         )
     run.add_lora()
     run.make_optimizer()
+    run.speed_up()
 
     start = 0
     resumed_from = None
@@ -147,36 +153,50 @@ def train_lora(
     else:
         _seed_global_rngs(config.seed)
 
+    clock.lap("setup")
+
     def checkpoint_now(step: int) -> Checkpoint | None:
         if checkpoint_path is None:
             return None
-        return save_checkpoint(
-            checkpoint_path,
-            step=step,
-            **run.state(),
-            fingerprint=config.fingerprint(),
-            photo_hashes=photo_hashes,
-        )
+        with clock.aside("checkpoints"):
+            return save_checkpoint(
+                checkpoint_path,
+                step=step,
+                **run.state(),
+                fingerprint=config.fingerprint(),
+                photo_hashes=photo_hashes,
+            )
 
     began = time.monotonic()
     loss = math.nan
+    pending: torch.Tensor | None = None  # the last step's loss, still on the device
     for step in range(start, config.steps):
         if should_stop is not None and should_stop():
             raise TrainingInterrupted(step, checkpoint_now(step))
-        loss = run.step(step)
+        pending = run.step(step)
         done = step + 1
+        if done % config.loss_every == 0 or done in (start + 1, config.steps):
+            # Reading a loss waits for the device: every loss_every steps only, so the host queues the next
+            # steps' kernels while the GPU runs (progress reports the last loss read).
+            loss = float(pending)
         if done % config.checkpoint_every == 0 and done < config.steps:
             checkpoint_now(done)
         if preview is not None and done % preview.every_steps == 0 and done < config.steps and preview.due():
             # never larger than the training crops: the model has learnt that size, and attention cost grows
             # with the square of the latent's area
             size = min(preview.size, config.resolution)
-            preview.deliver(done, config.steps, run.preview(size=size, steps=preview.steps, family=family))
+            with clock.aside("previews"):
+                picture = run.preview(size=size, steps=preview.steps, family=family)
+                preview.deliver(done, config.steps, picture)
         if progress is not None:
             per_step = (time.monotonic() - began) / (done - start)
             progress(done, config.steps, loss, per_step * (config.steps - done))
 
-    base_loss, trained_loss = run.eval_losses()
+    clock.lap("steps")
+    # Evaluation costs about a dozen steps' worth of forward passes after the last step, before the member's
+    # first picture: only when the configuration asks for it.
+    base_loss, trained_loss = run.eval_losses() if config.eval_losses else (None, None)
+    clock.lap("eval")
     meta = {
         "base_model": config.base_model,
         "family": family,
@@ -211,7 +231,8 @@ def train_lora(
     if checkpoint_path is not None:
         # The artifact supersedes the checkpoints; a retry of a finished job starts from meta.json, not them.
         checkpoint_now(config.steps)
-    return artifact
+    clock.lap("save")
+    return dataclasses.replace(artifact, timings=clock.timings())
 
 
 # --- the run's state ----------------------------------------------------------------------------------------
@@ -244,9 +265,14 @@ class _Run:
     # conditioning, once per run
 
     def cache_conditioning(
-        self, photos: list[Image.Image], cache_root: Path, folder: Path | None = None
+        self,
+        photos: list[Image.Image],
+        cache_root: Path,
+        folder: Path | None = None,
+        clock: PhaseClock | None = None,
     ) -> None:
         cfg, pipe = self.config, self.pipe
+        clock = clock or PhaseClock()
         if cfg.prior_preservation:
             images, self.class_images_rendered = class_images(
                 pipe,
@@ -259,6 +285,7 @@ class _Run:
                 seed=cfg.seed,
                 folder=folder,
             )
+        clock.lap("class_images")
         encode: dict[str, Any] = {"resolution": cfg.resolution, "sdxl": self.sdxl, "device": self.device}
         self.photos = encode_images(pipe.vae, pipe.image_processor, photos, **encode)
         if cfg.prior_preservation:
@@ -277,6 +304,7 @@ class _Run:
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+        clock.lap("caching")
 
     def _embed(self) -> PromptEmbeddings:
         texts = [self.config.instance_text()] + (
@@ -351,11 +379,18 @@ class _Run:
         if te_params:
             groups.append({"params": te_params, "lr": cfg.text_encoder_learning_rate})
         optimizer_class, self.optimizer_name = _adamw(cfg.use_8bit_adam and self.device.type == "cuda")
+        extra: dict[str, Any] = {}
+        if optimizer_class is torch.optim.AdamW and self.device.type == "cuda":
+            # One fused kernel for all LoRA tensors instead of a handful per tensor (the weights are fp32 on
+            # CUDA, which the fused path needs); same update rule.
+            extra["fused"] = True
+            self.optimizer_name = "AdamW(fused)"
         self.optimizer = optimizer_class(
             groups,
             betas=(cfg.adam_beta1, cfg.adam_beta2),
             weight_decay=cfg.adam_weight_decay,
             eps=cfg.adam_epsilon,
+            **extra,
         )
         self.lr_scheduler = get_scheduler(
             cfg.lr_schedule,
@@ -363,6 +398,16 @@ class _Run:
             num_warmup_steps=cfg.lr_warmup_steps,
             num_training_steps=cfg.steps,
         )
+
+    def speed_up(self) -> None:
+        """The step's speed knobs (docs/TRAINING.md): channels-last memory layout for the UNet's convolutions
+        and torch.compile of the UNet with its LoRA layers. Same maths; compile changes the rounding order."""
+        cfg, unet = self.config, self.pipe.unet
+        self.channels_last = _resolve_auto(cfg.channels_last, self.device)
+        if self.channels_last:
+            unet.to(memory_format=torch.channels_last)
+        self.compiled = _resolve_auto(cfg.compile_unet, self.device, min_steps=cfg.steps)
+        self.forward = torch.compile(unet) if self.compiled else unet
 
     def state(self) -> dict[str, Any]:
         return {
@@ -374,7 +419,7 @@ class _Run:
 
     # one step
 
-    def step(self, step: int) -> float:
+    def step(self, step: int) -> torch.Tensor:
         cfg = self.config
         assert self.photos is not None, "the photos are encoded when the run is set up"
         generator = torch.Generator("cpu").manual_seed(_derive_seed(cfg.seed, "step", step))
@@ -399,7 +444,7 @@ class _Run:
                 + cfg.prior_loss_weight * (per_sample[cfg.batch_size :] * weights[cfg.batch_size :]).mean()
             )
         self._backward(loss)
-        return float(loss.detach())
+        return loss.detach()
 
     def _losses(
         self,
@@ -439,9 +484,11 @@ class _Run:
             # SDXL latents always carry their size conditioning
             time_ids = torch.cat([src.time_ids[idx] for src, idx, _ in batches if src.time_ids is not None])
             kwargs["added_cond_kwargs"] = {"text_embeds": prompts.pooled[rows], "time_ids": time_ids}
-        prediction = self.pipe.unet(
-            noisy.to(self.weight_dtype), timesteps, prompts.hidden[rows], **kwargs
-        ).sample
+        noisy = noisy.to(self.weight_dtype)
+        if getattr(self, "channels_last", False):
+            noisy = noisy.contiguous(memory_format=torch.channels_last)
+        unet = getattr(self, "forward", self.pipe.unet) if self.pipe.unet.training else self.pipe.unet
+        prediction = unet(noisy, timesteps, prompts.hidden[rows], **kwargs).sample
         if self.noise_scheduler.config.prediction_type == "v_prediction":
             target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
         else:
@@ -616,6 +663,17 @@ def _resolve_precision(setting: str, device: torch.device) -> str:
     if setting == "auto":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return setting
+
+
+COMPILE_MIN_STEPS = 300
+"""auto compiles the UNet on CUDA for runs of at least this many steps: compiling a full-size UNet takes about
+a minute, which a short run does not win back."""
+
+
+def _resolve_auto(setting: str, device: torch.device, *, min_steps: int = 0) -> bool:
+    if setting == "auto":
+        return device.type == "cuda" and (not min_steps or min_steps >= COMPILE_MIN_STEPS)
+    return setting == "on"
 
 
 def _adamw(eight_bit: bool) -> tuple[type, str]:

@@ -58,7 +58,7 @@ def test_training_lowers_the_loss_and_the_lora_loads_into_diffusers(
     model_cache: Path,
 ) -> None:
     # fp32 here on every machine; the bf16 path has its own test below
-    config = TrainConfig(base_model="tiny-sd", steps=30, mixed_precision="no", **FAST)
+    config = TrainConfig(base_model="tiny-sd", steps=30, mixed_precision="no", eval_losses=True, **FAST)
     seen: list[tuple[int, int, float, float]] = []
     artifact = train_lora(
         config,
@@ -180,7 +180,7 @@ def test_loss_options_run(
 def test_bf16_on_a_cpu_learns_with_frozen_weights_bf16_and_lora_weights_fp32(
     tmp_path: Path, face_photos: list[Image.Image], model_cache: Path
 ) -> None:
-    config = TrainConfig(base_model="tiny-sd", steps=30, mixed_precision="bf16", **FAST)
+    config = TrainConfig(base_model="tiny-sd", steps=30, mixed_precision="bf16", eval_losses=True, **FAST)
     pipe = load_base_pipeline("tiny-sd", device="cpu", cache_dir=model_cache)
     artifact = train_lora(
         config, face_photos, output_dir=tmp_path, device="cpu", cache_dir=model_cache, pipeline=pipe
@@ -192,3 +192,76 @@ def test_bf16_on_a_cpu_learns_with_frozen_weights_bf16_and_lora_weights_fp32(
     assert frozen == {torch.bfloat16} and trained == {torch.float32}
     saved = load_file(artifact.weights_path)
     assert saved and {t.dtype for t in saved.values()} == {torch.float32}
+
+
+def test_by_default_no_evaluation_after_the_last_step_losses_read_sparsely_and_phases_timed(
+    tmp_path: Path, face_photos: list[Image.Image], model_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gpu_agent.engine.training import trainer
+
+    def no_eval(self: object) -> tuple[float, float]:
+        raise AssertionError("evaluated although eval_losses is off")
+
+    monkeypatch.setattr(trainer._Run, "eval_losses", no_eval)
+    config = TrainConfig(base_model="tiny-sd", steps=12, loss_every=5, mixed_precision="no", **FAST)
+    seen: list[tuple[int, int, float, float]] = []
+    artifact = train_lora(
+        config,
+        face_photos,
+        output_dir=tmp_path / "out",
+        device="cpu",
+        cache_dir=model_cache,
+        progress=lambda *args: seen.append(args),
+        checkpoint_dir=tmp_path / "ckpt",
+    )
+    assert artifact.meta["eval_loss_base"] is None and artifact.meta["eval_loss_trained"] is None
+    losses = [s[2] for s in seen]
+    # read at steps 1, 5, 10 and 12; in between progress repeats the last loss read
+    assert losses[0] == losses[1] == losses[3] and losses[4] == losses[8] and losses[9] == losses[10]
+    assert len({losses[0], losses[4], losses[9], losses[11]}) == 4
+    phases = artifact.timings
+    assert list(phases)[:4] == ["model_load", "class_images", "caching", "setup"]
+    assert {"steps", "eval", "save", "checkpoints"} <= set(phases)
+    assert all(v >= 0 for v in phases.values()) and phases["steps"] > phases["eval"]
+
+
+def test_compile_and_channels_last_are_wired_to_the_step_and_the_maths_stays(
+    tmp_path: Path, face_photos: list[Image.Image], model_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Compiling for real costs minutes on a CPU: torch.compile is recorded and handed back the module, which
+    # checks the wiring (the step runs through what compile returned) but not inductor itself.
+    compiled: list[torch.nn.Module] = []
+
+    class Compiled(torch.nn.Module):
+        def __init__(self, module: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner, self.calls = module, 0
+
+        def forward(self, *args: object, **kwargs: object) -> object:
+            self.calls += 1
+            return self.inner(*args, **kwargs)
+
+    def fake_compile(module: torch.nn.Module) -> torch.nn.Module:
+        wrapper = Compiled(module)
+        compiled.append(wrapper)
+        return wrapper
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    weights = {}
+    for knobs in (
+        {"compile_unet": "off", "channels_last": "off"},
+        {"compile_unet": "on", "channels_last": "on"},
+    ):
+        config = TrainConfig(base_model="tiny-sd", steps=3, mixed_precision="no", **knobs, **FAST)
+        pipe = load_base_pipeline("tiny-sd", device="cpu", dtype=torch.float32, cache_dir=model_cache)
+        artifact = train_lora(
+            config, face_photos, output_dir=tmp_path / knobs["compile_unet"], device="cpu", pipeline=pipe
+        )
+        conv = pipe.unet.conv_in.weight
+        assert conv.is_contiguous(memory_format=torch.channels_last) == (knobs["channels_last"] == "on")
+        weights[knobs["compile_unet"]] = load_file(artifact.weights_path)
+    assert len(compiled) == 1 and compiled[0].calls == 3  # one compile, every training step through it
+    # same maths: the layout and the (stand-in) compile change no weight beyond rounding
+    assert weights["on"].keys() == weights["off"].keys()
+    for key, value in weights["off"].items():
+        torch.testing.assert_close(weights["on"][key], value, rtol=1e-4, atol=1e-5)

@@ -100,6 +100,8 @@ async def test_order_events_are_delivered_signed_and_logged(api: Api, receiver: 
     # Never posted to Discord: an API order has no channel.
     with read_session(api.b.engine) as s:
         assert s.exec(select(Delivery).where(Delivery.order_id == order_id)).all() == []
+    # The receiver has the posts; each attempt is written once its answer is read: wait for the log to say so.
+    await _until(lambda: all(d.status == "delivered" for d in webhooks.list_deliveries(api.b.engine, "acme")))
     status, log, _ = await api.call("GET", f"/v1/webhooks/deliveries?order_id={order_id}", key)
     assert status == 200 and {d["event"] for d in log["deliveries"]} == set(types)
     assert all(d["status"] == "delivered" and len(d["attempts"]) == 1 for d in log["deliveries"])

@@ -49,12 +49,13 @@ def test_every_set_the_door_accepts_passes_the_agent(resolution: int) -> None:
 
 @pytest.mark.parametrize("resolution", RESOLUTIONS)
 def test_a_near_duplicate_set_is_refused_at_the_door_naming_the_photo_to_replace(resolution: int) -> None:
-    photos = demo_photos()[:4]
+    settings = load_settings(train_resolution=resolution)
+    photos = demo_photos()[: settings.min_good_photos - 1]  # one short of the minimum without the duplicate
     with Image.open(io.BytesIO(photos[0][1])) as original:
         buf = io.BytesIO()
         original.convert("RGB").save(buf, "JPEG", quality=60)
     photos.append(("again.jpg", buf.getvalue()))
-    report = check_photos(photos, PhotoCheckConfig.from_settings(load_settings(train_resolution=resolution)))
+    report = check_photos(photos, PhotoCheckConfig.from_settings(settings))
     assert not report.accepted
     assert [(p.name, p.verdict) for p in report.rejected] == [("again.jpg", Verdict.DUPLICATE)]
     assert "same picture as 01-portrait.jpg" in report.rejected[0].reason

@@ -84,6 +84,7 @@ def env_for(folder: Path, port: int) -> dict[str, str]:
         "API_MAX_CONCURRENT_ORDERS": "10000",
         "API_DAILY_ORDER_QUOTA": "100000",
         "LOG_LEVEL": "WARNING",
+        "WEBHOOK_ALLOW_PRIVATE": "true",  # the benchmark's receiver listens on 127.0.0.1
         "OMP_NUM_THREADS": "1",
         "PYTHONPATH": str(ROOT),
     }

@@ -20,17 +20,15 @@ from bot.errors import NotAllowed, NotFound, Refused
 from bot.services import deletion
 from bot.services.member_orders import (
     _enqueue,
-    _limits,
-    _limits_refused,
     _own_order,
     _own_ready_model,
+    create_render_order,
     refuse_blocked_words,
     result_title,
 )
 from bot.services.records import Placed
 from cloud.messages import EDIT_IMAGE_GUIDANCE, EDIT_TEXT_GUIDANCE, RenderJob, encode, new_id
 from storage import keys, lifecycle
-from storage.contracts import JobKind
 from storage.lifecycle import ModelView, OrderView
 from storage.settings import Settings
 
@@ -169,21 +167,17 @@ def place_edit_order(
         "parent_order_id": parent_order_id,
         "face_detail": False,
     }
-    with _limits_refused():
-        credits_left = lifecycle.create_order(
-            b.engine,
-            order_id=order_id,
-            job_id=job_id,
-            user_id=user_id,
-            guild_id=guild_id,
-            channel_id=channel_id,
-            kind=JobKind.RENDER,
-            cost=s.render_credit_cost * count,
-            params=params,
-            job=job.model_dump(mode="json"),
-            limits=_limits(b, rules),
-            model_id=model.id if model else None,
-        )
+    credits_left = create_render_order(
+        b,
+        order_id=order_id,
+        job=job,
+        user_id=user_id,
+        guild_id=guild_id,
+        channel_id=channel_id,
+        params=params,
+        rules=rules,
+        model_id=model.id if model else None,
+    )
 
     def send() -> None:
         if photo is not None:

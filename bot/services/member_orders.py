@@ -24,7 +24,7 @@ from bot.services import admin, deletion, jobs
 from bot.services.purge import purge_member
 from bot.services.records import CancelResult, Placed, QueueOverview, QueuePosition
 from bot.wording import neutralise
-from cloud.messages import BackdropStyle, encode, new_id
+from cloud.messages import BackdropStyle, RenderJob, encode, new_id
 from storage import FINAL_STATUSES, keys, lifecycle
 from storage.contracts import JobKind
 from storage.lifecycle import LimitReached, Limits, ModelView, NewModel, OrderView
@@ -264,22 +264,49 @@ def place_render_order(
         "face_detail": face_detail,
         "backdrop": backdrop,
     }
+    credits_left = create_render_order(
+        b,
+        order_id=order_id,
+        job=job,
+        user_id=user_id,
+        guild_id=guild_id,
+        channel_id=channel_id,
+        params=params,
+        rules=rules,
+        model_id=model.id,
+    )
+    return jobs.enqueue(b, order_id, job_id, credits_left, lambda: b.queues.render.send(encode(job)))
+
+
+def create_render_order(
+    b: Backends,
+    *,
+    order_id: str,
+    job: RenderJob,
+    user_id: int,
+    guild_id: int | None,
+    channel_id: int | None,
+    params: dict[str, Any],
+    rules: GuildRules,
+    model_id: str | None,
+) -> int:
+    """A render order's row and job, charged ``count`` renders, within the member's limits (LimitReached →
+    the member's refusal); the credits left."""
     with _limits_refused():
-        credits_left = lifecycle.create_order(
+        return lifecycle.create_order(
             b.engine,
             order_id=order_id,
-            job_id=job_id,
+            job_id=job.job_id,
             user_id=user_id,
             guild_id=guild_id,
             channel_id=channel_id,
             kind=JobKind.RENDER,
-            cost=s.render_credit_cost * count,
+            cost=b.settings.render_credit_cost * job.count,
             params=params,
             job=job.model_dump(mode="json"),
             limits=_limits(b, rules),
-            model_id=model.id,
+            model_id=model_id,
         )
-    return jobs.enqueue(b, order_id, job_id, credits_left, lambda: b.queues.render.send(encode(job)))
 
 
 def place_followup_render(

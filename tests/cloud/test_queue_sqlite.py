@@ -68,7 +68,9 @@ def test_long_poll_wakes_for_a_send_from_another_process(tmp_path: Path) -> None
     finally:
         sender.join(timeout=10)
     assert lease.body == "from another process"
-    assert latency < 0.3, f"cross-process wake-up took {latency * 1000:.0f} ms"
+    # Woken by the send, not by the end of the 20 s wait: ~50 ms on a quiet machine; the bound leaves room for
+    # a suite running on two busy workers (speed itself is bench/queue.py's).
+    assert latency < 3.0, f"cross-process wake-up took {latency * 1000:.0f} ms"
 
 
 def test_idle_long_poll_does_not_spin(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,15 @@ def measured(call: Callable[[], Any], device: str) -> tuple[float, int, int]:
         sampler.join()
     peak[0] = max(peak[0], _rss())
     return seconds, peak[0] - start_bytes, peak[0]
+
+
+def process_wall_s() -> float:
+    """Wall seconds since this process started (imports included), from /proc."""
+    with open("/proc/self/stat") as f:
+        start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+    with open("/proc/uptime") as f:
+        uptime = float(f.read().split()[0])
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
 
 
 def count_lora_loads(renderer: Renderer) -> Counter[str]:
@@ -199,47 +209,23 @@ def main() -> None:
                 loras[0],
             )
 
-        def group_of(n: int) -> Callable[[], None]:
+        def group_request(n: int, face_detail: bool = True) -> GroupRequest:
             members = tuple(GroupMemberLora(loras[i], SUBJECTS[i]) for i in range(n))
-            request = GroupRequest(PROMPT, members, "row", width=width, height=height, steps=steps, seed=1)
+            return GroupRequest(
+                PROMPT,
+                members,
+                "row",
+                width=width,
+                height=height,
+                steps=steps,
+                seed=1,
+                face_detail=face_detail,
+            )
+
+        def group_of(n: int) -> Callable[[], None]:
+            request = group_request(n)
             return lambda: composer.render(request)
 
-        single()  # warm-up: first-call costs (kernels, allocator, lazy imports) are not a render's
-        for lora in loras[:2]:
-            renderer.load(lora)
-        group_of(2)()
-        results = []
-        for n in (2, 3, 4):
-            for lora in loras[:n]:
-                renderer.load(lora)  # the new members' LoRAs come in (as while an order's inputs download)
-            before = sum(v for k, v in loads.items() if k != "resident")
-            singles, groups = [], []
-            for run in range(runs):
-                order = [("single", single), ("group", group_of(n))]
-                for name, call in order if run % 2 == 0 else order[::-1]:
-                    (singles if name == "single" else groups).append(measured(call, args.device))
-            single_s = statistics.median(s for s, _, _ in singles)
-            group_s = statistics.median(s for s, _, _ in groups)
-            print(
-                f"{n} people: group {group_s:.3f}s, single {single_s:.3f}s ({time.perf_counter() - started:.0f}s "
-                "so far)",
-                file=sys.stderr,
-                flush=True,
-            )
-            results.append(
-                {
-                    "people": n,
-                    "single_s": round(single_s, 3),
-                    "group_s": round(group_s, 3),
-                    "ratio": round(group_s / single_s, 2),
-                    "goal_ratio": round(goal_ratio(n), 2),
-                    "single_peak_mb": round(max(p for _, p, _ in singles) / 2**20, 1),
-                    "group_peak_mb": round(max(p for _, p, _ in groups) / 2**20, 1),
-                    "single_peak_abs_mb": round(max(a for _, _, a in singles) / 2**20, 1),
-                    "group_peak_abs_mb": round(max(a for _, _, a in groups) / 2**20, 1),
-                    "lora_loads_after_first": sum(v for k, v in loads.items() if k != "resident") - before,
-                }
-            )
         # The 2-person picture with real faces where the heads are, and the face pass on.
         crops = face_crops([Image.open(FACES / name) for name in ("astronaut.png", "messi5.jpg")])
         faced = GroupComposer(
@@ -251,31 +237,71 @@ def main() -> None:
         )
         if args.quick:
             renderer.face_detail = FaceDetailConfig(max_share=0.25, upsample=2)
-        members = tuple(GroupMemberLora(loras[i], SUBJECTS[i]) for i in range(2))
-        request = GroupRequest(
-            PROMPT, members, "row", width=width, height=height, steps=steps, seed=1, face_detail=True
-        )
         found: list[int] = []
 
-        def faced_group() -> None:
+        def faced_group(warm_up: bool = False) -> None:
+            request = group_request(2)
+            if warm_up:
+                request = replace(request, steps=1)
             (picture,) = faced.render(request)
-            found.append(sum(picture.faces))
+            if not warm_up:
+                found.append(sum(picture.faces))
 
-        faced_group()  # warm-up: the face crops' shapes are new to the kernels
-        singles, groups = [], []
+        for lora in loras:
+            renderer.load(lora)  # every member's LoRA comes in once (as while an order's inputs download)
+        before = sum(v for k, v in loads.items() if k != "resident")
+        # Warm-up: first-call costs (kernels, allocator, lazy imports) are not a picture's; the faced 2-person
+        # picture runs every stage and shape of the plain one and of a single render's (at one step: the
+        # shapes are the same at any step count).
+        faced_group(warm_up=True)
+        # One sequence, every figure against the same single renders (their median): the single at the start,
+        # the middle and the end, the tightest goal (2 people with faces) twice; the plain sizes, met with room,
+        # once per run. On the CPU the time is the process's CPU seconds, which the machine's load does not
+        # inflate much, so the order matters little; it is reversed on every other run all the same.
+        sequence: list[tuple[str, Callable[[], None]]] = [
+            ("single", single),
+            ("faced", faced_group),
+            ("2", group_of(2)),
+            ("single", single),
+            ("3", group_of(3)),
+            ("4", group_of(4)),
+            ("faced", faced_group),
+            ("single", single),
+        ]
+        timed: dict[str, list[tuple[float, int, int]]] = {}
         for run in range(runs):
-            order = [("single", single), ("group", faced_group)]
-            for name, call in order if run % 2 == 0 else order[::-1]:
-                (singles if name == "single" else groups).append(measured(call, args.device))
+            for name, call in sequence if run % 2 == 0 else sequence[::-1]:
+                timed.setdefault(name, []).append(measured(call, args.device))
+                print(f"{name}: {timed[name][-1][0]:.3f}s", file=sys.stderr, flush=True)
+        lora_loads_after_first = sum(v for k, v in loads.items() if k != "resident") - before
+        singles = timed["single"]
         single_s = statistics.median(s for s, _, _ in singles)
-        group_s = statistics.median(s for s, _, _ in groups)
+        results = []
+        for n in (2, 3, 4):
+            groups = timed[str(n)]
+            group_s = statistics.median(s for s, _, _ in groups)
+            results.append(
+                {
+                    "people": n,
+                    "single_s": round(single_s, 3),
+                    "group_s": round(group_s, 3),
+                    "ratio": round(group_s / single_s, 2),
+                    "goal_ratio": round(goal_ratio(n), 2),
+                    "single_peak_mb": round(max(p for _, p, _ in singles) / 2**20, 1),
+                    "group_peak_mb": round(max(p for _, p, _ in groups) / 2**20, 1),
+                    "single_peak_abs_mb": round(max(a for _, _, a in singles) / 2**20, 1),
+                    "group_peak_abs_mb": round(max(a for _, _, a in groups) / 2**20, 1),
+                    "lora_loads_after_first": lora_loads_after_first,
+                }
+            )
+        group_s = statistics.median(s for s, _, _ in timed["faced"])
         with_face_pass = {
             "people": 2,
             "single_s": round(single_s, 3),
             "group_s": round(group_s, 3),
             "ratio": round(group_s / single_s, 2),
             "goal_ratio": round(goal_ratio(2), 2),
-            "faces_redrawn": min(found[1:]),
+            "faces_redrawn": min(found),
         }
         print(f"2 people with the face pass: {with_face_pass}", file=sys.stderr, flush=True)
         assert renderer.pipelines[0].unet is base_unet  # the base model was never reloaded
@@ -296,6 +322,11 @@ def main() -> None:
         "timed_as": "wall seconds" if args.device.startswith("cuda") else "process CPU seconds",
         "member_strength": config.member_strength,
         "harmonise_strength": config.harmonise_strength,
+        "face_strength": config.face_strength,
+        "face_side": config.face_side,
+        "wall_s": round(process_wall_s(), 1),
+        "cpu_s": round(time.process_time(), 1),
+        "load_avg": round(os.getloadavg()[0], 1),
         "base_loads": 1,
         "lora_loads": dict(loads),
         "setup_s": round(setup_s, 1),

@@ -369,6 +369,13 @@ class Settings(BaseSettings):
         description="Denoising strength of the last pass over a whole group picture, without any "
         "member's LoRA (0: none).",
     )
+    group_face_strength: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="Denoising strength of each member's face pass in a group picture (steps x it run), "
+        "with only their LoRA.",
+    )
 
     # --- the AWS fleet (photogen aws …, photogen autoscaler) ------------------------------------
     fleet_name: str = Field(

@@ -10,6 +10,7 @@ prompt, and blend it back with a mask that fades to nothing at the crop's border
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -135,6 +136,15 @@ def paste_back(image: Image.Image, box: Box, redone: Image.Image, feather: float
     out = image.copy()
     out.paste(blended, (left, top))
     return out
+
+
+def redraw_side(region: FaceRegion, native: int, face_side: float) -> int:
+    """The side (a multiple of 8) a face's square crop is redrawn at so that the face itself spans at least
+    ``face_side`` × ``native`` pixels: upsampled only as far as that takes, never beyond ``native`` (the
+    model's own size), never below the crop's own resolution (a face already that large is redrawn as is)."""
+    wanted = math.ceil(region.side * face_side * native / max(1.0, region.face.size))
+    side = max(region.side, min(native, wanted))
+    return -(-side // 8) * 8
 
 
 def region_mask(size: tuple[int, int], regions: list[FaceRegion], feather: float) -> np.ndarray:

@@ -18,6 +18,7 @@ from gpu_agent.engine.face_detail import (
     feather_mask,
     find_faces,
     paste_back,
+    redraw_side,
     region_mask,
     square_box,
 )
@@ -164,3 +165,19 @@ def test_config_refuses_nonsense() -> None:
         FaceDetailConfig(max_share=1.5)
     with pytest.raises(ValueError, match="margin"):
         FaceDetailConfig(margin=0.5)
+
+
+@pytest.mark.parametrize(
+    ("face", "crop", "side"),
+    [
+        (40, 80, 312),  # a small face: its crop upsampled until the face spans 0.3 x 512 = 154 px, not to 512
+        (10, 40, 512),  # a tiny one (or a wide crop): capped at the model's native size
+        (200, 400, 400),  # already that large: redrawn at its own resolution, never below it
+        (300, 600, 600),  # larger than native: never downsampled either
+    ],
+)
+def test_a_face_is_redrawn_at_the_size_it_needs_capped_at_native(face: int, crop: int, side: int) -> None:
+    from gpu_agent.engine.face_detail import FaceRegion
+
+    region = FaceRegion(Face(0, 0, face, face, 1.0), (0, 0, crop, crop))
+    assert redraw_side(region, 512, 0.3) == side

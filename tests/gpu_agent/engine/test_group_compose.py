@@ -241,3 +241,54 @@ def test_the_face_pass_redraws_each_members_real_face_only_when_asked(
         inside = detailed.regions[k][top:bottom, left:right]
         face_d, face_p = before_detailed[top:bottom, left:right], before_plain[top:bottom, left:right]
         assert (face_d[inside] != face_p[inside]).any()  # their face, redrawn
+
+
+def test_the_group_face_pass_redraws_at_the_faces_size_and_the_group_face_strength(
+    faces_dir: Path, loras: dict[str, LoraRef]
+) -> None:
+    """The face pass's img2img gets each face's crop at the side redraw_side gives (here the crop's own
+    resolution: the pasted faces are a third of the tiny model's 64 px native side, more than the 0.3 the
+    face needs), not always upsampled to the native size, and runs at the group's face strength."""
+    from gpu_agent.engine.face_detail import FaceDetailConfig
+    from gpu_agent.engine.group.face_stand_in import face_crops, paste_faces
+
+    photos = [Image.open(faces_dir / name) for name in ("astronaut.png", "messi5.jpg")]
+    renderer = Renderer("tiny-sd", device="cpu", face_detail=FaceDetailConfig(max_share=0.25, upsample=2))
+    config = GroupConfig(
+        controlnet_model="tiny-controlnet", segmenter_model="tiny-clipseg", face_strength=0.25
+    )
+    composer = GroupComposer(renderer, config, people=paste_faces(face_crops(photos), 32))
+    calls: list[dict[str, object]] = []
+
+    class Recording:
+        """The img2img pipeline, its calls' arguments recorded."""
+
+        def __init__(self, pipe: object) -> None:
+            self.pipe = pipe
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.pipe, name)
+
+        def __call__(self, **kwargs: object) -> object:
+            calls.append(kwargs)
+            return self.pipe(**kwargs)  # type: ignore[operator]
+
+    composer._img2img = Recording(composer._img2img)
+    (picture,) = composer.render(group(loras, "a", "b", steps=8, face_detail=True))
+    faces = [c for c in calls if str(c["prompt"]).startswith("close-up photo of")]
+    assert picture.faces == [True, True] and len(faces) == 2
+    native = renderer.pipelines[1].unet.config.sample_size * renderer.pipelines[1].vae_scale_factor
+    for call, (left, _, right, _) in zip(faces, picture.boxes, strict=True):
+        image = call["image"]
+        assert isinstance(image, Image.Image)
+        assert image.width == image.height == -(-(right - left) // 8) * 8 < native
+        assert call["strength"] == 0.25 and call["num_inference_steps"] == 8  # 2 of the 8 steps run
+
+
+def test_the_group_face_strength_is_a_setting() -> None:
+    from storage.settings import load_settings
+
+    settings = load_settings(group_face_strength=0.35)
+    assert GroupConfig.from_settings(settings).face_strength == 0.35
+    with pytest.raises(ValueError, match="face_strength"):
+        GroupConfig(face_strength=0)

@@ -7,8 +7,8 @@ Renderer's adapter slots (swapped in, then resident), never a reload of the base
 order so a busy machine slows all alike: a single render of one member (txt2img with their LoRA) and a group
 picture of n members (pose ControlNet base render, CLIPSeg regions, one masked re-denoise per member on a crop
 around their region, harmonisation), both at the same size and steps. Figures are medians. Peak memory:
-torch.cuda.max_memory_allocated on CUDA; on the CPU the process's resident set sampled every 2 ms during the
-call (the peak above the resident set before the call, and the absolute peak). Time: wall seconds on CUDA,
+torch.cuda.max_memory_allocated on CUDA; on the CPU the kernel's peak resident set (VmHWM, reset before the
+call) (the peak above the resident set before the call, and the absolute peak). Time: wall seconds on CUDA,
 process CPU seconds on the CPU (a shared machine's load does not inflate them).
 
 Goal: a group picture of n people takes <= (1 + 0.6 n) x a single render, with the base model loaded once and
@@ -35,7 +35,6 @@ import platform
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -65,15 +64,26 @@ def goal_ratio(n: int) -> float:
     return 1 + 0.6 * n
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def _reset_peak_rss() -> None:
+    """Sets the kernel's peak resident set (VmHWM) back to the current one (Linux >= 4.0): no sampling
+    thread, whose wake-ups every few milliseconds would take the GIL from the work being timed."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def measured(call: Callable[[], Any], device: str) -> tuple[float, int, int]:
     """(seconds, peak bytes above the start, absolute peak bytes) of ``call()``. Seconds: wall time on CUDA;
     on the CPU the process's CPU time, which a machine shared with other work does not inflate (torch runs
-    --threads threads; with 1 it is the work itself)."""
+    --threads threads; with 1 it is the work itself). Peak on the CPU: the kernel's peak resident set (VmHWM),
+    reset before the call."""
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -84,25 +94,13 @@ def measured(call: Callable[[], Any], device: str) -> tuple[float, int, int]:
         seconds = time.perf_counter() - started
         peak = torch.cuda.max_memory_allocated()
         return seconds, peak - start_bytes, peak
-    start_bytes = _rss()
-    peak = [start_bytes]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.002):
-            peak[0] = max(peak[0], _rss())
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    _reset_peak_rss()
+    start_bytes = _status_kb("VmRSS")
     started = time.process_time()
-    try:
-        call()
-    finally:
-        seconds = time.process_time() - started
-        done.set()
-        sampler.join()
-    peak[0] = max(peak[0], _rss())
-    return seconds, peak[0] - start_bytes, peak[0]
+    call()
+    seconds = time.process_time() - started
+    peak = _status_kb("VmHWM")
+    return seconds, peak - start_bytes, peak
 
 
 def process_wall_s() -> float:

@@ -3,10 +3,12 @@ backends (SQLite order store, SQLite queue, local blobs) in a tmp folder."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from stuck_tasks import report_stuck_tasks
 from studio import MANAGE_GUILD, Studio, bot_settings
 
 from photogen.discord_sim.server import DiscordSim
@@ -16,10 +18,12 @@ from photogen.discord_sim.server import DiscordSim
 async def sim() -> AsyncIterator[DiscordSim]:
     sim = DiscordSim()
     await sim.start()
-    try:
-        yield sim
-    finally:
-        await sim.stop()
+    # A hang shows which await never returned (pytest-timeout, at 300 s, only sees the loop idle in select).
+    with report_stuck_tasks(asyncio.get_running_loop(), after_s=200):
+        try:
+            yield sim
+        finally:
+            await sim.stop()
 
 
 @pytest.fixture

@@ -9,12 +9,13 @@ Stages, for each of the request's pictures (picture i from seed + i):
    A variation (``source``: the group picture it varies) starts instead from an img2img of that picture at the
    variation strength, no member LoRA: the same scene and people, redrawn;
 3. **regions**: each person's layout box refined by CLIPSeg ("a person") on the base render, disjoint;
-4. **member passes**, left to right: with *only that member's* adapter active (AdapterSlots.activate: one
-   adapter, the others contribute nothing) and ``{subject}`` their own identifier, their region is redrawn by
-   masked re-denoising (the base model's own UNet through diffusers' StableDiffusionInpaintPipeline, which
-   with a 4-channel UNet blends the unmasked latents back at every step) on a crop around the region only
-   (their region's bounding box with margin, at the picture's resolution), pasted back; then, when the request
-   asks for face detail, the face pass for their face (face_detail's crop, redrawn with their adapter);
+4. **member passes**: every member's region of a picture redrawn in ONE denoising batch, row k with *only
+   member k's* adapter (peft's per-row adapters, engine/batch.row_adapters: the other rows' LoRAs contribute
+   nothing to it) and ``{subject}`` their own identifier, by masked re-denoising (the base model's own UNet
+   through diffusers' StableDiffusionInpaintPipeline, which with a 4-channel UNet blends the unmasked latents
+   back at every step) on a crop around their region only (their region's bounding box with margin; the
+   crops of one picture share one size, taken from the regions alone), pasted back; then, when the request
+   asks for face detail, the face pass for their face (face_detail's crop, redrawn with their adapter alone);
    their layer enters the picture through a weight that is 0 outside their region;
 5. **harmonisation**: a low-strength img2img of the whole picture with every LoRA bypassed, which evens out the
    seams and the light.
@@ -36,11 +37,19 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gpu_agent.engine.batch import row_adapters
 from gpu_agent.engine.face_detail import FACE_PROMPT, FaceRegion, find_faces, paste_back, redraw_side
 from gpu_agent.engine.group.components import Segmenter, load_controlnet, skip_when_off
 from gpu_agent.engine.group.families import check_families
 from gpu_agent.engine.group.layouts import Box, head_points, layout_poses, person_boxes, pose_map
-from gpu_agent.engine.group.regions import bounding_box, composite, feathered, member_regions, work_box
+from gpu_agent.engine.group.regions import (
+    bounding_box,
+    composite,
+    feathered,
+    member_regions,
+    same_size_boxes,
+    work_box,
+)
 from gpu_agent.engine.pngmeta import GenerationParams, png_bytes
 from gpu_agent.engine.render import SAMPLER
 from gpu_agent.engine.render_hooks import placeholder
@@ -262,7 +271,8 @@ class GroupComposer:
         first = (
             request.steps if varied is None else max(1, int(img2img_steps(request.steps, varied) * varied))
         )
-        total = first + request.n * len(request.members) * max(1, member_steps)
+        batches = math.ceil(len(request.members) / renderer.max_resident)  # member passes per picture
+        total = first + request.n * batches * max(1, member_steps)
         if harmonise > 0:
             total += max(1, int(img2img_steps(request.steps, harmonise) * harmonise))
         steps = _Steps(total, progress)
@@ -287,16 +297,12 @@ class GroupComposer:
                 for b in bases
             ]
             weights = [[feathered(mask, _feather_radius(mask)) for mask in masks] for masks in regions]
-            layers: list[list[Image.Image]] = [[] for _ in bases]
-            face_boxes: list[list[Box | None]] = [[] for _ in bases]
-            for k, member in enumerate(request.members):
-                renderer.adapters.activate(member.lora)
-                for i, base in enumerate(bases):
-                    layer, face = self._member_pass(
-                        request, k, i, prompts[k], base, regions[i][k], heads, steps
-                    )
-                    layers[i].append(layer)
-                    face_boxes[i].append(face)
+            layers: list[list[Image.Image]] = []
+            face_boxes: list[list[Box | None]] = []
+            for i, base in enumerate(bases):
+                layers_i, faces_i = self._member_layers(request, i, prompts, base, regions[i], heads, steps)
+                layers.append(layers_i)
+                face_boxes.append(faces_i)
             before = [composite(base, layers[i], weights[i]) for i, base in enumerate(bases)]
             renderer.adapters.activate(None)
             final = (
@@ -345,58 +351,96 @@ class GroupComposer:
             )
         return list(out.images)
 
-    def _member_pass(
+    def _member_layers(
         self,
         request: GroupRequest,
-        k: int,
         i: int,
-        prompt: str,
+        prompts: list[str],
         base: Image.Image,
-        mask: np.ndarray,
+        masks: list[np.ndarray],
         heads: list[tuple[int, int]],
         steps: _Steps,
-    ) -> tuple[Image.Image, Box | None]:
-        """Member ``k``'s layer of picture ``i`` (their adapter is the active one): the base with their region's
-        crop redrawn, then their face redrawn; and the box of the face it redrew, if any."""
-        box = work_box(mask, base.size)
-        left, top, right, bottom = box
-        crop_mask = Image.fromarray(mask[top:bottom, left:right].astype(np.uint8) * 255, mode="L")
+    ) -> tuple[list[Image.Image], list[Box | None]]:
+        """Every member's layer of picture ``i``: the base with their region's crop redrawn (all members in one
+        denoising batch, each row with only their own LoRA), then their face redrawn with their adapter alone;
+        and the box of the face each redrew, if any."""
+        boxes = same_size_boxes([work_box(mask, base.size) for mask in masks], base.size)
+        redrawn: list[Image.Image] = []
+        size = self.renderer.max_resident  # a batch's LoRAs must all be resident at once
+        for start in range(0, len(masks), size):
+            part = range(start, min(start + size, len(masks)))
+            redrawn += self._redraw_regions(request, i, prompts, base, masks, boxes, part, steps)
+        layers: list[Image.Image] = []
+        faces: list[Box | None] = []
+        for k, (box, crop) in enumerate(zip(boxes, redrawn, strict=True)):
+            layer = base.copy()
+            layer.paste(crop, box[:2])
+            if self.people is not None:
+                layer = self.people(layer, heads)
+            face = self._their_face(layer, masks[k]) if request.face_detail else None
+            if face is not None:
+                self.renderer.adapters.activate(request.members[k].lora)
+                layer = self._redraw_face(request, k, i, layer, face)
+            layers.append(layer)
+            faces.append(face.box if face is not None else None)
+        return layers, faces
+
+    def _redraw_regions(
+        self,
+        request: GroupRequest,
+        i: int,
+        prompts: list[str],
+        base: Image.Image,
+        masks: list[np.ndarray],
+        boxes: list[Box],
+        members: range,
+        steps: _Steps,
+    ) -> list[Image.Image]:
+        """The crops of ``members`` redrawn by masked re-denoising in one batch: row k with member k's LoRA
+        only (peft's per-row adapters, engine/batch.row_adapters), their prompt and their own noise. A row's
+        arithmetic does not depend on the other rows' LoRAs or prompts (LoRA layers, attention and group norm
+        work row by row), so a member's crop is the same whoever stands beside them."""
+        adapters = self.renderer.adapters
+        slots = [adapters.resident_slot(request.members[k].lora) for k in members]
+        adapters.activate_slots(
+            {slot: request.members[k].lora.scale for slot, k in zip(slots, members, strict=True)}
+        )
+        left, top, right, bottom = boxes[members[0]]
+        width, height = right - left, bottom - top
+        crop_masks = [
+            Image.fromarray(masks[k][y0:y1, x0:x1].astype(np.uint8) * 255, mode="L")
+            for k in members
+            for x0, y0, x1, y1 in [boxes[k]]
+        ]
         strength = self.config.member_strength
-        with torch.inference_mode():
-            (redrawn,) = self._inpaint(
-                prompt=prompt,
-                negative_prompt=request.negative_prompt or None,
-                image=base.crop(box),
-                mask_image=crop_mask,
-                width=right - left,
-                height=bottom - top,
+        with row_adapters(self._inpaint, slots, slots), torch.inference_mode():
+            out = self._inpaint(
+                prompt=[prompts[k] for k in members],
+                negative_prompt=[request.negative_prompt] * len(members) if request.negative_prompt else None,
+                image=[base.crop(boxes[k]) for k in members],
+                mask_image=crop_masks,
+                width=width,
+                height=height,
                 strength=strength,
                 num_inference_steps=img2img_steps(request.steps, strength),
                 guidance_scale=request.guidance,
-                generator=torch.Generator("cpu").manual_seed(_member_seed(request.seed + i, k)),
+                generator=[
+                    torch.Generator("cpu").manual_seed(_member_seed(request.seed + i, k)) for k in members
+                ],
                 output_type="pil",
-                **self._no_masked_image(right - left, bottom - top),
+                **self._no_masked_image(width, height, len(members)),
                 **steps.callback(),
-            ).images
-        layer = base.copy()
-        layer.paste(redrawn, (left, top))
-        if self.people is not None:
-            layer = self.people(layer, heads)
-        if not request.face_detail:
-            return layer, None
-        face = self._their_face(layer, mask)
-        if face is None:
-            return layer, None
-        return self._redraw_face(request, k, i, layer, face), face.box
+            )
+        return list(out.images)
 
-    def _no_masked_image(self, width: int, height: int) -> dict[str, Any]:
+    def _no_masked_image(self, width: int, height: int, rows: int) -> dict[str, Any]:
         """With a 4-channel UNet the inpainting pipeline never reads the masked picture's latents (it blends the
         unmasked latents back instead), yet it VAE-encodes the masked picture unless given them: skip that."""
         pipe = self._inpaint
         if pipe.unet.config.in_channels != 4:
             return {}
         factor = pipe.vae_scale_factor
-        shape = (1, pipe.vae.config.latent_channels, height // factor, width // factor)
+        shape = (rows, pipe.vae.config.latent_channels, height // factor, width // factor)
         return {"masked_image_latents": torch.zeros(shape)}  # the pipeline moves it to its device and dtype
 
     def _their_face(self, layer: Image.Image, mask: np.ndarray) -> FaceRegion | None:

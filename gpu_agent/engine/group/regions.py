@@ -97,6 +97,22 @@ def work_box(mask: np.ndarray, size: tuple[int, int], *, pad: float = 0.125, min
     return x0, y0, x1, y1
 
 
+def same_size_boxes(boxes: list[Box], size: tuple[int, int]) -> list[Box]:
+    """The crops widened to one common size (the largest width and height among them), each around its own
+    centre and inside the picture: the members' passes can then share one denoising batch. The common size
+    comes from the regions alone (the base render and the segmenter, no LoRA), so no member's crop depends on
+    another member's model."""
+    width, height = size
+    side_x = max(right - left for left, _, right, _ in boxes)
+    side_y = max(bottom - top for _, top, _, bottom in boxes)
+    out = []
+    for left, top, right, bottom in boxes:
+        x0, x1 = _fit(left, right, width, side_x)
+        y0, y1 = _fit(top, bottom, height, side_y)
+        out.append((x0, y0, x1, y1))
+    return out
+
+
 def _fit(low: int, high: int, limit: int, min_side: int) -> tuple[int, int]:
     """[low, high) widened to a multiple of 8 (at least ``min_side``, at most ``limit`` rounded down to 8)
     and moved inside [0, limit)."""

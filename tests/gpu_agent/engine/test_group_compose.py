@@ -292,3 +292,54 @@ def test_the_group_face_strength_is_a_setting() -> None:
     assert GroupConfig.from_settings(settings).face_strength == 0.35
     with pytest.raises(ValueError, match="face_strength"):
         GroupConfig(face_strength=0)
+
+
+def _unet_batches(composer: GroupComposer) -> tuple[list[tuple[int, int, int]], object]:
+    """(rows, latent height, latent width) of every UNet call, and the hook's handle."""
+    calls: list[tuple[int, int, int]] = []
+
+    def record(_module: object, args: tuple[torch.Tensor, ...]) -> None:
+        x = args[0]
+        calls.append((x.shape[0], x.shape[-2], x.shape[-1]))
+
+    return calls, composer._inpaint.unet.register_forward_pre_hook(record)
+
+
+def test_the_members_regions_are_redrawn_in_one_denoising_batch(
+    composer: GroupComposer, loras: dict[str, LoraRef]
+) -> None:
+    calls, handle = _unet_batches(composer)
+    try:
+        (picture,) = composer.render(group(loras, "a", "b", "c", layout="row", face_detail=False))
+    finally:
+        handle.remove()  # type: ignore[attr-defined]
+    factor = composer._inpaint.vae_scale_factor
+    full = (64 // factor, 128 // factor)
+    crops = [c for c in calls if c[1:] != full]
+    # the base render's and the harmonisation's calls are of the whole picture; the members' of their crops:
+    # 3 members x (unconditional, conditional) rows in every step of one batch, not three calls
+    assert crops and all(rows == 2 * 3 for rows, _, _ in crops)
+    assert len(picture.regions) == 3
+
+
+def test_more_members_than_resident_loras_are_redrawn_in_batches_that_fit(
+    loras: dict[str, LoraRef],
+) -> None:
+    composer = GroupComposer(Renderer("tiny-sd", device="cpu", max_resident=2), TINY)
+    calls, handle = _unet_batches(composer)
+    steps: list[tuple[int, int]] = []
+    try:
+        (picture,) = composer.render(
+            group(loras, "a", "b", "c", face_detail=False),
+            progress=lambda done, total: steps.append((done, total)),
+        )
+    finally:
+        handle.remove()  # type: ignore[attr-defined]
+    factor = composer._inpaint.vae_scale_factor
+    crop_rows = sorted({rows for rows, h, w in calls if (h, w) != (64 // factor, 128 // factor)})
+    assert crop_rows == [2, 4]  # a batch of two members, then one of the third
+    assert steps[-1][0] == steps[-1][1]  # the progress total counts both batches
+    assert len(picture.regions) == 3 and sorted(composer.renderer.resident_models) in (
+        ["model-b", "model-c"],
+        ["model-a", "model-c"],
+    )

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from gpu_agent.engine.group.layouts import COLOURS, layout_ids, layout_poses, person_boxes, pose_map
-from gpu_agent.engine.group.regions import composite, feathered, member_regions, work_box
+from gpu_agent.engine.group.regions import composite, feathered, member_regions, same_size_boxes, work_box
 from gpu_agent.engine.render_types import BadRenderRequest
 
 SIZE = (384, 256)
@@ -88,3 +88,14 @@ def test_the_work_box_is_the_region_with_context_in_multiples_of_8_inside_the_pi
     assert (right - left) % 8 == 0 and (bottom - top) % 8 == 0 and right - left >= 64
     assert left >= 0 and right <= 384 and top >= 0 and bottom <= 256
     assert left <= 350 and top <= 30 and bottom >= 200
+
+
+def test_the_members_crops_share_one_size_each_around_its_own_region() -> None:
+    size = (384, 256)
+    boxes = [(0, 40, 96, 200), (150, 10, 230, 250), (300, 60, 384, 180)]  # a narrow, a tall, an edge one
+    same = same_size_boxes(boxes, size)
+    assert {(r - l, b - t) for l, t, r, b in same} == {(96, 240)}  # the widest and the tallest
+    for (l0, t0, r0, b0), (l1, t1, r1, b1) in zip(boxes, same, strict=True):
+        assert 0 <= l1 and 0 <= t1 and r1 <= 384 and b1 <= 256  # inside the picture
+        assert l1 <= l0 and t1 <= t0 and r0 <= r1 and b0 <= b1  # still holds its own crop
+    assert same_size_boxes([(8, 8, 72, 72)], size) == [(8, 8, 72, 72)]  # one crop: unchanged

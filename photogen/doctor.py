@@ -248,11 +248,11 @@ def check_blobs(settings: Settings) -> Check:
 
 
 def check_discord(settings: Settings, offline: bool) -> Check:
-    if settings.discord_token is None:
+    if settings.discord_token is None or not settings.discord_token.get_secret_value():
         return Check(
             "discord",
             False,
-            "DISCORD_TOKEN is not set",
+            "DISCORD_TOKEN is not set" if settings.discord_token is None else "DISCORD_TOKEN is empty",
             "create an application at the Discord developer portal → Bot → Reset Token, put it in .env",
         )
     token = settings.discord_token.get_secret_value()

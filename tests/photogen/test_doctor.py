@@ -190,6 +190,11 @@ def test_a_pasted_bot_prefix_is_a_token_format_failure(tmp_path: Path) -> None:
     assert not check.ok and "'Bot '" in check.fix
 
 
+def test_an_empty_token_is_called_empty_not_malformed(tmp_path: Path) -> None:
+    check = doctor.check_discord(load_settings(discord_token=SecretStr("")), offline=True)
+    assert not check.ok and check.detail == "DISCORD_TOKEN is empty" and "developer portal" in check.fix
+
+
 @pytest.mark.parametrize("mode", [0o555, 0o700])  # read-only; not even searchable by this user
 def test_migrate_into_a_read_only_or_unreadable_folder_is_one_line(tmp_path: Path, mode: int) -> None:
     top = Path(tempfile.mkdtemp(prefix="photogen-ro-"))  # under /tmp: pytest's own folder is root's only

@@ -93,7 +93,9 @@ class Agent:
         )
         self.health: HealthServer | None = None
         self.state = "starting"
-        self.current_job: str | None = None
+        self.running: dict[str, str] = {}
+        """Job id -> kind of every job in hand: one, or the members of a mixed-member render batch."""
+        self._running_lock = threading.Lock()
         self._turn = 0
         self._cache_checked_at = float("-inf")
         self.lora_check_s = 60.0  # how often an idle agent drops local LoRA copies whose blob was deleted
@@ -166,7 +168,8 @@ class Agent:
             "status": "ok" if ok else "draining",
             "agent_id": self.agent_id,
             "state": self.state,
-            "job_id": self.current_job,
+            "job_id": next(iter(self.running), None),
+            "job_ids": list(self.running),
             "drain_reason": self.drain.reason,
             "engine_preloading": preloading(),
         }
@@ -288,8 +291,7 @@ class Agent:
         workdir.mkdir(parents=True, exist_ok=True)
         ctx = JobContext(lease, reporter, workdir)
         ctx.stop_check = stop_check
-        self.state, self.current_job = kind, job.job_id
-        self.metrics.busy.set(1)
+        self._job_started(kind, job.job_id)
         log.info("job %s (%s, delivery %d) started", job.job_id, kind, lease.receive_count)
         try:
             with LeaseKeeper(
@@ -304,9 +306,22 @@ class Agent:
         finally:
             self.metrics.job_seconds.labels(kind).observe(time.monotonic() - started)
             self.metrics.gpu_seconds.labels(kind).inc(ctx.gpu_seconds)
-            self.metrics.busy.set(0)
-            self.state, self.current_job = "idle", None
+            self._job_ended(job.job_id)
             clean_workdir(workdir)
+
+    def _job_started(self, kind: Kind, job_id: str) -> None:
+        with self._running_lock:
+            self.running[job_id] = kind
+            self.state = kind
+            self.metrics.busy.set(1)
+
+    def _job_ended(self, job_id: str) -> None:
+        """Idle (and not busy) only when the last job in hand ends: a batch's members end one by one."""
+        with self._running_lock:
+            self.running.pop(job_id, None)
+            if not self.running:
+                self.state = "idle"
+                self.metrics.busy.set(0)
 
     def _work(
         self, kind: Kind, ctx: JobContext, job: TrainJob | RenderJob, stop_event: threading.Event

@@ -153,3 +153,21 @@ def test_each_member_is_charged_its_share_of_the_batch_time() -> None:
     for t in threads:
         t.join(10)
     assert len(shares) == 2 and all(0.19 < s < 0.35 for s in shares)  # 0.4 s over two members, not 0.4 each
+
+
+def test_health_lists_every_job_of_a_batch_and_stays_busy_until_the_last_ends(
+    settings: Settings, queues: Queues, blobs: BlobStore
+) -> None:
+    from gpu_agent.agent.worker import Agent
+
+    agent = Agent(settings, runner=EngineRunner(settings), queues=queues, blobs=blobs)
+    agent._job_started("render", "j1")
+    agent._job_started("render", "j2")
+    agent._job_ended("j1")  # a batch's members end one by one
+    _, health = agent._health()
+    assert health["state"] == "render" and health["job_ids"] == ["j2"] and health["job_id"] == "j2"
+    assert agent.metrics.busy._value.get() == 1
+    agent._job_ended("j2")
+    _, health = agent._health()
+    assert health["state"] == "idle" and health["job_ids"] == [] and health["job_id"] is None
+    assert agent.metrics.busy._value.get() == 0

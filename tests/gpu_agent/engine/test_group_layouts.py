@@ -94,8 +94,10 @@ def test_the_members_crops_share_one_size_each_around_its_own_region() -> None:
     size = (384, 256)
     boxes = [(0, 40, 96, 200), (150, 10, 230, 250), (300, 60, 384, 180)]  # a narrow, a tall, an edge one
     same = same_size_boxes(boxes, size)
-    assert {(r - l, b - t) for l, t, r, b in same} == {(96, 240)}  # the widest and the tallest
+    assert {(right - left, bottom - top) for left, top, right, bottom in same} == {
+        (96, 240)
+    }  # the widest and the tallest
     for (l0, t0, r0, b0), (l1, t1, r1, b1) in zip(boxes, same, strict=True):
-        assert 0 <= l1 and 0 <= t1 and r1 <= 384 and b1 <= 256  # inside the picture
+        assert min(l1, t1) >= 0 and r1 <= 384 and b1 <= 256  # inside the picture
         assert l1 <= l0 and t1 <= t0 and r0 <= r1 and b0 <= b1  # still holds its own crop
     assert same_size_boxes([(8, 8, 72, 72)], size) == [(8, 8, 72, 72)]  # one crop: unchanged

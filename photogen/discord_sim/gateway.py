@@ -6,6 +6,7 @@ frames just as well, which keeps the sim's traffic readable.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -64,6 +65,7 @@ class Gateway:
         self.identify_count = 0
         self.resume_count = 0
         self.heartbeats = 0
+        self._acks: set[asyncio.Task[None]] = set()
         self.presence: dict[str, Any] | None = None
 
     def live_sessions(self) -> list[GatewaySession]:
@@ -89,6 +91,20 @@ class Gateway:
             session.dropped = True
             await session.ws.close(code=code, message=b"dropped by the sim")
 
+    def _ack_soon(self, ws: web.WebSocketResponse) -> None:
+        """HEARTBEAT_ACK after ``heartbeat_ack_delay_s``, as over a network. An instant ACK from this process
+        reaches discord.py's event loop before its keep-alive thread has noted the send time, and discord.py
+        then logs "Can't keep up, websocket is 41.3s behind" (the whole interval) for a healthy connection."""
+
+        async def ack() -> None:
+            await asyncio.sleep(self.sim.heartbeat_ack_delay_s)
+            if not ws.closed:
+                await ws.send_str(json.dumps({"op": HEARTBEAT_ACK}))
+
+        task = asyncio.get_running_loop().create_task(ack())
+        self._acks.add(task)
+        task.add_done_callback(self._acks.discard)
+
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=None, max_msg_size=16 * 1024 * 1024)
         await ws.prepare(request)
@@ -111,7 +127,7 @@ class Gateway:
                 data = frame.get("d")
                 if op == HEARTBEAT:
                     self.heartbeats += 1
-                    await ws.send_str(json.dumps({"op": HEARTBEAT_ACK}))
+                    self._ack_soon(ws)
                 elif op in (IDENTIFY, RESUME) and session is not None:
                     await ws.close(code=CLOSE_ALREADY_AUTHENTICATED, message=b"Already authenticated.")
                     break

@@ -70,6 +70,7 @@ class DiscordSim(MessageStore):
         upload_limit: int = DEFAULT_UPLOAD_LIMIT,
         nonce_window_s: float = 300.0,
         heartbeat_interval_ms: int = 41_250,
+        heartbeat_ack_delay_s: float = 0.02,
         require_synced_commands: bool = True,
         interaction_token_ttl: float | None = 15 * 60,
         request_log_size: int = 100_000,
@@ -83,6 +84,7 @@ class DiscordSim(MessageStore):
         self.upload_limit = upload_limit
         self.nonce_window_s = nonce_window_s
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.heartbeat_ack_delay_s = heartbeat_ack_delay_s
         self.require_synced_commands = require_synced_commands
         self.interaction_token_ttl = interaction_token_ttl
 

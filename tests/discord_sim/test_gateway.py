@@ -8,6 +8,7 @@ import json
 
 import aiohttp
 import discord
+import pytest
 from discord.ext import commands
 from sim_world import BotFactory, World
 
@@ -141,3 +142,22 @@ async def test_gateway_protocol_by_hand(world: World) -> None:
             closed = await ws.receive()
             assert closed.type == aiohttp.WSMsgType.CLOSE and closed.data == 4003  # not identified yet
     assert not sim.bot_connected
+
+
+async def test_a_healthy_connection_reports_its_round_trip_not_the_heartbeat_interval(
+    world: World, run_bot: BotFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """discord.py notes a heartbeat's send time in its keep-alive thread after the send completes; an ACK that
+    arrived before that (an instant one from a gateway in the same process) measured the whole interval as
+    latency and logged "Can't keep up, websocket is 41.3s behind" in every demo."""
+    world.sim.heartbeat_interval_ms = 300
+    bot = await run_bot(plain_bot(discord.Intents.default()))
+    heartbeats = world.sim.gateway.heartbeats
+    latencies = []
+    while len(latencies) < 4:
+        await world.sim.wait_until(lambda seen=heartbeats: world.sim.gateway.heartbeats > seen, 5)
+        heartbeats = world.sim.gateway.heartbeats
+        await asyncio.sleep(0.15)  # the ACK (20 ms) has come back
+        latencies.append(bot.latency)
+    assert max(latencies) < 0.15, latencies  # the round trip, not the 0.3 s interval
+    assert "behind" not in caplog.text

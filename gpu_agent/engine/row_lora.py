@@ -100,9 +100,9 @@ class RowUpdate:
         from peft.tuners.lora import Linear
 
         used = [n for n in dict.fromkeys(names) if n in layer.lora_A]
-        if not isinstance(layer, Linear) or layer.fan_in_fan_out or layer.merged or layer.training:
+        if not isinstance(layer, Linear) or layer.fan_in_fan_out or layer.merged:
             return None
-        if any(n in layer.lora_variant or layer.lora_bias.get(n) for n in used):
+        if any(n in layer.lora_variant or layer.lora_bias.get(n) or _drops(layer.lora_dropout[n]) for n in used):
             return None
         weight = layer.get_base_layer().weight
         rank = max((layer.r[n] for n in used), default=1)
@@ -137,6 +137,11 @@ class RowUpdate:
             copies = rows // len(self._a)
             stacks = self._by_rows[rows] = (self._a.repeat(copies, 1, 1), self._b.repeat(copies, 1, 1))
         return stacks
+
+
+def _drops(dropout: torch.nn.Module) -> bool:
+    """Whether a LoRA's dropout changes its input (peft uses Identity for none; rendering never trains)."""
+    return isinstance(dropout, torch.nn.Dropout) and dropout.training and dropout.p > 0
 
 
 def _names_hook(names: list[str]) -> Callable[..., tuple[tuple[Any, ...], dict[str, Any]]]:

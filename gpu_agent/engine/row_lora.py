@@ -38,7 +38,7 @@ BASE = "__base__"
 _TEXT_ENCODERS = ("text_encoder", "text_encoder_2")
 
 
-def lora_layers(module: torch.nn.Module | None) -> list[torch.nn.Module]:
+def lora_layers(module: torch.nn.Module | None) -> list[Any]:
     """Every peft LoRA layer inside ``module``."""
     from peft.tuners.lora import LoraLayer
 
@@ -102,7 +102,9 @@ class RowUpdate:
         used = [n for n in dict.fromkeys(names) if n in layer.lora_A]
         if not isinstance(layer, Linear) or layer.fan_in_fan_out or layer.merged:
             return None
-        if any(n in layer.lora_variant or layer.lora_bias.get(n) or _drops(layer.lora_dropout[n]) for n in used):
+        if any(
+            n in layer.lora_variant or layer.lora_bias.get(n) or _drops(layer.lora_dropout[n]) for n in used
+        ):
             return None
         weight = layer.get_base_layer().weight
         rank = max((layer.r[n] for n in used), default=1)
@@ -133,7 +135,9 @@ class RowUpdate:
         stacks = self._by_rows.get(rows)
         if stacks is None:
             if rows % len(self._a):
-                raise RuntimeError(f"a LoRA layer saw {rows} rows, not a multiple of the batch's {len(self._a)}")
+                raise RuntimeError(
+                    f"a LoRA layer saw {rows} rows, not a multiple of the batch's {len(self._a)}"
+                )
             copies = rows // len(self._a)
             stacks = self._by_rows[rows] = (self._a.repeat(copies, 1, 1), self._b.repeat(copies, 1, 1))
         return stacks
@@ -156,7 +160,9 @@ def _names_hook(names: list[str]) -> Callable[..., tuple[tuple[Any, ...], dict[s
         rows = len(x)
         if rows not in repeated:
             if rows % len(names):
-                raise RuntimeError(f"a LoRA layer saw {rows} rows, not a multiple of the batch's {len(names)}")
+                raise RuntimeError(
+                    f"a LoRA layer saw {rows} rows, not a multiple of the batch's {len(names)}"
+                )
             repeated[rows] = names * (rows // len(names))
         kwargs["adapter_names"] = repeated[rows]
         return args, kwargs

@@ -2,11 +2,10 @@
 
 At peak many members each want a few pictures from their own model. Rendering them one after another leaves
 a GPU (or a CPU's vector units) half idle on batches of one or two; putting them in one batch needs every row
-to see only its own member's LoRA. peft's LoRA layers do exactly that when called with ``adapter_names`` (one
-adapter name per input row, ``"__base__"`` for none: ``LoraLayer._mixed_batch_forward`` adds each adapter's
-low-rank update only to its own rows). Diffusers' UNet and transformers' CLIP do not pass such an argument
-down, so here a forward pre-hook on every LoRA layer of the UNet and the text encoder(s) supplies it, the way
-peft's own ``PeftModel._enable_peft_forward_hooks`` does for language models.
+to see only its own member's LoRA: engine/row_lora adds each row's own low-rank update inside every LoRA layer
+of the UNet and the text encoder(s) (two batched matmuls over per-row stacks of the members' weights, built
+once per batch; peft's ``adapter_names`` path for layers of other kinds). When every row of a batch has the
+same LoRA (or none), it is simply the active adapter, as for a render alone.
 
 The row layout the hooks must match:
 
@@ -30,8 +29,8 @@ as an encoded empty prompt, so the two cannot share one call).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,12 +42,10 @@ from gpu_agent.engine.preview import PreviewPlan, latents_to_image
 from gpu_agent.engine.render import SAMPLER, Progress
 from gpu_agent.engine.render_prompt import fill_prompt
 from gpu_agent.engine.render_types import BadRenderRequest, LoraRef, RenderedImage, RenderRequest
+from gpu_agent.engine.row_lora import BASE, row_adapters
 
 if TYPE_CHECKING:
     from gpu_agent.engine.render import Renderer
-
-BASE = "__base__"
-"""peft's name for "no adapter on this row"."""
 
 BatchKey = tuple[str, int, int, int, str, float, bool]
 MemberResult = list[RenderedImage] | Exception
@@ -171,7 +168,11 @@ def _render_chunk(
     live = [i for i in chunk if i not in results]
     if not live:
         return results
-    renderer.adapters.activate_slots(scales)
+    if len({slots[i] for i in live}) == 1:
+        # One LoRA (or none) for every row: a render alone's arithmetic, no per-row work at all.
+        renderer.adapters.activate(members[live[0]].lora)
+    else:
+        renderer.adapters.activate_slots(scales)
     try:
         pictures, stopped = _denoise_rows(
             renderer, [members[i] for i in live], [prompts[i] for i in live], [slots[i] for i in live]
@@ -232,7 +233,8 @@ def _denoise_rows(
             raise stopped[0]  # type: ignore[misc]  # nobody is waiting for these rows any more
         return kwargs
 
-    with row_adapters(pipe, text_rows, rows), torch.inference_mode():
+    mixed = len(set(slots)) > 1
+    with row_adapters(pipe, text_rows, rows) if mixed else nullcontext(), torch.inference_mode():
         out = pipe(
             prompt=prompt_rows,
             negative_prompt=negative_rows if first.negative_prompt else None,
@@ -265,55 +267,3 @@ def _finish_member(
         renderer._finish(request, prompt, member.lora, image, request.seed + k, faces[k], blanked=blanked[k])
         for k, image in enumerate(images)
     ]
-
-
-# --- per-row adapters ---------------------------------------------------------------------------------------
-
-
-def lora_layers(module: torch.nn.Module | None) -> list[torch.nn.Module]:
-    """Every peft LoRA layer inside ``module``."""
-    from peft.tuners.lora import LoraLayer
-
-    if module is None:
-        return []
-    return [m for m in module.modules() if isinstance(m, LoraLayer)]
-
-
-@contextmanager
-def row_adapters(pipe: Any, text_rows: list[str], unet_rows: list[str]) -> Iterator[None]:
-    """While inside: each LoRA layer of the text encoder(s) is called with ``adapter_names`` = ``text_rows``
-    and each of the UNet with ``unet_rows``, repeated when the pipeline stacks copies of the batch
-    (classifier-free guidance's unconditional and conditional halves)."""
-    handles = []
-    parts = [(getattr(pipe, "unet", None), unet_rows)]
-    parts += [(getattr(pipe, name, None), text_rows) for name in ("text_encoder", "text_encoder_2")]
-    try:
-        for component, names in parts:
-            hook = _row_hook(names)
-            handles += [
-                layer.register_forward_pre_hook(hook, with_kwargs=True) for layer in lora_layers(component)
-            ]
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def _row_hook(names: list[str]) -> Callable[..., tuple[tuple[Any, ...], dict[str, Any]]]:
-    repeated: dict[int, list[str]] = {}
-
-    def hook(
-        _layer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        x = args[0] if args else next(iter(kwargs.values()))
-        rows = len(x)
-        if rows not in repeated:
-            if rows % len(names):
-                raise RuntimeError(
-                    f"a LoRA layer saw {rows} rows, not a multiple of the batch's {len(names)}"
-                )
-            repeated[rows] = names * (rows // len(names))
-        kwargs["adapter_names"] = repeated[rows]
-        return args, kwargs
-
-    return hook

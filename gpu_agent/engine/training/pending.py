@@ -28,6 +28,11 @@ class PendingPhotos:
             check(photos)  # type: ignore[arg-type]  # given at once: refused before anything is loaded
             self._got = list(photos)  # type: ignore[arg-type]
 
+    @property
+    def pending(self) -> bool:
+        """Whether the photos came as a Future (the trainer then times its wait for them)."""
+        return isinstance(self._photos, Future)
+
     def poll(self) -> None:
         """Raise the preparation's error now if it has already failed; return at once otherwise."""
         if isinstance(self._photos, Future) and self._photos.done():

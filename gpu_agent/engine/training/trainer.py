@@ -294,7 +294,8 @@ class _Run:
             )
         clock.lap("class_images")
         pictures = photos.get()  # the caller's preparation ran beside the model load and the class images
-        clock.lap("photos")
+        if photos.pending:
+            clock.lap("photos")
         encode: dict[str, Any] = {"resolution": cfg.resolution, "sdxl": self.sdxl, "device": self.device}
         if cfg.prior_preservation:
             # one pass of the VAE over both sets (batched by encode_images), split after

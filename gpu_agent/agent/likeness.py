@@ -42,14 +42,6 @@ def split_held_out(job: TrainJob, photos: list[Path]) -> tuple[list[Path], Path 
     return [p for p in photos if p != held], held
 
 
-def store_reference(
-    blobs: BlobStore, job: TrainJob, training: list[Path], held_out: Path | None
-) -> Reference | None:
-    """Describe the photos and store the reference beside the LoRA (and return it); None when no
-    face could be described (or the face models are missing on this agent): the model's renders are not scored."""
-    return put_reference(blobs, job, describe_reference(job, training, held_out))
-
-
 def put_reference(blobs: BlobStore, job: TrainJob, reference: Reference | None) -> Reference | None:
     """Store a reference made by ``describe_reference`` beside the LoRA (nothing for None); returns it."""
     if reference is not None:

@@ -25,8 +25,8 @@ class PendingPhotos:
         self._check = check  # the trainer's own input check, run once the photos are there
         self._got: list[Image.Image] | None = None
         if not isinstance(photos, Future):
-            check(photos)  # type: ignore[arg-type]  # given at once: refused before anything is loaded
-            self._got = list(photos)  # type: ignore[arg-type]
+            check(photos)  # given at once: refused before anything is loaded
+            self._got = list(photos)
 
     @property
     def pending(self) -> bool:

@@ -115,9 +115,9 @@ def test_photos_and_class_images_are_encoded_in_batches_as_one_at_a_time(
     face_photos: list[Image.Image], model_cache: Path
 ) -> None:
     pipe = load_base_pipeline("tiny-sd", device="cpu", cache_dir=model_cache)
-    args = dict(resolution=RES, sdxl=False, device=torch.device("cpu"))
-    one = encode_images(pipe.vae, pipe.image_processor, face_photos, batch=1, **args)
-    batched = encode_images(pipe.vae, pipe.image_processor, face_photos, **args)
+    cpu = torch.device("cpu")
+    one = encode_images(pipe.vae, pipe.image_processor, face_photos, RES, sdxl=False, device=cpu, batch=1)
+    batched = encode_images(pipe.vae, pipe.image_processor, face_photos, RES, sdxl=False, device=cpu)
     assert torch.allclose(one.mean, batched.mean, atol=1e-5) and torch.allclose(
         one.std, batched.std, atol=1e-5
     )

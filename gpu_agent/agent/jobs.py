@@ -138,7 +138,11 @@ class Handlers:
         ctx.step = resumed
         if resumed:
             log.info("job %s resumes from the checkpoint at step %d", job.job_id, resumed)
-        ctx.reporter.started(step=resumed, total=total)
+        # "started" once the photos passed the checks, as before they ran beside the model load: a refused set is
+        # never reported started, and a job resumed elsewhere shows its pause until the new machine is under way
+        prep.pictures.add_done_callback(
+            lambda ready: ready.exception() is None and ctx.reporter.started(step=resumed, total=total)
+        )
         shared = ClassImageSync(self.blobs, job, ctx.workdir / "class-images")
         if job.params.prior_preservation:
             shared.download()

@@ -115,5 +115,6 @@ def test_a_set_refused_while_the_model_loads_fails_with_the_checks_message_and_s
     assert "Only 4 of 5 photos" in failed.error.message
     assert "❌ photo 5: it is the same picture as photo 2" in failed.error.message
     assert not events.of(job.job_id, "done") and not events.of(job.job_id, "checkpoint")
+    assert not events.of(job.job_id, "started")  # "started" waits for the checks, as before they overlapped
     assert set(blobs.list()) == photo_keys  # no class image, checkpoint, LoRA or likeness reference stored
     agent.stop()

@@ -11,6 +11,7 @@ import logging
 import shutil
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -90,7 +91,7 @@ class EngineRunner:
             raise JobError(
                 "bad_job", f"The training settings were refused: {where}: {first['msg']}"[:500]
             ) from None
-        photos = [_open_photo(path, n) for n, path in enumerate(request.photos)]
+        photos = _opened(request.pictures)  # the trainer loads the model meanwhile
 
         def on_step(step: int, total: int, loss: float, _eta: float) -> None:
             progress(step, total, loss)
@@ -321,6 +322,20 @@ def _render_code(err: Exception) -> str:
         "LoraLoadError": "model_unusable",
         "PromptRefused": "prompt_refused",
     }.get(name, "render_refused")
+
+
+def _opened(pictures: Future[list[Path]]) -> Future[list[Image.Image]]:
+    """The pictures, decoded as soon as the agent's checks hand them over (in the checking thread)."""
+    opened: Future[list[Image.Image]] = Future()
+
+    def on_ready(ready: Future[list[Path]]) -> None:
+        try:
+            opened.set_result([_open_photo(path, n) for n, path in enumerate(ready.result())])
+        except BaseException as err:
+            opened.set_exception(err)
+
+    pictures.add_done_callback(on_ready)
+    return opened
 
 
 def _open_photo(path: Path, n: int) -> Image.Image:

@@ -22,9 +22,10 @@ from cloud.queues.base import Lease
 from gpu_agent.agent.cancellation import JobCancelled, StopCheck
 from gpu_agent.agent.checkpoints import CheckpointSync
 from gpu_agent.agent.class_images import ClassImageSync
-from gpu_agent.agent.likeness import Judge, reroll_seed, split_held_out, store_reference
+from gpu_agent.agent.likeness import Judge, put_reference, reroll_seed
 from gpu_agent.agent.lora_cache import LoraCache
 from gpu_agent.agent.metrics import AgentMetrics
+from gpu_agent.agent.photo_prep import PhotoPreparation
 from gpu_agent.agent.report import Reporter
 from gpu_agent.agent.runner import Interrupted, JobError, JobRunner, TrainRequest, is_out_of_memory
 from gpu_agent.agent.safety import SafetyGate
@@ -111,13 +112,25 @@ class Handlers:
     # --- training ------------------------------------------------------------------------------------------
 
     def train(self, ctx: JobContext, job: TrainJob) -> Outcome:
+        began = time.monotonic()
+        downloaded = self._download_photos(ctx.workdir / "photos", job)
+        # checked, augmented and described in a thread while the trainer loads the model (photo_prep.py)
+        prep = PhotoPreparation(self.settings, job, downloaded, ctx.workdir).start()
+        try:
+            return self._train(ctx, job, prep, time.monotonic() - began)
+        except Exception:
+            # A refused set is what the member must hear, whatever else the training ran into meanwhile.
+            refused = prep.refusal()
+            if refused is not None:
+                raise refused from None
+            raise
+        finally:
+            prep.join()
+            self.metrics.phases("train", {"photos_background": prep.seconds})
+
+    def _train(self, ctx: JobContext, job: TrainJob, prep: PhotoPreparation, download_s: float) -> Outcome:
         total = job.params.steps
         ctx.total = total
-        with self.metrics.phase("train", "photos"):
-            photos, held_out = split_held_out(job, self._download_photos(ctx.workdir / "photos", job))
-            from gpu_agent.agent.fewshot import training_set
-
-            pictures, augmented = training_set(self.settings, job, photos, ctx.workdir / "augmented")
         sync = CheckpointSync(
             self.blobs, keys.checkpoint_prefix(job.user_id, job.job_id), ctx.workdir / "checkpoints"
         )
@@ -125,7 +138,11 @@ class Handlers:
         ctx.step = resumed
         if resumed:
             log.info("job %s resumes from the checkpoint at step %d", job.job_id, resumed)
-        ctx.reporter.started(step=resumed, total=total)
+        # "started" once the photos passed the checks, as before they ran beside the model load: a refused set is
+        # never reported started, and a job resumed elsewhere shows its pause until the new machine is under way
+        prep.pictures.add_done_callback(
+            lambda ready: ready.exception() is None and ctx.reporter.started(step=resumed, total=total)
+        )
         shared = ClassImageSync(self.blobs, job, ctx.workdir / "class-images")
         if job.params.prior_preservation:
             shared.download()
@@ -144,7 +161,7 @@ class Handlers:
         def attempt(low_memory: bool) -> object:
             request = TrainRequest(
                 job=job,
-                photos=pictures,
+                pictures=prep.pictures,
                 output_dir=ctx.workdir / "output",
                 checkpoint_dir=sync.local_dir,
                 checkpoint_every=self.settings.checkpoint_every_steps,
@@ -162,14 +179,18 @@ class Handlers:
             return self._interrupted(ctx, sync)
         if ctx.lease_lost:
             return Outcome("lease_lost", step=ctx.step, total=total)
-        self.metrics.phases("train", getattr(trained, "timings", {}))
+        timings = dict(getattr(trained, "timings", {}))
+        # on the critical path: the download and the trainer's wait for the prepared pictures
+        timings["photos"] = download_s + timings.get("photos", 0.0)
+        self.metrics.phases("train", timings)
         with self.metrics.phase("train", "upload"):
+            prepared = prep.result()  # the reference was made while the model trained
             if job.params.prior_preservation:
                 shared.upload_new()
             ctx.guard_upload()
             model_files = self._upload_model(job, trained, ctx.guard_upload)
             ctx.guard_upload()
-            reference = store_reference(self.blobs, job, photos, held_out)
+            reference = put_reference(self.blobs, job, prepared.reference)
         judge = None if reference is None else Judge(reference, self.settings.likeness_retries)
         scores: list[LikenessScore] = []
         verdicts: list[ImageSafety] = []
@@ -192,7 +213,7 @@ class Handlers:
             total=total,
             likeness=scores or None,
             safety=verdicts,
-            augmented=augmented,
+            augmented=prepared.augmented,
         )
 
     def _interrupted(self, ctx: JobContext, sync: CheckpointSync) -> Outcome:
@@ -240,31 +261,7 @@ class Handlers:
                 f"{missing} of your {len(job.photo_keys)} photos could not be found on the server "
                 "(they may have expired). Please run /train again with your photos.",
             )
-        if self.settings.agent_check_photos:
-            paths = self._check_photos(paths, job)
-        return paths
-
-    def _check_photos(self, paths: list[Path], job: TrainJob) -> list[Path]:
-        """The agent trusts no message: the stored crops are checked again with ``check_crops``, the step the
-        door already ran on exactly these crops with the same config, so it refuses only what the door would
-        have refused (a tampered or mixed-up message). Trains on the photos that pass."""
-        from gpu_agent.photos import FaceModelsMissing, PhotoCheckConfig, check_crops
-
-        config = PhotoCheckConfig.from_settings(self.settings)
-        try:
-            report = check_crops([(f"photo {n + 1}", p.read_bytes()) for n, p in enumerate(paths)], config)
-        except FaceModelsMissing:
-            log.warning(
-                "face models are not installed on this agent; training without re-checking the photos"
-            )
-            return paths
-        if not report.accepted:
-            # The crops are stored in the order of the ✅ lines of the member's /train report.
-            lead = (
-                "Your photos were checked again before training (numbered as the ✅ photos of your report):\n"
-            )
-            raise JobError("photos_rejected", lead + report.text(max_chars=500 - len(lead)))
-        return [paths[result.index - 1] for result in report.good]
+        return paths  # checked again by photo_prep, beside the model load
 
     def _upload_model(
         self, job: TrainJob, trained: object, guard: Callable[[], None] = lambda: None

@@ -42,11 +42,18 @@ def split_held_out(job: TrainJob, photos: list[Path]) -> tuple[list[Path], Path 
     return [p for p in photos if p != held], held
 
 
-def store_reference(
-    blobs: BlobStore, job: TrainJob, training: list[Path], held_out: Path | None
-) -> Reference | None:
-    """Describe the photos and store the reference beside the LoRA (and return it); None when no
-    face could be described (or the face models are missing on this agent): the model's renders are not scored."""
+def put_reference(blobs: BlobStore, job: TrainJob, reference: Reference | None) -> Reference | None:
+    """Store a reference made by ``describe_reference`` beside the LoRA (nothing for None); returns it."""
+    if reference is not None:
+        blobs.put(
+            keys.likeness_key(job.user_id, job.model_id), reference.to_json(), content_type="application/json"
+        )
+    return reference
+
+
+def describe_reference(job: TrainJob, training: list[Path], held_out: Path | None) -> Reference | None:
+    """The likeness reference of these photos, or None when no face could be described (or the face models are
+    missing on this agent). Stores nothing: the agent makes it while the model trains, and stores it after."""
     from gpu_agent.photos import FaceModelsMissing
     from gpu_agent.photos.likeness import build_reference, open_image
 
@@ -64,9 +71,6 @@ def store_reference(
     if reference is None:
         log.info("no face found in the photos of model %s; its renders will not be scored", job.model_id)
         return None
-    blobs.put(
-        keys.likeness_key(job.user_id, job.model_id), reference.to_json(), content_type="application/json"
-    )
     return reference
 
 

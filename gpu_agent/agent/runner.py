@@ -8,6 +8,7 @@ engine on tiny models, and with a slow runner only where the point is time passi
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,12 +47,19 @@ class JobError(Exception):
 @dataclass(frozen=True)
 class TrainRequest:
     job: TrainJob
-    photos: list[Path]
+    pictures: Future[list[Path]]
+    """The pictures to train on, still being checked by the agent when training starts (agent/photo_prep.py):
+    a runner waits for them only when it needs them; a refused set raises the check's JobError there."""
     output_dir: Path
     checkpoint_dir: Path
     checkpoint_every: int
     low_memory: bool = False
     class_image_dir: Path | None = None  # prior-preservation images shared through the blob store
+
+    @property
+    def photos(self) -> list[Path]:
+        """The pictures to train on (waits for the agent's checks; raises their JobError)."""
+        return self.pictures.result()
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ enough for SIGTERM-driven supervisors (``photogen all``, docker stop).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import logging
@@ -23,6 +24,8 @@ ENGINE_MODULES = (
     "peft",
     "gpu_agent.engine.training",
     "gpu_agent.engine.render",
+    # dlib's face models (1-2 s to load here): the first training's photo checks and likeness need them
+    "gpu_agent.photos.faces:models()",
 )
 
 log = logging.getLogger(__name__)
@@ -55,7 +58,8 @@ def require_ml_stack(modules: tuple[str, ...] = ML_MODULES) -> None:
 
 
 def preload_ml_stack(modules: tuple[str, ...] = ENGINE_MODULES) -> threading.Thread:
-    """Import the engine in a background thread once the agent is up, so the first job does not pay for it
+    """Import the engine (and load the face models) in a background thread once the agent is up, so the first
+    job does not pay for it
     while the start stays fast (the main thread is free to answer SIGTERM). A job that arrives first waits
     for it in ``wait_for_preload`` (diffusers' lazy imports are not safe from two threads at once)."""
 
@@ -64,7 +68,9 @@ def preload_ml_stack(modules: tuple[str, ...] = ENGINE_MODULES) -> threading.Thr
             module, _, attribute = name.partition(":")
             try:
                 loaded = importlib.import_module(module)
-                if attribute:
+                if attribute.endswith("()"):  # a loader to call: "module:function()"
+                    getattr(loaded, attribute[:-2])()
+                elif attribute:
                     getattr(loaded, attribute)
             except Exception:
                 log.warning("preloading %s failed; the first job will import it", name, exc_info=True)
@@ -85,4 +91,5 @@ def wait_for_preload() -> None:
     """Return once no preload is running (at once when none was started)."""
     for thread in list(_preloading):
         thread.join()
-        _preloading.remove(thread)
+        with contextlib.suppress(ValueError):  # another waiting thread removed it first
+            _preloading.remove(thread)

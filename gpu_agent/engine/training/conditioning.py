@@ -25,6 +25,14 @@ class Latents:
     def __len__(self) -> int:
         return self.mean.shape[0]
 
+    def split(self, n: int) -> tuple[Latents, Latents]:
+        """The first ``n`` images' latents and the rest's."""
+        ids = self.time_ids
+        return (
+            Latents(self.mean[:n], self.std[:n], None if ids is None else ids[:n]),
+            Latents(self.mean[n:], self.std[n:], None if ids is None else ids[n:]),
+        )
+
     def sample(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         noise = torch.randn(self.mean[index].shape, generator=generator, dtype=torch.float32)
         return self.mean[index] + self.std[index] * noise.to(self.mean.device)
@@ -57,6 +65,15 @@ def square_crop(image: Image.Image, resolution: int) -> tuple[Image.Image, tuple
     return fitted, (rgb.height, rgb.width), (top, left)
 
 
+ENCODE_BATCH_PIXELS = 1024 * 1024
+ENCODE_BATCH_MAX = 16
+
+
+def encode_batch(resolution: int) -> int:
+    """Images per VAE encoder call at ``resolution``: ENCODE_BATCH_PIXELS in all, at least 1."""
+    return max(1, min(ENCODE_BATCH_MAX, ENCODE_BATCH_PIXELS // (resolution * resolution)))
+
+
 @torch.no_grad()
 def encode_images(
     vae: Any,
@@ -66,13 +83,15 @@ def encode_images(
     *,
     sdxl: bool,
     device: torch.device,
-    batch: int = 1,
+    batch: int | None = None,
 ) -> Latents:
     """Encode ``images`` (any size and mode) into latent mean/std at ``resolution``, on ``device``.
 
-    One image at a time by default: the VAE encoder's activations at full resolution would otherwise set the
-    run's memory peak, and this runs once per run, so its speed hardly matters.
+    ``batch`` images per VAE call; by default as many as ENCODE_BATCH_PIXELS allow: one at a time at 1024 px
+    (the VAE encoder's activations at full resolution would otherwise set the run's memory peak), four at
+    512 px, up to ENCODE_BATCH_MAX at small sizes, where one call per image cost more than the encoding.
     """
+    batch = batch or encode_batch(resolution)
     means, stds, time_ids = [], [], []
     vae_dtype = vae.dtype
     vae.to(device)

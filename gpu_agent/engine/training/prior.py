@@ -8,6 +8,7 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,11 @@ def class_images(
     steps: int,
     seed: int = 0,
     folder: Path | None = None,
+    on_step_end: Callable[..., dict[str, Any]] | None = None,
 ) -> tuple[list[Image.Image], int]:
     """``count`` class images: those already in ``folder`` (default: the cache under ``cache_root``), plus newly
-    rendered ones (image i from seed + i); and how many were rendered."""
+    rendered ones (image i from seed + i); and how many were rendered. ``on_step_end`` is the pipeline's
+    step callback (the trainer's: it stops the rendering if the photos it waits for were refused)."""
     folder = folder or class_image_dir(cache_root, base_model, class_prompt, resolution, steps)
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{i:05d}.png" for i in range(count)]
@@ -55,6 +58,7 @@ def class_images(
                 width=resolution,
                 num_inference_steps=steps,
                 generator=generators,
+                callback_on_step_end=on_step_end,
             ).images
         for i, image in zip(chunk, rendered, strict=True):
             _save_png_atomically(image, paths[i])

@@ -47,6 +47,7 @@ from gpu_agent.engine.training.conditioning import (
     photo_sha256,
 )
 from gpu_agent.engine.training.config import TrainConfig
+from gpu_agent.engine.training.pending import PendingPhotos, Photos
 from gpu_agent.engine.training.prior import class_images
 from gpu_agent.engine.training.timing import PhaseClock
 
@@ -80,7 +81,7 @@ class TrainingInterrupted(Exception):
 
 def train_lora(
     config: TrainConfig,
-    photos: list[Image.Image],
+    photos: Photos,
     *,
     output_dir: str | os.PathLike[str],
     progress: Progress | None = None,
@@ -103,8 +104,12 @@ def train_lora(
     ``should_stop()`` returns True, CheckpointError for a checkpoint of another run. With ``preview``, every
     ``preview.every_steps`` steps (when ``preview.due()``) a small sample of the model so far goes to
     ``preview.deliver``; it uses its own random numbers, so the trained weights are the same with or without it.
+
+    ``photos`` may be a ``Future`` the caller is still preparing (pending.py): the base model is loaded and the
+    class images rendered meanwhile; the wait for it is timed as ``photos``, and its error, if it fails, ends
+    the run before anything is written.
     """
-    _check_photos(photos)
+    source = PendingPhotos(photos, _check_photos)
     device = pick_device(device)
     precision = _resolve_precision(config.mixed_precision, device)
     weight_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
@@ -123,17 +128,18 @@ def train_lora(
     family = model_family(pipe)
     sdxl = family == "sdxl"
     _check_resolution(pipe, config.resolution)
-    photo_hashes = [photo_sha256(p) for p in photos]
     clock.lap("model_load")
+    source.poll()
 
     with tempfile.TemporaryDirectory(prefix="photogen-class-") as scratch:
         run = _Run(config, pipe, device, weight_dtype, precision, sdxl)
         run.cache_conditioning(
-            photos,
+            source,
             Path(cache_dir) if cache_dir else Path(scratch),
             Path(class_image_dir) if class_image_dir is not None else None,
             clock,
         )
+    photo_hashes = [photo_sha256(p) for p in source.get()]
     run.add_lora()
     run.make_optimizer()
     run.speed_up()
@@ -266,7 +272,7 @@ class _Run:
 
     def cache_conditioning(
         self,
-        photos: list[Image.Image],
+        photos: PendingPhotos,
         cache_root: Path,
         folder: Path | None = None,
         clock: PhaseClock | None = None,
@@ -284,12 +290,19 @@ class _Run:
                 steps=cfg.class_image_steps,
                 seed=cfg.seed,
                 folder=folder,
+                on_step_end=photos.step_callback(),
             )
         clock.lap("class_images")
+        pictures = photos.get()  # the caller's preparation ran beside the model load and the class images
+        if photos.pending:
+            clock.lap("photos")
         encode: dict[str, Any] = {"resolution": cfg.resolution, "sdxl": self.sdxl, "device": self.device}
-        self.photos = encode_images(pipe.vae, pipe.image_processor, photos, **encode)
         if cfg.prior_preservation:
-            self.classes = encode_images(pipe.vae, pipe.image_processor, images, **encode)
+            # one pass of the VAE over both sets (batched by encode_images), split after
+            both = encode_images(pipe.vae, pipe.image_processor, [*pictures, *images], **encode)
+            self.photos, self.classes = both.split(len(pictures))
+        else:
+            self.photos = encode_images(pipe.vae, pipe.image_processor, pictures, **encode)
         if not cfg.train_text_encoder:
             with torch.no_grad():
                 self.prompts = self._embed()
@@ -301,8 +314,10 @@ class _Run:
             if self.sdxl:
                 pipe.text_encoder_2 = None
             self.text_encoders = []
-        gc.collect()
         if self.device.type == "cuda":
+            # the device's memory is what the UNet's activations need (a full collection took 0.3 s on the
+            # CPU, where the dropped modules are freed by their reference counts alone)
+            gc.collect()
             torch.cuda.empty_cache()
         clock.lap("caching")
 

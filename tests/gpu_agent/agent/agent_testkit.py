@@ -86,6 +86,38 @@ def render_job(*, count: int = 1, model_keys: list[str] | None = None, **fields:
     return RenderJob(**values)
 
 
+def door_crops(resolution: int, count: int = 5) -> list[bytes]:
+    """The crops the bot stores for the fresh five demo photos (01 and 04 frame the same portrait)."""
+    from gpu_agent.photos import PhotoCheckConfig, check_photos
+    from photogen.assets import demo_photos
+    from storage.settings import load_settings
+
+    config = PhotoCheckConfig.from_settings(load_settings(train_resolution=resolution))
+    report = check_photos(demo_photos()[:count], config)
+    assert report.accepted
+    return [p.crop_jpeg for p in report.good]
+
+
+def job_for(blobs: BlobStore, crops: list[bytes], resolution: int, **params: Any) -> TrainJob:
+    """A training of these stored crops (``params``: TrainParams fields over the defaults)."""
+    user, order = f"u{new_id()[:8]}", f"o{new_id()[:8]}"
+    photo_keys = []
+    for n, data in enumerate(crops):
+        photo_keys.append(keys.photo_key(user, order, n))
+        blobs.put(photo_keys[-1], data, content_type="image/jpeg")
+    return TrainJob(
+        job_id=f"j{new_id()[:12]}",
+        order_id=order,
+        user_id=user,
+        model_id=f"m{new_id()[:8]}",
+        photo_keys=photo_keys,
+        subject_token="sks",
+        class_word="woman",
+        base_model="tiny-sd",
+        params=TrainParams(**{"steps": 4, "resolution": resolution, "rank": 4, **params}),
+    )
+
+
 # --- events --------------------------------------------------------------------------------------------------
 
 

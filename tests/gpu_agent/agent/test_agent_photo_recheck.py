@@ -8,16 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from agent_testkit import AgentThread, EventLog
+from agent_testkit import AgentThread, EventLog, door_crops, job_for
 
-from cloud.messages import TrainJob, TrainParams, encode, new_id
+from cloud.messages import encode
 from cloud.queues import Queues
 from gpu_agent.agent import JobError, TrainRequest
-from gpu_agent.photos import PhotoCheckConfig, check_photos
-from photogen.assets import demo_photos
-from storage import keys
 from storage.blobs.base import BlobStore
-from storage.settings import Settings, load_settings
+from storage.settings import Settings
 
 StartAgent = Callable[..., AgentThread]
 
@@ -36,33 +33,6 @@ class RecordingRunner:
 
     def render(self, *args: Any, **kwargs: Any) -> Any:
         raise AssertionError("not used")
-
-
-def door_crops(resolution: int, count: int = 5) -> list[bytes]:
-    """The crops the bot stores for the fresh five demo photos (01 and 04 frame the same portrait)."""
-    config = PhotoCheckConfig.from_settings(load_settings(train_resolution=resolution))
-    report = check_photos(demo_photos()[:count], config)
-    assert report.accepted
-    return [p.crop_jpeg for p in report.good]
-
-
-def job_for(blobs: BlobStore, crops: list[bytes], resolution: int) -> TrainJob:
-    user, order = f"u{new_id()[:8]}", f"o{new_id()[:8]}"
-    photo_keys = []
-    for n, data in enumerate(crops):
-        photo_keys.append(keys.photo_key(user, order, n))
-        blobs.put(photo_keys[-1], data, content_type="image/jpeg")
-    return TrainJob(
-        job_id=f"j{new_id()[:12]}",
-        order_id=order,
-        user_id=user,
-        model_id=f"m{new_id()[:8]}",
-        photo_keys=photo_keys,
-        subject_token="sks",
-        class_word="woman",
-        base_model="tiny-sd",
-        params=TrainParams(steps=4, resolution=resolution, rank=4),
-    )
 
 
 @pytest.mark.parametrize("resolution", [512, 1024])

@@ -37,20 +37,24 @@ def png(seed: int, size: int = 64) -> bytes:
     return out.getvalue()
 
 
-def put_photos(blobs: BlobStore, user_id: str, order_id: str, count: int = 3) -> list[str]:
-    photo_keys = []
-    for n in range(count):
-        key = keys.photo_key(user_id, order_id, n)
-        blobs.put(key, png(n), content_type="image/jpeg")
-        photo_keys.append(key)
-    return photo_keys
-
-
 def train_job(blobs: BlobStore, *, steps: int = 4, renders: int = 0, with_photos: bool = True) -> TrainJob:
-    user, order = f"u{new_id()[:8]}", f"o{new_id()[:8]}"
-    photo_keys = (
-        put_photos(blobs, user, order) if with_photos else [keys.photo_key(user, order, n) for n in range(3)]
+    params = TrainParams(
+        steps=steps, resolution=64, rank=4, prior_preservation=False, train_text_encoder=False
     )
+    job = _train_job(blobs, [png(n) for n in range(3)] if with_photos else None, params, "person")
+    return job.model_copy(
+        update={"renders": [RenderSpec(prompt="a photo of {subject}", count=1)] * (1 if renders else 0)}
+    )
+
+
+def _train_job(
+    blobs: BlobStore, photos: list[bytes] | None, params: TrainParams, class_word: str
+) -> TrainJob:
+    """A TrainJob of ``photos`` stored under a new order (None: three photo keys with nothing stored)."""
+    user, order = f"u{new_id()[:8]}", f"o{new_id()[:8]}"
+    photo_keys = [keys.photo_key(user, order, n) for n in range(3 if photos is None else len(photos))]
+    for key, data in zip(photo_keys, photos or [], strict=False):
+        blobs.put(key, data, content_type="image/jpeg")
     return TrainJob(
         job_id=f"j{new_id()[:12]}",
         order_id=order,
@@ -58,12 +62,9 @@ def train_job(blobs: BlobStore, *, steps: int = 4, renders: int = 0, with_photos
         model_id=f"m{new_id()[:8]}",
         photo_keys=photo_keys,
         subject_token="sks",
-        class_word="person",
+        class_word=class_word,
         base_model="tiny-sd",
-        params=TrainParams(
-            steps=steps, resolution=64, rank=4, prior_preservation=False, train_text_encoder=False
-        ),
-        renders=[RenderSpec(prompt="a photo of {subject}", count=1)] * (1 if renders else 0),
+        params=params,
     )
 
 
@@ -100,22 +101,8 @@ def door_crops(resolution: int, count: int = 5) -> list[bytes]:
 
 def job_for(blobs: BlobStore, crops: list[bytes], resolution: int, **params: Any) -> TrainJob:
     """A training of these stored crops (``params``: TrainParams fields over the defaults)."""
-    user, order = f"u{new_id()[:8]}", f"o{new_id()[:8]}"
-    photo_keys = []
-    for n, data in enumerate(crops):
-        photo_keys.append(keys.photo_key(user, order, n))
-        blobs.put(photo_keys[-1], data, content_type="image/jpeg")
-    return TrainJob(
-        job_id=f"j{new_id()[:12]}",
-        order_id=order,
-        user_id=user,
-        model_id=f"m{new_id()[:8]}",
-        photo_keys=photo_keys,
-        subject_token="sks",
-        class_word="woman",
-        base_model="tiny-sd",
-        params=TrainParams(**{"steps": 4, "resolution": resolution, "rank": 4, **params}),
-    )
+    train = TrainParams(**{"steps": 4, "resolution": resolution, "rank": 4, **params})
+    return _train_job(blobs, crops, train, "woman")
 
 
 # --- events --------------------------------------------------------------------------------------------------
